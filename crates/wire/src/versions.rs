@@ -1,0 +1,64 @@
+//! The APIs and version ranges ferry advertises in ApiVersions. Only what is implemented is here:
+//! a client picks the highest version both sides support, so advertising an unimplemented API or
+//! version breaks real clients (see `../shared/design/DESIGN.md`).
+
+use kafka_protocol::messages::ApiKey;
+
+/// One advertised API and its inclusive version range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Supported {
+    pub api_key: ApiKey,
+    pub min: i16,
+    pub max: i16,
+}
+
+const fn api(api_key: ApiKey, min: i16, max: i16) -> Supported {
+    Supported { api_key, min, max }
+}
+
+/// Everything the broker answers. Produce starts at 3 because librdkafka falls back to the old
+/// message format below it; Fetch starts at 4 for the same reason and stops at 12 because 13+
+/// needs topic ids.
+pub const SUPPORTED: &[Supported] = &[
+    api(ApiKey::Produce, 3, 9),
+    api(ApiKey::Fetch, 4, 12),
+    api(ApiKey::ListOffsets, 1, 7),
+    api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::ApiVersions, 0, 3),
+    api(ApiKey::CreateTopics, 2, 7),
+    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::DeleteRecords, 0, 2),
+    api(ApiKey::DescribeConfigs, 1, 4),
+];
+
+/// The advertised range for `api_key`, if ferry implements it.
+pub fn supported(api_key: ApiKey) -> Option<Supported> {
+    SUPPORTED.iter().copied().find(|s| s.api_key == api_key)
+}
+
+/// Whether `version` of `api_key` is one ferry answers.
+pub fn is_supported(api_key: ApiKey, version: i16) -> bool {
+    supported(api_key).is_some_and(|s| (s.min..=s.max).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_ranges_are_within_the_codec() {
+        for s in SUPPORTED {
+            let codec = s.api_key.valid_versions();
+            assert!(s.min >= codec.min, "{:?} min below codec", s.api_key);
+            assert!(s.max <= codec.max, "{:?} max above codec", s.api_key);
+            assert!(s.min <= s.max, "{:?} empty range", s.api_key);
+        }
+    }
+
+    #[test]
+    fn produce_below_v3_is_not_answered() {
+        assert!(!is_supported(ApiKey::Produce, 2));
+        assert!(is_supported(ApiKey::Produce, 3));
+        assert!(!is_supported(ApiKey::Fetch, 13));
+    }
+}
