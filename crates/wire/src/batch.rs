@@ -61,7 +61,10 @@ impl<'a> BatchView<'a> {
     /// present and that the magic is 2. The CRC is checked separately by [`BatchView::verify_crc`].
     pub fn parse(bytes: &'a [u8]) -> Result<BatchView<'a>, BatchError> {
         if bytes.len() < HEADER_BYTES {
-            return Err(BatchError::Truncated { available: bytes.len(), needed: HEADER_BYTES });
+            return Err(BatchError::Truncated {
+                available: bytes.len(),
+                needed: HEADER_BYTES,
+            });
         }
         let view = BatchView { bytes };
         let magic = view.magic();
@@ -74,9 +77,14 @@ impl<'a> BatchView<'a> {
         }
         let total = view.total_bytes();
         if bytes.len() < total {
-            return Err(BatchError::Truncated { available: bytes.len(), needed: total });
+            return Err(BatchError::Truncated {
+                available: bytes.len(),
+                needed: total,
+            });
         }
-        Ok(BatchView { bytes: &bytes[..total] })
+        Ok(BatchView {
+            bytes: &bytes[..total],
+        })
     }
 
     /// Checks the structure beyond the header: CRC, codec and record count.
@@ -87,7 +95,10 @@ impl<'a> BatchView<'a> {
         let delta = self.last_offset_delta();
         // A compacted batch may hold fewer records than its offset span, never more.
         if count < 0 || delta < 0 || (count > 0 && count > delta + 1) {
-            return Err(BatchError::Count { count, last_offset_delta: delta });
+            return Err(BatchError::Count {
+                count,
+                last_offset_delta: delta,
+            });
         }
         Ok(())
     }
@@ -192,7 +203,11 @@ pub struct Batches<'a> {
 
 impl<'a> Batches<'a> {
     pub fn new(bytes: &'a [u8]) -> Batches<'a> {
-        Batches { rest: bytes, position: 0, failed: false }
+        Batches {
+            rest: bytes,
+            position: 0,
+            failed: false,
+        }
     }
     /// Byte position in the original buffer of the next batch.
     pub fn position(&self) -> usize {
@@ -225,7 +240,10 @@ impl<'a> Iterator for Batches<'a> {
 
 /// Rewrites the fields the broker owns in a batch it is about to store.
 pub fn assign_base_offset(batch: &mut [u8], base_offset: i64, partition_leader_epoch: i32) {
-    assert!(batch.len() >= HEADER_BYTES, "assign_base_offset on a truncated batch");
+    assert!(
+        batch.len() >= HEADER_BYTES,
+        "assign_base_offset on a truncated batch"
+    );
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
     batch[12..16].copy_from_slice(&partition_leader_epoch.to_be_bytes());
 }
@@ -233,7 +251,10 @@ pub fn assign_base_offset(batch: &mut [u8], base_offset: i64, partition_leader_e
 /// Sets the max timestamp and the log-append-time flag (`message.timestamp.type=LogAppendTime`).
 /// Changes CRC-covered bytes, so the CRC is recomputed.
 pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
-    assert!(batch.len() >= HEADER_BYTES, "set_log_append_time on a truncated batch");
+    assert!(
+        batch.len() >= HEADER_BYTES,
+        "set_log_append_time on a truncated batch"
+    );
     let attributes = i16_at(batch, 21) | 0x08;
     batch[21..23].copy_from_slice(&attributes.to_be_bytes());
     batch[35..43].copy_from_slice(&timestamp_ms.to_be_bytes());
@@ -292,8 +313,11 @@ pub struct ProducerFields {
 }
 
 impl ProducerFields {
-    pub const NONE: ProducerFields =
-        ProducerFields { producer_id: -1, producer_epoch: -1, base_sequence: -1 };
+    pub const NONE: ProducerFields = ProducerFields {
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+    };
 }
 
 fn put_varlong(out: &mut Vec<u8>, value: i64) {
@@ -336,7 +360,11 @@ mod tests {
         build_batch(
             &[(Some(b"k1"), Some(b"v1")), (None, Some(b"value-2"))],
             1_700_000_000_000,
-            ProducerFields { producer_id: 7, producer_epoch: 1, base_sequence: 10 },
+            ProducerFields {
+                producer_id: 7,
+                producer_epoch: 1,
+                base_sequence: 10,
+            },
             0,
         )
     }
@@ -380,10 +408,19 @@ mod tests {
         let check = |bytes: &[u8], expect: BatchError| {
             assert_eq!(BatchView::parse(bytes).err(), Some(expect));
         };
-        check(&bytes[..10], BatchError::Truncated { available: 10, needed: HEADER_BYTES });
+        check(
+            &bytes[..10],
+            BatchError::Truncated {
+                available: 10,
+                needed: HEADER_BYTES,
+            },
+        );
         check(
             &bytes[..bytes.len() - 1],
-            BatchError::Truncated { available: bytes.len() - 1, needed: bytes.len() },
+            BatchError::Truncated {
+                available: bytes.len() - 1,
+                needed: bytes.len(),
+            },
         );
         let mut magic = bytes.clone();
         magic[16] = 1;

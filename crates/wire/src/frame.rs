@@ -26,7 +26,11 @@ pub enum FrameError {
     #[error("unknown API key {0}")]
     UnknownApi(i16),
     #[error("decode {api:?} v{version}: {reason}")]
-    Decode { api: ApiKey, version: i16, reason: String },
+    Decode {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
 }
 
 /// Reads api key, version and correlation id from a frame body (without the length prefix).
@@ -57,17 +61,24 @@ pub fn decode_request(mut body: Bytes) -> Result<Request, FrameError> {
     let api_key =
         ApiKey::try_from(prefix.api_key).map_err(|()| FrameError::UnknownApi(prefix.api_key))?;
     let version = prefix.api_version;
-    let decode_error =
-        |reason: String| FrameError::Decode { api: api_key, version, reason };
+    let decode_error = |reason: String| FrameError::Decode {
+        api: api_key,
+        version,
+        reason,
+    };
     let header_version = api_key.request_header_version(version);
-    let header =
-        RequestHeader::decode(&mut body, header_version).map_err(|e| decode_error(e.to_string()))?;
-    let request =
-        RequestKind::decode(api_key, &mut body, version).map_err(|e| decode_error(e.to_string()))?;
+    let header = RequestHeader::decode(&mut body, header_version)
+        .map_err(|e| decode_error(e.to_string()))?;
+    let request = RequestKind::decode(api_key, &mut body, version)
+        .map_err(|e| decode_error(e.to_string()))?;
     if body.has_remaining() {
         return Err(decode_error(format!("{} trailing bytes", body.remaining())));
     }
-    Ok(Request { api_key, header, body: request })
+    Ok(Request {
+        api_key,
+        header,
+        body: request,
+    })
 }
 
 /// Encodes a response frame, length prefix included.
@@ -77,17 +88,26 @@ pub fn encode_response(
     correlation_id: i32,
     response: &ResponseKind,
 ) -> Result<Bytes, FrameError> {
-    let encode_error = |reason: String| FrameError::Decode { api: api_key, version, reason };
+    let encode_error = |reason: String| FrameError::Decode {
+        api: api_key,
+        version,
+        reason,
+    };
     let mut frame = BytesMut::with_capacity(256);
     frame.put_i32(0);
     // ApiVersions answers with header v0 whatever the request version (KIP-511).
-    let header_version =
-        if api_key == ApiKey::ApiVersions { 0 } else { api_key.response_header_version(version) };
+    let header_version = if api_key == ApiKey::ApiVersions {
+        0
+    } else {
+        api_key.response_header_version(version)
+    };
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
         .encode(&mut frame, header_version)
         .map_err(|e| encode_error(e.to_string()))?;
-    response.encode(&mut frame, version).map_err(|e| encode_error(e.to_string()))?;
+    response
+        .encode(&mut frame, version)
+        .map_err(|e| encode_error(e.to_string()))?;
     let length = (frame.len() - LENGTH_BYTES) as i32;
     frame[0..4].copy_from_slice(&length.to_be_bytes());
     Ok(frame.freeze())
@@ -98,13 +118,19 @@ pub fn encode_request(header: &RequestHeader, request: &RequestKind) -> Result<B
     let api_key = ApiKey::try_from(header.request_api_key)
         .map_err(|()| FrameError::UnknownApi(header.request_api_key))?;
     let version = header.request_api_version;
-    let encode_error = |reason: String| FrameError::Decode { api: api_key, version, reason };
+    let encode_error = |reason: String| FrameError::Decode {
+        api: api_key,
+        version,
+        reason,
+    };
     let mut frame = BytesMut::with_capacity(256);
     frame.put_i32(0);
     header
         .encode(&mut frame, api_key.request_header_version(version))
         .map_err(|e| encode_error(e.to_string()))?;
-    request.encode(&mut frame, version).map_err(|e| encode_error(e.to_string()))?;
+    request
+        .encode(&mut frame, version)
+        .map_err(|e| encode_error(e.to_string()))?;
     let length = (frame.len() - LENGTH_BYTES) as i32;
     frame[0..4].copy_from_slice(&length.to_be_bytes());
     Ok(frame.freeze())
@@ -121,8 +147,8 @@ mod tests {
             .with_request_api_key(ApiKey::Metadata as i16)
             .with_request_api_version(9)
             .with_correlation_id(77);
-        let frame = encode_request(&header, &RequestKind::Metadata(MetadataRequest::default()))
-            .unwrap();
+        let frame =
+            encode_request(&header, &RequestKind::Metadata(MetadataRequest::default())).unwrap();
         let body = frame.slice(LENGTH_BYTES..);
         let request = decode_request(body).unwrap();
         assert_eq!(request.api_key, ApiKey::Metadata);
@@ -133,6 +159,9 @@ mod tests {
     fn short_and_unknown_frames_are_errors() {
         assert!(matches!(header_prefix(&[0, 1]), Err(FrameError::Short(2))));
         let unknown = Bytes::from_static(&[0x7f, 0x7f, 0, 0, 0, 0, 0, 1, 0xff, 0xff]);
-        assert!(matches!(decode_request(unknown), Err(FrameError::UnknownApi(0x7f7f))));
+        assert!(matches!(
+            decode_request(unknown),
+            Err(FrameError::UnknownApi(0x7f7f))
+        ));
     }
 }

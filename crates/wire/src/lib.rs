@@ -9,5 +9,5 @@ pub mod batch;
 pub mod frame;
 pub mod versions;
 
-pub use kafka_protocol;
 pub use frame::{decode_request, encode_response, header_prefix, HeaderPrefix, Request};
+pub use kafka_protocol;

@@ -1,0 +1,48 @@
+//! Broker settings, with Kafka's names where Kafka has one (`num.partitions`,
+//! `auto.create.topics.enable`, `message.max.bytes`, `log.segment.bytes`, ...). Parsing from files,
+//! environment and flags belongs to the binary; this is the typed result.
+
+use std::path::PathBuf;
+
+use storage::LogConfig;
+
+/// Kafka's default `message.max.bytes`: the largest record batch a producer may send (1 MiB plus
+/// the batch overhead Kafka counts in).
+pub const MESSAGE_MAX_BYTES_DEFAULT: usize = 1_048_588;
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id`: the id this broker reports in Metadata.
+    pub node_id: i32,
+    /// Host and port clients are told to connect to (`advertised.listeners`).
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// `log.dirs`: where partitions and metadata live.
+    pub data_dir: PathBuf,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `num.partitions`: partitions of auto-created topics and CreateTopics with -1.
+    pub num_partitions: i32,
+    /// `message.max.bytes`: largest accepted record batch.
+    pub message_max_bytes: usize,
+    /// Segment and retention defaults for topics without overrides.
+    pub log: LogConfig,
+    /// `log.retention.check.interval.ms`.
+    pub retention_check_interval_ms: i64,
+}
+
+impl BrokerConfig {
+    pub fn new(data_dir: PathBuf) -> BrokerConfig {
+        BrokerConfig {
+            node_id: 1,
+            advertised_host: "127.0.0.1".to_string(),
+            advertised_port: 9092,
+            data_dir,
+            auto_create_topics: true,
+            num_partitions: 1,
+            message_max_bytes: MESSAGE_MAX_BYTES_DEFAULT,
+            log: LogConfig::default(),
+            retention_check_interval_ms: 300_000,
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! CreateTopics: one replica only (replication factor -1 or 1), partition count -1 means
+//! `num.partitions`, topic configs limited to the ones ferry enforces (`topics::TOPIC_CONFIG_NAMES`).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, ResponseKind};
+
+use super::{code, str_bytes};
+use crate::topics::{validate_topic_config, validate_topic_name, PARTITIONS_PER_TOPIC_MAX};
+use crate::{Broker, BrokerError};
+
+/// Kafka's DescribeConfigs/CreateTopics config source for a value set on the topic.
+pub(crate) const SOURCE_TOPIC: i8 = 1;
+/// ... and for a broker default.
+pub(crate) const SOURCE_DEFAULT: i8 = 5;
+
+pub fn handle(
+    broker: &mut Broker,
+    now_ms: i64,
+    request: &CreateTopicsRequest,
+    version: i16,
+) -> Result<ResponseKind, BrokerError> {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let name = topic.name.0.to_string();
+        let result = CreatableTopicResult::default().with_name(topic.name.clone());
+        let result = match check(broker, &name, topic) {
+            Err((error, message)) => result
+                .with_error_code(code(error))
+                .with_error_message(Some(str_bytes(message)))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1),
+            Ok((partitions, configs)) => {
+                let id = if request.validate_only {
+                    uuid::Uuid::nil()
+                } else {
+                    let defaults = broker.config.log.clone();
+                    broker
+                        .topics
+                        .create(&name, partitions, configs.clone(), &defaults, now_ms)?
+                        .meta
+                        .id
+                };
+                let result =
+                    result.with_topic_id(if version >= 7 { id } else { uuid::Uuid::nil() });
+                if version >= 5 {
+                    result
+                        .with_num_partitions(partitions)
+                        .with_replication_factor(1)
+                        .with_configs(Some(describe(&configs)))
+                } else {
+                    result
+                }
+            }
+        };
+        results.push(result);
+    }
+    Ok(ResponseKind::CreateTopics(
+        CreateTopicsResponse::default().with_topics(results),
+    ))
+}
+
+type Checked = (i32, BTreeMap<String, String>);
+
+fn check(
+    broker: &Broker,
+    name: &str,
+    topic: &CreatableTopic,
+) -> Result<Checked, (ResponseError, String)> {
+    validate_topic_name(name).map_err(|m| (ResponseError::InvalidTopicException, m))?;
+    if broker.topics.get(name).is_some() {
+        return Err((
+            ResponseError::TopicAlreadyExists,
+            format!("topic {name} already exists"),
+        ));
+    }
+    if !topic.assignments.is_empty() {
+        return Err((
+            ResponseError::InvalidReplicaAssignment,
+            "manual assignment is not supported".into(),
+        ));
+    }
+    let partitions = if topic.num_partitions == -1 {
+        broker.config.num_partitions
+    } else {
+        topic.num_partitions
+    };
+    if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
+        return Err((
+            ResponseError::InvalidPartitions,
+            format!("partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}"),
+        ));
+    }
+    if !matches!(topic.replication_factor, -1 | 1) {
+        return Err((
+            ResponseError::InvalidReplicationFactor,
+            "ferry is a single node: replication factor must be 1".into(),
+        ));
+    }
+    let mut configs = BTreeMap::new();
+    for config in &topic.configs {
+        let value = config.value.as_ref().map(|v| v.to_string());
+        validate_topic_config(&config.name, value.as_deref())
+            .map_err(|m| (ResponseError::InvalidConfig, m))?;
+        if let Some(value) = value {
+            configs.insert(config.name.to_string(), value);
+        }
+    }
+    Ok((partitions, configs))
+}
+
+fn describe(configs: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
+    configs
+        .iter()
+        .map(|(name, value)| {
+            CreatableTopicConfigs::default()
+                .with_name(str_bytes(name.clone()))
+                .with_value(Some(str_bytes(value.clone())))
+                .with_config_source(SOURCE_TOPIC)
+        })
+        .collect()
+}

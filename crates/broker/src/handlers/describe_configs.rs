@@ -1,0 +1,100 @@
+//! DescribeConfigs for topics (the effective value of each setting ferry enforces, and whether it
+//! is a topic override or a broker default) and for the broker (its main settings, read-only).
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, ResponseKind};
+
+use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
+use super::{code, str_bytes};
+use crate::topics::TOPIC_CONFIG_NAMES;
+use crate::Broker;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+/// Config source of a static broker setting.
+const SOURCE_STATIC_BROKER: i8 = 4;
+
+pub fn handle(broker: &Broker, request: &DescribeConfigsRequest) -> ResponseKind {
+    let results = request
+        .resources
+        .iter()
+        .map(|resource| {
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let entries = match resource.resource_type {
+                RESOURCE_TOPIC => topic_entries(broker, &resource.resource_name),
+                RESOURCE_BROKER => Ok(broker_entries(broker)),
+                _ => Err(ResponseError::InvalidRequest),
+            };
+            let wanted = resource.configuration_keys.as_ref();
+            match entries {
+                Ok(entries) => result.with_configs(
+                    entries
+                        .into_iter()
+                        .filter(|e| wanted.is_none_or(|keys| keys.iter().any(|k| *k == e.name)))
+                        .collect(),
+                ),
+                Err(error) => result
+                    .with_error_code(code(error))
+                    .with_error_message(Some(str_bytes(error.to_string()))),
+            }
+        })
+        .collect();
+    ResponseKind::DescribeConfigs(DescribeConfigsResponse::default().with_results(results))
+}
+
+fn entry(name: &str, value: String, source: i8, read_only: bool) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value)))
+        .with_config_source(source)
+        .with_read_only(read_only)
+}
+
+fn topic_entries(
+    broker: &Broker,
+    name: &str,
+) -> Result<Vec<DescribeConfigsResourceResult>, ResponseError> {
+    let topic = broker
+        .topics
+        .get(name)
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let log = &broker.config.log;
+    let defaults = |config: &str| match config {
+        "cleanup.policy" => "delete".to_string(),
+        "retention.ms" => log.retention_ms.to_string(),
+        "retention.bytes" => log.retention_bytes.to_string(),
+        "segment.bytes" => log.segment_bytes.to_string(),
+        "segment.ms" => log.segment_ms.to_string(),
+        "max.message.bytes" => broker.config.message_max_bytes.to_string(),
+        other => unreachable!("config {other} has no default"),
+    };
+    Ok(TOPIC_CONFIG_NAMES
+        .iter()
+        .map(|config| match topic.meta.configs.get(*config) {
+            Some(value) => entry(config, value.clone(), SOURCE_TOPIC, false),
+            None => entry(config, defaults(config), SOURCE_DEFAULT, false),
+        })
+        .collect())
+}
+
+fn broker_entries(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
+    let config = &broker.config;
+    [
+        ("node.id", config.node_id.to_string()),
+        ("num.partitions", config.num_partitions.to_string()),
+        (
+            "auto.create.topics.enable",
+            config.auto_create_topics.to_string(),
+        ),
+        ("message.max.bytes", config.message_max_bytes.to_string()),
+        ("log.dirs", config.data_dir.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| entry(name, value, SOURCE_STATIC_BROKER, true))
+    .collect()
+}

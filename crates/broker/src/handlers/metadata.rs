@@ -1,0 +1,124 @@
+//! Metadata: this broker as the only node and leader of every partition, and topic
+//! auto-creation (`auto.create.topics.enable`, and the request's own flag from v4).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, ResponseKind};
+
+use super::{code, str_bytes, topic_name};
+use crate::topics::{validate_topic_name, Topic};
+use crate::{Broker, BrokerError};
+
+pub fn handle(
+    broker: &mut Broker,
+    now_ms: i64,
+    request: &MetadataRequest,
+    version: i16,
+) -> Result<ResponseKind, BrokerError> {
+    let node = BrokerId(broker.config.node_id);
+    let mut topics = Vec::new();
+    match &request.topics {
+        // A null list asks for every topic; v0 used an empty list for the same.
+        None => topics.extend(all_topics(broker, node, version)),
+        Some(requested) if requested.is_empty() && version == 0 => {
+            topics.extend(all_topics(broker, node, version))
+        }
+        Some(requested) => {
+            let allow_create = version < 4 || request.allow_auto_topic_creation;
+            for entry in requested {
+                let Some(name) = entry.name.as_ref().map(|n| n.0.to_string()) else {
+                    topics.push(by_id(broker, node, entry.topic_id, version));
+                    continue;
+                };
+                topics.push(by_name(broker, now_ms, node, &name, allow_create, version)?);
+            }
+        }
+    }
+    let config = &broker.config;
+    let response = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(node)
+            .with_host(str_bytes(config.advertised_host.clone()))
+            .with_port(config.advertised_port)])
+        .with_cluster_id(Some(str_bytes(broker.topics.cluster_id())))
+        .with_controller_id(node)
+        .with_topics(topics);
+    Ok(ResponseKind::Metadata(response))
+}
+
+fn all_topics(broker: &Broker, node: BrokerId, version: i16) -> Vec<MetadataResponseTopic> {
+    broker
+        .topics
+        .iter()
+        .map(|(name, topic)| describe(name, topic, node, version))
+        .collect()
+}
+
+fn by_id(broker: &Broker, node: BrokerId, id: uuid::Uuid, version: i16) -> MetadataResponseTopic {
+    match broker.topics.name_by_id(id) {
+        Some(name) => {
+            let topic = broker.topics.get(name).expect("name from registry");
+            describe(name, topic, node, version)
+        }
+        None => MetadataResponseTopic::default()
+            .with_name(None)
+            .with_topic_id(id)
+            .with_error_code(code(ResponseError::UnknownTopicId)),
+    }
+}
+
+fn by_name(
+    broker: &mut Broker,
+    now_ms: i64,
+    node: BrokerId,
+    name: &str,
+    allow_create: bool,
+    version: i16,
+) -> Result<MetadataResponseTopic, BrokerError> {
+    if let Some(topic) = broker.topics.get(name) {
+        return Ok(describe(name, topic, node, version));
+    }
+    let failed = |error: ResponseError| {
+        MetadataResponseTopic::default()
+            .with_name(Some(topic_name(name)))
+            .with_error_code(code(error))
+    };
+    if validate_topic_name(name).is_err() {
+        return Ok(failed(ResponseError::InvalidTopicException));
+    }
+    if !(allow_create && broker.config.auto_create_topics) {
+        return Ok(failed(ResponseError::UnknownTopicOrPartition));
+    }
+    let partitions = broker.config.num_partitions;
+    let defaults = broker.config.log.clone();
+    let topic = broker
+        .topics
+        .create(name, partitions, BTreeMap::new(), &defaults, now_ms)?;
+    Ok(describe(name, topic, node, version))
+}
+
+/// Fields a version does not carry must keep their defaults, or the codec refuses to encode.
+fn describe(name: &str, topic: &Topic, node: BrokerId, version: i16) -> MetadataResponseTopic {
+    let partitions = (0..topic.meta.partitions)
+        .map(|index| {
+            MetadataResponsePartition::default()
+                .with_partition_index(index)
+                .with_leader_id(node)
+                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(name)))
+        .with_topic_id(if version >= 10 {
+            topic.meta.id
+        } else {
+            uuid::Uuid::nil()
+        })
+        .with_partitions(partitions)
+}

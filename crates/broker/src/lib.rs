@@ -1,0 +1,216 @@
+//! ferry's broker logic: topics, partitions and one handler per Kafka API.
+//!
+//! Nothing here opens a socket, reads a clock or spawns a task: the `server` crate decodes
+//! requests, passes them in with the current time, and carries out the returned [`Outcome`]
+//! (send now, send after the group-commit fsync, send nothing). Disk access goes through the
+//! `storage` crate's `Disk` trait, so tests can run the whole broker on a simulated disk.
+
+pub mod config;
+mod durable;
+mod handlers;
+pub mod partition;
+pub mod topics;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kafka_protocol::messages::{FetchRequest, RequestKind, ResponseKind};
+use storage::{Disk, LogError, SyncWork};
+use thiserror::Error;
+use wire::Request;
+
+pub use config::BrokerConfig;
+pub use handlers::api_versions::response as api_versions_response;
+pub use handlers::fetch::FetchOutcome;
+use topics::Topics;
+
+/// Errors that stop the broker: a failed write or fsync, corruption in synced data, unreadable
+/// metadata. Restarting is the repair; recovery re-derives the truth from disk.
+#[derive(Debug, Error)]
+pub enum BrokerError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("partition {topic}-{partition}: {source}")]
+    Log {
+        topic: String,
+        partition: i32,
+        source: LogError,
+    },
+    #[error("metadata: {0}")]
+    Meta(String),
+}
+
+impl BrokerError {
+    pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> BrokerError {
+        BrokerError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What the server must do with a handled request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send this response now.
+    Respond(ResponseKind),
+    /// Send this response once everything appended up to `ticket` is fsynced (`acks=all`).
+    AfterSync { ticket: u64, response: ResponseKind },
+    /// Send nothing (`acks=0`).
+    NoResponse,
+    /// Close the connection; used for `acks=0` produce errors, which have no other way to reach
+    /// the client (Kafka does the same).
+    Close(String),
+}
+
+/// A partition with writes the group commit has not fsynced yet.
+pub type TopicPartition = (String, i32);
+
+pub struct Broker {
+    config: BrokerConfig,
+    topics: Topics,
+    /// Incremented on every append; the group commit fsyncs up to a ticket.
+    append_ticket: u64,
+    /// Partitions appended to since their last fsync.
+    dirty: BTreeSet<TopicPartition>,
+    retention_checked_ms: i64,
+}
+
+impl Broker {
+    /// Opens the data directory, recovering every partition.
+    pub fn open(
+        config: BrokerConfig,
+        disk: Arc<dyn Disk>,
+        now_ms: i64,
+    ) -> Result<Broker, BrokerError> {
+        let topics = Topics::open(disk, &config.data_dir, &config.log, now_ms)?;
+        Ok(Broker {
+            config,
+            topics,
+            append_ticket: 0,
+            dirty: BTreeSet::new(),
+            retention_checked_ms: now_ms,
+        })
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// The ticket of the newest append; the group commit covers all appends up to it.
+    pub fn append_ticket(&self) -> u64 {
+        self.append_ticket
+    }
+
+    /// Handles every request except Fetch, which may wait (see [`Broker::fetch`]).
+    pub fn handle(&mut self, now_ms: i64, request: Request) -> Result<Outcome, BrokerError> {
+        let version = request.header.request_api_version;
+        let response = match request.body {
+            RequestKind::ApiVersions(r) => handlers::api_versions::handle(&r, version),
+            RequestKind::Metadata(r) => handlers::metadata::handle(self, now_ms, &r, version)?,
+            RequestKind::Produce(r) => return handlers::produce::handle(self, now_ms, r, version),
+            RequestKind::ListOffsets(r) => handlers::list_offsets::handle(self, &r, version)?,
+            RequestKind::CreateTopics(r) => {
+                handlers::create_topics::handle(self, now_ms, &r, version)?
+            }
+            RequestKind::DeleteTopics(r) => handlers::delete_topics::handle(self, &r, version)?,
+            RequestKind::DescribeConfigs(r) => handlers::describe_configs::handle(self, &r),
+            RequestKind::DeleteRecords(r) => handlers::delete_records::handle(self, &r)?,
+            RequestKind::Fetch(_) => panic!("Fetch goes through Broker::fetch"),
+            other => panic!("server dispatched an unadvertised API: {other:?}"),
+        };
+        Ok(Outcome::Respond(response))
+    }
+
+    /// Answers a Fetch, or says to wait for more data (`min_bytes` not reached and the wait not
+    /// over). `wait_over` is true once `max_wait_ms` has passed since the request arrived.
+    pub fn fetch(
+        &mut self,
+        request: &FetchRequest,
+        version: i16,
+        wait_over: bool,
+    ) -> Result<FetchOutcome, BrokerError> {
+        handlers::fetch::handle(self, request, version, wait_over)
+    }
+
+    /// Takes the fsync work for everything appended so far: the server runs it outside the lock,
+    /// then calls [`Broker::mark_synced`] with the returned ticket and offsets.
+    pub fn take_sync_work(&mut self) -> (u64, Vec<(TopicPartition, SyncWork)>) {
+        let mut work = Vec::new();
+        for (topic, index) in std::mem::take(&mut self.dirty) {
+            let Some(partition) = self.topics.partition_mut(&topic, index) else {
+                continue;
+            };
+            if let Some(sync) = partition.log_mut().take_sync_work() {
+                work.push(((topic, index), sync));
+            }
+        }
+        (self.append_ticket, work)
+    }
+
+    pub fn mark_synced(&mut self, synced: Vec<(TopicPartition, i64)>) {
+        for ((topic, index), offset) in synced {
+            if let Some(partition) = self.topics.partition_mut(&topic, index) {
+                partition.log_mut().mark_synced(offset);
+            }
+        }
+    }
+
+    /// Deletes segments past retention, at most once per `log.retention.check.interval.ms`.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<(), BrokerError> {
+        if now_ms - self.retention_checked_ms < self.config.retention_check_interval_ms {
+            return Ok(());
+        }
+        self.retention_checked_ms = now_ms;
+        for (name, topic) in self.topics.iter_mut() {
+            for (index, partition) in topic.partitions.iter_mut().enumerate() {
+                let deleted = partition
+                    .log_mut()
+                    .enforce_retention(now_ms)
+                    .map_err(|source| BrokerError::Log {
+                        topic: name.clone(),
+                        partition: index as i32,
+                        source,
+                    })?;
+                if deleted > 0 {
+                    tracing::info!(topic = %name, partition = index, deleted, "retention deleted segments");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every partition log cleanly (indexes written, everything fsynced, recovery points
+    /// at the log end), leaving the broker without partitions. Called once, at shutdown.
+    pub fn close(&mut self) -> Result<(), BrokerError> {
+        for (name, topic) in self.topics.iter_mut() {
+            for (index, partition) in std::mem::take(&mut topic.partitions)
+                .into_iter()
+                .enumerate()
+            {
+                partition.close().map_err(|source| BrokerError::Log {
+                    topic: name.clone(),
+                    partition: index as i32,
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn note_append(&mut self, topic: &str, partition: i32) -> u64 {
+        self.append_ticket += 1;
+        self.dirty.insert((topic.to_string(), partition));
+        self.append_ticket
+    }
+}

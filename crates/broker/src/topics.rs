@@ -1,0 +1,336 @@
+//! The topic registry: names, ids, partition counts and per-topic config overrides, persisted in
+//! `meta.json` in the data directory (format in `docs/storage-format.md`), plus the partition logs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use storage::{Disk, LogConfig, PartitionLog};
+use uuid::Uuid;
+
+use crate::partition::Partition;
+use crate::BrokerError;
+
+/// Kafka's limit on topic name length.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Upper bound on partitions per topic, so one request cannot make the broker open millions of
+/// files.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+const META_FILE: &str = "meta.json";
+const META_VERSION: u32 = 1;
+
+/// Topic-level settings ferry understands, by their Kafka names.
+pub const TOPIC_CONFIG_NAMES: &[&str] = &[
+    "cleanup.policy",
+    "retention.ms",
+    "retention.bytes",
+    "segment.bytes",
+    "segment.ms",
+    "max.message.bytes",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicMeta {
+    pub id: Uuid,
+    pub partitions: i32,
+    /// Overrides of the broker defaults, by Kafka config name.
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MetaFile {
+    version: u32,
+    cluster_id: String,
+    topics: BTreeMap<String, TopicMeta>,
+}
+
+pub struct Topic {
+    pub meta: TopicMeta,
+    pub partitions: Vec<Partition>,
+}
+
+pub struct Topics {
+    disk: Arc<dyn Disk>,
+    data_dir: PathBuf,
+    cluster_id: String,
+    topics: BTreeMap<String, Topic>,
+}
+
+/// Why a topic name is refused (Kafka's INVALID_TOPIC_EXCEPTION).
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name {name:?} is not allowed"));
+    }
+    if name.len() > TOPIC_NAME_BYTES_MAX {
+        return Err(format!(
+            "topic name is longer than {TOPIC_NAME_BYTES_MAX} bytes"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
+    {
+        return Err(format!(
+            "topic name contains {c:?}; allowed are ASCII letters, digits, '.', '_', '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// The log config of a topic: broker defaults with the topic's overrides applied.
+pub fn effective_log_config(
+    defaults: &LogConfig,
+    overrides: &BTreeMap<String, String>,
+) -> LogConfig {
+    let mut config = defaults.clone();
+    for (name, value) in overrides {
+        let Ok(number) = value.parse::<i64>() else {
+            continue;
+        };
+        match name.as_str() {
+            "retention.ms" => config.retention_ms = number,
+            "retention.bytes" => config.retention_bytes = number,
+            "segment.bytes" if number > 0 => config.segment_bytes = number as u64,
+            "segment.ms" if number > 0 => config.segment_ms = number,
+            _ => {}
+        }
+    }
+    config
+}
+
+/// Checks a topic config override; the error text goes back to the client with INVALID_CONFIG.
+pub fn validate_topic_config(name: &str, value: Option<&str>) -> Result<(), String> {
+    if !TOPIC_CONFIG_NAMES.contains(&name) {
+        return Err(format!("unknown or unsupported topic config {name}"));
+    }
+    let Some(value) = value else { return Ok(()) };
+    match name {
+        "cleanup.policy" if value == "delete" => Ok(()),
+        "cleanup.policy" => Err(format!(
+            "cleanup.policy={value} is not supported (only delete)"
+        )),
+        _ => match value.parse::<i64>() {
+            Ok(n) if n >= -1 => Ok(()),
+            _ => Err(format!("{name}={value} is not a valid number")),
+        },
+    }
+}
+
+impl Topics {
+    /// Loads `meta.json` and opens (recovers) every partition log.
+    pub fn open(
+        disk: Arc<dyn Disk>,
+        data_dir: &Path,
+        defaults: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Topics, BrokerError> {
+        disk.create_dir_all(data_dir)
+            .map_err(|source| BrokerError::io("create data dir", data_dir, source))?;
+        let meta_path = data_dir.join(META_FILE);
+        let meta = match read_file(&*disk, &meta_path)? {
+            Some(bytes) => serde_json::from_slice::<MetaFile>(&bytes).map_err(|error| {
+                BrokerError::Meta(format!("parse {}: {error}", meta_path.display()))
+            })?,
+            None => MetaFile {
+                version: META_VERSION,
+                cluster_id: Uuid::new_v4().simple().to_string(),
+                topics: BTreeMap::new(),
+            },
+        };
+        if meta.version != META_VERSION {
+            return Err(BrokerError::Meta(format!(
+                "{} has version {}, this ferry reads {META_VERSION}",
+                meta_path.display(),
+                meta.version
+            )));
+        }
+        let mut topics = Topics {
+            disk,
+            data_dir: data_dir.to_path_buf(),
+            cluster_id: meta.cluster_id,
+            topics: BTreeMap::new(),
+        };
+        for (name, topic_meta) in meta.topics {
+            let topic = topics.open_topic(&name, topic_meta, defaults, now_ms)?;
+            topics.topics.insert(name, topic);
+        }
+        topics.persist()?;
+        Ok(topics)
+    }
+
+    fn open_topic(
+        &self,
+        name: &str,
+        meta: TopicMeta,
+        defaults: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Topic, BrokerError> {
+        let config = effective_log_config(defaults, &meta.configs);
+        let mut partitions = Vec::with_capacity(meta.partitions as usize);
+        for index in 0..meta.partitions {
+            let dir = self.partition_dir(name, index);
+            let log = PartitionLog::open(self.disk.clone(), &dir, config.clone(), now_ms).map_err(
+                |source| BrokerError::Log {
+                    topic: name.to_string(),
+                    partition: index,
+                    source,
+                },
+            )?;
+            partitions.push(Partition::new(log));
+        }
+        Ok(Topic { meta, partitions })
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Topic> {
+        self.topics.get(name)
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Topic> {
+        self.topics.get_mut(name)
+    }
+
+    pub fn partition_mut(&mut self, name: &str, index: i32) -> Option<&mut Partition> {
+        let topic = self.topics.get_mut(name)?;
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| topic.partitions.get_mut(i))
+    }
+
+    pub fn partition(&self, name: &str, index: i32) -> Option<&Partition> {
+        let topic = self.topics.get(name)?;
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| topic.partitions.get(i))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Topic)> {
+        self.topics.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut Topic)> {
+        self.topics.iter_mut()
+    }
+
+    pub fn name_by_id(&self, id: Uuid) -> Option<&str> {
+        self.topics
+            .iter()
+            .find(|(_, t)| t.meta.id == id)
+            .map(|(n, _)| n.as_str())
+    }
+
+    /// Creates a topic's partition logs and records it in `meta.json` (durably) before returning.
+    pub fn create(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        defaults: &LogConfig,
+        now_ms: i64,
+    ) -> Result<&Topic, BrokerError> {
+        assert!(
+            !self.topics.contains_key(name),
+            "create of existing topic {name}"
+        );
+        assert!(
+            (1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions),
+            "partition count checked by caller"
+        );
+        let meta = TopicMeta {
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+        };
+        let topic = self.open_topic(name, meta, defaults, now_ms)?;
+        self.topics.insert(name.to_string(), topic);
+        self.persist()?;
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(&self.topics[name])
+    }
+
+    /// Forgets a topic durably, then removes its partition directories.
+    pub fn delete(&mut self, name: &str) -> Result<(), BrokerError> {
+        let topic = self
+            .topics
+            .remove(name)
+            .expect("delete of a topic that exists");
+        self.persist()?;
+        for (index, partition) in topic.partitions.into_iter().enumerate() {
+            partition.delete().map_err(|source| BrokerError::Log {
+                topic: name.to_string(),
+                partition: index as i32,
+                source,
+            })?;
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    fn partition_dir(&self, name: &str, index: i32) -> PathBuf {
+        self.data_dir.join(format!("{name}-{index}"))
+    }
+
+    /// Writes `meta.json` atomically: temp file, fsync, rename, directory fsync.
+    fn persist(&self) -> Result<(), BrokerError> {
+        let meta = MetaFile {
+            version: META_VERSION,
+            cluster_id: self.cluster_id.clone(),
+            topics: self
+                .topics
+                .iter()
+                .map(|(n, t)| (n.clone(), t.meta.clone()))
+                .collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&meta).expect("meta serializes");
+        crate::durable::write_file_atomic(&*self.disk, &self.data_dir, META_FILE, &bytes)
+            .map_err(|source| BrokerError::io("write meta.json", &self.data_dir, source))
+    }
+}
+
+fn read_file(disk: &dyn Disk, path: &Path) -> Result<Option<Vec<u8>>, BrokerError> {
+    crate::durable::read_file(disk, path).map_err(|source| BrokerError::io("read", path, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        let check =
+            |name: &str, ok: bool| assert_eq!(validate_topic_name(name).is_ok(), ok, "{name}");
+        check("orders", true);
+        check("a.b_c-D9", true);
+        check("", false);
+        check(".", false);
+        check("..", false);
+        check("with space", false);
+        check("slash/", false);
+        check(&"x".repeat(249), true);
+        check(&"x".repeat(250), false);
+    }
+
+    #[test]
+    fn topic_configs() {
+        let check = |name: &str, value: &str, ok: bool| {
+            assert_eq!(
+                validate_topic_config(name, Some(value)).is_ok(),
+                ok,
+                "{name}={value}"
+            )
+        };
+        check("retention.ms", "1000", true);
+        check("retention.ms", "-1", true);
+        check("retention.ms", "soon", false);
+        check("cleanup.policy", "delete", true);
+        check("cleanup.policy", "compact", false);
+        check("no.such.config", "1", false);
+    }
+}

@@ -1,0 +1,4 @@
+//! Broker-level tests without sockets: requests go straight into `Broker::handle`, on a real
+//! directory, and every response must encode at the version it was asked for.
+
+mod versions;

@@ -1,0 +1,96 @@
+//! `ferry serve`: resolve settings, open (recover) the data directory, bind, serve until SIGINT or
+//! SIGTERM, then shut down gracefully.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::settings::Settings;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where partitions and metadata live (Kafka: log.dirs).
+    #[arg(long, env = "FERRY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:9092; port 0 picks a free port).
+    #[arg(long, env = "FERRY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// host:port that clients are told to connect to (Kafka: advertised.listeners); defaults to
+    /// the listen address.
+    #[arg(long, env = "FERRY_ADVERTISED_LISTENER")]
+    advertised_listener: Option<String>,
+    /// A TOML file of settings by their Kafka names, e.g. `"num.partitions" = 4`.
+    #[arg(long, env = "FERRY_CONFIG")]
+    config: Option<PathBuf>,
+    /// A setting by its Kafka name, overriding file and environment: --set num.partitions=4.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let mut settings = Settings::default();
+    if let Some(path) = &args.config {
+        settings.apply_file(path)?;
+    }
+    settings.apply_env(std::env::vars())?;
+    for pair in &args.set {
+        let (name, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--set {pair}: expected NAME=VALUE"))?;
+        settings.apply(name.trim(), value.trim())?;
+    }
+    if let Some(dir) = args.data_dir {
+        settings.data_dir = dir;
+    }
+    if let Some(listen) = args.listen {
+        settings.listen = listen;
+    }
+    if let Some(advertised) = args.advertised_listener {
+        settings.advertised = Some(advertised);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ferry")
+        .build()
+        .context("start tokio runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> Result<()> {
+    let disk: Arc<dyn storage::Disk> = Arc::new(storage::FsDisk);
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listen on {}", settings.listen))?;
+    let local = listener.local_addr().context("read listen address")?;
+    let mut config = settings.broker_config();
+    let (host, port) = settings.advertised_host_port(local)?;
+    config.advertised_host = host;
+    config.advertised_port = port;
+    let broker = broker::Broker::open(config, disk, server::now_ms())
+        .with_context(|| format!("open data directory {}", settings.data_dir.display()))?;
+    let server = server::Server::from_listener(listener, broker, settings.limits.clone());
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    println!("ferry: listening on {local}");
+    tracing::info!(%local, data_dir = %settings.data_dir.display(), "serving");
+    server.run(stop_signal()).await?;
+    Ok(())
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the broker");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

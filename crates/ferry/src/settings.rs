@@ -1,0 +1,201 @@
+//! `ferry serve` settings by their Kafka names, resolved in this order (later wins): defaults, the
+//! TOML file (`--config`), `FERRY_*` environment variables (`FERRY_NUM_PARTITIONS=4` is
+//! `num.partitions=4`), `--set name=value`, then the dedicated flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use broker::BrokerConfig;
+use server::Limits;
+
+/// Environment variables that are flags, not Kafka-named settings.
+const FLAG_VARIABLES: &[&str] = &[
+    "FERRY_DATA_DIR",
+    "FERRY_LISTEN",
+    "FERRY_ADVERTISED_LISTENER",
+    "FERRY_CONFIG",
+    "FERRY_LOG",
+];
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertised: Option<String>,
+    pub broker: BrokerConfig,
+    pub limits: Limits,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            data_dir: PathBuf::from("./ferry-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised: None,
+            broker: BrokerConfig::new(PathBuf::from("./ferry-data")),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn apply_file(&mut self, path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read config {}", path.display()))?;
+        let table: toml::Table = text
+            .parse()
+            .with_context(|| format!("parse config {}", path.display()))?;
+        for (name, value) in table {
+            let value = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => bail!(
+                    "{}: setting {name} has unsupported value {other}",
+                    path.display()
+                ),
+            };
+            self.apply(&name, &value)
+                .with_context(|| format!("in {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    pub fn apply_env(&mut self, vars: impl Iterator<Item = (String, String)>) -> Result<()> {
+        for (key, value) in vars {
+            if !key.starts_with("FERRY_") || FLAG_VARIABLES.contains(&key.as_str()) {
+                continue;
+            }
+            let name = key["FERRY_".len()..].to_ascii_lowercase().replace('_', ".");
+            self.apply(&name, &value)
+                .with_context(|| format!("environment variable {key}"))?;
+        }
+        Ok(())
+    }
+
+    /// Sets one setting by its Kafka name.
+    pub fn apply(&mut self, name: &str, value: &str) -> Result<()> {
+        let broker = &mut self.broker;
+        let limits = &mut self.limits;
+        match name {
+            "log.dirs" | "log.dir" => self.data_dir = PathBuf::from(value),
+            "listeners" => {
+                self.listen = strip_scheme(value)
+                    .parse()
+                    .with_context(|| format!("listeners={value}"))?
+            }
+            "advertised.listeners" => self.advertised = Some(strip_scheme(value).to_string()),
+            "node.id" | "broker.id" => broker.node_id = number(name, value)?,
+            "num.partitions" => broker.num_partitions = positive(name, value)?,
+            "auto.create.topics.enable" => broker.auto_create_topics = boolean(name, value)?,
+            "message.max.bytes" => broker.message_max_bytes = positive(name, value)?,
+            "log.segment.bytes" => broker.log.segment_bytes = positive(name, value)?,
+            "log.roll.ms" => broker.log.segment_ms = positive(name, value)?,
+            "log.roll.hours" => broker.log.segment_ms = positive::<i64>(name, value)? * 3_600_000,
+            "log.retention.ms" => broker.log.retention_ms = number(name, value)?,
+            "log.retention.hours" => {
+                broker.log.retention_ms = number::<i64>(name, value)? * 3_600_000
+            }
+            "log.retention.bytes" => broker.log.retention_bytes = number(name, value)?,
+            "log.retention.check.interval.ms" => {
+                broker.retention_check_interval_ms = positive(name, value)?
+            }
+            "log.index.interval.bytes" => broker.log.index_interval_bytes = positive(name, value)?,
+            "socket.request.max.bytes" => limits.request_bytes_max = positive(name, value)?,
+            "max.connections" => limits.connections_max = positive(name, value)?,
+            "max.in.flight.requests.per.connection" => {
+                limits.in_flight_requests_per_connection = positive(name, value)?
+            }
+            other => bail!("unknown setting {other}"),
+        }
+        Ok(())
+    }
+
+    pub fn broker_config(&self) -> BrokerConfig {
+        let mut config = self.broker.clone();
+        config.data_dir = self.data_dir.clone();
+        config
+    }
+
+    /// The host and port to advertise: the configured listener, else the bound address.
+    pub fn advertised_host_port(&self, bound: SocketAddr) -> Result<(String, i32)> {
+        let Some(advertised) = &self.advertised else {
+            return Ok((bound.ip().to_string(), i32::from(bound.port())));
+        };
+        let (host, port) = advertised
+            .rsplit_once(':')
+            .with_context(|| format!("advertised listener {advertised}: expected host:port"))?;
+        let port = port
+            .parse()
+            .with_context(|| format!("advertised listener {advertised}: bad port"))?;
+        Ok((host.trim_matches(['[', ']']).to_string(), port))
+    }
+}
+
+fn strip_scheme(value: &str) -> &str {
+    value.split_once("://").map_or(value, |(_, rest)| rest)
+}
+
+fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T> {
+    value
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{name}={value}: not a number"))
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(name: &str, value: &str) -> Result<T> {
+    let n: T = number(name, value)?;
+    if n <= T::default() {
+        bail!("{name}={value}: must be positive");
+    }
+    Ok(n)
+}
+
+fn boolean(name: &str, value: &str) -> Result<bool> {
+    value
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{name}={value}: expected true or false"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_resolve_by_kafka_names() {
+        let mut settings = Settings::default();
+        settings.apply("num.partitions", "4").unwrap();
+        settings
+            .apply("listeners", "PLAINTEXT://127.0.0.1:9999")
+            .unwrap();
+        settings
+            .apply_env(
+                [(
+                    "FERRY_AUTO_CREATE_TOPICS_ENABLE".to_string(),
+                    "false".to_string(),
+                )]
+                .into_iter(),
+            )
+            .unwrap();
+        assert_eq!(settings.broker.num_partitions, 4);
+        assert!(!settings.broker.auto_create_topics);
+        assert_eq!(settings.listen.port(), 9999);
+        assert!(settings.apply("num.partitions", "0").is_err());
+        assert!(settings.apply("no.such.setting", "1").is_err());
+    }
+
+    #[test]
+    fn advertised_listener_parses() {
+        let mut settings = Settings::default();
+        let bound: SocketAddr = "127.0.0.1:1234".parse().unwrap();
+        assert_eq!(
+            settings.advertised_host_port(bound).unwrap(),
+            ("127.0.0.1".to_string(), 1234)
+        );
+        settings.advertised = Some("localhost:29092".into());
+        assert_eq!(
+            settings.advertised_host_port(bound).unwrap(),
+            ("localhost".to_string(), 29092)
+        );
+    }
+}

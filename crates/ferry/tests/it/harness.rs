@@ -1,0 +1,198 @@
+//! Starts and stops the real `ferry serve` binary on a temporary data directory, and builds
+//! rdkafka clients pointed at it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// A running `ferry serve` child process.
+pub struct Ferry {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl Ferry {
+    /// Starts ferry on a free port with `data_dir` and extra `--set name=value` settings.
+    pub fn start(data_dir: &Path, settings: &[&str]) -> Ferry {
+        let args: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(data_dir, "127.0.0.1:0", &args);
+        Ferry {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            args,
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `kill -9`: no shutdown, no final fsync.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9 ferry");
+            child.wait().expect("reap ferry");
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let status = child.wait().expect("wait for ferry");
+            assert!(status.success(), "ferry exited with {status} after SIGTERM");
+        }
+    }
+
+    /// Starts again on the same data directory and the same port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart of a running broker");
+        let listen = self.addr.to_string();
+        let (child, addr) = spawn(&self.data_dir, &listen, &self.args);
+        assert_eq!(addr, self.addr);
+        self.child = Some(child);
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => child.try_wait().expect("poll ferry").is_none(),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Ferry {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(data_dir: &Path, listen: &str, settings: &[String]) -> (Child, SocketAddr) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--listen")
+        .arg(listen);
+    for setting in settings {
+        command.arg("--set").arg(setting);
+    }
+    command.env(
+        "FERRY_LOG",
+        std::env::var("FERRY_LOG").unwrap_or_else(|_| "warn".into()),
+    );
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn ferry");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read ferry's first line");
+    let addr = line
+        .trim()
+        .strip_prefix("ferry: listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line from ferry: {line:?}"))
+        .parse()
+        .expect("listen address");
+    (child, addr)
+}
+
+/// Retries binding the same port for a restart, which can race with the old socket's release.
+pub fn eventually<T>(what: &str, timeout: Duration, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = attempt() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn producer(bootstrap: &str, settings: &[(&str, &str)]) -> FutureProducer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("queue.buffering.max.messages", "1000000")
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "5");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    config.create().expect("create producer")
+}
+
+/// A consumer assigned to partitions `0..partitions` of `topic` from the beginning.
+pub fn consumer_from_start(bootstrap: &str, topic: &str, partitions: i32) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("create consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("assign offset");
+    }
+    consumer.assign(&assignment).expect("assign");
+    consumer
+}
+
+/// The key and value of record `seq` of `partition`: values compress well and carry their own
+/// identity, so a garbled or misplaced record is detected.
+pub fn record(partition: i32, seq: u64) -> (String, String) {
+    let key = format!("p{partition}-{seq}");
+    let value = format!("{key}|").repeat(8);
+    (key, value)
+}
+
+/// Reads `expected` records from a consumer, returning per partition the (offset, key, value)
+/// in delivery order.
+pub fn consume(
+    consumer: &BaseConsumer,
+    partitions: i32,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<Vec<(i64, String, String)>> {
+    use rdkafka::Message;
+    let mut received = vec![Vec::new(); partitions as usize];
+    let mut count = 0;
+    let deadline = std::time::Instant::now() + timeout;
+    while count < expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out: consumed {count} of {expected} records"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.expect("consume without error");
+        let key = String::from_utf8(message.key().expect("key").to_vec()).expect("utf-8 key");
+        let value =
+            String::from_utf8(message.payload().expect("value").to_vec()).expect("utf-8 value");
+        received[message.partition() as usize].push((message.offset(), key, value));
+        count += 1;
+    }
+    received
+}

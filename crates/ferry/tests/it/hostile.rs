@@ -1,0 +1,196 @@
+//! Hostile input on one connection: each gets its Kafka error or a closed connection, and a
+//! normal librdkafka client on another connection keeps producing throughout.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, ProduceRequest, ProduceResponse, RequestHeader, RequestKind,
+    TopicName,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use rdkafka::producer::FutureRecord;
+use wire::batch::{build_batch, ProducerFields};
+
+use crate::harness::{producer, Ferry};
+
+fn connect(ferry: &Ferry) -> TcpStream {
+    let stream = TcpStream::connect(ferry.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// True when the broker closed the connection (EOF or reset) instead of answering.
+fn closed_by_broker(mut stream: TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => panic!("expected a closed connection, got {n} bytes"),
+        Err(error) => matches!(error.kind(), std::io::ErrorKind::ConnectionReset),
+    }
+}
+
+fn request_frame(api_key: ApiKey, version: i16, body: &RequestKind) -> Vec<u8> {
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(42)
+        .with_client_id(Some(StrBytes::from_static_str("hostile-test")));
+    wire::frame::encode_request(&header, body)
+        .expect("encode")
+        .to_vec()
+}
+
+/// Reads one response frame and returns its body after the correlation id (header v0).
+fn read_response(stream: &mut TcpStream, header_bytes: usize) -> Bytes {
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).expect("response length");
+    let mut body = vec![0u8; i32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut body).expect("response body");
+    assert_eq!(
+        i32::from_be_bytes(body[0..4].try_into().unwrap()),
+        42,
+        "correlation id"
+    );
+    Bytes::from(body).slice(header_bytes..)
+}
+
+async fn healthy(bootstrap: &str, round: usize) {
+    let producer = producer(bootstrap, &[("acks", "all")]);
+    let key = format!("healthy-{round}");
+    producer
+        .send(
+            FutureRecord::to("hostile-healthy").key(&key).payload("ok"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|(error, _)| {
+            panic!("healthy client failed after hostile case {round}: {error}")
+        });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_close_only_their_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ferry = Ferry::start(dir.path(), &[]);
+    let bootstrap = ferry.bootstrap();
+    healthy(&bootstrap, 0).await;
+
+    // Garbage: an HTTP request reads as a 1.1 GB frame length.
+    let mut stream = connect(&ferry);
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(closed_by_broker(stream), "garbage");
+    healthy(&bootstrap, 1).await;
+
+    // A frame length of 2 GiB.
+    let mut stream = connect(&ferry);
+    stream.write_all(&i32::MAX.to_be_bytes()).unwrap();
+    assert!(closed_by_broker(stream), "2 GiB length");
+    healthy(&bootstrap, 2).await;
+
+    // A negative frame length.
+    let mut stream = connect(&ferry);
+    stream.write_all(&(-1i32).to_be_bytes()).unwrap();
+    assert!(closed_by_broker(stream), "negative length");
+
+    // A truncated frame: the length promises more than ever arrives.
+    let mut stream = connect(&ferry);
+    stream.write_all(&100i32.to_be_bytes()).unwrap();
+    stream.write_all(&[0, 18, 0, 3, 0, 0]).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    assert!(closed_by_broker(stream), "truncated frame");
+    healthy(&bootstrap, 3).await;
+
+    // An unknown API key.
+    let mut stream = connect(&ferry);
+    let mut frame = request_frame(
+        ApiKey::Metadata,
+        9,
+        &RequestKind::Metadata(Default::default()),
+    );
+    frame[4..6].copy_from_slice(&999i16.to_be_bytes());
+    stream.write_all(&frame).unwrap();
+    assert!(closed_by_broker(stream), "unknown API key");
+
+    // A known API on an unadvertised version (Produce v2 would drop idempotence).
+    let mut stream = connect(&ferry);
+    stream
+        .write_all(&request_frame(
+            ApiKey::Produce,
+            2,
+            &RequestKind::Produce(Default::default()),
+        ))
+        .unwrap();
+    assert!(closed_by_broker(stream), "Produce v2");
+
+    // A body that does not decode: Metadata v9 cut short inside its topic array.
+    let mut stream = connect(&ferry);
+    let mut frame = request_frame(
+        ApiKey::Metadata,
+        1,
+        &RequestKind::Metadata(Default::default()),
+    );
+    frame.extend_from_slice(&[0, 0, 0, 5]);
+    let length = (frame.len() - 4) as i32;
+    frame[0..4].copy_from_slice(&length.to_be_bytes());
+    stream.write_all(&frame).unwrap();
+    assert!(closed_by_broker(stream), "undecodable body");
+    healthy(&bootstrap, 4).await;
+
+    // ApiVersions on a version from the future: UNSUPPORTED_VERSION with our ranges, as v0.
+    let mut stream = connect(&ferry);
+    let mut frame = request_frame(
+        ApiKey::ApiVersions,
+        3,
+        &RequestKind::ApiVersions(Default::default()),
+    );
+    frame[6..8].copy_from_slice(&99i16.to_be_bytes());
+    stream.write_all(&frame).unwrap();
+    let mut body = read_response(&mut stream, 4);
+    let response = ApiVersionsResponse::decode(&mut body, 0).expect("ApiVersions v0 response");
+    assert_eq!(response.error_code, 35, "UNSUPPORTED_VERSION");
+    assert!(response
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Produce as i16 && k.min_version == 3));
+
+    // A batch whose CRC does not match: CORRUPT_MESSAGE, connection stays usable.
+    let mut batch = build_batch(
+        &[(Some(b"k"), Some(b"v"))],
+        1_700_000_000_000,
+        ProducerFields::NONE,
+        0,
+    );
+    let last = batch.len() - 1;
+    batch[last] ^= 0xff;
+    let produce = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("hostile-healthy")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch.into()))])]);
+    let mut stream = connect(&ferry);
+    stream
+        .write_all(&request_frame(
+            ApiKey::Produce,
+            9,
+            &RequestKind::Produce(produce),
+        ))
+        .unwrap();
+    let mut body = read_response(&mut stream, 5);
+    let response = ProduceResponse::decode(&mut body, 9).expect("Produce v9 response");
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, 2, "CORRUPT_MESSAGE");
+    healthy(&bootstrap, 5).await;
+
+    assert!(ferry.is_running(), "ferry survived every hostile case");
+}

@@ -1,0 +1,8 @@
+//! ferry's integration tests: the real `ferry` binary as a child process, driven by real Kafka
+//! clients (the `rdkafka` crate, i.e. librdkafka) and by raw frames for hostile input.
+
+mod admin;
+mod crash;
+mod harness;
+mod hostile;
+mod roundtrip;

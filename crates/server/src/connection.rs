@@ -1,0 +1,244 @@
+//! One client connection: a reader that frames, checks and handles requests in arrival order,
+//! and a writer that sends the responses in the same order, waiting where a response must wait
+//! (the group-commit fsync for `acks=all`, new data for a long-polling Fetch). Protocol violations
+//! that have no Kafka error (bad length, unknown API or version, undecodable body) close this
+//! connection with a WARN naming the peer; every other connection is unaffected.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::{FetchOutcome, Outcome};
+use bytes::BytesMut;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{ApiKey, FetchRequest, RequestKind, ResponseKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use wire::frame::{decode_request, encode_response, header_prefix, HeaderPrefix};
+use wire::versions;
+
+use crate::limits::FETCH_WAIT_MAX;
+use crate::{fatal, now_ms, Shared};
+
+/// A response slot, queued in request order.
+enum Pending {
+    Ready {
+        reply: Reply,
+        response: ResponseKind,
+    },
+    AfterSync {
+        reply: Reply,
+        ticket: u64,
+        response: ResponseKind,
+    },
+    Fetch {
+        reply: Reply,
+        request: Box<FetchRequest>,
+        deadline: Instant,
+    },
+    Close(String),
+}
+
+/// Where a response goes: its API, version and correlation id.
+#[derive(Clone, Copy)]
+struct Reply {
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+}
+
+pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    tracing::debug!(%peer, "connection opened");
+    let (reader, writer) = stream.into_split();
+    let (queue, pending) = mpsc::channel(shared.limits.in_flight_requests_per_connection);
+    let writer = tokio::spawn(write_loop(shared.clone(), writer, pending, peer));
+    read_loop(&shared, reader, queue, peer).await;
+    let _ = writer.await;
+    tracing::debug!(%peer, "connection closed");
+}
+
+async fn read_loop(
+    shared: &Shared,
+    mut reader: OwnedReadHalf,
+    queue: mpsc::Sender<Pending>,
+    peer: SocketAddr,
+) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        let length = tokio::select! {
+            length = reader.read_i32() => match length {
+                Ok(length) => length,
+                Err(_) => return, // closed by the client
+            },
+            _ = shutdown.changed() => return,
+        };
+        if length < 8 || length as usize > shared.limits.request_bytes_max {
+            let reason = format!(
+                "frame length {length} outside 8..={} (socket.request.max.bytes)",
+                shared.limits.request_bytes_max
+            );
+            let _ = queue.send(Pending::Close(reason)).await;
+            return;
+        }
+        let mut body = BytesMut::zeroed(length as usize);
+        if reader.read_exact(&mut body).await.is_err() {
+            tracing::warn!(%peer, length, "connection closed in the middle of a frame");
+            return;
+        }
+        let pending = match request_pending(shared, body) {
+            Ok(Some(pending)) => pending,
+            Ok(None) => continue,
+            Err(reason) => Pending::Close(reason),
+        };
+        let close = matches!(pending, Pending::Close(_));
+        if queue.send(pending).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+/// Checks, decodes and handles one request frame; `Err` is a reason to close the connection.
+fn request_pending(shared: &Shared, body: BytesMut) -> Result<Option<Pending>, String> {
+    let HeaderPrefix {
+        api_key,
+        api_version,
+        correlation_id,
+    } = header_prefix(&body).map_err(|e| e.to_string())?;
+    let api = ApiKey::try_from(api_key).map_err(|()| format!("unknown API key {api_key}"))?;
+    if !versions::is_supported(api, api_version) {
+        if api == ApiKey::ApiVersions {
+            // KIP-511: answer with v0 and our ranges so the client can pick a version.
+            let reply = Reply {
+                api_key: api,
+                version: 0,
+                correlation_id,
+            };
+            let response = ResponseKind::ApiVersions(broker::api_versions_response(Some(
+                ResponseError::UnsupportedVersion,
+            )));
+            return Ok(Some(Pending::Ready { reply, response }));
+        }
+        return Err(format!("unsupported {api:?} version {api_version}"));
+    }
+    let request = decode_request(body.freeze()).map_err(|e| e.to_string())?;
+    let reply = Reply {
+        api_key: api,
+        version: api_version,
+        correlation_id,
+    };
+    if let RequestKind::Fetch(fetch) = request.body {
+        let wait = Duration::from_millis(fetch.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MAX);
+        let deadline = Instant::now() + wait;
+        return Ok(Some(Pending::Fetch {
+            reply,
+            request: Box::new(fetch),
+            deadline,
+        }));
+    }
+    let outcome = {
+        let mut broker = shared.broker();
+        let outcome = broker.handle(now_ms(), request);
+        shared.publish_appends(broker.append_ticket());
+        outcome
+    };
+    Ok(match outcome {
+        Ok(Outcome::Respond(response)) => Some(Pending::Ready { reply, response }),
+        Ok(Outcome::AfterSync { ticket, response }) => Some(Pending::AfterSync {
+            reply,
+            ticket,
+            response,
+        }),
+        Ok(Outcome::NoResponse) => None,
+        Ok(Outcome::Close(reason)) => Some(Pending::Close(reason)),
+        Err(error) => fatal(error),
+    })
+}
+
+async fn write_loop(
+    shared: Arc<Shared>,
+    writer: OwnedWriteHalf,
+    mut pending: mpsc::Receiver<Pending>,
+    peer: SocketAddr,
+) {
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    let mut synced = shared.synced.subscribe();
+    let mut appended = shared.appended.subscribe();
+    while let Some(item) = pending.recv().await {
+        let (reply, response) = match item {
+            Pending::Ready { reply, response } => (reply, response),
+            Pending::AfterSync {
+                reply,
+                ticket,
+                response,
+            } => {
+                if synced.wait_for(|s| *s >= ticket).await.is_err() {
+                    return;
+                }
+                (reply, response)
+            }
+            Pending::Fetch {
+                reply,
+                request,
+                deadline,
+            } => {
+                let response =
+                    fetch(&shared, &mut appended, &request, reply.version, deadline).await;
+                (reply, ResponseKind::Fetch(response))
+            }
+            Pending::Close(reason) => {
+                tracing::warn!(%peer, "closing connection: {reason}");
+                let _ = writer.flush().await;
+                return;
+            }
+        };
+        let frame = match encode_response(
+            reply.api_key,
+            reply.version,
+            reply.correlation_id,
+            &response,
+        ) {
+            Ok(frame) => frame,
+            Err(error) => {
+                tracing::error!(%peer, %error, "cannot encode response; closing connection");
+                return;
+            }
+        };
+        if writer.write_all(&frame).await.is_err() {
+            return;
+        }
+        if pending.is_empty() && writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.flush().await;
+}
+
+/// Long-polls a fetch until `min_bytes` are there or the deadline passes.
+async fn fetch(
+    shared: &Shared,
+    appended: &mut watch::Receiver<u64>,
+    request: &FetchRequest,
+    version: i16,
+    deadline: Instant,
+) -> kafka_protocol::messages::FetchResponse {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        appended.borrow_and_update();
+        let wait_over = Instant::now() >= deadline || *shutdown.borrow();
+        let outcome = shared.broker().fetch(request, version, wait_over);
+        match outcome {
+            Ok(FetchOutcome::Ready(response)) => return response,
+            Ok(FetchOutcome::Wait) => {}
+            Err(error) => fatal(error),
+        }
+        tokio::select! {
+            _ = appended.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The narrow disk interface the log is written against, and its implementation on the real file
+//! system.
+//!
+//! Everything the log does to a disk goes through [`Disk`] and [`DiskFile`], so a test can swap in
+//! [`crate::SimDisk`] and drop unsynced writes, tear a write or fail an fsync. Durability is never
+//! implicit: data reaches stable storage only through [`DiskFile::sync_data`], and a new, renamed or
+//! removed name only through [`Disk::sync_dir`] on its directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A file system: names, directories and their durability.
+pub trait Disk: Send + Sync {
+    /// Creates `path` and any missing parents (not durable until the parents are synced).
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// The names of the entries in the directory `path`, sorted. Names that are not UTF-8 are
+    /// skipped: the log never creates them.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Opens `path` for reading and writing; with `create`, creates it empty if it is missing.
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DiskFile>>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Atomically replaces `to` with `from` (both in the same directory for atomicity).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, removals, renames) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+}
+
+/// An open file, addressed by position only so that readers never share a cursor.
+pub trait DiskFile: Send + Sync {
+    fn len(&self) -> io::Result<u64>;
+    /// Fills `buf` from `position`; reading past the end is an `UnexpectedEof` error.
+    fn read_exact_at(&self, position: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Writes all of `buf` at `position`, extending the file if needed. Reaches the OS, not the
+    /// disk: only `sync_data` makes it durable.
+    fn write_all_at(&self, position: u64, buf: &[u8]) -> io::Result<()>;
+    /// fdatasync: makes every earlier write and truncation of this file durable.
+    fn sync_data(&self) -> io::Result<()>;
+    fn truncate(&self, len: u64) -> io::Result<()>;
+}
+
+/// [`Disk`] on `std::fs` with positional I/O.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FsDisk;
+
+impl Disk for FsDisk {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir_all(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(path)? {
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DiskFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .open(path)?;
+        Ok(Arc::new(FsFile { file }))
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir_all(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        // On Linux a directory opened read-only can be fsynced; that is how its entries are made
+        // durable.
+        File::open(path)?.sync_all()
+    }
+}
+
+struct FsFile {
+    file: File,
+}
+
+impl DiskFile for FsFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn read_exact_at(&self, position: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.file.read_exact_at(buf, position)
+    }
+
+    fn write_all_at(&self, position: u64, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(buf, position)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fs_disk_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = FsDisk;
+        let sub = dir.path().join("a");
+        disk.create_dir_all(&sub).unwrap();
+        let file = disk.open(&sub.join("f"), true).unwrap();
+        file.write_all_at(0, b"hello").unwrap();
+        file.write_all_at(5, b" world").unwrap();
+        file.sync_data().unwrap();
+        let mut buf = [0u8; 11];
+        file.read_exact_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"hello world");
+        file.truncate(5).unwrap();
+        assert_eq!(file.len().unwrap(), 5);
+        assert!(file.read_exact_at(0, &mut buf).is_err());
+        disk.rename(&sub.join("f"), &sub.join("g")).unwrap();
+        disk.sync_dir(&sub).unwrap();
+        assert_eq!(disk.list_dir(&sub).unwrap(), vec!["g".to_string()]);
+        assert!(disk.open(&sub.join("f"), false).is_err());
+        disk.remove_file(&sub.join("g")).unwrap();
+        disk.remove_dir_all(&sub).unwrap();
+        assert!(disk.list_dir(&sub).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! ferry's storage: one segmented log per partition, holding Kafka v2 record batches exactly as
+//! received, with sparse indexes, crash recovery, retention and group-commit fsync.
+//!
+//! Architecture Invariant: `storage` knows nothing about sockets, the Kafka protocol beyond the
+//! v2 batch header, or clocks (time comes in as `now_ms`). All file access goes through [`Disk`],
+//! so [`SimDisk`] can crash it. The on-disk format is drawn in `docs/storage-format.md`.
+
+mod checkpoint;
+pub mod disk;
+mod error;
+mod index;
+mod log;
+mod recovery;
+mod segment;
+pub mod sim;
+
+pub use crate::disk::{Disk, DiskFile, FsDisk};
+pub use crate::error::LogError;
+pub use crate::log::{
+    AppendInfo, LogConfig, PartitionLog, SyncWork, APPEND_BYTES_MAX, RECOVERY_POINT_INTERVAL_MS,
+    SEGMENT_BYTES_MAX,
+};
+pub use crate::segment::BATCH_BYTES_MAX;
+pub use crate::sim::SimDisk;

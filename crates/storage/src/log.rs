@@ -1,0 +1,644 @@
+//! The partition log: an ordered list of segments, the last one active, storing v2 record batches
+//! exactly as the producer sent them, with only the base offset and partition leader epoch (both
+//! outside the CRC) rewritten.
+//!
+//! Durability is explicit. `append` writes to the OS only; the broker takes a [`SyncWork`] under
+//! its lock, runs the fsyncs outside it (group commit: one fsync covers every append before it),
+//! then reports back with `mark_synced`. Time comes in as `now_ms` arguments, never from a clock.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::info;
+use wire::batch::{assign_base_offset, BatchView, Batches};
+
+use crate::checkpoint::{self, LOG_START_FILE, RECOVERY_POINT_FILE};
+use crate::disk::{Disk, DiskFile};
+use crate::error::LogError;
+use crate::recovery::{self, create_segment};
+use crate::segment::{BatchMeta, Segment, BATCH_BYTES_MAX};
+
+/// Largest `segment_bytes`: positions in the offset index are u32, and a segment can exceed
+/// `segment_bytes` by one append.
+pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+/// Largest single append (a produce request's records for one partition); with
+/// `SEGMENT_BYTES_MAX` it keeps every position below 2^32.
+pub const APPEND_BYTES_MAX: usize = 1 << 30;
+/// How often, at most, a sync also rewrites the recovery point checkpoint. Recovery re-validates
+/// what lies after it, so this bounds how much data recovery treats as possibly torn.
+pub const RECOVERY_POINT_INTERVAL_MS: i64 = 1_000;
+
+/// Per-partition settings, named after Kafka's topic configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll when an append would make the active segment larger.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll when the active segment's first batch is this old.
+    pub segment_ms: i64,
+    /// `retention.bytes`: -1 for unlimited.
+    pub retention_bytes: i64,
+    /// `retention.ms`: -1 for unlimited.
+    pub retention_ms: i64,
+    /// `index.interval.bytes`: bytes between two offset index entries.
+    pub index_interval_bytes: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+impl LogConfig {
+    fn validate(&self) -> Result<(), LogError> {
+        if self.segment_bytes == 0 || self.segment_bytes > SEGMENT_BYTES_MAX {
+            return Err(LogError::Config(format!(
+                "segment_bytes {} is outside 1..={SEGMENT_BYTES_MAX}",
+                self.segment_bytes
+            )));
+        }
+        if self.segment_ms <= 0 {
+            return Err(LogError::Config(format!(
+                "segment_ms {} must be positive",
+                self.segment_ms
+            )));
+        }
+        if self.retention_bytes < -1 || self.retention_ms < -1 {
+            return Err(LogError::Config(
+                "retention_bytes and retention_ms must be -1 (unlimited) or more".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// The base offset assigned to each batch, in order.
+    pub batch_base_offsets: Vec<i64>,
+    pub log_end_offset: i64,
+}
+
+/// The fsyncs that make the log durable up to `offset`, to run outside the broker's lock.
+pub struct SyncWork {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    files: Vec<(PathBuf, Arc<dyn DiskFile>)>,
+    sync_dir: bool,
+    /// The recovery point to checkpoint once the fsyncs succeeded.
+    recovery_point: Option<i64>,
+    offset: i64,
+}
+
+impl SyncWork {
+    /// The log end offset this work makes durable; pass it to `mark_synced` once `run` succeeds.
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    /// Runs the fsyncs: data first, then the directory entries of new segments, then the
+    /// recovery point (which covers data this very run synced). An error means the process must
+    /// stop: after a failed fsync the kernel may have dropped the dirty pages, so a retry that
+    /// succeeds proves nothing.
+    pub fn run(&self) -> io::Result<()> {
+        for (path, file) in &self.files {
+            file.sync_data()
+                .map_err(|e| with_context(e, "sync file", path))?;
+        }
+        if self.sync_dir {
+            self.disk
+                .sync_dir(&self.dir)
+                .map_err(|e| with_context(e, "sync directory", &self.dir))?;
+        }
+        if let Some(offset) = self.recovery_point {
+            checkpoint::write(self.disk.as_ref(), &self.dir, RECOVERY_POINT_FILE, offset).map_err(
+                |error| match error {
+                    LogError::Io { op, path, source } => with_context(source, op, &path),
+                    other => io::Error::other(other.to_string()),
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn with_context(error: io::Error, op: &str, path: &Path) -> io::Error {
+    io::Error::new(error.kind(), format!("{op} {}: {error}", path.display()))
+}
+
+/// The outstanding `SyncWork`, until `mark_synced` reports it done.
+struct InFlight {
+    offset: i64,
+    recovery_point: Option<i64>,
+}
+
+pub struct PartitionLog {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    config: LogConfig,
+    /// In offset order, never empty; the last one takes the appends.
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    /// The latest `now_ms` seen: the log's only notion of time.
+    clock_ms: i64,
+    /// Files written but not yet synced, other than the active segment's log.
+    dirty_files: Vec<(PathBuf, Arc<dyn DiskFile>)>,
+    active_dirty: bool,
+    dir_dirty: bool,
+    in_flight: Option<InFlight>,
+    synced_offset: i64,
+    /// The value in the recovery point checkpoint file.
+    recovery_point: i64,
+    recovery_point_written_ms: i64,
+    /// Set by a roll, so the next sync moves the recovery point past the sealed segment.
+    recovery_point_due: bool,
+}
+
+impl PartitionLog {
+    /// Opens the partition directory `dir`, creating it (and making its name durable) or
+    /// recovering what it holds. Recovery errors, corruption above all, mean the broker must not
+    /// start on this directory.
+    pub fn open(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<PartitionLog, LogError> {
+        config.validate()?;
+        disk.create_dir_all(dir)
+            .map_err(LogError::io("create directory", dir))?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            disk.sync_dir(parent)
+                .map_err(LogError::io("sync directory", parent))?;
+        }
+        let recovered = recovery::recover(disk.as_ref(), dir, config.index_interval_bytes, now_ms)?;
+        let log_end_offset = recovered
+            .segments
+            .last()
+            .expect("recovery yields a segment")
+            .next_offset;
+        info!(
+            dir = %dir.display(),
+            log_start_offset = recovered.log_start_offset,
+            log_end_offset,
+            segments = recovered.segments.len(),
+            "opened partition log"
+        );
+        Ok(PartitionLog {
+            disk,
+            dir: dir.to_path_buf(),
+            config,
+            segments: recovered.segments,
+            log_start_offset: recovered.log_start_offset,
+            clock_ms: now_ms,
+            dirty_files: Vec::new(),
+            active_dirty: false,
+            dir_dirty: false,
+            in_flight: None,
+            synced_offset: log_end_offset,
+            recovery_point: log_end_offset,
+            recovery_point_written_ms: now_ms,
+            recovery_point_due: false,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    /// Bytes of all `.log` files.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size_bytes).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The offset below which every batch is known durable.
+    pub fn synced_offset(&self) -> i64 {
+        self.synced_offset
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments.last().expect("a log has an active segment")
+    }
+
+    /// Appends one or more v2 batches packed back to back, already validated by the broker,
+    /// assigning them consecutive offsets from the log end. The bytes reach the OS in one write;
+    /// they are durable only after a `SyncWork` covering them ran.
+    pub fn append(&mut self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        if batches.is_empty() || batches.len() > APPEND_BYTES_MAX {
+            return Err(LogError::AppendSize {
+                bytes: batches.len(),
+                limit: APPEND_BYTES_MAX,
+            });
+        }
+        let incoming = check_incoming(batches)?;
+        let offset_count: i64 = incoming
+            .iter()
+            .map(|b| b.last_offset_delta as i64 + 1)
+            .sum();
+        if self.should_roll(batches.len() as u64, offset_count, now_ms) {
+            self.roll()?;
+        }
+        let first_offset = self.log_end_offset();
+        let mut batch_base_offsets = Vec::with_capacity(incoming.len());
+        let mut next_offset = first_offset;
+        for batch in &incoming {
+            assign_base_offset(
+                &mut batches[batch.position..batch.position + batch.total_bytes],
+                next_offset,
+                0,
+            );
+            batch_base_offsets.push(next_offset);
+            next_offset += batch.last_offset_delta as i64 + 1;
+        }
+        assert_ready_to_write(batches, first_offset, incoming.len());
+        let active = self
+            .segments
+            .last_mut()
+            .expect("a log has an active segment");
+        let position = active.size_bytes;
+        active
+            .log
+            .write_all_at(position, batches)
+            .map_err(LogError::io("write segment", &active.log_path))?;
+        for (batch, &base_offset) in incoming.iter().zip(&batch_base_offsets) {
+            let meta = BatchMeta {
+                position: position + batch.position as u64,
+                base_offset,
+                last_offset: base_offset + batch.last_offset_delta as i64,
+                max_timestamp_ms: batch.max_timestamp_ms,
+                total_bytes: batch.total_bytes as u64,
+            };
+            active.record(meta, self.config.index_interval_bytes);
+        }
+        active.roll_base_ms.get_or_insert(now_ms);
+        self.active_dirty = true;
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: next_offset - 1,
+            batch_base_offsets,
+            log_end_offset: next_offset,
+        })
+    }
+
+    fn should_roll(&self, bytes: u64, offset_count: i64, now_ms: i64) -> bool {
+        let active = self.active();
+        if active.is_empty() {
+            return false;
+        }
+        let too_big = active.size_bytes + bytes > self.config.segment_bytes;
+        let too_old = active
+            .roll_base_ms
+            .is_some_and(|base_ms| now_ms - base_ms >= self.config.segment_ms);
+        // Relative offsets in the indexes are u32.
+        let too_many_offsets =
+            active.next_offset + offset_count - 1 - active.base_offset > u32::MAX as i64;
+        too_big || too_old || too_many_offsets
+    }
+
+    /// Seals the active segment (its index files written, to be synced with the next sync) and
+    /// starts a new one at the log end.
+    fn roll(&mut self) -> Result<(), LogError> {
+        let base_offset = self.log_end_offset();
+        let active = self
+            .segments
+            .last_mut()
+            .expect("a log has an active segment");
+        let index_files = active.write_indexes(self.disk.as_ref())?;
+        if std::mem::take(&mut self.active_dirty) {
+            self.dirty_files
+                .push((active.log_path.clone(), active.log.clone()));
+        }
+        self.dirty_files.extend(index_files);
+        let segment = create_segment(self.disk.as_ref(), &self.dir, base_offset)?;
+        info!(path = %segment.log_path.display(), "rolled to a new segment");
+        self.segments.push(segment);
+        self.dir_dirty = true;
+        self.recovery_point_due = true;
+        Ok(())
+    }
+
+    fn check_range(&self, offset: i64) -> Result<(), LogError> {
+        if offset < self.log_start_offset || offset > self.log_end_offset() {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: self.log_end_offset(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The stored bytes of the whole batches from the one holding `start_offset`, within
+    /// `max_bytes` except that the first batch is always whole (KIP-74), and none whose base
+    /// offset is at or above `end_offset_exclusive` (the high watermark or last stable offset).
+    /// Every batch is verified before it is returned; damage is `LogError::Corrupt`, never served.
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        end_offset_exclusive: i64,
+    ) -> Result<Vec<u8>, LogError> {
+        self.check_range(start_offset)?;
+        let mut out = Vec::new();
+        if start_offset == self.log_end_offset() {
+            return Ok(out);
+        }
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset <= start_offset)
+            - 1;
+        for (i, segment) in self.segments[first..].iter().enumerate() {
+            if segment.base_offset >= end_offset_exclusive {
+                break;
+            }
+            let position = if i == 0 {
+                match segment.position_of(start_offset)? {
+                    Some(position) => position,
+                    None => continue,
+                }
+            } else {
+                0
+            };
+            if segment.read_into(position, max_bytes, end_offset_exclusive, &mut out)? {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first batch whose max timestamp is at or after `timestamp_ms`: its base offset (at
+    /// least the log start offset) and that max timestamp. Batch granularity, as the log never
+    /// decodes records.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
+        for segment in &self.segments {
+            if segment.next_offset <= self.log_start_offset
+                || segment.max_timestamp_ms < timestamp_ms
+            {
+                continue;
+            }
+            if let Some(found) = segment.find_timestamp(timestamp_ms, self.log_start_offset)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Raises the log start offset to `offset` (DeleteRecords), durably, and deletes the segments
+    /// wholly below it. Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
+        if offset < 0 || offset > self.log_end_offset() {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: self.log_end_offset(),
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        checkpoint::write(self.disk.as_ref(), &self.dir, LOG_START_FILE, offset)?;
+        self.log_start_offset = offset;
+        let count = self.segments[..self.segments.len() - 1]
+            .iter()
+            .zip(&self.segments[1..])
+            .take_while(|(_, next)| next.base_offset <= offset)
+            .count();
+        self.delete_oldest(count)?;
+        Ok(self.log_start_offset)
+    }
+
+    /// Deletes the oldest segments whose newest batch is older than `retention_ms`, then those
+    /// that `retention_bytes` does not need (as in Kafka, a segment goes only if the rest still
+    /// holds `retention_bytes`). Never deletes the active segment, nor one holding offsets not yet
+    /// synced (a consumer may not have been allowed to read them). Returns how many were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        let deletable = self.segments[..self.segments.len() - 1]
+            .iter()
+            .take_while(|s| s.next_offset <= self.synced_offset)
+            .count();
+        let mut count = 0;
+        if self.config.retention_ms >= 0 {
+            let expired = |s: &Segment| {
+                s.max_timestamp_ms >= 0 && now_ms - s.max_timestamp_ms > self.config.retention_ms
+            };
+            count = self.segments[..deletable]
+                .iter()
+                .take_while(|s| expired(s))
+                .count();
+        }
+        if self.config.retention_bytes >= 0 {
+            let mut size = self.size_bytes()
+                - self.segments[..count]
+                    .iter()
+                    .map(|s| s.size_bytes)
+                    .sum::<u64>();
+            while count < deletable
+                && size - self.segments[count].size_bytes >= self.config.retention_bytes as u64
+            {
+                size -= self.segments[count].size_bytes;
+                count += 1;
+            }
+        }
+        self.delete_oldest(count)?;
+        Ok(count)
+    }
+
+    fn delete_oldest(&mut self, count: usize) -> Result<(), LogError> {
+        assert!(
+            count < self.segments.len(),
+            "the active segment is never deleted"
+        );
+        if count == 0 {
+            return Ok(());
+        }
+        for segment in self.segments.drain(..count) {
+            info!(path = %segment.log_path.display(), "deleting segment");
+            segment.remove_files(self.disk.as_ref())?;
+        }
+        self.log_start_offset = self.log_start_offset.max(self.segments[0].base_offset);
+        // Not needed for safety (a resurrected segment is deleted again) but it keeps the log
+        // start offset from moving back after a crash.
+        self.disk
+            .sync_dir(&self.dir)
+            .map_err(LogError::io("sync directory", &self.dir))
+    }
+
+    /// The fsyncs needed to make everything appended so far durable, or None when there is
+    /// nothing to do or a previous `SyncWork` has not been reported by `mark_synced` yet: one
+    /// outstanding sync per log, the appends made meanwhile form the next group.
+    pub fn take_sync_work(&mut self) -> Option<SyncWork> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        let mut files = std::mem::take(&mut self.dirty_files);
+        if std::mem::take(&mut self.active_dirty) {
+            let active = self.active();
+            files.push((active.log_path.clone(), active.log.clone()));
+        }
+        let sync_dir = std::mem::take(&mut self.dir_dirty);
+        let offset = self.log_end_offset();
+        // With no other sync outstanding, everything below `offset` is synced already or by this
+        // work, so the checkpoint it writes after its fsyncs is true.
+        let due = self.recovery_point_due
+            || self.clock_ms - self.recovery_point_written_ms >= RECOVERY_POINT_INTERVAL_MS;
+        let recovery_point = (due && offset > self.recovery_point).then_some(offset);
+        if files.is_empty() && !sync_dir && recovery_point.is_none() {
+            return None;
+        }
+        if recovery_point.is_some() {
+            self.recovery_point_due = false;
+            self.recovery_point_written_ms = self.clock_ms;
+        }
+        self.in_flight = Some(InFlight {
+            offset,
+            recovery_point,
+        });
+        Some(SyncWork {
+            disk: self.disk.clone(),
+            dir: self.dir.clone(),
+            files,
+            sync_dir,
+            recovery_point,
+            offset,
+        })
+    }
+
+    /// Reports that a `SyncWork` ran successfully: everything below `offset` is durable.
+    pub fn mark_synced(&mut self, offset: i64) {
+        assert!(
+            offset <= self.log_end_offset(),
+            "synced offset {offset} beyond the log end"
+        );
+        self.synced_offset = self.synced_offset.max(offset);
+        if let Some(in_flight) = self.in_flight.take_if(|w| offset >= w.offset) {
+            if let Some(recovery_point) = in_flight.recovery_point {
+                self.recovery_point = self.recovery_point.max(recovery_point);
+            }
+        }
+    }
+
+    /// Closes the log cleanly: writes the active segment's index files, syncs everything and
+    /// moves the recovery point to the log end, so the next open validates only the last segment.
+    pub fn close(mut self) -> Result<(), LogError> {
+        let active = self
+            .segments
+            .last_mut()
+            .expect("a log has an active segment");
+        let mut files = active.write_indexes(self.disk.as_ref())?;
+        files.push((active.log_path.clone(), active.log.clone()));
+        files.append(&mut self.dirty_files);
+        for (path, file) in files {
+            file.sync_data().map_err(LogError::io("sync file", &path))?;
+        }
+        self.disk
+            .sync_dir(&self.dir)
+            .map_err(LogError::io("sync directory", &self.dir))?;
+        let log_end_offset = self.log_end_offset();
+        if log_end_offset != self.recovery_point {
+            checkpoint::write(
+                self.disk.as_ref(),
+                &self.dir,
+                RECOVERY_POINT_FILE,
+                log_end_offset,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Removes the partition directory and everything in it (topic deletion).
+    pub fn delete(self) -> Result<(), LogError> {
+        self.disk
+            .remove_dir_all(&self.dir)
+            .map_err(LogError::io("remove directory", &self.dir))?;
+        if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.disk
+                .sync_dir(parent)
+                .map_err(LogError::io("sync directory", parent))?;
+        }
+        Ok(())
+    }
+}
+
+/// What `append` needs of an incoming batch.
+struct Incoming {
+    position: usize,
+    total_bytes: usize,
+    last_offset_delta: i32,
+    max_timestamp_ms: i64,
+}
+
+/// Parses and validates the incoming batches. The broker validated them already; bytes from the
+/// network are checked again here rather than trusted, at the price of one more CRC pass.
+fn check_incoming(batches: &[u8]) -> Result<Vec<Incoming>, LogError> {
+    let mut incoming = Vec::new();
+    for (index, batch) in Batches::new(batches).enumerate() {
+        let (position, view) = batch.map_err(|source| LogError::InvalidBatch { index, source })?;
+        view.validate()
+            .map_err(|source| LogError::InvalidBatch { index, source })?;
+        if view.total_bytes() > BATCH_BYTES_MAX {
+            return Err(LogError::BatchTooLarge {
+                index,
+                bytes: view.total_bytes(),
+                limit: BATCH_BYTES_MAX,
+            });
+        }
+        incoming.push(Incoming {
+            position,
+            total_bytes: view.total_bytes(),
+            last_offset_delta: view.last_offset_delta(),
+            max_timestamp_ms: view.max_timestamp(),
+        });
+    }
+    Ok(incoming)
+}
+
+/// The pair of the checks made when reading back: offsets contiguous from the log end, CRC
+/// intact after the offsets were assigned. A failure is a bug in the broker, so it stops.
+fn assert_ready_to_write(batches: &[u8], first_offset: i64, count: usize) {
+    let mut expected = first_offset;
+    let mut seen = 0;
+    for batch in Batches::new(batches) {
+        let (_, view): (usize, BatchView<'_>) =
+            batch.expect("batches parsed before offsets were assigned");
+        assert_eq!(
+            view.base_offset(),
+            expected,
+            "batch offsets must continue the log"
+        );
+        assert!(
+            view.verify_crc().is_ok(),
+            "assigning offsets must not touch CRC-covered bytes"
+        );
+        expected = view.last_offset() + 1;
+        seen += 1;
+    }
+    assert_eq!(seen, count, "every batch is written");
+}

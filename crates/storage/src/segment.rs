@@ -1,0 +1,640 @@
+//! One segment of a partition log: a `.log` file of v2 batches packed back to back, with its
+//! in-memory offset and time indexes, and a cursor that walks its batches in large reads.
+//!
+//! A segment never decodes records: everything it knows comes from batch headers, through
+//! `wire::batch::BatchView`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wire::batch::{BatchError, BatchView, HEADER_BYTES};
+
+use crate::disk::{Disk, DiskFile};
+use crate::error::LogError;
+use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+
+pub(crate) const LOG_SUFFIX: &str = ".log";
+pub(crate) const INDEX_SUFFIX: &str = ".index";
+pub(crate) const TIME_INDEX_SUFFIX: &str = ".timeindex";
+
+/// Largest batch the log stores or reads back. It bounds the memory a single read can take, so a
+/// header whose length field was torn cannot make recovery allocate gigabytes. It is far above
+/// the broker's batch limit (1 MiB by default), which is what clients see.
+pub const BATCH_BYTES_MAX: usize = 128 << 20;
+/// Bytes read at once when walking batch headers. Bigger reads mean fewer system calls; the index
+/// keeps walks short (about `index_interval_bytes`) except in recovery.
+pub(crate) const SCAN_CHUNK_BYTES: usize = 64 << 10;
+/// Bytes read at once when searching a damaged segment for a batch.
+const SEARCH_CHUNK_BYTES: usize = 1 << 20;
+
+/// `{base_offset:020}{suffix}`, Kafka's names, so that names sort in offset order.
+pub(crate) fn file_name(base_offset: i64, suffix: &str) -> String {
+    format!("{base_offset:020}{suffix}")
+}
+
+/// The base offset and suffix of a segment file name, or None for other files.
+pub(crate) fn parse_file_name(name: &str) -> Option<(i64, &'static str)> {
+    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        if let Some(stem) = name.strip_suffix(suffix) {
+            if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
+                return stem.parse().ok().map(|base| (base, suffix));
+            }
+        }
+    }
+    None
+}
+
+/// What the log keeps of one batch's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchMeta {
+    pub position: u64,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp_ms: i64,
+    pub total_bytes: u64,
+}
+
+impl BatchMeta {
+    pub fn of(position: u64, view: &BatchView<'_>) -> BatchMeta {
+        BatchMeta {
+            position,
+            base_offset: view.base_offset(),
+            last_offset: view.last_offset(),
+            max_timestamp_ms: view.max_timestamp(),
+            total_bytes: view.total_bytes() as u64,
+        }
+    }
+}
+
+pub(crate) struct Segment {
+    pub base_offset: i64,
+    /// The offset after the last batch; `base_offset` when the segment is empty.
+    pub next_offset: i64,
+    pub size_bytes: u64,
+    pub log: Arc<dyn DiskFile>,
+    pub log_path: PathBuf,
+    index: OffsetIndex,
+    time_index: TimeIndex,
+    /// -1 (Kafka's "no timestamp") until a batch carries one.
+    pub max_timestamp_ms: i64,
+    pub offset_of_max_timestamp: i64,
+    bytes_since_index_entry: u64,
+    /// When the segment started to fill, for `segment_ms`; None while it is empty.
+    pub roll_base_ms: Option<i64>,
+}
+
+impl Segment {
+    /// An empty in-memory segment over an open `.log` file.
+    pub fn new(dir: &Path, base_offset: i64, log: Arc<dyn DiskFile>) -> Segment {
+        Segment {
+            base_offset,
+            next_offset: base_offset,
+            size_bytes: 0,
+            log,
+            log_path: dir.join(file_name(base_offset, LOG_SUFFIX)),
+            index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            max_timestamp_ms: -1,
+            offset_of_max_timestamp: base_offset,
+            bytes_since_index_entry: 0,
+            roll_base_ms: None,
+        }
+    }
+
+    /// A sealed segment whose indexes were loaded from their files.
+    pub fn sealed(dir: &Path, base_offset: i64, log: Arc<dyn DiskFile>, loaded: Loaded) -> Segment {
+        let mut segment = Segment::new(dir, base_offset, log);
+        segment.next_offset = loaded.next_offset;
+        segment.size_bytes = loaded.size_bytes;
+        segment.index = loaded.index;
+        segment.time_index = loaded.time_index;
+        if let Some(last) = segment.time_index.last() {
+            segment.max_timestamp_ms = last.timestamp_ms;
+            segment.offset_of_max_timestamp = base_offset + last.relative_offset as i64;
+        }
+        segment
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size_bytes == 0
+    }
+
+    pub fn path(&self, suffix: &str) -> PathBuf {
+        self.log_path.with_extension(&suffix[1..])
+    }
+
+    /// The offset relative to the base offset, as stored in the indexes.
+    pub fn relative(&self, offset: i64) -> u32 {
+        let relative = offset - self.base_offset;
+        assert!(
+            relative >= 0,
+            "offset {offset} below segment base {}",
+            self.base_offset
+        );
+        u32::try_from(relative).expect("a segment spans at most u32::MAX offsets")
+    }
+
+    /// Accounts for a batch written at the end of the segment, maintaining the indexes as Kafka
+    /// does: an entry when more than `index_interval_bytes` were written since the last one.
+    pub fn record(&mut self, meta: BatchMeta, index_interval_bytes: u32) {
+        assert_eq!(
+            meta.position, self.size_bytes,
+            "batches are recorded in file order"
+        );
+        assert_eq!(meta.base_offset, self.next_offset, "offsets are contiguous");
+        if meta.max_timestamp_ms > self.max_timestamp_ms {
+            self.max_timestamp_ms = meta.max_timestamp_ms;
+            self.offset_of_max_timestamp = meta.base_offset;
+        }
+        if self.bytes_since_index_entry > index_interval_bytes as u64 {
+            let position = u32::try_from(meta.position).expect("segment positions fit in u32");
+            self.index.push(OffsetEntry {
+                relative_offset: self.relative(meta.base_offset),
+                position,
+            });
+            self.push_time_entry();
+            self.bytes_since_index_entry = 0;
+        }
+        self.bytes_since_index_entry += meta.total_bytes;
+        self.size_bytes = meta.position + meta.total_bytes;
+        self.next_offset = meta.last_offset + 1;
+    }
+
+    fn push_time_entry(&mut self) {
+        if self.max_timestamp_ms >= 0 {
+            let relative_offset = self.relative(self.offset_of_max_timestamp);
+            self.time_index.push_if_newer(TimeEntry {
+                timestamp_ms: self.max_timestamp_ms,
+                relative_offset,
+            });
+        }
+    }
+
+    /// Writes the index files of a segment that takes no more appends (rolled or closed), ending
+    /// the time index with the segment's largest timestamp so that it survives a restart. Returns
+    /// the written files, which still need a `sync_data`.
+    pub fn write_indexes(
+        &mut self,
+        disk: &dyn Disk,
+    ) -> Result<Vec<(PathBuf, Arc<dyn DiskFile>)>, LogError> {
+        self.push_time_entry();
+        let mut written = Vec::new();
+        for (suffix, bytes) in [
+            (INDEX_SUFFIX, self.index.encode()),
+            (TIME_INDEX_SUFFIX, self.time_index.encode()),
+        ] {
+            let path = self.path(suffix);
+            let file = disk
+                .open(&path, true)
+                .map_err(LogError::io("create index", &path))?;
+            file.write_all_at(0, &bytes)
+                .map_err(LogError::io("write index", &path))?;
+            file.truncate(bytes.len() as u64)
+                .map_err(LogError::io("truncate index", &path))?;
+            written.push((path, file));
+        }
+        Ok(written)
+    }
+
+    /// Removes the segment's files (the index files may never have been written).
+    pub fn remove_files(&self, disk: &dyn Disk) -> Result<(), LogError> {
+        disk.remove_file(&self.log_path)
+            .map_err(LogError::io("remove segment", &self.log_path))?;
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let path = self.path(suffix);
+            match disk.remove_file(&path) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                    return Err(LogError::io("remove index", &path)(error));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The position of the batch holding `offset` (or the first batch after it), None if the
+    /// segment ends before it.
+    pub fn position_of(&self, offset: i64) -> Result<Option<u64>, LogError> {
+        let start = self
+            .index
+            .lookup(self.relative(offset.max(self.base_offset)))
+            .map_or(0, |e| e.position);
+        let mut cursor = Cursor::new(
+            self.log.as_ref(),
+            self.size_bytes,
+            start as u64,
+            SCAN_CHUNK_BYTES,
+        );
+        loop {
+            match cursor
+                .next()
+                .map_err(LogError::io("read segment", &self.log_path))?
+            {
+                Step::End => return Ok(None),
+                Step::Batch(position, view) if view.last_offset() >= offset => {
+                    return Ok(Some(position))
+                }
+                Step::Batch(..) => {}
+                Step::Invalid { position, reason } => {
+                    return Err(LogError::corrupt(&self.log_path, position, reason))
+                }
+            }
+        }
+    }
+
+    /// The first batch ending at or after `offset_min` whose max timestamp is at or after
+    /// `timestamp_ms`: (its base offset, raised to `offset_min`, and its max timestamp).
+    pub fn find_timestamp(
+        &self,
+        timestamp_ms: i64,
+        offset_min: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let from_time = self
+            .time_index
+            .lookup(timestamp_ms)
+            .map_or(self.base_offset, |e| {
+                self.base_offset + e.relative_offset as i64
+            });
+        let from = from_time
+            .max(offset_min)
+            .min(self.next_offset - 1)
+            .max(self.base_offset);
+        let start = self
+            .index
+            .lookup(self.relative(from))
+            .map_or(0, |e| e.position);
+        let mut cursor = Cursor::new(
+            self.log.as_ref(),
+            self.size_bytes,
+            start as u64,
+            SCAN_CHUNK_BYTES,
+        );
+        loop {
+            match cursor
+                .next()
+                .map_err(LogError::io("read segment", &self.log_path))?
+            {
+                Step::End => return Ok(None),
+                Step::Batch(_, view)
+                    if view.last_offset() >= offset_min && view.max_timestamp() >= timestamp_ms =>
+                {
+                    return Ok(Some((
+                        view.base_offset().max(offset_min),
+                        view.max_timestamp(),
+                    )));
+                }
+                Step::Batch(..) => {}
+                Step::Invalid { position, reason } => {
+                    return Err(LogError::corrupt(&self.log_path, position, reason))
+                }
+            }
+        }
+    }
+
+    /// Appends to `out` the whole batches from `position` on whose base offset is below
+    /// `offset_end`, while `out` stays within `max_bytes`; if `out` is empty the first batch is
+    /// taken whole whatever its size (KIP-74). Each batch is verified (CRC, contiguous offsets)
+    /// before it is served. Returns true when a limit stopped the read, false when it reached the
+    /// end of the segment.
+    pub fn read_into(
+        &self,
+        position: u64,
+        max_bytes: usize,
+        offset_end: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, LogError> {
+        let remaining = (self.size_bytes - position) as usize;
+        let budget = max_bytes.saturating_sub(out.len());
+        let first = out.is_empty();
+        // Enough for the first header even when the budget is smaller, to learn the batch size.
+        let want = if first {
+            budget.max(HEADER_BYTES)
+        } else {
+            budget
+        }
+        .min(remaining);
+        let start = out.len();
+        out.resize(start + want, 0);
+        if let Err(error) = self.log.read_exact_at(position, &mut out[start..]) {
+            out.truncate(start);
+            return Err(LogError::io("read segment", &self.log_path)(error));
+        }
+        let mut accepted = 0usize;
+        let mut expected: Option<i64> = None;
+        let stopped = loop {
+            let buffered = out.len() - start;
+            if accepted == buffered {
+                // A first batch bigger than max_bytes ends the read too.
+                break buffered < remaining || out.len() >= max_bytes;
+            }
+            let at = position + accepted as u64;
+            let view = match BatchView::parse(&out[start + accepted..]) {
+                Ok(view) => view,
+                Err(BatchError::Truncated { needed, .. })
+                    if (accepted + needed) as u64 <= remaining as u64 =>
+                {
+                    if !(first && accepted == 0) {
+                        break true;
+                    }
+                    // KIP-74: the first batch is served whole even when it exceeds max_bytes.
+                    if needed > BATCH_BYTES_MAX {
+                        out.truncate(start);
+                        let reason = format!("batch of {needed} bytes exceeds {BATCH_BYTES_MAX}");
+                        return Err(LogError::corrupt(&self.log_path, at, reason));
+                    }
+                    out.resize(start + needed, 0);
+                    if let Err(error) = self.log.read_exact_at(position, &mut out[start..]) {
+                        out.truncate(start);
+                        return Err(LogError::io("read segment", &self.log_path)(error));
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    out.truncate(start);
+                    return Err(LogError::corrupt(&self.log_path, at, error.to_string()));
+                }
+            };
+            if view.base_offset() >= offset_end {
+                break true;
+            }
+            if let Err(reason) = verify_read_back(&view, expected) {
+                out.truncate(start);
+                return Err(LogError::corrupt(&self.log_path, at, reason));
+            }
+            expected = Some(view.last_offset() + 1);
+            accepted += view.total_bytes();
+        };
+        out.truncate(start + accepted);
+        Ok(stopped)
+    }
+}
+
+/// The checks a batch passes on its way out, pairing the ones it passed on its way in.
+fn verify_read_back(view: &BatchView<'_>, expected: Option<i64>) -> Result<(), String> {
+    view.validate().map_err(|error| {
+        format!(
+            "batch at offset {} read back invalid: {error}",
+            view.base_offset()
+        )
+    })?;
+    match expected {
+        Some(expected) if view.base_offset() != expected => Err(format!(
+            "batch at offset {} follows a batch ending before {expected}",
+            view.base_offset()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What a sealed segment's index files said, once checked.
+pub(crate) struct Loaded {
+    pub next_offset: i64,
+    pub size_bytes: u64,
+    pub index: OffsetIndex,
+    pub time_index: TimeIndex,
+}
+
+/// Walks the batches of a file from a position, reading `chunk_bytes` at a time.
+pub(crate) struct Cursor<'f> {
+    file: &'f dyn DiskFile,
+    end: u64,
+    position: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+    chunk_bytes: usize,
+}
+
+pub(crate) enum Step<'b> {
+    End,
+    /// A batch whose header and length are sound (its CRC is not checked yet).
+    Batch(u64, BatchView<'b>),
+    /// Bytes at `position` that are not a whole batch; the cursor stays there.
+    Invalid {
+        position: u64,
+        reason: String,
+    },
+}
+
+impl<'f> Cursor<'f> {
+    pub fn new(file: &'f dyn DiskFile, end: u64, position: u64, chunk_bytes: usize) -> Cursor<'f> {
+        Cursor {
+            file,
+            end,
+            position,
+            buf: Vec::new(),
+            buf_start: position,
+            chunk_bytes,
+        }
+    }
+
+    pub fn next(&mut self) -> io::Result<Step<'_>> {
+        if self.position >= self.end {
+            return Ok(Step::End);
+        }
+        // Decide first, borrow last: the view returned borrows the buffer. Each refill holds at
+        // least the bytes the last probe asked for, so `needed` grows and the loop ends.
+        loop {
+            match self.probe() {
+                Ok(()) => break,
+                Err(BatchError::Truncated { needed, .. }) => {
+                    if let Some(reason) = self.unreadable(needed) {
+                        return Ok(Step::Invalid {
+                            position: self.position,
+                            reason,
+                        });
+                    }
+                    self.refill(needed.max(self.chunk_bytes))?;
+                }
+                Err(error) => {
+                    return Ok(Step::Invalid {
+                        position: self.position,
+                        reason: error.to_string(),
+                    })
+                }
+            }
+        }
+        let position = self.position;
+        let view = BatchView::parse(&self.buf[(position - self.buf_start) as usize..])
+            .expect("probed above");
+        self.position += view.total_bytes() as u64;
+        Ok(Step::Batch(position, view))
+    }
+
+    /// Parses the batch at the cursor from what is buffered, reporting only whether it parses.
+    fn probe(&self) -> Result<(), BatchError> {
+        let buffered = self.buf_start..self.buf_start + self.buf.len() as u64;
+        if !buffered.contains(&self.position) {
+            return Err(BatchError::Truncated {
+                available: 0,
+                needed: HEADER_BYTES,
+            });
+        }
+        BatchView::parse(&self.buf[(self.position - self.buf_start) as usize..]).map(|_| ())
+    }
+
+    /// Why a batch of `needed` bytes at the cursor cannot be read, if it cannot.
+    fn unreadable(&self, needed: usize) -> Option<String> {
+        let available = self.end - self.position;
+        if needed as u64 > available {
+            return Some(format!(
+                "batch needs {needed} bytes, the file has {available} left"
+            ));
+        }
+        if needed > BATCH_BYTES_MAX {
+            return Some(format!("batch of {needed} bytes exceeds {BATCH_BYTES_MAX}"));
+        }
+        None
+    }
+
+    fn refill(&mut self, len: usize) -> io::Result<()> {
+        let len = (len as u64).min(self.end - self.position) as usize;
+        self.buf.resize(len, 0);
+        self.buf_start = self.position;
+        self.file.read_exact_at(self.position, &mut self.buf)
+    }
+}
+
+/// Searches `file[from..end]` for a valid batch whose base offset is one of `offsets`: evidence
+/// that the damage before it is not a torn tail. Returns its position and base offset.
+pub(crate) fn find_batch(
+    file: &dyn DiskFile,
+    from: u64,
+    end: u64,
+    offsets: &[i64],
+) -> io::Result<Option<(u64, i64)>> {
+    const NEEDLE_BYTES: usize = 8;
+    let needles: Vec<[u8; NEEDLE_BYTES]> = offsets.iter().map(|o| o.to_be_bytes()).collect();
+    let mut chunk = Vec::new();
+    let mut chunk_start = from;
+    while chunk_start + NEEDLE_BYTES as u64 <= end {
+        let len = (SEARCH_CHUNK_BYTES as u64).min(end - chunk_start) as usize;
+        chunk.resize(len, 0);
+        file.read_exact_at(chunk_start, &mut chunk)?;
+        for (at, window) in chunk.windows(NEEDLE_BYTES).enumerate() {
+            if !needles.iter().any(|needle| window == needle) {
+                continue;
+            }
+            let position = chunk_start + at as u64;
+            let mut cursor = Cursor::new(file, end, position, HEADER_BYTES);
+            if let Step::Batch(_, view) = cursor.next()? {
+                if view.validate().is_ok() {
+                    return Ok(Some((position, view.base_offset())));
+                }
+            }
+        }
+        // Overlap by a needle minus one byte so that a match across chunks is not missed.
+        chunk_start += (len - (NEEDLE_BYTES - 1)).max(1) as u64;
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimDisk;
+    use expect_test::{expect, Expect};
+    use wire::batch::{assign_base_offset, build_batch, ProducerFields};
+
+    fn check_name(name: &str, expect: Expect) {
+        expect.assert_eq(&format!("{:?}", parse_file_name(name)));
+    }
+
+    #[test]
+    fn file_names() {
+        assert_eq!(file_name(42, LOG_SUFFIX), "00000000000000000042.log");
+        check_name(
+            "00000000000000000042.log",
+            expect![[r#"Some((42, ".log"))"#]],
+        );
+        check_name(
+            "00000000000000000042.timeindex",
+            expect![[r#"Some((42, ".timeindex"))"#]],
+        );
+        check_name("42.log", expect!["None"]);
+        check_name("0000000000000000004x.log", expect!["None"]);
+        check_name("recovery-point.checkpoint", expect!["None"]);
+    }
+
+    fn batch(offset: i64, records: usize, payload: usize) -> Vec<u8> {
+        let value = vec![7u8; payload];
+        let records: Vec<_> = (0..records).map(|_| (None, Some(&value[..]))).collect();
+        let mut batch = build_batch(&records, 1_000 + offset, ProducerFields::NONE, 0);
+        assign_base_offset(&mut batch, offset, 0);
+        batch
+    }
+
+    fn file_with(bytes: &[u8]) -> (SimDisk, Arc<dyn DiskFile>) {
+        let disk = SimDisk::new();
+        let file = disk.open(Path::new("/f"), true).unwrap();
+        file.write_all_at(0, bytes).unwrap();
+        (disk, file)
+    }
+
+    /// Walks a file with a tiny chunk size, so that batches straddle chunk boundaries.
+    fn walk(bytes: &[u8], chunk_bytes: usize) -> String {
+        let (_disk, file) = file_with(bytes);
+        let mut cursor = Cursor::new(file.as_ref(), bytes.len() as u64, 0, chunk_bytes);
+        let mut steps = Vec::new();
+        loop {
+            match cursor.next().unwrap() {
+                Step::End => break,
+                Step::Batch(position, view) => {
+                    steps.push(format!("{position}:{}", view.base_offset()))
+                }
+                Step::Invalid { position, reason } => {
+                    steps.push(format!("{position}: {reason}"));
+                    break;
+                }
+            }
+        }
+        steps.join(" | ")
+    }
+
+    #[test]
+    fn cursor_walks_batches_across_chunks() {
+        let mut bytes = batch(0, 3, 10);
+        bytes.extend(batch(3, 1, 200));
+        bytes.extend(batch(4, 2, 5));
+        let expected = expect!["0:0 | 112:3 | 382:4"];
+        for chunk_bytes in [1, 61, 100, 4096] {
+            expected.assert_eq(&walk(&bytes, chunk_bytes));
+        }
+    }
+
+    #[test]
+    fn cursor_stops_at_a_torn_batch() {
+        let mut bytes = batch(0, 3, 10);
+        bytes.extend(&batch(3, 1, 200)[..100]);
+        expect!["0:0 | 112: batch needs 270 bytes, the file has 100 left"]
+            .assert_eq(&walk(&bytes, 64));
+        let mut zeros = batch(0, 1, 1);
+        zeros.extend([0u8; 70]);
+        expect!["0:0 | 69: unsupported record batch magic 0 (only v2 is accepted)"]
+            .assert_eq(&walk(&zeros, 64));
+    }
+
+    #[test]
+    fn find_batch_skips_false_matches() {
+        let mut bytes = vec![0u8; 3];
+        bytes.extend(5i64.to_be_bytes()); // the offset alone, not a batch
+        bytes.extend(batch(5, 1, 1));
+        let (_disk, file) = file_with(&bytes);
+        assert_eq!(
+            find_batch(file.as_ref(), 0, bytes.len() as u64, &[5]).unwrap(),
+            Some((11, 5))
+        );
+        assert_eq!(
+            find_batch(file.as_ref(), 0, bytes.len() as u64, &[6, 5]).unwrap(),
+            Some((11, 5))
+        );
+        assert_eq!(
+            find_batch(file.as_ref(), 0, bytes.len() as u64, &[6]).unwrap(),
+            None
+        );
+        assert_eq!(
+            find_batch(file.as_ref(), 12, bytes.len() as u64, &[5]).unwrap(),
+            None
+        );
+    }
+}
