@@ -7,6 +7,10 @@ mod settings;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// Huge allocations (a hostile array count) are mapped lazily instead of aborting the process.
+#[global_allocator]
+static ALLOCATOR: server::alloc::LazyHugeAlloc = server::alloc::LazyHugeAlloc;
+
 #[derive(Parser)]
 #[command(
     name = "ferry",

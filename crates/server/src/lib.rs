@@ -3,6 +3,7 @@
 //! `acks=all` write that arrived meanwhile, across connections and partitions), long-polls
 //! fetches, and shuts down gracefully. The broker itself never sees a socket or a clock.
 
+pub mod alloc;
 mod commit;
 mod connection;
 pub mod limits;

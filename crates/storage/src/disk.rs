@@ -32,6 +32,9 @@ pub trait Disk: Send + Sync {
 /// An open file, addressed by position only so that readers never share a cursor.
 pub trait DiskFile: Send + Sync {
     fn len(&self) -> io::Result<u64>;
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Fills `buf` from `position`; reading past the end is an `UnexpectedEof` error.
     fn read_exact_at(&self, position: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Writes all of `buf` at `position`, extending the file if needed. Reaches the OS, not the

@@ -14,10 +14,10 @@ use tracing::info;
 use wire::batch::{assign_base_offset, BatchView, Batches};
 
 use crate::checkpoint::{self, LOG_START_FILE, RECOVERY_POINT_FILE};
-use crate::disk::{Disk, DiskFile};
+use crate::disk::Disk;
 use crate::error::LogError;
 use crate::recovery::{self, create_segment};
-use crate::segment::{BatchMeta, Segment, BATCH_BYTES_MAX};
+use crate::segment::{BatchMeta, Segment, Unsynced, BATCH_BYTES_MAX};
 
 /// Largest `segment_bytes`: positions in the offset index are u32, and a segment can exceed
 /// `segment_bytes` by one append.
@@ -93,7 +93,7 @@ pub struct AppendInfo {
 pub struct SyncWork {
     disk: Arc<dyn Disk>,
     dir: PathBuf,
-    files: Vec<(PathBuf, Arc<dyn DiskFile>)>,
+    files: Vec<Unsynced>,
     sync_dir: bool,
     /// The recovery point to checkpoint once the fsyncs succeeded.
     recovery_point: Option<i64>,
@@ -152,7 +152,7 @@ pub struct PartitionLog {
     /// The latest `now_ms` seen: the log's only notion of time.
     clock_ms: i64,
     /// Files written but not yet synced, other than the active segment's log.
-    dirty_files: Vec<(PathBuf, Arc<dyn DiskFile>)>,
+    dirty_files: Vec<Unsynced>,
     active_dirty: bool,
     dir_dirty: bool,
     in_flight: Option<InFlight>,

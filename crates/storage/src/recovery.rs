@@ -21,7 +21,7 @@ use crate::disk::{Disk, DiskFile};
 use crate::error::LogError;
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::segment::{
-    self, file_name, find_batch, BatchMeta, Cursor, Loaded, Segment, Step, INDEX_SUFFIX,
+    self, file_name, find_batch, BatchMeta, Cursor, Loaded, Segment, Step, Unsynced, INDEX_SUFFIX,
     LOG_SUFFIX, SCAN_CHUNK_BYTES, TIME_INDEX_SUFFIX,
 };
 
@@ -539,7 +539,7 @@ impl Rules<'_> {
         scan_from: usize,
     ) -> Result<(), LogError> {
         let last = segments.len() - 1;
-        let mut files: Vec<(std::path::PathBuf, Arc<dyn DiskFile>)> = Vec::new();
+        let mut files: Vec<Unsynced> = Vec::new();
         for &i in rebuilt.iter().filter(|&&i| i < last) {
             files.extend(segments[i].write_indexes(self.disk)?);
         }

@@ -45,6 +45,9 @@ pub(crate) fn parse_file_name(name: &str) -> Option<(i64, &'static str)> {
     None
 }
 
+/// A file written but not yet synced, with its path for the error message if the sync fails.
+pub(crate) type Unsynced = (PathBuf, Arc<dyn DiskFile>);
+
 /// What the log keeps of one batch's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BatchMeta {
@@ -174,10 +177,7 @@ impl Segment {
     /// Writes the index files of a segment that takes no more appends (rolled or closed), ending
     /// the time index with the segment's largest timestamp so that it survives a restart. Returns
     /// the written files, which still need a `sync_data`.
-    pub fn write_indexes(
-        &mut self,
-        disk: &dyn Disk,
-    ) -> Result<Vec<(PathBuf, Arc<dyn DiskFile>)>, LogError> {
+    pub fn write_indexes(&mut self, disk: &dyn Disk) -> Result<Vec<Unsynced>, LogError> {
         self.push_time_entry();
         let mut written = Vec::new();
         for (suffix, bytes) in [

@@ -3,7 +3,7 @@
 //! one quirk of the protocol: ApiVersions responses always use header v0 so that a client on an
 //! unknown version can still read the error.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use thiserror::Error;
@@ -54,8 +54,8 @@ pub struct Request {
 }
 
 /// Decodes a request frame body (without the length prefix). The caller has already checked that
-/// the API and version are supported. Trailing bytes after the body are an error: they mean the
-/// client and broker disagree about the schema.
+/// the API and version are supported. Bytes after the body are ignored, as Kafka does: librdkafka
+/// sends Metadata v12 with fields newer schemas dropped.
 pub fn decode_request(mut body: Bytes) -> Result<Request, FrameError> {
     let prefix = header_prefix(&body)?;
     let api_key =
@@ -71,9 +71,6 @@ pub fn decode_request(mut body: Bytes) -> Result<Request, FrameError> {
         .map_err(|e| decode_error(e.to_string()))?;
     let request = RequestKind::decode(api_key, &mut body, version)
         .map_err(|e| decode_error(e.to_string()))?;
-    if body.has_remaining() {
-        return Err(decode_error(format!("{} trailing bytes", body.remaining())));
-    }
     Ok(Request {
         api_key,
         header,

@@ -27,9 +27,13 @@ async fn kill9_during_acks_all_keeps_every_acknowledged_record() {
     );
     // (partition, seq) -> acknowledged offset.
     let acked: Arc<Mutex<HashMap<(i32, u64), i64>>> = Arc::default();
-    let sent_total = 40_000u64;
     let mut tasks = Vec::new();
-    for seq in 0..sent_total {
+    let mut killed_at = None;
+    let mut seq = 0u64;
+    // Send in steady slices; the kill lands while slices are in flight, then sending goes on
+    // for a while against the dead broker.
+    while killed_at.is_none_or(|at| seq < at + 5_000) {
+        assert!(seq < 1_000_000, "never reached 5000 acknowledgements");
         let partition = (seq % PARTITIONS as u64) as i32;
         let seq_in_partition = seq / PARTITIONS as u64;
         let (key, value) = record(partition, seq_in_partition);
@@ -42,28 +46,25 @@ async fn kill9_during_acks_all_keeps_every_acknowledged_record() {
             tokio::time::sleep(Duration::from_millis(2)).await;
             continue;
         };
-        let acked = acked.clone();
+        seq += 1;
+        let record_ack = acked.clone();
         tasks.push(tokio::spawn(async move {
             if let Ok(Ok(delivery)) = delivery.await {
-                acked
+                record_ack
                     .lock()
                     .unwrap()
                     .insert((partition, seq_in_partition), delivery.offset);
             }
         }));
-        // Kill once a good part is acknowledged, while production is still going on.
-        if seq == sent_total / 2 {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while acked.lock().unwrap().len() < 5_000 {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "no acknowledgements before the kill"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
+        if seq % 200 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if killed_at.is_none() && acked.lock().unwrap().len() >= 5_000 {
+                ferry.kill9();
+                killed_at = Some(seq);
             }
-            ferry.kill9();
         }
     }
+    let sent_total = seq;
     for task in tasks {
         task.await.unwrap();
     }

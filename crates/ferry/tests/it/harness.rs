@@ -90,6 +90,10 @@ fn spawn(data_dir: &Path, listen: &str, settings: &[String]) -> (Child, SocketAd
     for setting in settings {
         command.arg("--set").arg(setting);
     }
+    // Test knobs like FERRY_TEST_RECORDS would read as broker settings.
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("FERRY_")) {
+        command.env_remove(key);
+    }
     command.env(
         "FERRY_LOG",
         std::env::var("FERRY_LOG").unwrap_or_else(|_| "warn".into()),
@@ -113,21 +117,6 @@ fn spawn(data_dir: &Path, listen: &str, settings: &[String]) -> (Child, SocketAd
     (child, addr)
 }
 
-/// Retries binding the same port for a restart, which can race with the old socket's release.
-pub fn eventually<T>(what: &str, timeout: Duration, mut attempt: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = attempt() {
-            return value;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 pub fn producer(bootstrap: &str, settings: &[(&str, &str)]) -> FutureProducer {
     let mut config = ClientConfig::new();
     config
@@ -145,6 +134,7 @@ pub fn producer(bootstrap: &str, settings: &[(&str, &str)]) -> FutureProducer {
 pub fn consumer_from_start(bootstrap: &str, topic: &str, partitions: i32) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
+        .set("group.id", "ferry-test-assign")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .create()

@@ -121,28 +121,33 @@ async fn hostile_frames_close_only_their_connection() {
 
     // A known API on an unadvertised version (Produce v2 would drop idempotence).
     let mut stream = connect(&ferry);
-    stream
-        .write_all(&request_frame(
-            ApiKey::Produce,
-            2,
-            &RequestKind::Produce(Default::default()),
-        ))
-        .unwrap();
+    let mut frame = request_frame(ApiKey::Produce, 3, &RequestKind::Produce(Default::default()));
+    frame[6..8].copy_from_slice(&2i16.to_be_bytes());
+    stream.write_all(&frame).unwrap();
     assert!(closed_by_broker(stream), "Produce v2");
 
-    // A body that does not decode: Metadata v9 cut short inside its topic array.
+    // A body that does not decode: Metadata v1 with one topic whose name claims 100 bytes.
     let mut stream = connect(&ferry);
-    let mut frame = request_frame(
-        ApiKey::Metadata,
-        1,
-        &RequestKind::Metadata(Default::default()),
-    );
-    frame.extend_from_slice(&[0, 0, 0, 5]);
+    let mut frame = request_frame(ApiKey::Metadata, 1, &RequestKind::Metadata(Default::default()));
+    let count_at = frame.len() - 4;
+    frame[count_at..].copy_from_slice(&1i32.to_be_bytes());
+    frame.extend_from_slice(&[0, 100, b'x', b'y']);
     let length = (frame.len() - 4) as i32;
     frame[0..4].copy_from_slice(&length.to_be_bytes());
     stream.write_all(&frame).unwrap();
     assert!(closed_by_broker(stream), "undecodable body");
     healthy(&bootstrap, 4).await;
+
+    // A lying array count (CVE-2022-34917's class): Metadata v1 claiming 2^31-1 topics in a
+    // 16-byte body. The codec sizes its Vec from the claim; the broker must close the
+    // connection, not abort.
+    let mut stream = connect(&ferry);
+    let mut frame = request_frame(ApiKey::Metadata, 1, &RequestKind::Metadata(Default::default()));
+    let count_at = frame.len() - 4;
+    frame[count_at..].copy_from_slice(&i32::MAX.to_be_bytes());
+    stream.write_all(&frame).unwrap();
+    assert!(closed_by_broker(stream), "lying array count");
+    healthy(&bootstrap, 6).await;
 
     // ApiVersions on a version from the future: UNSUPPORTED_VERSION with our ranges, as v0.
     let mut stream = connect(&ferry);

@@ -71,3 +71,12 @@ pub fn read_all(log: &PartitionLog) -> Vec<u8> {
     log.read(log.log_start_offset(), usize::MAX, i64::MAX)
         .expect("read")
 }
+
+#[test]
+fn handles_cross_threads() {
+    // The server runs `SyncWork` on a blocking thread and shares the logs behind a lock.
+    fn check<T: Send + Sync>() {}
+    check::<PartitionLog>();
+    check::<storage::SyncWork>();
+    check::<SimDisk>();
+}

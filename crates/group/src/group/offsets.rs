@@ -1,0 +1,212 @@
+//! Committed offsets of one group: OffsetCommit validation against the membership, storage,
+//! OffsetFetch lookups and the transactional (pending) offsets hook.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{owned, Env, Group, GroupState, TopicPartition};
+use crate::record::{CommittedOffset, Record};
+
+/// Who commits: the member fields of an OffsetCommit request.
+pub(crate) struct Committer<'a> {
+    pub(crate) member_id: &'a str,
+    pub(crate) instance_id: Option<&'a str>,
+    pub(crate) generation_id: i32,
+}
+
+/// One partition of an OffsetFetch answer.
+pub(crate) struct Fetched {
+    pub(crate) offset: i64,
+    pub(crate) leader_epoch: i32,
+    pub(crate) metadata: StrBytes,
+    pub(crate) error: Option<ResponseError>,
+}
+
+impl Fetched {
+    /// Kafka's answer for a partition without a committed offset.
+    pub(crate) fn none() -> Fetched {
+        Fetched {
+            offset: -1,
+            leader_epoch: -1,
+            metadata: StrBytes::new(),
+            error: None,
+        }
+    }
+}
+
+/// Every partition of `topics` answered with one error.
+pub(crate) fn commit_error(
+    topics: &[OffsetCommitRequestTopic],
+    error: Option<ResponseError>,
+) -> Vec<OffsetCommitResponseTopic> {
+    topics
+        .iter()
+        .map(|topic| {
+            let mut out = OffsetCommitResponseTopic::default();
+            out.name = topic.name.clone();
+            out.partitions = topic
+                .partitions
+                .iter()
+                .map(|p| partition_answer(p.partition_index, error))
+                .collect();
+            out
+        })
+        .collect()
+}
+
+fn partition_answer(partition: i32, error: Option<ResponseError>) -> OffsetCommitResponsePartition {
+    let mut out = OffsetCommitResponsePartition::default();
+    out.partition_index = partition;
+    out.error_code = error.map_or(0, |e| e.code());
+    out
+}
+
+impl Group {
+    /// Kafka's `validateOffsetCommit` (non-transactional), plus REBALANCE_IN_PROGRESS while the
+    /// group completes a rebalance: the member holds a new generation but no assignment yet.
+    fn validate_offset_commit(&self, who: &Committer) -> Option<ResponseError> {
+        if self.state == GroupState::Dead {
+            return Some(ResponseError::CoordinatorNotAvailable);
+        }
+        let is_member_commit =
+            who.generation_id >= 0 || !who.member_id.is_empty() || who.instance_id.is_some();
+        if is_member_commit {
+            if let Some(error) = self.validate_current_member(who.member_id, who.instance_id) {
+                return Some(error);
+            }
+            if who.generation_id != self.generation_id {
+                return Some(ResponseError::IllegalGeneration);
+            }
+        } else if self.state != GroupState::Empty {
+            // A "simple" commit (no member, no generation) only into a group without members.
+            return Some(ResponseError::UnknownMemberId);
+        }
+        if self.state == GroupState::CompletingRebalance {
+            return Some(ResponseError::RebalanceInProgress);
+        }
+        None
+    }
+
+    /// Kafka's `doCommitOffsets`: validates, then stores every partition whose metadata fits,
+    /// returning the answers and pushing one record per stored offset.
+    pub(crate) fn commit_offsets(
+        &mut self,
+        env: &mut Env,
+        who: &Committer,
+        topics: &[OffsetCommitRequestTopic],
+    ) -> Vec<OffsetCommitResponseTopic> {
+        if let Some(error) = self.validate_offset_commit(who) {
+            return commit_error(topics, Some(error));
+        }
+        if matches!(
+            self.state,
+            GroupState::Stable | GroupState::PreparingRebalance
+        ) {
+            // A commit proves the member alive. During PreparingRebalance the commit is still
+            // accepted; the next heartbeat tells the member to rejoin.
+            self.reschedule_heartbeat(env, who.member_id);
+        }
+        let commit_timestamp_ms = i64::try_from(env.now_ms).unwrap_or(i64::MAX);
+        let mut answers = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let mut answer = OffsetCommitResponseTopic::default();
+            answer.name = topic.name.clone();
+            for p in &topic.partitions {
+                let metadata = p.committed_metadata.as_ref().map(owned).unwrap_or_default();
+                if metadata.len() > env.config.offset_metadata_max_bytes {
+                    let error = Some(ResponseError::OffsetMetadataTooLarge);
+                    answer
+                        .partitions
+                        .push(partition_answer(p.partition_index, error));
+                    continue;
+                }
+                let value = CommittedOffset {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata,
+                    commit_timestamp_ms,
+                };
+                let record = Record::offset(&self.id, &topic.name, p.partition_index, Some(&value));
+                env.out.records.push(record);
+                self.offsets
+                    .insert((owned(&topic.name), p.partition_index), value);
+                answer
+                    .partitions
+                    .push(partition_answer(p.partition_index, None));
+            }
+            answers.push(answer);
+        }
+        answers
+    }
+
+    /// Kafka's `GroupMetadataManager.getOffsets` for one partition.
+    pub(crate) fn fetch_offset(&self, tp: &TopicPartition, require_stable: bool) -> Fetched {
+        if self.state == GroupState::Dead {
+            return Fetched::none();
+        }
+        if require_stable
+            && self
+                .pending_txn_offsets
+                .values()
+                .any(|p| p.contains_key(tp))
+        {
+            let mut fetched = Fetched::none();
+            fetched.error = Some(ResponseError::UnstableOffsetCommit);
+            return fetched;
+        }
+        match self.offsets.get(tp) {
+            None => Fetched::none(),
+            Some(o) => Fetched {
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata.clone(),
+                error: None,
+            },
+        }
+    }
+
+    /// Stages a transaction's offsets: invisible to OffsetFetch, and answered
+    /// UNSTABLE_OFFSET_COMMIT under `require_stable`, until the transaction ends.
+    pub(crate) fn stage_txn_offsets(
+        &mut self,
+        producer_id: i64,
+        offsets: impl IntoIterator<Item = (TopicPartition, CommittedOffset)>,
+    ) {
+        let staged = self.pending_txn_offsets.entry(producer_id).or_default();
+        for ((topic, partition), offset) in offsets {
+            staged.insert((owned(&topic), partition), offset);
+        }
+    }
+
+    /// Ends a transaction's offsets: a commit stores them (with records), an abort drops them.
+    pub(crate) fn complete_txn_offsets(&mut self, producer_id: i64, commit: bool) -> Vec<Record> {
+        let Some(staged) = self.pending_txn_offsets.remove(&producer_id) else {
+            return Vec::new();
+        };
+        if !commit {
+            return Vec::new();
+        }
+        let mut records = Vec::with_capacity(staged.len());
+        for ((topic, partition), offset) in staged {
+            records.push(Record::offset(&self.id, &topic, partition, Some(&offset)));
+            self.offsets.insert((topic, partition), offset);
+        }
+        records
+    }
+
+    /// Replay of one offset record.
+    pub(crate) fn load_offset(&mut self, tp: TopicPartition, value: Option<CommittedOffset>) {
+        match value {
+            Some(value) => {
+                self.offsets.insert(tp, value);
+            }
+            None => {
+                self.offsets.remove(&tp);
+            }
+        }
+    }
+}

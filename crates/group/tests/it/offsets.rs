@@ -1,0 +1,242 @@
+//! OffsetCommit and OffsetFetch scripts: generation checks, storage, fetch shapes, the
+//! transactional hook.
+
+use expect_test::expect;
+
+use crate::harness::check;
+
+#[test]
+fn simple_commit_and_fetch_round_trip() {
+    check(
+        "
+        x commit gen=-1 t/0=5:hello t/1=7 u/0=1
+        x commit gen=-1 epoch=3 t/1=8:again
+        fetch t/0 t/1 t/2 v/0
+        fetch                       # null topics: every committed offset
+        fetch v=1 t/0
+        fetch v=8 t/0
+        fetch group=other t/0       # unknown group: -1, no error
+        x commit gen=-1 v=2 t/0=9
+        fetch t/0
+        state
+        list
+        ",
+        expect![[r#"
+            > x commit gen=-1 t/0=5:hello t/1=7 u/0=1
+              ~ offset g t/0=5 epoch=-1 meta="hello"
+              ~ offset g t/1=7 epoch=-1 meta=""
+              ~ offset g u/0=1 epoch=-1 meta=""
+              x.commit: t/0:ok t/1:ok u/0:ok
+            > x commit gen=-1 epoch=3 t/1=8:again
+              ~ offset g t/1=8 epoch=3 meta="again"
+              x.commit: t/1:ok
+            > fetch t/0 t/1 t/2 v/0
+              admin.fetch: t/0=5:hello t/1=8@3:again t/2=-1 v/0=-1
+            > fetch
+              admin.fetch: t/0=5:hello t/1=8@3:again u/0=1
+            > fetch v=1 t/0
+              admin.fetch: t/0=5:hello
+            > fetch v=8 t/0
+              admin.fetch: t/0=5:hello
+            > fetch group=other t/0
+              admin.fetch: t/0=-1
+            > x commit gen=-1 v=2 t/0=9
+              ~ offset g t/0=9 epoch=-1 meta=""
+              x.commit: t/0:ok
+            > fetch t/0
+              admin.fetch: t/0=9
+            > state
+              g: Empty gen=0 proto=- leader=- members=[] offsets=[t/0=9 t/1=8 u/0=1]
+            > list
+              admin.list: ok [g:Empty:-]
+        "#]],
+    );
+}
+
+#[test]
+fn commit_generation_and_member_checks() {
+    check(
+        "
+        config metadata_max=4
+        x commit gen=1 t/0=1        # a group that does not exist: stale generation
+        a join v=3
+        b join v=3
+        tick 200
+        a commit t/0=1              # CompletingRebalance
+        a sync assign=a:p0,b:p1
+        b sync
+        a commit t/0=2 t/1=3:toolong
+        a commit gen=0 t/0=3        # stale generation
+        a commit id=none t/0=4      # unknown member
+        x commit gen=-1 t/0=5       # a simple commit into a group with members
+        a join                      # PreparingRebalance: commits of the current generation pass
+        b commit t/1=6
+        fetch
+        ",
+        expect![[r#"
+            > config metadata_max=4
+            > x commit gen=1 t/0=1
+              x.commit: t/0:IllegalGeneration
+            > a join v=3
+              (a.join parked)
+            > b join v=3
+              (b.join parked)
+            > tick 200
+              a.join: ok gen=1 proto=range leader=a#1 id=a#1 members=[a#1:a b#1:b]
+              b.join: ok gen=1 proto=range leader=a#1 id=b#1
+            > a commit t/0=1
+              a.commit: t/0:RebalanceInProgress
+            > a sync assign=a:p0,b:p1
+              ~ group g gen=1 proto=range leader=a#1 members=[a#1:p0 b#1:p1]
+              a.sync: ok assign=p0
+            > b sync
+              b.sync: ok assign=p1
+            > a commit t/0=2 t/1=3:toolong
+              ~ offset g t/0=2 epoch=-1 meta=""
+              a.commit: t/0:ok t/1:OffsetMetadataTooLarge
+            > a commit gen=0 t/0=3
+              a.commit: t/0:IllegalGeneration
+            > a commit id=none t/0=4
+              a.commit: t/0:UnknownMemberId
+            > x commit gen=-1 t/0=5
+              x.commit: t/0:UnknownMemberId
+            > a join
+              (a.join parked)
+            > b commit t/1=6
+              ~ offset g t/1=6 epoch=-1 meta=""
+              b.commit: t/1:ok
+            > fetch
+              admin.fetch: t/0=2 t/1=6
+        "#]],
+    );
+}
+
+#[test]
+fn static_member_commit_checks() {
+    check(
+        "
+        a join v=5 inst=ia
+        tick 200
+        a sync assign=a:p0
+        a commit t/0=1
+        a commit inst=ib t/0=2      # unknown instance id
+        a2 join v=5 inst=ia         # ia restarts under a new member id
+        a commit inst=ia t/0=3      # the old member id is fenced
+        a2 commit gen=1 t/0=4
+        ",
+        expect![[r#"
+            > a join v=5 inst=ia
+              (a.join parked)
+            > tick 200
+              a.join: ok gen=1 proto=range leader=ia#1 id=ia#1 members=[ia#1:a]
+            > a sync assign=a:p0
+              ~ group g gen=1 proto=range leader=ia#1 members=[ia#1:p0]
+              a.sync: ok assign=p0
+            > a commit t/0=1
+              ~ offset g t/0=1 epoch=-1 meta=""
+              a.commit: t/0:ok
+            > a commit inst=ib t/0=2
+              a.commit: t/0:UnknownMemberId
+            > a2 join v=5 inst=ia
+              ~ group g gen=1 proto=range leader=ia#2 members=[ia#2:p0]
+              a2.join: ok gen=1 proto=range leader=ia#1 id=ia#2
+            > a commit inst=ia t/0=3
+              a.commit: t/0:FencedInstanceId
+            > a2 commit gen=1 t/0=4
+              ~ offset g t/0=4 epoch=-1 meta=""
+              a2.commit: t/0:ok
+        "#]],
+    );
+}
+
+#[test]
+fn commits_keep_the_session_alive() {
+    check(
+        "
+        a join v=3
+        tick 200
+        a sync assign=a:p0
+        tick 9000
+        a commit t/0=1
+        tick 9000
+        a commit t/0=2
+        tick 9000
+        a hb
+        tick 10000                  # no heartbeat, no commit: the session ends
+        state
+        ",
+        expect![[r#"
+            > a join v=3
+              (a.join parked)
+            > tick 200
+              a.join: ok gen=1 proto=range leader=a#1 id=a#1 members=[a#1:a]
+            > a sync assign=a:p0
+              ~ group g gen=1 proto=range leader=a#1 members=[a#1:p0]
+              a.sync: ok assign=p0
+            > tick 9000
+            > a commit t/0=1
+              ~ offset g t/0=1 epoch=-1 meta=""
+              a.commit: t/0:ok
+            > tick 9000
+            > a commit t/0=2
+              ~ offset g t/0=2 epoch=-1 meta=""
+              a.commit: t/0:ok
+            > tick 9000
+            > a hb
+              a.hb: ok
+            > tick 10000
+              ~ group g gen=2 proto=- leader=- members=[]
+            > state
+              g: Empty gen=2 proto=- leader=- members=[] offsets=[t/0=2]
+        "#]],
+    );
+}
+
+#[test]
+fn require_stable_sees_pending_transactional_offsets() {
+    check(
+        "
+        x commit gen=-1 t/0=1
+        stage pid=7 t/0=5 t/1=6
+        fetch t/0 t/1
+        fetch t/0 t/1 stable
+        endtxn pid=7 commit
+        fetch t/0 t/1 stable
+        stage pid=8 t/0=9
+        fetch stable
+        endtxn pid=8 abort
+        fetch stable
+        stage pid=9 group=fresh t/0=1 # staging creates the group
+        list
+        endtxn pid=9 abort group=fresh
+        list
+        ",
+        expect![[r#"
+            > x commit gen=-1 t/0=1
+              ~ offset g t/0=1 epoch=-1 meta=""
+              x.commit: t/0:ok
+            > stage pid=7 t/0=5 t/1=6
+            > fetch t/0 t/1
+              admin.fetch: t/0=1 t/1=-1
+            > fetch t/0 t/1 stable
+              admin.fetch: t/0:UnstableOffsetCommit t/1:UnstableOffsetCommit
+            > endtxn pid=7 commit
+              ~ offset g t/0=5 epoch=-1 meta=""
+              ~ offset g t/1=6 epoch=-1 meta=""
+            > fetch t/0 t/1 stable
+              admin.fetch: t/0=5 t/1=6
+            > stage pid=8 t/0=9
+            > fetch stable
+              admin.fetch: t/0:UnstableOffsetCommit t/1=6
+            > endtxn pid=8 abort
+            > fetch stable
+              admin.fetch: t/0=5 t/1=6
+            > stage pid=9 group=fresh t/0=1
+            > list
+              admin.list: ok [fresh:Empty:- g:Empty:-]
+            > endtxn pid=9 abort group=fresh
+            > list
+              admin.list: ok [g:Empty:-]
+        "#]],
+    );
+}
