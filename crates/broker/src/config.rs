@@ -29,6 +29,8 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval_ms: i64,
+    /// Consumer group settings (`group.min.session.timeout.ms`, ...).
+    pub group: group::GroupConfig,
 }
 
 impl BrokerConfig {
@@ -43,6 +45,7 @@ impl BrokerConfig {
             message_max_bytes: MESSAGE_MAX_BYTES_DEFAULT,
             log: LogConfig::default(),
             retention_check_interval_ms: 300_000,
+            group: group::GroupConfig::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod config;
 mod durable;
+pub mod groups;
 mod handlers;
 pub mod partition;
 pub mod topics;
@@ -21,6 +22,8 @@ use thiserror::Error;
 use wire::Request;
 
 pub use config::BrokerConfig;
+use groups::Groups;
+pub use groups::Routed;
 pub use handlers::api_versions::response as api_versions_response;
 pub use handlers::fetch::FetchOutcome;
 use topics::Topics;
@@ -80,6 +83,8 @@ pub struct Broker {
     /// Partitions appended to since their last fsync.
     dirty: BTreeSet<TopicPartition>,
     retention_checked_ms: i64,
+    /// None only after `close`.
+    groups: Option<Groups>,
 }
 
 impl Broker {
@@ -89,13 +94,15 @@ impl Broker {
         disk: Arc<dyn Disk>,
         now_ms: i64,
     ) -> Result<Broker, BrokerError> {
-        let topics = Topics::open(disk, &config.data_dir, &config.log, now_ms)?;
+        let topics = Topics::open(disk.clone(), &config.data_dir, &config.log, now_ms)?;
+        let groups = Groups::open(disk, &config.data_dir, config.group.clone(), now_ms)?;
         Ok(Broker {
             config,
             topics,
             append_ticket: 0,
             dirty: BTreeSet::new(),
             retention_checked_ms: now_ms,
+            groups: Some(groups),
         })
     }
 
@@ -126,10 +133,72 @@ impl Broker {
             RequestKind::DeleteTopics(r) => handlers::delete_topics::handle(self, &r, version)?,
             RequestKind::DescribeConfigs(r) => handlers::describe_configs::handle(self, &r),
             RequestKind::DeleteRecords(r) => handlers::delete_records::handle(self, &r)?,
+            RequestKind::FindCoordinator(r) => {
+                handlers::find_coordinator::handle(self, &r, version)
+            }
             RequestKind::Fetch(_) => panic!("Fetch goes through Broker::fetch"),
             other => panic!("server dispatched an unadvertised API: {other:?}"),
         };
         Ok(Outcome::Respond(response))
+    }
+
+    /// Handles a consumer group request (JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+    /// OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups). Its response is
+    /// routed to `token`, now or in a later call (JoinGroup and SyncGroup wait for the group);
+    /// the returned responses may answer other members' earlier requests too.
+    pub fn handle_group(
+        &mut self,
+        now_ms: i64,
+        token: u64,
+        client_host: &str,
+        request: Request,
+    ) -> Result<Routed, BrokerError> {
+        let version = request.header.request_api_version;
+        let client_id = request
+            .header
+            .client_id
+            .as_deref()
+            .unwrap_or("")
+            .to_string();
+        let body = match groups::group_request(request.body) {
+            Ok(body) => body,
+            Err(other) => panic!("handle_group with a non-group request: {other:?}"),
+        };
+        let (responses, appended) =
+            self.groups_mut()
+                .handle(now_ms, token, version, &client_id, client_host, body)?;
+        Ok(self.routed(responses, appended))
+    }
+
+    /// Fires due group timeouts; see [`Broker::group_deadline_ms`].
+    pub fn group_tick(&mut self, now_ms: i64) -> Result<Routed, BrokerError> {
+        let (responses, appended) = self.groups_mut().tick(now_ms)?;
+        Ok(self.routed(responses, appended))
+    }
+
+    /// When the group coordinator next needs a tick, in its clock (wall milliseconds).
+    pub fn group_deadline_ms(&self) -> Option<u64> {
+        self.groups_ref().next_deadline_ms()
+    }
+
+    pub fn groups(&self) -> &group::GroupCoordinator {
+        self.groups_ref().coordinator()
+    }
+
+    fn groups_ref(&self) -> &Groups {
+        self.groups.as_ref().expect("broker used after close")
+    }
+
+    fn groups_mut(&mut self) -> &mut Groups {
+        self.groups.as_mut().expect("broker used after close")
+    }
+
+    fn routed(&mut self, responses: Vec<(u64, ResponseKind)>, appended: bool) -> Routed {
+        let sync_ticket = appended.then(|| self.note_append(groups::GROUP_LOG_TOPIC, 0));
+        Routed {
+            sync_ticket,
+            responses,
+        }
     }
 
     /// Answers a Fetch, or says to wait for more data (`min_bytes` not reached and the wait not
@@ -148,6 +217,15 @@ impl Broker {
     pub fn take_sync_work(&mut self) -> (u64, Vec<(TopicPartition, SyncWork)>) {
         let mut work = Vec::new();
         for (topic, index) in std::mem::take(&mut self.dirty) {
+            if topic == groups::GROUP_LOG_TOPIC {
+                if let Some(sync) = self.groups_mut().log_mut().take_sync_work() {
+                    work.push(((topic, index), sync));
+                } else {
+                    // The previous round's work is still running; sync again next round.
+                    self.dirty.insert((topic, index));
+                }
+                continue;
+            }
             let Some(partition) = self.topics.partition_mut(&topic, index) else {
                 continue;
             };
@@ -160,6 +238,10 @@ impl Broker {
 
     pub fn mark_synced(&mut self, synced: Vec<(TopicPartition, i64)>) {
         for ((topic, index), offset) in synced {
+            if topic == groups::GROUP_LOG_TOPIC {
+                self.groups_mut().log_mut().mark_synced(offset);
+                continue;
+            }
             if let Some(partition) = self.topics.partition_mut(&topic, index) {
                 partition.log_mut().mark_synced(offset);
             }
@@ -204,6 +286,9 @@ impl Broker {
                     source,
                 })?;
             }
+        }
+        if let Some(groups) = self.groups.take() {
+            groups.close()?;
         }
         Ok(())
     }

@@ -102,6 +102,16 @@ impl Settings {
                 broker.retention_check_interval_ms = positive(name, value)?
             }
             "log.index.interval.bytes" => broker.log.index_interval_bytes = positive(name, value)?,
+            "group.initial.rebalance.delay.ms" => {
+                broker.group.group_initial_rebalance_delay_ms = number(name, value)?
+            }
+            "group.min.session.timeout.ms" => {
+                broker.group.group_min_session_timeout_ms = positive(name, value)?
+            }
+            "group.max.session.timeout.ms" => {
+                broker.group.group_max_session_timeout_ms = positive(name, value)?
+            }
+            "group.max.size" => broker.group.group_max_size = positive(name, value)?,
             "socket.request.max.bytes" => limits.request_bytes_max = positive(name, value)?,
             "max.connections" => limits.connections_max = positive(name, value)?,
             "max.in.flight.requests.per.connection" => {

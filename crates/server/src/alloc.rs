@@ -93,7 +93,10 @@ mod tests {
     fn a_huge_claim_is_mapped_and_returned() {
         let layout = Layout::from_size_align(512 << 30, 8).unwrap();
         let ptr = unsafe { LazyHugeAlloc.alloc(layout) };
-        assert!(!ptr.is_null(), "512 GiB of address space without reserving memory");
+        assert!(
+            !ptr.is_null(),
+            "512 GiB of address space without reserving memory"
+        );
         unsafe {
             ptr.write(7);
             assert_eq!(ptr.read(), 7);

@@ -15,13 +15,13 @@ use kafka_protocol::messages::{ApiKey, FetchRequest, RequestKind, ResponseKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use wire::frame::{decode_request, encode_response, header_prefix, HeaderPrefix};
 use wire::versions;
 
 use crate::limits::FETCH_WAIT_MAX;
-use crate::{fatal, now_ms, Shared};
+use crate::{fatal, groups, now_ms, Delivery, Shared};
 
 /// A response slot, queued in request order.
 enum Pending {
@@ -38,6 +38,11 @@ enum Pending {
         reply: Reply,
         request: Box<FetchRequest>,
         deadline: Instant,
+    },
+    /// A group response, delivered by the coordinator now or later.
+    Group {
+        reply: Reply,
+        delivery: oneshot::Receiver<Delivery>,
     },
     Close(String),
 }
@@ -89,7 +94,7 @@ async fn read_loop(
             tracing::warn!(%peer, length, "connection closed in the middle of a frame");
             return;
         }
-        let pending = match request_pending(shared, body) {
+        let pending = match request_pending(shared, body, peer) {
             Ok(Some(pending)) => pending,
             Ok(None) => continue,
             Err(reason) => Pending::Close(reason),
@@ -102,7 +107,11 @@ async fn read_loop(
 }
 
 /// Checks, decodes and handles one request frame; `Err` is a reason to close the connection.
-fn request_pending(shared: &Shared, body: BytesMut) -> Result<Option<Pending>, String> {
+fn request_pending(
+    shared: &Shared,
+    body: BytesMut,
+    peer: SocketAddr,
+) -> Result<Option<Pending>, String> {
     let HeaderPrefix {
         api_key,
         api_version,
@@ -139,6 +148,21 @@ fn request_pending(shared: &Shared, body: BytesMut) -> Result<Option<Pending>, S
             deadline,
         }));
     }
+    if versions::is_group_api(api) {
+        let (token, delivery) = groups::register(shared);
+        let routed = {
+            let mut broker = shared.broker();
+            let routed = broker.handle_group(now_ms(), token, &peer.ip().to_string(), request);
+            shared.publish_appends(broker.append_ticket());
+            routed
+        };
+        match routed {
+            Ok(routed) => groups::deliver(shared, routed),
+            Err(error) => fatal(error),
+        }
+        shared.group_wake.notify_one();
+        return Ok(Some(Pending::Group { reply, delivery }));
+    }
     let outcome = {
         let mut broker = shared.broker();
         let outcome = broker.handle(now_ms(), request);
@@ -167,7 +191,12 @@ async fn write_loop(
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     let mut synced = shared.synced.subscribe();
     let mut appended = shared.appended.subscribe();
+    let mut shutdown = shared.shutdown.subscribe();
     while let Some(item) = pending.recv().await {
+        // Responses already written must not sit in the buffer while this one waits.
+        if !matches!(item, Pending::Ready { .. }) && writer.flush().await.is_err() {
+            return;
+        }
         let (reply, response) = match item {
             Pending::Ready { reply, response } => (reply, response),
             Pending::AfterSync {
@@ -188,6 +217,22 @@ async fn write_loop(
                 let response =
                     fetch(&shared, &mut appended, &request, reply.version, deadline).await;
                 (reply, ResponseKind::Fetch(response))
+            }
+            Pending::Group { reply, delivery } => {
+                let delivery = tokio::select! {
+                    delivery = delivery => match delivery {
+                        Ok(delivery) => delivery,
+                        Err(_) => return,
+                    },
+                    // A JoinGroup can wait minutes for its group; do not hold up a shutdown.
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                };
+                if let Some(ticket) = delivery.sync_ticket {
+                    if synced.wait_for(|s| *s >= ticket).await.is_err() {
+                        return;
+                    }
+                }
+                (reply, delivery.response)
             }
             Pending::Close(reason) => {
                 tracing::warn!(%peer, "closing connection: {reason}");

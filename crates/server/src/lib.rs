@@ -6,16 +6,20 @@
 pub mod alloc;
 mod commit;
 mod connection;
+mod groups;
 pub mod limits;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use broker::{Broker, BrokerError};
+use kafka_protocol::messages::ResponseKind;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
 pub use limits::Limits;
 
@@ -34,6 +38,17 @@ pub(crate) struct Shared {
     synced: watch::Sender<u64>,
     limits: Limits,
     shutdown: watch::Sender<bool>,
+    /// Group requests waiting for their (possibly delayed) response, by token.
+    waiting: Mutex<HashMap<u64, oneshot::Sender<Delivery>>>,
+    next_token: AtomicU64,
+    /// Wakes the group ticker when a request may have moved the next deadline.
+    group_wake: Notify,
+}
+
+/// A routed group response and the append ticket that must be fsynced before it is sent.
+pub(crate) struct Delivery {
+    sync_ticket: Option<u64>,
+    response: ResponseKind,
 }
 
 impl Shared {
@@ -88,6 +103,9 @@ impl Server {
             synced: watch::channel(ticket).0,
             limits,
             shutdown: watch::channel(false).0,
+            waiting: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(1),
+            group_wake: Notify::new(),
         });
         Server { shared, listener }
     }
@@ -104,6 +122,7 @@ impl Server {
         let Server { shared, listener } = self;
         let commit = tokio::spawn(commit::run(shared.clone()));
         let retention = tokio::spawn(retention_loop(shared.clone()));
+        let ticker = tokio::spawn(groups::tick_loop(shared.clone()));
         let connections = Arc::new(Semaphore::new(shared.limits.connections_max));
         let mut tasks = tokio::task::JoinSet::new();
         tokio::pin!(stop);
@@ -145,6 +164,7 @@ impl Server {
             tasks.abort_all();
         }
         retention.abort();
+        ticker.abort();
         // The commit task syncs what is pending and exits once shutdown is set.
         match commit.await {
             Ok(()) => {}

@@ -48,6 +48,17 @@ pub enum BatchError {
     Count { count: i32, last_offset_delta: i32 },
     #[error("unknown compression codec {0}")]
     Codec(i16),
+    #[error("record {index} is malformed: {reason}")]
+    Record { index: usize, reason: &'static str },
+}
+
+/// The key and value of one record of an uncompressed batch (headers and timestamps are not
+/// needed by the broker's internal logs, the only place ferry decodes records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub offset_delta: i32,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
 }
 
 /// A view of one v2 batch at the start of `bytes` (which may hold more batches after it).
@@ -190,6 +201,70 @@ impl<'a> BatchView<'a> {
     }
     pub fn has_producer_id(&self) -> bool {
         self.producer_id() >= 0
+    }
+
+    /// Decodes the records of an uncompressed batch. Only the broker's own internal logs use
+    /// this; client data is never decoded.
+    pub fn records(&self) -> Result<Vec<RecordView<'a>>, BatchError> {
+        if self.compression()? != Compression::None {
+            return Err(BatchError::Record {
+                index: 0,
+                reason: "compressed batches are not decoded",
+            });
+        }
+        let count = self.record_count().max(0) as usize;
+        let mut rest = &self.bytes[HEADER_BYTES..];
+        let mut records = Vec::with_capacity(count.min(rest.len()));
+        for index in 0..count {
+            let fail = |reason| BatchError::Record { index, reason };
+            let length = take_varlong(&mut rest).ok_or(fail("length"))?;
+            let length = usize::try_from(length).map_err(|_| fail("negative length"))?;
+            if length > rest.len() {
+                return Err(fail("length beyond the batch"));
+            }
+            let (mut record, after) = rest.split_at(length);
+            rest = after;
+            let _attributes = take_bytes(&mut record, 1).ok_or(fail("attributes"))?;
+            let _timestamp_delta = take_varlong(&mut record).ok_or(fail("timestamp delta"))?;
+            let offset_delta = take_varlong(&mut record).ok_or(fail("offset delta"))? as i32;
+            let key = take_nullable(&mut record).ok_or(fail("key"))?;
+            let value = take_nullable(&mut record).ok_or(fail("value"))?;
+            records.push(RecordView {
+                offset_delta,
+                key,
+                value,
+            });
+        }
+        Ok(records)
+    }
+}
+
+fn take_bytes<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if rest.len() < n {
+        return None;
+    }
+    let (taken, after) = rest.split_at(n);
+    *rest = after;
+    Some(taken)
+}
+
+fn take_varlong(rest: &mut &[u8]) -> Option<i64> {
+    let mut zigzag = 0u64;
+    for shift in (0..70).step_by(7) {
+        let byte = *take_bytes(rest, 1)?.first()?;
+        zigzag |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64));
+        }
+    }
+    None
+}
+
+fn take_nullable<'a>(rest: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
+    match take_varlong(rest)? {
+        -1 => Some(None),
+        n if n >= 0 => take_bytes(rest, usize::try_from(n).ok()?).map(Some),
+        _ => None,
     }
 }
 
@@ -383,6 +458,31 @@ mod tests {
     }
 
     #[test]
+    fn records_decode_back() {
+        let bytes = sample();
+        let view = BatchView::parse(&bytes).unwrap();
+        let records = view.records().unwrap();
+        assert_eq!(
+            records,
+            vec![
+                RecordView {
+                    offset_delta: 0,
+                    key: Some(b"k1"),
+                    value: Some(b"v1")
+                },
+                RecordView {
+                    offset_delta: 1,
+                    key: None,
+                    value: Some(b"value-2")
+                },
+            ]
+        );
+        let tombstone = build_batch(&[(Some(b"k"), None)], 0, ProducerFields::NONE, 0);
+        let records = BatchView::parse(&tombstone).unwrap().records().unwrap();
+        assert_eq!(records[0].value, None);
+    }
+
+    #[test]
     fn base_offset_rewrite_keeps_crc() {
         let mut bytes = sample();
         assign_base_offset(&mut bytes, 4242, 3);
@@ -458,6 +558,7 @@ mod tests {
             if let Ok(view) = BatchView::parse(&bytes) {
                 let _ = view.validate();
                 let _ = view.last_sequence();
+                let _ = view.records();
             }
         }
     }

@@ -143,7 +143,8 @@ fn batch_error(error: BatchError) -> ResponseError {
         | BatchError::Length(_)
         | BatchError::Crc { .. }
         | BatchError::Count { .. }
-        | BatchError::Codec(_) => ResponseError::CorruptMessage,
+        | BatchError::Codec(_)
+        | BatchError::Record { .. } => ResponseError::CorruptMessage,
     }
 }
 

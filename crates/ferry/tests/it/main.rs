@@ -3,6 +3,7 @@
 
 mod admin;
 mod crash;
+mod groups;
 mod harness;
 mod hostile;
 mod roundtrip;

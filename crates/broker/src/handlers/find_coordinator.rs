@@ -1,0 +1,57 @@
+//! FindCoordinator: this broker coordinates every group. Transaction coordination (key type 1)
+//! arrives with transactions; until then it answers COORDINATOR_NOT_AVAILABLE, a retriable
+//! error, rather than pretend.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{
+    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, ResponseKind,
+};
+
+use super::{code, str_bytes};
+use crate::Broker;
+
+const KEY_TYPE_GROUP: i8 = 0;
+
+pub fn handle(broker: &Broker, request: &FindCoordinatorRequest, version: i16) -> ResponseKind {
+    let config = &broker.config;
+    let answer = |key_type: i8| -> Result<(), ResponseError> {
+        match key_type {
+            KEY_TYPE_GROUP => Ok(()),
+            _ => Err(ResponseError::CoordinatorNotAvailable),
+        }
+    };
+    let node = BrokerId(config.node_id);
+    let host = str_bytes(config.advertised_host.clone());
+    let response = if version >= 4 {
+        let coordinators = request
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                let coordinator = Coordinator::default().with_key(key.clone());
+                match answer(request.key_type) {
+                    Ok(()) => coordinator
+                        .with_node_id(node)
+                        .with_host(host.clone())
+                        .with_port(config.advertised_port),
+                    Err(error) => coordinator
+                        .with_node_id(BrokerId(-1))
+                        .with_error_code(code(error)),
+                }
+            })
+            .collect();
+        FindCoordinatorResponse::default().with_coordinators(coordinators)
+    } else {
+        match answer(request.key_type) {
+            Ok(()) => FindCoordinatorResponse::default()
+                .with_node_id(node)
+                .with_host(host)
+                .with_port(config.advertised_port),
+            Err(error) => FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(-1))
+                .with_error_code(code(error))
+                .with_error_message((version >= 1).then(|| str_bytes(error.to_string()))),
+        }
+    };
+    ResponseKind::FindCoordinator(response)
+}
