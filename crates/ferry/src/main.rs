@@ -1,6 +1,7 @@
 //! The one ferry binary: `ferry serve` (the broker) and, as they land, `chaos`, `lab`, `bench` and
 //! the admin commands.
 
+mod admin;
 mod serve;
 mod settings;
 
@@ -26,6 +27,29 @@ struct Cli {
 enum Command {
     /// Run the broker: a durable Kafka-protocol log on this machine.
     Serve(serve::ServeArgs),
+    /// Consumer group administration against any Kafka-compatible broker.
+    Groups {
+        #[command(subcommand)]
+        command: admin::GroupsCommand,
+    },
+    /// Run the Kafka-aware fault proxy between clients and a broker.
+    Chaos(ChaosArgs),
+}
+
+#[derive(clap::Args)]
+struct ChaosArgs {
+    /// Where clients connect.
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+    /// The broker behind the proxy (start it with --advertised-listener set to --listen).
+    #[arg(long)]
+    upstream: std::net::SocketAddr,
+    /// The fault plan, JSON (see crates/chaos/src/plan.rs).
+    #[arg(long)]
+    plan: std::path::PathBuf,
+    /// Append every injected fault as a JSON line to this file.
+    #[arg(long)]
+    events: Option<std::path::PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -33,6 +57,17 @@ fn main() -> Result<()> {
     init_traces();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Groups { command } => admin::run(command),
+        Command::Chaos(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(chaos::run(
+                args.listen,
+                args.upstream,
+                &args.plan,
+                args.events.as_deref(),
+            ))?;
+            Ok(())
+        }
     }
 }
 

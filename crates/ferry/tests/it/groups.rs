@@ -404,3 +404,72 @@ async fn acknowledged_commits_survive_broker_kill9() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_describe_shows_members_offsets_and_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = start_ferry(dir.path());
+    let topic = "groups-admin";
+    create_topic(&ferry, topic, 60).await;
+    let bootstrap = ferry.bootstrap();
+    let (consumer, _) = member(&bootstrap, "admin-view", "range");
+    consumer.subscribe(&[topic]).unwrap();
+    poll_until(&[&consumer], "single member", |a| {
+        a[0].len() == PARTITIONS as usize
+    });
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(topic, 0, Offset::Offset(3))
+        .unwrap();
+    offsets
+        .add_partition_offset(topic, 1, Offset::Offset(10))
+        .unwrap();
+    consumer.commit(&offsets, CommitMode::Sync).unwrap();
+
+    let ferry_bin = env!("CARGO_BIN_EXE_ferry");
+    let run = |args: &[&str]| {
+        let output = Command::new(ferry_bin)
+            .args(args)
+            .output()
+            .expect("run ferry admin command");
+        assert!(
+            output.status.success(),
+            "ferry {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let listed = run(&["groups", "list", "--bootstrap", &bootstrap]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("admin-view") && l.contains("Stable")),
+        "{listed}"
+    );
+    let described = run(&[
+        "groups",
+        "describe",
+        "admin-view",
+        "--bootstrap",
+        &bootstrap,
+    ]);
+    assert!(described.contains("state Stable"), "{described}");
+    assert!(
+        described.contains(&format!("{topic}[0, 1, 2, 3, 4, 5]")),
+        "assignment shown: {described}"
+    );
+    // 60 records over 6 partitions: 10 each; lag = 10 - committed.
+    let row = |partition: i32| -> Vec<String> {
+        described
+            .lines()
+            .find(|l| {
+                l.starts_with(topic) && l.split_whitespace().nth(1) == Some(&partition.to_string())
+            })
+            .unwrap_or_else(|| panic!("no row for partition {partition}: {described}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(row(0)[2..5], ["3", "10", "7"]);
+    assert_eq!(row(1)[2..5], ["10", "10", "0"]);
+}
