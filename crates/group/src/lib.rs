@@ -14,7 +14,7 @@
 //! Durability is the broker's job. An [`Output`] also lists [`Record`]s for the group log
 //! (offset commits, group metadata, tombstones); the broker appends them in order and makes them
 //! durable **before** it sends any response of the same output. On start-up the broker feeds the
-//! log back through [`GroupCoordinator::replay`]. `FORMAT.md` draws the records byte by byte.
+//! log back through [`GroupCoordinator::replay`]. `docs/group-log-format.md` draws the records byte by byte.
 //! The coordinator applies a commit to its own state at once, so an OffsetFetch may see an
 //! offset whose commit is not durable yet; a failed fsync stops the broker, and the restarted
 //! broker does not have it either.

@@ -1,5 +1,5 @@
 //! The group log's records: what the coordinator asks the broker to persist (offset commits, group
-//! metadata, tombstones) and how replay reads them back. `FORMAT.md` draws them byte by byte.
+//! metadata, tombstones) and how replay reads them back. `docs/group-log-format.md` draws them byte by byte.
 //!
 //! Keys name what a record is about, so a compacting log keeps only the last value per key and
 //! a `None` value (tombstone) deletes the key. Values start with a version byte.

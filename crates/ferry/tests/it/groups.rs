@@ -473,3 +473,36 @@ async fn groups_describe_shows_members_offsets_and_lag() {
     assert_eq!(row(0)[2..5], ["3", "10", "7"]);
     assert_eq!(row(1)[2..5], ["10", "10", "0"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_carry_on_after_a_broker_kill9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ferry = start_ferry(dir.path());
+    let topic = "groups-restart";
+    create_topic(&ferry, topic, 6).await;
+    let bootstrap = ferry.bootstrap();
+    let (a, _) = member(&bootstrap, "restart", "range");
+    let (b, _) = member(&bootstrap, "restart", "range");
+    for m in [&a, &b] {
+        m.subscribe(&[topic]).unwrap();
+    }
+    poll_until(&[&a, &b], "before the kill", covers_all);
+    ferry.kill9();
+    ferry.restart();
+    // New records after the restart must reach the same members, who still cover every partition.
+    create_topic(&ferry, topic, 60).await;
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen < 60 {
+        assert!(Instant::now() < deadline, "only {seen} of 60 records consumed after the restart");
+        for m in [&a, &b] {
+            // Offset 0 of each partition was written before the kill; the rest after.
+            if let Some(Ok(message)) = m.poll(Duration::from_millis(50)) {
+                if message.offset() >= 1 {
+                    seen += 1;
+                }
+            }
+        }
+    }
+    poll_until(&[&a, &b], "after the restart", covers_all);
+}
