@@ -68,6 +68,12 @@ impl Settings {
                 continue;
             }
             let name = key["FERRY_".len()..].to_ascii_lowercase().replace('_', ".");
+            if !is_setting(&name) {
+                // The environment is shared with other tools (FERRY_BIN, FERRY_TEST_*), so an
+                // unknown name is ignored with a warning; files and --set stay strict.
+                tracing::warn!(variable = %key, "ignoring FERRY_* variable that names no setting");
+                continue;
+            }
             self.apply(&name, &value)
                 .with_context(|| format!("environment variable {key}"))?;
         }
@@ -143,6 +149,15 @@ impl Settings {
     }
 }
 
+/// Whether `name` is a setting `Settings::apply` knows.
+fn is_setting(name: &str) -> bool {
+    let mut probe = Settings::default();
+    match probe.apply(name, "1") {
+        Ok(()) => true,
+        Err(error) => !error.to_string().starts_with("unknown setting"),
+    }
+}
+
 fn strip_scheme(value: &str) -> &str {
     value.split_once("://").map_or(value, |(_, rest)| rest)
 }
@@ -192,6 +207,8 @@ mod tests {
         assert_eq!(settings.listen.port(), 9999);
         assert!(settings.apply("num.partitions", "0").is_err());
         assert!(settings.apply("no.such.setting", "1").is_err());
+        let ignored = [("FERRY_BIN".to_string(), "/x".to_string())];
+        settings.apply_env(ignored.into_iter()).unwrap();
     }
 
     #[test]

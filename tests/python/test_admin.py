@@ -1,0 +1,178 @@
+"""Topic administration through both admin clients: create (partitions, config overrides, every
+error a single-node broker must give), describe configs, list, delete."""
+
+import confluent_kafka
+import kafka
+import kafka.errors
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewTopic, ResourceType
+from kafka.admin import ConfigResource as KpConfigResource
+from kafka.admin import KafkaAdminClient
+
+from support import confluent_consumer
+
+TIMEOUT_S = 15
+DEFAULT_RETENTION_MS = str(7 * 24 * 3600 * 1000)
+
+
+def create_error(admin, new_topic):
+    """Create one topic and return the KafkaError code it failed with."""
+    future = admin.create_topics([new_topic], request_timeout=TIMEOUT_S)[new_topic.topic]
+    with pytest.raises(KafkaException) as failure:
+        future.result(TIMEOUT_S)
+    return failure.value.args[0].code()
+
+
+def topic_configs(admin, topic):
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    return admin.describe_configs([resource], request_timeout=TIMEOUT_S)[resource].result(TIMEOUT_S)
+
+
+def test_confluent_admin(broker):
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+
+    futures = admin.create_topics(
+        [
+            NewTopic("orders", num_partitions=3, replication_factor=1, config={"retention.ms": "3600000"}),
+            NewTopic("events", num_partitions=1, replication_factor=1),
+            NewTopic("defaulted"),  # -1/-1: broker defaults (num.partitions=1)
+        ],
+        request_timeout=TIMEOUT_S,
+    )
+    assert sorted(futures) == ["defaulted", "events", "orders"]
+    for future in futures.values():
+        assert future.result(TIMEOUT_S) is None
+
+    metadata = admin.list_topics(timeout=TIMEOUT_S)
+    assert {name: len(t.partitions) for name, t in metadata.topics.items()} == {
+        "orders": 3,
+        "events": 1,
+        "defaulted": 1,
+    }
+    assert [(b.id, b.host, b.port) for b in metadata.brokers.values()] == [(1, "127.0.0.1", broker.port)]
+    for topic in metadata.topics.values():
+        assert topic.error is None
+        for partition in topic.partitions.values():
+            assert (partition.leader, partition.replicas, partition.isrs) == (1, [1], [1])
+
+    configs = topic_configs(admin, "orders")
+    assert configs["retention.ms"].value == "3600000"
+    assert configs["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert not configs["retention.ms"].is_default
+    assert configs["cleanup.policy"].value == "delete"
+    assert configs["cleanup.policy"].source == ConfigSource.DEFAULT_CONFIG.value
+    assert topic_configs(admin, "events")["retention.ms"].value == DEFAULT_RETENTION_MS
+
+    broker_resource = ConfigResource(ResourceType.BROKER, "1")
+    broker_configs = admin.describe_configs([broker_resource])[broker_resource].result(TIMEOUT_S)
+    assert broker_configs["node.id"].value == "1"
+    assert broker_configs["num.partitions"].value == "1"
+
+    code = KafkaError
+    assert create_error(admin, NewTopic("orders", 1, 1)) == code.TOPIC_ALREADY_EXISTS
+    assert create_error(admin, NewTopic("replicated", 1, 3)) == code.INVALID_REPLICATION_FACTOR
+    assert create_error(admin, NewTopic("bad name!", 1, 1)) == code.TOPIC_EXCEPTION
+    assert create_error(admin, NewTopic("..", 1, 1)) == code.TOPIC_EXCEPTION
+    assert create_error(admin, NewTopic("x" * 250, 1, 1)) == code.TOPIC_EXCEPTION
+    assert create_error(admin, NewTopic("zero", 0, 1)) == code.INVALID_PARTITIONS
+    assert create_error(admin, NewTopic("conf", 1, 1, config={"no.such.config": "1"})) == code.INVALID_CONFIG
+    # None of the failed creations left a topic behind.
+    assert sorted(admin.list_topics(timeout=TIMEOUT_S).topics) == ["defaulted", "events", "orders"]
+
+    # validate_only checks without creating.
+    future = admin.create_topics([NewTopic("dry", 2, 1)], validate_only=True)["dry"]
+    assert future.result(TIMEOUT_S) is None
+    assert "dry" not in admin.list_topics(timeout=TIMEOUT_S).topics
+
+    futures = admin.delete_topics(["events", "defaulted"], request_timeout=TIMEOUT_S)
+    for future in futures.values():
+        assert future.result(TIMEOUT_S) is None
+    assert sorted(admin.list_topics(timeout=TIMEOUT_S).topics) == ["orders"]
+
+    with pytest.raises(KafkaException) as failure:
+        admin.delete_topics(["events"], request_timeout=TIMEOUT_S)["events"].result(TIMEOUT_S)
+    assert failure.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+    # Topics and their overrides survive a restart.
+    broker.restart()
+    metadata = admin.list_topics(timeout=TIMEOUT_S)
+    assert {name: len(t.partitions) for name, t in metadata.topics.items()} == {"orders": 3}
+    assert topic_configs(admin, "orders")["retention.ms"].value == "3600000"
+
+
+def test_deleted_topic_is_recreated_empty(broker):
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("again", 1, 1)])["again"].result(TIMEOUT_S)
+    producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(10):
+        producer.produce("again", value=b"%d" % i)
+    assert producer.flush(TIMEOUT_S) == 0
+    admin.delete_topics(["again"])["again"].result(TIMEOUT_S)
+    admin.create_topics([NewTopic("again", 2, 1)])["again"].result(TIMEOUT_S)
+    consumer = confluent_consumer(broker.bootstrap)
+    try:
+        for p in range(2):
+            low, high = consumer.get_watermark_offsets(
+                confluent_kafka.TopicPartition("again", p), timeout=TIMEOUT_S
+            )
+            assert (low, high) == (0, 0), p
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("broker_settings", [{"auto.create.topics.enable": "false"}])
+def test_auto_create_disabled(broker):
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    metadata = admin.list_topics(topic="missing", timeout=TIMEOUT_S)
+    assert metadata.topics["missing"].error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    producer = confluent_kafka.Producer(
+        {"bootstrap.servers": broker.bootstrap, "message.timeout.ms": 3000}
+    )
+    errors = []
+    producer.produce("missing", value=b"x", on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(10)
+    assert len(errors) == 1
+    assert errors[0] is not None
+    assert errors[0].code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._MSG_TIMED_OUT), errors[0]
+    assert "missing" not in admin.list_topics(timeout=TIMEOUT_S).topics
+
+
+def test_kafka_python_admin(broker):
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        result = admin.create_topics(
+            {
+                "kp-orders": {"num_partitions": 2, "replication_factor": 1, "configs": {"retention.ms": "7200000"}},
+                "kp-events": {"num_partitions": 5},
+            }
+        )
+        assert sorted((t["name"], t["error_code"]) for t in result["topics"]) == [
+            ("kp-events", 0),
+            ("kp-orders", 0),
+        ]
+        assert sorted(admin.list_topics()) == ["kp-events", "kp-orders"]
+        described = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(["kp-orders", "kp-events"])}
+        assert described == {"kp-orders": 2, "kp-events": 5}
+
+        modified = admin.describe_configs([KpConfigResource("TOPIC", "kp-orders")])
+        assert {k: v["value"] for k, v in modified["topic"]["kp-orders"].items()} == {"retention.ms": "7200000"}
+        everything = admin.describe_configs([KpConfigResource("TOPIC", "kp-events")], config_filter="all")
+        events = everything["topic"]["kp-events"]
+        assert events["retention.ms"]["value"] == DEFAULT_RETENTION_MS
+        assert events["retention.ms"]["config_source"] == "DEFAULT_CONFIG"
+
+        with pytest.raises(kafka.errors.TopicAlreadyExistsError):
+            admin.create_topics({"kp-orders": {"num_partitions": 1}})
+        with pytest.raises(kafka.errors.InvalidReplicationFactorError):
+            admin.create_topics({"kp-rf3": {"num_partitions": 1, "replication_factor": 3}})
+        with pytest.raises(kafka.errors.InvalidTopicError):
+            admin.create_topics({"bad/name": {"num_partitions": 1}})
+
+        result = admin.delete_topics(["kp-events"])
+        assert [(t["name"], t["error_code"]) for t in result["topics"]] == [("kp-events", 0)]
+        assert admin.list_topics() == ["kp-orders"]
+        with pytest.raises(kafka.errors.UnknownTopicOrPartitionError):
+            admin.delete_topics(["kp-events"])
+    finally:
+        admin.close()

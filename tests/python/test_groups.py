@@ -1,0 +1,216 @@
+"""Consumer groups with confluent-kafka and kafka-python against ferry.
+
+Three members of one group over six partitions get disjoint assignments covering every partition;
+a member that leaves hands its partitions over at once; a member killed without leaving (kcat in
+its own process, SIGKILL) loses them after the session timeout; cooperative-sticky keeps the
+unaffected partitions; both clients can share one group; and commit-after-processing resumes at
+the committed offset after a crash (at-least-once: the uncommitted records come again) while
+commit-before-processing loses the record in flight (at-most-once).
+"""
+
+import subprocess
+import time
+
+import confluent_kafka
+import kafka
+import pytest
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+
+PARTITIONS = 6
+SESSION_TIMEOUT_MS = 6000
+DEADLINE_S = 60.0
+
+
+@pytest.fixture
+def broker_settings():
+    return {"num.partitions": str(PARTITIONS), "group.initial.rebalance.delay.ms": "200"}
+
+
+def produce(bootstrap, topic, count, partitions=PARTITIONS):
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for i in range(count):
+        producer.produce(topic, key=str(i).encode(), value=str(i).encode(), partition=i % partitions)
+    assert producer.flush(30) == 0
+
+
+def confluent_member(bootstrap, group, topic, strategy="range", revoked=None):
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
+            "heartbeat.interval.ms": 500,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "partition.assignment.strategy": strategy,
+        }
+    )
+
+    def on_revoke(_consumer, partitions):
+        if revoked is not None:
+            revoked.extend(p.partition for p in partitions)
+
+    consumer.subscribe([topic], on_revoke=on_revoke)
+    return consumer
+
+
+def kafka_python_member(bootstrap, group, topic):
+    return kafka.KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=500,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        partition_assignment_strategy=[RangePartitionAssignor],
+    )
+
+
+def assignment(member):
+    if isinstance(member, kafka.KafkaConsumer):
+        return {tp.partition for tp in member.assignment()}
+    return {tp.partition for tp in member.assignment()}
+
+
+def poll_once(member):
+    if isinstance(member, kafka.KafkaConsumer):
+        member.poll(timeout_ms=50)
+    else:
+        message = member.poll(0.05)
+        assert message is None or message.error() is None, message and message.error()
+
+
+def covers_all(assignments):
+    union = set().union(*assignments)
+    return (
+        sum(len(a) for a in assignments) == PARTITIONS
+        and union == set(range(PARTITIONS))
+        and all(assignments)
+    )
+
+
+def poll_until(members, what, done):
+    start = time.monotonic()
+    while True:
+        for member in members:
+            poll_once(member)
+        assignments = [assignment(m) for m in members]
+        if done(assignments):
+            return time.monotonic() - start
+        assert time.monotonic() - start < DEADLINE_S, f"{what}: timed out with {assignments}"
+
+
+def test_confluent_members_share_hand_over_on_leave_and_on_kill(broker):
+    topic = "py-groups"
+    produce(broker.bootstrap, topic, 60)
+    a, b, c = (confluent_member(broker.bootstrap, "py-eager", topic) for _ in range(3))
+    poll_until([a, b, c], "three members", covers_all)
+
+    c.close()
+    took = poll_until([a, b], "after leave", covers_all)
+    assert took < 5.0, f"leave handover took {took:.1f}s"
+
+    killed = subprocess.Popen(
+        ["kcat", "-b", broker.bootstrap, "-G", "py-eager", "-q", topic,
+         "-X", f"session.timeout.ms={SESSION_TIMEOUT_MS}", "-X", "partition.assignment.strategy=range"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        poll_until([a, b], "kcat joined", lambda s: sum(len(x) for x in s) < PARTITIONS)
+    finally:
+        killed.kill()
+        killed.wait()
+    killed_at = time.monotonic()
+    poll_until([a, b], "after kill", covers_all)
+    took = time.monotonic() - killed_at
+    assert took >= 3.0, f"partitions moved before the session timeout ({took:.1f}s)"
+    a.close()
+    b.close()
+
+
+def test_confluent_cooperative_sticky_keeps_unaffected_partitions(broker):
+    topic = "py-coop"
+    produce(broker.bootstrap, topic, 6)
+    revoked_a, revoked_b = [], []
+    a = confluent_member(broker.bootstrap, "py-coop", topic, "cooperative-sticky", revoked_a)
+    b = confluent_member(broker.bootstrap, "py-coop", topic, "cooperative-sticky", revoked_b)
+    c = confluent_member(broker.bootstrap, "py-coop", topic, "cooperative-sticky")
+    poll_until([a, b, c], "three cooperative members", covers_all)
+    before_a, before_b = assignment(a), assignment(b)
+    revoked_before = (list(revoked_a), list(revoked_b))
+    c.close()
+    poll_until([a, b], "after cooperative leave", covers_all)
+    assert assignment(a) >= before_a
+    assert assignment(b) >= before_b
+    assert (revoked_a, revoked_b) == revoked_before, "an unaffected member had partitions revoked"
+    a.close()
+    b.close()
+
+
+def test_kafka_python_and_confluent_share_one_group(broker):
+    topic = "py-mixed"
+    produce(broker.bootstrap, topic, 60)
+    members = [
+        kafka_python_member(broker.bootstrap, "py-mixed", topic),
+        kafka_python_member(broker.bootstrap, "py-mixed", topic),
+        confluent_member(broker.bootstrap, "py-mixed", topic),
+    ]
+    poll_until(members, "mixed members", covers_all)
+    members[0].close()
+    poll_until(members[1:], "after kafka-python leave", covers_all)
+    for member in members[1:]:
+        member.close()
+
+
+def consume_with_crash(bootstrap, topic, group, commit_before, crash_after):
+    """kafka-python member on partition 0: commits before or after processing each record and
+    "crashes" (closes without committing) as described in the module docstring."""
+    consumer = kafka.KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+    )
+    consumer.subscribe([topic])
+    processed = []
+    start = time.monotonic()
+    while time.monotonic() - start < DEADLINE_S:
+        batches = consumer.poll(timeout_ms=200, max_records=1)
+        records = [r for rs in batches.values() for r in rs]
+        if not records:
+            if crash_after is None and processed and processed[-1] == 99:
+                break
+            continue
+        record = records[0]
+        position = {kafka.TopicPartition(topic, 0): kafka.OffsetAndMetadata(record.offset + 1, "", -1)}
+        if commit_before:
+            consumer.commit(position)
+        if crash_after is not None and len(processed) == crash_after:
+            break
+        processed.append(record.offset)
+        uncommitted_tail = crash_after is not None and len(processed) > crash_after - 2
+        if not commit_before and not uncommitted_tail:
+            consumer.commit(position)
+    consumer.close(autocommit=False)
+    return processed
+
+
+@pytest.mark.parametrize("broker_settings", [{"num.partitions": "1", "group.initial.rebalance.delay.ms": "0"}])
+def test_kafka_python_crash_resumes_at_committed_offset(broker):
+    topic = "py-resume"
+    produce(broker.bootstrap, topic, 100, partitions=1)
+    first = consume_with_crash(broker.bootstrap, topic, "py-alo", False, 40)
+    second = consume_with_crash(broker.bootstrap, topic, "py-alo", False, None)
+    everything = first + second
+    assert set(everything) == set(range(100)), "at-least-once lost records"
+    assert len(everything) - 100 == 2, "the 2 processed-but-uncommitted records come again"
+    assert second[0] == first[-2], "resumed exactly at the committed offset"
+
+    first = consume_with_crash(broker.bootstrap, topic, "py-amo", True, 40)
+    second = consume_with_crash(broker.bootstrap, topic, "py-amo", True, None)
+    seen = set(first + second)
+    assert len(first) + len(second) == len(seen), "at-most-once delivered a record twice"
+    assert set(range(100)) - seen == {40}, "exactly the record in flight at the crash is lost"

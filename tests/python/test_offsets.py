@@ -1,0 +1,114 @@
+"""Offsets: watermarks, offsets by timestamp and DeleteRecords, through both clients.
+
+Each record is produced alone and flushed (linger.ms=0), so each is its own batch and lookups by
+timestamp are exact even though ferry answers them at batch granularity."""
+
+import confluent_kafka
+import kafka
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from support import confluent_consumer
+
+TIMEOUT_S = 15
+RECORDS = 20
+BASE_MS = 1_700_000_000_000
+STEP_MS = 1_000
+
+
+def produce_one_batch_each(bootstrap, topic):
+    """Record i has timestamp BASE_MS + i*STEP_MS and is its own batch; returns their offsets."""
+    producer = confluent_kafka.Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all", "enable.idempotence": False}
+    )
+    offsets = []
+    for i in range(RECORDS):
+        producer.produce(
+            topic, partition=0, value=b"%d" % i, timestamp=BASE_MS + i * STEP_MS,
+            on_delivery=lambda err, msg: offsets.append(err or msg.offset()),
+        )
+        assert producer.flush(TIMEOUT_S) == 0
+    assert offsets == list(range(RECORDS))
+
+
+def test_confluent_offsets(broker):
+    topic = "times"
+    produce_one_batch_each(broker.bootstrap, topic)
+    consumer = confluent_consumer(broker.bootstrap)
+    try:
+        assert consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=TIMEOUT_S) == (0, RECORDS)
+
+        def offset_for(ts):
+            (tp,) = consumer.offsets_for_times([TopicPartition(topic, 0, ts)], timeout=TIMEOUT_S)
+            assert tp.error is None, tp.error
+            return tp.offset
+
+        assert offset_for(0) == 0
+        assert offset_for(BASE_MS) == 0
+        assert offset_for(BASE_MS + 1) == 1
+        assert offset_for(BASE_MS + 7 * STEP_MS) == 7
+        assert offset_for(BASE_MS + 7 * STEP_MS - 1) == 7
+        assert offset_for(BASE_MS + (RECORDS - 1) * STEP_MS) == RECORDS - 1
+        assert offset_for(BASE_MS + RECORDS * STEP_MS) == -1  # past the last record: no offset
+
+        # The timestamps read back are the producer's (CreateTime).
+        consumer.assign([TopicPartition(topic, 0, 5)])
+        msg = consumer.poll(TIMEOUT_S)
+        assert msg is not None and msg.error() is None, msg and msg.error()
+        assert (msg.offset(), msg.value()) == (5, b"5")
+        assert msg.timestamp() == (confluent_kafka.TIMESTAMP_CREATE_TIME, BASE_MS + 5 * STEP_MS)
+
+        # DeleteRecords moves the log start offset; the high watermark stays.
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        (future,) = admin.delete_records([TopicPartition(topic, 0, 8)], request_timeout=TIMEOUT_S).values()
+        assert future.result(TIMEOUT_S).low_watermark == 8
+        assert consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=TIMEOUT_S) == (8, RECORDS)
+        assert offset_for(BASE_MS) == 8
+
+    finally:
+        consumer.close()
+
+    # The log start offset survives a restart (a fresh client: librdkafka re-bootstraps and
+    # forgets partition leaders while every broker is down).
+    broker.restart()
+    consumer = confluent_consumer(broker.bootstrap)
+    try:
+        assert consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=TIMEOUT_S) == (8, RECORDS)
+        consumer.assign([TopicPartition(topic, 0, confluent_kafka.OFFSET_BEGINNING)])
+        msg = consumer.poll(TIMEOUT_S)
+        assert msg is not None and msg.error() is None, msg and msg.error()
+        assert (msg.offset(), msg.value()) == (8, b"8")
+    finally:
+        consumer.close()
+
+
+def test_kafka_python_offsets(broker):
+    topic = "kp-times"
+    produce_one_batch_each(broker.bootstrap, topic)
+    consumer = kafka.KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        tp = kafka.TopicPartition(topic, 0)
+        assert consumer.beginning_offsets([tp]) == {tp: 0}
+        assert consumer.end_offsets([tp]) == {tp: RECORDS}
+
+        def offset_for(ts):
+            found = consumer.offsets_for_times({tp: ts})[tp]
+            return None if found is None else (found.offset, found.timestamp)
+
+        assert offset_for(0) == (0, BASE_MS)
+        assert offset_for(BASE_MS + 1) == (1, BASE_MS + STEP_MS)
+        assert offset_for(BASE_MS + 12 * STEP_MS) == (12, BASE_MS + 12 * STEP_MS)
+        assert offset_for(BASE_MS + RECORDS * STEP_MS) is None
+        assert consumer.partitions_for_topic(topic) == {0}
+
+        admin = kafka.KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        try:
+            deleted = admin.delete_records({tp: 5})
+            assert list(deleted) == [tp]
+        finally:
+            admin.close()
+        assert consumer.beginning_offsets([tp]) == {tp: 5}
+        assert consumer.end_offsets([tp]) == {tp: RECORDS}
+        assert offset_for(0) == (5, BASE_MS + 5 * STEP_MS)
+    finally:
+        consumer.close(autocommit=False)
