@@ -73,24 +73,24 @@ async fn serve(settings: Settings) -> Result<()> {
         .with_context(|| format!("open data directory {}", settings.data_dir.display()))?;
     let server = server::Server::from_listener(listener, broker, settings.limits.clone());
     // Tests and scripts read this line to learn the port when listening on port 0.
+    let stop = stop_signal()?;
     println!("ferry: listening on {local}");
     tracing::info!(%local, data_dir = %settings.data_dir.display(), "serving");
-    server.run(stop_signal()).await?;
+    server.run(stop).await?;
     Ok(())
 }
 
-async fn stop_signal() {
+/// Registers SIGTERM and SIGINT handlers now (before the broker says it is listening, so a
+/// signal sent right after start-up is not lost to the default action) and returns the future
+/// that resolves on the first of them.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the broker");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-    }
+    })
 }

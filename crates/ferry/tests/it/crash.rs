@@ -129,3 +129,57 @@ async fn kill9_during_acks_all_keeps_every_acknowledged_record() {
         unacked_missing
     );
 }
+
+/// A flipped bit inside data that was synced (the broker was stopped cleanly, so everything is
+/// below the recovery point) must stop the broker with a clear message, not be cut or served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corruption_in_synced_data_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ferry = Ferry::start(dir.path(), &["num.partitions=1"]);
+    let producer = producer(&ferry.bootstrap(), &[("acks", "all"), ("linger.ms", "0")]);
+    for i in 0..50 {
+        let (key, value) = record(0, i);
+        producer
+            .send(FutureRecord::to("corrupt").partition(0).key(&key).payload(&value), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    drop(producer);
+    ferry.stop();
+
+    // The control: an untouched copy of the data directory starts fine.
+    let control = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), control.path());
+    let mut untouched = Ferry::start(control.path(), &["num.partitions=1"]);
+    untouched.stop();
+
+    let segment = dir.path().join("corrupt-0").join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&segment, bytes).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("FERRY_LOG", "error")
+        .output()
+        .expect("run ferry");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "ferry started on corrupt synced data");
+    assert!(stderr.contains("corrupt") || stderr.contains("Corrupt"), "unclear message: {stderr}");
+    assert!(stderr.contains("corrupt-0"), "message does not name the partition: {stderr}");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
