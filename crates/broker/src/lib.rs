@@ -10,7 +10,10 @@ mod durable;
 pub mod groups;
 mod handlers;
 pub mod partition;
+pub mod producers;
 pub mod topics;
+pub mod transactions;
+pub mod txn_index;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -85,6 +88,8 @@ pub struct Broker {
     retention_checked_ms: i64,
     /// None only after `close`.
     groups: Option<Groups>,
+    /// Producer ids and the idempotence counters (the per-partition state is in `Partition`).
+    producers: producers::Producers,
 }
 
 impl Broker {
@@ -95,6 +100,7 @@ impl Broker {
         now_ms: i64,
     ) -> Result<Broker, BrokerError> {
         let topics = Topics::open(disk.clone(), &config.data_dir, &config.log, now_ms)?;
+        let producers = producers::Producers::open(disk.clone(), &config.data_dir)?;
         let groups = Groups::open(disk, &config.data_dir, config.group.clone(), now_ms)?;
         Ok(Broker {
             config,
@@ -103,6 +109,7 @@ impl Broker {
             dirty: BTreeSet::new(),
             retention_checked_ms: now_ms,
             groups: Some(groups),
+            producers,
         })
     }
 
@@ -136,6 +143,7 @@ impl Broker {
             RequestKind::FindCoordinator(r) => {
                 handlers::find_coordinator::handle(self, &r, version)
             }
+            RequestKind::InitProducerId(r) => handlers::init_producer_id::handle(self, &r)?,
             RequestKind::Fetch(_) => panic!("Fetch goes through Broker::fetch"),
             other => panic!("server dispatched an unadvertised API: {other:?}"),
         };
@@ -249,7 +257,9 @@ impl Broker {
     }
 
     /// Deletes segments past retention, at most once per `log.retention.check.interval.ms`.
+    /// Also maintains the producer state (see [`Broker::maintain_producers`]).
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<(), BrokerError> {
+        self.maintain_producers(now_ms);
         if now_ms - self.retention_checked_ms < self.config.retention_check_interval_ms {
             return Ok(());
         }
@@ -290,7 +300,26 @@ impl Broker {
         if let Some(groups) = self.groups.take() {
             groups.close()?;
         }
+        self.producers
+            .counters
+            .trace("idempotent producers at shutdown");
         Ok(())
+    }
+
+    /// Forgets producer ids idle for `producer.id.expiration.ms` (checked once a minute),
+    /// writes periodic producer snapshots, and traces the idempotence counters when they moved.
+    pub fn maintain_producers(&mut self, now_ms: i64) {
+        let expiration_ms = self
+            .producers
+            .expiration_due(now_ms)
+            .then_some(self.config.producer_id_expiration_ms);
+        for (_, topic) in self.topics.iter_mut() {
+            for partition in &mut topic.partitions {
+                let expired = partition.maintain_producers(now_ms, expiration_ms);
+                self.producers.counters.expired += expired as u64;
+            }
+        }
+        self.producers.trace_if_changed();
     }
 
     pub(crate) fn note_append(&mut self, topic: &str, partition: i32) -> u64 {

@@ -1,16 +1,67 @@
-//! One partition: its log and the offsets Kafka clients see. ferry has one replica, so the high
-//! watermark is the log end offset (written to the OS); what `acks=all` waits for is the fsync,
-//! tracked separately by the group commit.
+//! One partition: its log, the offsets Kafka clients see, and the producer state of idempotent
+//! producers writing to it. ferry has one replica, so the high watermark is the log end offset
+//! (written to the OS); what `acks=all` waits for is the fsync, tracked separately by the group
+//! commit.
+//!
+//! The producer state is rebuilt on open from the newest usable snapshot plus the batch headers
+//! after it (read in chunks with `PartitionLog::read`, records never decoded), and snapshotted at
+//! every segment roll, every `SNAPSHOT_INTERVAL_MS` while it changes, and at a clean close.
 
-use storage::{LogError, PartitionLog};
+use std::sync::Arc;
+
+use storage::{AppendInfo, Disk, LogError, PartitionLog};
+use wire::batch::Batches;
+
+use crate::producers::{files, BatchHeader, ProducerStateTable, Verdict, SNAPSHOT_INTERVAL_MS};
+
+/// Bytes read per step when replaying the log's tail into the producer state.
+const REPLAY_CHUNK_BYTES: usize = 8 << 20;
 
 pub struct Partition {
     log: PartitionLog,
+    disk: Arc<dyn Disk>,
+    producers: ProducerStateTable,
+    /// The offset of the newest snapshot on disk, written or loaded.
+    snapshot_offset: Option<i64>,
+    snapshot_written_ms: i64,
+    /// The producer state changed since the newest snapshot.
+    producers_changed: bool,
 }
 
 impl Partition {
-    pub fn new(log: PartitionLog) -> Partition {
-        Partition { log }
+    /// Wraps a recovered log and rebuilds its producer state.
+    pub fn open(
+        disk: Arc<dyn Disk>,
+        log: PartitionLog,
+        now_ms: i64,
+    ) -> Result<Partition, LogError> {
+        let log_end = log.log_end_offset();
+        let loaded = files::load_newest(disk.as_ref(), log.dir(), log_end)?;
+        let snapshot_offset = loaded.as_ref().map(|(offset, _)| *offset);
+        let mut producers = loaded.map(|(_, table)| table).unwrap_or_default();
+        let from = snapshot_offset.unwrap_or(0);
+        let (batches, bytes) = replay(&log, &mut producers, from, now_ms)?;
+        let mut partition = Partition {
+            log,
+            disk,
+            producers,
+            snapshot_offset,
+            snapshot_written_ms: now_ms,
+            producers_changed: false,
+        };
+        if bytes > 0 {
+            tracing::info!(
+                dir = %partition.log.dir().display(),
+                snapshot_offset = ?snapshot_offset,
+                replayed_batches = batches,
+                replayed_bytes = bytes,
+                producers = partition.producers.len(),
+                "rebuilt producer state from the log"
+            );
+            // The next open starts from here.
+            partition.write_snapshot(log_end, now_ms, false);
+        }
+        Ok(partition)
     }
 
     pub fn log(&self) -> &PartitionLog {
@@ -19,6 +70,10 @@ impl Partition {
 
     pub fn log_mut(&mut self) -> &mut PartitionLog {
         &mut self.log
+    }
+
+    pub fn producers(&self) -> &ProducerStateTable {
+        &self.producers
     }
 
     pub fn high_watermark(&self) -> i64 {
@@ -34,11 +89,271 @@ impl Partition {
         self.log.log_start_offset()
     }
 
-    pub fn close(self) -> Result<(), LogError> {
+    /// Judges a produce request's batches against the producer state (see `producers::state`).
+    pub fn check_producers(&self, headers: &[BatchHeader]) -> Verdict {
+        self.producers.check(headers)
+    }
+
+    /// Appends batches that `check_producers` accepted (`headers` are theirs, in order) and
+    /// records them in the producer state. A segment roll first snapshots the state as it stood
+    /// at the new segment's base offset.
+    pub fn append(
+        &mut self,
+        batches: &mut [u8],
+        headers: &[BatchHeader],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let segments_before = self.log.segment_count();
+        let info = self.log.append(batches, now_ms)?;
+        assert_eq!(
+            info.batch_base_offsets.len(),
+            headers.len(),
+            "one header per appended batch"
+        );
+        if self.log.segment_count() > segments_before {
+            self.write_snapshot(info.first_offset, now_ms, false);
+        }
+        for (header, &base_offset) in headers.iter().zip(&info.batch_base_offsets) {
+            if header.has_producer_id() {
+                self.producers.record(header, base_offset, now_ms);
+                self.producers_changed = true;
+            }
+        }
+        Ok(info)
+    }
+
+    /// Expires idle producers (when `expiration_ms` is given) and writes a periodic snapshot if
+    /// the state changed and the last one is `SNAPSHOT_INTERVAL_MS` old. Returns how many
+    /// producers expired.
+    pub fn maintain_producers(&mut self, now_ms: i64, expiration_ms: Option<i64>) -> usize {
+        let expired = expiration_ms.map_or(0, |ms| self.producers.expire(now_ms, ms));
+        if expired > 0 {
+            self.producers_changed = true;
+            tracing::debug!(dir = %self.log.dir().display(), expired, "expired idle producer ids");
+        }
+        if self.producers_changed
+            && now_ms.saturating_sub(self.snapshot_written_ms) >= SNAPSHOT_INTERVAL_MS
+        {
+            self.write_snapshot(self.log.log_end_offset(), now_ms, false);
+        }
+        expired
+    }
+
+    /// Writes a snapshot of the current producer state at `offset` (which must be the log end
+    /// or, during an append, the base offset of the batches not yet recorded) and deletes older
+    /// ones. Failure is only traced: a snapshot is a cache, the log stays the truth.
+    fn write_snapshot(&mut self, offset: i64, now_ms: i64, sync: bool) {
+        let dir = self.log.dir();
+        let written = files::write(self.disk.as_ref(), dir, &self.producers, offset, sync)
+            .and_then(|()| files::prune(self.disk.as_ref(), dir));
+        match written {
+            Ok(()) => {
+                self.snapshot_offset = Some(offset);
+                self.snapshot_written_ms = now_ms;
+                self.producers_changed = false;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot write a producer snapshot; recovery will replay more of the log");
+            }
+        }
+    }
+
+    /// Closes the log cleanly, then snapshots the producer state at the log end durably, so the
+    /// next open replays nothing.
+    pub fn close(mut self) -> Result<(), LogError> {
+        let log_end = self.log.log_end_offset();
+        if self.snapshot_offset != Some(log_end) || self.producers_changed {
+            self.write_snapshot(log_end, self.snapshot_written_ms, true);
+        }
         self.log.close()
     }
 
     pub fn delete(self) -> Result<(), LogError> {
         self.log.delete()
+    }
+}
+
+/// Replays the batch headers of `log` from offset `from` to its end into `producers`; returns
+/// the batches and bytes read. Nothing is validated: the log holds only accepted batches.
+fn replay(
+    log: &PartitionLog,
+    producers: &mut ProducerStateTable,
+    from: i64,
+    now_ms: i64,
+) -> Result<(u64, u64), LogError> {
+    let end = log.log_end_offset();
+    let mut offset = from.max(log.log_start_offset());
+    let (mut batches, mut bytes) = (0u64, 0u64);
+    while offset < end {
+        let chunk = log.read(offset, REPLAY_CHUNK_BYTES, end)?;
+        if chunk.is_empty() {
+            break;
+        }
+        bytes += chunk.len() as u64;
+        for item in Batches::new(&chunk) {
+            let (_, view) = item.map_err(|error| LogError::Corrupt {
+                path: log.dir().to_path_buf(),
+                position: 0,
+                reason: format!("batch at offset {offset} read back unparsable: {error}"),
+            })?;
+            offset = view.last_offset() + 1;
+            // A snapshot at `from` covers every batch that starts below it.
+            if view.base_offset() < from || view.is_control() {
+                continue;
+            }
+            batches += 1;
+            let header = BatchHeader::of(&view);
+            // The append time is not stored; the batch's max timestamp stands in for it.
+            let timestamp_ms = match header.max_timestamp_ms {
+                ts if ts >= 0 => ts.min(now_ms),
+                _ => now_ms,
+            };
+            producers.record(&header, view.base_offset(), timestamp_ms);
+        }
+    }
+    Ok((batches, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use storage::{LogConfig, SimDisk};
+    use wire::batch::{build_batch, BatchView, ProducerFields};
+
+    const NOW_MS: i64 = 1_700_000_000_000;
+
+    fn open(disk: &Arc<SimDisk>, segment_bytes: u64) -> Partition {
+        let config = LogConfig {
+            segment_bytes,
+            ..LogConfig::default()
+        };
+        let dir = Path::new("/t-0");
+        let disk: Arc<dyn Disk> = disk.clone();
+        let log = PartitionLog::open(disk.clone(), dir, config, NOW_MS).unwrap();
+        Partition::open(disk, log, NOW_MS).unwrap()
+    }
+
+    /// Appends a batch of `count` records of producer `id` (epoch 0) from `seq`, as the produce
+    /// handler does: check, then append.
+    fn produce(p: &mut Partition, id: i64, seq: i32, count: usize) -> Verdict {
+        let records = vec![(None, Some(&b"v"[..])); count];
+        let producer = ProducerFields {
+            producer_id: id,
+            producer_epoch: 0,
+            base_sequence: seq,
+        };
+        let mut bytes = build_batch(&records, NOW_MS, producer, 0);
+        let header = BatchHeader::of(&BatchView::parse(&bytes).unwrap());
+        let verdict = p.check_producers(&[header]);
+        if verdict == Verdict::Append {
+            p.append(&mut bytes, &[header], NOW_MS).unwrap();
+        }
+        verdict
+    }
+
+    fn sync(p: &mut Partition) {
+        let work = p.log_mut().take_sync_work().unwrap();
+        work.run().unwrap();
+        p.log_mut().mark_synced(work.offset());
+    }
+
+    fn snapshots(disk: &SimDisk) -> Vec<i64> {
+        files::list(disk, Path::new("/t-0")).unwrap()
+    }
+
+    #[test]
+    fn state_survives_a_crash_by_replaying_the_log() {
+        let disk = Arc::new(SimDisk::new());
+        let mut p = open(&disk, 1 << 30);
+        for i in 0..10 {
+            assert_eq!(produce(&mut p, 1, i * 2, 2), Verdict::Append);
+        }
+        sync(&mut p);
+        drop(p);
+        disk.crash();
+        let mut p = open(&disk, 1 << 30);
+        assert!(matches!(produce(&mut p, 1, 18, 2), Verdict::Duplicate(b) if b.base_offset == 18));
+        assert!(matches!(produce(&mut p, 1, 10, 2), Verdict::Duplicate(b) if b.base_offset == 10));
+        assert_eq!(produce(&mut p, 1, 20, 1), Verdict::Append);
+        assert_eq!(snapshots(&disk), [20], "a snapshot after the replay");
+    }
+
+    #[test]
+    fn unsynced_batches_lost_in_a_crash_are_not_remembered() {
+        let disk = Arc::new(SimDisk::new());
+        let mut p = open(&disk, 1 << 30);
+        assert_eq!(produce(&mut p, 1, 0, 2), Verdict::Append);
+        sync(&mut p);
+        assert_eq!(produce(&mut p, 1, 2, 2), Verdict::Append);
+        drop(p);
+        disk.crash();
+        let mut p = open(&disk, 1 << 30);
+        // The retry of the lost batch is written again, at the offset it had.
+        assert_eq!(produce(&mut p, 1, 2, 2), Verdict::Append);
+        assert_eq!(p.high_watermark(), 4);
+    }
+
+    #[test]
+    fn rolls_and_close_write_snapshots_and_open_uses_the_newest() {
+        let disk = Arc::new(SimDisk::new());
+        // Small segments: every few batches roll.
+        let mut p = open(&disk, 300);
+        for i in 0..20 {
+            assert_eq!(produce(&mut p, 7, i * 3, 3), Verdict::Append);
+        }
+        let rolls = p.log().segment_count() - 1;
+        assert!(rolls >= 3, "{rolls} rolls");
+        assert_eq!(snapshots(&disk).len(), files::SNAPSHOTS_KEPT);
+        p.close().unwrap();
+        assert_eq!(*snapshots(&disk).last().unwrap(), 60);
+        let mut p = open(&disk, 300);
+        assert!(matches!(produce(&mut p, 7, 57, 3), Verdict::Duplicate(b) if b.base_offset == 57));
+        assert_eq!(produce(&mut p, 7, 60, 1), Verdict::Append);
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_ignored_and_the_log_replayed() {
+        let disk = Arc::new(SimDisk::new());
+        let mut p = open(&disk, 1 << 30);
+        for i in 0..4 {
+            assert_eq!(produce(&mut p, 3, i, 1), Verdict::Append);
+        }
+        p.close().unwrap();
+        let path = Path::new("/t-0").join(crate::producers::snapshot::file_name(4));
+        let file = disk.open(&path, false).unwrap();
+        file.write_all_at(3, &[0xff]).unwrap();
+        let mut p = open(&disk, 1 << 30);
+        assert!(matches!(produce(&mut p, 3, 3, 1), Verdict::Duplicate(b) if b.base_offset == 3));
+        assert_eq!(
+            produce(&mut p, 3, 5, 1),
+            Verdict::OutOfOrder {
+                producer_id: 3,
+                epoch: 0,
+                sequence: 5,
+                expected: 4
+            }
+        );
+    }
+
+    #[test]
+    fn a_snapshot_beyond_the_log_end_is_deleted() {
+        let disk = Arc::new(SimDisk::new());
+        let mut p = open(&disk, 1 << 30);
+        assert_eq!(produce(&mut p, 3, 0, 1), Verdict::Append);
+        sync(&mut p);
+        assert_eq!(produce(&mut p, 3, 1, 1), Verdict::Append);
+        // A snapshot covering the unsynced batch, written durably as if it were periodic.
+        files::write(disk.as_ref(), Path::new("/t-0"), p.producers(), 2, true).unwrap();
+        drop(p);
+        disk.crash();
+        let mut p = open(&disk, 1 << 30);
+        assert_eq!(p.high_watermark(), 1);
+        assert_eq!(snapshots(&disk), [1]);
+        assert_eq!(produce(&mut p, 3, 1, 1), Verdict::Append);
+        // The deletion was durable: another crash does not bring the stale snapshot back.
+        drop(p);
+        disk.crash();
+        assert!(!snapshots(&disk).contains(&2));
     }
 }

@@ -180,7 +180,14 @@ impl Topics {
                     source,
                 },
             )?;
-            partitions.push(Partition::new(log));
+            let partition = Partition::open(self.disk.clone(), log, now_ms).map_err(|source| {
+                BrokerError::Log {
+                    topic: name.to_string(),
+                    partition: index,
+                    source,
+                }
+            })?;
+            partitions.push(partition);
         }
         Ok(Topic { meta, partitions })
     }

@@ -50,7 +50,9 @@ impl TxnIndex {
             let marker = parse_marker(batch)?;
             self.on_marker(marker.producer_id, marker.commit, batch.base_offset());
         } else if batch.is_transactional() {
-            self.ongoing.entry(batch.producer_id()).or_insert(batch.base_offset());
+            self.ongoing
+                .entry(batch.producer_id())
+                .or_insert(batch.base_offset());
         }
         Ok(())
     }
@@ -61,18 +63,32 @@ impl TxnIndex {
             // or the data was deleted by retention): nothing to skip.
             return;
         };
-        assert!(first_offset < marker_offset, "marker before its transaction's data");
+        assert!(
+            first_offset < marker_offset,
+            "marker before its transaction's data"
+        );
         if !commit {
             if let Some(last) = self.aborted.last() {
-                assert!(last.last_offset < marker_offset, "aborted index out of order");
+                assert!(
+                    last.last_offset < marker_offset,
+                    "aborted index out of order"
+                );
             }
-            self.aborted.push(AbortedTxn { producer_id, first_offset, last_offset: marker_offset });
+            self.aborted.push(AbortedTxn {
+                producer_id,
+                first_offset,
+                last_offset: marker_offset,
+            });
         }
     }
 
     /// The last stable offset: below the first offset of every open transaction.
     pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
-        self.ongoing.values().copied().min().map_or(high_watermark, |first| first.min(high_watermark))
+        self.ongoing
+            .values()
+            .copied()
+            .min()
+            .map_or(high_watermark, |first| first.min(high_watermark))
     }
 
     /// Whether `producer_id` has a transaction open on this partition.
@@ -84,7 +100,11 @@ impl TxnIndex {
     pub fn aborted_in(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
         // Entries are ordered by marker offset; one ending before `from` cannot overlap.
         let start = self.aborted.partition_point(|t| t.last_offset < from);
-        self.aborted[start..].iter().filter(|t| t.first_offset < to).copied().collect()
+        self.aborted[start..]
+            .iter()
+            .filter(|t| t.first_offset < to)
+            .copied()
+            .collect()
     }
 
     /// Forgets aborted transactions wholly below the log start offset.
@@ -100,7 +120,11 @@ impl TxnIndex {
 /// Builds a transaction marker batch. Its record key is (version 0, type) and its value is
 /// (version 0, coordinator epoch), as Kafka writes them.
 pub fn marker_batch(marker: Marker, coordinator_epoch: i32, timestamp_ms: i64) -> Vec<u8> {
-    let kind = if marker.commit { CONTROL_COMMIT } else { CONTROL_ABORT };
+    let kind = if marker.commit {
+        CONTROL_COMMIT
+    } else {
+        CONTROL_ABORT
+    };
     let mut key = Vec::with_capacity(4);
     key.extend_from_slice(&0i16.to_be_bytes());
     key.extend_from_slice(&kind.to_be_bytes());
@@ -112,27 +136,47 @@ pub fn marker_batch(marker: Marker, coordinator_epoch: i32, timestamp_ms: i64) -
         producer_epoch: marker.producer_epoch,
         base_sequence: -1,
     };
-    build_batch(&[(Some(&key), Some(&value))], timestamp_ms, producer, MARKER_ATTRIBUTES)
+    build_batch(
+        &[(Some(&key), Some(&value))],
+        timestamp_ms,
+        producer,
+        MARKER_ATTRIBUTES,
+    )
 }
 
 /// Reads a control batch's marker.
 pub fn parse_marker(batch: &BatchView<'_>) -> Result<Marker, String> {
     assert!(batch.is_control(), "parse_marker on a data batch");
-    let records = batch.records().map_err(|e| format!("control batch at {}: {e}", batch.base_offset()))?;
+    let records = batch
+        .records()
+        .map_err(|e| format!("control batch at {}: {e}", batch.base_offset()))?;
     let key = records
         .first()
         .and_then(|r| r.key)
         .ok_or_else(|| format!("control batch at {} has no key", batch.base_offset()))?;
     if key.len() < 4 {
-        return Err(format!("control batch at {} has a {}-byte key", batch.base_offset(), key.len()));
+        return Err(format!(
+            "control batch at {} has a {}-byte key",
+            batch.base_offset(),
+            key.len()
+        ));
     }
     let kind = i16::from_be_bytes([key[2], key[3]]);
     let commit = match kind {
         CONTROL_COMMIT => true,
         CONTROL_ABORT => false,
-        other => return Err(format!("control batch at {} has unknown type {other}", batch.base_offset())),
+        other => {
+            return Err(format!(
+                "control batch at {} has unknown type {other}",
+                batch.base_offset()
+            ))
+        }
     };
-    Ok(Marker { producer_id: batch.producer_id(), producer_epoch: batch.producer_epoch(), commit })
+    Ok(Marker {
+        producer_id: batch.producer_id(),
+        producer_epoch: batch.producer_epoch(),
+        commit,
+    })
 }
 
 #[cfg(test)]
@@ -145,12 +189,20 @@ mod tests {
     fn replay(steps: &[(i64, char)]) -> TxnIndex {
         let mut index = TxnIndex::default();
         for (offset, (producer_id, kind)) in steps.iter().enumerate() {
-            let producer = ProducerFields { producer_id: *producer_id, producer_epoch: 0, base_sequence: 0 };
+            let producer = ProducerFields {
+                producer_id: *producer_id,
+                producer_epoch: 0,
+                base_sequence: 0,
+            };
             let mut bytes = match kind {
                 'd' => build_batch(&[(None, Some(b"v"))], 0, producer, 0x10),
                 'n' => build_batch(&[(None, Some(b"v"))], 0, ProducerFields::NONE, 0),
                 'c' | 'a' => marker_batch(
-                    Marker { producer_id: *producer_id, producer_epoch: 0, commit: *kind == 'c' },
+                    Marker {
+                        producer_id: *producer_id,
+                        producer_epoch: 0,
+                        commit: *kind == 'c',
+                    },
                     0,
                     0,
                 ),
@@ -165,7 +217,11 @@ mod tests {
     #[test]
     fn last_stable_offset_stops_at_the_first_open_transaction() {
         let check = |steps: &[(i64, char)], high_watermark: i64, expect: i64| {
-            assert_eq!(replay(steps).last_stable_offset(high_watermark), expect, "{steps:?}");
+            assert_eq!(
+                replay(steps).last_stable_offset(high_watermark),
+                expect,
+                "{steps:?}"
+            );
         };
         check(&[], 0, 0);
         check(&[(-1, 'n'), (-1, 'n')], 2, 2);
@@ -178,9 +234,25 @@ mod tests {
     #[test]
     fn aborted_index_lists_overlapping_aborts_only() {
         // offsets: 0 d7, 1 d8, 2 a7, 3 c8, 4 d9, 5 a9, 6 n
-        let index = replay(&[(7, 'd'), (8, 'd'), (7, 'a'), (8, 'c'), (9, 'd'), (9, 'a'), (-1, 'n')]);
-        let abort7 = AbortedTxn { producer_id: 7, first_offset: 0, last_offset: 2 };
-        let abort9 = AbortedTxn { producer_id: 9, first_offset: 4, last_offset: 5 };
+        let index = replay(&[
+            (7, 'd'),
+            (8, 'd'),
+            (7, 'a'),
+            (8, 'c'),
+            (9, 'd'),
+            (9, 'a'),
+            (-1, 'n'),
+        ]);
+        let abort7 = AbortedTxn {
+            producer_id: 7,
+            first_offset: 0,
+            last_offset: 2,
+        };
+        let abort9 = AbortedTxn {
+            producer_id: 9,
+            first_offset: 4,
+            last_offset: 5,
+        };
         let check = |from: i64, to: i64, expect: &[AbortedTxn]| {
             assert_eq!(index.aborted_in(from, to), expect, "[{from}, {to})");
         };
@@ -193,7 +265,11 @@ mod tests {
 
     #[test]
     fn markers_round_trip_and_junk_is_refused() {
-        let marker = Marker { producer_id: 42, producer_epoch: 3, commit: false };
+        let marker = Marker {
+            producer_id: 42,
+            producer_epoch: 3,
+            commit: false,
+        };
         let bytes = marker_batch(marker, 5, 1);
         let view = BatchView::parse(&bytes).unwrap();
         view.validate().unwrap();
@@ -207,6 +283,13 @@ mod tests {
     fn truncation_forgets_old_aborts() {
         let mut index = replay(&[(7, 'd'), (7, 'a'), (8, 'd'), (8, 'a')]);
         index.truncate_before(2);
-        assert_eq!(index.aborted_in(0, 10), vec![AbortedTxn { producer_id: 8, first_offset: 2, last_offset: 3 }]);
+        assert_eq!(
+            index.aborted_in(0, 10),
+            vec![AbortedTxn {
+                producer_id: 8,
+                first_offset: 2,
+                last_offset: 3
+            }]
+        );
     }
 }

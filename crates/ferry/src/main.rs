@@ -34,6 +34,10 @@ enum Command {
     },
     /// Run the Kafka-aware fault proxy between clients and a broker.
     Chaos(ChaosArgs),
+    /// Run the guarantees lab: each guarantee under each fault profile, measured and checked.
+    Lab(lab::LabArgs),
+    /// Measure the machine's limits, ferry and installed peers; print a table, write JSON.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -57,7 +61,9 @@ fn main() -> Result<()> {
     init_traces();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Groups { command } => admin::run(command),
+        Command::Lab(args) => lab::run(args),
         Command::Chaos(args) => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(chaos::run(

@@ -118,6 +118,9 @@ impl Settings {
                 broker.group.group_max_session_timeout_ms = positive(name, value)?
             }
             "group.max.size" => broker.group.group_max_size = positive(name, value)?,
+            "producer.id.expiration.ms" => {
+                broker.producer_id_expiration_ms = positive(name, value)?
+            }
             "socket.request.max.bytes" => limits.request_bytes_max = positive(name, value)?,
             "max.connections" => limits.connections_max = positive(name, value)?,
             "max.in.flight.requests.per.connection" => {

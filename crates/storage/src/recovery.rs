@@ -144,6 +144,8 @@ fn list_segments(disk: &dyn Disk, dir: &Path) -> Result<Vec<Found>, LogError> {
             Some((base_offset, _)) => indexes.push((base_offset, name)),
             None if name.ends_with(TEMP_SUFFIX) => remove(disk, &dir.join(name))?,
             None if name == LOG_START_FILE || name == RECOVERY_POINT_FILE => {}
+            // The broker's producer state snapshots (docs/producer-snapshot-format.md).
+            None if name.ends_with(".snapshot") => {}
             None => {
                 warn!(path = %dir.join(name).display(), "ignoring an unknown file in a partition directory")
             }

@@ -29,6 +29,8 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::DeleteTopics, 1, 6),
     api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::DescribeConfigs, 1, 4),
+    // Idempotent producers; transactional ids are refused until transactions land.
+    api(ApiKey::InitProducerId, 0, 4),
     // The classic consumer group protocol.
     api(ApiKey::FindCoordinator, 0, 3),
     api(ApiKey::JoinGroup, 0, 5),

@@ -1,6 +1,10 @@
 //! Produce: validate every batch (v2 only, CRC-32C, size, no client-written control batches),
-//! append it as received with broker-assigned offsets, and answer per `acks`: 0 nothing, 1 once
-//! written to the OS, -1 (all) once the group commit has fsynced it.
+//! judge batches of idempotent producers against the partition's producer state (a retry of a
+//! batch already written is answered with its original offsets and not written again; a fenced
+//! epoch or a sequence gap is refused), append the rest as received with broker-assigned offsets,
+//! and answer per `acks`: 0 nothing, 1 once written to the OS, -1 (all) once the group commit has
+//! fsynced it. A duplicate's answer under `acks=all` waits for the fsync too: its original may
+//! have been written a moment ago and not be durable yet.
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -8,12 +12,38 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use wire::batch::{BatchError, Batches};
 
-use super::code;
+use super::{code, str_bytes};
+use crate::producers::{BatchHeader, Verdict};
 use crate::{Broker, BrokerError, Outcome};
 
 const ACKS_NONE: i16 = 0;
 const ACKS_LEADER: i16 = 1;
 const ACKS_ALL: i16 = -1;
+
+/// Where one partition's records are: just appended, or (a duplicate) appended before.
+struct Placed {
+    base_offset: i64,
+    log_start_offset: i64,
+}
+
+/// Why one partition's records were refused, and the log start offset to report with it
+/// (Kafka reports it with producer state errors, so a client can tell a sequence gap caused by
+/// deleted records from a real one).
+struct Refused {
+    error: ResponseError,
+    message: Option<String>,
+    log_start_offset: i64,
+}
+
+impl Refused {
+    fn new(error: ResponseError) -> Refused {
+        Refused {
+            error,
+            message: None,
+            log_start_offset: -1,
+        }
+    }
+}
 
 pub fn handle(
     broker: &mut Broker,
@@ -24,7 +54,9 @@ pub fn handle(
     let acks = request.acks;
     let acks_valid = matches!(acks, ACKS_NONE | ACKS_LEADER | ACKS_ALL);
     let mut failed = false;
-    let mut appended = false;
+    // Whether the answer covers data written now or before (a duplicate), which `acks=all`
+    // must wait for.
+    let mut placed_any = false;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
@@ -33,20 +65,25 @@ pub fn handle(
             let result = if acks_valid {
                 append(broker, now_ms, &name, data.index, data.records)?
             } else {
-                Err(ResponseError::InvalidRequiredAcks)
+                Err(Refused::new(ResponseError::InvalidRequiredAcks))
             };
             let response = PartitionProduceResponse::default().with_index(data.index);
+            let log_start = |offset: i64| if version >= 5 { offset } else { -1 };
             let response = match result {
-                Ok((base_offset, log_start_offset)) => {
-                    appended = true;
+                Ok(placed) => {
+                    placed_any = true;
                     response
-                        .with_base_offset(base_offset)
-                        .with_log_start_offset(if version >= 5 { log_start_offset } else { -1 })
+                        .with_base_offset(placed.base_offset)
+                        .with_log_start_offset(log_start(placed.log_start_offset))
                         .with_log_append_time_ms(-1)
                 }
-                Err(error) => {
+                Err(refused) => {
                     failed = true;
-                    response.with_error_code(code(error)).with_base_offset(-1)
+                    response
+                        .with_error_code(code(refused.error))
+                        .with_base_offset(-1)
+                        .with_log_start_offset(log_start(refused.log_start_offset))
+                        .with_error_message(refused.message.map(str_bytes))
                 }
             };
             partitions.push(response);
@@ -61,7 +98,8 @@ pub fn handle(
     Ok(match acks {
         ACKS_NONE if failed => Outcome::Close("acks=0 produce failed".into()),
         ACKS_NONE => Outcome::NoResponse,
-        ACKS_ALL if appended => Outcome::AfterSync {
+        // Every append so far, a duplicate's original included, is covered by this ticket.
+        ACKS_ALL if placed_any => Outcome::AfterSync {
             ticket: broker.append_ticket(),
             response,
         },
@@ -69,38 +107,106 @@ pub fn handle(
     })
 }
 
-/// Validates and appends one partition's records; returns (base offset, log start offset) or the
-/// Kafka error for this partition.
+/// Validates, judges and appends one partition's records.
 fn append(
     broker: &mut Broker,
     now_ms: i64,
     topic: &str,
     index: i32,
     records: Option<Bytes>,
-) -> Result<Result<(i64, i64), ResponseError>, BrokerError> {
+) -> Result<Result<Placed, Refused>, BrokerError> {
     let max_bytes = max_message_bytes(broker, topic);
-    let Some(partition) = broker.topics.partition_mut(topic, index) else {
-        return Ok(Err(ResponseError::UnknownTopicOrPartition));
-    };
+    if broker.topics.partition(topic, index).is_none() {
+        return Ok(Err(Refused::new(ResponseError::UnknownTopicOrPartition)));
+    }
     let Some(records) = records.filter(|r| !r.is_empty()) else {
-        return Ok(Err(ResponseError::CorruptMessage));
+        return Ok(Err(Refused::new(ResponseError::CorruptMessage)));
     };
-    if let Err(error) = validate(&records, max_bytes) {
-        tracing::debug!(topic, partition = index, %error, "rejected produce batch");
-        return Ok(Err(error));
+    let headers = match validate(&records, max_bytes) {
+        Ok(headers) => headers,
+        Err(error) => {
+            tracing::debug!(topic, partition = index, %error, "rejected produce batch");
+            return Ok(Err(Refused::new(error)));
+        }
+    };
+    if let Some(answer) = judge(broker, topic, index, &headers) {
+        return Ok(answer);
     }
     let mut bytes = records.to_vec();
+    let partition = broker
+        .topics
+        .partition_mut(topic, index)
+        .expect("partition looked up above");
     let info = partition
-        .log_mut()
-        .append(&mut bytes, now_ms)
+        .append(&mut bytes, &headers, now_ms)
         .map_err(|source| BrokerError::Log {
             topic: topic.to_string(),
             partition: index,
             source,
         })?;
-    let log_start = partition.log_start_offset();
+    let log_start_offset = partition.log_start_offset();
     broker.note_append(topic, index);
-    Ok(Ok((info.first_offset, log_start)))
+    Ok(Ok(Placed {
+        base_offset: info.first_offset,
+        log_start_offset,
+    }))
+}
+
+/// Judges a partition's batches against its producer state and counts the verdict; `Some` is
+/// the answer when they are not to be written (a duplicate, or refused).
+fn judge(
+    broker: &mut Broker,
+    topic: &str,
+    index: i32,
+    headers: &[BatchHeader],
+) -> Option<Result<Placed, Refused>> {
+    let partition = broker
+        .topics
+        .partition(topic, index)
+        .expect("partition looked up by the caller");
+    let log_start_offset = partition.log_start_offset();
+    let verdict = partition.check_producers(headers);
+    broker.producers.counters.count(&verdict);
+    match verdict {
+        Verdict::Append => None,
+        Verdict::Duplicate(original) => {
+            tracing::debug!(
+                topic,
+                partition = index,
+                producer_id = headers
+                    .iter()
+                    .find(|h| h.has_producer_id())
+                    .map(|h| h.producer_id),
+                base_sequence = original.first_sequence,
+                base_offset = original.base_offset,
+                duplicates_detected = broker.producers.counters.duplicates,
+                "duplicate batch: answered with its original offsets, not written again"
+            );
+            Some(Ok(Placed {
+                base_offset: original.base_offset,
+                log_start_offset,
+            }))
+        }
+        refused => {
+            let error = refused.error().expect("a refusing verdict has an error");
+            let message = refused.reason();
+            let counters = broker.producers.counters;
+            tracing::debug!(
+                topic,
+                partition = index,
+                %error,
+                reason = message.as_deref().unwrap_or(""),
+                producers_fenced = counters.fenced,
+                out_of_order_rejected = counters.out_of_order,
+                "refused produce batch"
+            );
+            Some(Err(Refused {
+                error,
+                message,
+                log_start_offset,
+            }))
+        }
+    }
 }
 
 fn max_message_bytes(broker: &Broker, topic: &str) -> usize {
@@ -112,9 +218,12 @@ fn max_message_bytes(broker: &Broker, topic: &str) -> usize {
         .unwrap_or(broker.config.message_max_bytes)
 }
 
-/// Kafka's checks on incoming batches, mapped to its error codes.
-pub(crate) fn validate(records: &[u8], max_bytes: usize) -> Result<(), ResponseError> {
-    let mut count = 0;
+/// Kafka's checks on incoming batches, mapped to its error codes; returns their headers.
+pub(crate) fn validate(
+    records: &[u8],
+    max_bytes: usize,
+) -> Result<Vec<BatchHeader>, ResponseError> {
+    let mut headers = Vec::new();
     for item in Batches::new(records) {
         let (_, batch) = item.map_err(batch_error)?;
         if batch.total_bytes() > max_bytes {
@@ -127,13 +236,13 @@ pub(crate) fn validate(records: &[u8], max_bytes: usize) -> Result<(), ResponseE
         if batch.record_count() == 0 {
             return Err(ResponseError::InvalidRecord);
         }
-        count += 1;
+        headers.push(BatchHeader::of(&batch));
     }
     assert!(
-        count > 0,
+        !headers.is_empty(),
         "non-empty records hold at least one batch or an error"
     );
-    Ok(())
+    Ok(headers)
 }
 
 fn batch_error(error: BatchError) -> ResponseError {
@@ -160,7 +269,7 @@ mod tests {
     #[test]
     fn validation_maps_to_kafka_errors() {
         let check = |bytes: &[u8], max: usize, expect: Result<(), ResponseError>| {
-            assert_eq!(validate(bytes, max), expect);
+            assert_eq!(validate(bytes, max).map(|_| ()), expect);
         };
         check(&batch(), 1 << 20, Ok(()));
         check(&batch(), 10, Err(ResponseError::MessageTooLarge));

@@ -183,6 +183,11 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
             DeleteGroupsRequest::default()
                 .with_groups_names(vec![GroupId(StrBytes::from_static_str("missing"))]),
         ),
+        ApiKey::InitProducerId => RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000),
+        ),
         other => panic!("no sample request for advertised API {other:?}"),
     }
 }

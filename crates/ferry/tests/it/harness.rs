@@ -32,6 +32,19 @@ impl Ferry {
         }
     }
 
+    /// `start`, with ferry's traces (at `FERRY_LOG`, default `info`) appended to the file
+    /// `traces` instead of going to the test's stderr. A `restart` traces to stderr again.
+    pub fn start_traced(data_dir: &Path, settings: &[&str], traces: &Path) -> Ferry {
+        let args: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn_with(data_dir, "127.0.0.1:0", &args, Some(traces));
+        Ferry {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            args,
+        }
+    }
+
     pub fn bootstrap(&self) -> String {
         self.addr.to_string()
     }
@@ -80,6 +93,16 @@ impl Drop for Ferry {
 }
 
 fn spawn(data_dir: &Path, listen: &str, settings: &[String]) -> (Child, SocketAddr) {
+    spawn_with(data_dir, listen, settings, None)
+}
+
+/// `spawn`, with the traces (stderr) appended to `traces` at `FERRY_LOG` or `info` if given.
+fn spawn_with(
+    data_dir: &Path,
+    listen: &str,
+    settings: &[String],
+    traces: Option<&Path>,
+) -> (Child, SocketAddr) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
     command
         .arg("serve")
@@ -94,13 +117,24 @@ fn spawn(data_dir: &Path, listen: &str, settings: &[String]) -> (Child, SocketAd
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("FERRY_")) {
         command.env_remove(key);
     }
+    let level = if traces.is_some() { "info" } else { "warn" };
     command.env(
         "FERRY_LOG",
-        std::env::var("FERRY_LOG").unwrap_or_else(|_| "warn".into()),
+        std::env::var("FERRY_LOG").unwrap_or_else(|_| level.into()),
     );
+    let stderr = match traces {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("open the traces file"),
+        ),
+        None => Stdio::inherit(),
+    };
     let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("spawn ferry");
     let stdout = child.stdout.take().expect("piped stdout");
@@ -185,4 +219,11 @@ pub fn consume(
         count += 1;
     }
     received
+}
+
+/// A free loopback port: bound to port 0, then released, for a listener started a moment later
+/// (a fault proxy whose address the broker must advertise before the proxy exists).
+pub fn reserve_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("bound address").port()
 }

@@ -2,8 +2,11 @@
 //! clients (the `rdkafka` crate, i.e. librdkafka) and by raw frames for hostile input.
 
 mod admin;
+mod bench;
 mod crash;
 mod groups;
 mod harness;
 mod hostile;
+mod idempotence;
+mod lab;
 mod roundtrip;

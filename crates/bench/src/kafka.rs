@@ -1,0 +1,853 @@
+//! The Kafka-protocol targets (ferry, tansu) and their workloads, driven by librdkafka through
+//! the `rdkafka` crate: durable produce, transactional produce, consume, end-to-end latency at a
+//! fixed rate, start-up, memory and recovery after `kill -9`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::{Buf, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::process::{self, Broker};
+use crate::report::{Row, Status, Target, TargetRun};
+use crate::stats::{median, Latency};
+use crate::{progress, secs, Plan};
+
+/// A Kafka-protocol broker the bench can start.
+pub enum Server {
+    Ferry { exe: PathBuf },
+    Tansu { exe: PathBuf },
+}
+
+impl Server {
+    fn name(&self) -> &'static str {
+        match self {
+            Server::Ferry { .. } => "ferry",
+            Server::Tansu { .. } => "tansu",
+        }
+    }
+
+    fn command(&self, data: &Path, addr: SocketAddr, partitions: i32) -> Command {
+        match self {
+            Server::Ferry { exe } => {
+                let mut command = Command::new(exe);
+                command
+                    .arg("serve")
+                    .arg("--listen")
+                    .arg(addr.to_string())
+                    .arg("--data-dir")
+                    .arg(data)
+                    .arg("--set")
+                    .arg(format!("num.partitions={partitions}"));
+                // The bench's own FERRY_* variables would read as broker settings.
+                for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("FERRY_")) {
+                    command.env_remove(key);
+                }
+                command.env("FERRY_LOG", "warn");
+                command
+            }
+            Server::Tansu { exe } => {
+                let url = format!("tcp://{addr}");
+                let mut command = Command::new(exe);
+                command
+                    .arg("broker")
+                    .arg("--listener-url")
+                    .arg(&url)
+                    .arg("--advertised-listener-url")
+                    .arg(&url)
+                    .arg("--storage-engine")
+                    .arg(format!("sqlite://{}", data.join("tansu.db").display()));
+                command
+            }
+        }
+    }
+
+    /// Starts the broker on `data` (created if missing) and waits for its first ApiVersions
+    /// answer; returns the broker, the time to that answer, and the APIs it advertises.
+    fn start(
+        &self,
+        data: &Path,
+        addr: SocketAddr,
+        partitions: i32,
+    ) -> Result<(Broker, Duration, Vec<i16>)> {
+        std::fs::create_dir_all(data).with_context(|| format!("create {}", data.display()))?;
+        let log = data.with_extension("log");
+        Broker::start(
+            self.command(data, addr, partitions),
+            addr,
+            &log,
+            |addr, deadline| process::retry_until(deadline, || api_versions(addr, deadline)),
+        )
+    }
+}
+
+/// tansu from FERRY_BENCH_TANSU, the bench's cache (`scripts/bench-peers --tansu`) or PATH.
+pub fn find_tansu() -> Option<PathBuf> {
+    if std::env::var_os("FERRY_BENCH_TANSU").is_none() {
+        let cached = process::cache_dir().map(|dir| dir.join("tansu/bin/tansu"));
+        if let Some(cached) = cached.filter(|path| path.is_file()) {
+            return Some(cached);
+        }
+    }
+    process::find_program("FERRY_BENCH_TANSU", "tansu")
+}
+
+/// Runs every workload against `server`. A failing workload becomes a failed row; the others
+/// still run.
+pub fn run_target(server: &Server, plan: &Plan, work: &Path) -> TargetRun {
+    let name = server.name();
+    let version = match server {
+        Server::Ferry { .. } => Some(format!("ferry {}", env!("CARGO_PKG_VERSION"))),
+        Server::Tansu { exe } => process::version_of(exe),
+    };
+    let mut target = Target {
+        name: name.into(),
+        status: Status::Ok,
+        version,
+        note: None,
+        features: BTreeMap::new(),
+    };
+    let mut rows = Vec::new();
+    if plan.wants("startup") {
+        progress(&format!("{name}: start-up"));
+        rows.push(row_or_failed(name, "startup", startup(server, plan, work)));
+    }
+    match Session::start(server, plan, work) {
+        Ok(mut session) => {
+            target.features = session.features();
+            session.run_all(&mut rows);
+        }
+        Err(error) => {
+            target.status = Status::Failed;
+            target.note = Some(format!("{error:#}"));
+            progress(&format!("{name}: FAILED to start: {error:#}"));
+        }
+    }
+    TargetRun { target, rows }
+}
+
+fn row_or_failed(target: &str, workload: &str, result: Result<Row>) -> Row {
+    result.unwrap_or_else(|error| {
+        progress(&format!("{target}/{workload}: FAILED: {error:#}"));
+        Row::not_ok(target, workload, Status::Failed, format!("{error:#}"))
+    })
+}
+
+/// Start-up on a fresh data directory, several times; the median.
+fn startup(server: &Server, plan: &Plan, work: &Path) -> Result<Row> {
+    let mut times = Vec::new();
+    for run in 0..plan.startup_runs {
+        let data = work.join(format!("{}-startup-{run}", server.name()));
+        let (mut broker, ready, _) = server.start(&data, process::free_addr()?, plan.partitions)?;
+        broker.stop();
+        times.push(ready.as_secs_f64() * 1e3);
+    }
+    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = times.iter().copied().fold(0.0, f64::max);
+    let ready_ms = median(&mut times);
+    Ok(Row::ok(
+        server.name(),
+        "startup",
+        &[
+            ("ready_ms", ready_ms),
+            ("ready_ms_min", min),
+            ("ready_ms_max", max),
+        ],
+    ))
+}
+
+/// One long-running broker for the throughput, latency, memory and recovery workloads.
+struct Session<'a> {
+    server: &'a Server,
+    plan: &'a Plan,
+    broker: Broker,
+    data: PathBuf,
+    bootstrap: String,
+    apis: Vec<i16>,
+    idle_rss_bytes: Option<u64>,
+}
+
+impl<'a> Session<'a> {
+    fn start(server: &'a Server, plan: &'a Plan, work: &Path) -> Result<Session<'a>> {
+        let data = work.join(format!("{}-data", server.name()));
+        let addr = process::free_addr()?;
+        let (broker, _, apis) = server.start(&data, addr, plan.partitions)?;
+        // Idle: started, answered one request, nothing else.
+        std::thread::sleep(Duration::from_millis(500));
+        let idle_rss_bytes = broker.rss_bytes();
+        Ok(Session {
+            server,
+            plan,
+            broker,
+            data,
+            bootstrap: addr.to_string(),
+            apis,
+            idle_rss_bytes,
+        })
+    }
+
+    fn has(&self, api: ApiKey) -> bool {
+        self.apis.contains(&(api as i16))
+    }
+
+    fn idempotence(&self) -> bool {
+        self.has(ApiKey::InitProducerId)
+    }
+
+    fn transactions(&self) -> bool {
+        self.idempotence()
+            && self.has(ApiKey::AddPartitionsToTxn)
+            && self.has(ApiKey::EndTxn)
+            && self.has(ApiKey::FindCoordinator)
+    }
+
+    fn features(&self) -> BTreeMap<String, bool> {
+        BTreeMap::from([
+            ("idempotence".to_string(), self.idempotence()),
+            ("transactions".to_string(), self.transactions()),
+        ])
+    }
+
+    fn name(&self) -> &'static str {
+        self.server.name()
+    }
+
+    fn run_all(&mut self, rows: &mut Vec<Row>) {
+        let name = self.name();
+        let plan = self.plan;
+        let durable = Mode::durable(self.idempotence());
+        let mut produced_1kib = 0;
+        if plan.wants("produce_1kib") {
+            progress(&format!("{name}: produce 1 KiB"));
+            let result = self.produce("produce_1kib", "bench-1kib", 1024, durable);
+            produced_1kib = result.as_ref().map(|(_, records)| *records).unwrap_or(0);
+            rows.push(row_or_failed(
+                name,
+                "produce_1kib",
+                result.map(|(row, _)| row),
+            ));
+        }
+        if plan.wants("produce_100b") {
+            progress(&format!("{name}: produce 100 B"));
+            let result = self.produce("produce_100b", "bench-100b", 100, durable);
+            rows.push(row_or_failed(
+                name,
+                "produce_100b",
+                result.map(|(row, _)| row),
+            ));
+        }
+        if plan.wants("produce_1kib_txn") {
+            rows.push(self.produce_transactional());
+        }
+        if plan.wants("consume_1kib") && plan.wants("produce_1kib") {
+            progress(&format!("{name}: consume 1 KiB"));
+            let result = self.consume("bench-1kib", produced_1kib);
+            rows.push(row_or_failed(name, "consume_1kib", result));
+        }
+        if plan.wants("e2e_latency") {
+            let rate = plan.latency_rate_per_s;
+            progress(&format!("{name}: end-to-end latency at {rate}/s"));
+            rows.push(row_or_failed(name, "e2e_latency", self.latency()));
+        }
+        rows.push(self.memory());
+        if plan.wants("recovery") {
+            progress(&format!("{name}: recovery after kill -9"));
+            rows.push(row_or_failed(name, "recovery", self.recovery()));
+        }
+        self.broker.stop();
+    }
+
+    fn produce_transactional(&self) -> Row {
+        let name = self.name();
+        if !self.transactions() {
+            return Row::not_ok(
+                name,
+                "produce_1kib_txn",
+                Status::NotAvailable,
+                "not available yet: the broker does not advertise transactions".into(),
+            );
+        }
+        progress(&format!("{name}: produce 1 KiB in transactions"));
+        let result = self.produce("produce_1kib_txn", "bench-txn", 1024, Mode::Transactional);
+        row_or_failed(name, "produce_1kib_txn", result.map(|(row, _)| row))
+    }
+
+    fn producer_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("client.id", "ferry-bench")
+            .set("message.timeout.ms", "60000")
+            .set("queue.buffering.max.messages", "100000")
+            .set("queue.buffering.max.kbytes", "65536")
+            .set("linger.ms", "5");
+        config
+    }
+
+    fn create_topic(&self, topic: &str) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .context("create admin client")?;
+        let new = NewTopic::new(topic, self.plan.partitions, TopicReplication::Fixed(1));
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = futures::executor::block_on(admin.create_topics([&new], &options))
+            .with_context(|| format!("create topic {topic}"))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => bail!("create topic {name}: {code}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `record_bytes` records as fast as the client queue allows for the plan's
+    /// duration, round-robin over the partitions; returns the row and the acknowledged count.
+    fn produce(
+        &self,
+        workload: &str,
+        topic: &str,
+        record_bytes: usize,
+        mode: Mode,
+    ) -> Result<(Row, u64)> {
+        self.create_topic(topic)?;
+        let mut config = self.producer_config();
+        config.set("acks", "all");
+        mode.configure(&mut config);
+        let producer: BaseProducer<Deliveries> = config
+            .create_with_context(Deliveries::default())
+            .context("create producer")?;
+        if mode == Mode::Transactional {
+            producer
+                .init_transactions(Duration::from_secs(30))
+                .context("init transactions")?;
+            producer.begin_transaction().context("begin transaction")?;
+        }
+        let payload = vec![b'f'; record_bytes];
+        let partitions = self.plan.partitions;
+        let limit = secs(self.plan.produce_seconds);
+        let cpu = process::CpuMeter::start(&self.broker);
+        let start = Instant::now();
+        let mut last_commit = start;
+        let mut sent = 0u64;
+        let mut commits = 0u64;
+        while sent % 64 != 0 || start.elapsed() < limit {
+            let partition = (sent % partitions as u64) as i32;
+            let record = record_to(topic).partition(partition).payload(&payload);
+            match producer.send(record) {
+                Ok(()) => sent += 1,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    producer.poll(Duration::from_millis(1));
+                }
+                Err((error, _)) => return Err(anyhow!(error).context("produce")),
+            }
+            if sent % 1024 == 0 {
+                producer.poll(Duration::ZERO);
+            }
+            if mode == Mode::Transactional && last_commit.elapsed() >= Duration::from_millis(100) {
+                producer
+                    .commit_transaction(Duration::from_secs(30))
+                    .context("commit transaction")?;
+                commits += 1;
+                producer.begin_transaction().context("begin transaction")?;
+                last_commit = Instant::now();
+            }
+        }
+        if mode == Mode::Transactional {
+            producer
+                .commit_transaction(Duration::from_secs(60))
+                .context("commit transaction")?;
+            commits += 1;
+        }
+        producer
+            .flush(Duration::from_secs(120))
+            .context("flush producer")?;
+        let seconds = start.elapsed().as_secs_f64();
+        let deliveries = producer.context();
+        deliveries.check()?;
+        let acked = deliveries.acked.load(Ordering::Relaxed);
+        anyhow::ensure!(acked == sent, "sent {sent} records, {acked} acknowledged");
+        let mut metrics = vec![
+            ("records", acked as f64),
+            ("seconds", seconds),
+            ("records_per_s", acked as f64 / seconds),
+            (
+                "bytes_per_s",
+                (acked * record_bytes as u64) as f64 / seconds,
+            ),
+            ("record_bytes", record_bytes as f64),
+            ("idempotent", mode.idempotent() as u8 as f64),
+        ];
+        if mode == Mode::Transactional {
+            metrics.push(("commits", commits as f64));
+        }
+        metrics.extend(cpu.metrics());
+        let note = (!mode.idempotent())
+            .then(|| "NOT idempotent: the broker does not advertise InitProducerId".to_string());
+        Ok((
+            Row::ok(self.name(), workload, &metrics).with_note(note),
+            acked,
+        ))
+    }
+
+    /// Reads the first `expected` records of `topic` from the beginning, all partitions.
+    fn consume(&self, topic: &str, expected: u64) -> Result<Row> {
+        anyhow::ensure!(expected > 0, "nothing was produced to consume");
+        let consumer = self.consumer(topic, Offset::Beginning)?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut received = 0u64;
+        let mut bytes = 0u64;
+        let mut start = None;
+        let cpu = process::CpuMeter::start(&self.broker);
+        while received < expected {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "consumed {received} of {expected} records in 120 s"
+            );
+            let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let message = message.context("consume")?;
+            start.get_or_insert_with(Instant::now);
+            received += 1;
+            bytes += message.payload_len() as u64;
+        }
+        // From the first record received: connection and metadata set-up are not throughput.
+        let seconds = start.map_or(0.0, |s| s.elapsed().as_secs_f64()).max(1e-6);
+        Ok(Row::ok(
+            self.name(),
+            "consume_1kib",
+            &[
+                ("records", received as f64),
+                ("seconds", seconds),
+                ("records_per_s", received as f64 / seconds),
+                ("bytes_per_s", bytes as f64 / seconds),
+                cpu.metrics()[0],
+                cpu.metrics()[1],
+            ],
+        ))
+    }
+
+    fn consumer(&self, topic: &str, offset: Offset) -> Result<BaseConsumer> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", "ferry-bench")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .context("create consumer")?;
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..self.plan.partitions {
+            assignment
+                .add_partition_offset(topic, partition, offset)
+                .context("assign partition")?;
+        }
+        consumer.assign(&assignment).context("assign partitions")?;
+        Ok(consumer)
+    }
+
+    fn latency(&self) -> Result<Row> {
+        let topic = "bench-latency";
+        self.create_topic(topic)?;
+        let mut config = self.producer_config();
+        config.set("acks", "all").set("linger.ms", "0");
+        Mode::durable(self.idempotence()).configure(&mut config);
+        let origin = Instant::now();
+        let deliveries = Deliveries {
+            ack_latency: Some((origin, Mutex::default())),
+            ..Deliveries::default()
+        };
+        let producer: BaseProducer<Deliveries> = config
+            .create_with_context(deliveries)
+            .context("create producer")?;
+        let consumer = self.consumer(topic, Offset::Beginning)?;
+        let sent_total = Arc::new(AtomicU64::new(u64::MAX));
+        let warmup_ns = (self.plan.latency_warmup_seconds * 1e9) as u64;
+        let reader = {
+            let sent_total = sent_total.clone();
+            std::thread::spawn(move || receive_latencies(consumer, origin, warmup_ns, &sent_total))
+        };
+        let sent = paced_send(&producer, topic, self.plan, origin).and_then(|sent| {
+            producer
+                .flush(Duration::from_secs(60))
+                .context("flush producer")?;
+            Ok(sent)
+        });
+        // Zero releases the reader at once when sending failed.
+        sent_total.store(*sent.as_ref().unwrap_or(&0), Ordering::Release);
+        let received = reader
+            .join()
+            .map_err(|_| anyhow!("latency reader panicked"))?;
+        let sent = sent?;
+        let (received_count, e2e) = received?;
+        producer.context().check()?;
+        anyhow::ensure!(
+            received_count == sent,
+            "sent {sent}, received {received_count}"
+        );
+        let e2e = e2e.percentiles();
+        let ack = producer.context().ack_percentiles();
+        let seconds = self.plan.latency_seconds;
+        Ok(Row::ok(
+            self.name(),
+            "e2e_latency",
+            &[
+                ("records", sent as f64),
+                ("rate_per_s", sent as f64 / seconds),
+                ("samples", e2e.samples as f64),
+                ("p50_us", e2e.p50_us),
+                ("p99_us", e2e.p99_us),
+                ("p999_us", e2e.p999_us),
+                ("max_us", e2e.max_us),
+                ("ack_p50_us", ack.p50_us),
+                ("ack_p99_us", ack.p99_us),
+                ("ack_p999_us", ack.p999_us),
+            ],
+        ))
+    }
+
+    fn memory(&self) -> Row {
+        match (self.idle_rss_bytes, self.broker.peak_rss_bytes()) {
+            (Some(idle), Some(peak)) => Row::ok(
+                self.name(),
+                "memory",
+                &[
+                    ("idle_rss_bytes", idle as f64),
+                    ("loaded_rss_bytes", peak as f64),
+                ],
+            ),
+            _ => Row::not_ok(
+                self.name(),
+                "memory",
+                Status::Failed,
+                "cannot read /proc/PID/status".into(),
+            ),
+        }
+    }
+
+    /// Fills the log to the plan's size (acks=1: the filling is not what is measured), kills the
+    /// broker with SIGKILL, restarts it on the same data and port and times it to its first
+    /// answered request and to its first acknowledged `acks=all` produce.
+    fn recovery(&mut self) -> Result<Row> {
+        let topic = "bench-fill";
+        self.fill(topic)?;
+        let log_bytes = process::dir_bytes(&self.data);
+        self.broker.kill9();
+        let addr: SocketAddr = self.bootstrap.parse().context("parse bootstrap")?;
+        let started = Instant::now();
+        let (broker, ready, _) = self.server.start(&self.data, addr, self.plan.partitions)?;
+        self.broker = broker;
+        let mut config = self.producer_config();
+        config.set("acks", "all").set("linger.ms", "0");
+        let producer: BaseProducer<Deliveries> = config
+            .create_with_context(Deliveries::default())
+            .context("create producer")?;
+        producer
+            .send(
+                record_to(topic)
+                    .partition(0)
+                    .payload(b"after recovery".as_slice()),
+            )
+            .map_err(|(error, _)| anyhow!(error).context("produce after recovery"))?;
+        producer
+            .flush(Duration::from_secs(60))
+            .context("flush after recovery")?;
+        let first_produce = started.elapsed();
+        producer.context().check()?;
+        let note = (log_bytes < self.plan.recovery_log_bytes).then(|| {
+            format!(
+                "log reached {} MiB of {} MiB within {} s",
+                log_bytes >> 20,
+                self.plan.recovery_log_bytes >> 20,
+                self.plan.fill_seconds_max
+            )
+        });
+        Ok(Row::ok(
+            self.name(),
+            "recovery",
+            &[
+                ("log_bytes", log_bytes as f64),
+                ("ready_ms", ready.as_secs_f64() * 1e3),
+                ("first_produce_ms", first_produce.as_secs_f64() * 1e3),
+            ],
+        )
+        .with_note(note))
+    }
+
+    fn fill(&self, topic: &str) -> Result<()> {
+        self.create_topic(topic)?;
+        let mut config = self.producer_config();
+        config
+            .set("acks", "1")
+            .set("linger.ms", "20")
+            .set("enable.idempotence", "false");
+        let producer: BaseProducer<Deliveries> = config
+            .create_with_context(Deliveries::default())
+            .context("create producer")?;
+        let payload = vec![b'r'; 1024];
+        let deadline = Instant::now() + secs(self.plan.fill_seconds_max);
+        let mut sent = 0u64;
+        while Instant::now() < deadline {
+            // The log also holds what the other workloads wrote.
+            if sent % 8192 == 0 && process::dir_bytes(&self.data) >= self.plan.recovery_log_bytes {
+                break;
+            }
+            let partition = (sent % self.plan.partitions as u64) as i32;
+            match producer.send(record_to(topic).partition(partition).payload(&payload)) {
+                Ok(()) => sent += 1,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    producer.poll(Duration::from_millis(1));
+                }
+                Err((error, _)) => return Err(anyhow!(error).context("fill the log")),
+            }
+        }
+        producer
+            .flush(Duration::from_secs(120))
+            .context("flush fill")?;
+        producer.context().check()
+    }
+}
+
+/// How a produce workload's producer is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `acks=all`, idempotent when the broker supports it.
+    Durable { idempotent: bool },
+    /// Idempotent and transactional, committing every 100 ms.
+    Transactional,
+}
+
+impl Mode {
+    fn durable(idempotent: bool) -> Mode {
+        Mode::Durable { idempotent }
+    }
+
+    fn idempotent(self) -> bool {
+        match self {
+            Mode::Durable { idempotent } => idempotent,
+            Mode::Transactional => true,
+        }
+    }
+
+    fn configure(self, config: &mut ClientConfig) {
+        config.set("enable.idempotence", self.idempotent().to_string());
+        if self == Mode::Transactional {
+            let id = format!("ferry-bench-{}-{}", std::process::id(), unique());
+            config
+                .set("transactional.id", id)
+                .set("transaction.timeout.ms", "60000");
+        }
+    }
+}
+
+fn unique() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Counts delivery reports; optionally records send-to-ack latency from the timestamp each
+/// latency record carries.
+#[derive(Default)]
+struct Deliveries {
+    acked: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+    ack_latency: Option<(Instant, Mutex<Latency>)>,
+}
+
+impl Deliveries {
+    fn check(&self) -> Result<()> {
+        let failed = self.failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            let first = self.first_error.lock().map(|e| e.clone()).unwrap_or(None);
+            bail!(
+                "{failed} records failed; first error: {}",
+                first.unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    fn ack_percentiles(&self) -> crate::stats::Percentiles {
+        match &self.ack_latency {
+            Some((_, latency)) => latency.lock().map(|l| l.percentiles()).unwrap_or_default(),
+            None => Default::default(),
+        }
+    }
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(message) => {
+                self.acked.fetch_add(1, Ordering::Relaxed);
+                if let Some((origin, latency)) = &self.ack_latency {
+                    if let Some(sent_ns) = message.payload().and_then(timestamp) {
+                        let now_ns = origin.elapsed().as_nanos() as u64;
+                        if let Ok(mut latency) = latency.lock() {
+                            latency.record_us(now_ns.saturating_sub(sent_ns) / 1000);
+                        }
+                    }
+                }
+            }
+            Err((error, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut first) = self.first_error.lock() {
+                    first.get_or_insert_with(|| error.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// The send time (nanoseconds since the run's origin) at the start of a latency record.
+fn timestamp(payload: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?))
+}
+
+/// Records of 1 KiB in 1 ms ticks (10 per tick at 10k/s), each stamped with its send time.
+fn paced_send(
+    producer: &BaseProducer<Deliveries>,
+    topic: &str,
+    plan: &Plan,
+    origin: Instant,
+) -> Result<u64> {
+    let per_tick = (plan.latency_rate_per_s / 1000).max(1);
+    let ticks = (plan.latency_seconds * 1000.0) as u64;
+    let start = Instant::now();
+    let mut payload = vec![b'l'; 1024];
+    let mut sent = 0u64;
+    for tick in 0..ticks {
+        let due = start + Duration::from_millis(tick);
+        while Instant::now() < due {
+            producer.poll(due.saturating_duration_since(Instant::now()));
+        }
+        for _ in 0..per_tick {
+            let now_ns = origin.elapsed().as_nanos() as u64;
+            payload[..8].copy_from_slice(&now_ns.to_le_bytes());
+            let partition = (sent % plan.partitions as u64) as i32;
+            producer
+                .send(record_to(topic).partition(partition).payload(&payload))
+                .map_err(|(error, _)| anyhow!(error).context("produce latency record"))?;
+            sent += 1;
+        }
+        producer.poll(Duration::ZERO);
+    }
+    Ok(sent)
+}
+
+/// Reads latency records until `sent_total` are in (or a deadline after the sender is done),
+/// recording send-to-receive latency of those sent after the warm-up.
+fn receive_latencies(
+    consumer: BaseConsumer,
+    origin: Instant,
+    warmup_ns: u64,
+    sent_total: &AtomicU64,
+) -> Result<(u64, Latency)> {
+    let mut latency = Latency::default();
+    let mut received = 0u64;
+    let mut done_at: Option<Instant> = None;
+    loop {
+        let total = sent_total.load(Ordering::Acquire);
+        if received >= total {
+            break;
+        }
+        // The sender is done: what has not arrived within 30 s will not.
+        if total != u64::MAX
+            && done_at.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(30)
+        {
+            break;
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(50)) else {
+            continue;
+        };
+        let message = message.context("consume latency record")?;
+        let now_ns = origin.elapsed().as_nanos() as u64;
+        let sent_ns = message
+            .payload()
+            .and_then(timestamp)
+            .context("latency record without timestamp")?;
+        received += 1;
+        if sent_ns >= warmup_ns {
+            latency.record_us(now_ns.saturating_sub(sent_ns) / 1000);
+        }
+    }
+    Ok((received, latency))
+}
+
+/// One ApiVersions v0 exchange on a new connection: the broker's first answered request, and the
+/// APIs it advertises.
+fn api_versions(addr: SocketAddr, deadline: Instant) -> Result<Vec<i16>> {
+    let mut stream = TcpStream::connect(addr).context("connect")?;
+    stream.set_nodelay(true).context("set TCP_NODELAY")?;
+    let timeout = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    stream
+        .set_read_timeout(Some(timeout))
+        .context("set read timeout")?;
+    let mut body = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::ApiVersions as i16)
+        .with_request_api_version(0)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_static_str("ferry-bench")))
+        .encode(&mut body, 1)
+        .context("encode request header")?;
+    ApiVersionsRequest::default()
+        .encode(&mut body, 0)
+        .context("encode ApiVersions")?;
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).context("send ApiVersions")?;
+    let mut size = [0u8; 4];
+    stream
+        .read_exact(&mut size)
+        .context("read ApiVersions size")?;
+    let size = u32::from_be_bytes(size) as usize;
+    anyhow::ensure!(size <= 1 << 20, "ApiVersions response of {size} bytes");
+    let mut response = vec![0u8; size];
+    stream
+        .read_exact(&mut response)
+        .context("read ApiVersions")?;
+    let mut response = bytes::Bytes::from(response);
+    let header = ResponseHeader::decode(&mut response, 0).context("decode response header")?;
+    anyhow::ensure!(header.correlation_id == 1, "wrong correlation id");
+    let versions = ApiVersionsResponse::decode(&mut response, 0).context("decode ApiVersions")?;
+    anyhow::ensure!(
+        versions.error_code == 0,
+        "ApiVersions error {}",
+        versions.error_code
+    );
+    let _ = response.remaining();
+    Ok(versions.api_keys.iter().map(|api| api.api_key).collect())
+}
+
+/// A record without key: rdkafka needs the key type spelled out.
+fn record_to<'a>(topic: &'a str) -> BaseRecord<'a, (), [u8]> {
+    BaseRecord::to(topic)
+}

@@ -1,0 +1,114 @@
+//! The idempotent producer ("retries never write a record twice"): producer id allocation
+//! ([`ids`]), per-partition producer state and its verdicts on incoming batches ([`state`]),
+//! snapshots of that state ([`snapshot`], [`files`]) so recovery replays only the log's tail, and
+//! the broker-wide counters that the traces report.
+//!
+//! The state of a partition lives in its `Partition` (`partition.rs`): rebuilt on open from the
+//! newest snapshot plus the batch headers after it, judged and updated by the produce handler,
+//! snapshotted at segment rolls, periodically and at a clean close.
+
+pub mod files;
+pub mod ids;
+pub mod snapshot;
+pub mod state;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use storage::Disk;
+
+use crate::BrokerError;
+use ids::ProducerIdAllocator;
+pub use state::{BatchHeader, ProducerStateTable, Verdict};
+
+/// Kafka's `producer.id.expiration.ms` default: a producer id idle this long is forgotten.
+pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: i64 = 24 * 60 * 60 * 1000;
+/// How often idle producer ids are looked for.
+pub const EXPIRATION_CHECK_INTERVAL_MS: i64 = 60_000;
+/// How often, at most, a partition whose producer state changed writes a snapshot besides the
+/// ones at segment rolls and at close; it bounds the replay after a crash.
+pub const SNAPSHOT_INTERVAL_MS: i64 = 30_000;
+
+/// What the idempotence checks did, for the traces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Retries of batches already written, answered with their original offsets.
+    pub duplicates: u64,
+    /// Batches refused with INVALID_PRODUCER_EPOCH.
+    pub fenced: u64,
+    /// Batches refused with OUT_OF_ORDER_SEQUENCE_NUMBER.
+    pub out_of_order: u64,
+    /// Producer ids forgotten after `producer.id.expiration.ms` idle.
+    pub expired: u64,
+    /// Producer ids handed out by InitProducerId.
+    pub allocated: u64,
+}
+
+impl Counters {
+    /// Counts a verdict that refused or short-circuited an append.
+    pub fn count(&mut self, verdict: &Verdict) {
+        match verdict {
+            Verdict::Duplicate(_) => self.duplicates += 1,
+            Verdict::Fenced { .. } => self.fenced += 1,
+            Verdict::OutOfOrder { .. } => self.out_of_order += 1,
+            Verdict::Append | Verdict::MissingSequence { .. } => {}
+        }
+    }
+
+    pub fn trace(&self, what: &str) {
+        tracing::info!(
+            duplicates_detected = self.duplicates,
+            producers_fenced = self.fenced,
+            out_of_order_rejected = self.out_of_order,
+            producer_ids_expired = self.expired,
+            producer_ids_allocated = self.allocated,
+            "{what}"
+        );
+    }
+}
+
+/// The broker-wide part of idempotence: the id allocator, the counters and the maintenance
+/// clock (expiration, periodic snapshots, counter traces).
+pub struct Producers {
+    ids: ProducerIdAllocator,
+    pub counters: Counters,
+    /// The counters as last traced; a new trace line only when they moved.
+    traced: Counters,
+    pub(crate) expiration_checked_ms: i64,
+}
+
+impl Producers {
+    pub fn open(disk: Arc<dyn Disk>, data_dir: &Path) -> Result<Producers, BrokerError> {
+        Ok(Producers {
+            ids: ProducerIdAllocator::open(disk, data_dir)?,
+            counters: Counters::default(),
+            traced: Counters::default(),
+            // The first maintenance pass expires what recovery brought back.
+            expiration_checked_ms: i64::MIN,
+        })
+    }
+
+    /// A new producer id (InitProducerId without a transactional id).
+    pub fn allocate(&mut self) -> Result<i64, BrokerError> {
+        let id = self.ids.allocate()?;
+        self.counters.allocated += 1;
+        Ok(id)
+    }
+
+    /// Whether expiration is due at `now_ms`; if so, the clock restarts.
+    pub(crate) fn expiration_due(&mut self, now_ms: i64) -> bool {
+        if now_ms.saturating_sub(self.expiration_checked_ms) < EXPIRATION_CHECK_INTERVAL_MS {
+            return false;
+        }
+        self.expiration_checked_ms = now_ms;
+        true
+    }
+
+    /// Traces the counters if they changed since the last line.
+    pub(crate) fn trace_if_changed(&mut self) {
+        if self.counters != self.traced {
+            self.counters.trace("idempotent producers");
+            self.traced = self.counters;
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Idempotent produce through `Broker::handle`, without sockets: InitProducerId, duplicates
+//! answered with their original offsets (and, under `acks=all`, only after the group commit),
+//! fencing and sequence gaps with Kafka's error codes, and producer ids and state that survive
+//! a reopen of the data directory.
+
+use std::sync::Arc;
+
+use broker::{Broker, BrokerConfig, Outcome};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use wire::batch::{build_batch, ProducerFields};
+use wire::Request;
+
+const NOW_MS: i64 = 1_700_000_000_000;
+const PRODUCE_VERSION: i16 = 9;
+
+/// Opens a broker on `dir` with topic `t` (one partition).
+fn open(dir: &std::path::Path) -> Broker {
+    let mut broker = Broker::open(
+        BrokerConfig::new(dir.to_path_buf()),
+        Arc::new(storage::FsDisk),
+        NOW_MS,
+    )
+    .unwrap();
+    let body = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+        )
+        .with_name(Some(TopicName(StrBytes::from_static_str("t"))))]))
+        .with_allow_auto_topic_creation(true);
+    broker
+        .handle(
+            NOW_MS,
+            request(ApiKey::Metadata, 9, RequestKind::Metadata(body)),
+        )
+        .unwrap();
+    broker
+}
+
+fn request(api_key: ApiKey, version: i16, body: RequestKind) -> Request {
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(1);
+    Request {
+        api_key,
+        header,
+        body,
+    }
+}
+
+fn init_producer_id(broker: &mut Broker, transactional_id: Option<&str>) -> (i16, i64, i16) {
+    let body = InitProducerIdRequest::default()
+        .with_transactional_id(
+            transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_string()))),
+        )
+        .with_transaction_timeout_ms(60_000);
+    let outcome = broker
+        .handle(
+            NOW_MS,
+            request(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(body)),
+        )
+        .unwrap();
+    let Outcome::Respond(ResponseKind::InitProducerId(r)) = outcome else {
+        panic!("unexpected outcome {outcome:?}");
+    };
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+/// One partition's answer to a produce request, and whether it waits for the group commit.
+#[derive(Debug, PartialEq)]
+struct Answer {
+    error_code: i16,
+    base_offset: i64,
+    log_start_offset: i64,
+    after_sync: Option<u64>,
+    error_message: Option<String>,
+}
+
+/// Produces `count` records of producer `id`, epoch `epoch`, from sequence `seq`, to t-0.
+fn produce(broker: &mut Broker, id: i64, epoch: i16, seq: i32, count: usize) -> Answer {
+    let records = vec![(None, Some(&b"v"[..])); count];
+    let producer = ProducerFields {
+        producer_id: id,
+        producer_epoch: epoch,
+        base_sequence: seq,
+    };
+    let batch = build_batch(&records, NOW_MS, producer, 0);
+    let body = ProduceRequest::default()
+        .with_acks(-1)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch.into()))])]);
+    let outcome = broker
+        .handle(
+            NOW_MS,
+            request(ApiKey::Produce, PRODUCE_VERSION, RequestKind::Produce(body)),
+        )
+        .unwrap();
+    let (after_sync, response) = match outcome {
+        Outcome::Respond(response) => (None, response),
+        Outcome::AfterSync { ticket, response } => (Some(ticket), response),
+        other => panic!("unexpected outcome {other:?}"),
+    };
+    let ResponseKind::Produce(response) = response else {
+        panic!("not a produce response");
+    };
+    let partition = &response.responses[0].partition_responses[0];
+    Answer {
+        error_code: partition.error_code,
+        base_offset: partition.base_offset,
+        log_start_offset: partition.log_start_offset,
+        after_sync,
+        error_message: partition.error_message.as_ref().map(|m| m.to_string()),
+    }
+}
+
+fn ok(base_offset: i64, ticket: u64) -> Answer {
+    Answer {
+        error_code: 0,
+        base_offset,
+        log_start_offset: 0,
+        after_sync: Some(ticket),
+        error_message: None,
+    }
+}
+
+fn refused(error_code: i16, message: &str) -> Answer {
+    Answer {
+        error_code,
+        base_offset: -1,
+        log_start_offset: 0,
+        after_sync: None,
+        error_message: Some(message.to_string()),
+    }
+}
+
+#[test]
+fn duplicates_fencing_and_gaps_as_kafka_answers_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open(dir.path());
+    let (error, id, epoch) = init_producer_id(&mut broker, None);
+    assert_eq!((error, id, epoch), (0, 0, 0));
+    assert_eq!(produce(&mut broker, id, 0, 0, 3), ok(0, 1));
+    assert_eq!(produce(&mut broker, id, 0, 3, 2), ok(3, 2));
+    // The retry of a lost ack: its original offset, nothing written, and under acks=all it
+    // waits for the group commit like the original (which is not synced yet: ticket 2).
+    assert_eq!(produce(&mut broker, id, 0, 0, 3), ok(0, 2));
+    assert_eq!(produce(&mut broker, id, 0, 3, 2), ok(3, 2));
+    assert_eq!(
+        broker.topics().partition("t", 0).unwrap().high_watermark(),
+        5
+    );
+    // A gap.
+    assert_eq!(
+        produce(&mut broker, id, 0, 9, 1),
+        refused(45, "producer 0 epoch 0: sequence 9, expected 5")
+    );
+    // librdkafka's own epoch bump: a newer epoch from sequence 0.
+    assert_eq!(produce(&mut broker, id, 1, 0, 1), ok(5, 3));
+    // The old epoch is fenced, even for what was a duplicate.
+    assert_eq!(
+        produce(&mut broker, id, 0, 3, 2),
+        refused(47, "producer 0 epoch 0 is older than the current epoch 1")
+    );
+    // A newer epoch must start at 0.
+    assert_eq!(
+        produce(&mut broker, id, 2, 7, 1),
+        refused(45, "producer 0 epoch 2: sequence 7, expected 0")
+    );
+    // Another producer, unknown to the partition, may start anywhere.
+    let (_, other, _) = init_producer_id(&mut broker, None);
+    assert_eq!(other, 1);
+    assert_eq!(produce(&mut broker, other, 0, 40, 1), ok(6, 4));
+}
+
+#[test]
+fn transactional_ids_wait_for_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open(dir.path());
+    assert_eq!(init_producer_id(&mut broker, Some("txn")), (15, -1, -1));
+    assert_eq!(init_producer_id(&mut broker, Some("")), (42, -1, -1));
+}
+
+#[test]
+fn producer_ids_and_state_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open(dir.path());
+    let (_, id, _) = init_producer_id(&mut broker, None);
+    assert_eq!(produce(&mut broker, id, 0, 0, 2), ok(0, 1));
+    assert_eq!(produce(&mut broker, id, 0, 2, 2), ok(2, 2));
+    broker.close().unwrap();
+    drop(broker);
+    let mut broker = open(dir.path());
+    // The rest of the reserved block is never handed out again.
+    let (_, next, _) = init_producer_id(&mut broker, None);
+    assert_eq!(next, 1_000);
+    // The state came back from the snapshot written at close.
+    assert_eq!(produce(&mut broker, id, 0, 2, 2), ok(2, 0));
+    assert_eq!(
+        produce(&mut broker, id, 0, 5, 1).error_code,
+        45,
+        "sequence 4 expected"
+    );
+    assert_eq!(produce(&mut broker, id, 0, 4, 1), ok(4, 1));
+}

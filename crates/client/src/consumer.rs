@@ -1,0 +1,327 @@
+//! A group consumer whose loop commits where its guarantee says: before processing a batch
+//! (at-most-once) or after it (at-least-once). One [`Consumer::step`] polls a batch and runs the
+//! loop once; the order inside a step is the whole guarantee, so it is written out plainly.
+//!
+//! ```text
+//! at-most-once:   poll ─ commit ─ process each      crash after commit: the rest is lost
+//! at-least-once:  poll ─ process each ─ commit      crash before commit: all of it comes again
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, DefaultConsumerContext,
+};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::error::ClientError;
+use crate::guarantee::{CommitPoint, Guarantee};
+use crate::settings::Settings;
+
+/// The default most records handed out by one step.
+pub const BATCH_RECORDS_MAX_DEFAULT: usize = 500;
+
+/// How long a step waits for a seek back after a failed handler (at-least-once).
+const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One consumed record, owned, so a batch outlives the poll that produced it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub timestamp_ms: Option<i64>,
+    /// Headers in record order (a header without a value has an empty one).
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// What one step did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    /// Records polled.
+    pub polled: usize,
+    /// Records handed to the handler that returned Ok.
+    pub processed: usize,
+    /// Whether the batch's offsets were committed (always true for an empty batch).
+    pub committed: bool,
+    /// Why the commit failed, when it did (at-least-once: the batch may come again).
+    pub commit_error: Option<String>,
+}
+
+/// Why a step stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError<E> {
+    #[error("poll records: {0}")]
+    Poll(ClientError),
+    /// At-most-once only: the commit before processing failed, so the batch was not processed.
+    /// Processing it could deliver it twice (the commit may not have happened); not processing it
+    /// loses it, which the guarantee allows.
+    #[error("commit before processing failed, {skipped} records not processed: {error}")]
+    Commit { error: ClientError, skipped: usize },
+    /// The handler failed after `processed` records of the batch. At-least-once seeks back, so
+    /// the failed record and the rest of the batch come again; at-most-once has committed them
+    /// already, so they are lost.
+    #[error("handler failed after {processed} records")]
+    Handler { error: E, processed: usize },
+}
+
+/// Hears about commits as they happen, for histories and metrics. Every method has a no-op
+/// default.
+pub trait Observer {
+    /// A commit of `offsets` (partition, next offset) is about to be sent.
+    fn commit_started(&mut self, _offsets: &[(i32, i64)]) {}
+    /// The commit finished; `Err` carries librdkafka's reason.
+    fn commit_finished(&mut self, _result: Result<(), &ClientError>) {}
+}
+
+/// The observer that hears nothing.
+pub struct NoObserver;
+
+impl Observer for NoObserver {}
+
+/// A group consumer whose commit point is its guarantee's. Exactly-once consumption goes through
+/// [`crate::transactional::Transactional`] instead.
+pub struct Consumer<C: ConsumerContext + 'static = DefaultConsumerContext> {
+    inner: BaseConsumer<C>,
+    guarantee: Guarantee,
+    batch_records_max: usize,
+}
+
+impl Consumer<DefaultConsumerContext> {
+    pub fn new(guarantee: Guarantee, settings: &Settings) -> Result<Self, ClientError> {
+        Consumer::with_context(guarantee, settings, DefaultConsumerContext)
+    }
+}
+
+impl<C: ConsumerContext + 'static> Consumer<C> {
+    /// Creates an at-most-once or at-least-once consumer with a librdkafka context of the
+    /// caller's (for rebalance callbacks).
+    pub fn with_context(
+        guarantee: Guarantee,
+        settings: &Settings,
+        context: C,
+    ) -> Result<Self, ClientError> {
+        assert!(
+            guarantee != Guarantee::ExactlyOnce,
+            "exactly-once consumption is transactional: use Transactional"
+        );
+        let inner = settings
+            .consumer_config(guarantee)?
+            .create_with_context(context)
+            .map_err(ClientError::kafka("create consumer"))?;
+        Ok(Consumer {
+            inner,
+            guarantee,
+            batch_records_max: BATCH_RECORDS_MAX_DEFAULT,
+        })
+    }
+
+    /// Sets the most records one step handles (and so how often it commits).
+    pub fn batch_records_max(mut self, batch_records_max: usize) -> Self {
+        assert!(batch_records_max > 0, "a batch holds at least one record");
+        self.batch_records_max = batch_records_max;
+        self
+    }
+
+    pub fn subscribe(&self, topics: &[&str]) -> Result<(), ClientError> {
+        self.inner
+            .subscribe(topics)
+            .map_err(ClientError::kafka("subscribe"))
+    }
+
+    /// The librdkafka consumer, for assignment, positions and watermarks.
+    pub fn inner(&self) -> &BaseConsumer<C> {
+        &self.inner
+    }
+
+    /// Waits up to `timeout` for a first record, then takes what is already there, up to the
+    /// batch limit.
+    pub fn poll_batch(&self, timeout: Duration) -> Result<Vec<Record>, ClientError> {
+        poll_records(&self.inner, self.batch_records_max, timeout)
+    }
+
+    /// Commits, synchronously, the offsets after the last record of each partition in `batch`.
+    pub fn commit(&self, batch: &[Record], observer: &mut dyn Observer) -> Result<(), ClientError> {
+        let offsets = next_offsets(batch);
+        let list = offset_list(&offsets)?;
+        let pairs: Vec<(i32, i64)> = offsets.iter().map(|((_, p), o)| (*p, *o)).collect();
+        observer.commit_started(&pairs);
+        let result = self
+            .inner
+            .commit(&list, CommitMode::Sync)
+            .map_err(ClientError::kafka("commit offsets"));
+        observer.commit_finished(result.as_ref().map(|_| ()));
+        result
+    }
+
+    /// Polls one batch and runs the guarantee's loop over it once.
+    pub fn step<E>(
+        &self,
+        timeout: Duration,
+        observer: &mut dyn Observer,
+        mut handler: impl FnMut(&Record) -> Result<(), E>,
+    ) -> Result<Step, StepError<E>> {
+        let batch = self.poll_batch(timeout).map_err(StepError::Poll)?;
+        let mut step = Step {
+            polled: batch.len(),
+            processed: 0,
+            committed: true,
+            commit_error: None,
+        };
+        if batch.is_empty() {
+            return Ok(step);
+        }
+        let commit_point = self.guarantee.commit_point();
+        if commit_point == CommitPoint::BeforeProcessing {
+            if let Err(error) = self.commit(&batch, observer) {
+                return Err(StepError::Commit {
+                    error,
+                    skipped: batch.len(),
+                });
+            }
+        }
+        for record in &batch {
+            if let Err(error) = handler(record) {
+                if commit_point == CommitPoint::AfterProcessing {
+                    self.seek_back(&batch[step.processed..]);
+                }
+                return Err(StepError::Handler {
+                    error,
+                    processed: step.processed,
+                });
+            }
+            step.processed += 1;
+        }
+        if commit_point == CommitPoint::AfterProcessing {
+            if let Err(error) = self.commit(&batch, observer) {
+                step.committed = false;
+                step.commit_error = Some(error.to_string());
+            }
+        }
+        Ok(step)
+    }
+
+    /// Rewinds each partition to its first record in `unprocessed`, so they are polled again.
+    fn seek_back(&self, unprocessed: &[Record]) {
+        seek_to_first(&self.inner, unprocessed);
+    }
+}
+
+/// Waits up to `timeout` for a first record, then takes what is already there, up to
+/// `records_max`.
+pub(crate) fn poll_records<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    records_max: usize,
+    timeout: Duration,
+) -> Result<Vec<Record>, ClientError> {
+    let mut batch = Vec::new();
+    let mut wait = timeout;
+    while batch.len() < records_max {
+        match consumer.poll(wait) {
+            None => break,
+            Some(Ok(message)) => batch.push(Record {
+                topic: message.topic().to_string(),
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().map(<[u8]>::to_vec),
+                timestamp_ms: message.timestamp().to_millis(),
+                headers: headers_of(&message),
+            }),
+            // An error after some records ends the batch; the records are still good.
+            Some(Err(error)) if batch.is_empty() => {
+                return Err(ClientError::Kafka {
+                    action: "poll records",
+                    source: error,
+                })
+            }
+            Some(Err(error)) => {
+                tracing::debug!(%error, "poll ended a batch early");
+                break;
+            }
+        }
+        wait = Duration::ZERO;
+    }
+    Ok(batch)
+}
+
+/// The librdkafka list of `offsets`.
+pub(crate) fn offset_list(
+    offsets: &BTreeMap<(String, i32), i64>,
+) -> Result<TopicPartitionList, ClientError> {
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            .map_err(ClientError::kafka("build offset list"))?;
+    }
+    Ok(list)
+}
+
+/// Rewinds each partition of `consumer` to its first record in `records`, so they are polled
+/// again.
+pub(crate) fn seek_to_first<C: ConsumerContext>(consumer: &BaseConsumer<C>, records: &[Record]) {
+    let mut first: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for record in records {
+        first
+            .entry((record.topic.as_str(), record.partition))
+            .or_insert(record.offset);
+    }
+    for ((topic, partition), offset) in first {
+        let seek = consumer.seek(topic, partition, Offset::Offset(offset), SEEK_TIMEOUT);
+        if let Err(error) = seek {
+            // The records still come again after a restart or rebalance, from the last commit;
+            // until then this instance would skip them.
+            tracing::warn!(%error, topic, partition, offset, "seek back");
+        }
+    }
+}
+
+fn headers_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Vec<(String, Vec<u8>)> {
+    use rdkafka::message::Headers;
+    let Some(headers) = message.headers() else {
+        return Vec::new();
+    };
+    headers
+        .iter()
+        .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+        .collect()
+}
+
+/// The offset after the last record of each (topic, partition) in `batch`.
+pub fn next_offsets(batch: &[Record]) -> BTreeMap<(String, i32), i64> {
+    let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for record in batch {
+        let next = offsets
+            .entry((record.topic.clone(), record.partition))
+            .or_insert(0);
+        *next = (*next).max(record.offset + 1);
+    }
+    offsets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(partition: i32, offset: i64) -> Record {
+        Record {
+            topic: "t".into(),
+            partition,
+            offset,
+            key: None,
+            payload: None,
+            timestamp_ms: None,
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn next_offsets_take_the_highest_per_partition() {
+        let batch = [record(0, 5), record(1, 2), record(0, 7), record(0, 6)];
+        let offsets: Vec<_> = next_offsets(&batch).into_iter().collect();
+        assert_eq!(offsets, vec![(("t".into(), 0), 8), (("t".into(), 1), 3)]);
+    }
+}

@@ -1,0 +1,44 @@
+//! ferry's guarantee-first Kafka client, on librdkafka (the `rdkafka` crate).
+//!
+//! Pick a [`Guarantee`]; get the producer settings and the consumer loop that deliver it:
+//!
+//! | guarantee | producer | consumer |
+//! |---|---|---|
+//! | [`Guarantee::AtMostOnce`] | `acks=0`, no retries ([`Producer`]) | commit, then process ([`Consumer::step`]) |
+//! | [`Guarantee::AtLeastOnce`] | `acks=all`, retries, no idempotence | process, then commit; make it idempotent with [`dedup::Idempotent`] |
+//! | [`Guarantee::ExactlyOnce`] | idempotent + transactional ([`transactional::TxnProducer`]) | read_committed, offsets in the transaction ([`transactional::Transactional`]) |
+//!
+//! ```no_run
+//! use client::{Consumer, Guarantee, NoObserver, Settings};
+//! use client::dedup::{Idempotent, MemoryDedupStore, MessageId};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let settings = Settings::new("127.0.0.1:9092").group_id("orders-mailer");
+//! let consumer = Consumer::new(Guarantee::AtLeastOnce, &settings)?;
+//! consumer.subscribe(&["orders"])?;
+//! let mut mailer = Idempotent::new(MemoryDedupStore::default(), MessageId::Key);
+//! loop {
+//!     consumer.step(std::time::Duration::from_millis(100), &mut NoObserver, |record| {
+//!         mailer.apply(record, |order| send_mail(order)).map(|_| ())
+//!     })?;
+//! }
+//! # }
+//! # fn send_mail(_: &client::Record) -> Result<(), std::io::Error> { Ok(()) }
+//! ```
+//!
+//! [`probe::api_versions`] tells whether a broker has what a guarantee needs (exactly-once needs
+//! the transaction APIs) before librdkafka fails on it.
+
+pub mod consumer;
+pub mod dedup;
+pub mod error;
+pub mod guarantee;
+pub mod probe;
+pub mod producer;
+pub mod settings;
+pub mod transactional;
+
+pub use consumer::{Consumer, NoObserver, Observer, Record, Step, StepError};
+pub use error::ClientError;
+pub use guarantee::{CommitPoint, Guarantee};
+pub use producer::{Delivery, DeliveryHandler, Producer, SendError};
+pub use settings::Settings;

@@ -1,0 +1,189 @@
+//! A producer configured by its guarantee, reporting every record's outcome in Jepsen's three
+//! words: persisted (ok), not persisted (fail: it did not happen), possibly persisted (info: it
+//! may have happened, as when an acknowledgement was lost).
+//!
+//! It wraps librdkafka's threaded producer: `send` enqueues, a background thread polls, and the
+//! caller's [`DeliveryHandler`] hears about each record once, tagged with the caller's number.
+
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Message};
+
+use crate::error::ClientError;
+use crate::guarantee::Guarantee;
+use crate::settings::Settings;
+
+/// The outcome of one record, as the broker and librdkafka know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Written at `offset` of `partition`. Under `acks=0` librdkafka reports success once the
+    /// record is on the socket; the offset is then unknown (-1).
+    Persisted { partition: i32, offset: i64 },
+    /// Definitely not written (for example, timed out before it was ever sent).
+    NotPersisted { error: String },
+    /// Maybe written: the request went out but no answer came back.
+    PossiblyPersisted { error: String },
+}
+
+/// Hears the outcome of every record sent, on librdkafka's polling thread.
+pub trait DeliveryHandler: Send + Sync + 'static {
+    /// `tag` is the number given to [`Producer::send`].
+    fn delivered(&self, tag: usize, delivery: Delivery);
+
+    /// librdkafka reports a client-wide error (all brokers down, a failed connection). Such
+    /// errors are retried internally; the default traces them, as the rdkafka crate does.
+    fn client_error(&self, error: &KafkaError, reason: &str) {
+        tracing::error!(%error, reason, "librdkafka producer error");
+    }
+}
+
+/// The librdkafka context that forwards delivery reports to the handler.
+pub struct DeliveryContext<H> {
+    handler: H,
+}
+
+impl<H: DeliveryHandler> ClientContext for DeliveryContext<H> {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.handler.client_error(&error, reason);
+    }
+}
+
+impl<H: DeliveryHandler> ProducerContext for DeliveryContext<H> {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
+        let delivery = match result {
+            Ok(message) => {
+                let (partition, offset) = (message.partition(), message.offset());
+                if persisted(message) == Persistence::Possibly {
+                    // acks=0: "delivered" means written to the socket, nothing more.
+                    Delivery::Persisted {
+                        partition,
+                        offset: -1,
+                    }
+                } else {
+                    Delivery::Persisted { partition, offset }
+                }
+            }
+            Err((error, message)) => match persisted(message) {
+                Persistence::Not => Delivery::NotPersisted {
+                    error: error.to_string(),
+                },
+                Persistence::Possibly | Persistence::Yes => Delivery::PossiblyPersisted {
+                    error: error.to_string(),
+                },
+            },
+        };
+        self.handler.delivered(tag, delivery);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Persistence {
+    Not,
+    Possibly,
+    Yes,
+}
+
+/// librdkafka's own judgement of whether a reported message reached the log; the rdkafka crate
+/// does not wrap it.
+fn persisted(message: &rdkafka::message::BorrowedMessage<'_>) -> Persistence {
+    use rdkafka::bindings::rd_kafka_msg_status_t as Status;
+    // SAFETY: the pointer is the live message of a delivery report, valid for this call.
+    let status = unsafe { rdkafka::bindings::rd_kafka_message_status(message.ptr()) };
+    match status {
+        Status::RD_KAFKA_MSG_STATUS_NOT_PERSISTED => Persistence::Not,
+        Status::RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED => Persistence::Possibly,
+        Status::RD_KAFKA_MSG_STATUS_PERSISTED => Persistence::Yes,
+    }
+}
+
+/// Why `send` did not enqueue a record. The record was not sent; the caller may try again.
+#[derive(Debug, thiserror::Error)]
+#[error("enqueue record: {0}")]
+pub struct SendError(pub KafkaError);
+
+impl SendError {
+    /// True when librdkafka's queue is full: poll a little and send again.
+    pub fn is_queue_full(&self) -> bool {
+        matches!(
+            self.0,
+            KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
+        )
+    }
+}
+
+/// A producer whose settings come from a [`Guarantee`]. For exactly-once, use
+/// [`crate::transactional::Transactional`], which also owns the transaction.
+pub struct Producer<H: DeliveryHandler> {
+    inner: ThreadedProducer<DeliveryContext<H>>,
+    guarantee: Guarantee,
+}
+
+impl<H: DeliveryHandler> Producer<H> {
+    /// Creates an at-most-once or at-least-once producer.
+    pub fn new(guarantee: Guarantee, settings: &Settings, handler: H) -> Result<Self, ClientError> {
+        assert!(
+            guarantee != Guarantee::ExactlyOnce,
+            "exactly-once producers are transactional: use Transactional"
+        );
+        let config = settings.producer_config(guarantee)?;
+        let inner = config
+            .create_with_context(DeliveryContext { handler })
+            .map_err(ClientError::kafka("create producer"))?;
+        Ok(Producer { inner, guarantee })
+    }
+
+    pub fn guarantee(&self) -> Guarantee {
+        self.guarantee
+    }
+
+    /// Enqueues one record; its outcome reaches the handler with `tag`. `partition` `None` lets
+    /// the partitioner choose by key.
+    pub fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        payload: &[u8],
+        tag: usize,
+    ) -> Result<(), SendError> {
+        let mut record = BaseRecord::with_opaque_to(topic, tag)
+            .key(key)
+            .payload(payload);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        self.inner
+            .send(record)
+            .map_err(|(error, _)| SendError(error))
+    }
+
+    /// Waits up to `timeout` for every enqueued record to be reported.
+    pub fn flush(&self, timeout: Duration) -> Result<(), ClientError> {
+        self.inner
+            .flush(timeout)
+            .map_err(ClientError::kafka("flush producer"))
+    }
+
+    /// Records enqueued or in flight and not yet reported.
+    pub fn in_flight(&self) -> i32 {
+        self.inner.in_flight_count()
+    }
+
+    /// Fails every record not yet reported (their handler calls say whether they may have been
+    /// written); used before dropping a producer that must not block.
+    pub fn purge(&self) {
+        use rdkafka::producer::PurgeConfig;
+        self.inner.purge(PurgeConfig::default().queue().inflight());
+        self.inner.poll(Duration::ZERO);
+    }
+
+    /// The underlying librdkafka client, for metadata and watermarks.
+    pub fn client(&self) -> &rdkafka::client::Client<DeliveryContext<H>> {
+        self.inner.client()
+    }
+}

@@ -1,0 +1,91 @@
+//! `ferry bench --quick` completes and writes sane JSON (schema in docs/bench.md). No timing is
+//! asserted: figures from a debug build on a shared machine mean nothing; the full bench is run
+//! on demand.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The workloads every run measures on ferry, with a metric each that must be positive.
+const FERRY_WORKLOADS: &[(&str, &str)] = &[
+    ("startup", "ready_ms"),
+    ("produce_1kib", "bytes_per_s"),
+    ("produce_100b", "records_per_s"),
+    ("consume_1kib", "bytes_per_s"),
+    ("e2e_latency", "p99_us"),
+    ("memory", "idle_rss_bytes"),
+    ("recovery", "ready_ms"),
+];
+
+#[test]
+fn quick_bench_writes_sane_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("bench.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["bench", "--quick", "--json"])
+        .arg(&json_path)
+        .arg("--dir")
+        .arg(dir.path())
+        .env("FERRY_LOG", "warn")
+        .output()
+        .expect("run ferry bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "ferry bench failed: {}\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("design targets"), "no table: {stdout}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap())
+        .expect("bench JSON parses");
+    check_report(&report);
+}
+
+fn check_report(report: &Value) {
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["mode"], "quick");
+    assert_eq!(report["build"], "debug");
+    let machine = &report["machine"];
+    positive(&machine["disk_fdatasync_bytes_per_s"], "disk bandwidth");
+    positive(&machine["loopback_tcp_bytes_per_s"], "loopback bandwidth");
+    positive(&machine["fsync_latency"]["p50_us"], "fsync p50");
+    positive(&report["host"]["cores"], "cores");
+    let targets = report["targets"].as_array().expect("targets array");
+    let ferry = targets
+        .iter()
+        .find(|t| t["name"] == "ferry")
+        .expect("ferry target");
+    assert_eq!(ferry["status"], "ok", "{ferry}");
+    let results = report["results"].as_array().expect("results array");
+    for row in results {
+        for (name, value) in row["metrics"].as_object().expect("metrics object") {
+            let value = value.as_f64().unwrap_or(f64::NAN);
+            assert!(value.is_finite() && value >= 0.0, "{name} = {value} in {row}");
+        }
+    }
+    for (workload, metric) in FERRY_WORKLOADS {
+        let row = results
+            .iter()
+            .find(|r| r["target"] == "ferry" && r["workload"] == *workload)
+            .unwrap_or_else(|| panic!("no ferry row for {workload}"));
+        assert_eq!(row["status"], "ok", "{row}");
+        positive(&row["metrics"][*metric], &format!("{workload}.{metric}"));
+    }
+    let txn = results
+        .iter()
+        .find(|r| r["target"] == "ferry" && r["workload"] == "produce_1kib_txn")
+        .expect("a transactions row, measured or not available");
+    assert!(txn["status"] == "ok" || txn["status"] == "not_available", "{txn}");
+    let checks = report["design_targets"].as_array().expect("design targets");
+    assert_eq!(checks.len(), 5);
+    for check in checks {
+        let verdict = check["verdict"].as_str().unwrap_or("");
+        assert!(["met", "missed", "not_measured"].contains(&verdict), "{check}");
+    }
+}
+
+fn positive(value: &Value, what: &str) {
+    let number = value.as_f64().unwrap_or(f64::NAN);
+    assert!(number.is_finite() && number > 0.0, "{what} = {value}");
+}

@@ -1,0 +1,315 @@
+//! `ferry lab --quick`, run as a person would run it, held to the seed's claims on the measured
+//! histories under faults: at-most-once loses records and never duplicates them (except where
+//! the network itself repeats a produce request, which the lab flags); at-least-once loses none
+//! and duplicates some, and none with the idempotent consumer; every fault profile acted; and
+//! the HTML report renders in headless Chromium without console errors (when it is installed).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The quick lab must finish well within this.
+const LAB_TIMEOUT: Duration = Duration::from_secs(110);
+
+struct LabRun {
+    results: Value,
+    html: PathBuf,
+    table: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Runs the quick lab once for every test in this module.
+fn quick_lab() -> &'static LabRun {
+    static RUN: OnceLock<LabRun> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("lab.json");
+        let html = dir.path().join("lab.html");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command
+            .args(["lab", "--quick", "--seed", "42", "--json"])
+            .arg(&json)
+            .arg("--html")
+            .arg(&html)
+            .arg("--histories")
+            .arg(dir.path().join("histories"))
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("FERRY_")) {
+            command.env_remove(key);
+        }
+        let started = Instant::now();
+        let child = command.spawn().expect("spawn ferry lab");
+        let pid = child.id();
+        let watchdog = std::thread::spawn(move || {
+            std::thread::sleep(LAB_TIMEOUT);
+            // SAFETY: kill(2) on a pid this test spawned; harmless if it already exited.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        });
+        let output = child.wait_with_output().expect("wait for ferry lab");
+        drop(watchdog);
+        let table = String::from_utf8(output.stdout).expect("utf-8 table");
+        println!("{table}");
+        assert!(
+            output.status.success(),
+            "ferry lab failed ({}) after {:?}",
+            output.status,
+            started.elapsed()
+        );
+        assert!(started.elapsed() < LAB_TIMEOUT);
+        let results = serde_json::from_slice(&std::fs::read(&json).expect("read lab.json"))
+            .expect("parse lab.json");
+        LabRun {
+            results,
+            html,
+            table,
+            _dir: dir,
+        }
+    })
+}
+
+/// Every measured row of `row` ("at-most-once", "at-least-once-idempotent", ...) with its
+/// profile's name.
+fn rows<'a>(results: &'a Value, row: &str) -> Vec<(&'a str, &'a Value)> {
+    let mut out = Vec::new();
+    for profile in results["profiles"].as_array().expect("profiles") {
+        let name = profile["profile"].as_str().expect("profile name");
+        for r in profile["rows"].as_array().expect("rows") {
+            if r["row"] == row {
+                out.push((name, r));
+            }
+        }
+    }
+    out
+}
+
+fn measured<'a>(results: &'a Value, row: &str) -> Vec<(&'a str, &'a Value)> {
+    rows(results, row)
+        .into_iter()
+        .filter(|(_, r)| r["status"]["kind"] == "measured")
+        .collect()
+}
+
+fn count(row: &Value, field: &str) -> u64 {
+    row["counts"][field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("counts.{field} in {row}"))
+}
+
+#[test]
+fn quick_lab_keeps_the_seeds_promises() {
+    let lab = quick_lab();
+    let results = &lab.results;
+
+    // Every profile but the producer crash (transactions only) is measured for both.
+    for row in ["at-most-once", "at-least-once", "at-least-once-idempotent"] {
+        let profiles: Vec<&str> = measured(results, row).iter().map(|(p, _)| *p).collect();
+        assert_eq!(
+            profiles,
+            [
+                "none",
+                "lost-acks",
+                "lossy-network",
+                "duplicating-network",
+                "slow-network",
+                "broker-kill",
+                "consumer-crash"
+            ],
+            "{row} measured under"
+        );
+    }
+
+    // At-most-once: loss happens, duplicates do not. The duplicating network re-sends produce
+    // requests as a retry would; at-most-once never retries, but the network did, and the lab
+    // reports the broken promise instead of hiding it.
+    let amo = measured(results, "at-most-once");
+    let lost: u64 = amo.iter().map(|(_, r)| count(r, "lost")).sum();
+    assert!(lost > 0, "at-most-once lost nothing under any fault");
+    for (profile, row) in &amo {
+        if *profile != "duplicating-network" {
+            assert_eq!(
+                count(row, "duplicated"),
+                0,
+                "at-most-once duplicates under {profile}"
+            );
+        }
+    }
+    let crash = amo.iter().find(|(p, _)| *p == "consumer-crash").unwrap().1;
+    assert!(
+        count(crash, "lost") > 0,
+        "a crash after commit, before processing, loses records"
+    );
+
+    // At-least-once: nothing lost anywhere, duplicates under faults.
+    let alo = measured(results, "at-least-once");
+    for (profile, row) in &alo {
+        assert_eq!(
+            count(row, "lost"),
+            0,
+            "at-least-once lost records under {profile}"
+        );
+    }
+    let duplicated: u64 = alo.iter().map(|(_, r)| count(r, "duplicated")).sum();
+    assert!(
+        duplicated > 0,
+        "at-least-once duplicated nothing under any fault"
+    );
+    let crash = alo.iter().find(|(p, _)| *p == "consumer-crash").unwrap().1;
+    assert!(
+        count(crash, "duplicated") > 0,
+        "a crash before commit redelivers processed records"
+    );
+
+    // The idempotent consumer: the same histories, no loss and no duplicate effect; the
+    // duplicates it caught are the ones at-least-once counted.
+    for (profile, row) in measured(results, "at-least-once-idempotent") {
+        assert_eq!(
+            count(row, "lost"),
+            0,
+            "idempotent consumer lost records under {profile}"
+        );
+        assert_eq!(
+            count(row, "duplicated"),
+            0,
+            "idempotent consumer duplicated under {profile}"
+        );
+        assert_ne!(row["verdict"]["kind"], "violated", "{profile}: {row}");
+    }
+
+    // Exactly-once is not faked: without the transaction APIs its rows say so.
+    if results["target"]["transactions"] == false {
+        for (profile, row) in rows(results, "exactly-once") {
+            assert_eq!(
+                row["status"]["kind"], "needs_transactions",
+                "exactly-once under {profile}"
+            );
+        }
+        assert!(lab
+            .table
+            .contains("needs transactions (not yet in this broker)"));
+    }
+
+    // Every fault profile demonstrably acted, and a run that injected nothing says so.
+    for profile in results["profiles"].as_array().unwrap() {
+        let name = profile["profile"].as_str().unwrap();
+        let injected: u64 = profile["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["faults"]["injected"].as_u64())
+            .sum();
+        match name {
+            "none" => assert_eq!(injected, 0, "the baseline injected faults"),
+            "producer-crash" => {}
+            _ => assert!(injected > 0, "{name} injected nothing"),
+        }
+        for row in profile["rows"].as_array().unwrap() {
+            if row["faults"]["injected"] == 0 && name != "none" {
+                assert_eq!(row["verdict"]["kind"], "no_fault_injected", "{name}: {row}");
+            }
+        }
+    }
+
+    // The terminal table is readable at 100 columns.
+    for line in lab.table.lines() {
+        assert!(
+            line.chars().count() <= 100,
+            "wider than 100 columns: {line}"
+        );
+    }
+    assert!(lab.table.contains("the seed's table, measured"));
+}
+
+/// Where screenshots are kept: `FERRY_TEST_ARTEFACTS` or cargo's temporary directory.
+fn artefacts_dir() -> PathBuf {
+    let dir = std::env::var_os("FERRY_TEST_ARTEFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("artefacts"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser"].into_iter().find(|name| {
+        Command::new(name)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// Renders `page` in headless Chromium to a screenshot; returns its console messages (failed
+/// loads, script errors, `console.error` and the rest).
+fn render(chromium: &str, page: &Path, screenshot: &Path) -> Vec<String> {
+    let profile = tempfile::tempdir().unwrap();
+    let output = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,3000",
+            "--virtual-time-budget=2000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("run chromium");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "chromium failed ({}):\n{log}",
+        output.status
+    );
+    let size = std::fs::metadata(screenshot).map_or(0, |m| m.len());
+    assert!(size > 10_000, "screenshot of {size} bytes:\n{log}");
+    // The report has no script, so any console message at all is a fault of the page.
+    log.lines()
+        .filter(|line| line.contains("CONSOLE") || line.contains("Uncaught"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn lab_report_renders_in_headless_chromium() {
+    let Some(chromium) = chromium() else {
+        eprintln!("chromium is not installed: the HTML report was not rendered");
+        return;
+    };
+    let lab = quick_lab();
+    let artefacts = artefacts_dir();
+
+    // The detector must see errors where there are some.
+    let broken = artefacts.join("broken.html");
+    std::fs::write(
+        &broken,
+        "<!doctype html><html><body><h1>broken</h1><img src=\"missing.png\">\
+         <script>console.error('lab control error'); undefined_function();</script></body></html>",
+    )
+    .unwrap();
+    let errors = render(chromium, &broken, &artefacts.join("broken.png"));
+    assert!(
+        !errors.is_empty(),
+        "console errors of a broken page went unseen"
+    );
+
+    let screenshot = artefacts.join("lab-report.png");
+    let errors = render(chromium, &lab.html, &screenshot);
+    assert!(
+        errors.is_empty(),
+        "the lab report has console errors:\n{}",
+        errors.join("\n")
+    );
+    println!("lab report screenshot: {}", screenshot.display());
+}

@@ -1,0 +1,379 @@
+//! `ferry lab`: the same workloads under each delivery guarantee and each fault profile, through
+//! the chaos proxy, recorded as Jepsen-style histories, checked by pure functions, and reported
+//! as the seed's comparison table with measured numbers (terminal, HTML, JSON).
+//!
+//! - [`history`]: operations (invoke, ok / fail / info) and the recorder.
+//! - [`check`]: pure checkers (lost, duplicated, reordered, aborted reads, latency, throughput,
+//!   faults, the ledger invariant).
+//! - [`workload`]: the seed's use cases (telemetry, orders, ledger) and the table's rows.
+//! - [`profile`]: the fault profiles and run sizes (`--quick`, thorough).
+//! - [`target`]: the lab's own broker (a child process) or a cluster, behind the proxy.
+//! - [`runner`]: one run, from topic creation to drained history.
+//! - [`results`] and [`report`]: verdicts, JSON, the terminal table and the HTML page.
+//!
+//! Errors are `anyhow`: the lab is one of the binary's commands, and its errors are reported to
+//! the person running it, never matched on.
+
+pub mod check;
+pub mod history;
+pub mod profile;
+pub mod report;
+pub mod results;
+pub mod runner;
+pub mod target;
+pub mod workload;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use client::Guarantee;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::check::View;
+use crate::profile::{Params, Profile};
+use crate::results::{LabResults, ProfileResult, RowResult, Status, TargetInfo};
+use crate::runner::{RunOutput, RunSpec};
+use crate::target::Target;
+use crate::workload::Row;
+
+/// The width of a timeline bucket in reports.
+const TIMELINE_BUCKET_US: u64 = 100_000;
+
+/// The status text of exactly-once against a broker without transactions.
+pub const NEEDS_TRANSACTIONS: &str = "needs transactions (not yet in this broker)";
+
+/// The lab's command-line options.
+#[derive(Args, Debug, Clone)]
+pub struct LabArgs {
+    /// Small runs: the whole lab in under a minute. The default is thorough.
+    #[arg(long)]
+    pub quick: bool,
+    /// Run against this Kafka-compatible cluster instead of the lab's own broker. Faults that
+    /// need the broker process (kill -9) are skipped; proxy faults need the cluster to
+    /// advertise the proxy (see docs/lab.md).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bootstrap: Option<String>,
+    /// Where the chaos proxy listens with --bootstrap (the address the cluster advertises).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:0")]
+    pub proxy_listen: SocketAddr,
+    /// Replication factor of the lab's topics with --bootstrap.
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: i32,
+    /// Run only these fault profiles (repeatable): none, lost-acks, lossy-network,
+    /// duplicating-network, slow-network, broker-kill, consumer-crash, producer-crash.
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<Profile>,
+    /// Seeds the fault plans; printed, so a run can be repeated.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Write the HTML report to this file.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
+    /// Write each run's history (JSON lines) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub histories: Option<PathBuf>,
+    /// Where the lab's own broker keeps its temporary data directory.
+    #[arg(long, value_name = "DIR", env = "FERRY_LAB_DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// The lab's traces: those of `FERRY_LOG` if set, else errors only. The proxy and librdkafka
+/// trace every fault they meet at info and warn level; under a progress bar, with every fault
+/// already in the history, those lines are noise.
+fn quiet_dispatch() -> &'static tracing::Dispatch {
+    static QUIET: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    QUIET.get_or_init(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .finish();
+        tracing::Dispatch::new(subscriber)
+    })
+}
+
+/// Runs `f` with the lab's traces on this thread.
+pub(crate) fn quietly<R>(f: impl FnOnce() -> R) -> R {
+    tracing::dispatcher::with_default(quiet_dispatch(), f)
+}
+
+/// Gives this thread the lab's traces for the rest of its life (for runtime worker threads).
+pub(crate) fn quiet_this_thread() {
+    std::mem::forget(tracing::dispatcher::set_default(quiet_dispatch()));
+}
+
+/// Runs the lab and prints the table; the entry point of `ferry lab`.
+pub fn run(args: LabArgs) -> Result<()> {
+    quietly(|| run_quietly(args))
+}
+
+fn run_quietly(args: LabArgs) -> Result<()> {
+    validate(&args)?;
+    let started = Instant::now();
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let seed = args
+        .seed
+        .unwrap_or(started_unix_ms ^ u64::from(std::process::id()));
+    let (mode, params) = if args.quick {
+        ("quick", Params::quick())
+    } else {
+        ("thorough", Params::thorough())
+    };
+    let profiles = if args.profiles.is_empty() {
+        Profile::ALL.to_vec()
+    } else {
+        args.profiles.clone()
+    };
+    eprintln!("ferry lab: {mode}, seed {seed} (repeat with --seed {seed})");
+    let target = match &args.bootstrap {
+        None => {
+            let exe = std::env::current_exe().context("find the ferry binary to run the broker")?;
+            Target::embedded(&exe, args.dir.as_deref())?
+        }
+        Some(bootstrap) => Target::external(bootstrap, args.proxy_listen, args.replication_factor)?,
+    };
+    if let Some(dir) = &args.histories {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let run_rows = [Row::AtMostOnce, Row::AtLeastOnce, Row::ExactlyOnce];
+    let bar = ProgressBar::new((profiles.len() * run_rows.len()) as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{bar:24}] {pos}/{len} runs {elapsed:>4} {wide_msg}",
+        )
+        .expect("a valid progress template")
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let mut results = Vec::new();
+    for (p, &profile) in profiles.iter().enumerate() {
+        let mut rows = Vec::new();
+        for (r, &run_row) in run_rows.iter().enumerate() {
+            let label = format!("{} · {}", profile.title(), run_row.guarantee());
+            bar.set_message(label.clone());
+            let spec = RunSpec {
+                row: run_row,
+                profile,
+                params: params.clone(),
+                seed: seed.wrapping_add(
+                    ((p * run_rows.len() + r) as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                ),
+                topic: format!(
+                    "ferry-lab-{seed}-{}-{}",
+                    profile.name(),
+                    run_row.guarantee()
+                ),
+                group: format!(
+                    "ferry-lab-{seed}-{}-{}",
+                    profile.name(),
+                    run_row.guarantee()
+                ),
+            };
+            let progress = |phase: &str, sent: u64| {
+                bar.set_message(format!("{label}: {phase} {sent}/{}", params.records()));
+            };
+            rows.extend(run_rows_of(&target, &spec, &args, &progress));
+            bar.inc(1);
+        }
+        results.push(ProfileResult {
+            profile,
+            title: profile.title().into(),
+            description: profile.description(&params),
+            rows,
+        });
+    }
+    bar.finish_and_clear();
+    let summary = results::summarize(&results);
+    let lab = LabResults {
+        schema: results::SCHEMA_VERSION,
+        ferry_version: env!("CARGO_PKG_VERSION").into(),
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+        .into(),
+        seed,
+        mode: mode.into(),
+        target: target_info(&target, args.bootstrap.is_some()),
+        params,
+        started_unix_ms,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        profiles: results,
+        summary,
+    };
+    drop(target);
+    print!("{}", report::table::render(&lab));
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&lab).context("serialize results")?;
+        write_file(path, json.as_bytes())?;
+        eprintln!("results: {}", path.display());
+    }
+    if let Some(path) = &args.html {
+        write_file(path, report::html::render(&lab).as_bytes())?;
+        eprintln!("report: {}", path.display());
+    }
+    Ok(())
+}
+
+/// The table rows one run yields: its own row, and for at-least-once also the idempotent
+/// consumer's reading of the same history.
+fn run_rows_of(
+    target: &Target,
+    spec: &RunSpec,
+    args: &LabArgs,
+    progress: &(dyn Fn(&str, u64) + Sync),
+) -> Vec<RowResult> {
+    let rows: Vec<Row> = match spec.row {
+        Row::AtLeastOnce => vec![Row::AtLeastOnce, Row::AtLeastOnceIdempotent],
+        row => vec![row],
+    };
+    let unmeasured = |status: Status| {
+        rows.iter()
+            .map(|&row| RowResult::unmeasured(row, status.clone()))
+            .collect::<Vec<_>>()
+    };
+    if let Some(status) = precondition(target, spec) {
+        return unmeasured(status);
+    }
+    let output = match runner::run(target, spec, progress) {
+        Ok(output) => output,
+        Err(error) => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                topic = spec.topic,
+                "run failed"
+            );
+            return unmeasured(Status::Failed {
+                error: format!("{error:#}"),
+            });
+        }
+    };
+    let history_file = args.histories.as_ref().and_then(|dir| {
+        let path = dir.join(format!(
+            "{}-{}.jsonl",
+            spec.profile.name(),
+            spec.row.guarantee()
+        ));
+        match write_history(&path, &output.history) {
+            Ok(()) => Some(path.display().to_string()),
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "write history");
+                None
+            }
+        }
+    });
+    rows.iter()
+        .map(|&row| measured_row(row, spec, &output, history_file.clone()))
+        .collect()
+}
+
+/// Why a run cannot happen on this target, if it cannot.
+fn precondition(target: &Target, spec: &RunSpec) -> Option<Status> {
+    let guarantee = spec.row.guarantee();
+    if let Some(reason) = spec.profile.not_applicable(guarantee) {
+        return Some(Status::NotApplicable {
+            reason: reason.into(),
+        });
+    }
+    if guarantee == Guarantee::ExactlyOnce {
+        let missing = target
+            .apis()
+            .map_or_else(|| vec![-1], |apis| apis.missing_for(Guarantee::ExactlyOnce));
+        if !missing.is_empty() {
+            return Some(Status::NeedsTransactions {
+                reason: NEEDS_TRANSACTIONS.into(),
+            });
+        }
+        return Some(Status::Skipped {
+            reason: "the broker has transactions; the lab's exactly-once runner is not wired yet"
+                .into(),
+        });
+    }
+    if spec.profile.needs_broker_process() && !target.controls_broker() {
+        return Some(Status::Skipped {
+            reason: "needs the lab's own broker to kill (--bootstrap)".into(),
+        });
+    }
+    if spec.profile.uses_proxy() && !target.proxy_in_path() {
+        return Some(Status::Skipped {
+            reason: format!(
+                "the cluster advertises {}, not the proxy",
+                target.advertised().join(", ")
+            ),
+        });
+    }
+    None
+}
+
+fn measured_row(
+    row: Row,
+    spec: &RunSpec,
+    output: &RunOutput,
+    history_file: Option<String>,
+) -> RowResult {
+    let history = &output.history;
+    let counts = check::counts(history, row.view());
+    let faults = check::faults(history);
+    let mut result = RowResult::unmeasured(row, Status::Measured);
+    result.verdict = results::verdict(row, spec.profile, &counts, &faults);
+    result.topic = Some(spec.topic.clone());
+    result.counts = Some(counts);
+    result.latency = check::latency(history, spec.params.paced_ids());
+    result.throughput = check::throughput(history, spec.params.burst_ids());
+    result.faults = Some(faults);
+    result.timeline =
+        (row.view() == View::Deliveries).then(|| check::timeline(history, TIMELINE_BUCKET_US));
+    result.notes = output.notes.clone();
+    result.elapsed_ms = output.elapsed.as_millis() as u64;
+    result.history_file = history_file;
+    result
+}
+
+fn target_info(target: &Target, bootstrap: bool) -> TargetInfo {
+    let apis = target.apis();
+    TargetInfo {
+        kind: if bootstrap { "bootstrap" } else { "embedded" }.into(),
+        broker: target.broker_addr().into(),
+        proxy: target.bootstrap(),
+        advertised: target.advertised().to_vec(),
+        proxy_in_path: target.proxy_in_path(),
+        transactions: apis.is_some_and(|a| a.missing_for(Guarantee::ExactlyOnce).is_empty()),
+        apis: apis.map_or_else(Vec::new, |a| {
+            a.apis.iter().map(|r| (r.api_key, r.min, r.max)).collect()
+        }),
+    }
+}
+
+fn write_history(path: &Path, ops: &[history::Op]) -> Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    history::write_jsonl(ops, &mut out).with_context(|| format!("write {}", path.display()))?;
+    std::io::Write::flush(&mut out).with_context(|| format!("write {}", path.display()))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("write {}", path.display()))
+}
+
+/// Checks that `--bootstrap` and the proxy listen address make sense together.
+pub fn validate(args: &LabArgs) -> Result<()> {
+    if args.bootstrap.is_none() && args.proxy_listen.port() != 0 {
+        bail!(
+            "--proxy-listen is for --bootstrap; the lab's own broker advertises its proxy itself"
+        );
+    }
+    Ok(())
+}

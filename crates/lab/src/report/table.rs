@@ -1,0 +1,343 @@
+//! The terminal report: per fault profile the seed's table (guarantee, data loss, duplicates,
+//! latency, throughput, mechanism) with measured numbers, then the seed's summary table across
+//! profiles. Every line fits in 100 columns.
+
+use std::fmt::Write;
+
+use crate::check::{Counts, Latency, Throughput};
+use crate::results::{LabResults, ProfileResult, RowResult, Status, SummaryRow, Verdict};
+use crate::workload::Row;
+
+/// The widest line the report prints.
+pub const COLUMNS_MAX: usize = 100;
+
+const LABEL: usize = 21;
+const LOST: usize = 10;
+const DUPS: usize = 13;
+const LATENCY: usize = 15;
+const RATE: usize = 6;
+
+/// The whole terminal report.
+pub fn render(results: &LabResults) -> String {
+    let mut out = String::new();
+    let target = &results.target;
+    let _ = writeln!(
+        out,
+        "ferry lab · {} · seed {} · {} broker {} via proxy {}",
+        results.mode, results.seed, target.kind, target.broker, target.proxy
+    );
+    if results.build != "release" {
+        let _ = writeln!(
+            out,
+            "{} build: latency and throughput are indicative only (measure a release build)",
+            results.build
+        );
+    }
+    let p = &results.params;
+    let _ = writeln!(
+        out,
+        "each run: {} records at {}/s (latency), then {} as fast as possible (throughput), {} partitions",
+        p.paced_records, p.rate_per_second, p.burst_records, p.partitions
+    );
+    for profile in &results.profiles {
+        out.push('\n');
+        render_profile(&mut out, profile);
+    }
+    out.push('\n');
+    render_summary(&mut out, results);
+    out
+}
+
+fn render_profile(out: &mut String, profile: &ProfileResult) {
+    let _ = writeln!(
+        out,
+        "{}",
+        fit(&format!("━━ {} ━━ {}", profile.title, profile.description))
+    );
+    let _ = writeln!(
+        out,
+        " {:<LABEL$} {:<LOST$} {:<DUPS$} {:<LATENCY$} {:>RATE$} mechanism",
+        "guarantee", "data loss", "duplicates", "p50/p99/p999 ms", "rec/s"
+    );
+    for row in &profile.rows {
+        let _ = writeln!(out, "{}", fit(&row_line(row)));
+    }
+    for line in footnotes(profile) {
+        let _ = writeln!(out, "{}", fit(&line));
+    }
+}
+
+fn row_line(row: &RowResult) -> String {
+    let mark = match &row.verdict {
+        Verdict::Violated { .. } => '✗',
+        Verdict::NoFaultInjected => '?',
+        _ => ' ',
+    };
+    let label = row.label.as_str();
+    let Some(counts) = &row.counts else {
+        let status = match &row.status {
+            Status::Measured => "measured, no counts".to_string(),
+            Status::NotApplicable { reason } => format!("n/a: {reason}"),
+            Status::Skipped { reason } => format!("skipped: {reason}"),
+            Status::NeedsTransactions { reason } => reason.clone(),
+            Status::Failed { error } => format!("FAILED: {error}"),
+        };
+        return format!("{mark}{label:<LABEL$} {status}");
+    };
+    format!(
+        "{mark}{label:<LABEL$} {:<LOST$} {:<DUPS$} {:<LATENCY$} {:>RATE$} {}",
+        loss_cell(counts),
+        duplicates_cell(row.row, counts),
+        latency_cell(row.latency.as_ref()),
+        rate_cell(row.throughput.as_ref()),
+        row.mechanism
+    )
+}
+
+fn loss_cell(counts: &Counts) -> String {
+    with_share(counts.lost, counts.expected)
+}
+
+fn duplicates_cell(row: Row, counts: &Counts) -> String {
+    if row == Row::AtLeastOnceIdempotent && counts.dedup_skipped > 0 {
+        return format!(
+            "{} ({} dedup)",
+            counts.duplicated,
+            compact(counts.dedup_skipped)
+        );
+    }
+    with_share(counts.duplicated, counts.processed)
+}
+
+/// A count in at most four characters: "37", "1106" stays, "12.3k".
+fn compact(n: u64) -> String {
+    if n < 10_000 {
+        n.to_string()
+    } else {
+        format!("{:.1}k", n as f64 / 1000.0)
+    }
+}
+
+/// `n` and its share of `of`: "0", "12 0.40%".
+fn with_share(n: u64, of: u64) -> String {
+    if n == 0 || of == 0 {
+        return n.to_string();
+    }
+    let pct = n as f64 * 100.0 / of as f64;
+    if pct < 10.0 {
+        format!("{n} {pct:.2}%")
+    } else {
+        format!("{n} {pct:.0}%")
+    }
+}
+
+pub fn latency_cell(latency: Option<&Latency>) -> String {
+    match latency {
+        None => "-".into(),
+        Some(l) => format!("{}/{}/{}", ms(l.p50_us), ms(l.p99_us), ms(l.p999_us)),
+    }
+}
+
+/// Microseconds as milliseconds in at most four characters: "0.4", "12", "1.2s".
+pub fn ms(us: u64) -> String {
+    let ms = us as f64 / 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.1}")
+    } else if ms < 1000.0 {
+        format!("{ms:.0}")
+    } else {
+        format!("{:.1}s", ms / 1000.0)
+    }
+}
+
+pub fn rate_cell(throughput: Option<&Throughput>) -> String {
+    match throughput {
+        None => "-".into(),
+        Some(t) => rate(t.per_second),
+    }
+}
+
+/// Records per second in at most six characters: "980", "45.1k", "1.20M".
+pub fn rate(per_second: f64) -> String {
+    if per_second < 1000.0 {
+        format!("{per_second:.0}")
+    } else if per_second < 1_000_000.0 {
+        format!("{:.1}k", per_second / 1000.0)
+    } else {
+        format!("{:.2}M", per_second / 1_000_000.0)
+    }
+}
+
+/// What was injected into each run, and why a row is marked.
+fn footnotes(profile: &ProfileResult) -> Vec<String> {
+    let mut lines = Vec::new();
+    for row in &profile.rows {
+        // Rows of one run share faults; name them once, on the run's own row.
+        if row.row != row.row.run_row() {
+            continue;
+        }
+        if let Some(faults) = &row.faults {
+            if faults.injected == 0 && !faults.by_kind.is_empty() {
+                continue;
+            }
+            let kinds: Vec<String> = faults
+                .by_kind
+                .iter()
+                .map(|(kind, n)| format!("{n} × {kind}"))
+                .collect();
+            let injected = if kinds.is_empty() {
+                "nothing".to_string()
+            } else {
+                format!("{} faults: {}", faults.injected, kinds.join(", "))
+            };
+            lines.push(format!("   injected into {}: {injected}", row.guarantee));
+        }
+    }
+    for row in &profile.rows {
+        match &row.verdict {
+            Verdict::Violated { reasons } => lines.push(format!(
+                "   ✗ {}: promise broken: {}",
+                row.label,
+                reasons.join(", ")
+            )),
+            Verdict::NoFaultInjected => lines.push(format!(
+                "   ? {}: the profile injected no fault, so this row shows nothing",
+                row.label
+            )),
+            _ => {}
+        }
+        if row.row == row.row.run_row() {
+            for note in &row.notes {
+                lines.push(format!("   note ({}): {note}", row.guarantee));
+            }
+        }
+    }
+    lines
+}
+
+fn render_summary(out: &mut String, results: &LabResults) {
+    let measured = results.profiles.len();
+    let _ = writeln!(
+        out,
+        "━━ the seed's table, measured ━━ across {measured} fault profiles; latency and rate without faults"
+    );
+    let _ = writeln!(
+        out,
+        " {:<LABEL$} {:<20} {:<20} {:>7} {:>RATE$}  complexity",
+        "guarantee", "data loss?", "duplicates?", "p99 ms", "rec/s"
+    );
+    for summary in &results.summary {
+        let _ = writeln!(out, "{}", fit(&summary_line(summary)));
+    }
+}
+
+fn summary_line(s: &SummaryRow) -> String {
+    let mark = if s.violations > 0 { '✗' } else { ' ' };
+    let label = s.label.as_str();
+    if s.profiles_measured == 0 {
+        let reason = s.unmeasured_reason.as_deref().unwrap_or("not measured");
+        return format!("{mark}{label:<LABEL$} {reason}");
+    }
+    let of = s.profiles_measured;
+    let loss = match s.lost {
+        0 => format!("no (0 in {of})"),
+        n => format!("yes: {n} in {} of {of}", s.profiles_with_loss),
+    };
+    let duplicates = match s.duplicated {
+        0 => format!("no (0 in {of})"),
+        n => format!("yes: {n} in {} of {of}", s.profiles_with_duplicates),
+    };
+    let p99 = s
+        .baseline_latency
+        .as_ref()
+        .map_or("-".to_string(), |l| ms(l.p99_us));
+    format!(
+        "{mark}{label:<LABEL$} {loss:<20} {duplicates:<20} {p99:>7} {:>RATE$}  {}",
+        rate_cell(s.baseline_throughput.as_ref()),
+        complexity(s.row)
+    )
+}
+
+/// The seed's own word for each guarantee's complexity.
+fn complexity(row: Row) -> &'static str {
+    match row {
+        Row::AtMostOnce => "simple",
+        Row::AtLeastOnce => "moderate",
+        Row::AtLeastOnceIdempotent => "moderate + dedup",
+        Row::ExactlyOnce => "high",
+    }
+}
+
+/// Cuts a line to [`COLUMNS_MAX`] characters, marking the cut.
+fn fit(line: &str) -> String {
+    let line = line.trim_end();
+    if line.chars().count() <= COLUMNS_MAX {
+        return line.to_string();
+    }
+    let mut cut: String = line.chars().take(COLUMNS_MAX - 1).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::sample_results;
+
+    #[test]
+    fn every_line_fits_in_100_columns() {
+        let text = render(&sample_results());
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= COLUMNS_MAX,
+                "{} columns: {line}",
+                line.chars().count()
+            );
+        }
+    }
+
+    #[test]
+    fn the_table_reads() {
+        expect_test::expect![[r#"
+            ferry lab · quick · seed 7 · embedded broker 127.0.0.1:1 via proxy 127.0.0.1:2
+            each run: 600 records at 1000/s (latency), then 3000 as fast as possible (throughput), 3 partitions
+
+            ━━ lost acks ━━ the proxy drops 8% of produce and offset-commit responses; the broker did the work
+             guarantee             data loss  duplicates    p50/p99/p999 ms  rec/s mechanism
+             at-most-once          12 0.33%   0             2.1/8.0/12       45.1k acks=0 · commit, then process
+             at-least-once         0          37 1.03%      3.4/15/1.2s      30.2k acks=all+retry · commit after
+             + idempotent consumer 0          0 (37 dedup)  3.4/15/1.2s      30.2k + dedup store by message id
+             exactly-once          needs transactions (not yet in this broker)
+               injected into at-most-once: 4 faults: 4 × drop_frame offset_commit response
+               injected into at-least-once: 41 faults: 41 × drop_frame produce response
+
+            ━━ the seed's table, measured ━━ across 1 fault profiles; latency and rate without faults
+             guarantee             data loss?           duplicates?           p99 ms  rec/s  complexity
+             at-most-once          yes: 12 in 1 of 1    no (0 in 1)                -      -  simple
+             at-least-once         no (0 in 1)          yes: 37 in 1 of 1          -      -  moderate
+             + idempotent consumer no (0 in 1)          no (0 in 1)                -      -  moderate + dedup
+             exactly-once          needs transactions (not yet in this broker)
+        "#]]
+        .assert_eq(&render(&sample_results()));
+    }
+
+    #[test]
+    fn units_as_data() {
+        let cases = [
+            (400, "0.4"),
+            (2_100, "2.1"),
+            (15_000, "15"),
+            (1_234_000, "1.2s"),
+        ];
+        for (us, expected) in cases {
+            assert_eq!(ms(us), expected);
+        }
+        let cases = [(980.0, "980"), (45_123.0, "45.1k"), (1_200_000.0, "1.20M")];
+        for (per_second, expected) in cases {
+            assert_eq!(rate(per_second), expected);
+        }
+        assert_eq!(with_share(12, 3600), "12 0.33%");
+        assert_eq!(with_share(0, 3600), "0");
+        assert_eq!(with_share(500, 1000), "500 50%");
+    }
+}
