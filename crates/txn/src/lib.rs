@@ -22,7 +22,7 @@
 //! sends any response or carries out any marker of the same output. On start-up the broker feeds
 //! the log back through [`TxnCoordinator::replay`] and then calls [`TxnCoordinator::recover`],
 //! whose output resumes the markers of every transaction left in PrepareCommit / PrepareAbort:
-//! after a crash each transaction ends committed or aborted, never half. `FORMAT.md` draws the
+//! after a crash each transaction ends committed or aborted, never half. `docs/transaction-log-format.md` draws the
 //! records byte by byte.
 //!
 //! `now_ms` is any monotonic millisecond clock (it must never go back); records keep it as

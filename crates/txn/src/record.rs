@@ -1,6 +1,6 @@
 //! The transaction log's records: what the coordinator asks the broker to persist (transaction
 //! metadata per transactional id, offsets staged by TxnOffsetCommit, tombstones) and how replay
-//! reads them back. `FORMAT.md` draws them byte by byte.
+//! reads them back. `docs/transaction-log-format.md` draws them byte by byte.
 //!
 //! Keys name what a record is about, so a compacting log keeps only the last value per key and
 //! a `None` value (tombstone) deletes the key. Values start with a version byte.
