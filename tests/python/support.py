@@ -163,10 +163,8 @@ def confluent_read(bootstrap, topic, partitions, with_headers=False, **config):
 
 # --- kafka-python -----------------------------------------------------------------------------
 #
-# kafka-python 3 turns idempotence on by default whenever acks='all' and the broker looks like
-# Kafka >= 0.11 (it infers 2.8 from ferry's Produce v9), then fails fatally with
-# IncompatibleBrokerVersion because ferry does not advertise InitProducerId yet. Until it does,
-# every kafka-python producer here sets enable_idempotence=False explicitly.
+# kafka-python 3 turns idempotence on by default whenever acks='all'; these round trips test
+# plain produce, so idempotence is off here (test_idempotence.py covers it with kafka-python).
 
 
 def kafka_python_produce(bootstrap, topic, expected, **config):

@@ -36,18 +36,12 @@ def test_kafka_python_round_trip(broker, codec, acks):
     expected.check(kafka_python_read(broker.bootstrap, topic, PARTITIONS, counts, with_headers=True))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=kafka.errors.IncompatibleBrokerVersion,
-    reason="kafka-python 3 enables idempotence by default (it infers Kafka 2.8 from Produce v9) "
-    "and fails fatally because ferry does not advertise InitProducerId yet; when ferry does, "
-    "this passes and the xfail must go",
-)
 def test_kafka_python_default_producer(broker):
-    """A producer with kafka-python's defaults (idempotent, acks='all')."""
+    """A producer with kafka-python's defaults: it turns idempotence on (acks='all'), which
+    needs InitProducerId; all records go to partition 0 so offsets are 0..99."""
     producer = kafka.KafkaProducer(bootstrap_servers=broker.bootstrap)
     try:
-        offsets = [producer.send("defaults", value=b"%d" % i) for i in range(100)]
+        offsets = [producer.send("defaults", value=b"%d" % i, partition=0) for i in range(100)]
         producer.flush(timeout=30)
         assert [f.get(timeout=30).offset for f in offsets] == list(range(100))
     finally:
