@@ -31,6 +31,8 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: i64,
     /// Consumer group settings (`group.min.session.timeout.ms`, ...).
     pub group: group::GroupConfig,
+    /// Transaction coordinator settings (`transaction.max.timeout.ms`, ...).
+    pub txn: txn::TxnConfig,
     /// `producer.id.expiration.ms`: an idempotent producer idle this long is forgotten.
     pub producer_id_expiration_ms: i64,
 }
@@ -48,6 +50,7 @@ impl BrokerConfig {
             log: LogConfig::default(),
             retention_check_interval_ms: 300_000,
             group: group::GroupConfig::default(),
+            txn: txn::TxnConfig::default(),
             producer_id_expiration_ms: crate::producers::PRODUCER_ID_EXPIRATION_MS_DEFAULT,
         }
     }

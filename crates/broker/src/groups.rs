@@ -161,6 +161,51 @@ impl Groups {
         Ok(())
     }
 
+    /// Stages a transaction's offsets (TxnOffsetCommit): invisible until the transaction ends.
+    pub fn stage_txn_offsets(&mut self, now_ms: i64, staged: &txn::GroupOffsets) {
+        let now = self.now(now_ms);
+        let offsets = staged
+            .offsets
+            .iter()
+            .map(|o| {
+                let committed = group::CommittedOffset {
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata.clone(),
+                    commit_timestamp_ms: o.commit_timestamp_ms,
+                };
+                (o.topic.clone(), o.partition, committed)
+            })
+            .collect();
+        self.coordinator
+            .stage_txn_offsets(now, &staged.group_id, staged.producer_id, offsets);
+    }
+
+    /// Ends a transaction's offsets for one group (the group side of a transaction marker):
+    /// commit makes them the committed offsets, in the group log; abort drops them. The offsets
+    /// are staged again first, from the transaction log's copy, so this also works after a
+    /// restart. Returns whether records were appended.
+    pub fn complete_txn_offsets(
+        &mut self,
+        now_ms: i64,
+        staged: &txn::GroupOffsets,
+        commit: bool,
+    ) -> Result<bool, BrokerError> {
+        self.stage_txn_offsets(now_ms, staged);
+        let now = self.now(now_ms);
+        let records = self.coordinator.complete_txn_offsets(
+            now,
+            &staged.group_id,
+            staged.producer_id,
+            commit,
+        );
+        if records.is_empty() {
+            return Ok(false);
+        }
+        self.append(&records, now_ms)?;
+        Ok(true)
+    }
+
     /// Feeds every record of the group log to the coordinator.
     fn replay(&mut self) -> Result<usize, BrokerError> {
         let end = self.log.log_end_offset();

@@ -88,6 +88,8 @@ pub struct Broker {
     retention_checked_ms: i64,
     /// None only after `close`.
     groups: Option<Groups>,
+    /// None only after `close`.
+    transactions: Option<transactions::Transactions>,
     /// Producer ids and the idempotence counters (the per-partition state is in `Partition`).
     producers: producers::Producers,
 }
@@ -101,16 +103,26 @@ impl Broker {
     ) -> Result<Broker, BrokerError> {
         let topics = Topics::open(disk.clone(), &config.data_dir, &config.log, now_ms)?;
         let producers = producers::Producers::open(disk.clone(), &config.data_dir)?;
-        let groups = Groups::open(disk, &config.data_dir, config.group.clone(), now_ms)?;
-        Ok(Broker {
+        let groups = Groups::open(disk.clone(), &config.data_dir, config.group.clone(), now_ms)?;
+        let transactions =
+            transactions::Transactions::open(disk, &config.data_dir, config.txn.clone(), now_ms)?;
+        let mut broker = Broker {
             config,
             topics,
             append_ticket: 0,
             dirty: BTreeSet::new(),
             retention_checked_ms: now_ms,
             groups: Some(groups),
+            transactions: Some(transactions),
             producers,
-        })
+        };
+        // Finish every transaction a crash left prepared: its markers are re-issued and written
+        // once the recovered state is fsynced (the first group-commit round).
+        let now = broker.txns_mut().now(now_ms);
+        let output = broker.txns_mut().coordinator_mut().recover(now);
+        let routed = broker.apply_txn_output(output, now_ms)?;
+        assert!(routed.responses.is_empty(), "recovery answers no request");
+        Ok(broker)
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -201,6 +213,184 @@ impl Broker {
         self.groups.as_mut().expect("broker used after close")
     }
 
+    /// Handles a transaction request (InitProducerId with a transactional id, AddPartitionsToTxn,
+    /// AddOffsetsToTxn, EndTxn, TxnOffsetCommit, ListTransactions, DescribeTransactions); its
+    /// response is routed to `token` once the transaction log is durable up to it.
+    pub fn handle_txn(
+        &mut self,
+        now_ms: i64,
+        token: u64,
+        request: Request,
+    ) -> Result<Routed, BrokerError> {
+        let version = request.header.request_api_version;
+        let body = match transactions::txn_request(request.body) {
+            Ok(body) => body,
+            Err(other) => panic!("handle_txn with a non-transaction request: {other:?}"),
+        };
+        let context = txn::RequestContext {
+            token: txn::ResponseToken(token),
+            api_version: version,
+        };
+        let now = self.txns_mut().now(now_ms);
+        let Broker {
+            topics,
+            producers,
+            transactions,
+            ..
+        } = self;
+        let transactions = transactions.as_mut().expect("broker used after close");
+        let exists = |topic: &str, partition: i32| topics.partition(topic, partition).is_some();
+        let mut allocate = || {
+            producers
+                .allocate()
+                .unwrap_or_else(|error| panic!("allocate a producer id: {error}"))
+        };
+        let output =
+            transactions
+                .coordinator_mut()
+                .handle(now, &context, body, &mut allocate, &exists);
+        self.apply_txn_output(output, now_ms)
+    }
+
+    /// Fires due transaction timeouts (aborting and fencing hung transactions).
+    pub fn txn_tick(&mut self, now_ms: i64) -> Result<Routed, BrokerError> {
+        let now = self.txns_mut().now(now_ms);
+        let output = self.txns_mut().coordinator_mut().tick(now);
+        self.apply_txn_output(output, now_ms)
+    }
+
+    pub fn txn_deadline_ms(&self) -> Option<u64> {
+        self.transactions
+            .as_ref()
+            .and_then(|t| t.coordinator().next_deadline_ms())
+    }
+
+    pub fn txn_coordinator(&self) -> &txn::TxnCoordinator {
+        self.transactions
+            .as_ref()
+            .expect("broker used after close")
+            .coordinator()
+    }
+
+    /// Checks a transactional produce against the coordinator (KIP-890 part 1).
+    pub(crate) fn check_txn_produce(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), kafka_protocol::error::ResponseError> {
+        self.txn_coordinator().check_produce(
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            topic,
+            partition,
+        )
+    }
+
+    /// Carries out the transaction pipeline's steps that the fsync up to `synced` unblocked:
+    /// markers whose Prepare record is durable are written (step 2), and transactions whose
+    /// markers are durable are completed (step 3). Called after every group-commit round.
+    pub fn after_sync(&mut self, synced: u64, now_ms: i64) -> Result<Routed, BrokerError> {
+        let mut routed = Routed::default();
+        for marker in self.txns_mut().take_completions_due(synced) {
+            let now = self.txns_mut().now(now_ms);
+            let id = marker.transactional_id.to_string();
+            let output = self.txns_mut().coordinator_mut().markers_written(
+                now,
+                &id,
+                marker.producer_id,
+                marker.producer_epoch,
+            );
+            merge(&mut routed, self.apply_txn_output(output, now_ms)?);
+        }
+        for marker in self.txns_mut().take_markers_due(synced) {
+            self.write_markers(&marker, now_ms)?;
+            let ticket = self.append_ticket;
+            self.txns_mut().markers_appended(ticket, marker);
+        }
+        Ok(routed)
+    }
+
+    /// Whether the transaction pipeline waits on a sync (the server then keeps syncing).
+    pub fn txn_work_pending(&self) -> bool {
+        self.transactions.as_ref().is_some_and(|t| t.has_due_work())
+    }
+
+    fn write_markers(
+        &mut self,
+        marker: &txn::MarkerRequest,
+        now_ms: i64,
+    ) -> Result<(), BrokerError> {
+        let ending = txn_index::Marker {
+            producer_id: marker.producer_id,
+            producer_epoch: marker.producer_epoch,
+            commit: marker.commit,
+        };
+        for (topic, index) in &marker.partitions {
+            let topic = topic.as_str();
+            let Some(partition) = self.topics.partition_mut(topic, *index) else {
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    "transaction marker for a partition that no longer exists"
+                );
+                continue;
+            };
+            partition
+                .append_marker(ending, now_ms)
+                .map_err(|source| BrokerError::Log {
+                    topic: topic.to_string(),
+                    partition: *index,
+                    source,
+                })?;
+            self.note_append(topic, *index);
+        }
+        for group in &marker.groups {
+            let appended = self
+                .groups_mut()
+                .complete_txn_offsets(now_ms, group, marker.commit)?;
+            if appended {
+                self.note_append(groups::GROUP_LOG_TOPIC, 0);
+            }
+        }
+        // Make sure a round runs even when nothing was appended (all partitions gone).
+        self.append_ticket += 1;
+        Ok(())
+    }
+
+    /// Appends a transaction output's records, stages its offsets, schedules its markers, and
+    /// routes its responses behind the ticket that makes all of it (and everything before) durable.
+    fn apply_txn_output(
+        &mut self,
+        output: txn::Output,
+        now_ms: i64,
+    ) -> Result<Routed, BrokerError> {
+        if self.txns_mut().append(&output.records, now_ms)? {
+            self.note_append(transactions::TXN_LOG_TOPIC, 0);
+        }
+        for staged in &output.offsets_to_stage {
+            self.groups_mut().stage_txn_offsets(now_ms, staged);
+        }
+        let ticket = self.append_ticket;
+        self.txns_mut().schedule_markers(ticket, output.markers);
+        let responses = output
+            .responses
+            .into_iter()
+            .map(|(token, response)| (token.0, transactions::response_kind(response)))
+            .collect();
+        Ok(Routed {
+            sync_ticket: Some(ticket),
+            responses,
+        })
+    }
+
+    fn txns_mut(&mut self) -> &mut transactions::Transactions {
+        self.transactions.as_mut().expect("broker used after close")
+    }
+
     fn routed(&mut self, responses: Vec<(u64, ResponseKind)>, appended: bool) -> Routed {
         let sync_ticket = appended.then(|| self.note_append(groups::GROUP_LOG_TOPIC, 0));
         Routed {
@@ -225,6 +415,14 @@ impl Broker {
     pub fn take_sync_work(&mut self) -> (u64, Vec<(TopicPartition, SyncWork)>) {
         let mut work = Vec::new();
         for (topic, index) in std::mem::take(&mut self.dirty) {
+            if topic == transactions::TXN_LOG_TOPIC {
+                if let Some(sync) = self.txns_mut().log_mut().take_sync_work() {
+                    work.push(((topic, index), sync));
+                } else {
+                    self.dirty.insert((topic, index));
+                }
+                continue;
+            }
             if topic == groups::GROUP_LOG_TOPIC {
                 if let Some(sync) = self.groups_mut().log_mut().take_sync_work() {
                     work.push(((topic, index), sync));
@@ -248,6 +446,10 @@ impl Broker {
         for ((topic, index), offset) in synced {
             if topic == groups::GROUP_LOG_TOPIC {
                 self.groups_mut().log_mut().mark_synced(offset);
+                continue;
+            }
+            if topic == transactions::TXN_LOG_TOPIC {
+                self.txns_mut().log_mut().mark_synced(offset);
                 continue;
             }
             if let Some(partition) = self.topics.partition_mut(&topic, index) {
@@ -300,6 +502,9 @@ impl Broker {
         if let Some(groups) = self.groups.take() {
             groups.close()?;
         }
+        if let Some(transactions) = self.transactions.take() {
+            transactions.close()?;
+        }
         self.producers
             .counters
             .trace("idempotent producers at shutdown");
@@ -327,4 +532,9 @@ impl Broker {
         self.dirty.insert((topic.to_string(), partition));
         self.append_ticket
     }
+}
+
+fn merge(into: &mut Routed, other: Routed) {
+    into.sync_ticket = into.sync_ticket.max(other.sync_ticket);
+    into.responses.extend(other.responses);
 }

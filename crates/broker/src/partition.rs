@@ -13,6 +13,7 @@ use storage::{AppendInfo, Disk, LogError, PartitionLog};
 use wire::batch::Batches;
 
 use crate::producers::{files, BatchHeader, ProducerStateTable, Verdict, SNAPSHOT_INTERVAL_MS};
+use crate::txn_index::{marker_batch, AbortedTxn, Marker, TxnIndex};
 
 /// Bytes read per step when replaying the log's tail into the producer state.
 const REPLAY_CHUNK_BYTES: usize = 8 << 20;
@@ -26,6 +27,8 @@ pub struct Partition {
     snapshot_written_ms: i64,
     /// The producer state changed since the newest snapshot.
     producers_changed: bool,
+    /// Open transactions and aborted ones, for the last stable offset and read_committed.
+    txns: TxnIndex,
 }
 
 impl Partition {
@@ -41,6 +44,7 @@ impl Partition {
         let mut producers = loaded.map(|(_, table)| table).unwrap_or_default();
         let from = snapshot_offset.unwrap_or(0);
         let (batches, bytes) = replay(&log, &mut producers, from, now_ms)?;
+        let txns = rebuild_txns(&log)?;
         let mut partition = Partition {
             log,
             disk,
@@ -48,6 +52,7 @@ impl Partition {
             snapshot_offset,
             snapshot_written_ms: now_ms,
             producers_changed: false,
+            txns,
         };
         if bytes > 0 {
             tracing::info!(
@@ -80,9 +85,32 @@ impl Partition {
         self.log.log_end_offset()
     }
 
-    /// The last stable offset: no transactions yet, so it is the high watermark.
+    /// The last stable offset: below the first offset of every open transaction.
     pub fn last_stable_offset(&self) -> i64 {
-        self.high_watermark()
+        self.txns.last_stable_offset(self.high_watermark())
+    }
+
+    /// Aborted transactions overlapping `[from, to)`, for read_committed fetches.
+    pub fn aborted_in(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.txns.aborted_in(from, to)
+    }
+
+    /// Appends a transaction marker (control batch) ending `marker.producer_id`'s transaction.
+    /// Markers carry no sequence, so they do not touch the idempotent producer state.
+    pub fn append_marker(&mut self, marker: Marker, now_ms: i64) -> Result<(), LogError> {
+        let mut bytes = marker_batch(marker, 0, now_ms);
+        self.log.append(&mut bytes, now_ms)?;
+        self.index_txns(&bytes)
+    }
+
+    fn index_txns(&mut self, appended: &[u8]) -> Result<(), LogError> {
+        for item in Batches::new(appended) {
+            let (_, view) = item.map_err(|e| corrupt(self.log.dir(), e.to_string()))?;
+            self.txns
+                .on_batch(&view)
+                .map_err(|e| corrupt(self.log.dir(), e))?;
+        }
+        Ok(())
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -113,6 +141,7 @@ impl Partition {
         if self.log.segment_count() > segments_before {
             self.write_snapshot(info.first_offset, now_ms, false);
         }
+        self.index_txns(batches)?;
         for (header, &base_offset) in headers.iter().zip(&info.batch_base_offsets) {
             if header.has_producer_id() {
                 self.producers.record(header, base_offset, now_ms);
@@ -355,5 +384,31 @@ mod tests {
         drop(p);
         disk.crash();
         assert!(!snapshots(&disk).contains(&2));
+    }
+}
+
+/// Rebuilds the transaction index from every batch header in the log. This reads the whole log
+/// once at start-up; a persisted index (Kafka's `.txnindex`) would avoid it.
+fn rebuild_txns(log: &PartitionLog) -> Result<TxnIndex, LogError> {
+    let mut txns = TxnIndex::default();
+    let end = log.log_end_offset();
+    let mut offset = log.log_start_offset();
+    while offset < end {
+        let bytes = log.read(offset, REPLAY_CHUNK_BYTES, end)?;
+        assert!(!bytes.is_empty(), "read below the log end returned nothing");
+        for item in Batches::new(&bytes) {
+            let (_, view) = item.map_err(|e| corrupt(log.dir(), e.to_string()))?;
+            txns.on_batch(&view).map_err(|e| corrupt(log.dir(), e))?;
+            offset = view.last_offset() + 1;
+        }
+    }
+    Ok(txns)
+}
+
+fn corrupt(dir: &std::path::Path, reason: String) -> LogError {
+    LogError::Corrupt {
+        path: dir.to_path_buf(),
+        position: 0,
+        reason,
     }
 }

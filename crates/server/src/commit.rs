@@ -10,6 +10,8 @@ use crate::{fatal, Shared};
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut appended = shared.appended.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
+    // Transactions recovered at start wait for this first call to write their markers.
+    after_sync(&shared, *shared.synced.borrow());
     loop {
         let synced = *shared.synced.borrow();
         let pending = *appended.borrow_and_update() > synced;
@@ -47,4 +49,20 @@ async fn round(shared: &Arc<Shared>) {
     };
     shared.broker().mark_synced(synced);
     shared.synced.send_replace(ticket);
+    after_sync(&shared, ticket);
+}
+
+/// Lets the transaction pipeline take its next steps now that `ticket` is durable; what it
+/// appends is covered by a later round.
+fn after_sync(shared: &Shared, ticket: u64) {
+    let routed = {
+        let mut broker = shared.broker();
+        let routed = broker.after_sync(ticket, crate::now_ms());
+        shared.publish_appends(broker.append_ticket());
+        routed
+    };
+    match routed {
+        Ok(routed) => crate::groups::deliver(shared, routed),
+        Err(error) => fatal(error),
+    }
 }

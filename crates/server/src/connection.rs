@@ -148,11 +148,17 @@ fn request_pending(
             deadline,
         }));
     }
-    if versions::is_group_api(api) {
+    let to_txn = versions::is_txn_api(api)
+        || matches!(&request.body, RequestKind::InitProducerId(r) if r.transactional_id.is_some());
+    if versions::is_group_api(api) || to_txn {
         let (token, delivery) = groups::register(shared);
         let routed = {
             let mut broker = shared.broker();
-            let routed = broker.handle_group(now_ms(), token, &peer.ip().to_string(), request);
+            let routed = if to_txn {
+                broker.handle_txn(now_ms(), token, request)
+            } else {
+                broker.handle_group(now_ms(), token, &peer.ip().to_string(), request)
+            };
             shared.publish_appends(broker.append_ticket());
             routed
         };

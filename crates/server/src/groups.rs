@@ -1,8 +1,9 @@
 //! Routing of consumer group responses. A group request registers a one-shot slot under a fresh
 //! token before the coordinator sees it; whatever the coordinator answers, now or later (a
 //! JoinGroup waits for the whole group), is delivered to the slot of the token it names, and
-//! the connection's writer sends it in request order once its records are fsynced. A ticker
-//! fires the coordinator's timeouts (session expiry, rebalance and join delays).
+//! the connection's writer sends it in request order once its records are fsynced. The same
+//! routing serves the transaction coordinator. A ticker fires both coordinators' timeouts
+//! (session expiry, rebalance and join delays, transaction timeouts).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -48,7 +49,13 @@ fn waiting(
 
 pub(crate) async fn tick_loop(shared: Arc<Shared>) {
     loop {
-        let deadline = shared.broker().group_deadline_ms();
+        let deadline = {
+            let broker = shared.broker();
+            match (broker.group_deadline_ms(), broker.txn_deadline_ms()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
         let wait = match deadline {
             Some(deadline) => {
                 Duration::from_millis(deadline.saturating_sub(now_ms().max(0) as u64))
@@ -62,12 +69,18 @@ pub(crate) async fn tick_loop(shared: Arc<Shared>) {
         }
         let routed = {
             let mut broker = shared.broker();
-            let routed = broker.group_tick(now_ms());
+            let now = now_ms();
+            let routed = broker
+                .group_tick(now)
+                .and_then(|g| Ok((g, broker.txn_tick(now)?)));
             shared.publish_appends(broker.append_ticket());
             routed
         };
         match routed {
-            Ok(routed) => deliver(&shared, routed),
+            Ok((groups, transactions)) => {
+                deliver(&shared, groups);
+                deliver(&shared, transactions);
+            }
             Err(error) => fatal(error),
         }
     }

@@ -42,7 +42,26 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::ListGroups, 0, 4),
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
+    // Transactions (librdkafka uses v0 of the Add*ToTxn APIs; never EndTxn 5+ without KIP-890).
+    api(ApiKey::AddPartitionsToTxn, 0, 3),
+    api(ApiKey::AddOffsetsToTxn, 0, 3),
+    api(ApiKey::EndTxn, 0, 3),
+    api(ApiKey::TxnOffsetCommit, 0, 3),
 ];
+
+/// Whether requests of `api_key` go to the transaction coordinator (InitProducerId does only
+/// when it carries a transactional id, which the caller checks).
+pub fn is_txn_api(api_key: ApiKey) -> bool {
+    matches!(
+        api_key,
+        ApiKey::AddPartitionsToTxn
+            | ApiKey::AddOffsetsToTxn
+            | ApiKey::EndTxn
+            | ApiKey::TxnOffsetCommit
+            | ApiKey::ListTransactions
+            | ApiKey::DescribeTransactions
+    )
+}
 
 /// Whether requests of `api_key` go to the group coordinator (their responses may be delayed).
 pub fn is_group_api(api_key: ApiKey) -> bool {

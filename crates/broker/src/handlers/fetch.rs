@@ -5,7 +5,10 @@
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use super::code;
@@ -79,6 +82,22 @@ pub fn handle(
             };
             remaining = remaining.saturating_sub(records.len());
             total_bytes += records.len();
+            // read_committed clients drop the data of these producers between each entry's first
+            // offset and its abort marker; without the list they would deliver aborted records.
+            let data = if read_committed && !records.is_empty() {
+                let aborted = partition
+                    .aborted_in(offset, end)
+                    .into_iter()
+                    .map(|t| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(t.producer_id))
+                            .with_first_offset(t.first_offset)
+                    })
+                    .collect();
+                data.with_aborted_transactions(Some(aborted))
+            } else {
+                data
+            };
             partitions.push(data.with_records(Some(Bytes::from(records))));
         }
         topics.push(

@@ -1,6 +1,5 @@
-//! FindCoordinator: this broker coordinates every group. Transaction coordination (key type 1)
-//! arrives with transactions; until then it answers COORDINATOR_NOT_AVAILABLE, a retriable
-//! error, rather than pretend.
+//! FindCoordinator: this broker coordinates every group (key type 0) and every transactional id
+//! (key type 1).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -12,12 +11,13 @@ use super::{code, str_bytes};
 use crate::Broker;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 pub fn handle(broker: &Broker, request: &FindCoordinatorRequest, version: i16) -> ResponseKind {
     let config = &broker.config;
     let answer = |key_type: i8| -> Result<(), ResponseError> {
         match key_type {
-            KEY_TYPE_GROUP => Ok(()),
+            KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => Ok(()),
             _ => Err(ResponseError::CoordinatorNotAvailable),
         }
     };

@@ -58,12 +58,20 @@ pub fn handle(
     // must wait for.
     let mut placed_any = false;
     let mut topics = Vec::with_capacity(request.topic_data.len());
+    let transactional_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let result = if acks_valid {
-                append(broker, now_ms, &name, data.index, data.records)?
+                append(
+                    broker,
+                    now_ms,
+                    &name,
+                    data.index,
+                    data.records,
+                    transactional_id.as_deref(),
+                )?
             } else {
                 Err(Refused::new(ResponseError::InvalidRequiredAcks))
             };
@@ -114,6 +122,7 @@ fn append(
     topic: &str,
     index: i32,
     records: Option<Bytes>,
+    transactional_id: Option<&str>,
 ) -> Result<Result<Placed, Refused>, BrokerError> {
     let max_bytes = max_message_bytes(broker, topic);
     if broker.topics.partition(topic, index).is_none() {
@@ -129,6 +138,10 @@ fn append(
             return Ok(Err(Refused::new(error)));
         }
     };
+    if let Err(error) = check_transaction(broker, transactional_id, &records, topic, index) {
+        tracing::debug!(topic, partition = index, %error, "refused transactional produce");
+        return Ok(Err(Refused::new(error)));
+    }
     if let Some(answer) = judge(broker, topic, index, &headers) {
         return Ok(answer);
     }
@@ -150,6 +163,40 @@ fn append(
         base_offset: info.first_offset,
         log_start_offset,
     }))
+}
+
+/// Transactional batches may only go to a partition of their producer's ongoing transaction
+/// (Kafka's produce-side verification); otherwise no marker would ever end them and the
+/// partition's last stable offset would be pinned forever.
+fn check_transaction(
+    broker: &Broker,
+    transactional_id: Option<&str>,
+    records: &[u8],
+    topic: &str,
+    index: i32,
+) -> Result<(), ResponseError> {
+    let Some(Ok((_, first))) = Batches::new(records).next() else {
+        return Ok(());
+    };
+    if !first.is_transactional() {
+        return Ok(());
+    }
+    let Some(transactional_id) = transactional_id else {
+        return Err(ResponseError::InvalidRecord);
+    };
+    broker
+        .check_txn_produce(
+            transactional_id,
+            first.producer_id(),
+            first.producer_epoch(),
+            topic,
+            index,
+        )
+        .map_err(|error| match error {
+            // Retriable for the producer, as Kafka maps it.
+            ResponseError::ConcurrentTransactions => ResponseError::NotEnoughReplicas,
+            other => other,
+        })
 }
 
 /// Judges a partition's batches against its producer state and counts the verdict; `Some` is

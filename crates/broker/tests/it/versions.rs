@@ -188,6 +188,36 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
                 .with_transactional_id(None)
                 .with_transaction_timeout_ms(60_000),
         ),
+        ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str(
+                    "tx",
+                )))
+                .with_v3_and_below_producer_id(ProducerId(1))
+                .with_v3_and_below_topics(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(vec![0]),
+                ]),
+        ),
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_producer_id(ProducerId(1))
+                .with_group_id(GroupId(StrBytes::from_static_str("g"))),
+        ),
+        ApiKey::EndTxn => RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_producer_id(ProducerId(1))
+                .with_committed(true),
+        ),
+        ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_producer_id(ProducerId(1)),
+        ),
         other => panic!("no sample request for advertised API {other:?}"),
     }
 }
@@ -206,7 +236,18 @@ fn every_advertised_version_answers_with_an_encodable_response() {
         for version in supported.min..=supported.max {
             let api_key = supported.api_key;
             let body = sample(api_key, version);
-            let response = if wire::versions::is_group_api(api_key) {
+            let response = if wire::versions::is_txn_api(api_key) {
+                let routed = broker
+                    .handle_txn(1_700_000_000_000, 7, request(api_key, version, body))
+                    .unwrap();
+                let (token, response) = routed
+                    .responses
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| panic!("{api_key:?} v{version}: no response"));
+                assert_eq!(token, 7);
+                response
+            } else if wire::versions::is_group_api(api_key) {
                 // Each step moves well past every group timeout of the step before.
                 clock += 7_200_000;
                 let now = clock;

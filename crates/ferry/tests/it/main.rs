@@ -10,3 +10,4 @@ mod hostile;
 mod idempotence;
 mod lab;
 mod roundtrip;
+mod transactions;

@@ -1,0 +1,255 @@
+//! Transactions through librdkafka: read_committed consumers never see aborted records while
+//! read_uncommitted ones do (the control), a consume-transform-produce loop with random aborts
+//! moves every input record to the output exactly once with matching group offsets, a fenced
+//! zombie cannot commit, and an oversize transaction timeout is refused.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use crate::harness::Ferry;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn transactional_producer(bootstrap: &str, id: &str) -> ThreadedProducer<DefaultProducerContext> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", id)
+        .set("linger.ms", "5")
+        .create()
+        .expect("create transactional producer");
+    producer
+        .init_transactions(TIMEOUT)
+        .expect("init_transactions");
+    producer
+}
+
+fn consumer(bootstrap: &str, group: &str, isolation: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("isolation.level", isolation)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("create consumer")
+}
+
+/// Reads a single-partition topic from the start until `idle` passes without a message.
+fn read_all(consumer: &BaseConsumer, topic: &str, idle: Duration) -> Vec<(i64, String)> {
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < idle {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.expect("consume");
+            let value = String::from_utf8(message.payload().unwrap_or_default().to_vec()).unwrap();
+            out.push((message.offset(), value));
+            last = Instant::now();
+        }
+    }
+    out
+}
+
+fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, value: &str) {
+    producer
+        .send(
+            BaseRecord::<str, str>::to(topic)
+                .partition(0)
+                .payload(value),
+        )
+        .expect("enqueue");
+}
+
+#[test]
+fn read_committed_never_sees_aborted_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(dir.path(), &["num.partitions=1"]);
+    let bootstrap = ferry.bootstrap();
+    let producer = transactional_producer(&bootstrap, "txn-visibility");
+    for round in 0..4 {
+        producer.begin_transaction().unwrap();
+        for i in 0..10 {
+            send(&producer, "txn-visibility", &format!("r{round}-{i}"));
+        }
+        // Flushed first, so the aborted records really are in the log (librdkafka drops unsent
+        // records on abort); the read_uncommitted control below proves they are.
+        producer.flush(TIMEOUT).expect("flush");
+        if round % 2 == 0 {
+            producer.abort_transaction(TIMEOUT).expect("abort");
+        } else {
+            producer.commit_transaction(TIMEOUT).expect("commit");
+        }
+    }
+    let committed = read_all(
+        &consumer(&bootstrap, "rc", "read_committed"),
+        "txn-visibility",
+        Duration::from_secs(3),
+    );
+    let values: Vec<&str> = committed.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values.len(), 20, "read_committed: {values:?}");
+    assert!(
+        values
+            .iter()
+            .all(|v| v.starts_with("r1-") || v.starts_with("r3-")),
+        "aborted data seen: {values:?}"
+    );
+    // The control: read_uncommitted sees the aborted rounds too.
+    let everything = read_all(
+        &consumer(&bootstrap, "ru", "read_uncommitted"),
+        "txn-visibility",
+        Duration::from_secs(3),
+    );
+    assert_eq!(everything.len(), 40, "read_uncommitted sees all 40 records");
+}
+
+#[test]
+fn consume_transform_produce_moves_every_record_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(
+        dir.path(),
+        &["num.partitions=1", "group.initial.rebalance.delay.ms=0"],
+    );
+    let bootstrap = ferry.bootstrap();
+    let input = "txn-in";
+    let output = "txn-out";
+    let feeder: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("acks", "all")
+        .create()
+        .unwrap();
+    for i in 0..1000 {
+        send(&feeder, input, &format!("{i}"));
+    }
+    feeder.flush(TIMEOUT).unwrap();
+
+    let producer = transactional_producer(&bootstrap, "txn-ctp");
+    let source = consumer(&bootstrap, "ctp", "read_committed");
+    source.subscribe(&[input]).unwrap();
+    let mut batch: Vec<(i64, String)> = Vec::new();
+    let mut aborts = 0;
+    let mut commits = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut moved = 0;
+    while moved < 1000 {
+        assert!(Instant::now() < deadline, "moved only {moved}");
+        if let Some(message) = source.poll(Duration::from_millis(100)) {
+            let message = message.expect("consume input");
+            let value = String::from_utf8(message.payload().unwrap().to_vec()).unwrap();
+            batch.push((message.offset(), value));
+        }
+        if batch.len() < 50 && !(batch.len() > 0 && moved + batch.len() == 1000) {
+            continue;
+        }
+        producer.begin_transaction().unwrap();
+        for (_, value) in &batch {
+            send(&producer, output, &format!("out-{value}"));
+        }
+        let next = batch.last().unwrap().0 + 1;
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset(input, 0, Offset::Offset(next))
+            .unwrap();
+        producer
+            .send_offsets_to_transaction(&offsets, &source.group_metadata().unwrap(), TIMEOUT)
+            .expect("send offsets");
+        // Every third transaction is aborted: its output must vanish and its input come again.
+        if (commits + aborts) % 3 == 2 {
+            producer
+                .flush(TIMEOUT)
+                .expect("flush the doomed records into the log");
+            producer.abort_transaction(TIMEOUT).expect("abort");
+            aborts += 1;
+            let first = batch[0].0;
+            source
+                .seek(input, 0, Offset::Offset(first), TIMEOUT)
+                .expect("rewind after abort");
+        } else {
+            producer.commit_transaction(TIMEOUT).expect("commit");
+            commits += 1;
+            moved += batch.len();
+        }
+        batch.clear();
+    }
+    assert!(aborts > 0);
+    let out = read_all(
+        &consumer(&bootstrap, "verify", "read_committed"),
+        output,
+        Duration::from_secs(3),
+    );
+    // The control: the aborted transactions' records are in the log, visible to read_uncommitted.
+    let raw = read_all(
+        &consumer(&bootstrap, "raw", "read_uncommitted"),
+        output,
+        Duration::from_secs(3),
+    );
+    assert!(
+        raw.len() > out.len(),
+        "aborted output never reached the log ({} records)",
+        raw.len()
+    );
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for (_, value) in &out {
+        *counts.entry(value.clone()).or_default() += 1;
+    }
+    let missing = (0..1000)
+        .filter(|i| !counts.contains_key(&format!("out-{i}")))
+        .count();
+    let duplicated = counts.values().filter(|n| **n > 1).count();
+    eprintln!("consume-transform-produce: {commits} commits, {aborts} aborts, missing {missing}, duplicated {duplicated}");
+    assert_eq!((missing, duplicated, out.len()), (0, 0, 1000));
+    // The group's committed offset moved with the committed transactions only.
+    let fresh = consumer(&bootstrap, "ctp", "read_committed");
+    let mut wanted = TopicPartitionList::new();
+    wanted.add_partition(input, 0);
+    let committed = fresh.committed_offsets(wanted, TIMEOUT).unwrap();
+    assert_eq!(
+        committed.find_partition(input, 0).unwrap().offset(),
+        Offset::Offset(1000)
+    );
+}
+
+#[test]
+fn a_fenced_zombie_cannot_commit_and_oversize_timeouts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(dir.path(), &["num.partitions=1"]);
+    let bootstrap = ferry.bootstrap();
+    let zombie = transactional_producer(&bootstrap, "txn-zombie");
+    zombie.begin_transaction().unwrap();
+    send(&zombie, "txn-zombie", "from the zombie");
+    zombie.flush(TIMEOUT).ok();
+    let successor = transactional_producer(&bootstrap, "txn-zombie");
+    let result = zombie.commit_transaction(TIMEOUT);
+    assert!(result.is_err(), "the fenced producer committed");
+    successor.begin_transaction().unwrap();
+    send(&successor, "txn-zombie", "from the successor");
+    successor
+        .commit_transaction(TIMEOUT)
+        .expect("successor commits");
+    let seen = read_all(
+        &consumer(&bootstrap, "z", "read_committed"),
+        "txn-zombie",
+        Duration::from_secs(3),
+    );
+    let values: Vec<&str> = seen.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values, vec!["from the successor"]);
+
+    let oversize: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("transactional.id", "txn-too-long")
+        .set("transaction.timeout.ms", "900001")
+        .create()
+        .unwrap();
+    let error = oversize
+        .init_transactions(TIMEOUT)
+        .expect_err("a timeout above the maximum is refused");
+    assert!(format!("{error}").contains("timeout"), "{error}");
+}
