@@ -37,6 +37,71 @@ pub enum GroupsCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum TransactionsCommand {
+    /// List the transactional ids with their producer id and state, and describe each.
+    List {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+}
+
+/// `ferry transactions list`: ListTransactions, then DescribeTransactions of every id found.
+pub fn run_transactions(command: TransactionsCommand) -> Result<()> {
+    let TransactionsCommand::List { bootstrap } = command;
+    let mut connection = Connection::connect(&bootstrap)?;
+    let ResponseKind::ListTransactions(listed) = connection.call(
+        ApiKey::ListTransactions,
+        0,
+        RequestKind::ListTransactions(kafka_protocol::messages::ListTransactionsRequest::default()),
+    )?
+    else {
+        bail!("unexpected response to ListTransactions");
+    };
+    check(listed.error_code, "ListTransactions")?;
+    let ids: Vec<_> = listed
+        .transaction_states
+        .iter()
+        .map(|t| t.transactional_id.clone())
+        .collect();
+    println!(
+        "{:<32} {:>12} {:>6} {:<16} {:>10} PARTITIONS",
+        "TRANSACTIONAL-ID", "PRODUCER-ID", "EPOCH", "STATE", "TIMEOUT-MS"
+    );
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ResponseKind::DescribeTransactions(described) = connection.call(
+        ApiKey::DescribeTransactions,
+        0,
+        RequestKind::DescribeTransactions(
+            kafka_protocol::messages::DescribeTransactionsRequest::default()
+                .with_transactional_ids(ids),
+        ),
+    )?
+    else {
+        bail!("unexpected response to DescribeTransactions");
+    };
+    for state in described.transaction_states {
+        check(state.error_code, "DescribeTransactions")?;
+        let partitions = state
+            .topics
+            .iter()
+            .map(|t| format!("{}{:?}", t.topic.0.as_str(), t.partitions))
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!(
+            "{:<32} {:>12} {:>6} {:<16} {:>10} {partitions}",
+            state.transactional_id.0.as_str(),
+            state.producer_id.0,
+            state.producer_epoch,
+            state.transaction_state.as_str(),
+            state.transaction_timeout_ms
+        );
+    }
+    Ok(())
+}
+
 pub fn run(command: GroupsCommand) -> Result<()> {
     match command {
         GroupsCommand::List { bootstrap } => list(&bootstrap),

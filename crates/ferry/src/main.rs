@@ -32,6 +32,11 @@ enum Command {
         #[command(subcommand)]
         command: admin::GroupsCommand,
     },
+    /// Transaction administration against any Kafka-compatible broker.
+    Transactions {
+        #[command(subcommand)]
+        command: admin::TransactionsCommand,
+    },
     /// Run the Kafka-aware fault proxy between clients and a broker.
     Chaos(ChaosArgs),
     /// Run the guarantees lab: each guarantee under each fault profile, measured and checked.
@@ -63,6 +68,7 @@ fn main() -> Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Groups { command } => admin::run(command),
+        Command::Transactions { command } => admin::run_transactions(command),
         Command::Lab(args) => lab::run(args),
         Command::Chaos(args) => {
             let runtime = tokio::runtime::Runtime::new()?;

@@ -47,6 +47,8 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::AddOffsetsToTxn, 0, 3),
     api(ApiKey::EndTxn, 0, 3),
     api(ApiKey::TxnOffsetCommit, 0, 3),
+    api(ApiKey::ListTransactions, 0, 1),
+    api(ApiKey::DescribeTransactions, 0, 0),
 ];
 
 /// Whether requests of `api_key` go to the transaction coordinator (InitProducerId does only

@@ -218,6 +218,13 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
                 .with_group_id(GroupId(StrBytes::from_static_str("g")))
                 .with_producer_id(ProducerId(1)),
         ),
+        ApiKey::ListTransactions => {
+            RequestKind::ListTransactions(ListTransactionsRequest::default())
+        }
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+            DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("tx"))]),
+        ),
         other => panic!("no sample request for advertised API {other:?}"),
     }
 }

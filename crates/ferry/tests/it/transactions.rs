@@ -253,3 +253,81 @@ fn a_fenced_zombie_cannot_commit_and_oversize_timeouts_are_refused() {
         .expect_err("a timeout above the maximum is refused");
     assert!(format!("{error}").contains("timeout"), "{error}");
 }
+
+#[test]
+fn after_a_broker_kill9_every_transaction_is_whole_or_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ferry = Ferry::start(dir.path(), &["num.partitions=1"]);
+    let bootstrap = ferry.bootstrap();
+    let producer = transactional_producer(&bootstrap, "txn-crash");
+    for round in 0..10 {
+        producer.begin_transaction().unwrap();
+        for i in 0..10 {
+            send(&producer, "txn-crash", &format!("c{round}-{i}"));
+        }
+        producer
+            .commit_transaction(TIMEOUT)
+            .expect("commit acknowledged");
+    }
+    // A transaction open at the crash: its records are in the log, its end never came.
+    producer.begin_transaction().unwrap();
+    for i in 0..10 {
+        send(&producer, "txn-crash", &format!("open-{i}"));
+    }
+    producer.flush(TIMEOUT).unwrap();
+    ferry.kill9();
+    drop(producer);
+    ferry.restart();
+
+    // A new instance of the same transactional id fences the old one and aborts its transaction.
+    let successor = transactional_producer(&ferry.bootstrap(), "txn-crash");
+    successor.begin_transaction().unwrap();
+    send(&successor, "txn-crash", "after");
+    successor
+        .commit_transaction(TIMEOUT)
+        .expect("successor commits");
+
+    let committed = read_all(
+        &consumer(&ferry.bootstrap(), "k1", "read_committed"),
+        "txn-crash",
+        Duration::from_secs(3),
+    );
+    let values: Vec<&str> = committed.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values.len(), 101, "100 acknowledged + 1 after: {values:?}");
+    assert!(
+        !values.iter().any(|v| v.starts_with("open-")),
+        "the open transaction became visible"
+    );
+    assert_eq!(
+        values.last(),
+        Some(&"after"),
+        "the last stable offset moved past the aborted transaction"
+    );
+    // The control: the open transaction's records did reach the log.
+    let raw = read_all(
+        &consumer(&ferry.bootstrap(), "k2", "read_uncommitted"),
+        "txn-crash",
+        Duration::from_secs(3),
+    );
+    assert_eq!(
+        raw.iter().filter(|(_, v)| v.starts_with("open-")).count(),
+        10
+    );
+
+    // `ferry transactions list` shows the id, its bumped epoch and its state.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["transactions", "list", "--bootstrap", &ferry.bootstrap()])
+        .output()
+        .expect("run ferry transactions list");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed = String::from_utf8(output.stdout).unwrap();
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("txn-crash"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(row.contains("CompleteCommit"), "{row}");
+}
