@@ -16,24 +16,15 @@ use group::{
 };
 use kafka_protocol::messages::ResponseKind;
 use kafka_protocol::protocol::StrBytes;
-use storage::{Disk, LogConfig, PartitionLog};
-use wire::batch::{build_batch, Batches, ProducerFields};
+use storage::{Disk, PartitionLog};
 
+use crate::internal_log::InternalLog;
 use crate::BrokerError;
 
-/// Directory of the group log inside the data directory.
-pub const GROUP_LOG_DIR: &str = "__consumer_offsets-0";
-/// Name used for the group log in traces and sync bookkeeping.
+/// Name of the group log (its directory is `__consumer_offsets-0`), in traces and sync bookkeeping.
 pub const GROUP_LOG_TOPIC: &str = "__consumer_offsets";
 /// Compact the group log on start once it is larger than this.
 pub const GROUP_LOG_COMPACT_BYTES: u64 = 64 * 1024 * 1024;
-/// Segment size of the group log, small so compaction frees space soon.
-const GROUP_LOG_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
-/// Bytes read per step when replaying the group log.
-const REPLAY_CHUNK_BYTES: usize = 1024 * 1024;
-/// Records per batch when writing a snapshot.
-const SNAPSHOT_BATCH_RECORDS: usize = 1000;
-
 /// Responses for request tokens; send them once `sync_ticket` (if any) is fsynced.
 #[derive(Debug, Default)]
 pub struct Routed {
@@ -43,7 +34,7 @@ pub struct Routed {
 
 pub struct Groups {
     coordinator: GroupCoordinator,
-    log: PartitionLog,
+    log: InternalLog,
     /// The coordinator needs a clock that never goes back; wall time is clamped to it.
     clock_ms: u64,
 }
@@ -55,14 +46,7 @@ impl Groups {
         config: GroupConfig,
         now_ms: i64,
     ) -> Result<Groups, BrokerError> {
-        let log_config = LogConfig {
-            segment_bytes: GROUP_LOG_SEGMENT_BYTES,
-            retention_bytes: -1,
-            retention_ms: -1,
-            ..LogConfig::default()
-        };
-        let log = PartitionLog::open(disk, &data_dir.join(GROUP_LOG_DIR), log_config, now_ms)
-            .map_err(log_error)?;
+        let log = InternalLog::open(disk, data_dir, GROUP_LOG_TOPIC, now_ms)?;
         let clock_ms = now_ms.max(0) as u64;
         let seed = clock_ms ^ u64::from(std::process::id()).rotate_left(32);
         let mut groups = Groups {
@@ -70,13 +54,18 @@ impl Groups {
             log,
             clock_ms,
         };
-        let replayed = groups.replay()?;
+        let coordinator = &mut groups.coordinator;
+        let replayed = groups.log.replay(|key, value| {
+            coordinator
+                .replay(clock_ms, &Record { key, value })
+                .map_err(|e| e.to_string())
+        })?;
         tracing::info!(
             records = replayed,
             groups = groups.coordinator.groups().len(),
             "replayed group log"
         );
-        if groups.log.size_bytes() > GROUP_LOG_COMPACT_BYTES {
+        if groups.log.log().size_bytes() > GROUP_LOG_COMPACT_BYTES {
             groups.compact(now_ms)?;
         }
         Ok(groups)
@@ -87,11 +76,11 @@ impl Groups {
     }
 
     pub fn log_mut(&mut self) -> &mut PartitionLog {
-        &mut self.log
+        self.log.log_mut()
     }
 
     pub fn close(self) -> Result<(), BrokerError> {
-        self.log.close().map_err(log_error)
+        self.log.close()
     }
 
     fn now(&mut self, now_ms: i64) -> u64 {
@@ -150,15 +139,10 @@ impl Groups {
     }
 
     fn append(&mut self, records: &[Record], now_ms: i64) -> Result<(), BrokerError> {
-        for chunk in records.chunks(SNAPSHOT_BATCH_RECORDS) {
-            let pairs: Vec<(Option<&[u8]>, Option<&[u8]>)> = chunk
-                .iter()
-                .map(|r| (Some(&r.key[..]), r.value.as_deref()))
-                .collect();
-            let mut batch = build_batch(&pairs, now_ms, ProducerFields::NONE, 0);
-            self.log.append(&mut batch, now_ms).map_err(log_error)?;
-        }
-        Ok(())
+        self.log.append(
+            records.iter().map(|r| (&r.key[..], r.value.as_deref())),
+            now_ms,
+        )
     }
 
     /// Stages a transaction's offsets (TxnOffsetCommit): invisible until the transaction ends.
@@ -206,78 +190,32 @@ impl Groups {
         Ok(true)
     }
 
-    /// Feeds every record of the group log to the coordinator.
-    fn replay(&mut self) -> Result<usize, BrokerError> {
-        let end = self.log.log_end_offset();
-        let mut offset = self.log.log_start_offset();
-        let mut replayed = 0;
-        let now = self.clock_ms;
-        while offset < end {
-            let bytes = self
-                .log
-                .read(offset, REPLAY_CHUNK_BYTES, end)
-                .map_err(log_error)?;
-            assert!(
-                !bytes.is_empty(),
-                "group log read below its end returned nothing"
-            );
-            for item in Batches::new(&bytes) {
-                let (_, batch) =
-                    item.map_err(|e| corrupt(format!("batch at offset {offset}: {e}")))?;
-                for record in batch
-                    .records()
-                    .map_err(|e| corrupt(format!("batch {}: {e}", batch.base_offset())))?
-                {
-                    let key = record
-                        .key
-                        .ok_or_else(|| corrupt("record without key".into()))?;
-                    let record = Record {
-                        key: bytes::Bytes::copy_from_slice(key),
-                        value: record.value.map(bytes::Bytes::copy_from_slice),
-                    };
-                    self.coordinator
-                        .replay(now, &record)
-                        .map_err(|e| corrupt(e.to_string()))?;
-                    replayed += 1;
-                }
-                offset = batch.last_offset() + 1;
-            }
-        }
-        Ok(replayed)
-    }
-
     /// Appends the coordinator's snapshot, makes it durable, then drops everything before it.
     fn compact(&mut self, now_ms: i64) -> Result<(), BrokerError> {
-        let before = self.log.size_bytes();
-        let start = self.log.log_end_offset();
+        let before = self.log.log().size_bytes();
+        let start = self.log.log().log_end_offset();
         let snapshot = self.coordinator.snapshot();
         self.append(&snapshot, now_ms)?;
-        if let Some(work) = self.log.take_sync_work() {
+        let log = self.log.log_mut();
+        if let Some(work) = log.take_sync_work() {
             work.run()
-                .map_err(|source| BrokerError::io("sync group log", self.log.dir(), source))?;
-            self.log.mark_synced(work.offset());
+                .map_err(|source| BrokerError::io("sync group log", log.dir(), source))?;
+            log.mark_synced(work.offset());
         }
-        self.log.delete_records_before(start).map_err(log_error)?;
+        log.delete_records_before(start)
+            .map_err(|source| BrokerError::Log {
+                topic: GROUP_LOG_TOPIC.to_string(),
+                partition: 0,
+                source,
+            })?;
         tracing::info!(
             before,
-            after = self.log.size_bytes(),
+            after = self.log.log().size_bytes(),
             records = snapshot.len(),
             "compacted group log"
         );
         Ok(())
     }
-}
-
-fn log_error(source: storage::LogError) -> BrokerError {
-    BrokerError::Log {
-        topic: GROUP_LOG_TOPIC.to_string(),
-        partition: 0,
-        source,
-    }
-}
-
-fn corrupt(reason: String) -> BrokerError {
-    BrokerError::Meta(format!("group log {GROUP_LOG_DIR}: {reason}"))
 }
 
 fn response_kind(response: Response) -> ResponseKind {

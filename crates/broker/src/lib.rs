@@ -9,6 +9,7 @@ pub mod config;
 mod durable;
 pub mod groups;
 mod handlers;
+mod internal_log;
 pub mod partition;
 pub mod producers;
 pub mod topics;

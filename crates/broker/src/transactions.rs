@@ -20,23 +20,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kafka_protocol::messages::ResponseKind;
-use storage::{Disk, LogConfig, PartitionLog};
+use storage::{Disk, PartitionLog};
 use txn::{MarkerRequest, Record, Response, TxnConfig, TxnCoordinator};
-use wire::batch::{build_batch, Batches, ProducerFields};
 
+use crate::internal_log::InternalLog;
 use crate::BrokerError;
 
-/// Directory of the transaction log inside the data directory.
-pub const TXN_LOG_DIR: &str = "__transaction_state-0";
-/// Name used for the transaction log in traces and sync bookkeeping.
+/// Name of the transaction log (its directory is `__transaction_state-0`), in traces and sync
+/// bookkeeping.
 pub const TXN_LOG_TOPIC: &str = "__transaction_state";
-const TXN_LOG_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
-const REPLAY_CHUNK_BYTES: usize = 1024 * 1024;
-const RECORDS_PER_BATCH: usize = 1000;
 
 pub struct Transactions {
     coordinator: TxnCoordinator,
-    log: PartitionLog,
+    log: InternalLog,
     clock_ms: u64,
     /// Markers to write once the append ticket that prepared them is fsynced (step 2).
     markers_due: Vec<(u64, MarkerRequest)>,
@@ -51,14 +47,7 @@ impl Transactions {
         config: TxnConfig,
         now_ms: i64,
     ) -> Result<Transactions, BrokerError> {
-        let log_config = LogConfig {
-            segment_bytes: TXN_LOG_SEGMENT_BYTES,
-            retention_bytes: -1,
-            retention_ms: -1,
-            ..LogConfig::default()
-        };
-        let log = PartitionLog::open(disk, &data_dir.join(TXN_LOG_DIR), log_config, now_ms)
-            .map_err(log_error)?;
+        let log = InternalLog::open(disk, data_dir, TXN_LOG_TOPIC, now_ms)?;
         let mut transactions = Transactions {
             coordinator: TxnCoordinator::new(config),
             log,
@@ -66,7 +55,12 @@ impl Transactions {
             markers_due: Vec::new(),
             completions_due: Vec::new(),
         };
-        let replayed = transactions.replay()?;
+        let coordinator = &mut transactions.coordinator;
+        let replayed = transactions.log.replay(|key, value| {
+            coordinator
+                .replay(&Record { key, value })
+                .map_err(|e| e.to_string())
+        })?;
         tracing::info!(
             records = replayed,
             transactional_ids = transactions.coordinator.transactions().len(),
@@ -84,11 +78,11 @@ impl Transactions {
     }
 
     pub fn log_mut(&mut self) -> &mut PartitionLog {
-        &mut self.log
+        self.log.log_mut()
     }
 
     pub fn close(self) -> Result<(), BrokerError> {
-        self.log.close().map_err(log_error)
+        self.log.close()
     }
 
     /// The coordinator's clock: wall time clamped so it never goes back.
@@ -99,14 +93,10 @@ impl Transactions {
 
     /// Appends an output's records; returns whether anything was appended.
     pub fn append(&mut self, records: &[Record], now_ms: i64) -> Result<bool, BrokerError> {
-        for chunk in records.chunks(RECORDS_PER_BATCH) {
-            let pairs: Vec<(Option<&[u8]>, Option<&[u8]>)> = chunk
-                .iter()
-                .map(|r| (Some(&r.key[..]), r.value.as_deref()))
-                .collect();
-            let mut batch = build_batch(&pairs, now_ms, ProducerFields::NONE, 0);
-            self.log.append(&mut batch, now_ms).map_err(log_error)?;
-        }
+        self.log.append(
+            records.iter().map(|r| (&r.key[..], r.value.as_deref())),
+            now_ms,
+        )?;
         Ok(!records.is_empty())
     }
 
@@ -134,44 +124,6 @@ impl Transactions {
     pub fn has_due_work(&self) -> bool {
         !self.markers_due.is_empty() || !self.completions_due.is_empty()
     }
-
-    fn replay(&mut self) -> Result<usize, BrokerError> {
-        let end = self.log.log_end_offset();
-        let mut offset = self.log.log_start_offset();
-        let mut replayed = 0;
-        while offset < end {
-            let bytes = self
-                .log
-                .read(offset, REPLAY_CHUNK_BYTES, end)
-                .map_err(log_error)?;
-            assert!(
-                !bytes.is_empty(),
-                "transaction log read below its end returned nothing"
-            );
-            for item in Batches::new(&bytes) {
-                let (_, batch) =
-                    item.map_err(|e| corrupt(format!("batch at offset {offset}: {e}")))?;
-                let records = batch
-                    .records()
-                    .map_err(|e| corrupt(format!("batch {}: {e}", batch.base_offset())))?;
-                for record in records {
-                    let key = record
-                        .key
-                        .ok_or_else(|| corrupt("record without key".into()))?;
-                    let record = Record {
-                        key: bytes::Bytes::copy_from_slice(key),
-                        value: record.value.map(bytes::Bytes::copy_from_slice),
-                    };
-                    self.coordinator
-                        .replay(&record)
-                        .map_err(|e| corrupt(e.to_string()))?;
-                    replayed += 1;
-                }
-                offset = batch.last_offset() + 1;
-            }
-        }
-        Ok(replayed)
-    }
 }
 
 fn take_due(due: &mut Vec<(u64, MarkerRequest)>, synced: u64) -> Vec<MarkerRequest> {
@@ -180,18 +132,6 @@ fn take_due(due: &mut Vec<(u64, MarkerRequest)>, synced: u64) -> Vec<MarkerReque
         .partition(|(t, _)| *t <= synced);
     *due = waiting;
     ready.into_iter().map(|(_, m)| m).collect()
-}
-
-fn log_error(source: storage::LogError) -> BrokerError {
-    BrokerError::Log {
-        topic: TXN_LOG_TOPIC.to_string(),
-        partition: 0,
-        source,
-    }
-}
-
-fn corrupt(reason: String) -> BrokerError {
-    BrokerError::Meta(format!("transaction log {TXN_LOG_DIR}: {reason}"))
 }
 
 pub fn response_kind(response: Response) -> ResponseKind {
