@@ -297,7 +297,7 @@ impl<'a> Session<'a> {
             .set("client.id", "ferry-bench")
             .set("message.timeout.ms", "60000")
             .set("queue.buffering.max.messages", "100000")
-            .set("queue.buffering.max.kbytes", "65536")
+            .set("queue.buffering.max.kbytes", "16384")
             .set("linger.ms", "5");
         config
     }
@@ -349,7 +349,7 @@ impl<'a> Session<'a> {
         let start = Instant::now();
         let mut last_commit = start;
         let mut sent = 0u64;
-        let mut commits = 0u64;
+        let mut commit_times = CommitTimes::default();
         while sent % 64 != 0 || start.elapsed() < limit {
             let partition = (sent % partitions as u64) as i32;
             let record = record_to(topic).partition(partition).payload(&payload);
@@ -364,19 +364,13 @@ impl<'a> Session<'a> {
                 producer.poll(Duration::ZERO);
             }
             if mode == Mode::Transactional && last_commit.elapsed() >= Duration::from_millis(100) {
-                producer
-                    .commit_transaction(Duration::from_secs(30))
-                    .context("commit transaction")?;
-                commits += 1;
+                commit_times.commit(&producer)?;
                 producer.begin_transaction().context("begin transaction")?;
                 last_commit = Instant::now();
             }
         }
         if mode == Mode::Transactional {
-            producer
-                .commit_transaction(Duration::from_secs(60))
-                .context("commit transaction")?;
-            commits += 1;
+            commit_times.commit(&producer)?;
         }
         producer
             .flush(Duration::from_secs(120))
@@ -398,7 +392,7 @@ impl<'a> Session<'a> {
             ("idempotent", mode.idempotent() as u8 as f64),
         ];
         if mode == Mode::Transactional {
-            metrics.push(("commits", commits as f64));
+            metrics.extend(commit_times.metrics());
         }
         metrics.extend(cpu.metrics());
         let note = (!mode.idempotent())
@@ -550,6 +544,7 @@ impl<'a> Session<'a> {
     /// answered request and to its first acknowledged `acks=all` produce.
     fn recovery(&mut self) -> Result<Row> {
         let topic = "bench-fill";
+        self.fresh_broker()?;
         self.fill(topic)?;
         let log_bytes = process::dir_bytes(&self.data);
         self.broker.kill9();
@@ -594,6 +589,21 @@ impl<'a> Session<'a> {
         .with_note(note))
     }
 
+    /// Replaces the session's broker with one on a new, empty data directory, so that the
+    /// recovery log has the plan's size whatever the other workloads wrote.
+    fn fresh_broker(&mut self) -> Result<()> {
+        self.broker.stop();
+        let data = self
+            .data
+            .with_file_name(format!("{}-recovery", self.name()));
+        let addr = process::free_addr()?;
+        let (broker, _, _) = self.server.start(&data, addr, self.plan.partitions)?;
+        self.broker = broker;
+        self.data = data;
+        self.bootstrap = addr.to_string();
+        Ok(())
+    }
+
     fn fill(&self, topic: &str) -> Result<()> {
         self.create_topic(topic)?;
         let mut config = self.producer_config();
@@ -608,7 +618,6 @@ impl<'a> Session<'a> {
         let deadline = Instant::now() + secs(self.plan.fill_seconds_max);
         let mut sent = 0u64;
         while Instant::now() < deadline {
-            // The log also holds what the other workloads wrote.
             if sent % 8192 == 0 && process::dir_bytes(&self.data) >= self.plan.recovery_log_bytes {
                 break;
             }
@@ -625,6 +634,45 @@ impl<'a> Session<'a> {
             .flush(Duration::from_secs(120))
             .context("flush fill")?;
         producer.context().check()
+    }
+}
+
+/// Where a transaction commit's time goes: waiting for the records still in flight (the
+/// pipeline drains, as `commit_transaction` requires), then EndTxn (markers written and synced).
+#[derive(Default)]
+struct CommitTimes {
+    commits: u64,
+    drain: Latency,
+    end: Latency,
+}
+
+impl CommitTimes {
+    fn commit(&mut self, producer: &BaseProducer<Deliveries>) -> Result<()> {
+        let start = Instant::now();
+        producer
+            .flush(Duration::from_secs(60))
+            .context("flush before commit")?;
+        let drained = Instant::now();
+        producer
+            .commit_transaction(Duration::from_secs(60))
+            .context("commit transaction")?;
+        self.drain
+            .record_us(drained.duration_since(start).as_micros() as u64);
+        self.end.record_us(drained.elapsed().as_micros() as u64);
+        self.commits += 1;
+        Ok(())
+    }
+
+    fn metrics(&self) -> [(&'static str, f64); 5] {
+        let drain = self.drain.percentiles();
+        let end = self.end.percentiles();
+        [
+            ("commits", self.commits as f64),
+            ("commit_drain_p50_us", drain.p50_us),
+            ("commit_drain_p99_us", drain.p99_us),
+            ("commit_end_txn_p50_us", end.p50_us),
+            ("commit_end_txn_p99_us", end.p99_us),
+        ]
     }
 }
 

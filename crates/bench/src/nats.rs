@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -402,26 +403,35 @@ impl<'a> Session<'a> {
         let per_tick = (self.plan.latency_rate_per_s / 1000).max(1);
         let ticks = (self.plan.latency_seconds * 1000.0) as u64;
         let total = per_tick * ticks;
-        let reader = tokio::spawn(async move {
-            let mut messages = consumer
-                .stream()
-                .max_messages_per_batch(1000)
-                .messages()
-                .await?;
-            let mut latency = Latency::default();
-            for _ in 0..total {
-                let message = messages
-                    .next()
-                    .await
-                    .ok_or_else(|| anyhow!("stream ended"))??;
-                let now_ns = origin.elapsed().as_nanos() as u64;
-                let sent_ns = timestamp(&message.payload).context("no timestamp")?;
-                if sent_ns >= warmup_ns {
-                    latency.record_us(now_ns.saturating_sub(sent_ns) / 1000);
+        // What the reader waits for: unknown (MAX) until every acknowledgement is in; a publish
+        // the server refused never arrives.
+        let expected = Arc::new(AtomicU64::new(u64::MAX));
+        let reader = {
+            let expected = expected.clone();
+            tokio::spawn(async move {
+                let mut messages = consumer
+                    .stream()
+                    .max_messages_per_batch(1000)
+                    .messages()
+                    .await?;
+                let mut latency = Latency::default();
+                let mut received = 0u64;
+                while received < expected.load(Ordering::Acquire) {
+                    let next = tokio::time::timeout(Duration::from_millis(200), messages.next());
+                    let Ok(message) = next.await else {
+                        continue;
+                    };
+                    let message = message.ok_or_else(|| anyhow!("stream ended"))??;
+                    let now_ns = origin.elapsed().as_nanos() as u64;
+                    let sent_ns = timestamp(&message.payload).context("no timestamp")?;
+                    received += 1;
+                    if sent_ns >= warmup_ns {
+                        latency.record_us(now_ns.saturating_sub(sent_ns) / 1000);
+                    }
                 }
-            }
-            anyhow::Ok(latency)
-        });
+                anyhow::Ok(latency)
+            })
+        };
         let acks = Arc::new(Mutex::new(Latency::default()));
         let mut ack_tasks = Vec::with_capacity(total as usize);
         let mut interval = tokio::time::interval(Duration::from_millis(1));
@@ -438,18 +448,24 @@ impl<'a> Session<'a> {
                     .context("publish")?;
                 let acks = acks.clone();
                 ack_tasks.push(tokio::spawn(async move {
-                    ack.await?;
+                    // A refusal (e.g. "no responders" when the stream cannot keep up) is
+                    // counted, not fatal: the row says how many.
+                    if ack.await.is_err() {
+                        return false;
+                    }
                     let now_ns = origin.elapsed().as_nanos() as u64;
                     if let Ok(mut acks) = acks.lock() {
                         acks.record_us(now_ns.saturating_sub(sent_ns) / 1000);
                     }
-                    anyhow::Ok(())
+                    true
                 }));
             }
         }
+        let mut refused = 0u64;
         for task in ack_tasks {
-            task.await.context("ack task")??;
+            refused += u64::from(!task.await.context("ack task")?);
         }
+        expected.store(total - refused, Ordering::Release);
         let e2e = tokio::time::timeout(Duration::from_secs(60), reader)
             .await
             .context("latency reader timed out")?
@@ -470,7 +486,13 @@ impl<'a> Session<'a> {
                 ("ack_p50_us", ack.p50_us),
                 ("ack_p99_us", ack.p99_us),
                 ("ack_p999_us", ack.p999_us),
+                ("refused_publishes", refused as f64),
             ],
+        )
+        .with_note(
+            (refused > 0).then(|| {
+                format!("{refused} of {total} publishes refused: the stream did not keep up")
+            }),
         ))
     }
 
@@ -489,6 +511,7 @@ impl<'a> Session<'a> {
     }
 
     async fn recovery(&mut self) -> Result<Row> {
+        self.fresh_server().await?;
         self.fill().await?;
         let log_bytes = process::dir_bytes(&self.data);
         self.broker.kill9();
@@ -521,6 +544,19 @@ impl<'a> Session<'a> {
             ],
         )
         .with_note(note))
+    }
+
+    /// A new server on an empty store, so the recovery log has the plan's size.
+    async fn fresh_server(&mut self) -> Result<()> {
+        self.js = None;
+        self.broker.stop();
+        let data = self.data.with_file_name("nats-recovery");
+        let addr = process::free_addr()?;
+        let (broker, _) = start_server(self.exe, &data, addr)?;
+        self.broker = broker;
+        self.data = data;
+        self.addr = addr;
+        self.connect().await
     }
 
     async fn fill(&self) -> Result<()> {

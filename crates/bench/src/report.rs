@@ -487,6 +487,20 @@ const LINES: &[Line] = &[
         MachineRef::Disk,
     ),
     line(
+        "  commit: drain in-flight p50",
+        "produce_1kib_txn",
+        "commit_drain_p50_us",
+        Unit::Micros,
+        MachineRef::None,
+    ),
+    line(
+        "  commit: EndTxn p50",
+        "produce_1kib_txn",
+        "commit_end_txn_p50_us",
+        Unit::Micros,
+        MachineRef::None,
+    ),
+    line(
         "consume 1 KiB",
         "consume_1kib",
         "bytes_per_s",

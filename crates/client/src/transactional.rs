@@ -11,9 +11,9 @@
 //! A restarted instance with the same `transactional.id` fences its predecessor: the old one's
 //! open transaction is aborted by the broker and its later sends are refused.
 //!
-//! Status: compiled against librdkafka's transaction API, not yet run against a broker: ferry's
-//! broker does not advertise the transaction APIs yet, and the lab reports exactly-once as
-//! "needs transactions" until it does (`docs/lab.md`, "Exactly-once").
+//! The lab's exactly-once run (`docs/lab.md`, "Exactly-once") drives librdkafka's transaction
+//! API directly, to record every send and transaction in its history; this loop is the
+//! library's packaged form of the same calls.
 
 use std::time::Duration;
 

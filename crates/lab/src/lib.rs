@@ -32,9 +32,8 @@ use clap::Args;
 use client::Guarantee;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::check::View;
 use crate::profile::{Params, Profile};
-use crate::results::{LabResults, ProfileResult, RowResult, Status, TargetInfo};
+use crate::results::{LabResults, ProfileResult, RowResult, Status, TargetInfo, Verdict};
 use crate::runner::{RunOutput, RunSpec};
 use crate::target::Target;
 use crate::workload::Row;
@@ -294,10 +293,6 @@ fn precondition(target: &Target, spec: &RunSpec) -> Option<Status> {
                 reason: NEEDS_TRANSACTIONS.into(),
             });
         }
-        return Some(Status::Skipped {
-            reason: "the broker has transactions; the lab's exactly-once runner is not wired yet"
-                .into(),
-        });
     }
     if spec.profile.needs_broker_process() && !target.controls_broker() {
         return Some(Status::Skipped {
@@ -332,7 +327,30 @@ fn measured_row(
     result.throughput = check::throughput(history, spec.params.burst_ids());
     result.faults = Some(faults);
     result.timeline =
-        (row.view() == View::Deliveries).then(|| check::timeline(history, TIMELINE_BUCKET_US));
+        (row != Row::AtLeastOnceIdempotent).then(|| check::timeline(history, TIMELINE_BUCKET_US));
+    if row.workload() == workload::Workload::Ledger {
+        let ledger = check::ledger(
+            history,
+            workload::LEDGER_ACCOUNTS,
+            workload::LEDGER_INITIAL_BALANCE,
+            workload::transfer,
+        );
+        if !ledger.holds {
+            let reason = format!(
+                "ledger invariant broken: total {} (was {}), {} accounts off",
+                ledger.total_observed, ledger.total_initial, ledger.accounts_off
+            );
+            match &mut result.verdict {
+                Verdict::Violated { reasons } => reasons.push(reason),
+                verdict => {
+                    *verdict = Verdict::Violated {
+                        reasons: vec![reason],
+                    }
+                }
+            }
+        }
+        result.ledger = Some(ledger);
+    }
     result.notes = output.notes.clone();
     result.elapsed_ms = output.elapsed.as_millis() as u64;
     result.history_file = history_file;

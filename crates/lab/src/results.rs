@@ -117,6 +117,9 @@ pub struct RowResult {
     pub faults: Option<Faults>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Timeline>,
+    /// The ledger invariant (exactly-once rows, whose workload is the ledger).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<crate::check::Ledger>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     pub elapsed_ms: u64,
@@ -142,6 +145,7 @@ impl RowResult {
             throughput: None,
             faults: None,
             timeline: None,
+            ledger: None,
             notes: Vec::new(),
             elapsed_ms: 0,
             history_file: None,

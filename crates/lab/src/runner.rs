@@ -129,8 +129,9 @@ impl Shared {
 /// Runs `spec` against `target`. Exactly-once runs go through [`run_exactly_once`].
 pub fn run(target: &Target, spec: &RunSpec, progress: ProgressFn<'_>) -> Result<RunOutput> {
     let guarantee = spec.row.guarantee();
-    if guarantee == Guarantee::ExactlyOnce {
-        return run_exactly_once(target, spec);
+    let exactly_once = guarantee == Guarantee::ExactlyOnce;
+    if exactly_once {
+        check_transaction_apis(target)?;
     }
     let started = Instant::now();
     let params = &spec.params;
@@ -143,7 +144,14 @@ pub fn run(target: &Target, spec: &RunSpec, progress: ProgressFn<'_>) -> Result<
     let recorder = Arc::new(Recorder::new());
     let shared = Arc::new(Shared::default());
     let settings = client_settings(target, &spec.group);
-    let producer = new_producer(&settings, guarantee, &recorder)?;
+    // Exactly-once: the warm-up records go through a plain at-least-once producer (outside the
+    // history); the workload goes through the transactional one.
+    let producer_guarantee = if exactly_once {
+        Guarantee::AtLeastOnce
+    } else {
+        guarantee
+    };
+    let producer = new_producer(&settings, producer_guarantee, &recorder)?;
     warm_up(&producer, &spec.topic)?;
     let consumer = ConsumerThread::start(&settings, spec, &recorder, &shared)?;
     wait_for_warm_up(&producer, spec, &shared, &consumer)?;
@@ -155,11 +163,16 @@ pub fn run(target: &Target, spec: &RunSpec, progress: ProgressFn<'_>) -> Result<
                 let recorder = &recorder;
                 scope.spawn(move || crate::quietly(|| kill_and_restart(target, params, recorder)))
             });
-            produce(&producer, spec, &recorder, &shared, progress);
+            let produced = if exactly_once {
+                produce_transactions(&settings, spec, &recorder, &shared, progress)
+            } else {
+                produce(&producer, spec, &recorder, &shared, progress);
+                Ok(())
+            };
             if let Some(nemesis) = nemesis {
                 nemesis.join().expect("the nemesis thread panicked")?;
             }
-            Ok(())
+            produced
         })
     })?;
     produced?;
@@ -314,17 +327,324 @@ impl Drop for ConsumerThread {
     }
 }
 
-/// Exactly-once runs need the transaction APIs; until the lab's transactional runner is wired
-/// (see docs/lab.md, "Exactly-once"), a run is refused rather than faked.
-fn run_exactly_once(target: &Target, _spec: &RunSpec) -> Result<RunOutput> {
+/// Exactly-once runs need the transaction APIs; without them a run is refused rather than faked.
+fn check_transaction_apis(target: &Target) -> Result<()> {
     let missing = target
         .apis()
         .map(|apis| apis.missing_for(Guarantee::ExactlyOnce))
         .unwrap_or_default();
-    if missing.is_empty() {
-        bail!("the exactly-once runner is not wired into the lab yet");
+    if !missing.is_empty() {
+        bail!("the broker does not advertise the transaction APIs {missing:?}");
     }
-    bail!("the broker does not advertise the transaction APIs {missing:?}");
+    Ok(())
+}
+
+/// Records per transaction of the exactly-once producer.
+const TXN_RECORDS: usize = 500;
+/// Time allowed for each transaction call (init, commit, abort) and for the crash's flush.
+const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a transaction's records are re-sent in a new transaction before the run gives up.
+const TXN_ATTEMPTS_MAX: u32 = 20;
+/// How often a commit that failed with a retriable error is retried.
+const TXN_COMMIT_RETRIES: u32 = 5;
+
+/// The transactional producer's librdkafka context: records every delivery report as the
+/// completion of a send, with its transaction.
+struct TxnContext {
+    recorder: Arc<Recorder>,
+}
+
+impl rdkafka::ClientContext for TxnContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "transactional producer error under faults");
+    }
+}
+
+impl rdkafka::producer::ProducerContext for TxnContext {
+    type DeliveryOpaque = Box<(u64, u64)>;
+
+    fn delivery(
+        &self,
+        result: &rdkafka::message::DeliveryResult<'_>,
+        opaque: Self::DeliveryOpaque,
+    ) {
+        use rdkafka::Message as _;
+        let (id, txn) = *opaque;
+        // A failed delivery inside a transaction may still have reached the log (aborted with
+        // its transaction): unknown.
+        let (kind, event) = match result {
+            Ok(message) => (
+                Kind::Ok,
+                Event::Send {
+                    id,
+                    partition: Some(message.partition()),
+                    offset: Some(message.offset()),
+                    txn: Some(txn),
+                    error: None,
+                },
+            ),
+            Err((error, _)) => (
+                Kind::Info,
+                Event::Send {
+                    id,
+                    partition: None,
+                    offset: None,
+                    txn: Some(txn),
+                    error: Some(error.to_string()),
+                },
+            ),
+        };
+        self.recorder.record(kind, Process::Producer, event);
+    }
+}
+
+type TxnProducer = rdkafka::producer::ThreadedProducer<TxnContext>;
+
+/// Creates a transactional producer and registers its transactional id, which fences any
+/// previous instance and aborts its open transaction.
+fn new_txn_producer(settings: &Settings, recorder: &Arc<Recorder>) -> Result<TxnProducer> {
+    use rdkafka::producer::Producer as _;
+    let mut settings = settings.clone();
+    for (name, value) in PRODUCER_SETTINGS {
+        settings = settings.set(*name, *value);
+    }
+    let producer: TxnProducer = settings
+        .producer_config(Guarantee::ExactlyOnce)?
+        .create_with_context(TxnContext {
+            recorder: recorder.clone(),
+        })
+        .context("create the transactional producer")?;
+    producer
+        .init_transactions(TXN_CALL_TIMEOUT)
+        .context("init transactions")?;
+    Ok(producer)
+}
+
+/// How a transaction attempt ended.
+enum TxnEnd {
+    Committed,
+    /// The producer-crash nemesis struck with the transaction open (its records flushed).
+    Crashed,
+    /// Aborted (the abort was acknowledged): its records must be sent again.
+    Aborted(String),
+    /// Outcome unknown (a fatal error, a failed abort): a new producer instance fences this one.
+    Unknown(String),
+}
+
+/// The exactly-once producer: the paced records, then the burst, in transactions of
+/// [`TXN_RECORDS`]; a transaction that did not commit is sent again in a new one. Under the
+/// producer-crash profile the producer dies inside a transaction (its records flushed to the
+/// log) and a new instance with the same transactional id takes over.
+fn produce_transactions(
+    settings: &Settings,
+    spec: &RunSpec,
+    recorder: &Arc<Recorder>,
+    shared: &Shared,
+    progress: ProgressFn<'_>,
+) -> Result<()> {
+    let params = &spec.params;
+    let settings = settings
+        .clone()
+        .transactional_id(format!("{}-txn", spec.group));
+    let crashes = |profile: Profile| -> Vec<u64> {
+        if spec.profile != profile {
+            return Vec::new();
+        }
+        let n = u64::from(params.consumer_crashes);
+        (1..=n)
+            .map(|k| params.paced_records * k / (n + 1))
+            .collect()
+    };
+    let consumer_crash_at = crashes(Profile::ConsumerCrash);
+    let mut producer_crash_at = crashes(Profile::ProducerCrash);
+    let ids: Vec<u64> = params.paced_ids().chain(params.burst_ids()).collect();
+    let started = Instant::now();
+    let mut producer = new_txn_producer(&settings, recorder)?;
+    let mut txn = 0u64;
+    for chunk in ids.chunks(TXN_RECORDS) {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            if attempts > TXN_ATTEMPTS_MAX {
+                bail!(
+                    "records {}.. did not commit in {TXN_ATTEMPTS_MAX} transactions",
+                    chunk[0]
+                );
+            }
+            txn += 1;
+            recorder.record(
+                Kind::Invoke,
+                Process::Producer,
+                Event::Txn {
+                    txn,
+                    ids: chunk.to_vec(),
+                    error: None,
+                },
+            );
+            let crash = producer_crash_at
+                .first()
+                .is_some_and(|at| chunk.contains(at));
+            let attempt = TxnAttempt {
+                producer: &producer,
+                spec,
+                recorder,
+                shared,
+                txn,
+                started,
+                crash,
+                consumer_crash_at: &consumer_crash_at,
+            };
+            let end = attempt.run(chunk);
+            let txn_end = |kind: Kind, error: Option<String>| {
+                recorder.record(
+                    kind,
+                    Process::Producer,
+                    Event::Txn {
+                        txn,
+                        ids: Vec::new(),
+                        error,
+                    },
+                );
+            };
+            match end {
+                TxnEnd::Committed => {
+                    txn_end(Kind::Ok, None);
+                    break;
+                }
+                TxnEnd::Aborted(error) => txn_end(Kind::Fail, Some(error)),
+                TxnEnd::Crashed => {
+                    producer_crash_at.remove(0);
+                    recorder.record(Kind::Invoke, Process::Nemesis, Event::CrashProducer {});
+                    drop(producer);
+                    recorder.record(Kind::Info, Process::Nemesis, Event::CrashProducer {});
+                    producer = new_txn_producer(&settings, recorder)?;
+                    // The successor's InitProducerId fenced the crashed instance and aborted
+                    // its open transaction.
+                    txn_end(
+                        Kind::Fail,
+                        Some(
+                            "the producer crashed; its successor's init aborted the transaction"
+                                .into(),
+                        ),
+                    );
+                }
+                TxnEnd::Unknown(error) => {
+                    txn_end(Kind::Info, Some(error));
+                    drop(producer);
+                    producer = new_txn_producer(&settings, recorder)?;
+                }
+            }
+        }
+        progress("transactions", chunk[chunk.len() - 1] + 1);
+    }
+    Ok(())
+}
+
+/// One attempt at committing a chunk of records in a transaction.
+struct TxnAttempt<'a> {
+    producer: &'a TxnProducer,
+    spec: &'a RunSpec,
+    recorder: &'a Recorder,
+    shared: &'a Shared,
+    txn: u64,
+    started: Instant,
+    crash: bool,
+    consumer_crash_at: &'a [u64],
+}
+
+impl TxnAttempt<'_> {
+    fn run(&self, chunk: &[u64]) -> TxnEnd {
+        use rdkafka::producer::Producer as _;
+        let producer = self.producer;
+        if let Err(error) = producer.begin_transaction() {
+            return TxnEnd::Unknown(format!("begin transaction: {error}"));
+        }
+        let params = &self.spec.params;
+        let workload = self.spec.row.workload();
+        for (i, &id) in chunk.iter().enumerate() {
+            if self.crash && i == chunk.len() / 2 {
+                // The records sent so far reach the log; the transaction's end never comes.
+                let _ = producer.flush(TXN_CALL_TIMEOUT);
+                return TxnEnd::Crashed;
+            }
+            if id < params.paced_records {
+                let due = self.started
+                    + Duration::from_micros(id * 1_000_000 / params.rate_per_second.max(1));
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            if self.consumer_crash_at.contains(&id) {
+                self.shared
+                    .crashes_requested
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            let invoke = Event::Send {
+                id,
+                partition: None,
+                offset: None,
+                txn: Some(self.txn),
+                error: None,
+            };
+            self.recorder
+                .record(Kind::Invoke, Process::Producer, invoke);
+            let key = workload.key(id);
+            let payload = workload.payload(id, params.payload_bytes);
+            loop {
+                let record = rdkafka::producer::BaseRecord::with_opaque_to(
+                    &self.spec.topic,
+                    Box::new((id, self.txn)),
+                )
+                .key(key.as_bytes())
+                .payload(&payload);
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((rdkafka::error::KafkaError::MessageProduction(code), _))
+                        if code == rdkafka::types::RDKafkaErrorCode::QueueFull =>
+                    {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err((error, _)) => {
+                        let event = Event::Send {
+                            id,
+                            partition: None,
+                            offset: None,
+                            txn: Some(self.txn),
+                            error: Some(error.to_string()),
+                        };
+                        self.recorder.record(Kind::Fail, Process::Producer, event);
+                        return self.abort(format!("send: {error}"));
+                    }
+                }
+            }
+        }
+        let mut retries = 0;
+        loop {
+            match producer.commit_transaction(TXN_CALL_TIMEOUT) {
+                Ok(()) => return TxnEnd::Committed,
+                Err(error) => {
+                    let retriable = matches!(&error, rdkafka::error::KafkaError::Transaction(e) if e.is_retriable());
+                    let requires_abort = matches!(&error, rdkafka::error::KafkaError::Transaction(e) if e.txn_requires_abort());
+                    if retriable && retries < TXN_COMMIT_RETRIES {
+                        retries += 1;
+                        continue;
+                    }
+                    if requires_abort {
+                        return self.abort(format!("commit: {error}"));
+                    }
+                    return TxnEnd::Unknown(format!("commit: {error}"));
+                }
+            }
+        }
+    }
+
+    fn abort(&self, reason: String) -> TxnEnd {
+        use rdkafka::producer::Producer as _;
+        match self.producer.abort_transaction(TXN_CALL_TIMEOUT) {
+            Ok(()) => TxnEnd::Aborted(reason),
+            Err(error) => TxnEnd::Unknown(format!("{reason}; abort: {error}")),
+        }
+    }
 }
 
 fn start_faults(profile: Profile) -> Event {
@@ -586,6 +906,11 @@ struct Crash;
 struct Sink<'a> {
     workload: Workload,
     dedup: Option<Idempotent<MemoryDedupStore>>,
+    /// Exactly-once: the next offset per partition, stored with the effects (in a real system:
+    /// in the same database transaction), so a record read again after a consumer crash (its
+    /// offset never committed) is recognised and not applied twice. Two records written twice
+    /// sit at two offsets and are both applied: producer duplicates stay visible.
+    positions: Option<HashMap<i32, i64>>,
     recorder: &'a Recorder,
     shared: &'a Shared,
 }
@@ -606,12 +931,18 @@ impl Sink<'_> {
             ));
             return;
         };
-        let applied = match self.dedup.as_mut() {
-            Some(dedup) => {
+        let applied = match (self.dedup.as_mut(), self.positions.as_mut()) {
+            (Some(dedup), _) => {
                 let applied = dedup.apply(record, |_| Ok::<(), Crash>(()));
                 matches!(applied, Ok(Applied::Applied))
             }
-            None => true,
+            (None, Some(positions)) => {
+                let next = positions.entry(record.partition).or_insert(0);
+                let applied = record.offset >= *next;
+                *next = (*next).max(record.offset + 1);
+                applied
+            }
+            (None, None) => true,
         };
         let event = Event::Process {
             id,
@@ -645,14 +976,24 @@ fn consume(
     }
     // The at-least-once run is read both ways: every delivery, and the effects that ran.
     let idempotent = row == Row::AtLeastOnce;
+    let exactly_once = row == Row::ExactlyOnce;
+    // Exactly-once reads committed data only and keeps its offsets beside its effects (see
+    // `Sink::positions`); its consumer loop processes, then commits.
+    let guarantee = if exactly_once {
+        settings = settings.set("isolation.level", "read_committed");
+        Guarantee::AtLeastOnce
+    } else {
+        row.guarantee()
+    };
     let mut sink = Sink {
         workload: row.workload(),
         dedup: idempotent.then(|| Idempotent::new(MemoryDedupStore::default(), MessageId::Key)),
+        positions: exactly_once.then(HashMap::new),
         recorder,
         shared,
     };
     for instance in 0.. {
-        match run_instance(&settings, row.guarantee(), topic, instance, &mut sink)? {
+        match run_instance(&settings, guarantee, topic, instance, &mut sink)? {
             InstanceEnd::Stopped => return Ok(()),
             InstanceEnd::Crashed => {
                 let event = Event::CrashConsumer { instance };

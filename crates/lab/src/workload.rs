@@ -133,7 +133,9 @@ impl Row {
 
     pub fn view(self) -> View {
         match self {
-            Row::AtLeastOnceIdempotent => View::Effects,
+            // Exactly-once keeps its offsets with its effects: a record read again after a
+            // consumer crash is delivered twice but applied once.
+            Row::AtLeastOnceIdempotent | Row::ExactlyOnce => View::Effects,
             _ => View::Deliveries,
         }
     }

@@ -181,6 +181,42 @@ fn quick_lab_keeps_the_seeds_promises() {
         assert_ne!(row["verdict"]["kind"], "violated", "{profile}: {row}");
     }
 
+    // Exactly-once: no loss, no duplicates, no aborted reads and the ledger invariant, in every
+    // profile it ran; it ran at least without faults, with lost acks and with a producer crash.
+    if results["target"]["transactions"] == true {
+        let mut ran = Vec::new();
+        for (profile, row) in rows(results, "exactly-once") {
+            if row["status"]["kind"] != "measured" {
+                continue;
+            }
+            let counts = &row["counts"];
+            assert_eq!(
+                counts["lost"], 0,
+                "exactly-once lost under {profile}: {row}"
+            );
+            assert_eq!(
+                counts["duplicated"], 0,
+                "exactly-once duplicated under {profile}: {row}"
+            );
+            assert_eq!(
+                counts["aborted_reads"], 0,
+                "exactly-once under {profile}: {row}"
+            );
+            assert_eq!(
+                row["ledger"]["holds"], true,
+                "ledger under {profile}: {row}"
+            );
+            assert_ne!(row["verdict"]["kind"], "violated", "{profile}: {row}");
+            ran.push(profile);
+        }
+        for profile in ["none", "lost-acks", "producer-crash"] {
+            assert!(
+                ran.contains(&profile),
+                "exactly-once did not run under {profile}"
+            );
+        }
+    }
+
     // Exactly-once is not faked: without the transaction APIs its rows say so.
     if results["target"]["transactions"] == false {
         for (profile, row) in rows(results, "exactly-once") {
