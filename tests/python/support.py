@@ -264,12 +264,20 @@ def segment_batches(data_dir, topic, partition):
 
 
 def check_segments(data_dir, topic, expected, codec):
-    """Batches on disk are contiguous, CRC-valid, and compressed exactly as the client sent them."""
+    """Batches on disk are contiguous, CRC-valid, and stored with the codec the client chose.
+
+    A client may send a batch uncompressed when compressing would not make it smaller
+    (kafka-python does this for a small last batch), so each batch must carry the requested codec
+    or none, and most of the data must carry the requested one."""
     for partition in range(expected.partitions):
         batches = segment_batches(data_dir, topic, partition)
         next_offset = 0
+        compressed_records = 0
         for base_offset, attributes, count in batches:
             assert base_offset == next_offset, (partition, base_offset, next_offset)
-            assert attributes & 0x7 == CODEC_IDS[codec], (partition, base_offset, attributes)
+            assert attributes & 0x7 in (CODEC_IDS[codec], 0), (partition, base_offset, attributes)
+            if attributes & 0x7 == CODEC_IDS[codec]:
+                compressed_records += count
             next_offset += count
         assert next_offset == len(expected.seqs(partition)), (partition, next_offset)
+        assert compressed_records * 2 > next_offset, (partition, "mostly not in the requested codec")
