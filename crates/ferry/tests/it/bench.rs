@@ -61,7 +61,10 @@ fn check_report(report: &Value) {
     for row in results {
         for (name, value) in row["metrics"].as_object().expect("metrics object") {
             let value = value.as_f64().unwrap_or(f64::NAN);
-            assert!(value.is_finite() && value >= 0.0, "{name} = {value} in {row}");
+            assert!(
+                value.is_finite() && value >= 0.0,
+                "{name} = {value} in {row}"
+            );
         }
     }
     for (workload, metric) in FERRY_WORKLOADS {
@@ -76,12 +79,18 @@ fn check_report(report: &Value) {
         .iter()
         .find(|r| r["target"] == "ferry" && r["workload"] == "produce_1kib_txn")
         .expect("a transactions row, measured or not available");
-    assert!(txn["status"] == "ok" || txn["status"] == "not_available", "{txn}");
+    assert!(
+        txn["status"] == "ok" || txn["status"] == "not_available",
+        "{txn}"
+    );
     let checks = report["design_targets"].as_array().expect("design targets");
     assert_eq!(checks.len(), 5);
     for check in checks {
         let verdict = check["verdict"].as_str().unwrap_or("");
-        assert!(["met", "missed", "not_measured"].contains(&verdict), "{check}");
+        assert!(
+            ["met", "missed", "not_measured"].contains(&verdict),
+            "{check}"
+        );
     }
 }
 

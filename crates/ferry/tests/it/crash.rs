@@ -140,7 +140,13 @@ async fn corruption_in_synced_data_refuses_to_start() {
     for i in 0..50 {
         let (key, value) = record(0, i);
         producer
-            .send(FutureRecord::to("corrupt").partition(0).key(&key).payload(&value), Duration::from_secs(10))
+            .send(
+                FutureRecord::to("corrupt")
+                    .partition(0)
+                    .key(&key)
+                    .payload(&value),
+                Duration::from_secs(10),
+            )
             .await
             .map_err(|(e, _)| e)
             .unwrap();
@@ -166,9 +172,18 @@ async fn corruption_in_synced_data_refuses_to_start() {
         .output()
         .expect("run ferry");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "ferry started on corrupt synced data");
-    assert!(stderr.contains("corrupt") || stderr.contains("Corrupt"), "unclear message: {stderr}");
-    assert!(stderr.contains("corrupt-0"), "message does not name the partition: {stderr}");
+    assert!(
+        !output.status.success(),
+        "ferry started on corrupt synced data"
+    );
+    assert!(
+        stderr.contains("corrupt") || stderr.contains("Corrupt"),
+        "unclear message: {stderr}"
+    );
+    assert!(
+        stderr.contains("corrupt-0"),
+        "message does not name the partition: {stderr}"
+    );
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

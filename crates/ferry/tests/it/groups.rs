@@ -494,7 +494,10 @@ async fn members_carry_on_after_a_broker_kill9() {
     let mut seen = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen < 60 {
-        assert!(Instant::now() < deadline, "only {seen} of 60 records consumed after the restart");
+        assert!(
+            Instant::now() < deadline,
+            "only {seen} of 60 records consumed after the restart"
+        );
         for m in [&a, &b] {
             // Offset 0 of each partition was written before the kill; the rest after.
             if let Some(Ok(message)) = m.poll(Duration::from_millis(50)) {

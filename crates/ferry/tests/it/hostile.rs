@@ -121,14 +121,22 @@ async fn hostile_frames_close_only_their_connection() {
 
     // A known API on an unadvertised version (Produce v2 would drop idempotence).
     let mut stream = connect(&ferry);
-    let mut frame = request_frame(ApiKey::Produce, 3, &RequestKind::Produce(Default::default()));
+    let mut frame = request_frame(
+        ApiKey::Produce,
+        3,
+        &RequestKind::Produce(Default::default()),
+    );
     frame[6..8].copy_from_slice(&2i16.to_be_bytes());
     stream.write_all(&frame).unwrap();
     assert!(closed_by_broker(stream), "Produce v2");
 
     // A body that does not decode: Metadata v1 with one topic whose name claims 100 bytes.
     let mut stream = connect(&ferry);
-    let mut frame = request_frame(ApiKey::Metadata, 1, &RequestKind::Metadata(Default::default()));
+    let mut frame = request_frame(
+        ApiKey::Metadata,
+        1,
+        &RequestKind::Metadata(Default::default()),
+    );
     let count_at = frame.len() - 4;
     frame[count_at..].copy_from_slice(&1i32.to_be_bytes());
     frame.extend_from_slice(&[0, 100, b'x', b'y']);
@@ -142,7 +150,11 @@ async fn hostile_frames_close_only_their_connection() {
     // 16-byte body. The codec sizes its Vec from the claim; the broker must close the
     // connection, not abort.
     let mut stream = connect(&ferry);
-    let mut frame = request_frame(ApiKey::Metadata, 1, &RequestKind::Metadata(Default::default()));
+    let mut frame = request_frame(
+        ApiKey::Metadata,
+        1,
+        &RequestKind::Metadata(Default::default()),
+    );
     let count_at = frame.len() - 4;
     frame[count_at..].copy_from_slice(&i32::MAX.to_be_bytes());
     stream.write_all(&frame).unwrap();
