@@ -89,10 +89,19 @@ async fn read_loop(
             let _ = queue.send(Pending::Close(reason)).await;
             return;
         }
-        let mut body = BytesMut::zeroed(length as usize);
-        if reader.read_exact(&mut body).await.is_err() {
-            tracing::warn!(%peer, length, "connection closed in the middle of a frame");
-            return;
+        // Read into spare capacity instead of zero-filling the buffer first (up to 100 MiB per
+        // frame); `take` keeps the next frame's bytes in the socket.
+        let length = length as usize;
+        let mut body = BytesMut::with_capacity(length);
+        let mut frame = (&mut reader).take(length as u64);
+        while body.len() < length {
+            match frame.read_buf(&mut body).await {
+                Ok(read) if read > 0 => {}
+                _ => {
+                    tracing::warn!(%peer, length, "connection closed in the middle of a frame");
+                    return;
+                }
+            }
         }
         let pending = match request_pending(shared, body, peer) {
             Ok(Some(pending)) => pending,
