@@ -5,6 +5,9 @@
 
 use std::sync::Arc;
 
+use broker::TopicPartition;
+use storage::SyncWork;
+
 use crate::{fatal, Shared};
 
 pub(crate) async fn run(shared: Arc<Shared>) {
@@ -29,27 +32,52 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// One fsync round.
+/// One fsync round: every dirty log's data fsyncs run at once (the disk merges concurrent
+/// journal commits), the covered `acks=all` responses are released, and only then are the
+/// recovery-point checkpoints written, so their two extra fsyncs never delay an acknowledgement.
 async fn round(shared: &Arc<Shared>) {
     let (ticket, work) = shared.broker().take_sync_work();
-    let synced = tokio::task::spawn_blocking(move || {
-        let mut synced = Vec::with_capacity(work.len());
-        for (partition, sync) in work {
-            if let Err(error) = sync.run() {
-                fatal(format!("fsync {}-{}: {error}", partition.0, partition.1));
-            }
-            synced.push((partition, sync.offset()));
-        }
-        synced
-    })
-    .await;
-    let synced = match synced {
-        Ok(synced) => synced,
-        Err(error) => fatal(format!("group commit fsync task failed: {error}")),
-    };
-    shared.broker().mark_synced(synced);
+    let work: Vec<_> = work.into_iter().map(Arc::new).collect();
+    run_all(&work, |sync| sync.run_data(), "fsync").await;
     shared.synced.send_replace(ticket);
-    after_sync(&shared, ticket);
+    let checkpoints: Vec<_> = work
+        .iter()
+        .filter(|item| item.1.has_checkpoint())
+        .cloned()
+        .collect();
+    run_all(&checkpoints, |sync| sync.run_checkpoint(), "recovery point").await;
+    let synced = work
+        .iter()
+        .map(|item| (item.0.clone(), item.1.offset()))
+        .collect();
+    shared.broker().mark_synced(synced);
+    after_sync(shared, ticket);
+}
+
+/// Runs `step` for every log's work on the blocking pool, all at once; any failure is fatal
+/// (after a failed fsync the kernel may have dropped the dirty pages).
+async fn run_all(
+    work: &[Arc<(TopicPartition, SyncWork)>],
+    step: fn(&SyncWork) -> std::io::Result<()>,
+    what: &'static str,
+) {
+    let tasks: Vec<_> = work
+        .iter()
+        .map(|item| {
+            let item = item.clone();
+            tokio::task::spawn_blocking(move || {
+                let ((topic, partition), sync) = &*item;
+                if let Err(error) = step(sync) {
+                    fatal(format!("{what} {topic}-{partition}: {error}"));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        if let Err(error) = task.await {
+            fatal(format!("group commit {what} task failed: {error}"));
+        }
+    }
 }
 
 /// Lets the transaction pipeline take its next steps now that `ticket` is durable; what it

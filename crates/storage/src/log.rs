@@ -111,6 +111,14 @@ impl SyncWork {
     /// stop: after a failed fsync the kernel may have dropped the dirty pages, so a retry that
     /// succeeds proves nothing.
     pub fn run(&self) -> io::Result<()> {
+        self.run_data()?;
+        self.run_checkpoint()
+    }
+
+    /// The fsyncs of data and directory entries: once they succeeded, everything below
+    /// `offset` is durable and may be acknowledged. `run_checkpoint` must follow before
+    /// `mark_synced`, but acknowledgements need not wait for it.
+    pub fn run_data(&self) -> io::Result<()> {
         for (path, file) in &self.files {
             file.sync_data()
                 .map_err(|e| with_context(e, "sync file", path))?;
@@ -120,6 +128,18 @@ impl SyncWork {
                 .sync_dir(&self.dir)
                 .map_err(|e| with_context(e, "sync directory", &self.dir))?;
         }
+        Ok(())
+    }
+
+    /// Whether `run_checkpoint` has anything to write.
+    pub fn has_checkpoint(&self) -> bool {
+        self.recovery_point.is_some()
+    }
+
+    /// Writes the recovery point (about once a second per busy log): a temporary file, its
+    /// fsync, a rename and a directory fsync. It only speeds up the next start, so it runs after
+    /// `run_data` and off the acknowledgement path.
+    pub fn run_checkpoint(&self) -> io::Result<()> {
         if let Some(offset) = self.recovery_point {
             checkpoint::write(self.disk.as_ref(), &self.dir, RECOVERY_POINT_FILE, offset).map_err(
                 |error| match error {

@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use wire::batch::{BatchError, BatchView, HEADER_BYTES};
+use wire::batch::{BatchError, BatchSpan, BatchView, HEADER_BYTES};
 
 use crate::disk::{Disk, DiskFile};
 use crate::error::LogError;
@@ -216,31 +216,36 @@ impl Segment {
     /// The position of the batch holding `offset` (or the first batch after it), None if the
     /// segment ends before it.
     pub fn position_of(&self, offset: i64) -> Result<Option<u64>, LogError> {
-        let start = self
+        let mut position = self
             .index
             .lookup(self.relative(offset.max(self.base_offset)))
-            .map_or(0, |e| e.position);
-        let mut cursor = Cursor::new(
-            self.log.as_ref(),
-            self.size_bytes,
-            start as u64,
-            SCAN_CHUNK_BYTES,
-        );
-        loop {
-            match cursor
-                .next()
-                .map_err(LogError::io("read segment", &self.log_path))?
-            {
-                Step::End => return Ok(None),
-                Step::Batch(position, view) if view.last_offset() >= offset => {
-                    return Ok(Some(position))
-                }
-                Step::Batch(..) => {}
-                Step::Invalid { position, reason } => {
-                    return Err(LogError::corrupt(&self.log_path, position, reason))
-                }
+            .map_or(0, |e| e.position as u64);
+        // Hop header to header: the bodies are read (and verified) by `read_into` only.
+        let mut header = [0u8; HEADER_BYTES];
+        while position < self.size_bytes {
+            let available = self.size_bytes - position;
+            if available < HEADER_BYTES as u64 {
+                let reason = format!("{available} bytes at the end are not a batch header");
+                return Err(LogError::corrupt(&self.log_path, position, reason));
             }
+            self.log
+                .read_exact_at(position, &mut header)
+                .map_err(LogError::io("read segment", &self.log_path))?;
+            let span = BatchSpan::parse(&header)
+                .map_err(|error| LogError::corrupt(&self.log_path, position, error.to_string()))?;
+            if span.total_bytes as u64 > available {
+                let reason = format!(
+                    "batch needs {} bytes, the segment has {available} left",
+                    span.total_bytes
+                );
+                return Err(LogError::corrupt(&self.log_path, position, reason));
+            }
+            if span.last_offset >= offset {
+                return Ok(Some(position));
+            }
+            position += span.total_bytes as u64;
         }
+        Ok(None)
     }
 
     /// The first batch ending at or after `offset_min` whose max timestamp is at or after

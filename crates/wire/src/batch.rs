@@ -61,6 +61,44 @@ pub struct RecordView<'a> {
     pub value: Option<&'a [u8]>,
 }
 
+/// Where a batch lies, as its header says: enough to hop from batch to batch reading only
+/// headers (`HEADER_BYTES` each) rather than whole batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSpan {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub total_bytes: usize,
+}
+
+impl BatchSpan {
+    /// Reads the header at the start of `bytes` (at least `HEADER_BYTES`; the body need not
+    /// be present), checking the magic and that the length covers the header.
+    pub fn parse(bytes: &[u8]) -> Result<BatchSpan, BatchError> {
+        if bytes.len() < HEADER_BYTES {
+            return Err(BatchError::Truncated {
+                available: bytes.len(),
+                needed: HEADER_BYTES,
+            });
+        }
+        let header = BatchView {
+            bytes: &bytes[..HEADER_BYTES],
+        };
+        let magic = header.magic();
+        if magic != MAGIC_V2 {
+            return Err(BatchError::Magic(magic));
+        }
+        let length = header.batch_length();
+        if length < (HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 {
+            return Err(BatchError::Length(length));
+        }
+        Ok(BatchSpan {
+            base_offset: header.base_offset(),
+            last_offset: header.last_offset(),
+            total_bytes: header.total_bytes(),
+        })
+    }
+}
+
 /// A view of one v2 batch at the start of `bytes` (which may hold more batches after it).
 #[derive(Clone, Copy)]
 pub struct BatchView<'a> {
@@ -71,22 +109,7 @@ impl<'a> BatchView<'a> {
     /// Views the batch at the start of `bytes`, checking that the header and the whole body are
     /// present and that the magic is 2. The CRC is checked separately by [`BatchView::verify_crc`].
     pub fn parse(bytes: &'a [u8]) -> Result<BatchView<'a>, BatchError> {
-        if bytes.len() < HEADER_BYTES {
-            return Err(BatchError::Truncated {
-                available: bytes.len(),
-                needed: HEADER_BYTES,
-            });
-        }
-        let view = BatchView { bytes };
-        let magic = view.magic();
-        if magic != MAGIC_V2 {
-            return Err(BatchError::Magic(magic));
-        }
-        let length = view.batch_length();
-        if length < (HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 {
-            return Err(BatchError::Length(length));
-        }
-        let total = view.total_bytes();
+        let total = BatchSpan::parse(bytes)?.total_bytes;
         if bytes.len() < total {
             return Err(BatchError::Truncated {
                 available: bytes.len(),
