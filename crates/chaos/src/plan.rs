@@ -297,7 +297,18 @@ impl Plan {
     /// The seed's lost acknowledgement: produce and offset-commit responses are dropped with
     /// `probability` while their requests still reach the broker.
     pub fn lost_acks(seed: u64, probability: f64) -> Plan {
-        let rule = FaultRule::always(Direction::Response, Action::DropFrame)
+        Plan::acks_lost_by(seed, probability, Action::DropFrame)
+    }
+
+    /// Like [`Plan::lost_acks`], but the lost response also ends its connection, which is how a
+    /// lost acknowledgement looks over TCP: a connection never loses one frame and delivers the
+    /// next, so clients (librdkafka's idempotent producer among them) assume it does not.
+    pub fn lost_acks_with_reset(seed: u64, probability: f64) -> Plan {
+        Plan::acks_lost_by(seed, probability, Action::CutConnection)
+    }
+
+    fn acks_lost_by(seed: u64, probability: f64, action: Action) -> Plan {
+        let rule = FaultRule::always(Direction::Response, action)
             .for_api_keys(&[
                 api_key::PRODUCE,
                 api_key::OFFSET_COMMIT,
@@ -312,8 +323,17 @@ impl Plan {
 
     /// Every frame in either direction is lost with `probability`.
     pub fn lossy_network(seed: u64, probability: f64) -> Plan {
-        let rule =
-            FaultRule::always(Direction::Both, Action::DropFrame).with_probability(probability);
+        Plan::frames_lost_by(seed, probability, Action::DropFrame)
+    }
+
+    /// Like [`Plan::lossy_network`], but a lost frame also ends its connection, as a loss that
+    /// TCP cannot repair shows itself to a client.
+    pub fn lossy_network_with_reset(seed: u64, probability: f64) -> Plan {
+        Plan::frames_lost_by(seed, probability, Action::CutConnection)
+    }
+
+    fn frames_lost_by(seed: u64, probability: f64, action: Action) -> Plan {
+        let rule = FaultRule::always(Direction::Both, action).with_probability(probability);
         Plan {
             seed,
             rules: vec![rule],

@@ -65,11 +65,11 @@ impl Profile {
         match self {
             Profile::None => "the baseline: nothing is injected".into(),
             Profile::LostAcks => format!(
-                "the proxy drops {} of produce and offset-commit responses; the broker did the work",
+                "the proxy loses {} of produce/commit responses, resetting the connection",
                 pct(params.lost_acks_probability)
             ),
             Profile::LossyNetwork => format!(
-                "the proxy drops {} of all frames, both ways",
+                "the proxy loses {} of all frames, both ways, and resets their connection",
                 pct(params.lossy_probability)
             ),
             Profile::DuplicatingNetwork => format!(
@@ -95,8 +95,8 @@ impl Profile {
     /// The proxy plan during the run; process faults (kill, crash) run with no proxy faults.
     pub fn plan(self, seed: u64, params: &Params) -> Plan {
         match self {
-            Profile::LostAcks => Plan::lost_acks(seed, params.lost_acks_probability),
-            Profile::LossyNetwork => Plan::lossy_network(seed, params.lossy_probability),
+            Profile::LostAcks => Plan::lost_acks_with_reset(seed, params.lost_acks_probability),
+            Profile::LossyNetwork => Plan::lossy_network_with_reset(seed, params.lossy_probability),
             Profile::DuplicatingNetwork => {
                 Plan::duplicating_network(seed, params.duplicate_probability)
             }
@@ -186,7 +186,7 @@ impl Params {
         Params {
             partitions: 3,
             paced_records: 600,
-            rate_per_second: 1_000,
+            rate_per_second: 2_000,
             burst_records: 3_000,
             payload_bytes: 100,
             lost_acks_probability: 0.08,

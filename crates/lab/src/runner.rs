@@ -44,7 +44,7 @@ const WARM_UP_TAG: usize = usize::MAX;
 /// The most partitions a run may use (bounds the warm-up tags).
 const PARTITIONS_MAX: usize = 1024;
 /// How often the draining consumer asks for high watermarks and committed offsets.
-const DRAIN_CHECK_INTERVAL: Duration = Duration::from_millis(300);
+const DRAIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// Time allowed for watermark and committed-offset requests while draining.
 const DRAIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most distinct notes a run keeps.

@@ -300,9 +300,9 @@ mod tests {
     fn the_table_reads() {
         expect_test::expect![[r#"
             ferry lab · quick · seed 7 · embedded broker 127.0.0.1:1 via proxy 127.0.0.1:2
-            each run: 600 records at 1000/s (latency), then 3000 as fast as possible (throughput), 3 partitions
+            each run: 600 records at 2000/s (latency), then 3000 as fast as possible (throughput), 3 partitions
 
-            ━━ lost acks ━━ the proxy drops 8% of produce and offset-commit responses; the broker did the work
+            ━━ lost acks ━━ the proxy loses 8% of produce/commit responses, resetting the connection
              guarantee             data loss  duplicates    p50/p99/p999 ms  rec/s mechanism
              at-most-once          12 0.33%   0             2.1/8.0/12       45.1k acks=0 · commit, then process
              at-least-once         0          37 1.03%      3.4/15/1.2s      30.2k acks=all+retry · commit after
