@@ -237,19 +237,38 @@ impl Broker {
             topics,
             producers,
             transactions,
+            groups,
             ..
         } = self;
         let transactions = transactions.as_mut().expect("broker used after close");
         let exists = |topic: &str, partition: i32| topics.partition(topic, partition).is_some();
+        let groups = groups
+            .as_ref()
+            .expect("broker used after close")
+            .coordinator();
+        // KIP-447: TxnOffsetCommit's member fields are checked as OffsetCommit's are.
+        let members = |m: &txn::GroupMember| {
+            groups.validate_txn_offset_commit(
+                now,
+                m.group_id,
+                m.member_id,
+                m.group_instance_id,
+                m.generation_id,
+            )
+        };
         let mut allocate = || {
             producers
                 .allocate()
                 .unwrap_or_else(|error| panic!("allocate a producer id: {error}"))
         };
-        let output =
-            transactions
-                .coordinator_mut()
-                .handle(now, &context, body, &mut allocate, &exists);
+        let output = transactions.coordinator_mut().handle(
+            now,
+            &context,
+            body,
+            &mut allocate,
+            &exists,
+            &members,
+        );
         self.apply_txn_output(output, now_ms)
     }
 

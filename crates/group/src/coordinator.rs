@@ -660,6 +660,33 @@ impl GroupCoordinator {
         .unwrap_or_default()
     }
 
+    /// KIP-447's fencing of a TxnOffsetCommit: its generation, member id and group instance id
+    /// are checked against the group as an OffsetCommit's are (Kafka's `doTxnCommitOffsets`), so a
+    /// zombie that lost its partitions in a rebalance cannot commit offsets for them. Returns
+    /// ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID (or COORDINATOR_NOT_AVAILABLE for
+    /// a dead group), or `None` when the commit may go on. A group this coordinator does not know
+    /// is checked as the empty group Kafka creates for it: only a commit without member fields
+    /// (TxnOffsetCommit before v3) passes. Changes nothing.
+    pub fn validate_txn_offset_commit(
+        &self,
+        now_ms: u64,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Option<ResponseError> {
+        let who = Committer {
+            member_id,
+            instance_id,
+            generation_id,
+        };
+        match self.groups.get(group_id.as_bytes()) {
+            Some(group) => group.validate_offset_commit(&who, true),
+            None => Group::new(StrBytes::from_string(group_id.to_owned()), now_ms)
+                .validate_offset_commit(&who, true),
+        }
+    }
+
     /// Every group, ordered by id.
     pub fn groups(&self) -> Vec<GroupOverview> {
         self.groups

@@ -3,6 +3,7 @@
 //! and the marker and offset actions it must then carry out).
 
 use bytes::BytesMut;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
     AddPartitionsToTxnResponse, ApiKey, DescribeTransactionsRequest, DescribeTransactionsResponse,
@@ -44,6 +45,22 @@ impl<F: FnMut() -> i64> ProducerIdSource for F {
 /// Whether a topic partition exists (AddPartitionsToTxn and TxnOffsetCommit answer
 /// UNKNOWN_TOPIC_OR_PARTITION for the others, as Kafka's request handlers do).
 pub type PartitionExists<'a> = &'a dyn Fn(&str, i32) -> bool;
+
+/// The consumer-group member fields of a TxnOffsetCommit v3+ (KIP-447). Before v3 a request
+/// carries none: generation -1, an empty member id and no instance id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupMember<'a> {
+    pub group_id: &'a str,
+    pub member_id: &'a str,
+    pub group_instance_id: Option<&'a str>,
+    pub generation_id: i32,
+}
+
+/// The group coordinator's verdict on a TxnOffsetCommit's member fields (KIP-447):
+/// ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID, or `None` to go on. The broker
+/// asks its group coordinator, which checks OffsetCommit the same way; this crate knows nothing
+/// of group membership.
+pub type MemberCheck<'a> = &'a dyn Fn(&GroupMember) -> Option<ResponseError>;
 
 /// The transaction requests the coordinator answers, for callers that prefer one entry point
 /// ([`TxnCoordinator::handle`](crate::TxnCoordinator::handle)).

@@ -27,8 +27,8 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 
 use crate::api::{
-    GroupOffsets, Output, PartitionExists, ProducerIdSource, Request, RequestContext, Response,
-    TxnOffset,
+    GroupMember, GroupOffsets, MemberCheck, Output, PartitionExists, ProducerIdSource, Request,
+    RequestContext, Response, TxnOffset,
 };
 use crate::coordinator::{fenced, ms, TxnCoordinator};
 use crate::record::{Record, StagedOffset, TopicPartition, TxnValue};
@@ -40,6 +40,8 @@ const ADD_PARTITIONS_FENCED_VERSION: i16 = 2;
 const ADD_OFFSETS_FENCED_VERSION: i16 = 2;
 const END_TXN_FENCED_VERSION: i16 = 2;
 const TXN_OFFSET_COMMIT_FENCED_VERSION: i16 = 3;
+/// First TxnOffsetCommit version with the group generation, member id and instance id.
+const KIP_447_VERSION: i16 = 3;
 
 /// A producer id and epoch a KIP-360 InitProducerId (v3+) says its producer holds.
 type Expected = Option<(i64, i16)>;
@@ -53,6 +55,7 @@ impl TxnCoordinator {
         request: Request,
         ids: &mut dyn ProducerIdSource,
         exists: PartitionExists,
+        members: MemberCheck,
     ) -> Output {
         match request {
             Request::InitProducerId(r) => self.handle_init_producer_id(now_ms, ctx, r, ids),
@@ -61,7 +64,9 @@ impl TxnCoordinator {
             }
             Request::AddOffsetsToTxn(r) => self.handle_add_offsets_to_txn(now_ms, ctx, r),
             Request::EndTxn(r) => self.handle_end_txn(now_ms, ctx, r),
-            Request::TxnOffsetCommit(r) => self.handle_txn_offset_commit(now_ms, ctx, r, exists),
+            Request::TxnOffsetCommit(r) => {
+                self.handle_txn_offset_commit(now_ms, ctx, r, exists, members)
+            }
             Request::ListTransactions(r) => self.handle_list_transactions(now_ms, ctx, r),
             Request::DescribeTransactions(r) => self.handle_describe_transactions(now_ms, ctx, r),
         }
@@ -455,18 +460,20 @@ impl TxnCoordinator {
     /// TxnOffsetCommit v0–3: stages the offsets in the transaction (durably, in the transaction
     /// log), to be committed to the group by the commit markers.
     ///
-    /// Kafka's group coordinator answers this request; its member checks (KIP-447 generation,
-    /// member id, instance id) stay with ferry's group coordinator, which the broker asks first.
-    /// This handler checks the transaction as Kafka's transaction verification does (KIP-890): the
+    /// The transaction is checked first, as Kafka's transaction verification does (KIP-890): the
     /// producer must own the transactional id with this epoch, and the group must have been added
     /// with AddOffsetsToTxn; otherwise INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED
-    /// (INVALID_PRODUCER_EPOCH before v3), CONCURRENT_TRANSACTIONS or INVALID_TXN_STATE.
+    /// (INVALID_PRODUCER_EPOCH before v3), CONCURRENT_TRANSACTIONS or INVALID_TXN_STATE. Then
+    /// `members`, the group coordinator, checks the generation, member id and instance id of v3
+    /// (KIP-447), so a consumer that lost its partitions in a rebalance cannot commit offsets for
+    /// them; then the metadata size. Unknown partitions fail before all of it, as in Kafka.
     pub fn handle_txn_offset_commit(
         &mut self,
         now_ms: u64,
         ctx: &RequestContext,
         req: TxnOffsetCommitRequest,
         exists: PartitionExists,
+        members: MemberCheck,
     ) -> Output {
         self.assert_recovered();
         let mut out = Output::default();
@@ -484,6 +491,7 @@ impl TxnCoordinator {
             .err()
             .map(|e| fenced_as(e, ctx.api_version, TXN_OFFSET_COMMIT_FENCED_VERSION))
         };
+        let request_error = txn_error.or_else(|| members(&group_member(ctx, &req)));
         let id = owned(&req.transactional_id.0);
         let mut staged = Vec::new();
         let mut r = TxnOffsetCommitResponse::default();
@@ -497,12 +505,10 @@ impl TxnCoordinator {
                     .map_or_else(StrBytes::new, owned);
                 let error = if !exists(&topic.name.0, p.partition_index) {
                     Some(ResponseError::UnknownTopicOrPartition)
-                } else if let Some(e @ ResponseError::InvalidGroupId) = txn_error {
-                    Some(e)
+                } else if request_error.is_some() {
+                    request_error
                 } else if metadata.len() > self.config.offset_metadata_max_bytes {
                     Some(ResponseError::OffsetMetadataTooLarge)
-                } else if txn_error.is_some() {
-                    txn_error
                 } else {
                     let key = (group_id.clone(), owned(&topic.name.0), p.partition_index);
                     let offset = StagedOffset {
@@ -588,6 +594,17 @@ impl TxnCoordinator {
         });
         offsets.insert(key, offset);
         None
+    }
+}
+
+/// The member fields of a TxnOffsetCommit; v0–2 carry none (KIP-447 came with v3).
+fn group_member<'a>(ctx: &RequestContext, req: &'a TxnOffsetCommitRequest) -> GroupMember<'a> {
+    let v3 = ctx.api_version >= KIP_447_VERSION;
+    GroupMember {
+        group_id: &req.group_id.0,
+        member_id: if v3 { &req.member_id } else { "" },
+        group_instance_id: req.group_instance_id.as_deref().filter(|_| v3),
+        generation_id: if v3 { req.generation_id } else { -1 },
     }
 }
 

@@ -42,8 +42,8 @@ mod state;
 
 pub use admin::GROUP_LOG_TOPIC;
 pub use api::{
-    EncodeError, GroupOffsets, MarkerRequest, Output, PartitionExists, ProducerIdSource, Request,
-    RequestContext, Response, ResponseToken, TxnOffset,
+    EncodeError, GroupMember, GroupOffsets, MarkerRequest, MemberCheck, Output, PartitionExists,
+    ProducerIdSource, Request, RequestContext, Response, ResponseToken, TxnOffset,
 };
 pub use config::{
     TxnConfig, OFFSET_METADATA_MAX_BYTES_DEFAULT, TRANSACTIONAL_IDS_MAX_DEFAULT,

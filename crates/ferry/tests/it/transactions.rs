@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
@@ -428,4 +429,87 @@ fn consume_transform_produce_without_transactions_duplicates() {
     );
     assert_eq!(distinct.len(), 300, "nothing lost");
     assert!(out.len() > 300, "the control shows no duplicates");
+}
+
+/// KIP-447 with librdkafka: the group metadata a consumer held before a rebalance is stale, so
+/// `send_offsets_to_transaction` with it fails with ILLEGAL_GENERATION (a zombie that lost its
+/// partitions cannot commit offsets for them); the control, the same call with the metadata
+/// after the rebalance, commits.
+#[test]
+fn a_consumer_fenced_by_a_rebalance_cannot_commit_transactional_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(
+        dir.path(),
+        &["num.partitions=2", "group.initial.rebalance.delay.ms=0"],
+    );
+    let bootstrap = ferry.bootstrap();
+    let input = "kip447-in";
+    let feeder = transactional_producer(&bootstrap, "kip447-feeder");
+    feeder.begin_transaction().unwrap();
+    send(&feeder, input, "x");
+    feeder.commit_transaction(TIMEOUT).unwrap();
+
+    let first = consumer(&bootstrap, "kip447", "read_committed");
+    first.subscribe(&[input]).unwrap();
+    poll_until_assigned(&[&first], 2);
+    let stale = first.group_metadata().expect("group metadata");
+    let second = consumer(&bootstrap, "kip447", "read_committed");
+    second.subscribe(&[input]).unwrap();
+    // The rebalance: both rejoin under generation 2 and split the two partitions.
+    poll_until_assigned(&[&first, &second], 1);
+    let fresh = first.group_metadata().expect("group metadata");
+
+    let producer = transactional_producer(&bootstrap, "kip447-ctp");
+    let mut offsets = TopicPartitionList::new();
+    let partition = first.assignment().unwrap().elements()[0].partition();
+    offsets
+        .add_partition_offset(input, partition, Offset::Offset(1))
+        .unwrap();
+    producer.begin_transaction().unwrap();
+    let error = producer
+        .send_offsets_to_transaction(&offsets, &stale, TIMEOUT)
+        .expect_err("offsets of a stale generation were accepted");
+    assert_eq!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::IllegalGeneration),
+        "{error}"
+    );
+    producer
+        .abort_transaction(TIMEOUT)
+        .expect("abort after fencing");
+
+    producer.begin_transaction().unwrap();
+    producer
+        .send_offsets_to_transaction(&offsets, &fresh, TIMEOUT)
+        .expect("the current generation commits");
+    producer.commit_transaction(TIMEOUT).expect("commit");
+    let mut wanted = TopicPartitionList::new();
+    wanted.add_partition(input, partition);
+    let committed = consumer(&bootstrap, "kip447", "read_committed")
+        .committed_offsets(wanted, TIMEOUT)
+        .unwrap();
+    assert_eq!(
+        committed.find_partition(input, partition).unwrap().offset(),
+        Offset::Offset(1)
+    );
+}
+
+/// Polls `consumers` until each holds exactly `partitions` assigned partitions.
+fn poll_until_assigned(consumers: &[&BaseConsumer], partitions: usize) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let counts: Vec<usize> = consumers
+            .iter()
+            .map(|c| c.assignment().map_or(0, |a| a.count()))
+            .collect();
+        if counts.iter().all(|n| *n == partitions) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "assignments stuck at {counts:?}");
+        for c in consumers {
+            if let Some(message) = c.poll(Duration::from_millis(50)) {
+                message.expect("poll");
+            }
+        }
+    }
 }

@@ -66,9 +66,16 @@ fn partition_answer(partition: i32, error: Option<ResponseError>) -> OffsetCommi
 }
 
 impl Group {
-    /// Kafka's `validateOffsetCommit` (non-transactional), plus REBALANCE_IN_PROGRESS while the
-    /// group completes a rebalance: the member holds a new generation but no assignment yet.
-    fn validate_offset_commit(&self, who: &Committer) -> Option<ResponseError> {
+    /// Kafka's `validateOffsetCommit`, for OffsetCommit and (`transactional`) TxnOffsetCommit:
+    /// a commit that names a member, an instance or a generation must come from the current
+    /// member of the current generation (KIP-447 fences a zombie's transactional commit the same
+    /// way). A commit naming none of them is a "simple" commit, allowed into a group with members
+    /// only when transactional, because TxnOffsetCommit before v3 carries no member fields.
+    pub(crate) fn validate_offset_commit(
+        &self,
+        who: &Committer,
+        transactional: bool,
+    ) -> Option<ResponseError> {
         if self.state == GroupState::Dead {
             return Some(ResponseError::CoordinatorNotAvailable);
         }
@@ -81,12 +88,8 @@ impl Group {
             if who.generation_id != self.generation_id {
                 return Some(ResponseError::IllegalGeneration);
             }
-        } else if self.state != GroupState::Empty {
-            // A "simple" commit (no member, no generation) only into a group without members.
+        } else if !transactional && self.state != GroupState::Empty {
             return Some(ResponseError::UnknownMemberId);
-        }
-        if self.state == GroupState::CompletingRebalance {
-            return Some(ResponseError::RebalanceInProgress);
         }
         None
     }
@@ -99,8 +102,13 @@ impl Group {
         who: &Committer,
         topics: &[OffsetCommitRequestTopic],
     ) -> Vec<OffsetCommitResponseTopic> {
-        if let Some(error) = self.validate_offset_commit(who) {
+        if let Some(error) = self.validate_offset_commit(who, false) {
             return commit_error(topics, Some(error));
+        }
+        if self.state == GroupState::CompletingRebalance {
+            // The member holds the new generation but no assignment yet (Kafka's
+            // `doCommitOffsets`; its transactional twin has no such check).
+            return commit_error(topics, Some(ResponseError::RebalanceInProgress));
         }
         if matches!(
             self.state,

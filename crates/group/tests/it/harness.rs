@@ -7,6 +7,7 @@
 //! tick 100                       # advance the clock and fire due timeouts
 //! a sync assign=a:x,b:y          # aliases stand for their current member ids
 //! a commit t/0=5:meta t/1=7      # topic/partition=offset[:metadata]
+//! a txncheck gen=1               # TxnOffsetCommit's member check (KIP-447)
 //! fetch t/0 t/9 stable           # no partitions = all committed offsets
 //! leave a inst:i1                # batch leave by alias or by group instance id
 //! restart                        # replay every emitted record into a new coordinator
@@ -193,6 +194,7 @@ impl World {
                     "hb" => self.heartbeat(alias, &opts),
                     "leave" => self.leave(alias, &opts),
                     "commit" => self.commit(alias, &opts),
+                    "txncheck" => self.txn_check(alias, &opts),
                     verb => panic!("unknown verb {verb}"),
                 }
             }
@@ -414,6 +416,30 @@ impl World {
         }
         let ctx = self.ctx(alias, "commit", version);
         self.send(ctx, Request::OffsetCommit(req));
+    }
+
+    /// `a txncheck [gen=] [id=] [inst=]`: the KIP-447 member check of a TxnOffsetCommit (v3
+    /// carries the alias's generation, member id and instance id; `v=2` carries none of them).
+    fn txn_check(&mut self, alias: &str, opts: &Options) {
+        let (generation_id, member_id, instance_id) = if opts.num("v", 3i16) >= 3 {
+            let generation_id = opts.num("gen", self.alias(alias).generation_id);
+            (
+                generation_id,
+                self.member_id(alias, opts),
+                self.instance_id(alias, opts),
+            )
+        } else {
+            (-1, String::new(), None)
+        };
+        let verdict = self.coordinator.validate_txn_offset_commit(
+            self.now_ms,
+            &opts.group().0,
+            &member_id,
+            instance_id.as_deref(),
+            generation_id,
+        );
+        let verdict = verdict.map_or_else(|| "ok".to_owned(), |e| format!("{e:?}"));
+        writeln!(self.transcript, "  {alias}.txncheck: {verdict}").unwrap();
     }
 
     fn fetch(&mut self, opts: &Options) {

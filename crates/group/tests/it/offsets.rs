@@ -240,3 +240,109 @@ fn require_stable_sees_pending_transactional_offsets() {
         "#]],
     );
 }
+
+/// KIP-447: a TxnOffsetCommit's generation, member id and instance id are checked as an
+/// OffsetCommit's, so a zombie fenced by a rebalance cannot commit; unlike OffsetCommit, a commit
+/// without member fields (TxnOffsetCommit before v3) passes, and a rebalance being completed is
+/// no error.
+#[test]
+fn txn_offset_commit_member_checks() {
+    check(
+        "
+        x txncheck v=2              # a group nobody knows, no member fields: Kafka creates it
+        x txncheck gen=1 id=none    # the same with a generation: no such member
+        a join v=3
+        b join v=3
+        tick 200
+        a sync assign=a:p0,b:p1
+        b sync
+        a txncheck
+        x txncheck v=2
+        x commit gen=-1 t/0=1       # control: a simple non-transactional commit is refused
+        a txncheck gen=0
+        a txncheck id=none
+        a txncheck id=b             # another member's id with a's generation: b is current too
+        c join v=3                  # a rebalance starts
+        a txncheck                  # PreparingRebalance: the current generation still commits
+        a join
+        b join
+        tick 300
+        a txncheck gen=1            # the zombie's old generation is fenced
+        a txncheck                  # CompletingRebalance: no REBALANCE_IN_PROGRESS here
+        a commit t/0=2              # control: OffsetCommit answers REBALANCE_IN_PROGRESS
+        s join v=5 group=h inst=is
+        tick 500
+        s sync group=h assign=s:p0
+        s txncheck group=h
+        s txncheck group=h inst=iz  # an unknown instance id
+        s2 join v=5 group=h inst=is # is restarts under a new member id
+        s txncheck group=h inst=is  # the old member id is fenced
+        s2 txncheck group=h gen=1
+        ",
+        expect![[r#"
+            > x txncheck v=2
+              x.txncheck: ok
+            > x txncheck gen=1 id=none
+              x.txncheck: UnknownMemberId
+            > a join v=3
+              (a.join parked)
+            > b join v=3
+              (b.join parked)
+            > tick 200
+              a.join: ok gen=1 proto=range leader=a#1 id=a#1 members=[a#1:a b#1:b]
+              b.join: ok gen=1 proto=range leader=a#1 id=b#1
+            > a sync assign=a:p0,b:p1
+              ~ group g gen=1 proto=range leader=a#1 members=[a#1:p0 b#1:p1]
+              a.sync: ok assign=p0
+            > b sync
+              b.sync: ok assign=p1
+            > a txncheck
+              a.txncheck: ok
+            > x txncheck v=2
+              x.txncheck: ok
+            > x commit gen=-1 t/0=1
+              x.commit: t/0:UnknownMemberId
+            > a txncheck gen=0
+              a.txncheck: IllegalGeneration
+            > a txncheck id=none
+              a.txncheck: UnknownMemberId
+            > a txncheck id=b
+              a.txncheck: ok
+            > c join v=3
+              (c.join parked)
+            > a txncheck
+              a.txncheck: ok
+            > a join
+              (a.join parked)
+            > b join
+              a.join: ok gen=2 proto=range leader=a#1 id=a#1 members=[a#1:a b#1:b c#1:c]
+              b.join: ok gen=2 proto=range leader=a#1 id=b#1
+              c.join: ok gen=2 proto=range leader=a#1 id=c#1
+            > tick 300
+            > a txncheck gen=1
+              a.txncheck: IllegalGeneration
+            > a txncheck
+              a.txncheck: ok
+            > a commit t/0=2
+              a.commit: t/0:RebalanceInProgress
+            > s join v=5 group=h inst=is
+              (s.join parked)
+            > tick 500
+              s.join: ok gen=1 proto=range leader=is#1 id=is#1 members=[is#1:s]
+            > s sync group=h assign=s:p0
+              ~ group h gen=1 proto=range leader=is#1 members=[is#1:p0]
+              s.sync: ok assign=p0
+            > s txncheck group=h
+              s.txncheck: ok
+            > s txncheck group=h inst=iz
+              s.txncheck: UnknownMemberId
+            > s2 join v=5 group=h inst=is
+              ~ group h gen=1 proto=range leader=is#2 members=[is#2:p0]
+              s2.join: ok gen=1 proto=range leader=is#1 id=is#2
+            > s txncheck group=h inst=is
+              s.txncheck: FencedInstanceId
+            > s2 txncheck group=h gen=1
+              s2.txncheck: ok
+        "#]],
+    );
+}

@@ -276,6 +276,78 @@ fn add_partitions_refusals() {
     );
 }
 
+/// KIP-447: the group coordinator's verdict on the member fields of v3 fences a commit after
+/// the transaction checks pass (the transaction's own errors come first, and unknown partitions
+/// before both); v2 carries no member fields; a fenced commit stages nothing.
+#[test]
+fn txn_offset_commit_member_fencing() {
+    check(
+        "
+        config metadata_max=3
+        fence IllegalGeneration
+        p init
+        p add t/0
+        p offsets g
+        p txncommit g t/0=1 gen=1 member=m1
+        p txncommit g t/0=1 x/0=1 t/1=2:long gen=1 member=m1
+        p txncommit g t/0=1 gen=1 member=m1 epoch=9   # the transaction's error first, not asked
+        fence FencedInstanceId
+        p txncommit g t/0=2 gen=3 member=m2 inst=i1
+        fence UnknownMemberId
+        p txncommit g t/0=3 gen=3 member=m2 v=2       # v2: none of the fields reach the group
+        fence ok                                      # the control: a current member commits
+        p txncommit g t/0=4 gen=3 member=m2 inst=i1
+        p commit
+        markers
+        committed
+        ",
+        expect![[r#"
+            > config metadata_max=3
+            > fence IllegalGeneration
+            > p init
+              ~ tx: Empty pid=1000 epoch=0 last=1000:-1 timeout=60000 start=-1 parts=[] groups=[]
+              p.init: ok pid=1000 epoch=0
+            > p add t/0
+              ~ tx: Ongoing pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[t/0] groups=[]
+              p.add: t/0:ok
+            > p offsets g
+              ~ tx: Ongoing pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[t/0] groups=[g]
+              p.offsets: ok
+            > p txncommit g t/0=1 gen=1 member=m1
+              ? group g gen=1 member="m1" inst=-
+              p.txncommit: t/0:IllegalGeneration
+            > p txncommit g t/0=1 x/0=1 t/1=2:long gen=1 member=m1
+              ? group g gen=1 member="m1" inst=-
+              p.txncommit: t/0:IllegalGeneration t/1:IllegalGeneration x/0:UnknownTopicOrPartition
+            > p txncommit g t/0=1 gen=1 member=m1 epoch=9
+              p.txncommit: t/0:ProducerFenced
+            > fence FencedInstanceId
+            > p txncommit g t/0=2 gen=3 member=m2 inst=i1
+              ? group g gen=3 member="m2" inst=i1
+              p.txncommit: t/0:FencedInstanceId
+            > fence UnknownMemberId
+            > p txncommit g t/0=3 gen=3 member=m2 v=2
+              ? group g gen=-1 member="" inst=-
+              p.txncommit: t/0:UnknownMemberId
+            > fence ok
+            > p txncommit g t/0=4 gen=3 member=m2 inst=i1
+              ? group g gen=3 member="m2" inst=i1
+              ~ tx: offset g t/0=4 pid=1000 meta=""
+              + stage g pid=1000 t/0=4
+              p.txncommit: t/0:ok
+            > p commit
+              ~ tx: PrepareCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[t/0] groups=[g]
+              ! markers tx pid=1000 epoch=0 COMMIT parts=[t/0] groups=[g:t/0=4]
+              p.commit: ok
+            > markers
+              ~ tx: offset g t/0 deleted
+              ~ tx: CompleteCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[] groups=[]
+            > committed
+              committed [g:t/0=4]
+        "#]],
+    );
+}
+
 #[test]
 fn txn_offset_commit_refusals() {
     check(

@@ -7,7 +7,8 @@
 //! p init id=tx timeout=60000            # alias, verb, key=value options
 //! p add t/0 t/1                         # AddPartitionsToTxn
 //! p offsets g                           # AddOffsetsToTxn
-//! p txncommit g t/0=5:meta              # TxnOffsetCommit
+//! p txncommit g t/0=5:meta              # TxnOffsetCommit (gen= member= inst= for v3's fields)
+//! fence IllegalGeneration               # the group's verdict on TxnOffsetCommit members (or ok)
 //! p send t/0                            # a transactional Produce (checked with check_produce)
 //! p commit                              # EndTxn (or `p abort`)
 //! markers                               # the broker writes every marker due and calls back
@@ -29,6 +30,7 @@
 //! current producer id and epoch, one transaction never gets two outcomes, every transactional
 //! write ends with a marker of its transaction, a committed EndTxn is never aborted.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
@@ -45,8 +47,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use txn::{
-    compact, DecodedRecord, GroupOffsets, MarkerRequest, Output, Record, Request, RequestContext,
-    Response, ResponseToken, TxnConfig, TxnCoordinator, TxnState, TxnValue,
+    compact, DecodedRecord, GroupMember, GroupOffsets, MarkerRequest, Output, Record, Request,
+    RequestContext, Response, ResponseToken, TxnConfig, TxnCoordinator, TxnState, TxnValue,
 };
 
 /// Runs `script` and returns its transcript.
@@ -140,6 +142,9 @@ pub struct World {
     writes: Vec<(Instance, (String, i32))>,
     /// The group coordinator's committed offsets, as the markers left them.
     committed: BTreeMap<(String, String, i32), i64>,
+    /// After a `fence` line, the group coordinator's verdict on every TxnOffsetCommit's member
+    /// fields; the questions it was asked are printed (`? group ...`).
+    member_verdict: Option<Option<ResponseError>>,
     transcript: String,
 }
 
@@ -181,6 +186,17 @@ impl Options {
     }
 }
 
+/// The group coordinator's answers a `fence` line can script.
+fn member_verdict(name: &str) -> Option<ResponseError> {
+    match name {
+        "ok" => None,
+        "IllegalGeneration" => Some(ResponseError::IllegalGeneration),
+        "UnknownMemberId" => Some(ResponseError::UnknownMemberId),
+        "FencedInstanceId" => Some(ResponseError::FencedInstanceId),
+        other => panic!("unknown member verdict {other}"),
+    }
+}
+
 fn partition_spec(spec: &str) -> (String, i32) {
     let (topic, partition) = spec.split_once('/').expect("topic/partition");
     (
@@ -218,6 +234,7 @@ impl World {
             ended: Vec::new(),
             writes: Vec::new(),
             committed: BTreeMap::new(),
+            member_verdict: None,
             transcript: String::new(),
         }
     }
@@ -253,6 +270,7 @@ impl World {
                 self.advance(self.now_ms + ms);
             }
             "markers" => self.write_markers(&opts(1)),
+            "fence" => self.member_verdict = Some(member_verdict(tokens[1])),
             "sync" => self.sync(),
             "crash" => self.crash(),
             "restart" => {
@@ -368,10 +386,30 @@ impl World {
             next += 1;
             next - 1
         };
-        let out = self
-            .coordinator
-            .handle(self.now_ms, &ctx, request, &mut ids, &partition_exists);
+        let asked = RefCell::new(Vec::new());
+        let verdict = self.member_verdict.flatten();
+        let members = |m: &GroupMember| {
+            let instance = m.group_instance_id.unwrap_or("-");
+            asked.borrow_mut().push(format!(
+                "? group {} gen={} member={:?} inst={instance}",
+                m.group_id, m.generation_id, m.member_id
+            ));
+            verdict
+        };
+        let out = self.coordinator.handle(
+            self.now_ms,
+            &ctx,
+            request,
+            &mut ids,
+            &partition_exists,
+            &members,
+        );
         self.next_producer_id = next;
+        if self.member_verdict.is_some() {
+            for question in asked.into_inner() {
+                writeln!(self.transcript, "  {question}").unwrap();
+            }
+        }
         self.absorb(out);
     }
 
@@ -453,6 +491,9 @@ impl World {
             .split_first()
             .expect("txncommit group t/p=offset...");
         req.group_id = GroupId(s(if group == "none" { "" } else { group }));
+        req.generation_id = opts.num("gen", -1);
+        req.member_id = s(opts.get("member").unwrap_or(""));
+        req.group_instance_id = opts.get("inst").map(s);
         for spec in specs {
             let (tp, rest) = spec.split_once('=').expect("t/p=offset");
             let (topic, partition) = partition_spec(tp);
