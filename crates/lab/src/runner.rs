@@ -974,6 +974,10 @@ fn consume(
     for (name, value) in CONSUMER_SETTINGS {
         settings = settings.set(*name, *value);
     }
+    // A static member (KIP-345): a crashed instance sends no LeaveGroup, as a killed process
+    // would not, and its successor takes over its assignment at once instead of after the
+    // session timeout.
+    settings = settings.set("group.instance.id", format!("{topic}-consumer"));
     // The at-least-once run is read both ways: every delivery, and the effects that ran.
     let idempotent = row == Row::AtLeastOnce;
     let exactly_once = row == Row::ExactlyOnce;
@@ -1006,8 +1010,7 @@ fn consume(
 }
 
 /// One consumer instance: steps through batches until told to stop, drained, or crashed. A
-/// crashed instance is dropped without committing; librdkafka's close sends LeaveGroup, which
-/// only spares the group the session timeout a killed process would cost.
+/// crashed instance is dropped without committing; as a static member it sends no LeaveGroup.
 fn run_instance(
     settings: &Settings,
     guarantee: Guarantee,
