@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod crash;
+mod exactly_once;
 mod groups;
 mod harness;
 mod hostile;

@@ -1,9 +1,8 @@
 //! Transactions through librdkafka: read_committed consumers never see aborted records while
-//! read_uncommitted ones do (the control), a consume-transform-produce loop with random aborts
-//! moves every input record to the output exactly once with matching group offsets, a fenced
-//! zombie cannot commit, and an oversize transaction timeout is refused.
+//! read_uncommitted ones do (the control), a fenced zombie cannot commit, an oversize transaction
+//! timeout is refused, a consumer fenced by a rebalance cannot commit offsets (KIP-447), and the
+//! control of the exactly-once loop (`exactly_once.rs`): without transactions it duplicates.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -110,133 +109,6 @@ fn read_committed_never_sees_aborted_records() {
         Duration::from_secs(3),
     );
     assert_eq!(everything.len(), 40, "read_uncommitted sees all 40 records");
-}
-
-#[test]
-fn consume_transform_produce_moves_every_record_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let ferry = Ferry::start(
-        dir.path(),
-        &["num.partitions=1", "group.initial.rebalance.delay.ms=0"],
-    );
-    let bootstrap = ferry.bootstrap();
-    let input = "txn-in";
-    let output = "txn-out";
-    let feeder: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("acks", "all")
-        .create()
-        .unwrap();
-    for i in 0..1000 {
-        send(&feeder, input, &format!("{i}"));
-    }
-    feeder.flush(TIMEOUT).unwrap();
-
-    let mut producer = transactional_producer(&bootstrap, "txn-ctp");
-    let mut kills = 0;
-    let source = consumer(&bootstrap, "ctp", "read_committed");
-    source.subscribe(&[input]).unwrap();
-    let mut batch: Vec<(i64, String)> = Vec::new();
-    let mut aborts = 0;
-    let mut commits = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut moved = 0;
-    while moved < 1000 {
-        assert!(Instant::now() < deadline, "moved only {moved}");
-        if let Some(message) = source.poll(Duration::from_millis(100)) {
-            let message = message.expect("consume input");
-            let value = String::from_utf8(message.payload().unwrap().to_vec()).unwrap();
-            batch.push((message.offset(), value));
-        }
-        if batch.len() < 50 && !(batch.len() > 0 && moved + batch.len() == 1000) {
-            continue;
-        }
-        producer.begin_transaction().unwrap();
-        for (_, value) in &batch {
-            send(&producer, output, &format!("out-{value}"));
-        }
-        let next = batch.last().unwrap().0 + 1;
-        let mut offsets = TopicPartitionList::new();
-        offsets
-            .add_partition_offset(input, 0, Offset::Offset(next))
-            .unwrap();
-        producer
-            .send_offsets_to_transaction(&offsets, &source.group_metadata().unwrap(), TIMEOUT)
-            .expect("send offsets");
-        let attempt = commits + aborts + kills;
-        // Every fifth transaction the producer dies inside it: its records are in the log but
-        // its end never comes; a new instance with the same transactional id fences it and
-        // aborts its transaction.
-        if attempt % 5 == 4 {
-            producer
-                .flush(TIMEOUT)
-                .expect("flush the orphaned records into the log");
-            drop(producer);
-            producer = transactional_producer(&bootstrap, "txn-ctp");
-            kills += 1;
-            source
-                .seek(input, 0, Offset::Offset(batch[0].0), TIMEOUT)
-                .expect("rewind after the producer crash");
-            batch.clear();
-            continue;
-        }
-        // Every third transaction is aborted: its output must vanish and its input come again.
-        if attempt % 3 == 2 {
-            producer
-                .flush(TIMEOUT)
-                .expect("flush the doomed records into the log");
-            producer.abort_transaction(TIMEOUT).expect("abort");
-            aborts += 1;
-            let first = batch[0].0;
-            source
-                .seek(input, 0, Offset::Offset(first), TIMEOUT)
-                .expect("rewind after abort");
-        } else {
-            producer.commit_transaction(TIMEOUT).expect("commit");
-            commits += 1;
-            moved += batch.len();
-        }
-        batch.clear();
-    }
-    assert!(aborts > 0 && kills > 0);
-    let out = read_all(
-        &consumer(&bootstrap, "verify", "read_committed"),
-        output,
-        Duration::from_secs(3),
-    );
-    // The control: the aborted transactions' records are in the log, visible to read_uncommitted.
-    let raw = read_all(
-        &consumer(&bootstrap, "raw", "read_uncommitted"),
-        output,
-        Duration::from_secs(3),
-    );
-    assert!(
-        raw.len() > out.len(),
-        "aborted output never reached the log ({} records)",
-        raw.len()
-    );
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for (_, value) in &out {
-        *counts.entry(value.clone()).or_default() += 1;
-    }
-    let missing = (0..1000)
-        .filter(|i| !counts.contains_key(&format!("out-{i}")))
-        .count();
-    let duplicated = counts.values().filter(|n| **n > 1).count();
-    eprintln!(
-        "consume-transform-produce: {commits} commits, {aborts} aborts, {kills} producer kills, \
-         missing {missing}, duplicated {duplicated}"
-    );
-    assert_eq!((missing, duplicated, out.len()), (0, 0, 1000));
-    // The group's committed offset moved with the committed transactions only.
-    let fresh = consumer(&bootstrap, "ctp", "read_committed");
-    let mut wanted = TopicPartitionList::new();
-    wanted.add_partition(input, 0);
-    let committed = fresh.committed_offsets(wanted, TIMEOUT).unwrap();
-    assert_eq!(
-        committed.find_partition(input, 0).unwrap().offset(),
-        Offset::Offset(1000)
-    );
 }
 
 #[test]
@@ -354,9 +226,9 @@ fn after_a_broker_kill9_every_transaction_is_whole_or_absent() {
     assert!(row.contains("CompleteCommit"), "{row}");
 }
 
-/// The control for the loop above: the same consume-transform-produce without transactions
-/// (acks=all producer, offsets committed after the output is acknowledged), with the same crash
-/// between producing and committing, writes the crashed batches' output twice.
+/// The control for the loop in `exactly_once.rs`: the same consume-transform-produce without
+/// transactions (acks=all producer, offsets committed after the output is acknowledged), with a
+/// crash between producing and committing, writes the crashed batches' output twice.
 #[test]
 fn consume_transform_produce_without_transactions_duplicates() {
     let dir = tempfile::tempdir().unwrap();
