@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kafka_protocol::messages::{FetchRequest, RequestKind, ResponseKind};
-use storage::{Disk, LogError, SyncWork};
+use storage::{Disk, LogError, PartitionLog, SyncWork};
 use thiserror::Error;
 use wire::Request;
 
@@ -462,20 +462,45 @@ impl Broker {
         (self.append_ticket, work)
     }
 
+    /// Reports the data fsyncs of a round done (`SyncWork::run_data`); the checkpoints the
+    /// work carries are reported later with [`Broker::mark_checkpointed`].
     pub fn mark_synced(&mut self, synced: Vec<(TopicPartition, i64)>) {
-        for ((topic, index), offset) in synced {
-            if topic == groups::GROUP_LOG_TOPIC {
-                self.groups_mut().log_mut().mark_synced(offset);
-                continue;
-            }
-            if topic == transactions::TXN_LOG_TOPIC {
-                self.txns_mut().log_mut().mark_synced(offset);
-                continue;
-            }
-            if let Some(partition) = self.topics.partition_mut(&topic, index) {
-                partition.log_mut().mark_synced(offset);
+        for (partition, offset) in synced {
+            if let Some(log) = self.log_of(&partition) {
+                log.mark_data_synced(offset);
             }
         }
+    }
+
+    /// Reports recovery-point checkpoints written (`SyncWork::run_checkpoint`).
+    pub fn mark_checkpointed(&mut self, written: Vec<(TopicPartition, i64)>) {
+        for (partition, recovery_point) in written {
+            // A log deleted and created again meanwhile is not the one the checkpoint was for.
+            if let Some(log) = self
+                .log_of(&partition)
+                .filter(|log| log.checkpoint_in_flight() == Some(recovery_point))
+            {
+                log.mark_checkpointed(recovery_point);
+            }
+        }
+    }
+
+    /// Whether the partition (or internal log) exists.
+    pub fn has_log(&mut self, partition: &TopicPartition) -> bool {
+        self.log_of(partition).is_some()
+    }
+
+    /// The log behind a partition name, the internal group and transaction logs included.
+    fn log_of(&mut self, (topic, index): &TopicPartition) -> Option<&mut PartitionLog> {
+        if topic == groups::GROUP_LOG_TOPIC {
+            return Some(self.groups_mut().log_mut());
+        }
+        if topic == transactions::TXN_LOG_TOPIC {
+            return Some(self.txns_mut().log_mut());
+        }
+        self.topics
+            .partition_mut(topic, *index)
+            .map(|partition| partition.log_mut())
     }
 
     /// Deletes segments past retention, at most once per `log.retention.check.interval.ms`.

@@ -7,12 +7,15 @@ use std::sync::Arc;
 
 use broker::TopicPartition;
 use storage::SyncWork;
+use tokio::task::JoinHandle;
 
 use crate::{fatal, Shared};
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut appended = shared.appended.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
+    // Checkpoint writers still running; the logs close only after they finished.
+    let mut checkpoints: Vec<JoinHandle<()>> = Vec::new();
     // Transactions recovered at start wait for this first call to write their markers.
     after_sync(&shared, *shared.synced.borrow());
     loop {
@@ -20,38 +23,72 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let pending = *appended.borrow_and_update() > synced;
         if !pending {
             if *shutdown.borrow() {
-                return;
+                break;
             }
             tokio::select! {
-                changed = appended.changed() => if changed.is_err() { return },
+                changed = appended.changed() => if changed.is_err() { break },
                 _ = shutdown.changed() => {}
             }
             continue;
         }
-        round(&shared).await;
+        checkpoints.retain(|task| !task.is_finished());
+        checkpoints.extend(round(&shared).await);
+    }
+    for task in checkpoints {
+        if let Err(error) = task.await {
+            fatal(format!("recovery point task failed: {error}"));
+        }
     }
 }
 
 /// One fsync round: every dirty log's data fsyncs run at once (the disk merges concurrent
-/// journal commits), the covered `acks=all` responses are released, and only then are the
-/// recovery-point checkpoints written, so their two extra fsyncs never delay an acknowledgement.
-async fn round(shared: &Arc<Shared>) {
+/// journal commits), then the covered `acks=all` responses are released. The recovery-point
+/// checkpoints the work carries (each log about once a second) are left to a task of their own,
+/// so their two extra fsyncs delay neither these acknowledgements nor the next round.
+async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
     let (ticket, work) = shared.broker().take_sync_work();
     let work: Vec<_> = work.into_iter().map(Arc::new).collect();
     run_all(&work, |sync| sync.run_data(), "fsync").await;
     shared.synced.send_replace(ticket);
-    let checkpoints: Vec<_> = work
-        .iter()
-        .filter(|item| item.1.has_checkpoint())
-        .cloned()
-        .collect();
-    run_all(&checkpoints, |sync| sync.run_checkpoint(), "recovery point").await;
     let synced = work
         .iter()
         .map(|item| (item.0.clone(), item.1.offset()))
         .collect();
     shared.broker().mark_synced(synced);
     after_sync(shared, ticket);
+    let checkpoints: Vec<_> = work
+        .into_iter()
+        .filter(|item| item.1.checkpoint().is_some())
+        .collect();
+    if checkpoints.is_empty() {
+        return None;
+    }
+    let shared = shared.clone();
+    Some(tokio::spawn(async move {
+        let tasks: Vec<_> = checkpoints
+            .into_iter()
+            .map(|item| tokio::task::spawn_blocking(move || (item.1.run_checkpoint(), item)))
+            .collect();
+        let mut written = Vec::new();
+        let mut failed = Vec::new();
+        for task in tasks {
+            match task.await {
+                Ok((Ok(()), item)) => {
+                    written.extend(item.1.checkpoint().map(|at| (item.0.clone(), at)))
+                }
+                Ok((Err(error), item)) => failed.push((item.0.clone(), error)),
+                Err(error) => fatal(format!("recovery point task failed: {error}")),
+            }
+        }
+        let mut broker = shared.broker();
+        for ((topic, partition), error) in failed {
+            // A partition deleted while its checkpoint was written took its directory along.
+            if broker.has_log(&(topic.clone(), partition)) {
+                fatal(format!("recovery point {topic}-{partition}: {error}"));
+            }
+        }
+        broker.mark_checkpointed(written);
+    }))
 }
 
 /// Runs `step` for every log's work on the blocking pool, all at once; any failure is fatal

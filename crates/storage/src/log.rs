@@ -116,8 +116,7 @@ impl SyncWork {
     }
 
     /// The fsyncs of data and directory entries: once they succeeded, everything below
-    /// `offset` is durable and may be acknowledged. `run_checkpoint` must follow before
-    /// `mark_synced`, but acknowledgements need not wait for it.
+    /// `offset` is durable and may be acknowledged (`mark_data_synced`).
     pub fn run_data(&self) -> io::Result<()> {
         for (path, file) in &self.files {
             file.sync_data()
@@ -131,14 +130,16 @@ impl SyncWork {
         Ok(())
     }
 
-    /// Whether `run_checkpoint` has anything to write.
-    pub fn has_checkpoint(&self) -> bool {
-        self.recovery_point.is_some()
+    /// The recovery point `run_checkpoint` writes, if it has one to write; report it with
+    /// `mark_checkpointed` once written.
+    pub fn checkpoint(&self) -> Option<i64> {
+        self.recovery_point
     }
 
     /// Writes the recovery point (about once a second per busy log): a temporary file, its
     /// fsync, a rename and a directory fsync. It only speeds up the next start, so it runs after
-    /// `run_data` and off the acknowledgement path.
+    /// `run_data` and off the acknowledgement path, possibly beside the next `SyncWork`'s
+    /// `run_data` (the log schedules no second checkpoint until this one is reported).
     pub fn run_checkpoint(&self) -> io::Result<()> {
         if let Some(offset) = self.recovery_point {
             checkpoint::write(self.disk.as_ref(), &self.dir, RECOVERY_POINT_FILE, offset).map_err(
@@ -156,10 +157,9 @@ fn with_context(error: io::Error, op: &str, path: &Path) -> io::Error {
     io::Error::new(error.kind(), format!("{op} {}: {error}", path.display()))
 }
 
-/// The outstanding `SyncWork`, until `mark_synced` reports it done.
+/// The outstanding `SyncWork`, until `mark_synced` (or `mark_data_synced`) reports it done.
 struct InFlight {
     offset: i64,
-    recovery_point: Option<i64>,
 }
 
 pub struct PartitionLog {
@@ -176,6 +176,9 @@ pub struct PartitionLog {
     active_dirty: bool,
     dir_dirty: bool,
     in_flight: Option<InFlight>,
+    /// The recovery point a `SyncWork` carries whose checkpoint is not reported written yet;
+    /// no other is scheduled meanwhile, so two writers never share the temporary file.
+    checkpoint_in_flight: Option<i64>,
     synced_offset: i64,
     /// The value in the recovery point checkpoint file.
     recovery_point: i64,
@@ -225,6 +228,7 @@ impl PartitionLog {
             active_dirty: false,
             dir_dirty: false,
             in_flight: None,
+            checkpoint_in_flight: None,
             synced_offset: log_end_offset,
             recovery_point: log_end_offset,
             recovery_point_written_ms: now_ms,
@@ -529,18 +533,18 @@ impl PartitionLog {
         // work, so the checkpoint it writes after its fsyncs is true.
         let due = self.recovery_point_due
             || self.clock_ms - self.recovery_point_written_ms >= RECOVERY_POINT_INTERVAL_MS;
-        let recovery_point = (due && offset > self.recovery_point).then_some(offset);
+        let recovery_point =
+            (due && offset > self.recovery_point && self.checkpoint_in_flight.is_none())
+                .then_some(offset);
         if files.is_empty() && !sync_dir && recovery_point.is_none() {
             return None;
         }
         if recovery_point.is_some() {
             self.recovery_point_due = false;
             self.recovery_point_written_ms = self.clock_ms;
+            self.checkpoint_in_flight = recovery_point;
         }
-        self.in_flight = Some(InFlight {
-            offset,
-            recovery_point,
-        });
+        self.in_flight = Some(InFlight { offset });
         Some(SyncWork {
             disk: self.disk.clone(),
             dir: self.dir.clone(),
@@ -551,23 +555,53 @@ impl PartitionLog {
         })
     }
 
-    /// Reports that a `SyncWork` ran successfully: everything below `offset` is durable.
+    /// Reports that a `SyncWork` ran successfully, its checkpoint included: everything below
+    /// `offset` is durable.
     pub fn mark_synced(&mut self, offset: i64) {
+        self.mark_data_synced(offset);
+        if let Some(recovery_point) = self.checkpoint_in_flight.filter(|&at| at <= offset) {
+            self.mark_checkpointed(recovery_point);
+        }
+    }
+
+    /// Reports that a `SyncWork`'s `run_data` succeeded: everything below `offset` is durable
+    /// and the next `SyncWork` may be taken, while its checkpoint may still be running.
+    pub fn mark_data_synced(&mut self, offset: i64) {
         assert!(
             offset <= self.log_end_offset(),
             "synced offset {offset} beyond the log end"
         );
         self.synced_offset = self.synced_offset.max(offset);
-        if let Some(in_flight) = self.in_flight.take_if(|w| offset >= w.offset) {
-            if let Some(recovery_point) = in_flight.recovery_point {
-                self.recovery_point = self.recovery_point.max(recovery_point);
-            }
-        }
+        self.in_flight.take_if(|w| offset >= w.offset);
+    }
+
+    /// The recovery point of the outstanding checkpoint, if one is scheduled.
+    pub fn checkpoint_in_flight(&self) -> Option<i64> {
+        self.checkpoint_in_flight
+    }
+
+    /// Reports that a `SyncWork`'s `run_checkpoint` wrote `recovery_point`.
+    pub fn mark_checkpointed(&mut self, recovery_point: i64) {
+        assert_eq!(
+            self.checkpoint_in_flight,
+            Some(recovery_point),
+            "only the scheduled checkpoint is reported"
+        );
+        assert!(
+            recovery_point <= self.synced_offset,
+            "a recovery point covers synced data only"
+        );
+        self.checkpoint_in_flight = None;
+        self.recovery_point = self.recovery_point.max(recovery_point);
     }
 
     /// Closes the log cleanly: writes the active segment's index files, syncs everything and
     /// moves the recovery point to the log end, so the next open validates only the last segment.
     pub fn close(mut self) -> Result<(), LogError> {
+        assert!(
+            self.checkpoint_in_flight.is_none(),
+            "a log closes after its outstanding checkpoint was reported"
+        );
         let active = self
             .segments
             .last_mut()
