@@ -6,9 +6,10 @@
 
 use std::collections::HashSet;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
+use wire::fields::{put_bytes, put_nullable_str, put_str, FieldError, FieldReader};
 
 /// Key type byte of an offset commit record: one key per (group, topic, partition).
 pub(crate) const KEY_TYPE_OFFSET: u8 = 1;
@@ -125,7 +126,7 @@ impl Record {
             buf.put_u8(VALUE_VERSION);
             buf.put_i64(v.offset);
             buf.put_i32(v.leader_epoch);
-            put_long_str(&mut buf, &v.metadata);
+            put_bytes(&mut buf, v.metadata.as_bytes());
             buf.put_i64(v.commit_timestamp_ms);
             buf.freeze()
         });
@@ -210,7 +211,7 @@ fn encode_group_value(v: &GroupValue) -> Bytes {
 }
 
 fn decode_key(key: &Bytes) -> Result<RecordKey, RecordError> {
-    let mut r = Reader(key.clone());
+    let mut r = FieldReader::new(key.clone());
     let key = match r.u8("key type")? {
         KEY_TYPE_OFFSET => RecordKey::Offset {
             group_id: r.str("offset key group id")?,
@@ -227,8 +228,8 @@ fn decode_key(key: &Bytes) -> Result<RecordKey, RecordError> {
 }
 
 fn decode_offset_value(value: &Bytes) -> Result<CommittedOffset, RecordError> {
-    let mut r = Reader(value.clone());
-    r.version()?;
+    let mut r = FieldReader::new(value.clone());
+    version(&mut r)?;
     let v = CommittedOffset {
         offset: r.i64("offset")?,
         leader_epoch: r.i32("leader epoch")?,
@@ -244,15 +245,15 @@ fn decode_offset_value(value: &Bytes) -> Result<CommittedOffset, RecordError> {
 const MEMBER_VALUE_BYTES_MIN: usize = 2 * 3 + 2 + 2 + 4 + 4 + 4 + 4;
 
 fn decode_group_value(value: &Bytes) -> Result<GroupValue, RecordError> {
-    let mut r = Reader(value.clone());
-    r.version()?;
+    let mut r = FieldReader::new(value.clone());
+    version(&mut r)?;
     let protocol_type = r.str("protocol type")?;
     let generation_id = r.i32("generation id")?;
     let protocol_name = r.nullable_str("protocol name")?;
     let leader_id = r.nullable_str("leader id")?;
     let state_timestamp_ms = r.i64("state timestamp")?;
     let count = r.u32("member count")? as usize;
-    let mut members = Vec::with_capacity(count.min(r.0.remaining() / MEMBER_VALUE_BYTES_MIN));
+    let mut members = Vec::with_capacity(count.min(r.remaining() / MEMBER_VALUE_BYTES_MIN));
     for _ in 0..count {
         members.push(MemberValue {
             member_id: r.str("member id")?,
@@ -309,120 +310,23 @@ fn check_group_value(v: &GroupValue) -> Result<(), RecordError> {
     Ok(())
 }
 
-/// Strings come from Kafka requests, whose strings are at most `i16::MAX` bytes long.
-fn put_str(buf: &mut BytesMut, s: &str) {
-    let len = u16::try_from(s.len()).expect("Kafka strings are at most i16::MAX bytes");
-    buf.put_u16(len);
-    buf.put_slice(s.as_bytes());
-}
-
-fn put_nullable_str(buf: &mut BytesMut, s: Option<&str>) {
-    match s {
-        None => buf.put_i16(-1),
-        Some(s) => {
-            let len = i16::try_from(s.len()).expect("Kafka strings are at most i16::MAX bytes");
-            buf.put_i16(len);
-            buf.put_slice(s.as_bytes());
-        }
+/// Checks the value layout version, the first byte of every value.
+fn version(r: &mut FieldReader) -> Result<(), RecordError> {
+    match r.u8("value version")? {
+        VALUE_VERSION => Ok(()),
+        other => Err(RecordError::UnknownValueVersion(other)),
     }
 }
 
-fn put_long_str(buf: &mut BytesMut, s: &str) {
-    put_bytes(buf, s.as_bytes());
-}
-
-fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
-    let len = u32::try_from(b.len()).expect("byte strings from requests fit u32");
-    buf.put_u32(len);
-    buf.put_slice(b);
-}
-
-/// A bounds-checked cursor: bytes from the disk are never trusted.
-struct Reader(Bytes);
-
-impl Reader {
-    fn need(&self, n: usize, what: &'static str) -> Result<(), RecordError> {
-        if self.0.remaining() < n {
-            return Err(RecordError::Truncated { what });
-        }
-        Ok(())
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8, RecordError> {
-        self.need(1, what)?;
-        Ok(self.0.get_u8())
-    }
-
-    fn u32(&mut self, what: &'static str) -> Result<u32, RecordError> {
-        self.need(4, what)?;
-        Ok(self.0.get_u32())
-    }
-
-    fn i32(&mut self, what: &'static str) -> Result<i32, RecordError> {
-        self.need(4, what)?;
-        Ok(self.0.get_i32())
-    }
-
-    fn i64(&mut self, what: &'static str) -> Result<i64, RecordError> {
-        self.need(8, what)?;
-        Ok(self.0.get_i64())
-    }
-
-    fn version(&mut self) -> Result<(), RecordError> {
-        match self.u8("value version")? {
-            VALUE_VERSION => Ok(()),
-            other => Err(RecordError::UnknownValueVersion(other)),
-        }
-    }
-
-    /// Copies rather than slices: the record may be a view into a large read buffer that the
-    /// coordinator's long-lived state must not pin.
-    fn take(&mut self, n: usize, what: &'static str) -> Result<Bytes, RecordError> {
-        self.need(n, what)?;
-        let bytes = Bytes::copy_from_slice(&self.0[..n]);
-        self.0.advance(n);
-        Ok(bytes)
-    }
-
-    fn utf8(bytes: Bytes, what: &'static str) -> Result<StrBytes, RecordError> {
-        StrBytes::from_utf8(bytes).map_err(|_| RecordError::InvalidUtf8 { what })
-    }
-
-    fn str(&mut self, what: &'static str) -> Result<StrBytes, RecordError> {
-        self.need(2, what)?;
-        let len = self.0.get_u16() as usize;
-        let bytes = self.take(len, what)?;
-        Self::utf8(bytes, what)
-    }
-
-    fn nullable_str(&mut self, what: &'static str) -> Result<Option<StrBytes>, RecordError> {
-        self.need(2, what)?;
-        let len = self.0.get_i16();
-        if len == -1 {
-            return Ok(None);
-        }
-        let len = usize::try_from(len).map_err(|_| RecordError::InvalidLength {
-            what,
-            length: i64::from(len),
-        })?;
-        let bytes = self.take(len, what)?;
-        Self::utf8(bytes, what).map(Some)
-    }
-
-    fn long_str(&mut self, what: &'static str) -> Result<StrBytes, RecordError> {
-        let bytes = self.bytes(what)?;
-        Self::utf8(bytes, what)
-    }
-
-    fn bytes(&mut self, what: &'static str) -> Result<Bytes, RecordError> {
-        let len = self.u32(what)? as usize;
-        self.take(len, what)
-    }
-
-    fn finish(&self, what: &'static str) -> Result<(), RecordError> {
-        match self.0.remaining() {
-            0 => Ok(()),
-            count => Err(RecordError::TrailingBytes { what, count }),
+impl From<FieldError> for RecordError {
+    fn from(error: FieldError) -> RecordError {
+        match error {
+            FieldError::Truncated { what } => RecordError::Truncated { what },
+            FieldError::InvalidUtf8 { what } => RecordError::InvalidUtf8 { what },
+            FieldError::InvalidLength { what, length } => {
+                RecordError::InvalidLength { what, length }
+            }
+            FieldError::TrailingBytes { what, count } => RecordError::TrailingBytes { what, count },
         }
     }
 }

@@ -7,9 +7,10 @@
 
 use std::collections::BTreeSet;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
+use wire::fields::{put_bytes, put_str, FieldError, FieldReader};
 
 use crate::state::TxnState;
 
@@ -44,6 +45,8 @@ pub enum RecordError {
     UnknownState(u8),
     #[error("decode transaction record: {what} is not UTF-8")]
     InvalidUtf8 { what: &'static str },
+    #[error("decode transaction record: invalid length {length} of {what}")]
+    InvalidLength { what: &'static str, length: i64 },
     #[error("decode transaction record: {count} trailing bytes after {what}")]
     TrailingBytes { what: &'static str, count: usize },
     #[error("decode transaction record: inconsistent transaction value: {reason}")]
@@ -142,7 +145,7 @@ impl Record {
 
     /// Decodes key and value; every length is checked against the bytes present.
     pub fn decode(&self) -> Result<DecodedRecord, RecordError> {
-        let mut r = Reader(self.key.clone());
+        let mut r = FieldReader::new(self.key.clone());
         let decoded = match r.u8("key type")? {
             KEY_TYPE_TXN => {
                 let transactional_id = r.str("transactional id")?;
@@ -220,8 +223,8 @@ fn encode_txn_value(v: &TxnValue) -> Bytes {
 
 fn decode_txn_value(value: &Bytes) -> Result<TxnValue, RecordError> {
     let inconsistent = |reason| RecordError::InconsistentTxn { reason };
-    let mut r = Reader(value.clone());
-    r.version()?;
+    let mut r = FieldReader::new(value.clone());
+    version(&mut r)?;
     let producer_id = r.i64("producer id")?;
     let last_producer_id = r.i64("last producer id")?;
     let producer_epoch = r.i16("producer epoch")?;
@@ -302,8 +305,8 @@ pub(crate) fn check_txn_value(v: &TxnValue) -> Result<(), &'static str> {
 }
 
 fn decode_offset_value(value: &Bytes) -> Result<StagedOffset, RecordError> {
-    let mut r = Reader(value.clone());
-    r.version()?;
+    let mut r = FieldReader::new(value.clone());
+    version(&mut r)?;
     let v = StagedOffset {
         producer_id: r.i64("staged offset producer id")?,
         offset: r.i64("staged offset")?,
@@ -315,92 +318,23 @@ fn decode_offset_value(value: &Bytes) -> Result<StagedOffset, RecordError> {
     Ok(v)
 }
 
-/// Strings come from Kafka requests, whose strings are at most `i16::MAX` bytes long.
-fn put_str(buf: &mut BytesMut, s: &str) {
-    let len = u16::try_from(s.len()).expect("Kafka strings are at most i16::MAX bytes");
-    buf.put_u16(len);
-    buf.put_slice(s.as_bytes());
+/// Checks the value layout version, the first byte of every value.
+fn version(r: &mut FieldReader) -> Result<(), RecordError> {
+    match r.u8("value version")? {
+        VALUE_VERSION => Ok(()),
+        other => Err(RecordError::UnknownValueVersion(other)),
+    }
 }
 
-fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
-    let len = u32::try_from(b.len()).expect("byte strings from requests fit u32");
-    buf.put_u32(len);
-    buf.put_slice(b);
-}
-
-/// A bounds-checked cursor: bytes from the disk are never trusted.
-struct Reader(Bytes);
-
-impl Reader {
-    fn need(&self, n: usize, what: &'static str) -> Result<(), RecordError> {
-        if self.0.remaining() < n {
-            return Err(RecordError::Truncated { what });
-        }
-        Ok(())
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8, RecordError> {
-        self.need(1, what)?;
-        Ok(self.0.get_u8())
-    }
-
-    fn i16(&mut self, what: &'static str) -> Result<i16, RecordError> {
-        self.need(2, what)?;
-        Ok(self.0.get_i16())
-    }
-
-    fn u32(&mut self, what: &'static str) -> Result<u32, RecordError> {
-        self.need(4, what)?;
-        Ok(self.0.get_u32())
-    }
-
-    fn i32(&mut self, what: &'static str) -> Result<i32, RecordError> {
-        self.need(4, what)?;
-        Ok(self.0.get_i32())
-    }
-
-    fn i64(&mut self, what: &'static str) -> Result<i64, RecordError> {
-        self.need(8, what)?;
-        Ok(self.0.get_i64())
-    }
-
-    fn version(&mut self) -> Result<(), RecordError> {
-        match self.u8("value version")? {
-            VALUE_VERSION => Ok(()),
-            other => Err(RecordError::UnknownValueVersion(other)),
-        }
-    }
-
-    /// Copies rather than slices: the record may be a view into a large read buffer that the
-    /// coordinator's long-lived state must not pin.
-    fn take(&mut self, n: usize, what: &'static str) -> Result<Bytes, RecordError> {
-        self.need(n, what)?;
-        let bytes = Bytes::copy_from_slice(&self.0[..n]);
-        self.0.advance(n);
-        Ok(bytes)
-    }
-
-    fn utf8(bytes: Bytes, what: &'static str) -> Result<StrBytes, RecordError> {
-        StrBytes::from_utf8(bytes).map_err(|_| RecordError::InvalidUtf8 { what })
-    }
-
-    fn str(&mut self, what: &'static str) -> Result<StrBytes, RecordError> {
-        self.need(2, what)?;
-        let len = self.0.get_u16() as usize;
-        let bytes = self.take(len, what)?;
-        Self::utf8(bytes, what)
-    }
-
-    fn long_str(&mut self, what: &'static str) -> Result<StrBytes, RecordError> {
-        let len = self.u32(what)? as usize;
-        let bytes = self.take(len, what)?;
-        Self::utf8(bytes, what)
-    }
-
-    fn finish(&self, what: &'static str) -> Result<(), RecordError> {
-        match self.0.remaining() {
-            0 => Ok(()),
-            count => Err(RecordError::TrailingBytes { what, count }),
+impl From<FieldError> for RecordError {
+    fn from(error: FieldError) -> RecordError {
+        match error {
+            FieldError::Truncated { what } => RecordError::Truncated { what },
+            FieldError::InvalidUtf8 { what } => RecordError::InvalidUtf8 { what },
+            FieldError::InvalidLength { what, length } => {
+                RecordError::InvalidLength { what, length }
+            }
+            FieldError::TrailingBytes { what, count } => RecordError::TrailingBytes { what, count },
         }
     }
 }
