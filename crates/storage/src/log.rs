@@ -674,8 +674,8 @@ fn check_incoming(batches: &[u8]) -> Result<Vec<Incoming>, LogError> {
     Ok(incoming)
 }
 
-/// The pair of the checks made when reading back: offsets contiguous from the log end, CRC
-/// intact after the offsets were assigned. A failure is a bug in the broker, so it stops.
+/// The pair of the checks made when reading back: offsets contiguous from the log end (and, in
+/// debug builds, CRC intact after the offsets were assigned). A failure is a bug, so it stops.
 fn assert_ready_to_write(batches: &[u8], first_offset: i64, count: usize) {
     let mut expected = first_offset;
     let mut seen = 0;
@@ -687,7 +687,9 @@ fn assert_ready_to_write(batches: &[u8], first_offset: i64, count: usize) {
             expected,
             "batch offsets must continue the log"
         );
-        assert!(
+        // `assign_base_offset` writes only bytes before the CRC-covered range; a CRC pass over
+        // every appended byte to re-prove it is left to debug builds (and so to the tests).
+        debug_assert!(
             view.verify_crc().is_ok(),
             "assigning offsets must not touch CRC-covered bytes"
         );
