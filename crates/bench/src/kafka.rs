@@ -74,7 +74,10 @@ impl Server {
                     .arg("--advertised-listener-url")
                     .arg(&url)
                     .arg("--storage-engine")
-                    .arg(format!("sqlite://{}", data.join("tansu.db").display()));
+                    .arg(format!("sqlite://{}", data.join("tansu.db").display()))
+                    // tansu 0.6 drops the URL path's leading slash and opens the rest relative
+                    // to its working directory: from "/" the absolute path comes out right.
+                    .current_dir("/");
                 command
             }
         }
