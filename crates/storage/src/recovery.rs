@@ -431,6 +431,17 @@ impl Rules<'_> {
             let reason = format!("{reason}; a later segment starts at the next offset {expected}, so the log is damaged in the middle, not torn at its end");
             return Err(LogError::corrupt(path, position, reason));
         }
+        // A group commit fsyncs a rolled segment before the segments after it, so a later segment
+        // that holds a valid first batch proves this one was synced whole (found by the
+        // power-loss test: a flip in the last batch of a sealed segment cut every later one).
+        for later in later {
+            let search = find_batch(later.file.as_ref(), 0, later.len, &[later.base_offset]);
+            let path = self.dir.join(file_name(later.base_offset, LOG_SUFFIX));
+            if let Some((0, offset)) = search.map_err(LogError::io("read segment", &path))? {
+                let reason = format!("{reason}; the later segment {} holds a valid batch at offset {offset}, so this one was synced and is damaged, not torn", path.display());
+                return Err(LogError::corrupt(&segment.log_path, position, reason));
+            }
+        }
         Ok(())
     }
 

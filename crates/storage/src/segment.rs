@@ -216,10 +216,16 @@ impl Segment {
     /// The position of the batch holding `offset` (or the first batch after it), None if the
     /// segment ends before it.
     pub fn position_of(&self, offset: i64) -> Result<Option<u64>, LogError> {
-        let mut position = self
+        let entry = self
             .index
-            .lookup(self.relative(offset.max(self.base_offset)))
-            .map_or(0, |e| e.position as u64);
+            .lookup(self.relative(offset.max(self.base_offset)));
+        let mut position = entry.map_or(0, |e| e.position as u64);
+        // The base offset is outside the CRC: each hop checks it against the index entry or the
+        // batch before, so a damaged one is refused rather than served (found by the power-loss
+        // test).
+        let mut expected = entry.map_or(self.base_offset, |e| {
+            self.base_offset + i64::from(e.relative_offset)
+        });
         // Hop header to header: the bodies are read (and verified) by `read_into` only.
         let mut header = [0u8; HEADER_BYTES];
         while position < self.size_bytes {
@@ -240,9 +246,17 @@ impl Segment {
                 );
                 return Err(LogError::corrupt(&self.log_path, position, reason));
             }
+            if span.base_offset != expected || span.last_offset < span.base_offset {
+                let reason = format!(
+                    "batch header says offset {}, expected {expected}",
+                    span.base_offset
+                );
+                return Err(LogError::corrupt(&self.log_path, position, reason));
+            }
             if span.last_offset >= offset {
                 return Ok(Some(position));
             }
+            expected = span.last_offset + 1;
             position += span.total_bytes as u64;
         }
         Ok(None)
@@ -383,6 +397,14 @@ fn verify_read_back(view: &BatchView<'_>, expected: Option<i64>) -> Result<(), S
             view.base_offset()
         )
     })?;
+    // The partition leader epoch is outside the CRC too; the log writes 0 (one broker).
+    if view.partition_leader_epoch() != 0 {
+        return Err(format!(
+            "batch at offset {} read back with partition leader epoch {}, the log writes 0",
+            view.base_offset(),
+            view.partition_leader_epoch()
+        ));
+    }
     match expected {
         Some(expected) if view.base_offset() != expected => Err(format!(
             "batch at offset {} follows a batch ending before {expected}",

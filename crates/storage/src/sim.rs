@@ -71,7 +71,8 @@ impl SimDisk {
 
     /// Simulates a power cut: every write not followed by a `sync_data` of its file is lost, and
     /// every name created, removed or renamed since its directory's last `sync_dir` reverts.
-    /// Handles opened before the crash fail from now on.
+    /// Handles opened before the crash fail from now on, and pending injected failures are
+    /// cleared.
     pub fn crash(&self) {
         let mut state = self.state.lock();
         let torn = state.tear_keep_bytes.take().and_then(|keep| {
@@ -122,6 +123,9 @@ impl SimDisk {
         state.names_durable = names.clone();
         state.names = names;
         state.files = files;
+        // An injected failure that did not fire is gone with the power.
+        state.fail_next_sync = false;
+        state.fail_next_write = false;
     }
 
     /// Makes the next `sync_data` or `sync_dir` fail (and not sync anything).

@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod crash;
+mod powerloss;
 mod props;
 mod read;
 mod retention;
