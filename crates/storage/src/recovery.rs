@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tracing::{info, warn};
+use wire::batch::HEADER_BYTES;
 
 use crate::checkpoint::{self, LOG_START_FILE, RECOVERY_POINT_FILE, TEMP_SUFFIX};
 use crate::disk::{Disk, DiskFile};
@@ -427,6 +428,14 @@ impl Rules<'_> {
             let reason = format!("{reason}; a valid batch with the next offset {offset} follows at byte {at}, so the log is damaged in the middle, not torn at its end");
             return Err(LogError::corrupt(path, position, reason));
         }
+        // The damaged header may lie about its own length or offset count (both are data that
+        // was synced as much as its CRC), so any valid batch after it with a later offset is
+        // evidence too (found by the power-loss test).
+        let search = find_later_batch(found.file.as_ref(), position + 1, found.len, expected);
+        if let Some((at, offset)) = search.map_err(LogError::io("read segment", path))? {
+            let reason = format!("{reason}; a valid batch with the later offset {offset} follows at byte {at}, so the log is damaged in the middle, not torn at its end");
+            return Err(LogError::corrupt(path, position, reason));
+        }
         if later.iter().any(|f| f.base_offset == expected) {
             let reason = format!("{reason}; a later segment starts at the next offset {expected}, so the log is damaged in the middle, not torn at its end");
             return Err(LogError::corrupt(path, position, reason));
@@ -566,4 +575,44 @@ impl Rules<'_> {
             .sync_dir(self.dir)
             .map_err(LogError::io("sync directory", self.dir))
     }
+}
+
+/// Searches `file[from..end]` for a valid batch (whole, CRC-32C matching) whose base offset lies
+/// after `after`, by at most what one segment can index. A torn write leaves no such batch.
+fn find_later_batch(
+    file: &dyn DiskFile,
+    from: u64,
+    end: u64,
+    after: i64,
+) -> io::Result<Option<(u64, i64)>> {
+    const CHUNK_BYTES: u64 = 1 << 20;
+    const MAGIC_AT: usize = 16;
+    let mut chunk = Vec::new();
+    let mut chunk_start = from;
+    while chunk_start + HEADER_BYTES as u64 <= end {
+        let len = CHUNK_BYTES.min(end - chunk_start) as usize;
+        chunk.resize(len, 0);
+        file.read_exact_at(chunk_start, &mut chunk)?;
+        for at in 0..len.saturating_sub(MAGIC_AT) {
+            let base = i64::from_be_bytes(chunk[at..at + 8].try_into().expect("8 bytes"));
+            let plausible =
+                chunk[at + MAGIC_AT] == 2 && base > after && base - after <= i64::from(u32::MAX);
+            if !plausible {
+                continue;
+            }
+            let position = chunk_start + at as u64;
+            let mut cursor = Cursor::new(file, end, position, HEADER_BYTES);
+            if let Step::Batch(_, view) = cursor.next()? {
+                if view.validate().is_ok() {
+                    return Ok(Some((position, view.base_offset())));
+                }
+            }
+        }
+        if chunk_start + len as u64 == end {
+            break;
+        }
+        // Overlap by a header so that a batch starting near the chunk's end is not missed.
+        chunk_start += (len as u64).saturating_sub(HEADER_BYTES as u64).max(1);
+    }
+    Ok(None)
 }

@@ -431,6 +431,19 @@ fn recover_and_check(
     flip: Option<Flip>,
     tally: &mut Tally,
 ) -> bool {
+    let trace = std::env::var_os("FERRY_POWERLOSS_TRACE").is_some();
+    if trace {
+        for (base, path) in segment_bases(disk) {
+            let bytes = disk.contents(&path).unwrap_or_default();
+            let batches: Vec<String> = Batches::new(&bytes)
+                .map(|b| match b {
+                    Ok((at, v)) => format!("{at}:{}..{}", v.base_offset(), v.last_offset()),
+                    Err(e) => format!("err {e}"),
+                })
+                .collect();
+            eprintln!("before open: segment {base}: {}", batches.join(" "));
+        }
+    }
     let log = match open(disk, config, model.now_ms) {
         Ok(log) => log,
         Err(LogError::Corrupt { .. }) if flip.is_some() => {
@@ -564,16 +577,18 @@ fn report(name: &str, tally: &Tally) {
 fn no_acknowledged_record_is_lost_at_any_crash_point() {
     let tally = run_seeds(seeds(), AckPolicy::AfterSync);
     report("power loss", &tally);
-    assert!(
-        tally.faults.iter().all(|&n| n > 0),
-        "every fault is injected"
-    );
-    assert!(tally.acked_records_checked > 0);
-    assert!(
-        tally.tails_truncated > 0,
-        "some crashes cut an unsynced tail"
-    );
-    assert!(tally.flips_refused_at_open > 0, "some flips are refused");
+    if tally.seeds >= SEEDS_DEFAULT {
+        assert!(
+            tally.faults.iter().all(|&n| n > 0),
+            "every fault is injected"
+        );
+        assert!(tally.acked_records_checked > 0);
+        assert!(
+            tally.tails_truncated > 0,
+            "some crashes cut an unsynced tail"
+        );
+        assert!(tally.flips_refused_at_open > 0, "some flips are refused");
+    }
     assert_eq!(
         tally.lost, 0,
         "lost acknowledged records; seeds {:?}",
