@@ -8,7 +8,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::protocol::StrBytes;
 use tracing::{info, warn};
 
-use crate::api::{GroupOffsets, MarkerRequest, Output, TxnOffset};
+use crate::api::{GroupOffsets, MarkerRequest, Output, Response, ResponseToken, TxnOffset};
 use crate::config::{round_up, TxnConfig};
 use crate::record::{DecodedRecord, Record, RecordError, StagedOffset, TopicPartition, TxnValue};
 use crate::state::TxnState;
@@ -48,6 +48,9 @@ pub struct TxnCoordinator {
     /// Between the first `replay` and `recover`: staged offsets may still wait for their
     /// transaction's record (a compacted log keeps each key at its last write).
     replaying: bool,
+    /// EndTxn answers held until their transaction's markers are written (see
+    /// [`TxnCoordinator::handle_end_txn`]).
+    pub(crate) ending: HashMap<StrBytes, Vec<(ResponseToken, Response)>>,
 }
 
 impl TxnCoordinator {
@@ -59,6 +62,7 @@ impl TxnCoordinator {
             deadlines: BTreeSet::new(),
             indexed: HashMap::new(),
             replaying: false,
+            ending: HashMap::new(),
         }
     }
 
@@ -144,6 +148,9 @@ impl TxnCoordinator {
         }
         self.complete(now_ms, &id, &mut out);
         self.settle(&id);
+        for (token, response) in self.ending.remove(&id).unwrap_or_default() {
+            out.respond(token, response);
+        }
         out
     }
 

@@ -395,9 +395,12 @@ impl TxnCoordinator {
         Ok(())
     }
 
-    /// EndTxn v0–3. The answer comes with the PrepareCommit / PrepareAbort record, as Kafka
-    /// answers once the prepare is written; the markers follow asynchronously
-    /// ([`Output::markers`], then [`markers_written`](Self::markers_written)).
+    /// EndTxn v0–3. Kafka answers once the PrepareCommit / PrepareAbort record is written and
+    /// writes the markers afterwards; ferry holds a successful answer until the markers are
+    /// written too ([`Output::markers`], then [`markers_written`](Self::markers_written)). The
+    /// answers say the same, but the producer's next transaction then never meets the markers
+    /// still in flight: librdkafka answers CONCURRENT_TRANSACTIONS on its first
+    /// AddPartitionsToTxn with a 20 ms back-off, which cost every short transaction that much.
     pub fn handle_end_txn(
         &mut self,
         now_ms: u64,
@@ -412,7 +415,19 @@ impl TxnCoordinator {
             .map(|e| fenced_as(e, ctx.api_version, END_TXN_FENCED_VERSION));
         let mut r = EndTxnResponse::default();
         r.error_code = error.map_or(0, |e| e.code());
-        out.respond(ctx.token, Response::EndTxn(r));
+        let id = &req.transactional_id.0;
+        let completing = self
+            .txns
+            .get(id.as_bytes())
+            .is_some_and(|v| v.state.is_completing());
+        if error.is_none() && completing {
+            self.ending
+                .entry(id.clone())
+                .or_default()
+                .push((ctx.token, Response::EndTxn(r)));
+        } else {
+            out.respond(ctx.token, Response::EndTxn(r));
+        }
         out
     }
 

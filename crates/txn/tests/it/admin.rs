@@ -48,7 +48,6 @@ fn list_and_describe_transactions() {
             > c commit
               ~ c: PrepareCommit pid=1002 epoch=0 last=1002:-1 timeout=60000 start=100 parts=[t/2] groups=[]
               ! markers c pid=1002 epoch=0 COMMIT parts=[t/2] groups=[]
-              c.commit: ok
             > tick 400
             > list
               admin.list: ok [a:1000:Empty b:1001:Ongoing c:1002:PrepareCommit]

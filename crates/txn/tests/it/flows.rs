@@ -54,7 +54,6 @@ fn consume_transform_produce_commit() {
             > p commit
               ~ tx: PrepareCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[t/0 u/1] groups=[g]
               ! markers tx pid=1000 epoch=0 COMMIT parts=[t/0 u/1] groups=[g:t/2=6 t/3=9]
-              p.commit: ok
             > describe tx
               admin.describe: tx PrepareCommit pid=1000 epoch=0 timeout=60000 start=0 [t:0 u:1 __consumer_offsets:0]
             > p add t/1
@@ -65,6 +64,7 @@ fn consume_transform_produce_commit() {
               ~ tx: offset g t/2 deleted
               ~ tx: offset g t/3 deleted
               ~ tx: CompleteCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[] groups=[]
+              p.commit: ok
             > committed
               committed [g:t/2=6 g:t/3=9]
             > p commit
@@ -107,10 +107,10 @@ fn abort_discards_staged_offsets() {
             > p abort
               ~ tx: PrepareAbort pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[t/0] groups=[g]
               ! markers tx pid=1000 epoch=0 ABORT parts=[t/0] groups=[g:t/0=5]
-              p.abort: ok
             > markers
               ~ tx: offset g t/0 deleted
               ~ tx: CompleteAbort pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[] groups=[]
+              p.abort: ok
             > committed
               committed []
             > p abort
@@ -158,13 +158,13 @@ fn end_txn_refusals() {
             > p abort
               ~ tx: PrepareAbort pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[t/0] groups=[]
               ! markers tx pid=1000 epoch=0 ABORT parts=[t/0] groups=[]
-              p.abort: ok
             > p commit
               p.commit: ConcurrentTransactions
             > p abort
               p.abort: ConcurrentTransactions
             > markers
               ~ tx: CompleteAbort pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[] groups=[]
+              p.abort: ok
             > p commit
               p.commit: InvalidTxnState
         "#]],
@@ -219,9 +219,9 @@ fn zombie_end_txn_is_rejected_and_its_transaction_aborted() {
             > new commit
               ~ tx: PrepareCommit pid=1000 epoch=2 last=1000:-1 timeout=60000 start=0 parts=[t/0] groups=[]
               ! markers tx pid=1000 epoch=2 COMMIT parts=[t/0] groups=[]
-              new.commit: ok
             > markers
               ~ tx: CompleteCommit pid=1000 epoch=2 last=1000:-1 timeout=60000 start=0 parts=[] groups=[]
+              new.commit: ok
             > old commit v=0
               old.commit: InvalidProducerEpoch
         "#]],
@@ -338,10 +338,10 @@ fn txn_offset_commit_member_fencing() {
             > p commit
               ~ tx: PrepareCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[t/0] groups=[g]
               ! markers tx pid=1000 epoch=0 COMMIT parts=[t/0] groups=[g:t/0=4]
-              p.commit: ok
             > markers
               ~ tx: offset g t/0 deleted
               ~ tx: CompleteCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[] groups=[]
+              p.commit: ok
             > committed
               committed [g:t/0=4]
         "#]],
@@ -398,12 +398,12 @@ fn txn_offset_commit_refusals() {
             > p commit
               ~ tx: PrepareCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[t/0] groups=[g]
               ! markers tx pid=1000 epoch=0 COMMIT parts=[t/0] groups=[g:t/0=1]
-              p.commit: ok
             > p txncommit g t/0=3
               p.txncommit: t/0:ConcurrentTransactions
             > markers
               ~ tx: offset g t/0 deleted
               ~ tx: CompleteCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[] groups=[]
+              p.commit: ok
             > committed
               committed [g:t/0=1]
         "#]],
@@ -514,18 +514,18 @@ fn transactions_of_different_ids_are_independent() {
             > a commit
               ~ a: PrepareCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[t/0] groups=[]
               ! markers a pid=1000 epoch=0 COMMIT parts=[t/0] groups=[]
-              a.commit: ok
             > b abort
               ~ b: PrepareAbort pid=1001 epoch=0 last=1001:-1 timeout=60000 start=0 parts=[t/0] groups=[]
               ! markers b pid=1001 epoch=0 ABORT parts=[t/0] groups=[]
-              b.abort: ok
             > markers id=b
               ~ b: CompleteAbort pid=1001 epoch=0 last=1001:-1 timeout=60000 start=0 parts=[] groups=[]
+              b.abort: ok
             > state
               a: PrepareCommit pid=1000 epoch=0 timeout=60000 start=0 parts=[t/0] groups=[]
               b: CompleteAbort pid=1001 epoch=0 timeout=60000 start=0 parts=[] groups=[]
             > markers
               ~ a: CompleteCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[] groups=[]
+              a.commit: ok
             > state
               a: CompleteCommit pid=1000 epoch=0 timeout=60000 start=0 parts=[] groups=[]
               b: CompleteAbort pid=1001 epoch=0 timeout=60000 start=0 parts=[] groups=[]

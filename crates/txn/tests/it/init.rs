@@ -141,7 +141,6 @@ fn refused_inits() {
             > p commit
               ~ tx: PrepareCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[t/0] groups=[]
               ! markers tx pid=1000 epoch=0 COMMIT parts=[t/0] groups=[]
-              p.commit: ok
             > q init
               q.init: ConcurrentTransactions
             > q init recover pid=1 epoch=1

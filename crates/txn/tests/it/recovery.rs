@@ -45,7 +45,6 @@ fn restart_resumes_the_markers_of_completing_transactions() {
             > a commit
               ~ a: PrepareCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[t/0] groups=[g]
               ! markers a pid=1000 epoch=0 COMMIT parts=[t/0] groups=[g:t/1=7]
-              a.commit: ok
             > b init id=b
               ~ b: Empty pid=1001 epoch=0 last=1001:-1 timeout=60000 start=-1 parts=[] groups=[]
               b.init: ok pid=1001 epoch=0
@@ -55,7 +54,6 @@ fn restart_resumes_the_markers_of_completing_transactions() {
             > b abort
               ~ b: PrepareAbort pid=1001 epoch=0 last=1001:-1 timeout=60000 start=0 parts=[u/0] groups=[]
               ! markers b pid=1001 epoch=0 ABORT parts=[u/0] groups=[]
-              b.abort: ok
             > c init id=c
               ~ c: Empty pid=1002 epoch=0 last=1002:-1 timeout=60000 start=-1 parts=[] groups=[]
               c.init: ok pid=1002 epoch=0
@@ -83,9 +81,9 @@ fn restart_resumes_the_markers_of_completing_transactions() {
             > c commit
               ~ c: PrepareCommit pid=1002 epoch=0 last=1002:-1 timeout=60000 start=0 parts=[t/2 t/3] groups=[]
               ! markers c pid=1002 epoch=0 COMMIT parts=[t/2 t/3] groups=[]
-              c.commit: ok
             > markers
               ~ c: CompleteCommit pid=1002 epoch=0 last=1002:-1 timeout=60000 start=0 parts=[] groups=[]
+              c.commit: ok
         "#]],
     );
 }
@@ -169,13 +167,11 @@ fn a_crash_before_the_prepare_is_durable_loses_the_commit_and_its_answer() {
             > p commit
               ~ tx: PrepareCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[t/0] groups=[]
             > crash
-              (p.commit lost)
               tx: Ongoing pid=1000 epoch=0 timeout=60000 start=0 parts=[t/0] groups=[]
             > p commit
               ~ tx: PrepareCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[t/0] groups=[]
             > sync
               ! markers tx pid=1000 epoch=0 COMMIT parts=[t/0] groups=[]
-              p.commit: ok
             > markers
               ~ tx: CompleteCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[] groups=[]
         "#]],
@@ -226,11 +222,11 @@ fn a_crash_after_the_prepare_completes_it_whatever_else_was_lost() {
               ~ tx: PrepareCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[t/0] groups=[g]
             > sync
               ! markers tx pid=1000 epoch=0 COMMIT parts=[t/0] groups=[g:t/0=4]
-              p.commit: ok
             > markers
               ~ tx: offset g t/0 deleted
               ~ tx: CompleteCommit pid=1000 epoch=0 last=1000:-1 timeout=60000 start=0 parts=[] groups=[]
             > crash
+              (p.commit lost)
               tx: PrepareCommit pid=1000 epoch=0 timeout=60000 start=0 parts=[t/0] groups=[g] staged g:[t/0=4]
               + stage g pid=1000 t/0=4
               ! markers tx pid=1000 epoch=0 COMMIT parts=[t/0] groups=[g:t/0=4]

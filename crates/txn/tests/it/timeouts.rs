@@ -124,12 +124,12 @@ fn completing_transactions_never_time_out() {
             > p commit
               ~ tx: PrepareCommit pid=1000 epoch=0 last=1000:-1 timeout=100 start=0 parts=[t/0] groups=[]
               ! markers tx pid=1000 epoch=0 COMMIT parts=[t/0] groups=[]
-              p.commit: ok
             > tick 1000000
             > state
               tx: PrepareCommit pid=1000 epoch=0 timeout=100 start=0 parts=[t/0] groups=[]
             > markers
               ~ tx: CompleteCommit pid=1000 epoch=0 last=1000:-1 timeout=100 start=0 parts=[] groups=[]
+              p.commit: ok
         "#]],
     );
 }
