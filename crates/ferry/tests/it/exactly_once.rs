@@ -74,7 +74,7 @@ enum Ending {
 }
 
 /// The seeded plan of endings: broker kills at fixed steps, otherwise one transaction in five
-/// aborted, one in ten with its producer killed.
+/// aborted, one in ten with its producer killed, and at least one of each.
 struct Plan {
     rng: StdRng,
     kills_left: usize,
@@ -91,6 +91,12 @@ impl Plan {
     }
 
     fn ending(&mut self, attempt: usize) -> Ending {
+        // One abort and one producer kill early on, whatever the seed.
+        match attempt {
+            1 => return Ending::Abort,
+            3 => return Ending::ProducerKill,
+            _ => {}
+        }
         if self.kills_left > 0 && attempt % self.kill_every == self.kill_every - 1 {
             self.kills_left -= 1;
             let point = [
@@ -322,6 +328,10 @@ fn new_producer(bootstrap: &str, deadline: Instant) -> TxnProducer {
             .set("transactional.id", TRANSACTIONAL_ID)
             .set("linger.ms", "5")
             .set("reconnect.backoff.max.ms", "200")
+            // Newer librdkafka re-bootstraps when every broker is down (a broker kill here) and
+            // may leave send_offsets_to_transaction waiting forever for the decommissioned group
+            // coordinator (confluentinc/librdkafka#5511); seen with 2.16 from Python.
+            .set("metadata.recovery.strategy", "none")
             .create()
             .expect("create transactional producer");
         match producer.init_transactions(CALL_TIMEOUT) {
