@@ -60,6 +60,9 @@ const KILL_AT_FRACTION: f64 = 0.4;
 /// history records what matters about them.
 const CLIENT_SETTINGS: &[(&str, &str)] = &[
     ("socket.timeout.ms", "2000"),
+    // librdkafka doubles its reconnect back-off up to 10 s by default; a run that resets
+    // connections on purpose would measure that back-off rather than the guarantee.
+    ("reconnect.backoff.max.ms", "1000"),
     ("client.id", "ferry-lab"),
     ("log_level", "3"),
 ];
