@@ -126,6 +126,10 @@ impl Settings {
             "max.in.flight.requests.per.connection" => {
                 limits.in_flight_requests_per_connection = positive(name, value)?
             }
+            "connections.max.idle.ms" => limits.connections_max_idle_ms = positive(name, value)?,
+            "connection.queued.max.request.bytes" => {
+                limits.connection_queued_request_bytes_max = positive(name, value)?
+            }
             other => bail!("unknown setting {other}"),
         }
         Ok(())

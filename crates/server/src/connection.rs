@@ -9,18 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker::{FetchOutcome, Outcome};
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, FetchRequest, RequestKind, ResponseKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use wire::frame::{decode_request, encode_response, header_prefix, HeaderPrefix};
 use wire::versions;
 
-use crate::limits::FETCH_WAIT_MAX;
+use crate::limits::{FETCH_WAIT_MAX, FRAME_BUFFER_INITIAL_BYTES_MAX};
 use crate::{fatal, groups, now_ms, Delivery, Shared};
 
 /// A response slot, queued in request order.
@@ -55,6 +55,10 @@ struct Reply {
     correlation_id: i32,
 }
 
+/// A queued response slot and the request bytes it holds of the connection's budget, returned
+/// once the response is written.
+type Queued = (Pending, Option<OwnedSemaphorePermit>);
+
 pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     tracing::debug!(%peer, "connection opened");
@@ -66,42 +70,113 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
     tracing::debug!(%peer, "connection closed");
 }
 
+/// Why a connection stopped reading.
+enum ReadEnd {
+    /// The client closed it, or the read failed.
+    Closed,
+    /// Nothing arrived for `connections.max.idle.ms` and no request was outstanding.
+    Idle,
+    Shutdown,
+}
+
+/// Reads from the socket until `buf` holds `want` bytes, growing it as the bytes arrive. Gives
+/// up when the client closes, on shutdown, or when nothing arrives for the idle time while the
+/// connection has no outstanding request (all of `budget` is free).
+async fn fill(
+    reader: &mut OwnedReadHalf,
+    shutdown: &mut watch::Receiver<bool>,
+    idle: Duration,
+    budget: (&Semaphore, usize),
+    buf: &mut BytesMut,
+    want: usize,
+) -> Result<(), ReadEnd> {
+    while buf.len() < want {
+        if buf.capacity() == buf.len() {
+            // Grows geometrically (BytesMut doubles), so a trickled frame costs what it sent.
+            buf.reserve((want - buf.len()).min(buf.capacity().max(4096)));
+        }
+        let mut frame = (&mut *reader).take((want - buf.len()) as u64);
+        // `read_buf` is cancel safe: a timeout loses no bytes.
+        tokio::select! {
+            read = frame.read_buf(buf) => match read {
+                Ok(read) if read > 0 => {}
+                _ => return Err(ReadEnd::Closed),
+            },
+            _ = shutdown.changed() => return Err(ReadEnd::Shutdown),
+            _ = tokio::time::sleep(idle) => {
+                if budget.0.available_permits() == budget.1 {
+                    return Err(ReadEnd::Idle);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn read_loop(
     shared: &Shared,
     mut reader: OwnedReadHalf,
-    queue: mpsc::Sender<Pending>,
+    queue: mpsc::Sender<Queued>,
     peer: SocketAddr,
 ) {
     let mut shutdown = shared.shutdown.subscribe();
+    let idle = Duration::from_millis(shared.limits.connections_max_idle_ms);
+    let budget_bytes = shared.limits.connection_budget_bytes();
+    let budget = Arc::new(Semaphore::new(budget_bytes));
     loop {
-        let length = tokio::select! {
-            length = reader.read_i32() => match length {
-                Ok(length) => length,
-                Err(_) => return, // closed by the client
-            },
-            _ = shutdown.changed() => return,
-        };
+        let mut prefix = BytesMut::with_capacity(4);
+        let budget_ref = (budget.as_ref(), budget_bytes);
+        match fill(&mut reader, &mut shutdown, idle, budget_ref, &mut prefix, 4).await {
+            Ok(()) => {}
+            Err(ReadEnd::Idle) => {
+                tracing::info!(%peer, idle_ms = idle.as_millis() as u64, "closing idle connection (connections.max.idle.ms)");
+                return;
+            }
+            Err(ReadEnd::Closed | ReadEnd::Shutdown) => return,
+        }
+        let length = prefix.get_i32();
         if length < 8 || length as usize > shared.limits.request_bytes_max {
             let reason = format!(
                 "frame length {length} outside 8..={} (socket.request.max.bytes)",
                 shared.limits.request_bytes_max
             );
-            let _ = queue.send(Pending::Close(reason)).await;
+            let _ = queue.send((Pending::Close(reason), None)).await;
             return;
         }
-        // Read into spare capacity instead of zero-filling the buffer first (up to 100 MiB per
-        // frame); `take` keeps the next frame's bytes in the socket.
         let length = length as usize;
-        let mut body = BytesMut::with_capacity(length);
-        let mut frame = (&mut reader).take(length as u64);
-        while body.len() < length {
-            match frame.read_buf(&mut body).await {
-                Ok(read) if read > 0 => {}
-                _ => {
-                    tracing::warn!(%peer, length, "connection closed in the middle of a frame");
-                    return;
-                }
+        // The frame's bytes count against the connection's budget until its response is written;
+        // while the budget is spent the socket is not read (TCP pushes back).
+        let permit = tokio::select! {
+            permit = budget.clone().acquire_many_owned(length as u32) => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        // Read into spare capacity instead of zero-filling the buffer first; start small for a
+        // large frame, so that a slow sender holds only what it sent.
+        let mut body = BytesMut::with_capacity(length.min(FRAME_BUFFER_INITIAL_BYTES_MAX));
+        match fill(
+            &mut reader,
+            &mut shutdown,
+            idle,
+            // Idle means nothing outstanding but this frame, whose bytes are reserved already.
+            (budget.as_ref(), budget_bytes - length),
+            &mut body,
+            length,
+        )
+        .await
+        {
+            Ok(()) => {}
+            Err(ReadEnd::Closed) => {
+                tracing::warn!(%peer, length, "connection closed in the middle of a frame");
+                return;
             }
+            Err(ReadEnd::Idle) => {
+                tracing::warn!(%peer, length, "closing connection idle in the middle of a frame (connections.max.idle.ms)");
+                return;
+            }
+            Err(ReadEnd::Shutdown) => return,
         }
         let pending = match request_pending(shared, body, peer) {
             Ok(Some(pending)) => pending,
@@ -109,7 +184,7 @@ async fn read_loop(
             Err(reason) => Pending::Close(reason),
         };
         let close = matches!(pending, Pending::Close(_));
-        if queue.send(pending).await.is_err() || close {
+        if queue.send((pending, Some(permit))).await.is_err() || close {
             return;
         }
     }
@@ -200,14 +275,16 @@ fn request_pending(
 async fn write_loop(
     shared: Arc<Shared>,
     writer: OwnedWriteHalf,
-    mut pending: mpsc::Receiver<Pending>,
+    mut pending: mpsc::Receiver<Queued>,
     peer: SocketAddr,
 ) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     let mut synced = shared.synced.subscribe();
     let mut appended = shared.appended.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
-    while let Some(item) = pending.recv().await {
+    // `_permit` returns the request's bytes to the connection's budget at the end of each turn,
+    // once its response is written.
+    while let Some((item, _permit)) = pending.recv().await {
         // Responses already written must not sit in the buffer while this one waits.
         if !matches!(item, Pending::Ready { .. }) && writer.flush().await.is_err() {
             return;

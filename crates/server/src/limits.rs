@@ -12,6 +12,18 @@ pub const CONNECTIONS_MAX_DEFAULT: usize = 4096;
 pub const IN_FLIGHT_REQUESTS_PER_CONNECTION_DEFAULT: usize = 32;
 /// Longest Fetch long-poll honoured, whatever `max_wait_ms` the client asks for.
 pub const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
+/// `connections.max.idle.ms`: a connection that sends nothing for this long while none of its
+/// requests is outstanding is closed (Kafka's default), so half-open peers do not hold a slot.
+pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
+/// `connection.queued.max.request.bytes` (ferry's own; Kafka's `queued.max.request.bytes` is
+/// broker-wide): request bytes one connection may have read and not yet answered. A frame's
+/// bytes are reserved before they are read, so one connection's request memory stays within it
+/// whatever its in-flight count; never below `socket.request.max.bytes`.
+pub const CONNECTION_QUEUED_REQUEST_BYTES_MAX_DEFAULT: usize = 128 * 1024 * 1024;
+/// A request frame's buffer starts at most this large and grows as its bytes arrive, so a client
+/// that announces a large frame and trickles it (slow loris) holds little more than it sent, while
+/// a common request is read without a copy.
+pub const FRAME_BUFFER_INITIAL_BYTES_MAX: usize = 1024 * 1024;
 /// How long a graceful shutdown waits for connections to finish.
 pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(10);
 
@@ -20,7 +32,18 @@ pub struct Limits {
     pub request_bytes_max: usize,
     pub connections_max: usize,
     pub in_flight_requests_per_connection: usize,
+    pub connections_max_idle_ms: u64,
+    pub connection_queued_request_bytes_max: usize,
     pub shutdown_grace: Duration,
+}
+
+impl Limits {
+    /// The per-connection byte budget actually applied: room for at least one largest request.
+    pub fn connection_budget_bytes(&self) -> usize {
+        self.connection_queued_request_bytes_max
+            .max(self.request_bytes_max)
+            .min(u32::MAX as usize)
+    }
 }
 
 impl Default for Limits {
@@ -29,6 +52,8 @@ impl Default for Limits {
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
             in_flight_requests_per_connection: IN_FLIGHT_REQUESTS_PER_CONNECTION_DEFAULT,
+            connections_max_idle_ms: CONNECTIONS_MAX_IDLE_MS_DEFAULT,
+            connection_queued_request_bytes_max: CONNECTION_QUEUED_REQUEST_BYTES_MAX_DEFAULT,
             shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
         }
     }

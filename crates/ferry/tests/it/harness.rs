@@ -75,6 +75,22 @@ impl Ferry {
         self.child = Some(child);
     }
 
+    /// The broker's resident memory in bytes (Linux `/proc/<pid>/status` VmRSS).
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("ferry is running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .expect("VmRSS line");
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .expect("VmRSS in kB");
+        kib * 1024
+    }
+
     pub fn is_running(&mut self) -> bool {
         match &mut self.child {
             Some(child) => child.try_wait().expect("poll ferry").is_none(),

@@ -211,3 +211,137 @@ async fn hostile_frames_close_only_their_connection() {
 
     assert!(ferry.is_running(), "ferry survived every hostile case");
 }
+
+/// Produces one `acks=all` record every 20 ms until `stop`, on its own connections, and
+/// returns how many were acknowledged; any failure fails the test.
+fn steady_producer(
+    bootstrap: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let producer = producer(&bootstrap, &[("acks", "all")]);
+        let mut acked = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let key = format!("steady-{acked}");
+            producer
+                .send(
+                    FutureRecord::to("hostile-steady").key(&key).payload("ok"),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap_or_else(|(error, _)| {
+                    panic!("the steady producer failed after {acked} records: {error}")
+                });
+            acked += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        acked
+    })
+}
+
+/// What a read on a connection the test left silent found: closed by the broker, or still open
+/// when the read timeout passed.
+fn closed_within(mut stream: TcpStream, timeout: Duration) -> bool {
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => panic!("expected nothing or a close, got {n} bytes"),
+        Err(error) => match error.kind() {
+            std::io::ErrorKind::ConnectionReset => true,
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => false,
+            other => panic!("unexpected read error {other:?}"),
+        },
+    }
+}
+
+/// Half-open, silent and slow (one byte at a time) connections, and a flood beyond
+/// `max.connections`: the idle ones are closed after `connections.max.idle.ms`, the excess ones
+/// at once, the slow ones hold no memory beyond what they sent, and a librdkafka producer on its
+/// own connections is acknowledged throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_idle_and_flooding_clients_do_not_starve_a_producer() {
+    const CONNECTIONS_MAX: usize = 40;
+    const FLOOD: usize = 100;
+    const SLOW: usize = 8;
+    const SLOW_FRAME_BYTES: i32 = 64 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(
+        dir.path(),
+        &["connections.max.idle.ms=1000", "max.connections=40"],
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let steady = steady_producer(ferry.bootstrap(), stop.clone());
+    healthy(&ferry.bootstrap(), 0).await;
+    let rss_before = ferry.rss_bytes();
+
+    // Slow loris: each announces a 64 MiB frame and sends it a byte every 50 ms.
+    let mut slow: Vec<TcpStream> = (0..SLOW).map(|_| connect(&ferry)).collect();
+    for stream in &mut slow {
+        stream.write_all(&SLOW_FRAME_BYTES.to_be_bytes()).unwrap();
+    }
+    for _ in 0..40 {
+        for stream in &mut slow {
+            stream.write_all(&[0]).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rss_slow = ferry.rss_bytes();
+    // 8 announced frames of 64 MiB are 512 MiB; what the broker holds is ~40 bytes each.
+    assert!(
+        rss_slow < rss_before + (32 << 20),
+        "slow clients grew the broker from {rss_before} to {rss_slow} bytes"
+    );
+
+    // Half-open: a connection that sends nothing, and one that stops in the middle of a frame.
+    let silent = connect(&ferry);
+    let mut stalled = connect(&ferry);
+    stalled.write_all(&100i32.to_be_bytes()).unwrap();
+    stalled.write_all(&[0, 18, 0]).unwrap();
+    assert!(
+        closed_within(silent, Duration::from_secs(20)),
+        "silent connection closed when idle"
+    );
+    assert!(
+        closed_within(stalled, Duration::from_secs(20)),
+        "stalled frame closed when idle"
+    );
+    // The slow clients stopped sending, so they are idle now too.
+    for stream in slow {
+        assert!(
+            closed_within(stream, Duration::from_secs(20)),
+            "slow client closed once idle"
+        );
+    }
+
+    // Flood: beyond max.connections the broker closes new connections at once.
+    let flood: Vec<TcpStream> = (0..FLOOD).map(|_| connect(&ferry)).collect();
+    let refused = flood
+        .into_iter()
+        .map(|stream| closed_within(stream, Duration::from_millis(200)))
+        .filter(|&closed| closed)
+        .count();
+    assert!(
+        refused >= FLOOD - CONNECTIONS_MAX,
+        "only {refused} of {FLOOD} connections beyond the limit of {CONNECTIONS_MAX} were closed"
+    );
+    healthy(&ferry.bootstrap(), 1).await;
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = steady.await.expect("steady producer");
+    assert!(acked > 0, "the steady producer was acknowledged");
+    eprintln!("hostile connections: steady producer acknowledged {acked} records; {refused} of {FLOOD} flood connections closed at once; broker RSS {rss_before} -> {rss_slow} bytes under {SLOW} slow clients");
+}
+
+/// The control for the idle timeout: with Kafka's default `connections.max.idle.ms` (10
+/// minutes) a silent connection is still open after the time the test above allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connection_stays_open_under_the_default_idle_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(dir.path(), &[]);
+    let silent = connect(&ferry);
+    assert!(
+        !closed_within(silent, Duration::from_secs(3)),
+        "open after 3 s"
+    );
+}
