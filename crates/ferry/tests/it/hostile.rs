@@ -345,3 +345,73 @@ async fn silent_connection_stays_open_under_the_default_idle_time() {
         "open after 3 s"
     );
 }
+
+/// A decompression bomb: 64 MiB of zeros that zstd packs into a few kilobytes. The broker stores
+/// and serves client batches as received and never inflates them (only its own uncompressed
+/// internal logs are decoded), so its memory does not grow by the inflated size; the consumer,
+/// which does inflate, gets the 64 MiB back, which shows that the batch was a bomb.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decompression_bomb_is_stored_compressed_and_never_inflated() {
+    use rdkafka::Message;
+    const INFLATED_BYTES: usize = 64 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(dir.path(), &[]);
+    let bootstrap = ferry.bootstrap();
+    healthy(&bootstrap, 0).await;
+    let rss_before = ferry.rss_bytes();
+    let bomb = vec![0u8; INFLATED_BYTES];
+    let producer = producer(
+        &bootstrap,
+        &[
+            ("acks", "all"),
+            ("compression.type", "zstd"),
+            ("message.max.bytes", "100000000"),
+        ],
+    );
+    producer
+        .send(
+            FutureRecord::to("hostile-bomb").key("bomb").payload(&bomb),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|(error, _)| panic!("produce the bomb: {error}"));
+    drop(producer);
+    drop(bomb);
+    let stored: u64 = walk_bytes(&dir.path().join("hostile-bomb-0"));
+    let consumer = crate::harness::consumer_from_start(&bootstrap, "hostile-bomb", 1);
+    let message = loop {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(message)) => break message.detach(),
+            Some(Err(error)) => panic!("consume the bomb: {error}"),
+            None => panic!("no message within 10 s"),
+        }
+    };
+    let payload = message.payload().expect("payload");
+    assert_eq!(payload.len(), INFLATED_BYTES, "the consumer inflates it");
+    assert!(payload.iter().all(|&b| b == 0));
+    let rss_after = ferry.rss_bytes();
+    assert!(stored > 0, "the bomb is stored in hostile-bomb-0");
+    assert!(
+        stored < (1 << 20),
+        "stored {stored} bytes: the batch is kept compressed"
+    );
+    assert!(
+        rss_after < rss_before + (INFLATED_BYTES as u64) / 2,
+        "broker grew from {rss_before} to {rss_after} bytes: it inflated the bomb"
+    );
+    healthy(&bootstrap, 1).await;
+    eprintln!("decompression bomb: {INFLATED_BYTES} bytes inflated, {stored} bytes stored, broker RSS {rss_before} -> {rss_after}");
+}
+
+/// The bytes of the `.log` files under `dir`.
+fn walk_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                .map(|e| e.metadata().map_or(0, |m| m.len()))
+                .sum()
+        })
+        .unwrap_or(0)
+}
