@@ -11,6 +11,5 @@ mod hostile;
 mod idempotence;
 mod lab;
 mod roundtrip;
-mod sinks;
 mod torture;
 mod transactions;
