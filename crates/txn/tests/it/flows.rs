@@ -180,7 +180,7 @@ fn zombie_end_txn_is_rejected_and_its_transaction_aborted() {
         old send t/0
         new init                     # a new instance of the same application
         old commit                   # the zombie tries to commit: fenced
-        old send t/0                 # its writes are refused too
+        old send t/0 force           # its writes are refused too
         markers
         new init
         new add t/0
@@ -204,7 +204,7 @@ fn zombie_end_txn_is_rejected_and_its_transaction_aborted() {
               new.init: ConcurrentTransactions
             > old commit
               old.commit: ProducerFenced
-            > old send t/0
+            > old send t/0 force
               old.send: InvalidProducerEpoch
             > markers
               ~ tx: CompleteAbort pid=1000 epoch=1 last=1000:-1 timeout=60000 start=0 parts=[] groups=[]

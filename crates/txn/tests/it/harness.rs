@@ -525,6 +525,11 @@ impl World {
         let verb = if commit { "commit" } else { "abort" };
         let mut sent = self.sent(alias, verb, version, opts);
         sent.commit = commit;
+        // As librdkafka: once a transaction is being ended, nothing more is sent in it; the
+        // next transaction adds its partitions again.
+        if let Some(a) = self.aliases.get_mut(alias) {
+            a.added.clear();
+        }
         let mut req = EndTxnRequest::default();
         req.transactional_id = TransactionalId(s(&sent.transactional_id));
         req.producer_id = sent.producer_id.into();

@@ -19,7 +19,7 @@ fn a_hung_transaction_is_aborted_and_its_producer_fenced() {
         tick 1
         p add t/2                    # the hung producer wakes up: fenced
         p commit
-        p send t/0
+        p send t/0 force             # a zombie that keeps writing after its commit
         markers
         deadline                     # nothing in flight: the id's expiration, on the hourly scan
         p init recover               # KIP-360 cannot revive a fenced epoch
@@ -48,7 +48,7 @@ fn a_hung_transaction_is_aborted_and_its_producer_fenced() {
               p.add: t/2:ProducerFenced
             > p commit
               p.commit: ProducerFenced
-            > p send t/0
+            > p send t/0 force
               p.send: InvalidProducerEpoch
             > markers
               ~ tx: CompleteAbort pid=1000 epoch=1 last=1000:-1 timeout=30000 start=0 parts=[] groups=[]
