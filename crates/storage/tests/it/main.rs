@@ -1,6 +1,7 @@
 //! The storage crate's one integration-test binary: the partition log through its public API, on
 //! the real file system and on `SimDisk` with crashes.
 
+mod arbitrary;
 mod checkpoint;
 mod crash;
 mod powerloss;
