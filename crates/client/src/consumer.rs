@@ -212,7 +212,7 @@ impl<C: ConsumerContext + 'static> Consumer<C> {
 
 /// Waits up to `timeout` for a first record, then takes what is already there, up to
 /// `records_max`.
-pub(crate) fn poll_records<C: ConsumerContext>(
+pub fn poll_records<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     records_max: usize,
     timeout: Duration,

@@ -11,5 +11,6 @@ mod hostile;
 mod idempotence;
 mod lab;
 mod roundtrip;
+mod sinks;
 mod torture;
 mod transactions;

@@ -1,0 +1,724 @@
+//! Exactly-once sinks (crates/sink) into SQLite and a real PostgreSQL server: ledger transfers
+//! applied through two consumers of one group that are killed (dropped mid-batch or right after
+//! a commit, forcing rebalances) while the broker is killed with `kill -9` and restarted. After
+//! the run every transfer is applied exactly once and the balances are the ledger's, checked
+//! with SQL. The control runs the same workload committing offsets to the broker after the
+//! database commit (at-least-once) and shows duplicates. A zombie consumer whose partitions
+//! were claimed by another is fenced inside its transaction and leaves no trace.
+//!
+//! The PostgreSQL tests start their own server (`sink::local_postgres`); without the server
+//! binaries they fail, naming `scripts/install-deps`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use client::{Consumer, Guarantee, Record, Settings};
+use lab::workload::{transfer, Workload, LEDGER_ACCOUNTS, LEDGER_INITIAL_BALANCE};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::producer::FutureRecord;
+use sink::local_postgres::LocalPostgres;
+use sink::postgres::{PgTx, PostgresBackend};
+use sink::sqlite::SqliteBackend;
+use sink::{Backend, Sink, SinkError};
+
+use crate::harness::{producer, Ferry};
+
+const PARTITIONS: i32 = 4;
+const TRANSFERS: u64 = 3_000;
+const BATCH_RECORDS_MAX: usize = 50;
+const RUN_DEADLINE: Duration = Duration::from_secs(150);
+const POLL: Duration = Duration::from_millis(100);
+
+/// A ledger database the tests can open connections to and check with SQL.
+trait LedgerDb: Send + Sync + 'static {
+    type B: Backend;
+    fn open(&self) -> Self::B;
+    /// Applies the transfers of `ids` inside the sink's transaction.
+    fn apply(tx: &mut <Self::B as Backend>::Tx<'_>, ids: &[u64]) -> Result<(), String>;
+    /// Runs a query returning one integer, on a fresh connection.
+    fn scalar(&self, sql: &str) -> i64;
+    fn balances(&self) -> Vec<i64>;
+}
+
+const SCHEMA: &str = "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance BIGINT NOT NULL);
+     CREATE TABLE applied (transfer_id BIGINT NOT NULL);";
+
+fn seed_sql() -> String {
+    let rows: Vec<String> = (0..LEDGER_ACCOUNTS)
+        .map(|id| format!("({id}, {LEDGER_INITIAL_BALANCE})"))
+        .collect();
+    format!("INSERT INTO accounts VALUES {};", rows.join(", "))
+}
+
+struct SqliteLedger {
+    path: std::path::PathBuf,
+}
+
+impl SqliteLedger {
+    fn create(dir: &std::path::Path) -> SqliteLedger {
+        let ledger = SqliteLedger {
+            path: dir.join("ledger.sqlite"),
+        };
+        let mut backend = ledger.open();
+        backend
+            .connection()
+            .execute_batch(&format!("{SCHEMA} {}", seed_sql()))
+            .expect("create ledger");
+        ledger
+    }
+}
+
+impl LedgerDb for SqliteLedger {
+    type B = SqliteBackend;
+
+    fn open(&self) -> SqliteBackend {
+        SqliteBackend::open(&self.path).expect("open sqlite ledger")
+    }
+
+    fn apply(tx: &mut rusqlite::Transaction<'_>, ids: &[u64]) -> Result<(), String> {
+        for &id in ids {
+            let t = transfer(id);
+            let steps = [
+                (
+                    "UPDATE accounts SET balance = balance - ?1 WHERE id = ?2",
+                    t.amount,
+                    i64::from(t.from),
+                ),
+                (
+                    "UPDATE accounts SET balance = balance + ?1 WHERE id = ?2",
+                    t.amount,
+                    i64::from(t.to),
+                ),
+            ];
+            for (sql, amount, account) in steps {
+                tx.prepare_cached(sql)
+                    .and_then(|mut s| s.execute(rusqlite::params![amount, account]))
+                    .map_err(|e| e.to_string())?;
+            }
+            tx.prepare_cached("INSERT INTO applied (transfer_id) VALUES (?1)")
+                .and_then(|mut s| s.execute([id as i64]))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn scalar(&self, sql: &str) -> i64 {
+        let mut backend = self.open();
+        backend
+            .connection()
+            .query_row(sql, [], |row| row.get(0))
+            .expect("query ledger")
+    }
+
+    fn balances(&self) -> Vec<i64> {
+        let mut backend = self.open();
+        let connection = backend.connection();
+        let mut statement = connection
+            .prepare("SELECT balance FROM accounts ORDER BY id")
+            .expect("prepare balances");
+        let rows = statement
+            .query_map([], |row| row.get(0))
+            .expect("query balances");
+        rows.map(|r| r.expect("balance")).collect()
+    }
+}
+
+struct PostgresLedger {
+    config: String,
+}
+
+impl PostgresLedger {
+    fn create(server: &LocalPostgres, database: &str) -> PostgresLedger {
+        let mut admin = PostgresBackend::connect(&server.config()).expect("connect to postgres");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {database}"))
+            .expect("create database");
+        let ledger = PostgresLedger {
+            config: format!("{} dbname={database}", server.config()),
+        };
+        ledger
+            .open()
+            .batch_execute(&format!("{SCHEMA} {}", seed_sql()))
+            .expect("create ledger");
+        ledger
+    }
+}
+
+impl LedgerDb for PostgresLedger {
+    type B = PostgresBackend;
+
+    fn open(&self) -> PostgresBackend {
+        PostgresBackend::connect(&self.config).expect("connect to postgres ledger")
+    }
+
+    fn apply(tx: &mut PgTx<'_>, ids: &[u64]) -> Result<(), String> {
+        for &id in ids {
+            let t = transfer(id);
+            let (from, to) = (t.from as i32, t.to as i32);
+            tx.execute(
+                "UPDATE accounts SET balance = balance - $1 WHERE id = $2",
+                &[&t.amount, &from],
+            )
+            .map_err(|e| e.to_string())?;
+            tx.execute(
+                "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
+                &[&t.amount, &to],
+            )
+            .map_err(|e| e.to_string())?;
+            tx.execute(
+                "INSERT INTO applied (transfer_id) VALUES ($1)",
+                &[&(id as i64)],
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn scalar(&self, sql: &str) -> i64 {
+        let rows = self.open().query(sql, &[]).expect("query ledger");
+        rows[0].get(0)
+    }
+
+    fn balances(&self) -> Vec<i64> {
+        let rows = self
+            .open()
+            .query("SELECT balance FROM accounts ORDER BY id", &[])
+            .expect("query balances");
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+}
+
+/// The transfer ids in `records` (every record is a ledger transfer).
+fn ids(records: &[Record]) -> Vec<u64> {
+    records
+        .iter()
+        .map(|r| {
+            let key = r.key.as_deref().expect("transfer key");
+            Workload::Ledger.id_of(key).expect("transfer id in key")
+        })
+        .collect()
+}
+
+fn expected_balances(transfers: u64) -> Vec<i64> {
+    let mut balances = vec![LEDGER_INITIAL_BALANCE; LEDGER_ACCOUNTS as usize];
+    for id in 0..transfers {
+        let t = transfer(id);
+        balances[t.from as usize] -= t.amount;
+        balances[t.to as usize] += t.amount;
+    }
+    balances
+}
+
+/// How a consumer instance's life ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kill {
+    /// The handler has written its effects and the process dies before the commit.
+    MidBatch,
+    /// The process dies right after the database commit (the control: before the offsets
+    /// reach the broker).
+    AfterCommit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Positions in the database, through `Sink`.
+    Sink,
+    /// The control: offsets committed to the broker after the database commit.
+    BrokerOffsets,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    consumer_kills: usize,
+    mid_batch_kills: usize,
+    after_commit_kills: usize,
+    fenced: usize,
+    errors: usize,
+}
+
+fn settings(bootstrap: &str, group: &str) -> Settings {
+    Settings::new(bootstrap)
+        .group_id(group)
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+}
+
+/// One consumer slot: instances that live for a few batches each and end by a kill.
+fn worker<D: LedgerDb>(
+    db: Arc<D>,
+    bootstrap: String,
+    group: String,
+    topic: String,
+    mode: Mode,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+) -> Stats {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut stats = Stats::default();
+    // The first instance ends after a commit, so the control's kill point always happens.
+    let mut kill = Kill::AfterCommit;
+    while !stop.load(Ordering::Relaxed) {
+        let batches = rng.gen_range(2..8);
+        match mode {
+            Mode::Sink => sink_life(
+                &*db, &bootstrap, &group, &topic, batches, kill, &stop, &mut stats,
+            ),
+            Mode::BrokerOffsets => broker_offsets_life(
+                &*db, &bootstrap, &group, &topic, batches, kill, &stop, &mut stats,
+            ),
+        }
+        stats.consumer_kills += 1;
+        kill = if rng.gen_bool(0.5) {
+            Kill::MidBatch
+        } else {
+            Kill::AfterCommit
+        };
+    }
+    stats
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sink_life<D: LedgerDb>(
+    db: &D,
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    batches: usize,
+    kill: Kill,
+    stop: &AtomicBool,
+    stats: &mut Stats,
+) {
+    let sink = Sink::new(&settings(bootstrap, group), db.open())
+        .expect("create sink")
+        .batch_records_max(BATCH_RECORDS_MAX);
+    sink.subscribe(&[topic]).expect("subscribe");
+    let mut applied_batches = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let last = applied_batches + 1 == batches;
+        let result = sink.step(POLL, |records, tx| {
+            D::apply(tx, &ids(records))?;
+            if last && kill == Kill::MidBatch {
+                return Err("killed mid-batch".to_string());
+            }
+            Ok(())
+        });
+        match result {
+            Ok(step) if step.applied > 0 => {
+                applied_batches += 1;
+                if last {
+                    stats.after_commit_kills += 1;
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(SinkError::Handler(_)) => {
+                stats.mid_batch_kills += 1;
+                return;
+            }
+            Err(SinkError::Fenced { .. }) => stats.fenced += 1,
+            Err(error) => {
+                eprintln!("sink step: {error}");
+                stats.errors += 1;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn broker_offsets_life<D: LedgerDb>(
+    db: &D,
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    batches: usize,
+    kill: Kill,
+    stop: &AtomicBool,
+    stats: &mut Stats,
+) {
+    let consumer = Consumer::new(Guarantee::AtLeastOnce, &settings(bootstrap, group))
+        .expect("create consumer")
+        .batch_records_max(BATCH_RECORDS_MAX);
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut backend = db.open();
+    let mut applied_batches = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let batch = match consumer.poll_batch(POLL) {
+            Ok(batch) => batch,
+            Err(error) => {
+                eprintln!("poll: {error}");
+                stats.errors += 1;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let last = applied_batches + 1 == batches;
+        let result = backend.transact(group, &[], |tx| {
+            D::apply(tx, &ids(&batch))?;
+            if last && kill == Kill::MidBatch {
+                return Err("killed mid-batch".to_string());
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => applied_batches += 1,
+            Err(sink::TransactError::Handler(_)) => {
+                stats.mid_batch_kills += 1;
+                return;
+            }
+            Err(error) => panic!("ledger transaction: {error}"),
+        }
+        if last {
+            // Dies between the database commit and the offset commit.
+            stats.after_commit_kills += 1;
+            return;
+        }
+        if let Err(error) = consumer.commit(&batch, &mut client::NoObserver) {
+            eprintln!("commit offsets: {error}");
+        }
+    }
+}
+
+fn produce_transfers(ferry: &Ferry, topic: &str) {
+    produce_n(ferry, topic, TRANSFERS);
+}
+
+/// What a run left in the database.
+#[derive(Debug)]
+struct Outcome {
+    rows: i64,
+    distinct: i64,
+    total: i64,
+    balances_match: bool,
+    stats: Vec<Stats>,
+    broker_kills: usize,
+}
+
+/// Two consumer slots of one group apply the ledger while the broker is killed twice.
+fn run<D: LedgerDb>(db: Arc<D>, mode: Mode, topic: &str) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ferry = Ferry::start(
+        dir.path(),
+        &[
+            &format!("num.partitions={PARTITIONS}"),
+            "group.initial.rebalance.delay.ms=0",
+        ],
+    );
+    produce_transfers(&ferry, topic);
+    let stop = Arc::new(AtomicBool::new(false));
+    let group = format!("{topic}-group");
+    let workers: Vec<_> = (0..2u64)
+        .map(|slot| {
+            let (db, stop) = (db.clone(), stop.clone());
+            let (bootstrap, group, topic) = (ferry.bootstrap(), group.clone(), topic.to_string());
+            std::thread::spawn(move || worker(db, bootstrap, group, topic, mode, slot + 7, stop))
+        })
+        .collect();
+    let started = Instant::now();
+    let mut broker_kills = 0;
+    let transfers = TRANSFERS as i64;
+    loop {
+        let distinct = db.scalar("SELECT COUNT(DISTINCT transfer_id) FROM applied");
+        if distinct >= transfers {
+            break;
+        }
+        if broker_kills < 2 && distinct * 3 >= transfers * (broker_kills as i64 + 1) {
+            ferry.kill9();
+            std::thread::sleep(Duration::from_millis(300));
+            ferry.restart();
+            broker_kills += 1;
+        }
+        assert!(
+            started.elapsed() < RUN_DEADLINE,
+            "run stuck: {distinct} of {transfers} transfers applied"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let stats = workers
+        .into_iter()
+        .map(|w| w.join().expect("worker"))
+        .collect();
+    Outcome {
+        rows: db.scalar("SELECT COUNT(*) FROM applied"),
+        distinct: db.scalar("SELECT COUNT(DISTINCT transfer_id) FROM applied"),
+        total: db.scalar("SELECT CAST(SUM(balance) AS BIGINT) FROM accounts"),
+        balances_match: db.balances() == expected_balances(TRANSFERS),
+        stats,
+        broker_kills,
+    }
+}
+
+fn assert_exactly_once(outcome: &Outcome) {
+    eprintln!("sink run: {outcome:?}");
+    assert_eq!(outcome.distinct, TRANSFERS as i64, "every transfer applied");
+    assert_eq!(outcome.rows, TRANSFERS as i64, "no transfer applied twice");
+    assert_eq!(
+        outcome.total,
+        i64::from(LEDGER_ACCOUNTS) * LEDGER_INITIAL_BALANCE,
+        "total balance unchanged"
+    );
+    assert!(outcome.balances_match, "balances are the ledger's");
+    assert_eq!(outcome.broker_kills, 2);
+    let kills: usize = outcome.stats.iter().map(|s| s.consumer_kills).sum();
+    let mid: usize = outcome.stats.iter().map(|s| s.mid_batch_kills).sum();
+    let after: usize = outcome.stats.iter().map(|s| s.after_commit_kills).sum();
+    assert!(kills >= 4, "consumers were killed ({kills})");
+    assert!(mid >= 1, "a consumer died mid-batch ({mid})");
+    assert!(after >= 1, "a consumer died right after a commit ({after})");
+}
+
+fn assert_duplicates(outcome: &Outcome) {
+    eprintln!("control run: {outcome:?}");
+    assert_eq!(outcome.distinct, TRANSFERS as i64);
+    assert!(
+        outcome.rows > TRANSFERS as i64,
+        "the control applies transfers twice ({} rows)",
+        outcome.rows
+    );
+}
+
+fn start_postgres() -> LocalPostgres {
+    LocalPostgres::start()
+        .unwrap_or_else(|error| panic!("start PostgreSQL for the sink tests: {error}"))
+}
+
+#[test]
+fn sqlite_sink_applies_each_transfer_once_through_consumer_and_broker_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(SqliteLedger::create(dir.path()));
+    assert_exactly_once(&run(db, Mode::Sink, "ledger-sqlite"));
+}
+
+#[test]
+fn sqlite_control_with_broker_offsets_applies_transfers_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(SqliteLedger::create(dir.path()));
+    assert_duplicates(&run(db, Mode::BrokerOffsets, "ledger-sqlite-control"));
+}
+
+#[test]
+fn postgres_sink_applies_each_transfer_once_through_consumer_and_broker_kills() {
+    let server = start_postgres();
+    let db = Arc::new(PostgresLedger::create(&server, "ledger"));
+    assert_exactly_once(&run(db, Mode::Sink, "ledger-postgres"));
+}
+
+#[test]
+fn postgres_control_with_broker_offsets_applies_transfers_twice() {
+    let server = start_postgres();
+    let db = Arc::new(PostgresLedger::create(&server, "ledger_control"));
+    assert_duplicates(&run(db, Mode::BrokerOffsets, "ledger-postgres-control"));
+}
+
+/// A consumer applies some transfers, then another claims its partitions (a new owner after a
+/// rebalance this consumer has not heard of). Its next transaction is fenced and leaves no
+/// trace: no applied rows, balances and positions as before. The control is its own first
+/// batches, committed while it still held the claim.
+fn zombie_is_fenced<D: LedgerDb>(db: &D) {
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(
+        dir.path(),
+        &[
+            &format!("num.partitions={PARTITIONS}"),
+            "group.initial.rebalance.delay.ms=0",
+        ],
+    );
+    let topic = "ledger-zombie";
+    produce_transfers(&ferry, topic);
+    let group = "zombie";
+    let zombie = Sink::new(&settings(&ferry.bootstrap(), group), db.open())
+        .expect("create sink")
+        .batch_records_max(BATCH_RECORDS_MAX);
+    zombie.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut applied = 0;
+    while applied == 0 {
+        assert!(Instant::now() < deadline, "the zombie applied nothing");
+        let step = zombie
+            .step(POLL, |records, tx| D::apply(tx, &ids(records)))
+            .expect("apply before the takeover");
+        applied += step.applied;
+    }
+    let rows_before = db.scalar("SELECT COUNT(*) FROM applied");
+    assert_eq!(
+        rows_before, applied as i64,
+        "the control: its batch committed"
+    );
+    let balances_before = db.balances();
+    let positions_before =
+        db.scalar("SELECT CAST(SUM(next_offset) AS BIGINT) FROM ferry_sink_positions");
+
+    // The new owner claims every partition the zombie holds.
+    let owned: Vec<(String, i32)> = zombie
+        .owned()
+        .into_iter()
+        .map(|(topic, partition, _)| (topic, partition))
+        .collect();
+    assert_eq!(owned.len(), PARTITIONS as usize);
+    let claims = db
+        .open()
+        .claim(group, &owned)
+        .expect("claim as the new owner");
+    assert!(claims.iter().all(|c| c.epoch == 2), "{claims:?}");
+
+    let mut fenced = None;
+    let mut handler_ran = 0;
+    while fenced.is_none() {
+        assert!(Instant::now() < deadline, "the zombie was never fenced");
+        match zombie.step(POLL, |records, tx| {
+            handler_ran += 1;
+            D::apply(tx, &ids(records))
+        }) {
+            Ok(step) => assert_eq!(step.applied, 0, "a fenced zombie applied {step:?}"),
+            Err(error @ SinkError::Fenced { .. }) => fenced = Some(error),
+            Err(error) => panic!("zombie step: {error}"),
+        }
+    }
+    eprintln!("zombie: {}", fenced.unwrap());
+    assert_eq!(
+        handler_ran, 0,
+        "the fence is checked before the handler runs"
+    );
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM applied"), rows_before);
+    assert_eq!(db.balances(), balances_before);
+    assert_eq!(
+        db.scalar("SELECT CAST(SUM(next_offset) AS BIGINT) FROM ferry_sink_positions"),
+        positions_before
+    );
+    assert_eq!(db.scalar("SELECT MIN(epoch) FROM ferry_sink_positions"), 2);
+}
+
+#[test]
+fn sqlite_zombie_consumer_is_fenced_and_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    zombie_is_fenced(&SqliteLedger::create(dir.path()));
+}
+
+#[test]
+fn postgres_zombie_consumer_is_fenced_and_leaves_no_trace() {
+    let server = start_postgres();
+    zombie_is_fenced(&PostgresLedger::create(&server, "zombie"));
+}
+
+/// The inbox helper: a message id is new once per inbox, and a rolled-back transaction forgets
+/// that it saw one.
+fn inbox_dedups<D: LedgerDb>(db: &D) {
+    let mut backend = db.open();
+    let mut first = |id: &str, fail: bool| -> Option<bool> {
+        backend
+            .transact("inbox-test", &[], |tx| {
+                let new = D::B::inbox_first(tx, "mail", id).map_err(|e| e.to_string())?;
+                if fail {
+                    return Err("handler failed".to_string());
+                }
+                Ok(new)
+            })
+            .ok()
+    };
+    let seen: BTreeMap<&str, Option<bool>> = [
+        ("m1 first", first("m1", false)),
+        ("m1 again", first("m1", false)),
+        ("m2 rolled back", first("m2", true)),
+        ("m2 after rollback", first("m2", false)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(seen["m1 first"], Some(true));
+    assert_eq!(seen["m1 again"], Some(false));
+    assert_eq!(seen["m2 rolled back"], None);
+    assert_eq!(seen["m2 after rollback"], Some(true));
+}
+
+#[test]
+fn inbox_helper_dedups_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_dedups(&SqliteLedger::create(dir.path()));
+    let server = start_postgres();
+    inbox_dedups(&PostgresLedger::create(&server, "inbox"));
+}
+
+/// Records per second applied through each sink by one consumer with no faults: a short
+/// untimed run by default (it checks the ledger only), `FERRY_SLOW=1` applies 50,000 transfers
+/// and prints the rate (measure in a release build: `cargo test --release`).
+fn throughput<D: LedgerDb>(db: &D, name: &str) {
+    let transfers: u64 = if std::env::var_os("FERRY_SLOW").is_some() {
+        50_000
+    } else {
+        2_000
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(
+        dir.path(),
+        &["num.partitions=4", "group.initial.rebalance.delay.ms=0"],
+    );
+    let topic = format!("throughput-{name}");
+    produce_n(&ferry, &topic, transfers);
+    let sink = Sink::new(&settings(&ferry.bootstrap(), "throughput"), db.open())
+        .expect("create sink")
+        .batch_records_max(500);
+    sink.subscribe(&[&topic]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut applied = 0u64;
+    let mut started = None;
+    while applied < transfers {
+        assert!(
+            Instant::now() < deadline,
+            "throughput run stuck at {applied}"
+        );
+        let step = sink
+            .step(POLL, |records, tx| D::apply(tx, &ids(records)))
+            .expect("apply");
+        if step.applied > 0 && started.is_none() {
+            started = Some(Instant::now());
+        }
+        applied += step.applied as u64;
+    }
+    let seconds = started.expect("applied something").elapsed().as_secs_f64();
+    eprintln!(
+        "sink throughput {name}: {transfers} transfers in {seconds:.2} s = {:.0} records/s",
+        transfers as f64 / seconds
+    );
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM applied"), transfers as i64);
+    assert_eq!(db.balances(), expected_balances(transfers));
+}
+
+fn produce_n(ferry: &Ferry, topic: &str, transfers: u64) {
+    // Idempotent, so a retried send cannot put a transfer in the topic twice.
+    let producer = producer(
+        &ferry.bootstrap(),
+        &[("acks", "all"), ("enable.idempotence", "true")],
+    );
+    futures::executor::block_on(async {
+        let sends: Vec<_> = (0..transfers)
+            .map(|id| {
+                let key = Workload::Ledger.key(id);
+                let payload = Workload::Ledger.payload(id, 0);
+                let producer = &producer;
+                async move {
+                    producer
+                        .send(
+                            FutureRecord::to(topic).key(&key).payload(&payload),
+                            Duration::from_secs(30),
+                        )
+                        .await
+                        .map_err(|(e, _)| e)
+                        .expect("produce transfer");
+                }
+            })
+            .collect();
+        futures::future::join_all(sends).await;
+    });
+}
+
+#[test]
+fn sink_throughput_sqlite_and_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    throughput(&SqliteLedger::create(dir.path()), "sqlite");
+    let server = start_postgres();
+    throughput(&PostgresLedger::create(&server, "throughput"), "postgres");
+}

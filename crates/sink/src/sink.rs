@@ -1,0 +1,249 @@
+//! The sink's consumer loop: a librdkafka group consumer whose rebalance callback claims the
+//! assigned partitions in the database and seeks to the positions found there, and whose
+//! [`Sink::step`] applies one batch in one fenced transaction.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use client::consumer::poll_records;
+use client::{ClientError, Guarantee, Record, Settings};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::backend::{Backend, TransactError};
+use crate::error::{DbError, SinkError};
+use crate::plan::Claims;
+
+/// The default most records applied in one transaction.
+pub const BATCH_RECORDS_MAX_DEFAULT: usize = 500;
+/// How long a seek back after a failed transaction may take.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What one step did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SinkStep {
+    pub polled: usize,
+    /// Records applied and committed with their positions.
+    pub applied: usize,
+    /// Records of partitions this consumer does not own, or already applied.
+    pub dropped: usize,
+}
+
+/// State the rebalance callback and the loop share. The callback runs inside `poll`, on the
+/// loop's thread, so the locks are never contended; they exist because librdkafka's context is
+/// shared.
+struct Shared<B> {
+    group: String,
+    backend: Mutex<B>,
+    claims: Mutex<Claims>,
+    claim_error: Mutex<Option<DbError>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves nothing half-written that matters: the database
+    // transaction rolled back when its guard dropped.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub struct SinkContext<B: Backend> {
+    shared: Arc<Shared<B>>,
+}
+
+impl<B: Backend> ClientContext for SinkContext<B> {}
+
+impl<B: Backend> ConsumerContext for SinkContext<B> {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let partitions: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                let claimed = lock(&self.shared.backend).claim(&self.shared.group, &partitions);
+                match claimed {
+                    Ok(claims) => {
+                        for claim in &claims {
+                            let offset =
+                                claim.next_offset.map_or(Offset::Beginning, Offset::Offset);
+                            if let Err(error) =
+                                tpl.set_partition_offset(&claim.topic, claim.partition, offset)
+                            {
+                                tracing::warn!(%error, "set assigned offset");
+                            }
+                        }
+                        lock(&self.shared.claims).assign(&claims);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "claim assigned partitions");
+                        *lock(&self.shared.claim_error) = Some(error);
+                    }
+                }
+                if let Err(error) = consumer.assign(tpl) {
+                    tracing::warn!(%error, "assign partitions");
+                }
+            }
+            other => {
+                if other != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                    tracing::warn!(?other, "rebalance error; dropping the assignment");
+                }
+                lock(&self.shared.claims).revoke_all();
+                if let Err(error) = consumer.unassign() {
+                    tracing::warn!(%error, "unassign partitions");
+                }
+            }
+        }
+    }
+}
+
+/// An exactly-once sink into the database behind `B`.
+pub struct Sink<B: Backend> {
+    consumer: BaseConsumer<SinkContext<B>>,
+    batch_records_max: usize,
+}
+
+impl<B: Backend> Sink<B> {
+    /// A group consumer (`settings` must name the group) reading committed records only, with
+    /// its positions in `backend`. Subscribe with [`Sink::subscribe`].
+    pub fn new(settings: &Settings, backend: B) -> Result<Sink<B>, SinkError> {
+        let group = settings
+            .group_id
+            .clone()
+            .ok_or(SinkError::Consumer(ClientError::MissingSetting("group.id")))?;
+        let mut config = settings
+            .consumer_config(Guarantee::ExactlyOnce)
+            .map_err(SinkError::Consumer)?;
+        // The claim decides every position; an eager assignor hands whole assignments to it.
+        config.set("partition.assignment.strategy", "range");
+        let context = SinkContext {
+            shared: Arc::new(Shared {
+                group,
+                backend: Mutex::new(backend),
+                claims: Mutex::new(Claims::default()),
+                claim_error: Mutex::new(None),
+            }),
+        };
+        let consumer = config.create_with_context(context).map_err(|source| {
+            SinkError::Consumer(ClientError::Kafka {
+                action: "create consumer",
+                source,
+            })
+        })?;
+        Ok(Sink {
+            consumer,
+            batch_records_max: BATCH_RECORDS_MAX_DEFAULT,
+        })
+    }
+
+    pub fn batch_records_max(mut self, batch_records_max: usize) -> Self {
+        assert!(batch_records_max > 0, "a batch holds at least one record");
+        self.batch_records_max = batch_records_max;
+        self
+    }
+
+    pub fn subscribe(&self, topics: &[&str]) -> Result<(), SinkError> {
+        self.consumer.subscribe(topics).map_err(|source| {
+            SinkError::Consumer(ClientError::Kafka {
+                action: "subscribe",
+                source,
+            })
+        })
+    }
+
+    /// The librdkafka consumer, for assignment and watermarks.
+    pub fn consumer(&self) -> &BaseConsumer<SinkContext<B>> {
+        &self.consumer
+    }
+
+    /// The database, between steps (the application's own reads and writes).
+    pub fn backend(&self) -> MutexGuard<'_, B> {
+        lock(&self.consumer.context().shared.backend)
+    }
+
+    /// The partitions this consumer owns and their epochs.
+    pub fn owned(&self) -> Vec<(String, i32, i64)> {
+        lock(&self.consumer.context().shared.claims).epochs()
+    }
+
+    /// Polls one batch and applies it: `handler` writes its effects in the transaction, the
+    /// sink writes the positions in it and commits. Nothing of a failed step is committed.
+    pub fn step<E>(
+        &self,
+        timeout: Duration,
+        handler: impl FnOnce(&[Record], &mut B::Tx<'_>) -> Result<(), E>,
+    ) -> Result<SinkStep, SinkError<E>> {
+        let shared = &self.consumer.context().shared;
+        if let Some(error) = lock(&shared.claim_error).take() {
+            return Err(SinkError::Claim(error));
+        }
+        let batch = poll_records(&self.consumer, self.batch_records_max, timeout)
+            .map_err(SinkError::Poll)?;
+        let polled = batch.len();
+        let plan = lock(&shared.claims).plan(batch);
+        let mut step = SinkStep {
+            polled,
+            applied: 0,
+            dropped: plan.dropped,
+        };
+        if plan.apply.is_empty() {
+            return Ok(step);
+        }
+        let result = lock(&shared.backend)
+            .transact(&shared.group, &plan.fences, |tx| handler(&plan.apply, tx));
+        match result {
+            Ok(()) => {
+                lock(&shared.claims).committed(&plan.fences);
+                step.applied = plan.apply.len();
+                Ok(step)
+            }
+            Err(error) => {
+                let error = match error {
+                    TransactError::Fenced {
+                        topic,
+                        partition,
+                        epoch,
+                    } => {
+                        lock(&shared.claims).lose(&topic, partition);
+                        SinkError::Fenced {
+                            topic,
+                            partition,
+                            epoch,
+                        }
+                    }
+                    TransactError::Db(error) => SinkError::Db(error),
+                    TransactError::Handler(error) => SinkError::Handler(error),
+                };
+                self.seek_back(&plan.apply);
+                Err(error)
+            }
+        }
+    }
+
+    /// Rewinds each partition to its first record in `records`, so they are polled again.
+    fn seek_back(&self, records: &[Record]) {
+        let owned = self.owned();
+        for (topic, partition, _) in owned {
+            let first = records
+                .iter()
+                .find(|r| r.topic == topic && r.partition == partition);
+            if let Some(record) = first {
+                let offset = Offset::Offset(record.offset);
+                if let Err(error) = self.consumer.seek(&topic, partition, offset, SEEK_TIMEOUT) {
+                    // Left unseeked, later records would pass over these; the next commit's
+                    // position would skip them. Dropping the claim makes this consumer stop
+                    // applying the partition until it is assigned (and claimed) again.
+                    tracing::warn!(%error, topic, partition, "seek back; giving up the partition");
+                    lock(&self.consumer.context().shared.claims).lose(&topic, partition);
+                }
+            }
+        }
+    }
+}
