@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use bytes::{BufMut, Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
-use wire::fields::{put_bytes, put_nullable_str, put_str, FieldError, FieldReader};
+use wire::fields::{put_bytes, put_nullable_str, put_str, FieldReader};
 
 /// Key type byte of an offset commit record: one key per (group, topic, partition).
 pub(crate) const KEY_TYPE_OFFSET: u8 = 1;
@@ -229,7 +229,7 @@ fn decode_key(key: &Bytes) -> Result<RecordKey, RecordError> {
 
 fn decode_offset_value(value: &Bytes) -> Result<CommittedOffset, RecordError> {
     let mut r = FieldReader::new(value.clone());
-    version(&mut r)?;
+    r.version(VALUE_VERSION)?;
     let v = CommittedOffset {
         offset: r.i64("offset")?,
         leader_epoch: r.i32("leader epoch")?,
@@ -246,7 +246,7 @@ const MEMBER_VALUE_BYTES_MIN: usize = 2 * 3 + 2 + 2 + 4 + 4 + 4 + 4;
 
 fn decode_group_value(value: &Bytes) -> Result<GroupValue, RecordError> {
     let mut r = FieldReader::new(value.clone());
-    version(&mut r)?;
+    r.version(VALUE_VERSION)?;
     let protocol_type = r.str("protocol type")?;
     let generation_id = r.i32("generation id")?;
     let protocol_name = r.nullable_str("protocol name")?;
@@ -310,26 +310,7 @@ fn check_group_value(v: &GroupValue) -> Result<(), RecordError> {
     Ok(())
 }
 
-/// Checks the value layout version, the first byte of every value.
-fn version(r: &mut FieldReader) -> Result<(), RecordError> {
-    match r.u8("value version")? {
-        VALUE_VERSION => Ok(()),
-        other => Err(RecordError::UnknownValueVersion(other)),
-    }
-}
-
-impl From<FieldError> for RecordError {
-    fn from(error: FieldError) -> RecordError {
-        match error {
-            FieldError::Truncated { what } => RecordError::Truncated { what },
-            FieldError::InvalidUtf8 { what } => RecordError::InvalidUtf8 { what },
-            FieldError::InvalidLength { what, length } => {
-                RecordError::InvalidLength { what, length }
-            }
-            FieldError::TrailingBytes { what, count } => RecordError::TrailingBytes { what, count },
-        }
-    }
-}
+wire::impl_from_field_error!(RecordError);
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use bytes::{BufMut, Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
-use wire::fields::{put_bytes, put_str, FieldError, FieldReader};
+use wire::fields::{put_bytes, put_str, FieldReader};
 
 use crate::state::TxnState;
 
@@ -224,7 +224,7 @@ fn encode_txn_value(v: &TxnValue) -> Bytes {
 fn decode_txn_value(value: &Bytes) -> Result<TxnValue, RecordError> {
     let inconsistent = |reason| RecordError::InconsistentTxn { reason };
     let mut r = FieldReader::new(value.clone());
-    version(&mut r)?;
+    r.version(VALUE_VERSION)?;
     let producer_id = r.i64("producer id")?;
     let last_producer_id = r.i64("last producer id")?;
     let producer_epoch = r.i16("producer epoch")?;
@@ -306,7 +306,7 @@ pub(crate) fn check_txn_value(v: &TxnValue) -> Result<(), &'static str> {
 
 fn decode_offset_value(value: &Bytes) -> Result<StagedOffset, RecordError> {
     let mut r = FieldReader::new(value.clone());
-    version(&mut r)?;
+    r.version(VALUE_VERSION)?;
     let v = StagedOffset {
         producer_id: r.i64("staged offset producer id")?,
         offset: r.i64("staged offset")?,
@@ -318,26 +318,7 @@ fn decode_offset_value(value: &Bytes) -> Result<StagedOffset, RecordError> {
     Ok(v)
 }
 
-/// Checks the value layout version, the first byte of every value.
-fn version(r: &mut FieldReader) -> Result<(), RecordError> {
-    match r.u8("value version")? {
-        VALUE_VERSION => Ok(()),
-        other => Err(RecordError::UnknownValueVersion(other)),
-    }
-}
-
-impl From<FieldError> for RecordError {
-    fn from(error: FieldError) -> RecordError {
-        match error {
-            FieldError::Truncated { what } => RecordError::Truncated { what },
-            FieldError::InvalidUtf8 { what } => RecordError::InvalidUtf8 { what },
-            FieldError::InvalidLength { what, length } => {
-                RecordError::InvalidLength { what, length }
-            }
-            FieldError::TrailingBytes { what, count } => RecordError::TrailingBytes { what, count },
-        }
-    }
-}
+wire::impl_from_field_error!(RecordError);
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,29 @@ pub enum FieldError {
     InvalidLength { what: &'static str, length: i64 },
     #[error("{count} trailing bytes after {what}")]
     TrailingBytes { what: &'static str, count: usize },
+    #[error("unknown value version {0}")]
+    UnknownValueVersion(u8),
+}
+
+/// `impl From<FieldError> for $error`, for a record error enum with variants of the same names
+/// (`Truncated`, `InvalidUtf8`, `InvalidLength`, `TrailingBytes`, `UnknownValueVersion`), so a
+/// log's decoder can use `?` on [`FieldReader`] and keep its own messages.
+#[macro_export]
+macro_rules! impl_from_field_error {
+    ($error:ident) => {
+        impl From<$crate::fields::FieldError> for $error {
+            fn from(error: $crate::fields::FieldError) -> $error {
+                use $crate::fields::FieldError as F;
+                match error {
+                    F::Truncated { what } => $error::Truncated { what },
+                    F::InvalidUtf8 { what } => $error::InvalidUtf8 { what },
+                    F::InvalidLength { what, length } => $error::InvalidLength { what, length },
+                    F::TrailingBytes { what, count } => $error::TrailingBytes { what, count },
+                    F::UnknownValueVersion(v) => $error::UnknownValueVersion(v),
+                }
+            }
+        }
+    };
 }
 
 /// A string of at most `i16::MAX` bytes (all strings that come from Kafka requests): u16 length.
@@ -134,6 +157,15 @@ impl FieldReader {
     pub fn bytes(&mut self, what: &'static str) -> Result<Bytes, FieldError> {
         let len = self.u32(what)? as usize;
         self.take(len, what)
+    }
+
+    /// Reads the one-byte value layout version that starts every value; `known` is the only one
+    /// the caller reads.
+    pub fn version(&mut self, known: u8) -> Result<(), FieldError> {
+        match self.u8("value version")? {
+            v if v == known => Ok(()),
+            other => Err(FieldError::UnknownValueVersion(other)),
+        }
     }
 
     /// Checks that nothing follows the last field.
