@@ -5,6 +5,7 @@
 //! v2 batch header, or clocks (time comes in as `now_ms`). All file access goes through [`Disk`],
 //! so [`SimDisk`] can crash it. The on-disk format is drawn in `docs/storage-format.md`.
 
+pub mod arbitrary;
 mod checkpoint;
 pub mod disk;
 mod error;

@@ -1,51 +1,15 @@
 //! Recovery from arbitrary bytes: the logic of the `segment_recovery` fuzz target
-//! (fuzz/fuzz_targets/segment_recovery.rs) as a property test in the default run. A segment, its
+//! (fuzz/fuzz_targets/segment_recovery.rs; both call `storage::arbitrary::check_recovery_from`)
+//! as a property test in the default run. A segment, its
 //! offset index and a recovery-point checkpoint full of arbitrary bytes open with a typed error
 //! or open and serve only batches that verify; never a panic.
 
-use std::path::Path;
-use std::sync::Arc;
-
 use proptest::prelude::*;
-use storage::{Disk, LogConfig, PartitionLog, SimDisk};
-use wire::batch::Batches;
 
-use crate::{batch, DIR};
+use crate::batch;
 
 fn open_arbitrary(log: &[u8], index: &[u8], checkpoint: &[u8]) {
-    let disk = SimDisk::new();
-    let dir = Path::new(DIR);
-    disk.create_dir_all(dir).unwrap();
-    for (name, bytes) in [
-        ("00000000000000000000.log", log),
-        ("00000000000000000000.index", index),
-        ("recovery-point.checkpoint", checkpoint),
-    ] {
-        let file = disk.open(&dir.join(name), true).unwrap();
-        file.write_all_at(0, bytes).unwrap();
-        file.sync_data().unwrap();
-    }
-    disk.sync_dir(dir).unwrap();
-    disk.sync_dir(Path::new("/")).unwrap();
-    let config = LogConfig {
-        index_interval_bytes: 100,
-        ..LogConfig::default()
-    };
-    let Ok(log) = PartitionLog::open(Arc::new(disk), dir, config, 0) else {
-        return;
-    };
-    let mut offset = log.log_start_offset();
-    while offset < log.log_end_offset() {
-        let Ok(bytes) = log.read(offset, 1, i64::MAX) else {
-            break;
-        };
-        let (_, view) = Batches::new(&bytes)
-            .next()
-            .expect("a read below the log end returns a batch")
-            .expect("served batches are whole");
-        assert!(view.validate().is_ok(), "served an invalid batch");
-        offset = view.last_offset() + 1;
-    }
+    storage::arbitrary::check_recovery_from(log, index, checkpoint);
 }
 
 /// Valid batches (offsets assigned) with some bytes flipped, so that the cases reach past the
