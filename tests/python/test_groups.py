@@ -8,11 +8,13 @@ the committed offset after a crash (at-least-once: the uncommitted records come 
 commit-before-processing loses the record in flight (at-most-once).
 """
 
+import os
 import subprocess
 import threading
 import time
 
 import confluent_kafka
+import confluent_kafka.admin
 import kafka
 import pytest
 from kafka.coordinator.assignors.range import RangePartitionAssignor
@@ -274,3 +276,70 @@ def test_kafka_python_crash_resumes_at_committed_offset(broker):
     seen = set(first + second)
     assert len(first) + len(second) == len(seen), "at-most-once delivered a record twice"
     assert set(range(100)) - seen == {40}, "exactly the record in flight at the crash is lost"
+
+
+SLOW = os.environ.get("FERRY_SLOW") == "1"
+RETENTION_S = 60  # offsets.retention.minutes=1, Kafka's smallest setting
+
+
+@pytest.mark.skipif(not SLOW, reason="waits out a one-minute offset retention; FERRY_SLOW=1 runs it")
+@pytest.mark.parametrize(
+    "broker_settings",
+    [{"num.partitions": "1", "group.initial.rebalance.delay.ms": "0",
+      "offsets.retention.minutes": "1", "offsets.retention.check.interval.ms": "1000"}],
+)
+def test_offsets_expire_a_retention_after_the_group_empties(broker):
+    """Offset expiry (offsets.retention.minutes) with confluent-kafka: the offsets of a group whose
+    last member left are gone one retention later, across a broker crash, and the group with
+    them; the control group keeps a member all along and keeps its offsets."""
+    topic = "py-expiry"
+    produce(broker.bootstrap, topic, 10, partitions=1)
+    tp = confluent_kafka.TopicPartition(topic, 0)
+
+    def consume_and_commit(group):
+        consumer = confluent_member(broker.bootstrap, group, topic)
+        got = 0
+        start = time.monotonic()
+        while got < 10:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                got += 1
+            assert time.monotonic() - start < DEADLINE_S, f"{group}: read {got} of 10"
+        consumer.commit(asynchronous=False)
+        return consumer
+
+    def committed(group):
+        probe = confluent_kafka.Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+        try:
+            return probe.committed([tp], timeout=15)[0].offset
+        finally:
+            probe.close()
+
+    def groups():
+        admin = confluent_kafka.admin.AdminClient({"bootstrap.servers": broker.bootstrap})
+        return {g.group_id for g in admin.list_consumer_groups().result(timeout=15).valid}
+
+    keeper = consume_and_commit("py-keep")
+    leaver = consume_and_commit("py-leave")
+    leaver.close()
+    emptied_at = time.monotonic()
+    assert committed("py-leave") == 10 and committed("py-keep") == 10
+
+    time.sleep(RETENTION_S / 3)
+    keeper.poll(0.1)
+    broker.restart(crash=True)  # the time the group became Empty survives the crash
+    keeper.poll(0.1)
+    while time.monotonic() - emptied_at < RETENTION_S - 10:
+        keeper.poll(0.5)
+    assert committed("py-leave") == 10, "expired before the retention"
+    assert "py-leave" in groups()
+
+    while "py-leave" in groups():
+        keeper.poll(0.5)
+        assert time.monotonic() - emptied_at < RETENTION_S + 30, "never expired"
+    took = time.monotonic() - emptied_at
+    assert committed("py-leave") == confluent_kafka.OFFSET_INVALID
+    assert committed("py-keep") == 10, "a group with a member lost its offsets"
+    assert "py-keep" in groups()
+    keeper.close()
+    assert RETENTION_S <= took + 1, f"expired after {took:.1f}s"

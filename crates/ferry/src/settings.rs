@@ -118,6 +118,13 @@ impl Settings {
                 broker.group.group_max_session_timeout_ms = positive(name, value)?
             }
             "group.max.size" => broker.group.group_max_size = positive(name, value)?,
+            "offsets.retention.minutes" => {
+                broker.group.offsets_retention_ms =
+                    positive::<u64>(name, value)?.saturating_mul(60_000)
+            }
+            "offsets.retention.check.interval.ms" => {
+                broker.group.offsets_retention_check_interval_ms = positive(name, value)?
+            }
             "producer.id.expiration.ms" => {
                 broker.producer_id_expiration_ms = positive(name, value)?
             }

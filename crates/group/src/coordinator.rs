@@ -90,6 +90,8 @@ pub struct GroupCoordinator {
     /// The deadline each group is indexed under in `deadlines`.
     indexed: HashMap<StrBytes, u64>,
     ids: IdGenerator,
+    /// When `tick` next sweeps every group for expired offsets.
+    next_offset_expiry_ms: u64,
 }
 
 impl GroupCoordinator {
@@ -97,11 +99,12 @@ impl GroupCoordinator {
     /// replayed members are skipped anyway), and tests a fixed one.
     pub fn new(config: GroupConfig, seed: u64) -> GroupCoordinator {
         GroupCoordinator {
-            config,
             groups: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             indexed: HashMap::new(),
             ids: IdGenerator::new(seed),
+            next_offset_expiry_ms: config.offsets_retention_check_interval_ms,
+            config,
         }
     }
 
@@ -568,9 +571,14 @@ impl GroupCoordinator {
     }
 
     /// Fires every timeout due at `now_ms`: session expiry, rebalance and sync timeouts, the
-    /// initial-join delay, pending-member expiry.
+    /// initial-join delay, pending-member expiry, and the periodic sweep for expired offsets.
     pub fn tick(&mut self, now_ms: u64) -> Output {
         let mut out = Output::default();
+        if now_ms >= self.next_offset_expiry_ms {
+            self.expire_offsets(now_ms, &mut out);
+            self.next_offset_expiry_ms =
+                now_ms.saturating_add(self.config.offsets_retention_check_interval_ms.max(1));
+        }
         let due: Vec<StrBytes> = self
             .deadlines
             .iter()
@@ -583,9 +591,36 @@ impl GroupCoordinator {
         out
     }
 
-    /// When `tick` next has something to do; `None` if no timer runs.
+    /// When `tick` next has something to do (at the latest, the next offset-expiry sweep).
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.deadlines.first().map(|(deadline_ms, _)| *deadline_ms)
+        let timers = self.deadlines.first().map(|(deadline_ms, _)| *deadline_ms);
+        Some(timers.map_or(self.next_offset_expiry_ms, |t| {
+            t.min(self.next_offset_expiry_ms)
+        }))
+    }
+
+    /// Kafka's `cleanupGroupMetadata`: tombstones for every expired offset, then for every Empty
+    /// group left without offsets, which is dropped.
+    fn expire_offsets(&mut self, now_ms: u64, out: &mut Output) {
+        let retention_ms = self.config.offsets_retention_ms;
+        let group_ids: Vec<StrBytes> = self.groups.keys().cloned().collect();
+        for group_id in group_ids {
+            let group = self
+                .groups
+                .get_mut(group_id.as_bytes())
+                .expect("listed group");
+            let tombstones = group.expire_offsets(now_ms, retention_ms);
+            if !tombstones.is_empty() {
+                tracing::info!(group = %group_id, offsets = tombstones.len(), "offsets expired");
+            }
+            out.records.extend(tombstones);
+            if group.is_expired() {
+                tracing::info!(group = %group_id, "empty group without offsets deleted");
+                out.records.extend(group.delete(now_ms));
+                self.groups.remove(group_id.as_bytes());
+            }
+            self.settle(&group_id);
+        }
     }
 
     /// Applies one record of the group log at start-up, oldest first. Offsets come back exactly;

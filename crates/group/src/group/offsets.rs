@@ -206,6 +206,51 @@ impl Group {
         records
     }
 
+    /// Kafka's `GroupMetadata.removeExpiredOffsets` (KIP-211): removes the offsets whose
+    /// retention has run out and returns their tombstones. The clock starts when the group became
+    /// Empty for a group that had members, and at each commit for a group that never had any
+    /// (offsets stored by standalone consumers). Offsets staged by an open transaction stay.
+    /// Kafka also expires, in a Stable group, the offsets of topics no member subscribes to;
+    /// that needs the members' subscriptions, which this crate never decodes, so here the
+    /// offsets of a group with members never expire.
+    pub(crate) fn expire_offsets(&mut self, now_ms: u64, retention_ms: u64) -> Vec<Record> {
+        let became_empty_ms = match (self.protocol_type.is_some(), self.state) {
+            (true, GroupState::Empty) => Some(self.state_timestamp_ms),
+            (false, _) => None,
+            (true, _) => return Vec::new(),
+        };
+        let expired: Vec<TopicPartition> = self
+            .offsets
+            .iter()
+            .filter(|(tp, offset)| {
+                let base_ms = became_empty_ms
+                    .unwrap_or_else(|| u64::try_from(offset.commit_timestamp_ms).unwrap_or(0));
+                now_ms.saturating_sub(base_ms) >= retention_ms
+                    && !self
+                        .pending_txn_offsets
+                        .values()
+                        .any(|p| p.contains_key(*tp))
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        expired
+            .into_iter()
+            .map(|tp| {
+                self.offsets.remove(&tp);
+                Record::offset(&self.id, &tp.0, tp.1, None)
+            })
+            .collect()
+    }
+
+    /// Kafka's `cleanupGroupMetadata` deletes an Empty group without offsets at each sweep
+    /// (here only once no member id handed out with MEMBER_ID_REQUIRED is still pending).
+    pub(crate) fn is_expired(&self) -> bool {
+        self.state == GroupState::Empty
+            && self.offsets.is_empty()
+            && self.pending_members.is_empty()
+            && self.pending_txn_offsets.is_empty()
+    }
+
     /// Replay of one offset record.
     pub(crate) fn load_offset(&mut self, tp: TopicPartition, value: Option<CommittedOffset>) {
         match value {

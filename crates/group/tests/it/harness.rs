@@ -223,6 +223,9 @@ impl World {
         c.group_max_session_timeout_ms = opts.num("max_session", c.group_max_session_timeout_ms);
         c.group_max_size = opts.num("max_size", c.group_max_size);
         c.offset_metadata_max_bytes = opts.num("metadata_max", c.offset_metadata_max_bytes);
+        c.offsets_retention_ms = opts.num("retention", c.offsets_retention_ms);
+        c.offsets_retention_check_interval_ms =
+            opts.num("retention_check", c.offsets_retention_check_interval_ms);
         self.coordinator = GroupCoordinator::new(self.config.clone(), 1);
     }
 

@@ -346,3 +346,109 @@ fn txn_offset_commit_member_checks() {
         "#]],
     );
 }
+
+#[test]
+fn offsets_of_a_group_without_members_expire_after_their_commit() {
+    check(
+        "
+        config retention=1000 retention_check=100
+        x commit gen=-1 t/0=5
+        tick 500
+        x commit gen=-1 t/1=6
+        stage pid=3 t/2=7           # an open transaction's offsets never expire
+        tick 550                    # 1050: t/0 was committed 1000 ms ago
+        fetch
+        tick 500                    # 1550: t/1 too
+        state
+        endtxn pid=3 abort          # nothing left: the next sweep deletes the group
+        tick 100
+        list
+        restart                     # the tombstones replay to nothing
+        list
+        ",
+        expect![[r#"
+            > config retention=1000 retention_check=100
+            > x commit gen=-1 t/0=5
+              ~ offset g t/0=5 epoch=-1 meta=""
+              x.commit: t/0:ok
+            > tick 500
+            > x commit gen=-1 t/1=6
+              ~ offset g t/1=6 epoch=-1 meta=""
+              x.commit: t/1:ok
+            > stage pid=3 t/2=7
+            > tick 550
+              ~ offset g t/0 deleted
+            > fetch
+              admin.fetch: t/1=6
+            > tick 500
+              ~ offset g t/1 deleted
+            > state
+              g: Empty gen=0 proto=- leader=- members=[] offsets=[]
+            > endtxn pid=3 abort
+            > tick 100
+            > list
+              admin.list: ok []
+            > restart
+            > list
+              admin.list: ok []
+        "#]],
+    );
+}
+
+#[test]
+fn offsets_of_a_consumer_group_expire_after_it_becomes_empty() {
+    check(
+        "
+        config retention=1000 retention_check=100 initial_delay=0
+        a join v=3
+        tick 10
+        a sync assign=a:p0
+        a commit t/0=5
+        tick 5000                   # Stable: offsets of a group with members never expire
+        a hb
+        fetch
+        a leave                     # Empty from now on: the retention clock starts here
+        tick 900
+        fetch
+        tick 200
+        fetch
+        list
+        restart
+        list
+        ",
+        expect![[r#"
+            > config retention=1000 retention_check=100 initial_delay=0
+            > a join v=3
+              (a.join parked)
+            > tick 10
+              a.join: ok gen=1 proto=range leader=a#1 id=a#1 members=[a#1:a]
+            > a sync assign=a:p0
+              ~ group g gen=1 proto=range leader=a#1 members=[a#1:p0]
+              a.sync: ok assign=p0
+            > a commit t/0=5
+              ~ offset g t/0=5 epoch=-1 meta=""
+              a.commit: t/0:ok
+            > tick 5000
+            > a hb
+              a.hb: ok
+            > fetch
+              admin.fetch: t/0=5
+            > a leave
+              ~ group g gen=2 proto=- leader=- members=[]
+              a.leave: ok [a#1:ok]
+            > tick 900
+            > fetch
+              admin.fetch: t/0=5
+            > tick 200
+              ~ offset g t/0 deleted
+              ~ group g deleted
+            > fetch
+              admin.fetch: none
+            > list
+              admin.list: ok []
+            > restart
+            > list
+              admin.list: ok []
+        "#]],
+    );
+}
