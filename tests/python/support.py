@@ -116,9 +116,8 @@ def confluent_consumer(bootstrap, **config):
     return confluent_kafka.Consumer(
         {
             "bootstrap.servers": bootstrap,
-            # librdkafka wants a group id; ferry has no group coordinator yet, so the consumer
-            # only ever uses assign() with explicit offsets and never commits. With auto commit
-            # on, close() would wait ~45 s for a coordinator that never answers.
+            # librdkafka wants a group id; these readers use assign() with explicit offsets and
+            # commit nothing unless a test commits explicitly.
             "group.id": "ferry-interop",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,

@@ -112,3 +112,25 @@ def test_kafka_python_offsets(broker):
         assert offset_for(0) == (5, BASE_MS + 5 * STEP_MS)
     finally:
         consumer.close(autocommit=False)
+
+
+def test_commit_to_unknown_topic_or_partition_is_refused(broker):
+    """Kafka answers a commit for a topic or partition that does not exist
+    UNKNOWN_TOPIC_OR_PARTITION and still commits the request's other partitions."""
+    producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap})
+    producer.produce("real", partition=0, value=b"x")
+    assert producer.flush(TIMEOUT_S) == 0
+    consumer = confluent_consumer(broker.bootstrap, **{"group.id": "unknown-commits"})
+    try:
+        offsets = [TopicPartition("real", 0, 1), TopicPartition("ghost", 0, 3), TopicPartition("real", 7, 3)]
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+            raise AssertionError("the commit to unknown partitions succeeded")
+        except confluent_kafka.KafkaException as error:
+            assert error.args[0].code() == confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART, error
+        committed = consumer.committed([TopicPartition("real", 0), TopicPartition("ghost", 0)], timeout=TIMEOUT_S)
+        assert [(tp.topic, tp.offset) for tp in committed] == [("real", 1), ("ghost", confluent_kafka.OFFSET_INVALID)]
+    finally:
+        consumer.close()
+    topics = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=TIMEOUT_S).topics
+    assert "ghost" not in topics, "the commit created the topic"

@@ -14,7 +14,11 @@ use std::sync::Arc;
 use group::{
     GroupConfig, GroupCoordinator, Output, Record, RequestContext, Response, ResponseToken,
 };
-use kafka_protocol::messages::ResponseKind;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use storage::{Disk, PartitionLog};
 
@@ -230,6 +234,45 @@ fn response_kind(response: Response) -> ResponseKind {
         Response::DescribeGroups(r) => ResponseKind::DescribeGroups(r),
         Response::DeleteGroups(r) => ResponseKind::DeleteGroups(r),
     }
+}
+
+/// Takes out of an OffsetCommit the partitions for which `exists` is false and returns their
+/// answers, UNKNOWN_TOPIC_OR_PARTITION: Kafka's request handler answers them so before the group
+/// coordinator sees the commit (which then only holds the partitions that exist).
+pub fn take_unknown_commits(
+    request: &mut OffsetCommitRequest,
+    exists: impl Fn(&str, i32) -> bool,
+) -> Vec<OffsetCommitResponseTopic> {
+    let mut unknown = Vec::new();
+    for topic in &mut request.topics {
+        let (known, missing): (Vec<_>, Vec<_>) = std::mem::take(&mut topic.partitions)
+            .into_iter()
+            .partition(|p| exists(topic.name.as_str(), p.partition_index));
+        topic.partitions = known;
+        if missing.is_empty() {
+            continue;
+        }
+        let partitions = missing
+            .iter()
+            .map(|p| {
+                OffsetCommitResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+            })
+            .collect();
+        unknown.push(
+            OffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions),
+        );
+    }
+    request.topics.retain(|t| !t.partitions.is_empty());
+    unknown
+}
+
+/// The answer to an OffsetCommit none of whose partitions exists.
+pub fn unknown_commits_response(unknown: Vec<OffsetCommitResponseTopic>) -> ResponseKind {
+    ResponseKind::OffsetCommit(OffsetCommitResponse::default().with_topics(unknown))
 }
 
 /// The group request in a decoded request body, if it is one.

@@ -181,13 +181,32 @@ impl Broker {
             .as_deref()
             .unwrap_or("")
             .to_string();
-        let body = match groups::group_request(request.body) {
+        let mut body = match groups::group_request(request.body) {
             Ok(body) => body,
             Err(other) => panic!("handle_group with a non-group request: {other:?}"),
         };
-        let (responses, appended) =
+        let mut unknown = Vec::new();
+        if let group::Request::OffsetCommit(commit) = &mut body {
+            let had_topics = !commit.topics.is_empty();
+            unknown = groups::take_unknown_commits(commit, |topic, partition| {
+                self.topics.partition(topic, partition).is_some()
+            });
+            if had_topics && commit.topics.is_empty() {
+                let response = groups::unknown_commits_response(unknown);
+                return Ok(self.routed(vec![(token, response)], false));
+            }
+        }
+        let (mut responses, appended) =
             self.groups_mut()
                 .handle(now_ms, token, version, &client_id, client_host, body)?;
+        if !unknown.is_empty() {
+            for (answered, response) in &mut responses {
+                if let (true, ResponseKind::OffsetCommit(r)) = (*answered == token, response) {
+                    r.topics.extend(std::mem::take(&mut unknown));
+                }
+            }
+            debug_assert!(unknown.is_empty(), "an OffsetCommit is answered at once");
+        }
         Ok(self.routed(responses, appended))
     }
 
