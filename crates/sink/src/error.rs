@@ -39,7 +39,8 @@ impl DbError {
 /// batch's partitions that this consumer still owns are read again.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError<E = std::convert::Infallible> {
-    #[error("poll records: {0}")]
+    /// librdkafka reported an error instead of records (the client's error names the action).
+    #[error(transparent)]
     Poll(ClientError),
     #[error("create consumer: {0}")]
     Consumer(ClientError),
@@ -53,11 +54,51 @@ pub enum SinkError<E = std::convert::Infallible> {
         partition: i32,
         epoch: i64,
     },
-    /// Claiming assigned partitions failed in the rebalance callback; until the next
-    /// assignment this consumer owns none of them.
+    /// Claiming assigned partitions failed (in the rebalance callback or the retry before a
+    /// poll); until a claim succeeds none of their records is applied, and every step tries
+    /// again.
     #[error("claim assigned partitions: {0}")]
     Claim(DbError),
     /// The handler failed; its writes were rolled back.
     #[error("handler failed")]
     Handler(E),
+}
+
+impl SinkError {
+    /// The same error in a step whose handler fails with `E` (a poll never runs the handler).
+    pub fn widen<E>(self) -> SinkError<E> {
+        match self {
+            SinkError::Poll(e) => SinkError::Poll(e),
+            SinkError::Consumer(e) => SinkError::Consumer(e),
+            SinkError::Db(e) => SinkError::Db(e),
+            SinkError::Fenced {
+                topic,
+                partition,
+                epoch,
+            } => SinkError::Fenced {
+                topic,
+                partition,
+                epoch,
+            },
+            SinkError::Claim(e) => SinkError::Claim(e),
+            SinkError::Handler(never) => match never {},
+        }
+    }
+}
+
+impl<E> SinkError<E> {
+    /// librdkafka lost its connections to the brokers (a broker restart, a network fault).
+    /// It reconnects by itself and the step committed nothing, so the loop just goes on.
+    pub fn is_broker_unreachable(&self) -> bool {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        matches!(
+            self,
+            SinkError::Poll(ClientError::Kafka {
+                source: KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown
+                ),
+                ..
+            })
+        )
+    }
 }

@@ -31,4 +31,4 @@ pub mod sqlite;
 
 pub use backend::{Backend, Claim, Fence, TransactError};
 pub use error::{DbError, SinkError};
-pub use sink::{Sink, SinkStep};
+pub use sink::{Polled, Sink, SinkStep};

@@ -15,6 +15,10 @@ use crate::backend::{Claim, Fence};
 struct Owned {
     epoch: i64,
     next_offset: Option<i64>,
+    /// A transaction on this partition failed and the consumer has not yet been seeked back
+    /// to `next_offset`: until it is, later records would pass over the rolled-back ones, so
+    /// none are applied.
+    rewinding: bool,
 }
 
 /// The partitions this consumer owns, as the database last told it.
@@ -29,8 +33,8 @@ pub struct Plan {
     pub apply: Vec<Record>,
     /// Sorted by (topic, partition): the order rows are locked in.
     pub fences: Vec<Fence>,
-    /// Records of partitions this consumer does not own, or below the position already
-    /// applied (left in librdkafka's queue from before a seek).
+    /// Records of partitions this consumer does not own or is rewinding, or below the
+    /// position already applied (left in librdkafka's queue from before a seek).
     pub dropped: usize,
 }
 
@@ -43,6 +47,7 @@ impl Claims {
                 Owned {
                     epoch: claim.epoch,
                     next_offset: claim.next_offset,
+                    rewinding: false,
                 },
             );
         }
@@ -56,6 +61,41 @@ impl Claims {
     /// Forgets one partition: the database says another consumer owns it now.
     pub fn lose(&mut self, topic: &str, partition: i32) {
         self.owned.remove(&(topic.to_string(), partition));
+    }
+
+    /// Marks the partitions of `fences` this consumer still owns as needing a seek back to
+    /// their applied position (a transaction over them was rolled back).
+    pub fn rewind(&mut self, fences: &[Fence]) {
+        for fence in fences {
+            if let Some(owned) = self.owned.get_mut(&(fence.topic.clone(), fence.partition)) {
+                owned.rewinding = true;
+            }
+        }
+    }
+
+    /// Marks every owned partition as needing a seek back (claimed outside the rebalance
+    /// callback, so librdkafka's fetch position is not the database's).
+    pub fn rewind_all(&mut self) {
+        for owned in self.owned.values_mut() {
+            owned.rewinding = true;
+        }
+    }
+
+    /// The partitions to seek back and where to: the next offset not applied (`None`: the
+    /// beginning of the partition).
+    pub fn rewinds(&self) -> Vec<(String, i32, Option<i64>)> {
+        self.owned
+            .iter()
+            .filter(|(_, o)| o.rewinding)
+            .map(|((t, p), o)| (t.clone(), *p, o.next_offset))
+            .collect()
+    }
+
+    /// Notes that the consumer was seeked back to the applied position of `topic`/`partition`.
+    pub fn rewound(&mut self, topic: &str, partition: i32) {
+        if let Some(owned) = self.owned.get_mut(&(topic.to_string(), partition)) {
+            owned.rewinding = false;
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -77,6 +117,7 @@ impl Claims {
             .into_iter()
             .filter(|r| match self.owned.get(&(r.topic.clone(), r.partition)) {
                 None => false,
+                Some(owned) if owned.rewinding => false,
                 Some(owned) => owned.next_offset.is_none_or(|next| r.offset >= next),
             })
             .collect();
@@ -205,6 +246,14 @@ mod tests {
         let plan = claims.plan(vec![record(0, 0), record(0, 1)]);
         claims.committed(&plan.fences);
         assert_eq!(claims.plan(vec![record(0, 1)]).apply.len(), 0);
+        assert_eq!(claims.plan(vec![record(0, 2)]).apply.len(), 1);
+        // A rolled-back transaction: nothing of the partition applies until the seek back to
+        // the committed position.
+        claims.rewind(&claims.plan(vec![record(0, 2)]).fences);
+        assert_eq!(claims.rewinds(), vec![("t".to_string(), 0, Some(2))]);
+        assert_eq!(claims.plan(vec![record(0, 2), record(0, 3)]).dropped, 2);
+        claims.rewound("t", 0);
+        assert!(claims.rewinds().is_empty());
         assert_eq!(claims.plan(vec![record(0, 2)]).apply.len(), 1);
         claims.lose("t", 0);
         assert!(claims.is_empty());

@@ -13,7 +13,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::backend::{Backend, TransactError};
 use crate::error::{DbError, SinkError};
-use crate::plan::Claims;
+use crate::plan::{Claims, Plan};
 
 /// The default most records applied in one transaction.
 pub const BATCH_RECORDS_MAX_DEFAULT: usize = 500;
@@ -38,6 +38,8 @@ struct Shared<B> {
     backend: Mutex<B>,
     claims: Mutex<Claims>,
     claim_error: Mutex<Option<DbError>>,
+    /// Assigned partitions whose claim failed: claimed again before the next poll.
+    unclaimed: Mutex<Vec<(String, i32)>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -83,8 +85,9 @@ impl<B: Backend> ConsumerContext for SinkContext<B> {
                         lock(&self.shared.claims).assign(&claims);
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "claim assigned partitions");
+                        // Reported by the next step, which claims them again.
                         *lock(&self.shared.claim_error) = Some(error);
+                        *lock(&self.shared.unclaimed) = partitions;
                     }
                 }
                 if let Err(error) = consumer.assign(tpl) {
@@ -96,6 +99,7 @@ impl<B: Backend> ConsumerContext for SinkContext<B> {
                     tracing::warn!(?other, "rebalance error; dropping the assignment");
                 }
                 lock(&self.shared.claims).revoke_all();
+                lock(&self.shared.unclaimed).clear();
                 if let Err(error) = consumer.unassign() {
                     tracing::warn!(%error, "unassign partitions");
                 }
@@ -129,6 +133,7 @@ impl<B: Backend> Sink<B> {
                 backend: Mutex::new(backend),
                 claims: Mutex::new(Claims::default()),
                 claim_error: Mutex::new(None),
+                unclaimed: Mutex::new(Vec::new()),
             }),
         };
         let consumer = config.create_with_context(context).map_err(|source| {
@@ -180,14 +185,38 @@ impl<B: Backend> Sink<B> {
         timeout: Duration,
         handler: impl FnOnce(&[Record], &mut B::Tx<'_>) -> Result<(), E>,
     ) -> Result<SinkStep, SinkError<E>> {
+        let polled = self.poll(timeout).map_err(SinkError::widen)?;
+        self.apply(polled, handler)
+    }
+
+    /// The first half of [`Sink::step`]: repairs what an earlier failure left (a claim or a
+    /// seek back that failed), polls a batch and decides which of its records to apply under
+    /// which epochs. Nothing is written until [`Sink::apply`]; a consumer that stalls between
+    /// the two (a paused process) and lost its partitions meanwhile is fenced there.
+    pub fn poll(&self, timeout: Duration) -> Result<Polled, SinkError> {
         let shared = &self.consumer.context().shared;
         if let Some(error) = lock(&shared.claim_error).take() {
             return Err(SinkError::Claim(error));
         }
+        self.claim_unclaimed()?;
+        self.seek_rewinds();
         let batch = poll_records(&self.consumer, self.batch_records_max, timeout)
             .map_err(SinkError::Poll)?;
         let polled = batch.len();
         let plan = lock(&shared.claims).plan(batch);
+        Ok(Polled { polled, plan })
+    }
+
+    /// The second half of [`Sink::step`]: one transaction that writes the positions (fenced by
+    /// the claimed epochs), runs `handler` and commits. After a failure the batch's partitions
+    /// are read again from the applied position.
+    pub fn apply<E>(
+        &self,
+        polled: Polled,
+        handler: impl FnOnce(&[Record], &mut B::Tx<'_>) -> Result<(), E>,
+    ) -> Result<SinkStep, SinkError<E>> {
+        let shared = &self.consumer.context().shared;
+        let Polled { polled, plan } = polled;
         let mut step = SinkStep {
             polled,
             applied: 0,
@@ -221,29 +250,61 @@ impl<B: Backend> Sink<B> {
                     TransactError::Db(error) => SinkError::Db(error),
                     TransactError::Handler(error) => SinkError::Handler(error),
                 };
-                self.seek_back(&plan.apply);
+                lock(&shared.claims).rewind(&plan.fences);
+                self.seek_rewinds();
                 Err(error)
             }
         }
     }
 
-    /// Rewinds each partition to its first record in `records`, so they are polled again.
-    fn seek_back(&self, records: &[Record]) {
-        let owned = self.owned();
-        for (topic, partition, _) in owned {
-            let first = records
-                .iter()
-                .find(|r| r.topic == topic && r.partition == partition);
-            if let Some(record) = first {
-                let offset = Offset::Offset(record.offset);
-                if let Err(error) = self.consumer.seek(&topic, partition, offset, SEEK_TIMEOUT) {
-                    // Left unseeked, later records would pass over these; the next commit's
-                    // position would skip them. Dropping the claim makes this consumer stop
-                    // applying the partition until it is assigned (and claimed) again.
-                    tracing::warn!(%error, topic, partition, "seek back; giving up the partition");
-                    lock(&self.consumer.context().shared.claims).lose(&topic, partition);
+    /// Claims the partitions whose claim failed in the rebalance callback; they are read from
+    /// their stored positions once seeked there.
+    fn claim_unclaimed(&self) -> Result<(), SinkError> {
+        let shared = &self.consumer.context().shared;
+        let partitions = lock(&shared.unclaimed).clone();
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let claims = lock(&shared.backend)
+            .claim(&shared.group, &partitions)
+            .map_err(SinkError::Claim)?;
+        let mut owned = lock(&shared.claims);
+        owned.assign(&claims);
+        // librdkafka fetches these from wherever it began; only a seek to the stored position
+        // lets their records apply.
+        owned.rewind_all();
+        lock(&shared.unclaimed).clear();
+        Ok(())
+    }
+
+    /// Seeks each partition marked as rewinding back to its applied position. A seek that
+    /// fails leaves the partition rewinding (its records are not applied) and is tried again
+    /// on the next poll.
+    fn seek_rewinds(&self) {
+        let shared = &self.consumer.context().shared;
+        let rewinds = lock(&shared.claims).rewinds();
+        for (topic, partition, next_offset) in rewinds {
+            let offset = next_offset.map_or(Offset::Beginning, Offset::Offset);
+            match self.consumer.seek(&topic, partition, offset, SEEK_TIMEOUT) {
+                Ok(()) => lock(&shared.claims).rewound(&topic, partition),
+                Err(error) => {
+                    tracing::warn!(%error, topic, partition, "seek back; trying again next poll")
                 }
             }
         }
+    }
+}
+
+/// A polled batch and the decision of which records to apply: the first half of a step.
+#[derive(Debug)]
+pub struct Polled {
+    polled: usize,
+    plan: Plan,
+}
+
+impl Polled {
+    /// How many of its records will be applied.
+    pub fn applicable(&self) -> usize {
+        self.plan.apply.len()
     }
 }
