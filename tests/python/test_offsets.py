@@ -1,14 +1,15 @@
 """Offsets: watermarks, offsets by timestamp and DeleteRecords, through both clients.
 
-Each record is produced alone and flushed (linger.ms=0), so each is its own batch and lookups by
-timestamp are exact even though ferry answers them at batch granularity."""
+Each record is produced alone and flushed (linger.ms=0), so each is its own batch; a lookup by
+timestamp inside one uncompressed batch is exact too (compressed batches are answered at batch
+granularity, since ferry never decompresses)."""
 
 import confluent_kafka
 import kafka
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from support import confluent_consumer
+from support import confluent_consumer, segment_batches
 
 TIMEOUT_S = 15
 RECORDS = 20
@@ -134,3 +135,26 @@ def test_commit_to_unknown_topic_or_partition_is_refused(broker):
         consumer.close()
     topics = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=TIMEOUT_S).topics
     assert "ghost" not in topics, "the commit created the topic"
+
+
+def test_offsets_for_times_inside_one_batch(broker):
+    """Ten records with distinct timestamps in one uncompressed batch: offsets_for_times answers
+    the first record whose timestamp reaches the one asked, with that record's timestamp."""
+    topic = "times-in-batch"
+    producer = confluent_kafka.Producer(
+        {"bootstrap.servers": broker.bootstrap, "linger.ms": 1000, "batch.num.messages": 100,
+         "compression.type": "none", "acks": "all"}
+    )
+    for i in range(10):
+        producer.produce(topic, partition=0, value=b"%d" % i, timestamp=BASE_MS + i * STEP_MS)
+    assert producer.flush(TIMEOUT_S) == 0
+    consumer = confluent_consumer(broker.bootstrap)
+    try:
+        batches = segment_batches(broker.data_dir, topic, 0)
+        assert [count for _, _, count in batches] == [10], f"the records were not one batch: {batches}"
+        for wanted, expected in [(BASE_MS, 0), (BASE_MS + 1, 1), (BASE_MS + 4 * STEP_MS, 4),
+                                 (BASE_MS + 9 * STEP_MS, 9), (BASE_MS + 9 * STEP_MS + 1, -1)]:
+            [answer] = consumer.offsets_for_times([TopicPartition(topic, 0, wanted)], timeout=TIMEOUT_S)
+            assert answer.error is None and answer.offset == expected, (wanted, answer)
+    finally:
+        consumer.close()

@@ -298,10 +298,11 @@ impl Segment {
                 Step::Batch(_, view)
                     if view.last_offset() >= offset_min && view.max_timestamp() >= timestamp_ms =>
                 {
-                    return Ok(Some((
+                    let found = first_record_at_or_after(&view, timestamp_ms, offset_min);
+                    return Ok(Some(found.unwrap_or((
                         view.base_offset().max(offset_min),
                         view.max_timestamp(),
-                    )));
+                    ))));
                 }
                 Step::Batch(..) => {}
                 Step::Invalid { position, reason } => {
@@ -430,6 +431,27 @@ pub(crate) struct Cursor<'f> {
     buf: Vec<u8>,
     buf_start: u64,
     chunk_bytes: usize,
+}
+
+/// Kafka's answer to ListOffsets by timestamp inside the batch found: the first record at or
+/// after `offset_min` whose timestamp reaches `timestamp_ms`, with that timestamp. `None` when
+/// the records cannot be read without decompressing, when every record carries the batch's time
+/// (LogAppendTime), or when the CRC does not match (the caller then answers with the batch, and
+/// a read of it reports the damage).
+fn first_record_at_or_after(
+    view: &BatchView,
+    timestamp_ms: i64,
+    offset_min: i64,
+) -> Option<(i64, i64)> {
+    if view.is_log_append_time() || view.verify_crc().is_err() {
+        return None;
+    }
+    let records = view.records().ok()?;
+    records.iter().find_map(|record| {
+        let offset = view.base_offset() + i64::from(record.offset_delta);
+        let timestamp = view.base_timestamp().saturating_add(record.timestamp_delta);
+        (offset >= offset_min && timestamp >= timestamp_ms).then_some((offset, timestamp))
+    })
 }
 
 pub(crate) enum Step<'b> {

@@ -52,11 +52,13 @@ pub enum BatchError {
     Record { index: usize, reason: &'static str },
 }
 
-/// The key and value of one record of an uncompressed batch (headers and timestamps are not
-/// needed by the broker's internal logs, the only place ferry decodes records).
+/// One record of an uncompressed batch, without its headers: the key and value for the broker's
+/// internal logs, the deltas for ListOffsets by timestamp. ferry decodes client records nowhere
+/// else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordView<'a> {
     pub offset_delta: i32,
+    pub timestamp_delta: i64,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
 }
@@ -226,8 +228,8 @@ impl<'a> BatchView<'a> {
         self.producer_id() >= 0
     }
 
-    /// Decodes the records of an uncompressed batch. Only the broker's own internal logs use
-    /// this; client data is never decoded.
+    /// Decodes the records of an uncompressed batch (the broker's own internal logs, and
+    /// ListOffsets by timestamp for the one batch it answers with).
     pub fn records(&self) -> Result<Vec<RecordView<'a>>, BatchError> {
         if self.compression()? != Compression::None {
             return Err(BatchError::Record {
@@ -248,12 +250,13 @@ impl<'a> BatchView<'a> {
             let (mut record, after) = rest.split_at(length);
             rest = after;
             let _attributes = take_bytes(&mut record, 1).ok_or(fail("attributes"))?;
-            let _timestamp_delta = take_varlong(&mut record).ok_or(fail("timestamp delta"))?;
+            let timestamp_delta = take_varlong(&mut record).ok_or(fail("timestamp delta"))?;
             let offset_delta = take_varlong(&mut record).ok_or(fail("offset delta"))? as i32;
             let key = take_nullable(&mut record).ok_or(fail("key"))?;
             let value = take_nullable(&mut record).ok_or(fail("value"))?;
             records.push(RecordView {
                 offset_delta,
+                timestamp_delta,
                 key,
                 value,
             });
@@ -490,11 +493,13 @@ mod tests {
             vec![
                 RecordView {
                     offset_delta: 0,
+                    timestamp_delta: 0,
                     key: Some(b"k1"),
                     value: Some(b"v1")
                 },
                 RecordView {
                     offset_delta: 1,
+                    timestamp_delta: 0,
                     key: None,
                     value: Some(b"value-2")
                 },

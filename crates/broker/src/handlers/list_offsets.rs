@@ -1,6 +1,7 @@
 //! ListOffsets: earliest (-2) is the log start offset, latest (-1) the high watermark (the last
-//! stable offset under read_committed), and a timestamp the first batch whose max timestamp
-//! reaches it (batch granularity: records are never decoded). -3 (max timestamp, v7) is not
+//! stable offset under read_committed), and a timestamp the first record whose timestamp reaches
+//! it, as in Kafka. Inside a compressed batch ferry does not decompress: the answer is then the
+//! batch's first offset and its max timestamp. -3 (max timestamp, v7) is not
 //! advertised.
 
 use kafka_protocol::error::ResponseError;
