@@ -3,15 +3,17 @@
 //! (written to the OS); what `acks=all` waits for is the fsync, tracked separately by the group
 //! commit.
 //!
-//! The producer state is rebuilt on open from the newest usable snapshot plus the batch headers
-//! after it (read in chunks with `PartitionLog::read`, records never decoded), and snapshotted at
-//! every segment roll, every `SNAPSHOT_INTERVAL_MS` while it changes, and at a clean close.
+//! The producer state and the transaction index are rebuilt on open from the newest usable
+//! snapshot plus the batch headers after it (read in chunks with `PartitionLog::read`; only
+//! transaction markers are decoded), and snapshotted at every segment roll, every
+//! `SNAPSHOT_INTERVAL_MS` while they change, and at a clean close.
 
 use std::sync::Arc;
 
 use storage::{AppendInfo, Disk, LogError, PartitionLog};
 use wire::batch::Batches;
 
+use crate::producers::snapshot::Snapshot;
 use crate::producers::{files, BatchHeader, ProducerStateTable, Verdict, SNAPSHOT_INTERVAL_MS};
 use crate::txn_index::{marker_batch, AbortedTxn, Marker, TxnIndex};
 
@@ -25,8 +27,8 @@ pub struct Partition {
     /// The offset of the newest snapshot on disk, written or loaded.
     snapshot_offset: Option<i64>,
     snapshot_written_ms: i64,
-    /// The producer state changed since the newest snapshot.
-    producers_changed: bool,
+    /// The producer state or the transaction index changed since the newest snapshot.
+    state_changed: bool,
     /// Open transactions and aborted ones, for the last stable offset and read_committed.
     txns: TxnIndex,
 }
@@ -41,17 +43,20 @@ impl Partition {
         let log_end = log.log_end_offset();
         let loaded = files::load_newest(disk.as_ref(), log.dir(), log_end)?;
         let snapshot_offset = loaded.as_ref().map(|(offset, _)| *offset);
-        let mut producers = loaded.map(|(_, table)| table).unwrap_or_default();
+        let Snapshot {
+            mut producers,
+            mut txns,
+        } = loaded.map(|(_, state)| state).unwrap_or_default();
         let from = snapshot_offset.unwrap_or(0);
-        let (batches, bytes) = replay(&log, &mut producers, from, now_ms)?;
-        let txns = rebuild_txns(&log)?;
+        let (batches, bytes) = replay(&log, &mut producers, &mut txns, from, now_ms)?;
+        txns.truncate_before(log.log_start_offset());
         let mut partition = Partition {
             log,
             disk,
             producers,
             snapshot_offset,
             snapshot_written_ms: now_ms,
-            producers_changed: false,
+            state_changed: false,
             txns,
         };
         if bytes > 0 {
@@ -61,7 +66,8 @@ impl Partition {
                 replayed_batches = batches,
                 replayed_bytes = bytes,
                 producers = partition.producers.len(),
-                "rebuilt producer state from the log"
+                open_transactions = partition.txns.ongoing_count(),
+                "rebuilt producer and transaction state from the log"
             );
             // The next open starts from here.
             partition.write_snapshot(log_end, now_ms, false);
@@ -100,6 +106,7 @@ impl Partition {
     pub fn append_marker(&mut self, marker: Marker, now_ms: i64) -> Result<(), LogError> {
         let mut bytes = marker_batch(marker, 0, now_ms);
         self.log.append(&mut bytes, now_ms)?;
+        self.state_changed = true;
         self.index_txns(&bytes)
     }
 
@@ -145,7 +152,7 @@ impl Partition {
         for (header, &base_offset) in headers.iter().zip(&info.batch_base_offsets) {
             if header.has_producer_id() {
                 self.producers.record(header, base_offset, now_ms);
-                self.producers_changed = true;
+                self.state_changed = true;
             }
         }
         Ok(info)
@@ -157,10 +164,10 @@ impl Partition {
     pub fn maintain_producers(&mut self, now_ms: i64, expiration_ms: Option<i64>) -> usize {
         let expired = expiration_ms.map_or(0, |ms| self.producers.expire(now_ms, ms));
         if expired > 0 {
-            self.producers_changed = true;
+            self.state_changed = true;
             tracing::debug!(dir = %self.log.dir().display(), expired, "expired idle producer ids");
         }
-        if self.producers_changed
+        if self.state_changed
             && now_ms.saturating_sub(self.snapshot_written_ms) >= SNAPSHOT_INTERVAL_MS
         {
             self.write_snapshot(self.log.log_end_offset(), now_ms, false);
@@ -173,13 +180,21 @@ impl Partition {
     /// ones. Failure is only traced: a snapshot is a cache, the log stays the truth.
     fn write_snapshot(&mut self, offset: i64, now_ms: i64, sync: bool) {
         let dir = self.log.dir();
-        let written = files::write(self.disk.as_ref(), dir, &self.producers, offset, sync)
-            .and_then(|()| files::prune(self.disk.as_ref(), dir));
+        self.txns.truncate_before(self.log.log_start_offset());
+        let written = files::write(
+            self.disk.as_ref(),
+            dir,
+            &self.producers,
+            &self.txns,
+            offset,
+            sync,
+        )
+        .and_then(|()| files::prune(self.disk.as_ref(), dir));
         match written {
             Ok(()) => {
                 self.snapshot_offset = Some(offset);
                 self.snapshot_written_ms = now_ms;
-                self.producers_changed = false;
+                self.state_changed = false;
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot write a producer snapshot; recovery will replay more of the log");
@@ -191,7 +206,7 @@ impl Partition {
     /// next open replays nothing.
     pub fn close(mut self) -> Result<(), LogError> {
         let log_end = self.log.log_end_offset();
-        if self.snapshot_offset != Some(log_end) || self.producers_changed {
+        if self.snapshot_offset != Some(log_end) || self.state_changed {
             self.write_snapshot(log_end, self.snapshot_written_ms, true);
         }
         self.log.close()
@@ -202,11 +217,13 @@ impl Partition {
     }
 }
 
-/// Replays the batch headers of `log` from offset `from` to its end into `producers`; returns
-/// the batches and bytes read. Nothing is validated: the log holds only accepted batches.
+/// Replays the batch headers of `log` from offset `from` to its end into `producers` and
+/// `txns`; returns the batches and bytes read. Nothing is validated: the log holds only accepted
+/// batches.
 fn replay(
     log: &PartitionLog,
     producers: &mut ProducerStateTable,
+    txns: &mut TxnIndex,
     from: i64,
     now_ms: i64,
 ) -> Result<(u64, u64), LogError> {
@@ -227,10 +244,14 @@ fn replay(
             })?;
             offset = view.last_offset() + 1;
             // A snapshot at `from` covers every batch that starts below it.
-            if view.base_offset() < from || view.is_control() {
+            if view.base_offset() < from {
                 continue;
             }
             batches += 1;
+            txns.on_batch(&view).map_err(|e| corrupt(log.dir(), e))?;
+            if view.is_control() {
+                continue;
+            }
             let header = BatchHeader::of(&view);
             // The append time is not stored; the batch's max timestamp stands in for it.
             let timestamp_ms = match header.max_timestamp_ms {
@@ -308,6 +329,83 @@ mod tests {
         assert_eq!(snapshots(&disk), [20], "a snapshot after the replay");
     }
 
+    /// A transactional batch of producer `id` (epoch 0), appended as the produce handler does.
+    fn produce_txn(p: &mut Partition, id: i64, seq: i32) {
+        let producer = ProducerFields {
+            producer_id: id,
+            producer_epoch: 0,
+            base_sequence: seq,
+        };
+        let mut bytes = build_batch(&[(None, Some(&b"t"[..]))], NOW_MS, producer, 0x10);
+        let header = BatchHeader::of(&BatchView::parse(&bytes).unwrap());
+        assert_eq!(p.check_producers(&[header]), Verdict::Append);
+        p.append(&mut bytes, &[header], NOW_MS).unwrap();
+    }
+
+    fn end_txn(p: &mut Partition, id: i64, commit: bool) {
+        let marker = Marker {
+            producer_id: id,
+            producer_epoch: 0,
+            commit,
+        };
+        p.append_marker(marker, NOW_MS).unwrap();
+    }
+
+    /// Aborted, committed and open transactions across several segments (so that rolls write
+    /// snapshots in the middle of them).
+    fn transactions(disk: &Arc<SimDisk>) -> Partition {
+        let mut p = open(disk, 400);
+        for round in 0..6 {
+            produce_txn(&mut p, 5, round * 2);
+            produce_txn(&mut p, 6, round);
+            produce_txn(&mut p, 5, round * 2 + 1);
+            end_txn(&mut p, 5, round % 2 == 0);
+        }
+        produce_txn(&mut p, 7, 0);
+        assert!(p.log().segment_count() > 3, "rolls happened");
+        assert_eq!(p.txns.aborted().len(), 3);
+        assert_eq!(p.txns.ongoing_count(), 2);
+        p
+    }
+
+    #[test]
+    fn transaction_state_comes_back_from_the_snapshot_or_the_log() {
+        // After a clean close: from the snapshot at the log end, nothing replayed.
+        let disk = Arc::new(SimDisk::new());
+        let p = transactions(&disk);
+        let (before, log_end) = (format!("{:?}", p.txns), p.high_watermark());
+        p.close().unwrap();
+        assert_eq!(snapshots(&disk).last(), Some(&log_end));
+        let p = open(&disk, 400);
+        assert_eq!(format!("{:?}", p.txns), before);
+        assert_eq!(
+            p.last_stable_offset(),
+            1,
+            "producer 6's transaction pins the LSO"
+        );
+
+        // After a crash: from the last roll's snapshot plus the log after it.
+        let disk = Arc::new(SimDisk::new());
+        let mut p = transactions(&disk);
+        sync(&mut p);
+        let before = format!("{:?}", p.txns);
+        drop(p);
+        disk.crash();
+        assert!(!snapshots(&disk).is_empty(), "rolls wrote snapshots");
+        let p = open(&disk, 400);
+        assert_eq!(format!("{:?}", p.txns), before);
+
+        // Without any snapshot: from the whole log.
+        let dir = Path::new("/t-0");
+        for offset in snapshots(&disk) {
+            let path = dir.join(crate::producers::snapshot::file_name(offset));
+            disk.remove_file(&path).unwrap();
+        }
+        drop(p);
+        let p = open(&disk, 400);
+        assert_eq!(format!("{:?}", p.txns), before);
+    }
+
     #[test]
     fn unsynced_batches_lost_in_a_crash_are_not_remembered() {
         let disk = Arc::new(SimDisk::new());
@@ -373,7 +471,15 @@ mod tests {
         sync(&mut p);
         assert_eq!(produce(&mut p, 3, 1, 1), Verdict::Append);
         // A snapshot covering the unsynced batch, written durably as if it were periodic.
-        files::write(disk.as_ref(), Path::new("/t-0"), p.producers(), 2, true).unwrap();
+        files::write(
+            disk.as_ref(),
+            Path::new("/t-0"),
+            p.producers(),
+            &TxnIndex::default(),
+            2,
+            true,
+        )
+        .unwrap();
         drop(p);
         disk.crash();
         let mut p = open(&disk, 1 << 30);
@@ -385,24 +491,6 @@ mod tests {
         disk.crash();
         assert!(!snapshots(&disk).contains(&2));
     }
-}
-
-/// Rebuilds the transaction index from every batch header in the log. This reads the whole log
-/// once at start-up; a persisted index (Kafka's `.txnindex`) would avoid it.
-fn rebuild_txns(log: &PartitionLog) -> Result<TxnIndex, LogError> {
-    let mut txns = TxnIndex::default();
-    let end = log.log_end_offset();
-    let mut offset = log.log_start_offset();
-    while offset < end {
-        let bytes = log.read(offset, REPLAY_CHUNK_BYTES, end)?;
-        assert!(!bytes.is_empty(), "read below the log end returned nothing");
-        for item in Batches::new(&bytes) {
-            let (_, view) = item.map_err(|e| corrupt(log.dir(), e.to_string()))?;
-            txns.on_batch(&view).map_err(|e| corrupt(log.dir(), e))?;
-            offset = view.last_offset() + 1;
-        }
-    }
-    Ok(txns)
 }
 
 fn corrupt(dir: &std::path::Path, reason: String) -> LogError {

@@ -27,7 +27,7 @@ pub struct AbortedTxn {
     pub last_offset: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct TxnIndex {
     /// Open transactions: producer id → offset of its first batch in this transaction.
     ongoing: BTreeMap<i64, i64>,
@@ -114,6 +114,27 @@ impl TxnIndex {
 
     pub fn ongoing_count(&self) -> usize {
         self.ongoing.len()
+    }
+
+    /// Open transactions: producer id → offset of its first batch.
+    pub fn ongoing(&self) -> &BTreeMap<i64, i64> {
+        &self.ongoing
+    }
+
+    /// Aborted transactions, ordered by marker offset.
+    pub fn aborted(&self) -> &[AbortedTxn] {
+        &self.aborted
+    }
+
+    /// The index as a snapshot saved it (`aborted` ordered by marker offset).
+    pub fn from_parts(ongoing: BTreeMap<i64, i64>, aborted: Vec<AbortedTxn>) -> TxnIndex {
+        assert!(
+            aborted
+                .windows(2)
+                .all(|w| w[0].last_offset < w[1].last_offset),
+            "aborted transactions ordered by marker offset"
+        );
+        TxnIndex { ongoing, aborted }
     }
 }
 

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use storage::{Disk, LogError};
 
-use super::snapshot::{self, SnapshotError, SNAPSHOT_BYTES_MAX};
+use super::snapshot::{self, Snapshot, SnapshotError, SNAPSHOT_BYTES_MAX};
 use super::state::ProducerStateTable;
+use crate::txn_index::TxnIndex;
 
 /// Snapshots kept per partition: the newest, and one more in case the newest was lost.
 pub const SNAPSHOTS_KEPT: usize = 2;
@@ -35,15 +36,28 @@ pub fn list(disk: &dyn Disk, dir: &Path) -> Result<Vec<i64>, LogError> {
     Ok(offsets)
 }
 
-/// Writes the snapshot of `table` at `offset`; with `sync`, durably (file, then directory).
+/// Writes the snapshot of `table` and `txns` at `offset`; with `sync`, durably (file, then
+/// directory). A snapshot that would exceed [`SNAPSHOT_BYTES_MAX`] is not written (an error):
+/// recovery would refuse it.
 pub fn write(
     disk: &dyn Disk,
     dir: &Path,
     table: &ProducerStateTable,
+    txns: &TxnIndex,
     offset: i64,
     sync: bool,
 ) -> Result<(), LogError> {
-    let bytes = snapshot::encode(table, offset);
+    let bytes = snapshot::encode(table, txns, offset);
+    if bytes.len() as u64 > SNAPSHOT_BYTES_MAX {
+        return Err(LogError::Io {
+            op: "write snapshot",
+            path: dir.join(snapshot::file_name(offset)),
+            source: io::Error::other(format!(
+                "{} bytes, above the {SNAPSHOT_BYTES_MAX}-byte limit",
+                bytes.len()
+            )),
+        });
+    }
     let path = dir.join(snapshot::file_name(offset));
     let temp = dir.join(format!("{}.tmp", snapshot::file_name(offset)));
     let file = disk
@@ -94,7 +108,7 @@ pub fn load_newest(
     disk: &dyn Disk,
     dir: &Path,
     log_end_offset: i64,
-) -> Result<Option<(i64, ProducerStateTable)>, LogError> {
+) -> Result<Option<(i64, Snapshot)>, LogError> {
     let offsets = list(disk, dir)?;
     let mut removed = false;
     let mut found = None;
@@ -107,8 +121,8 @@ pub fn load_newest(
             continue;
         }
         match read(disk, &path, offset)? {
-            Ok(table) => {
-                found = Some((offset, table));
+            Ok(state) => {
+                found = Some((offset, state));
                 break;
             }
             Err(error) => {
@@ -130,7 +144,7 @@ fn read(
     disk: &dyn Disk,
     path: &Path,
     offset: i64,
-) -> Result<Result<ProducerStateTable, SnapshotError>, LogError> {
+) -> Result<Result<Snapshot, SnapshotError>, LogError> {
     let file = disk
         .open(path, false)
         .map_err(io_error("open snapshot", path.to_path_buf()))?;
