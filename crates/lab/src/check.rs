@@ -297,6 +297,8 @@ pub fn faults(history: &[Op]) -> Faults {
             Event::RestartBroker {} => ("restart broker".to_string(), false),
             Event::CrashConsumer { .. } => ("crash consumer".to_string(), true),
             Event::CrashProducer {} => ("crash producer".to_string(), true),
+            Event::JoinConsumer { .. } => ("consumer joins group".to_string(), true),
+            Event::LeaveConsumer { .. } => ("consumer leaves group".to_string(), true),
             _ => continue,
         };
         out.injected += u64::from(injected);
@@ -438,6 +440,8 @@ pub fn timeline(history: &[Op], bucket_us: u64) -> Timeline {
             }
             Event::CrashConsumer { .. } => out.marks.push((op.time_us, "consumer crash".into())),
             Event::CrashProducer {} => out.marks.push((op.time_us, "producer crash".into())),
+            Event::JoinConsumer { .. } => out.marks.push((op.time_us, "consumer joins".into())),
+            Event::LeaveConsumer { .. } => out.marks.push((op.time_us, "consumer leaves".into())),
             Event::StartFaults { .. } if op.kind != Kind::Invoke => {
                 out.marks.push((op.time_us, "faults on".into()))
             }

@@ -97,6 +97,13 @@ pub enum Event {
     },
     /// The producer dies inside an open transaction.
     CrashProducer {},
+    /// A consumer instance joins the group mid-run (the rebalance profile), and leaves it.
+    JoinConsumer {
+        instance: u32,
+    },
+    LeaveConsumer {
+        instance: u32,
+    },
 }
 
 /// One line of a history.

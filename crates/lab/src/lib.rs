@@ -9,6 +9,8 @@
 //! - [`profile`]: the fault profiles and run sizes (`--quick`, thorough).
 //! - [`target`]: the lab's own broker (a child process) or a cluster, behind the proxy.
 //! - [`runner`]: one run, from topic creation to drained history.
+//! - [`sink_run`]: the sink rows' runs, the ledger through `crates/sink` into SQLite and
+//!   PostgreSQL, judged from the database.
 //! - [`results`] and [`report`]: verdicts, JSON, the terminal table and the HTML page.
 //!
 //! Errors are `anyhow`: the lab is one of the binary's commands, and its errors are reported to
@@ -20,6 +22,7 @@ pub mod profile;
 pub mod report;
 pub mod results;
 pub mod runner;
+pub mod sink_run;
 pub mod target;
 pub mod workload;
 
@@ -35,6 +38,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::profile::{Params, Profile};
 use crate::results::{LabResults, ProfileResult, RowResult, Status, TargetInfo, Verdict};
 use crate::runner::{RunOutput, RunSpec};
+use crate::sink_run::SinkEnv;
 use crate::target::Target;
 use crate::workload::Row;
 
@@ -143,7 +147,18 @@ fn run_quietly(args: LabArgs) -> Result<()> {
     if let Some(dir) = &args.histories {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
-    let run_rows = [Row::AtMostOnce, Row::AtLeastOnce, Row::ExactlyOnce];
+    let run_rows = [
+        Row::AtMostOnce,
+        Row::AtLeastOnce,
+        Row::ExactlyOnce,
+        Row::SinkSqlite,
+        Row::SinkPostgres,
+    ];
+    // One PostgreSQL server for every sink-postgres run, if one will run.
+    let postgres_runs = profiles
+        .iter()
+        .any(|&p| sink_profile(p, args.quick) && p.not_applicable(Row::SinkPostgres).is_none());
+    let sinks = SinkEnv::new(args.dir.as_deref(), postgres_runs)?;
     let bar = ProgressBar::new((profiles.len() * run_rows.len()) as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -157,7 +172,7 @@ fn run_quietly(args: LabArgs) -> Result<()> {
     for (p, &profile) in profiles.iter().enumerate() {
         let mut rows = Vec::new();
         for (r, &run_row) in run_rows.iter().enumerate() {
-            let label = format!("{} · {}", profile.title(), run_row.guarantee());
+            let label = format!("{} · {}", profile.title(), run_row.label());
             bar.set_message(label.clone());
             let spec = RunSpec {
                 row: run_row,
@@ -166,21 +181,13 @@ fn run_quietly(args: LabArgs) -> Result<()> {
                 seed: seed.wrapping_add(
                     ((p * run_rows.len() + r) as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 ),
-                topic: format!(
-                    "ferry-lab-{seed}-{}-{}",
-                    profile.name(),
-                    run_row.guarantee()
-                ),
-                group: format!(
-                    "ferry-lab-{seed}-{}-{}",
-                    profile.name(),
-                    run_row.guarantee()
-                ),
+                topic: format!("ferry-lab-{seed}-{}-{}", profile.name(), run_row.name()),
+                group: format!("ferry-lab-{seed}-{}-{}", profile.name(), run_row.name()),
             };
             let progress = |phase: &str, sent: u64| {
                 bar.set_message(format!("{label}: {phase} {sent}/{}", params.records()));
             };
-            rows.extend(run_rows_of(&target, &spec, &args, &progress));
+            rows.extend(run_rows_of(&target, &spec, &args, &sinks, &progress));
             bar.inc(1);
         }
         results.push(ProfileResult {
@@ -211,6 +218,7 @@ fn run_quietly(args: LabArgs) -> Result<()> {
         summary,
     };
     drop(target);
+    drop(sinks);
     print!("{}", report::table::render(&lab));
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&lab).context("serialize results")?;
@@ -230,6 +238,7 @@ fn run_rows_of(
     target: &Target,
     spec: &RunSpec,
     args: &LabArgs,
+    sinks: &SinkEnv,
     progress: &(dyn Fn(&str, u64) + Sync),
 ) -> Vec<RowResult> {
     let rows: Vec<Row> = match spec.row {
@@ -241,10 +250,15 @@ fn run_rows_of(
             .map(|&row| RowResult::unmeasured(row, status.clone()))
             .collect::<Vec<_>>()
     };
-    if let Some(status) = precondition(target, spec) {
+    if let Some(status) = precondition(target, spec, args.quick, sinks) {
         return unmeasured(status);
     }
-    let output = match runner::run(target, spec, progress) {
+    let output = if spec.row.is_sink() {
+        sink_run::run(target, spec, sinks, progress)
+    } else {
+        runner::run(target, spec, progress)
+    };
+    let output = match output {
         Ok(output) => output,
         Err(error) => {
             tracing::warn!(
@@ -258,11 +272,7 @@ fn run_rows_of(
         }
     };
     let history_file = args.histories.as_ref().and_then(|dir| {
-        let path = dir.join(format!(
-            "{}-{}.jsonl",
-            spec.profile.name(),
-            spec.row.guarantee()
-        ));
+        let path = dir.join(format!("{}-{}.jsonl", spec.profile.name(), spec.row.name()));
         match write_history(&path, &output.history) {
             Ok(()) => Some(path.display().to_string()),
             Err(error) => {
@@ -276,13 +286,39 @@ fn run_rows_of(
         .collect()
 }
 
+/// The profiles the sink rows run under in `--quick` mode (all of them in thorough mode), to
+/// keep the quick lab within a minute.
+pub const SINK_QUICK_PROFILES: [Profile; 4] = [
+    Profile::None,
+    Profile::BrokerKill,
+    Profile::ConsumerCrash,
+    Profile::Rebalance,
+];
+
+/// Whether the sink rows run under `profile`.
+fn sink_profile(profile: Profile, quick: bool) -> bool {
+    !quick || SINK_QUICK_PROFILES.contains(&profile)
+}
+
 /// Why a run cannot happen on this target, if it cannot.
-fn precondition(target: &Target, spec: &RunSpec) -> Option<Status> {
+fn precondition(target: &Target, spec: &RunSpec, quick: bool, sinks: &SinkEnv) -> Option<Status> {
     let guarantee = spec.row.guarantee();
-    if let Some(reason) = spec.profile.not_applicable(guarantee) {
+    if let Some(reason) = spec.profile.not_applicable(spec.row) {
         return Some(Status::NotApplicable {
             reason: reason.into(),
         });
+    }
+    if spec.row.is_sink() && !sink_profile(spec.profile, quick) {
+        return Some(Status::Skipped {
+            reason: "--quick runs the sink rows under none, broker-kill, consumer-crash, \
+                     rebalance"
+                .into(),
+        });
+    }
+    if spec.row == Row::SinkPostgres {
+        if let Some(reason) = sinks.postgres_unavailable() {
+            return Some(Status::Skipped { reason });
+        }
     }
     if guarantee == Guarantee::ExactlyOnce {
         let missing = target
@@ -350,6 +386,16 @@ fn measured_row(
             }
         }
         result.ledger = Some(ledger);
+    }
+    if let Some(check) = &output.sink {
+        let reasons = check.violations();
+        if !reasons.is_empty() {
+            match &mut result.verdict {
+                Verdict::Violated { reasons: all } => all.extend(reasons),
+                verdict => *verdict = Verdict::Violated { reasons },
+            }
+        }
+        result.sink = Some(check.clone());
     }
     result.notes = output.notes.clone();
     result.elapsed_ms = output.elapsed.as_millis() as u64;

@@ -5,6 +5,8 @@ use chaos::Plan;
 use client::Guarantee;
 use serde::{Deserialize, Serialize};
 
+use crate::workload::Row;
+
 /// One way the world goes wrong during a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -17,10 +19,12 @@ pub enum Profile {
     BrokerKill,
     ConsumerCrash,
     ProducerCrash,
+    /// A third consumer joins the group mid-run and leaves again (sink rows only).
+    Rebalance,
 }
 
 impl Profile {
-    pub const ALL: [Profile; 8] = [
+    pub const ALL: [Profile; 9] = [
         Profile::None,
         Profile::LostAcks,
         Profile::LossyNetwork,
@@ -29,6 +33,7 @@ impl Profile {
         Profile::BrokerKill,
         Profile::ConsumerCrash,
         Profile::ProducerCrash,
+        Profile::Rebalance,
     ];
 
     /// The command-line name.
@@ -42,6 +47,7 @@ impl Profile {
             Profile::BrokerKill => "broker-kill",
             Profile::ConsumerCrash => "consumer-crash",
             Profile::ProducerCrash => "producer-crash",
+            Profile::Rebalance => "rebalance",
         }
     }
 
@@ -56,6 +62,7 @@ impl Profile {
             Profile::BrokerKill => "broker kill -9 and restart",
             Profile::ConsumerCrash => "consumer crash between processing and commit",
             Profile::ProducerCrash => "producer crash inside a transaction",
+            Profile::Rebalance => "a consumer joins the group and leaves again",
         }
     }
 
@@ -89,6 +96,11 @@ impl Profile {
                 params.consumer_crashes
             ),
             Profile::ProducerCrash => "the producer dies with a transaction open".into(),
+            Profile::Rebalance => {
+                "beside the sink's two consumers a third joins mid-run (a rebalance), applies, \
+                 and leaves (another)"
+                    .into()
+            }
         }
     }
 
@@ -106,7 +118,8 @@ impl Profile {
             Profile::None
             | Profile::BrokerKill
             | Profile::ConsumerCrash
-            | Profile::ProducerCrash => Plan::none(seed),
+            | Profile::ProducerCrash
+            | Profile::Rebalance => Plan::none(seed),
         }
     }
 
@@ -131,12 +144,14 @@ impl Profile {
         self != Profile::None
     }
 
-    /// Why the profile does not apply to `guarantee`, if it does not.
-    pub fn not_applicable(self, guarantee: Guarantee) -> Option<&'static str> {
-        match (self, guarantee) {
+    /// Why the profile does not apply to `row`, if it does not.
+    pub fn not_applicable(self, row: Row) -> Option<&'static str> {
+        match (self, row.guarantee()) {
             (Profile::ProducerCrash, Guarantee::AtMostOnce | Guarantee::AtLeastOnce) => {
                 Some("no transactions to crash inside")
             }
+            // The other rows run one consumer; the sink rows run two, to rebalance between.
+            (Profile::Rebalance, _) if !row.is_sink() => Some("run for the sink rows"),
             _ => None,
         }
     }
@@ -256,13 +271,18 @@ mod tests {
     #[test]
     fn only_transactional_guarantees_take_a_producer_crash_in_a_transaction() {
         assert!(Profile::ProducerCrash
-            .not_applicable(Guarantee::AtLeastOnce)
+            .not_applicable(Row::AtLeastOnce)
             .is_some());
         assert!(Profile::ProducerCrash
-            .not_applicable(Guarantee::ExactlyOnce)
+            .not_applicable(Row::ExactlyOnce)
             .is_none());
-        assert!(Profile::LostAcks
-            .not_applicable(Guarantee::AtMostOnce)
+        assert!(Profile::ProducerCrash
+            .not_applicable(Row::SinkPostgres)
             .is_none());
+        assert!(Profile::LostAcks.not_applicable(Row::AtMostOnce).is_none());
+        assert!(Profile::Rebalance
+            .not_applicable(Row::ExactlyOnce)
+            .is_some());
+        assert!(Profile::Rebalance.not_applicable(Row::SinkSqlite).is_none());
     }
 }

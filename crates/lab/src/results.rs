@@ -120,6 +120,9 @@ pub struct RowResult {
     /// The ledger invariant (exactly-once rows, whose workload is the ledger).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger: Option<crate::check::Ledger>,
+    /// Sink rows: what SQL found in the database the sink wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<SinkCheck>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     pub elapsed_ms: u64,
@@ -146,10 +149,60 @@ impl RowResult {
             faults: None,
             timeline: None,
             ledger: None,
+            sink: None,
             notes: Vec::new(),
             elapsed_ms: 0,
             history_file: None,
         }
+    }
+}
+
+/// What SQL found in a sink row's database after the run, and what its consumers met.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkCheck {
+    /// `sqlite` or `postgresql`.
+    pub backend: String,
+    /// Rows of the ledger's `applied` table: one per application of a transfer.
+    pub applied_rows: u64,
+    /// `COUNT(DISTINCT transfer_id)` of the same table.
+    pub distinct_transfers: u64,
+    pub total_initial: i64,
+    /// `SUM(balance)` of the accounts.
+    pub total_balance: i64,
+    /// Whether every account holds what applying each distinct applied transfer once leaves.
+    pub balances_match: bool,
+    /// Sink transactions committed.
+    pub transactions: u64,
+    /// Commits the database rejected because a newer consumer had claimed the partition.
+    pub fenced_commits: u64,
+    /// Consumer instances paused between poll and commit while a successor took over (the
+    /// zombies of the consumer-crash profile); each should be fenced.
+    pub paused_consumers: u64,
+    /// Steps that failed because librdkafka had lost the brokers; nothing was written and the
+    /// consumer went on.
+    pub broker_unreachable: u64,
+}
+
+impl SinkCheck {
+    /// The broken promises SQL shows, each as a reason.
+    pub fn violations(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if self.applied_rows != self.distinct_transfers {
+            reasons.push(format!(
+                "SQL: {} transfers applied more than once",
+                self.applied_rows - self.distinct_transfers
+            ));
+        }
+        if self.total_balance != self.total_initial {
+            reasons.push(format!(
+                "SQL: total balance {} (was {})",
+                self.total_balance, self.total_initial
+            ));
+        }
+        if !self.balances_match {
+            reasons.push("SQL: balances are not the applied transfers' once each".into());
+        }
+        reasons
     }
 }
 

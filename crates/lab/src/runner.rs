@@ -33,20 +33,20 @@ use crate::target::Target;
 use crate::workload::{Row, Workload};
 
 /// How long the consumer waits in one poll.
-const POLL_TIMEOUT: Duration = Duration::from_millis(50);
+pub(crate) const POLL_TIMEOUT: Duration = Duration::from_millis(50);
 /// How long setup waits for the clients to be ready.
-const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The key of the warm-up records, which no workload uses.
-const WARM_UP_KEY: &[u8] = b"ferry-lab-warm-up";
+pub(crate) const WARM_UP_KEY: &[u8] = b"ferry-lab-warm-up";
 /// The send tag of partition 0's warm-up record; partition p's is this minus p. Record ids
 /// stay far below.
-const WARM_UP_TAG: usize = usize::MAX;
+pub(crate) const WARM_UP_TAG: usize = usize::MAX;
 /// The most partitions a run may use (bounds the warm-up tags).
 const PARTITIONS_MAX: usize = 1024;
 /// How often the draining consumer asks for high watermarks and committed offsets.
 const DRAIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// Time allowed for watermark and committed-offset requests while draining.
-const DRAIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DRAIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most distinct notes a run keeps.
 const NOTES_MAX: usize = 20;
 /// When the paced part kills the broker, as a fraction of it.
@@ -73,7 +73,7 @@ const PRODUCER_SETTINGS: &[(&str, &str)] = &[
     ("max.in.flight.requests.per.connection", "5"),
     ("queue.buffering.max.messages", "1000000"),
 ];
-const CONSUMER_SETTINGS: &[(&str, &str)] = &[
+pub(crate) const CONSUMER_SETTINGS: &[(&str, &str)] = &[
     ("session.timeout.ms", "6000"),
     ("heartbeat.interval.ms", "500"),
     ("fetch.wait.max.ms", "50"),
@@ -101,6 +101,8 @@ pub struct RunOutput {
     /// found a batch to crash in).
     pub notes: Vec<String>,
     pub elapsed: Duration,
+    /// Sink rows: what SQL found in the database after the run.
+    pub sink: Option<crate::results::SinkCheck>,
 }
 
 /// Progress as the run goes: a short phase description and records sent so far.
@@ -108,19 +110,19 @@ pub type ProgressFn<'a> = &'a (dyn Fn(&str, u64) + Sync);
 
 /// State the runner and the consumer thread share.
 #[derive(Default)]
-struct Shared {
+pub(crate) struct Shared {
     /// Warm-up records the consumer has read.
-    warm_up_records: AtomicU32,
-    drain: AtomicBool,
-    drained: AtomicBool,
-    stop: AtomicBool,
-    crashes_requested: AtomicU32,
-    crashes_done: AtomicU32,
-    notes: Mutex<Vec<String>>,
+    pub(crate) warm_up_records: AtomicU32,
+    pub(crate) drain: AtomicBool,
+    pub(crate) drained: AtomicBool,
+    pub(crate) stop: AtomicBool,
+    pub(crate) crashes_requested: AtomicU32,
+    pub(crate) crashes_done: AtomicU32,
+    pub(crate) notes: Mutex<Vec<String>>,
 }
 
 impl Shared {
-    fn note(&self, note: String) {
+    pub(crate) fn note(&self, note: String) {
         tracing::debug!(note, "run note");
         let mut notes = self.notes.lock().expect("notes lock poisoned");
         if notes.len() < NOTES_MAX && !notes.contains(&note) {
@@ -129,9 +131,10 @@ impl Shared {
     }
 }
 
-/// Runs `spec` against `target`. Exactly-once runs go through [`run_exactly_once`].
+/// Runs `spec` against `target`; the sink rows go through [`crate::sink_run::run`].
 pub fn run(target: &Target, spec: &RunSpec, progress: ProgressFn<'_>) -> Result<RunOutput> {
     let guarantee = spec.row.guarantee();
+    assert!(!spec.row.is_sink(), "sink rows run in sink_run");
     let exactly_once = guarantee == Guarantee::ExactlyOnce;
     if exactly_once {
         check_transaction_apis(target)?;
@@ -208,12 +211,13 @@ pub fn run(target: &Target, spec: &RunSpec, progress: ProgressFn<'_>) -> Result<
         history,
         notes,
         elapsed: started.elapsed(),
+        sink: None,
     })
 }
 
 /// Runs `workload` with the profile's proxy plan in force, and heals afterwards whatever
 /// happened; the outer error is a failure to steer the proxy.
-fn with_faults<R>(
+pub(crate) fn with_faults<R>(
     target: &Target,
     spec: &RunSpec,
     recorder: &Recorder,
@@ -331,7 +335,7 @@ impl Drop for ConsumerThread {
 }
 
 /// Exactly-once runs need the transaction APIs; without them a run is refused rather than faked.
-fn check_transaction_apis(target: &Target) -> Result<()> {
+pub(crate) fn check_transaction_apis(target: &Target) -> Result<()> {
     let missing = target
         .apis()
         .map(|apis| apis.missing_for(Guarantee::ExactlyOnce))
@@ -438,7 +442,7 @@ enum TxnEnd {
 /// [`TXN_RECORDS`]; a transaction that did not commit is sent again in a new one. Under the
 /// producer-crash profile the producer dies inside a transaction (its records flushed to the
 /// log) and a new instance with the same transactional id takes over.
-fn produce_transactions(
+pub(crate) fn produce_transactions(
     settings: &Settings,
     spec: &RunSpec,
     recorder: &Arc<Recorder>,
@@ -656,7 +660,7 @@ fn start_faults(profile: Profile) -> Event {
     }
 }
 
-fn client_settings(target: &Target, group: &str) -> Settings {
+pub(crate) fn client_settings(target: &Target, group: &str) -> Settings {
     let mut settings = Settings::new(target.bootstrap()).group_id(group);
     for (name, value) in CLIENT_SETTINGS {
         settings = settings.set(*name, *value);
@@ -665,7 +669,7 @@ fn client_settings(target: &Target, group: &str) -> Settings {
 }
 
 /// Records every delivery report as the completion of a send.
-struct SendRecorder {
+pub(crate) struct SendRecorder {
     recorder: Arc<Recorder>,
 }
 
@@ -699,7 +703,7 @@ impl DeliveryHandler for SendRecorder {
 
 /// The consumer's librdkafka context: client-wide errors (all brokers down during a kill) are
 /// expected under faults and are traced at debug level instead of error.
-struct QuietContext;
+pub(crate) struct QuietContext;
 
 impl rdkafka::ClientContext for QuietContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
@@ -729,7 +733,7 @@ fn send_invoke(id: u64) -> Event {
     }
 }
 
-fn new_producer(
+pub(crate) fn new_producer(
     settings: &Settings,
     guarantee: Guarantee,
     recorder: &Arc<Recorder>,
@@ -746,7 +750,7 @@ fn new_producer(
 
 /// Learns the topic's partition leaders before the first record, so the first records'
 /// latency is not the producer's start-up.
-fn warm_up(producer: &Producer<SendRecorder>, topic: &str) -> Result<()> {
+pub(crate) fn warm_up(producer: &Producer<SendRecorder>, topic: &str) -> Result<()> {
     let deadline = Instant::now() + ASSIGNMENT_TIMEOUT;
     loop {
         let metadata = producer
@@ -851,7 +855,11 @@ fn send(
 
 /// The broker-kill nemesis: `kill -9` part way through the paced records, restart after the
 /// downtime.
-fn kill_and_restart(target: &Target, params: &Params, recorder: &Recorder) -> Result<()> {
+pub(crate) fn kill_and_restart(
+    target: &Target,
+    params: &Params,
+    recorder: &Recorder,
+) -> Result<()> {
     let at = Duration::from_millis((params.paced_ms() as f64 * KILL_AT_FRACTION) as u64);
     std::thread::sleep(at);
     recorder.record(Kind::Invoke, Process::Nemesis, Event::KillBroker {});
@@ -1149,7 +1157,7 @@ fn offsets_of(list: &rdkafka::TopicPartitionList) -> HashMap<i32, i64> {
 }
 
 /// The proxy's fault events since `cursor`, as nemesis operations on the history's clock.
-fn proxy_faults(target: &Target, cursor: u64, origin: Instant) -> Vec<Op> {
+pub(crate) fn proxy_faults(target: &Target, cursor: u64, origin: Instant) -> Vec<Op> {
     target
         .events_since(cursor)
         .into_iter()

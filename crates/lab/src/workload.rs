@@ -105,21 +105,45 @@ pub enum Row {
     /// The same run as [`Row::AtLeastOnce`], read through the idempotent consumer's effects.
     AtLeastOnceIdempotent,
     ExactlyOnce,
+    /// Exactly-once into a database: the transactional producer, and the `sink` crate's
+    /// consumers applying the ledger into SQLite with their positions in the same transaction.
+    SinkSqlite,
+    /// The same into PostgreSQL.
+    SinkPostgres,
 }
 
 impl Row {
-    pub const ALL: [Row; 4] = [
+    pub const ALL: [Row; 6] = [
         Row::AtMostOnce,
         Row::AtLeastOnce,
         Row::AtLeastOnceIdempotent,
         Row::ExactlyOnce,
+        Row::SinkSqlite,
+        Row::SinkPostgres,
     ];
+
+    /// Whether the row runs through `crates/sink` (its effects are read back from a database).
+    pub fn is_sink(self) -> bool {
+        matches!(self, Row::SinkSqlite | Row::SinkPostgres)
+    }
 
     pub fn guarantee(self) -> Guarantee {
         match self {
             Row::AtMostOnce => Guarantee::AtMostOnce,
             Row::AtLeastOnce | Row::AtLeastOnceIdempotent => Guarantee::AtLeastOnce,
-            Row::ExactlyOnce => Guarantee::ExactlyOnce,
+            Row::ExactlyOnce | Row::SinkSqlite | Row::SinkPostgres => Guarantee::ExactlyOnce,
+        }
+    }
+
+    /// The row's name in file names and the JSON (`sink-sqlite`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Row::AtMostOnce => "at-most-once",
+            Row::AtLeastOnce => "at-least-once",
+            Row::AtLeastOnceIdempotent => "at-least-once-idempotent",
+            Row::ExactlyOnce => "exactly-once",
+            Row::SinkSqlite => "sink-sqlite",
+            Row::SinkPostgres => "sink-postgres",
         }
     }
 
@@ -127,7 +151,7 @@ impl Row {
         match self {
             Row::AtMostOnce => Workload::Telemetry,
             Row::AtLeastOnce | Row::AtLeastOnceIdempotent => Workload::Orders,
-            Row::ExactlyOnce => Workload::Ledger,
+            Row::ExactlyOnce | Row::SinkSqlite | Row::SinkPostgres => Workload::Ledger,
         }
     }
 
@@ -135,7 +159,10 @@ impl Row {
         match self {
             // Exactly-once keeps its offsets with its effects: a record read again after a
             // consumer crash is delivered twice but applied once.
-            Row::AtLeastOnceIdempotent | Row::ExactlyOnce => View::Effects,
+            // A sink's history holds only the rows its transactions committed: all effects.
+            Row::AtLeastOnceIdempotent | Row::ExactlyOnce | Row::SinkSqlite | Row::SinkPostgres => {
+                View::Effects
+            }
             _ => View::Deliveries,
         }
     }
@@ -147,6 +174,8 @@ impl Row {
             Row::AtLeastOnce => "at-least-once",
             Row::AtLeastOnceIdempotent => "+ idempotent consumer",
             Row::ExactlyOnce => "exactly-once",
+            Row::SinkSqlite => "sink → SQLite",
+            Row::SinkPostgres => "sink → PostgreSQL",
         }
     }
 
@@ -157,6 +186,7 @@ impl Row {
             Row::AtLeastOnce => "acks=all+retry · commit after",
             Row::AtLeastOnceIdempotent => "+ dedup store by message id",
             Row::ExactlyOnce => "txn producer · read_committed",
+            Row::SinkSqlite | Row::SinkPostgres => "txn producer · positions in DB",
         }
     }
 
@@ -165,7 +195,9 @@ impl Row {
         match self {
             Row::AtMostOnce => (false, true),
             Row::AtLeastOnce => (true, false),
-            Row::AtLeastOnceIdempotent | Row::ExactlyOnce => (true, true),
+            Row::AtLeastOnceIdempotent | Row::ExactlyOnce | Row::SinkSqlite | Row::SinkPostgres => {
+                (true, true)
+            }
         }
     }
 

@@ -30,6 +30,8 @@ fn colour(row: Row) -> &'static str {
         Row::AtLeastOnce => "#f28e2b",
         Row::AtLeastOnceIdempotent => "#59a14f",
         Row::ExactlyOnce => "#b07aa1",
+        Row::SinkSqlite => "#76b7b2",
+        Row::SinkPostgres => "#9c755f",
     }
 }
 
@@ -165,7 +167,7 @@ fn profile_section(out: &mut String, profile: &ProfileResult) {
         out.push_str("</div>\n<div class=\"charts\">\n");
         for row in &measured {
             if let (true, Some(timeline)) = (row.row == row.row.run_row(), &row.timeline) {
-                out.push_str(&timeline_chart(&row.guarantee, row.row, timeline));
+                out.push_str(&timeline_chart(&row.label, row.row, timeline));
             }
         }
         out.push_str("</div>\n");
@@ -186,13 +188,10 @@ fn profile_section(out: &mut String, profile: &ProfileResult) {
             } else {
                 kinds.join(", ")
             };
-            notes.push(format!(
-                "injected into the {} run: {injected}",
-                row.guarantee
-            ));
+            notes.push(format!("injected into the {} run: {injected}", row.label));
         }
         for note in &row.notes {
-            notes.push(format!("{}: {note}", row.guarantee));
+            notes.push(format!("{}: {note}", row.label));
         }
     }
     if !notes.is_empty() {

@@ -190,7 +190,7 @@ fn footnotes(profile: &ProfileResult) -> Vec<String> {
             } else {
                 format!("{} faults: {}", faults.injected, kinds.join(", "))
             };
-            lines.push(format!("   injected into {}: {injected}", row.guarantee));
+            lines.push(format!("   injected into {}: {injected}", row.label));
         }
     }
     for row in &profile.rows {
@@ -208,7 +208,7 @@ fn footnotes(profile: &ProfileResult) -> Vec<String> {
         }
         if row.row == row.row.run_row() {
             for note in &row.notes {
-                lines.push(format!("   note ({}): {note}", row.guarantee));
+                lines.push(format!("   note ({}): {note}", row.label));
             }
         }
     }
@@ -265,6 +265,7 @@ fn complexity(row: Row) -> &'static str {
         Row::AtLeastOnce => "moderate",
         Row::AtLeastOnceIdempotent => "moderate + dedup",
         Row::ExactlyOnce => "high",
+        Row::SinkSqlite | Row::SinkPostgres => "high (library)",
     }
 }
 
@@ -317,6 +318,8 @@ mod tests {
              at-least-once         no (0 in 1)          yes: 37 in 1 of 1          -      -  moderate
              + idempotent consumer no (0 in 1)          no (0 in 1)                -      -  moderate + dedup
              exactly-once          needs transactions (not yet in this broker)
+             sink → SQLite         not measured
+             sink → PostgreSQL     not measured
         "#]]
         .assert_eq(&render(&sample_results()));
     }
