@@ -54,7 +54,13 @@ pub struct SinkContext<B: Backend> {
     shared: Arc<Shared<B>>,
 }
 
-impl<B: Backend> ClientContext for SinkContext<B> {}
+impl<B: Backend> ClientContext for SinkContext<B> {
+    /// librdkafka's client-wide errors (all brokers down during a restart) are transient: it
+    /// reconnects by itself, and a step that met one says so ([`SinkError::is_broker_unreachable`]).
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "librdkafka error");
+    }
+}
 
 impl<B: Backend> ConsumerContext for SinkContext<B> {
     fn rebalance(

@@ -3,6 +3,7 @@
 //! the network itself repeats a produce request, which the lab flags); at-least-once loses none
 //! and duplicates some, and none with the idempotent consumer; every fault profile acted; and
 //! the HTML report renders in headless Chromium without console errors (when it is installed).
+//! The sink rows apply every ledger transfer exactly once, checked in the database.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -230,6 +231,8 @@ fn quick_lab_keeps_the_seeds_promises() {
             .contains("needs transactions (not yet in this broker)"));
     }
 
+    check_sink_rows(results);
+
     // Every fault profile demonstrably acted, and a run that injected nothing says so.
     for profile in results["profiles"].as_array().unwrap() {
         let name = profile["profile"].as_str().unwrap();
@@ -259,6 +262,93 @@ fn quick_lab_keeps_the_seeds_promises() {
         );
     }
     assert!(lab.table.contains("the seed's table, measured"));
+}
+
+/// The sink rows: the ledger through `crates/sink` into SQLite and PostgreSQL, judged from
+/// the database: every transfer applied exactly once (SQL: as many rows in `applied` as
+/// distinct transfers, as many as the producer committed), the total balance unchanged, and
+/// the paused consumer of the consumer-crash profile fenced. `--quick` runs them under four
+/// profiles and says so under the others. Without the PostgreSQL server binaries the
+/// PostgreSQL row is skipped with the reason, naming scripts/install-deps.
+fn check_sink_rows(results: &Value) {
+    let quick_profiles = ["none", "broker-kill", "consumer-crash", "rebalance"];
+    for row_name in ["sink-sqlite", "sink-postgres"] {
+        let all = rows(results, row_name);
+        assert_eq!(all.len(), 9, "{row_name} has a row in every profile");
+        let unavailable = all.iter().find(|(p, r)| {
+            *p == "none" && r["status"]["kind"] == "skipped" && row_name == "sink-postgres"
+        });
+        if let Some((_, row)) = unavailable {
+            let reason = row["status"]["reason"].as_str().unwrap();
+            assert!(reason.contains("scripts/install-deps"), "{reason}");
+            eprintln!("sink-postgres skipped: {reason}");
+            continue;
+        }
+        for (profile, row) in &all {
+            if quick_profiles.contains(profile) {
+                continue;
+            }
+            let status = &row["status"];
+            assert_eq!(
+                status["kind"], "skipped",
+                "{row_name} under {profile}: {row}"
+            );
+            assert!(status["reason"].as_str().unwrap().contains("--quick"));
+        }
+        let profiles: Vec<&str> = measured(results, row_name)
+            .iter()
+            .map(|(p, _)| *p)
+            .collect();
+        assert_eq!(profiles, quick_profiles, "{row_name} measured under");
+        for (profile, row) in measured(results, row_name) {
+            let sink = &row["sink"];
+            let expected = count(row, "expected");
+            assert_eq!(
+                count(row, "lost"),
+                0,
+                "{row_name} lost under {profile}: {row}"
+            );
+            assert_eq!(
+                count(row, "duplicated"),
+                0,
+                "{row_name} dup under {profile}: {row}"
+            );
+            assert_eq!(
+                sink["applied_rows"], expected,
+                "{row_name} {profile}: {sink}"
+            );
+            assert_eq!(
+                sink["distinct_transfers"], expected,
+                "{row_name} {profile}: {sink}"
+            );
+            assert_eq!(
+                sink["total_balance"], sink["total_initial"],
+                "{row_name} {profile}"
+            );
+            assert_eq!(sink["balances_match"], true, "{row_name} {profile}: {sink}");
+            assert_eq!(row["ledger"]["holds"], true, "{row_name} {profile}: {row}");
+            assert_ne!(
+                row["verdict"]["kind"], "violated",
+                "{row_name} {profile}: {row}"
+            );
+            let by_kind = &row["faults"]["by_kind"];
+            match profile {
+                "consumer-crash" => {
+                    assert_eq!(by_kind["crash consumer"], 2, "{row_name}: {row}");
+                    // The second crash pauses a consumer until its successor has claimed the
+                    // partitions: its commit must be rejected in the database.
+                    assert_eq!(sink["paused_consumers"], 1, "{row_name}: {sink}");
+                    assert_eq!(sink["fenced_commits"], 1, "{row_name}: {sink}");
+                }
+                "broker-kill" => assert_eq!(by_kind["kill -9 broker"], 1, "{row_name}: {row}"),
+                "rebalance" => {
+                    assert_eq!(by_kind["consumer joins group"], 1, "{row_name}: {row}");
+                    assert_eq!(by_kind["consumer leaves group"], 1, "{row_name}: {row}");
+                }
+                _ => assert_eq!(row["verdict"]["kind"], "baseline"),
+            }
+        }
+    }
 }
 
 /// Where screenshots are kept: `FERRY_TEST_ARTEFACTS` or cargo's temporary directory.
