@@ -96,7 +96,7 @@ impl SinkEnv {
 
 /// One applied transfer, as the `applied` table holds it.
 #[derive(Clone, Copy, Debug)]
-struct AppliedRow {
+pub struct AppliedRow {
     id: u64,
     partition: i32,
     offset: i64,
@@ -128,8 +128,9 @@ fn deltas(rows: &[AppliedRow]) -> std::collections::BTreeMap<u32, i64> {
     deltas
 }
 
-/// A ledger database the sink writes and the checks read with SQL.
-trait LedgerDb: Send + Sync + 'static {
+/// A ledger database the sink writes and the checks read with SQL. Public for the sink
+/// throughput measurement (`crates/ferry/tests/it/sinks.rs`), which applies the same way.
+pub trait LedgerDb: Send + Sync + 'static {
     type B: Backend;
     const NAME: &'static str;
     fn open(&self) -> Result<Self::B>;
@@ -140,7 +141,31 @@ trait LedgerDb: Send + Sync + 'static {
     fn balances(&self) -> Result<Vec<i64>>;
 }
 
-struct SqliteLedger {
+/// The lab's sink handler for transfer records: applies each (a row in `applied` for consumer
+/// `consumer` at `applied_us`) in `tx`. Records without a transfer key are skipped.
+pub fn apply_transfers<D: LedgerDb>(
+    tx: &mut <D::B as Backend>::Tx<'_>,
+    records: &[Record],
+    consumer: u32,
+    applied_us: u64,
+) -> Result<(), String> {
+    let rows: Vec<AppliedRow> = records
+        .iter()
+        .filter_map(|record| {
+            let id = Workload::Ledger.id_of(record.key.as_deref()?)?;
+            Some(AppliedRow {
+                id,
+                partition: record.partition,
+                offset: record.offset,
+                applied_us,
+                consumer,
+            })
+        })
+        .collect();
+    D::apply(tx, &rows)
+}
+
+pub struct SqliteLedger {
     path: PathBuf,
 }
 
@@ -150,6 +175,11 @@ impl SqliteLedger {
             .dir
             .path()
             .join(format!("ledger-{}.sqlite", env.next_database()));
+        SqliteLedger::create_at(path)
+    }
+
+    /// A new ledger database file at `path`, its 16 accounts funded.
+    pub fn create_at(path: PathBuf) -> Result<SqliteLedger> {
         let ledger = SqliteLedger { path };
         ledger
             .open()?
@@ -224,7 +254,7 @@ impl LedgerDb for SqliteLedger {
     }
 }
 
-struct PostgresLedger {
+pub struct PostgresLedger {
     config: String,
 }
 
@@ -233,7 +263,11 @@ impl PostgresLedger {
         let Some(Ok(server)) = &env.postgres else {
             bail!("PostgreSQL is not running");
         };
-        let database = format!("lab_{}", env.next_database());
+        PostgresLedger::create_in(server, &format!("lab_{}", env.next_database()))
+    }
+
+    /// A new ledger database `database` on `server`, its 16 accounts funded.
+    pub fn create_in(server: &LocalPostgres, database: &str) -> Result<PostgresLedger> {
         PostgresBackend::connect(&server.config())
             .context("connect to postgres")?
             .batch_execute(&format!("CREATE DATABASE {database}"))

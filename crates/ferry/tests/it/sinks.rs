@@ -642,26 +642,41 @@ fn inbox_helper_dedups_on_both_backends() {
     inbox_dedups(&PostgresLedger::create(&server, "inbox"));
 }
 
-/// Records per second applied through each sink by one consumer with no faults: a short
-/// untimed run by default (it checks the ledger only), `FERRY_SLOW=1` applies 50,000 transfers
-/// and prints the rate (measure in a release build: `cargo test --release`).
-fn throughput<D: LedgerDb>(db: &D, name: &str) {
-    let transfers: u64 = if std::env::var_os("FERRY_SLOW").is_some() {
+/// Records per second applied through each sink by one consumer with no faults, beside a plain
+/// at-least-once consumer (offsets committed to the broker after each batch, no database) on
+/// the same topic, machine and batch size. The sinks apply with the lab's handler
+/// (`lab::sink_run::apply_transfers`: one UPDATE per touched account and the batch's `applied`
+/// rows per transaction). The clock starts when the first poll returns records (group join and
+/// assignment excluded, the first batch's apply included) and stops when the last batch is
+/// committed. A short untimed-in-spirit run by default (it checks the ledger only);
+/// `FERRY_SLOW=1` applies 50,000 transfers; measure in a release build:
+/// `cargo test --release -p ferry --test it sink_throughput -- --nocapture`.
+fn transfers_for_throughput() -> u64 {
+    if std::env::var_os("FERRY_SLOW").is_some() {
         50_000
     } else {
         2_000
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let ferry = Ferry::start(
-        dir.path(),
-        &["num.partitions=4", "group.initial.rebalance.delay.ms=0"],
-    );
-    let topic = format!("throughput-{name}");
-    produce_n(&ferry, &topic, transfers);
-    let sink = Sink::new(&settings(&ferry.bootstrap(), "throughput"), db.open())
-        .expect("create sink")
-        .batch_records_max(500);
-    sink.subscribe(&[&topic]).expect("subscribe");
+    }
+}
+
+const THROUGHPUT_BATCH: usize = 500;
+
+fn rate(name: &str, records: u64, seconds: f64) -> f64 {
+    let per_second = records as f64 / seconds;
+    eprintln!("throughput {name}: {records} records in {seconds:.2} s = {per_second:.0} records/s");
+    per_second
+}
+
+fn sink_throughput<D: lab::sink_run::LedgerDb>(ferry: &Ferry, topic: &str, db: &D) -> f64 {
+    let transfers = transfers_for_throughput();
+    let group = format!("throughput-{}", D::NAME);
+    let sink = Sink::new(
+        &settings(&ferry.bootstrap(), &group),
+        db.open().expect("open"),
+    )
+    .expect("create sink")
+    .batch_records_max(THROUGHPUT_BATCH);
+    sink.subscribe(&[topic]).expect("subscribe");
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut applied = 0u64;
     let mut started = None;
@@ -670,21 +685,90 @@ fn throughput<D: LedgerDb>(db: &D, name: &str) {
             Instant::now() < deadline,
             "throughput run stuck at {applied}"
         );
-        let step = sink
-            .step(POLL, |records, tx| D::apply(tx, &ids(records)))
-            .expect("apply");
-        if step.applied > 0 && started.is_none() {
+        let polled = sink.poll(POLL).expect("poll");
+        if polled.applicable() > 0 && started.is_none() {
             started = Some(Instant::now());
         }
+        let step = sink
+            .apply(polled, |records, tx| {
+                lab::sink_run::apply_transfers::<D>(tx, records, 0, 0)
+            })
+            .expect("apply");
         applied += step.applied as u64;
     }
     let seconds = started.expect("applied something").elapsed().as_secs_f64();
-    eprintln!(
-        "sink throughput {name}: {transfers} transfers in {seconds:.2} s = {:.0} records/s",
-        transfers as f64 / seconds
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM applied").unwrap(),
+        transfers as i64
     );
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM applied"), transfers as i64);
-    assert_eq!(db.balances(), expected_balances(transfers));
+    assert_eq!(
+        db.scalar("SELECT COUNT(DISTINCT transfer_id) FROM applied")
+            .unwrap(),
+        transfers as i64
+    );
+    assert_eq!(db.balances().unwrap(), expected_balances(transfers));
+    rate(&format!("sink {}", D::NAME), transfers, seconds)
+}
+
+fn plain_consumer_throughput(ferry: &Ferry, topic: &str) -> f64 {
+    let transfers = transfers_for_throughput();
+    let consumer = Consumer::new(
+        Guarantee::AtLeastOnce,
+        &settings(&ferry.bootstrap(), "throughput-plain"),
+    )
+    .expect("create consumer")
+    .batch_records_max(THROUGHPUT_BATCH);
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut seen = std::collections::HashSet::new();
+    let mut started = None;
+    while (seen.len() as u64) < transfers {
+        assert!(
+            Instant::now() < deadline,
+            "plain run stuck at {}",
+            seen.len()
+        );
+        let batch = consumer.poll_batch(POLL).expect("poll");
+        if batch.is_empty() {
+            continue;
+        }
+        started.get_or_insert_with(Instant::now);
+        seen.extend(ids(&batch));
+        consumer
+            .commit(&batch, &mut client::NoObserver)
+            .expect("commit offsets");
+    }
+    let seconds = started.expect("read something").elapsed().as_secs_f64();
+    rate("plain consumer (broker offsets)", transfers, seconds)
+}
+
+#[test]
+fn sink_throughput_sqlite_and_postgres_beside_a_plain_consumer() {
+    let transfers = transfers_for_throughput();
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(
+        dir.path(),
+        &["num.partitions=4", "group.initial.rebalance.delay.ms=0"],
+    );
+    let topic = "throughput";
+    produce_n(&ferry, topic, transfers);
+    let plain = plain_consumer_throughput(&ferry, topic);
+    let sqlite = lab::sink_run::SqliteLedger::create_at(dir.path().join("throughput.sqlite"))
+        .expect("create sqlite ledger");
+    let sqlite = sink_throughput(&ferry, topic, &sqlite);
+    let server = start_postgres();
+    let postgres = lab::sink_run::PostgresLedger::create_in(&server, "throughput")
+        .expect("create postgres ledger");
+    let postgres = sink_throughput(&ferry, topic, &postgres);
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    eprintln!(
+        "throughput ({build} build, {transfers} transfers, batches of {THROUGHPUT_BATCH}): \
+         plain {plain:.0}, sqlite sink {sqlite:.0}, postgres sink {postgres:.0} records/s"
+    );
 }
 
 fn produce_n(ferry: &Ferry, topic: &str, transfers: u64) {
@@ -713,12 +797,4 @@ fn produce_n(ferry: &Ferry, topic: &str, transfers: u64) {
             .collect();
         futures::future::join_all(sends).await;
     });
-}
-
-#[test]
-fn sink_throughput_sqlite_and_postgres() {
-    let dir = tempfile::tempdir().unwrap();
-    throughput(&SqliteLedger::create(dir.path()), "sqlite");
-    let server = start_postgres();
-    throughput(&PostgresLedger::create(&server, "throughput"), "postgres");
 }
