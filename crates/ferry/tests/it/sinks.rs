@@ -1,10 +1,16 @@
 //! Exactly-once sinks (crates/sink) into SQLite and a real PostgreSQL server: ledger transfers
-//! applied through two consumers of one group that are killed (dropped mid-batch or right after
-//! a commit, forcing rebalances) while the broker is killed with `kill -9` and restarted. After
-//! the run every transfer is applied exactly once and the balances are the ledger's, checked
-//! with SQL. The control runs the same workload committing offsets to the broker after the
-//! database commit (at-least-once) and shows duplicates. A zombie consumer whose partitions
-//! were claimed by another is fenced inside its transaction and leaves no trace.
+//! applied through two consumers of one group while the broker is killed with `kill -9` twice
+//! and restarted. Each consumer slot is a static member (`group.instance.id`), so a killed
+//! instance sends no LeaveGroup, as a killed process would not, and its successor is handed its
+//! partitions at once. Instances die mid-batch, right after a commit, or pause after a poll
+//! while their successor claims the partitions, then resume and try to commit: a zombie, fenced
+//! in the database (every run asserts as many fenced commits as paused consumers). Once per slot
+//! a successor comes back under a new instance id, so the group rebalances between the two
+//! consumers. After the run every transfer is applied exactly once and the balances are the
+//! ledger's, checked with SQL; the only failed steps are polls that met the killed broker. The
+//! control runs the same workload committing offsets to the broker after the database commit
+//! (at-least-once) and shows duplicates. A zombie consumer whose partitions were claimed by
+//! another is fenced inside its transaction and leaves no trace.
 //!
 //! The PostgreSQL tests start their own server (`sink::local_postgres`); without the server
 //! binaries they fail, naming `scripts/install-deps`.
@@ -212,7 +218,9 @@ fn expected_balances(transfers: u64) -> Vec<i64> {
     balances
 }
 
-/// How a consumer instance's life ends.
+/// How a consumer instance's life ends. Every instance is a static group member
+/// (`group.instance.id`): like a killed process it sends no LeaveGroup, and its successor with
+/// the same instance id is handed its assignment at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kill {
     /// The handler has written its effects and the process dies before the commit.
@@ -220,6 +228,10 @@ enum Kill {
     /// The process dies right after the database commit (the control: before the offsets
     /// reach the broker).
     AfterCommit,
+    /// The process stops after polling a batch (SIGSTOP, a long pause) while its successor
+    /// joins with its instance id and claims the partitions; then it resumes and commits what
+    /// it polled: a zombie, which the database must fence.
+    Paused,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,15 +247,62 @@ struct Stats {
     consumer_kills: usize,
     mid_batch_kills: usize,
     after_commit_kills: usize,
+    paused_kills: usize,
+    /// Commits the database rejected: a paused consumer's, or any other.
     fenced: usize,
-    errors: usize,
+    /// Lives that restarted under a new instance id (a new member: a rebalance).
+    new_identities: usize,
+    /// Steps that failed because librdkafka had lost the broker (its kill -9): nothing was
+    /// written and the loop goes on.
+    broker_unreachable: usize,
+    /// Any other failed step, with its message.
+    errors: Vec<String>,
 }
+
+/// How long a paused consumer waits for its successor to claim its partitions.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn settings(bootstrap: &str, group: &str) -> Settings {
     Settings::new(bootstrap)
         .group_id(group)
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "500")
+}
+
+fn static_settings(bootstrap: &str, group: &str, instance_id: &str) -> Settings {
+    settings(bootstrap, group).set("group.instance.id", instance_id)
+}
+
+/// Whether a poll failed because librdkafka lost its broker connections (a broker kill).
+fn broker_unreachable(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    matches!(
+        error,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown
+        )
+    )
+}
+
+/// What a consumer slot needs to start instances.
+struct Slot<'a, D> {
+    db: &'a D,
+    bootstrap: &'a str,
+    group: &'a str,
+    topic: &'a str,
+    /// The slot's static instance id; a life with a new identity appends a generation.
+    instance_id: String,
+}
+
+impl<D: LedgerDb> Slot<'_, D> {
+    fn sink(&self) -> Sink<D::B> {
+        let settings = static_settings(self.bootstrap, self.group, &self.instance_id);
+        let sink = Sink::new(&settings, self.db.open())
+            .expect("create sink")
+            .batch_records_max(BATCH_RECORDS_MAX);
+        sink.subscribe(&[self.topic]).expect("subscribe");
+        sink
+    }
 }
 
 /// One consumer slot: instances that live for a few batches each and end by a kill.
@@ -258,47 +317,84 @@ fn worker<D: LedgerDb>(
 ) -> Stats {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut stats = Stats::default();
-    // The first instance ends after a commit, so the control's kill point always happens.
-    let mut kill = Kill::AfterCommit;
+    let mut slot = Slot {
+        db: &*db,
+        bootstrap: &bootstrap,
+        group: &group,
+        topic: &topic,
+        instance_id: format!("{group}-slot-{seed}"),
+    };
+    // The first instance ends after a commit, so the control's kill point always happens;
+    // the second pauses (in sink mode), so a zombie is fenced in every run.
+    let mut kills = vec![Kill::AfterCommit, Kill::Paused].into_iter();
+    let mut successor = None;
+    let mut life = 0;
     while !stop.load(Ordering::Relaxed) {
         let batches = rng.gen_range(2..8);
+        let kill = kills.next().unwrap_or_else(|| match rng.gen_range(0..3) {
+            0 => Kill::MidBatch,
+            1 => Kill::AfterCommit,
+            _ => Kill::Paused,
+        });
+        // The control has no fence: a paused instance is just one more death after a commit.
+        let kill = match (mode, kill) {
+            (Mode::BrokerOffsets, Kill::Paused) => Kill::AfterCommit,
+            (_, kill) => kill,
+        };
         match mode {
-            Mode::Sink => sink_life(
-                &*db, &bootstrap, &group, &topic, batches, kill, &stop, &mut stats,
-            ),
-            Mode::BrokerOffsets => broker_offsets_life(
-                &*db, &bootstrap, &group, &topic, batches, kill, &stop, &mut stats,
-            ),
+            Mode::Sink => {
+                let sink = successor.take().unwrap_or_else(|| slot.sink());
+                successor = sink_life(&slot, sink, batches, kill, &stop, &mut stats);
+            }
+            Mode::BrokerOffsets => {
+                broker_offsets_life(&slot, batches, kill, &stop, &mut stats);
+            }
         }
         stats.consumer_kills += 1;
-        kill = if rng.gen_bool(0.5) {
-            Kill::MidBatch
-        } else {
-            Kill::AfterCommit
-        };
+        life += 1;
+        // Once per slot the next instance comes back under a new identity (a replaced pod):
+        // a new member joins, a rebalance; the old one's session expires, another.
+        if life >= 3 && stats.new_identities == 0 && successor.is_none() {
+            slot.instance_id = format!("{group}-slot-{seed}-b");
+            stats.new_identities += 1;
+        }
     }
     stats
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Accounts for a failed sink step.
+fn sink_error(error: SinkError<String>, stats: &mut Stats) {
+    match error {
+        SinkError::Fenced { .. } => stats.fenced += 1,
+        error if error.is_broker_unreachable() => stats.broker_unreachable += 1,
+        error => stats.errors.push(error.to_string()),
+    }
+}
+
+/// One sink instance's life; returns the successor when it ended paused (the successor has
+/// already joined and claimed).
 fn sink_life<D: LedgerDb>(
-    db: &D,
-    bootstrap: &str,
-    group: &str,
-    topic: &str,
+    slot: &Slot<'_, D>,
+    sink: Sink<D::B>,
     batches: usize,
     kill: Kill,
     stop: &AtomicBool,
     stats: &mut Stats,
-) {
-    let sink = Sink::new(&settings(bootstrap, group), db.open())
-        .expect("create sink")
-        .batch_records_max(BATCH_RECORDS_MAX);
-    sink.subscribe(&[topic]).expect("subscribe");
+) -> Option<Sink<D::B>> {
     let mut applied_batches = 0;
     while !stop.load(Ordering::Relaxed) {
         let last = applied_batches + 1 == batches;
-        let result = sink.step(POLL, |records, tx| {
+        let polled = match sink.poll(POLL) {
+            Ok(polled) => polled,
+            Err(error) => {
+                sink_error(error.widen(), stats);
+                continue;
+            }
+        };
+        if last && kill == Kill::Paused && polled.applicable() > 0 {
+            return Some(pause(slot, sink, polled, stop, stats));
+        }
+        let result = sink.apply(polled, |records, tx| {
             D::apply(tx, &ids(records))?;
             if last && kill == Kill::MidBatch {
                 return Err("killed mid-batch".to_string());
@@ -308,48 +404,74 @@ fn sink_life<D: LedgerDb>(
         match result {
             Ok(step) if step.applied > 0 => {
                 applied_batches += 1;
-                if last {
+                if last && kill == Kill::AfterCommit {
                     stats.after_commit_kills += 1;
-                    return;
+                    return None;
                 }
             }
             Ok(_) => {}
             Err(SinkError::Handler(_)) => {
                 stats.mid_batch_kills += 1;
-                return;
+                return None;
             }
-            Err(SinkError::Fenced { .. }) => stats.fenced += 1,
-            Err(error) => {
-                eprintln!("sink step: {error}");
-                stats.errors += 1;
-            }
+            Err(error) => sink_error(error, stats),
         }
     }
+    None
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `zombie` polled `polled` and stops; its successor (the same static member) joins, is handed
+/// the assignment and claims it; then the zombie resumes and tries to commit. Returns the
+/// successor.
+fn pause<D: LedgerDb>(
+    slot: &Slot<'_, D>,
+    zombie: Sink<D::B>,
+    polled: sink::Polled,
+    stop: &AtomicBool,
+    stats: &mut Stats,
+) -> Sink<D::B> {
+    stats.paused_kills += 1;
+    let successor = slot.sink();
+    let deadline = Instant::now() + TAKEOVER_TIMEOUT;
+    while successor.owned().is_empty() && Instant::now() < deadline && !stop.load(Ordering::Relaxed)
+    {
+        if let Err(error) = successor.step(POLL, |records, tx| D::apply(tx, &ids(records))) {
+            sink_error(error, stats);
+        }
+    }
+    match zombie.apply(polled, |records, tx| D::apply(tx, &ids(records))) {
+        Ok(step) => eprintln!(
+            "a paused consumer committed {} records: its successor had not claimed yet",
+            step.applied
+        ),
+        Err(error) => sink_error(error, stats),
+    }
+    successor
+}
+
 fn broker_offsets_life<D: LedgerDb>(
-    db: &D,
-    bootstrap: &str,
-    group: &str,
-    topic: &str,
+    slot: &Slot<'_, D>,
     batches: usize,
     kill: Kill,
     stop: &AtomicBool,
     stats: &mut Stats,
 ) {
-    let consumer = Consumer::new(Guarantee::AtLeastOnce, &settings(bootstrap, group))
+    let settings = static_settings(slot.bootstrap, slot.group, &slot.instance_id);
+    let consumer = Consumer::new(Guarantee::AtLeastOnce, &settings)
         .expect("create consumer")
         .batch_records_max(BATCH_RECORDS_MAX);
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut backend = db.open();
+    consumer.subscribe(&[slot.topic]).expect("subscribe");
+    let mut backend = slot.db.open();
     let mut applied_batches = 0;
     while !stop.load(Ordering::Relaxed) {
         let batch = match consumer.poll_batch(POLL) {
             Ok(batch) => batch,
+            Err(client::ClientError::Kafka { source, .. }) if broker_unreachable(&source) => {
+                stats.broker_unreachable += 1;
+                continue;
+            }
             Err(error) => {
-                eprintln!("poll: {error}");
-                stats.errors += 1;
+                stats.errors.push(error.to_string());
                 continue;
             }
         };
@@ -357,7 +479,7 @@ fn broker_offsets_life<D: LedgerDb>(
             continue;
         }
         let last = applied_batches + 1 == batches;
-        let result = backend.transact(group, &[], |tx| {
+        let result = backend.transact(slot.group, &[], |tx| {
             D::apply(tx, &ids(&batch))?;
             if last && kill == Kill::MidBatch {
                 return Err("killed mid-batch".to_string());
@@ -377,9 +499,9 @@ fn broker_offsets_life<D: LedgerDb>(
             stats.after_commit_kills += 1;
             return;
         }
-        if let Err(error) = consumer.commit(&batch, &mut client::NoObserver) {
-            eprintln!("commit offsets: {error}");
-        }
+        // A commit that fails (the broker is down, the group is rebalancing) is not retried:
+        // the records are read again, which is the control's point.
+        let _ = consumer.commit(&batch, &mut client::NoObserver);
     }
 }
 
@@ -464,12 +586,35 @@ fn assert_exactly_once(outcome: &Outcome) {
     );
     assert!(outcome.balances_match, "balances are the ledger's");
     assert_eq!(outcome.broker_kills, 2);
-    let kills: usize = outcome.stats.iter().map(|s| s.consumer_kills).sum();
-    let mid: usize = outcome.stats.iter().map(|s| s.mid_batch_kills).sum();
-    let after: usize = outcome.stats.iter().map(|s| s.after_commit_kills).sum();
+    let sum = |f: fn(&Stats) -> usize| -> usize { outcome.stats.iter().map(f).sum() };
+    let kills = sum(|s| s.consumer_kills);
+    let mid = sum(|s| s.mid_batch_kills);
+    let after = sum(|s| s.after_commit_kills);
+    let paused = sum(|s| s.paused_kills);
+    let fenced = sum(|s| s.fenced);
     assert!(kills >= 4, "consumers were killed ({kills})");
     assert!(mid >= 1, "a consumer died mid-batch ({mid})");
     assert!(after >= 1, "a consumer died right after a commit ({after})");
+    assert!(paused >= 2, "a consumer of each slot paused ({paused})");
+    let new_identities = sum(|s| s.new_identities);
+    assert_eq!(
+        new_identities, 2,
+        "each slot came back once as a new member"
+    );
+    // Each paused consumer's successor claimed before it resumed: every one of them is fenced
+    // (more fences may come from rebalances racing a commit).
+    assert!(
+        fenced >= paused,
+        "{fenced} fenced commits for {paused} paused consumers"
+    );
+    assert_no_unexpected_errors(outcome);
+}
+
+/// The only failed steps a run may show are polls that met the killed broker (how many depends
+/// on which consumers were polling when it died: 0 to about 17 per slot were seen).
+fn assert_no_unexpected_errors(outcome: &Outcome) {
+    let errors: Vec<&String> = outcome.stats.iter().flat_map(|s| &s.errors).collect();
+    assert!(errors.is_empty(), "unexpected step errors: {errors:?}");
 }
 
 fn assert_duplicates(outcome: &Outcome) {
@@ -480,6 +625,7 @@ fn assert_duplicates(outcome: &Outcome) {
         "the control applies transfers twice ({} rows)",
         outcome.rows
     );
+    assert_no_unexpected_errors(outcome);
 }
 
 fn start_postgres() -> LocalPostgres {
