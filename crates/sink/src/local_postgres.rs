@@ -3,7 +3,7 @@
 //! PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user the
 //! Debian package creates, on a data directory handed to that user.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Where Debian's `postgresql` package puts the server binaries (one folder per major version).
@@ -16,8 +16,9 @@ const DB_USER: &str = "ferry";
 #[derive(Debug, thiserror::Error)]
 pub enum LocalPostgresError {
     #[error(
-        "PostgreSQL server binaries not found (no initdb under {DEBIAN_ROOT}/*/bin and \
-         FERRY_PG_BIN unset): run scripts/install-deps, which installs the postgresql package"
+        "PostgreSQL server binaries not found: run scripts/install-deps (it installs the \
+         postgresql package), or set FERRY_PG_BIN to a folder holding initdb (no initdb under \
+         {DEBIAN_ROOT}/*/bin, nor in FERRY_PG_BIN if set)"
     )]
     BinariesMissing,
     #[error("{action}: {source}")]
@@ -46,28 +47,7 @@ impl LocalPostgres {
     /// The folder holding `initdb`, `pg_ctl` and `postgres`: `$FERRY_PG_BIN`, else the newest
     /// version under [`DEBIAN_ROOT`].
     pub fn find_binaries() -> Result<PathBuf, LocalPostgresError> {
-        if let Some(bin) = std::env::var_os("FERRY_PG_BIN") {
-            let bin = PathBuf::from(bin);
-            if bin.join("initdb").exists() {
-                return Ok(bin);
-            }
-            return Err(LocalPostgresError::BinariesMissing);
-        }
-        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(DEBIAN_ROOT)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| {
-                let major = entry.file_name().to_str()?.parse().ok()?;
-                let bin = entry.path().join("bin");
-                bin.join("initdb").exists().then_some((major, bin))
-            })
-            .collect();
-        versions.sort();
-        versions
-            .pop()
-            .map(|(_, bin)| bin)
-            .ok_or(LocalPostgresError::BinariesMissing)
+        find_binaries_in(std::env::var_os("FERRY_PG_BIN"), Path::new(DEBIAN_ROOT))
     }
 
     /// Creates a cluster in a temporary directory and starts it on a free loopback port.
@@ -175,9 +155,80 @@ fn run(action: &'static str, mut command: Command) -> Result<Output, LocalPostgr
     Ok(output)
 }
 
+/// [`LocalPostgres::find_binaries`] with the variable's value and the Debian root given.
+fn find_binaries_in(
+    env_bin: Option<std::ffi::OsString>,
+    root: &Path,
+) -> Result<PathBuf, LocalPostgresError> {
+    if let Some(bin) = env_bin {
+        let bin = PathBuf::from(bin);
+        if bin.join("initdb").exists() {
+            return Ok(bin);
+        }
+        return Err(LocalPostgresError::BinariesMissing);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let major = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((major, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .ok_or(LocalPostgresError::BinariesMissing)
+}
+
 /// A loopback port nobody listens on right now (the server binds it a moment later).
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch_initdb(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("initdb"), b"").unwrap();
+    }
+
+    #[test]
+    fn missing_binaries_name_install_deps() {
+        let empty = tempfile::tempdir().unwrap();
+        let cases = [
+            find_binaries_in(None, empty.path()),
+            find_binaries_in(None, &empty.path().join("absent")),
+            find_binaries_in(Some(empty.path().into()), empty.path()),
+        ];
+        for case in cases {
+            let error = case.expect_err("no initdb anywhere");
+            assert!(matches!(error, LocalPostgresError::BinariesMissing));
+            let message = error.to_string();
+            assert!(message.contains("scripts/install-deps"), "{message}");
+            assert!(message.contains("FERRY_PG_BIN"), "{message}");
+        }
+    }
+
+    #[test]
+    fn binaries_are_the_newest_version_or_the_variables() {
+        let root = tempfile::tempdir().unwrap();
+        for version in ["15", "17", "9"] {
+            touch_initdb(&root.path().join(version).join("bin"));
+        }
+        std::fs::create_dir_all(root.path().join("18")).unwrap(); // no bin/initdb
+        let found = find_binaries_in(None, root.path()).unwrap();
+        assert_eq!(found, root.path().join("17").join("bin"));
+        let own = root.path().join("own");
+        touch_initdb(&own);
+        let found = find_binaries_in(Some(own.clone().into()), root.path()).unwrap();
+        assert_eq!(found, own);
+    }
 }

@@ -439,3 +439,41 @@ fn lab_report_renders_in_headless_chromium() {
     );
     println!("lab report screenshot: {}", screenshot.display());
 }
+
+/// Without the PostgreSQL server binaries (`FERRY_PG_BIN` pointing at an empty folder) the lab
+/// still runs: the PostgreSQL sink row says it was skipped and why, naming scripts/install-deps,
+/// and the SQLite sink row is measured beside it.
+#[test]
+fn lab_without_postgres_skips_its_rows_naming_install_deps() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_binaries = dir.path().join("no-postgres");
+    std::fs::create_dir_all(&no_binaries).unwrap();
+    let json = dir.path().join("lab.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "lab",
+            "--quick",
+            "--seed",
+            "3",
+            "--profile",
+            "none",
+            "--json",
+        ])
+        .arg(&json)
+        .arg("--dir")
+        .arg(dir.path())
+        .env("FERRY_PG_BIN", &no_binaries)
+        .output()
+        .expect("run ferry lab");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "ferry lab failed: {table}");
+    let results: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let postgres = &rows(&results, "sink-postgres")[0].1;
+    assert_eq!(postgres["status"]["kind"], "skipped", "{postgres}");
+    let reason = postgres["status"]["reason"].as_str().unwrap();
+    assert!(reason.contains("scripts/install-deps"), "{reason}");
+    assert!(table.contains("scripts/install-deps"), "{table}");
+    let sqlite = &rows(&results, "sink-sqlite")[0].1;
+    assert_eq!(sqlite["status"]["kind"], "measured", "{sqlite}");
+    assert_eq!(count(sqlite, "lost"), 0);
+}
