@@ -139,21 +139,25 @@ def test_commit_to_unknown_topic_or_partition_is_refused(broker):
 
 def test_offsets_for_times_inside_one_batch(broker):
     """Ten records with distinct timestamps in one uncompressed batch: offsets_for_times answers
-    the first record whose timestamp reaches the one asked, with that record's timestamp."""
+    the first record whose timestamp reaches the one asked, with that record's timestamp. A
+    first record, flushed alone, connects the producer so the ten wait out linger.ms together."""
     topic = "times-in-batch"
     producer = confluent_kafka.Producer(
         {"bootstrap.servers": broker.bootstrap, "linger.ms": 1000, "batch.num.messages": 100,
          "compression.type": "none", "acks": "all"}
     )
+    producer.produce(topic, partition=0, value=b"warm-up", timestamp=BASE_MS - STEP_MS)
+    assert producer.flush(TIMEOUT_S) == 0
     for i in range(10):
         producer.produce(topic, partition=0, value=b"%d" % i, timestamp=BASE_MS + i * STEP_MS)
     assert producer.flush(TIMEOUT_S) == 0
     consumer = confluent_consumer(broker.bootstrap)
     try:
         batches = segment_batches(broker.data_dir, topic, 0)
-        assert [count for _, _, count in batches] == [10], f"the records were not one batch: {batches}"
-        for wanted, expected in [(BASE_MS, 0), (BASE_MS + 1, 1), (BASE_MS + 4 * STEP_MS, 4),
-                                 (BASE_MS + 9 * STEP_MS, 9), (BASE_MS + 9 * STEP_MS + 1, -1)]:
+        assert [count for _, _, count in batches] == [1, 10], f"the ten were not one batch: {batches}"
+        for wanted, expected in [(BASE_MS - STEP_MS, 0), (BASE_MS, 1), (BASE_MS + 1, 2),
+                                 (BASE_MS + 4 * STEP_MS, 5), (BASE_MS + 9 * STEP_MS, 10),
+                                 (BASE_MS + 9 * STEP_MS + 1, -1)]:
             [answer] = consumer.offsets_for_times([TopicPartition(topic, 0, wanted)], timeout=TIMEOUT_S)
             assert answer.error is None and answer.offset == expected, (wanted, answer)
     finally:

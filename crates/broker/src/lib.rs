@@ -485,7 +485,12 @@ impl Broker {
     /// work carries are reported later with [`Broker::mark_checkpointed`].
     pub fn mark_synced(&mut self, synced: Vec<(TopicPartition, i64)>) {
         for (partition, offset) in synced {
-            if let Some(log) = self.log_of(&partition) {
+            // A log deleted and created again meanwhile is not the one that was synced; its
+            // high watermark must not move for fsyncs of another file.
+            if let Some(log) = self
+                .log_of(&partition)
+                .filter(|log| log.sync_in_flight() == Some(offset))
+            {
                 log.mark_data_synced(offset);
             }
         }

@@ -1,7 +1,6 @@
 //! One partition: its log, the offsets Kafka clients see, and the producer state of idempotent
-//! producers writing to it. ferry has one replica, so the high watermark is the log end offset
-//! (written to the OS); what `acks=all` waits for is the fsync, tracked separately by the group
-//! commit.
+//! producers writing to it. ferry has one replica, so the high watermark is what the fsync made
+//! durable (the group commit moves it, and releases `acks=all` answers at the same moment).
 //!
 //! The producer state and the transaction index are rebuilt on open from the newest usable
 //! snapshot plus the batch headers after it (read in chunks with `PartitionLog::read`; only
@@ -87,7 +86,15 @@ impl Partition {
         &self.producers
     }
 
+    /// The high watermark: the end of the durable (fsynced) part of the log. Consumers read
+    /// only below it, so a record they see is never taken back by a power loss; a record the
+    /// group commit has not synced yet is written but invisible, as in Kafka before replication.
     pub fn high_watermark(&self) -> i64 {
+        self.log.synced_offset()
+    }
+
+    /// The log end offset: the next offset to be written, synced or not.
+    pub fn log_end_offset(&self) -> i64 {
         self.log.log_end_offset()
     }
 
@@ -373,7 +380,7 @@ mod tests {
         // After a clean close: from the snapshot at the log end, nothing replayed.
         let disk = Arc::new(SimDisk::new());
         let p = transactions(&disk);
-        let (before, log_end) = (format!("{:?}", p.txns), p.high_watermark());
+        let (before, log_end) = (format!("{:?}", p.txns), p.log_end_offset());
         p.close().unwrap();
         assert_eq!(snapshots(&disk).last(), Some(&log_end));
         let p = open(&disk, 400);
@@ -418,7 +425,7 @@ mod tests {
         let mut p = open(&disk, 1 << 30);
         // The retry of the lost batch is written again, at the offset it had.
         assert_eq!(produce(&mut p, 1, 2, 2), Verdict::Append);
-        assert_eq!(p.high_watermark(), 4);
+        assert_eq!(p.log_end_offset(), 4);
     }
 
     #[test]
@@ -483,7 +490,7 @@ mod tests {
         drop(p);
         disk.crash();
         let mut p = open(&disk, 1 << 30);
-        assert_eq!(p.high_watermark(), 1);
+        assert_eq!(p.log_end_offset(), 1);
         assert_eq!(snapshots(&disk), [1]);
         assert_eq!(produce(&mut p, 3, 1, 1), Verdict::Append);
         // The deletion was durable: another crash does not bring the stale snapshot back.

@@ -49,12 +49,13 @@ async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
     let (ticket, work) = shared.broker().take_sync_work();
     let work: Vec<_> = work.into_iter().map(Arc::new).collect();
     run_all(&work, |sync| sync.run_data(), "fsync").await;
-    shared.synced.send_replace(ticket);
     let synced = work
         .iter()
         .map(|item| (item.0.clone(), item.1.offset()))
         .collect();
+    // High watermarks first, then the ticket: a fetch woken by the ticket sees the new data.
     shared.broker().mark_synced(synced);
+    shared.synced.send_replace(ticket);
     after_sync(shared, ticket);
     let checkpoints: Vec<_> = work
         .into_iter()

@@ -280,7 +280,9 @@ async fn write_loop(
 ) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     let mut synced = shared.synced.subscribe();
-    let mut appended = shared.appended.subscribe();
+    // Fetches wake when the group commit moves high watermarks (a separate receiver: waiting
+    // for one ticket above must not consume the change a fetch waits for).
+    let mut synced_for_fetch = shared.synced.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     // `_permit` returns the request's bytes to the connection's budget at the end of each turn,
     // once its response is written.
@@ -306,8 +308,14 @@ async fn write_loop(
                 request,
                 deadline,
             } => {
-                let response =
-                    fetch(&shared, &mut appended, &request, reply.version, deadline).await;
+                let response = fetch(
+                    &shared,
+                    &mut synced_for_fetch,
+                    &request,
+                    reply.version,
+                    deadline,
+                )
+                .await;
                 (reply, ResponseKind::Fetch(response))
             }
             Pending::Group { reply, delivery } => {
@@ -354,17 +362,18 @@ async fn write_loop(
     let _ = writer.flush().await;
 }
 
-/// Long-polls a fetch until `min_bytes` are there or the deadline passes.
+/// Long-polls a fetch until `min_bytes` are there or the deadline passes; it looks again each
+/// time the group commit publishes a synced ticket (high watermarks moved).
 async fn fetch(
     shared: &Shared,
-    appended: &mut watch::Receiver<u64>,
+    synced: &mut watch::Receiver<u64>,
     request: &FetchRequest,
     version: i16,
     deadline: Instant,
 ) -> kafka_protocol::messages::FetchResponse {
     let mut shutdown = shared.shutdown.subscribe();
     loop {
-        appended.borrow_and_update();
+        synced.borrow_and_update();
         let wait_over = Instant::now() >= deadline || *shutdown.borrow();
         let outcome = shared.broker().fetch(request, version, wait_over);
         match outcome {
@@ -373,7 +382,7 @@ async fn fetch(
             Err(error) => fatal(error),
         }
         tokio::select! {
-            _ = appended.changed() => {}
+            _ = synced.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}
             _ = shutdown.changed() => {}
         }

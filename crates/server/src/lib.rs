@@ -32,9 +32,10 @@ pub enum ServerError {
 /// State shared by the accept loop, connections and the group commit.
 pub(crate) struct Shared {
     broker: Mutex<Broker>,
-    /// The newest append ticket; fetch waiters and the group commit watch it.
+    /// The newest append ticket; the group commit watches it.
     appended: watch::Sender<u64>,
-    /// The newest ticket whose appends are fsynced; `acks=all` responses wait on it.
+    /// The newest ticket whose appends are fsynced (high watermarks moved); `acks=all` responses
+    /// and fetch waiters wait on it.
     synced: watch::Sender<u64>,
     limits: Limits,
     shutdown: watch::Sender<bool>,

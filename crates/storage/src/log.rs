@@ -579,6 +579,11 @@ impl PartitionLog {
         self.in_flight.take_if(|w| offset >= w.offset);
     }
 
+    /// The offset the outstanding `SyncWork` makes durable, if one was taken and not reported.
+    pub fn sync_in_flight(&self) -> Option<i64> {
+        self.in_flight.as_ref().map(|w| w.offset)
+    }
+
     /// The recovery point of the outstanding checkpoint, if one is scheduled.
     pub fn checkpoint_in_flight(&self) -> Option<i64> {
         self.checkpoint_in_flight

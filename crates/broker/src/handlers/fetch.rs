@@ -57,7 +57,9 @@ pub fn handle(
                 .with_log_start_offset(if version >= 5 { log_start_offset } else { -1 })
                 .with_aborted_transactions(read_committed.then(Vec::new));
             let offset = wanted.fetch_offset;
-            if offset < log_start_offset || offset > high_watermark {
+            // Offsets up to the log end are valid (Kafka checks against the log end too); between
+            // the high watermark and the log end the answer is empty until the fsync.
+            if offset < log_start_offset || offset > partition.log_end_offset() {
                 any_error = true;
                 partitions.push(data.with_error_code(code(ResponseError::OffsetOutOfRange)));
                 continue;

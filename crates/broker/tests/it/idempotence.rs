@@ -12,11 +12,11 @@ use kafka_protocol::protocol::StrBytes;
 use wire::batch::{build_batch, ProducerFields};
 use wire::Request;
 
-const NOW_MS: i64 = 1_700_000_000_000;
+pub(crate) const NOW_MS: i64 = 1_700_000_000_000;
 const PRODUCE_VERSION: i16 = 9;
 
 /// Opens a broker on `dir` with topic `t` (one partition).
-fn open(dir: &std::path::Path) -> Broker {
+pub(crate) fn open(dir: &std::path::Path) -> Broker {
     let mut broker = Broker::open(
         BrokerConfig::new(dir.to_path_buf()),
         Arc::new(storage::FsDisk),
@@ -37,7 +37,7 @@ fn open(dir: &std::path::Path) -> Broker {
     broker
 }
 
-fn request(api_key: ApiKey, version: i16, body: RequestKind) -> Request {
+pub(crate) fn request(api_key: ApiKey, version: i16, body: RequestKind) -> Request {
     let header = RequestHeader::default()
         .with_request_api_key(api_key as i16)
         .with_request_api_version(version)
@@ -69,16 +69,16 @@ fn init_producer_id(broker: &mut Broker, transactional_id: Option<&str>) -> (i16
 
 /// One partition's answer to a produce request, and whether it waits for the group commit.
 #[derive(Debug, PartialEq)]
-struct Answer {
-    error_code: i16,
-    base_offset: i64,
+pub(crate) struct Answer {
+    pub(crate) error_code: i16,
+    pub(crate) base_offset: i64,
     log_start_offset: i64,
     after_sync: Option<u64>,
     error_message: Option<String>,
 }
 
 /// Produces `count` records of producer `id`, epoch `epoch`, from sequence `seq`, to t-0.
-fn produce(broker: &mut Broker, id: i64, epoch: i16, seq: i32, count: usize) -> Answer {
+pub(crate) fn produce(broker: &mut Broker, id: i64, epoch: i16, seq: i32, count: usize) -> Answer {
     let records = vec![(None, Some(&b"v"[..])); count];
     let producer = ProducerFields {
         producer_id: id,
@@ -150,7 +150,7 @@ fn duplicates_fencing_and_gaps_as_kafka_answers_them() {
     assert_eq!(produce(&mut broker, id, 0, 0, 3), ok(0, 2));
     assert_eq!(produce(&mut broker, id, 0, 3, 2), ok(3, 2));
     assert_eq!(
-        broker.topics().partition("t", 0).unwrap().high_watermark(),
+        broker.topics().partition("t", 0).unwrap().log_end_offset(),
         5
     );
     // A gap.

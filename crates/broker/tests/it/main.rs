@@ -3,3 +3,4 @@
 
 mod idempotence;
 mod versions;
+mod visibility;

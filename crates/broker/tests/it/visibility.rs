@@ -1,0 +1,94 @@
+//! The high watermark is the fsynced end of the log: a record written but not yet synced by the
+//! group commit is invisible to fetches and to ListOffsets, so a consumer never sees a record a
+//! power loss could take back. A fetch at an offset between the high watermark and the log end
+//! is not out of range; it is answered empty until the fsync.
+
+use broker::{Broker, FetchOutcome};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::idempotence::{open, produce, request, NOW_MS};
+
+fn topic() -> TopicName {
+    TopicName(StrBytes::from_static_str("t"))
+}
+
+/// (error code, high watermark, record bytes) of a fetch of t-0 from `offset`.
+fn fetch(broker: &mut Broker, offset: i64) -> (i16, i64, usize) {
+    let body = FetchRequest::default()
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic())
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    let FetchOutcome::Ready(response) = broker.fetch(&body, 12, true).unwrap() else {
+        panic!("a fetch whose wait is over is answered");
+    };
+    let p = &response.responses[0].partitions[0];
+    let bytes = p.records.as_ref().map_or(0, |r| r.len());
+    (p.error_code, p.high_watermark, bytes)
+}
+
+fn latest(broker: &mut Broker) -> i64 {
+    let body = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+        .with_name(topic())
+        .with_partitions(vec![ListOffsetsPartition::default()
+            .with_partition_index(0)
+            .with_timestamp(-1)])]);
+    let outcome = broker
+        .handle(
+            NOW_MS,
+            request(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(body)),
+        )
+        .unwrap();
+    let broker::Outcome::Respond(ResponseKind::ListOffsets(r)) = outcome else {
+        panic!("unexpected outcome {outcome:?}");
+    };
+    r.topics[0].partitions[0].offset
+}
+
+/// What the server's group commit does: take the work, fsync, report.
+fn group_commit(broker: &mut Broker) {
+    let (_, work) = broker.take_sync_work();
+    let mut synced = Vec::new();
+    for (partition, sync) in work {
+        sync.run_data().unwrap();
+        synced.push((partition, sync.offset()));
+    }
+    broker.mark_synced(synced);
+}
+
+#[test]
+fn records_are_visible_once_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open(dir.path());
+    let answer = produce(&mut broker, -1, -1, -1, 3);
+    assert_eq!((answer.error_code, answer.base_offset), (0, 0));
+
+    assert_eq!(
+        fetch(&mut broker, 0),
+        (0, 0, 0),
+        "unsynced records are not served"
+    );
+    assert_eq!(latest(&mut broker), 0);
+    assert_eq!(
+        fetch(&mut broker, 3),
+        (0, 0, 0),
+        "the log end is not out of range"
+    );
+    assert_eq!(
+        fetch(&mut broker, 4).0,
+        1,
+        "past the log end is OFFSET_OUT_OF_RANGE"
+    );
+
+    group_commit(&mut broker);
+    let (error, high_watermark, bytes) = fetch(&mut broker, 0);
+    assert_eq!((error, high_watermark), (0, 3));
+    assert!(bytes > 0, "synced records are served");
+    assert_eq!(latest(&mut broker), 3);
+}
