@@ -108,15 +108,29 @@ def test_deleted_topic_is_recreated_empty(broker):
     for i in range(10):
         producer.produce("again", value=b"%d" % i)
     assert producer.flush(TIMEOUT_S) == 0
+    committer = confluent_consumer(broker.bootstrap, **{"group.id": "again-readers"})
+    keep = [confluent_kafka.TopicPartition("again", 0, 7), confluent_kafka.TopicPartition("orders-kept", 0, 1)]
+    producer.produce("orders-kept", value=b"x")
+    assert producer.flush(TIMEOUT_S) == 0
+    committer.commit(offsets=keep, asynchronous=False)
+    committer.close()
+
     admin.delete_topics(["again"])["again"].result(TIMEOUT_S)
     admin.create_topics([NewTopic("again", 2, 1)])["again"].result(TIMEOUT_S)
-    consumer = confluent_consumer(broker.bootstrap)
+    broker.restart()  # the offsets' tombstones are in the group log
+    consumer = confluent_consumer(broker.bootstrap, **{"group.id": "again-readers"})
     try:
         for p in range(2):
             low, high = consumer.get_watermark_offsets(
                 confluent_kafka.TopicPartition("again", p), timeout=TIMEOUT_S
             )
             assert (low, high) == (0, 0), p
+        # Kafka removes a deleted topic's committed offsets; the group's other offsets stay.
+        committed = consumer.committed(
+            [confluent_kafka.TopicPartition("again", 0), confluent_kafka.TopicPartition("orders-kept", 0)],
+            timeout=TIMEOUT_S,
+        )
+        assert [tp.offset for tp in committed] == [confluent_kafka.OFFSET_INVALID, 1]
     finally:
         consumer.close()
 

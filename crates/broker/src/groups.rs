@@ -149,6 +149,16 @@ impl Groups {
         )
     }
 
+    /// Removes every group's offsets of a deleted topic; returns whether tombstones were
+    /// appended (the caller then takes a ticket).
+    pub fn delete_topic_offsets(&mut self, now_ms: i64, topic: &str) -> Result<bool, BrokerError> {
+        let now = self.now(now_ms);
+        let output = self.coordinator.delete_topic_offsets(now, topic);
+        debug_assert!(output.responses.is_empty());
+        let (_, appended) = self.apply(output, now_ms)?;
+        Ok(appended)
+    }
+
     /// Stages a transaction's offsets (TxnOffsetCommit): invisible until the transaction ends.
     pub fn stage_txn_offsets(&mut self, now_ms: i64, staged: &txn::GroupOffsets) {
         let now = self.now(now_ms);

@@ -150,7 +150,9 @@ impl Broker {
             RequestKind::CreateTopics(r) => {
                 handlers::create_topics::handle(self, now_ms, &r, version)?
             }
-            RequestKind::DeleteTopics(r) => handlers::delete_topics::handle(self, &r, version)?,
+            RequestKind::DeleteTopics(r) => {
+                handlers::delete_topics::handle(self, now_ms, &r, version)?
+            }
             RequestKind::DescribeConfigs(r) => handlers::describe_configs::handle(self, &r),
             RequestKind::DeleteRecords(r) => handlers::delete_records::handle(self, &r)?,
             RequestKind::FindCoordinator(r) => {
@@ -388,9 +390,16 @@ impl Broker {
             self.note_append(topic, *index);
         }
         for group in &marker.groups {
+            // Offsets of a topic deleted since the TxnOffsetCommit are not committed (its
+            // committed offsets went with it).
+            let mut group = group.clone();
+            let topics = &self.topics;
+            group
+                .offsets
+                .retain(|o| topics.partition(&o.topic, o.partition).is_some());
             let appended = self
                 .groups_mut()
-                .complete_txn_offsets(now_ms, group, marker.commit)?;
+                .complete_txn_offsets(now_ms, &group, marker.commit)?;
             if appended {
                 self.note_append(groups::GROUP_LOG_TOPIC, 0);
             }

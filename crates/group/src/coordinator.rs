@@ -599,21 +599,50 @@ impl GroupCoordinator {
         }))
     }
 
+    /// Forgets every group's offsets of `topic`, which was deleted (Kafka's
+    /// `cleanupGroupMetadata` for deleted partitions); the output's records are their tombstones,
+    /// then those of Empty groups left without offsets, which are dropped.
+    pub fn delete_topic_offsets(&mut self, now_ms: u64, topic: &str) -> Output {
+        let mut out = Output::default();
+        self.clean_up(now_ms, &mut out, |group| {
+            let tombstones = group.remove_topic_offsets(topic);
+            if !tombstones.is_empty() {
+                let offsets = tombstones.len();
+                tracing::info!(group = %group.id(), topic, offsets, "offsets of a deleted topic removed");
+            }
+            tombstones
+        });
+        out
+    }
+
     /// Kafka's `cleanupGroupMetadata`: tombstones for every expired offset, then for every Empty
     /// group left without offsets, which is dropped.
     fn expire_offsets(&mut self, now_ms: u64, out: &mut Output) {
         let retention_ms = self.config.offsets_retention_ms;
+        self.clean_up(now_ms, out, |group| {
+            let tombstones = group.expire_offsets(now_ms, retention_ms);
+            if !tombstones.is_empty() {
+                tracing::info!(group = %group.id(), offsets = tombstones.len(), "offsets expired");
+            }
+            tombstones
+        });
+    }
+
+    /// Runs `remove` on every group, keeping the tombstones it returns, then deletes the Empty
+    /// groups left without offsets.
+    fn clean_up(
+        &mut self,
+        now_ms: u64,
+        out: &mut Output,
+        mut remove: impl FnMut(&mut Group) -> Vec<Record>,
+    ) {
         let group_ids: Vec<StrBytes> = self.groups.keys().cloned().collect();
         for group_id in group_ids {
             let group = self
                 .groups
                 .get_mut(group_id.as_bytes())
                 .expect("listed group");
-            let tombstones = group.expire_offsets(now_ms, retention_ms);
-            if !tombstones.is_empty() {
-                tracing::info!(group = %group_id, offsets = tombstones.len(), "offsets expired");
-            }
-            out.records.extend(tombstones);
+            out.records.extend(remove(group));
             if group.is_expired() {
                 tracing::info!(group = %group_id, "empty group without offsets deleted");
                 out.records.extend(group.delete(now_ms));

@@ -1,5 +1,7 @@
 //! DeleteTopics: by name (v1–5) or by name or id (v6). The topic is forgotten durably before its
 //! directories are removed, so a crash in between leaves only orphan files, never a half topic.
+//! Every group's committed offsets of the topic go with it (tombstones in the group log), as in
+//! Kafka, so a topic created again under the same name starts without stale offsets.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -10,6 +12,7 @@ use crate::{Broker, BrokerError};
 
 pub fn handle(
     broker: &mut Broker,
+    now_ms: i64,
     request: &DeleteTopicsRequest,
     version: i16,
 ) -> Result<ResponseKind, BrokerError> {
@@ -42,6 +45,9 @@ pub fn handle(
             None => result.with_error_code(code(ResponseError::UnknownTopicId)),
             Some((name, id)) => {
                 broker.topics.delete(&name)?;
+                if broker.groups_mut().delete_topic_offsets(now_ms, &name)? {
+                    broker.note_append(crate::groups::GROUP_LOG_TOPIC, 0);
+                }
                 result.with_name(Some(topic_name(&name))).with_topic_id(id)
             }
         };

@@ -242,6 +242,28 @@ impl Group {
             .collect()
     }
 
+    /// Removes every offset (committed or staged by a transaction) of `topic`, which was deleted,
+    /// and returns the tombstones of the committed ones (Kafka's `removeOffsets` for deleted
+    /// partitions).
+    pub(crate) fn remove_topic_offsets(&mut self, topic: &str) -> Vec<Record> {
+        for staged in self.pending_txn_offsets.values_mut() {
+            staged.retain(|(t, _), _| t.as_str() != topic);
+        }
+        let removed: Vec<TopicPartition> = self
+            .offsets
+            .keys()
+            .filter(|(t, _)| t.as_str() == topic)
+            .cloned()
+            .collect();
+        removed
+            .into_iter()
+            .map(|tp| {
+                self.offsets.remove(&tp);
+                Record::offset(&self.id, &tp.0, tp.1, None)
+            })
+            .collect()
+    }
+
     /// Kafka's `cleanupGroupMetadata` deletes an Empty group without offsets at each sweep
     /// (here only once no member id handed out with MEMBER_ID_REQUIRED is still pending).
     pub(crate) fn is_expired(&self) -> bool {

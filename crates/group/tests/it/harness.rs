@@ -11,6 +11,7 @@
 //! fetch t/0 t/9 stable           # no partitions = all committed offsets
 //! leave a inst:i1                # batch leave by alias or by group instance id
 //! restart                        # replay every emitted record into a new coordinator
+//! deltopic t                     # topic t was deleted: its offsets go
 //! ```
 //!
 //! Member ids print as `{prefix}#{n}`: the n-th id generated for that client or instance id.
@@ -186,6 +187,12 @@ impl World {
             "restart" => self.restart(),
             "stage" => self.stage(&Options::parse(&tokens[1..])),
             "endtxn" => self.end_txn(&Options::parse(&tokens[1..])),
+            "deltopic" => {
+                let out = self
+                    .coordinator
+                    .delete_topic_offsets(self.now_ms, tokens[1]);
+                self.absorb(out, None);
+            }
             alias => {
                 let opts = Options::parse(&tokens[2..]);
                 match tokens[1] {

@@ -452,3 +452,51 @@ fn offsets_of_a_consumer_group_expire_after_it_becomes_empty() {
         "#]],
     );
 }
+
+#[test]
+fn a_deleted_topics_offsets_are_removed_from_every_group() {
+    check(
+        "
+        x commit gen=-1 t/0=5 t/1=6 u/0=7
+        x commit gen=-1 group=only-t t/0=1
+        stage pid=3 t/2=8           # a transaction's staged offsets of t go too
+        deltopic t
+        fetch
+        endtxn pid=3 commit
+        fetch
+        list                        # only-t had nothing else: deleted
+        restart
+        fetch
+        list
+        ",
+        expect![[r#"
+            > x commit gen=-1 t/0=5 t/1=6 u/0=7
+              ~ offset g t/0=5 epoch=-1 meta=""
+              ~ offset g t/1=6 epoch=-1 meta=""
+              ~ offset g u/0=7 epoch=-1 meta=""
+              x.commit: t/0:ok t/1:ok u/0:ok
+            > x commit gen=-1 group=only-t t/0=1
+              ~ offset only-t t/0=1 epoch=-1 meta=""
+              x.commit: t/0:ok
+            > stage pid=3 t/2=8
+            > deltopic t
+              ~ offset g t/0 deleted
+              ~ offset g t/1 deleted
+              ~ offset only-t t/0 deleted
+              ~ group only-t deleted
+            > fetch
+              admin.fetch: u/0=7
+            > endtxn pid=3 commit
+            > fetch
+              admin.fetch: u/0=7
+            > list
+              admin.list: ok [g:Empty:-]
+            > restart
+              g: Empty gen=0 proto=- leader=- members=[] offsets=[u/0=7]
+            > fetch
+              admin.fetch: u/0=7
+            > list
+              admin.list: ok [g:Empty:-]
+        "#]],
+    );
+}
