@@ -84,6 +84,8 @@ pub struct Broker {
     topics: Topics,
     /// Incremented on every append; the group commit fsyncs up to a ticket.
     append_ticket: u64,
+    /// The newest ticket the group commit reported fsynced (`mark_synced`).
+    synced_ticket: u64,
     /// Partitions appended to since their last fsync.
     dirty: BTreeSet<TopicPartition>,
     retention_checked_ms: i64,
@@ -111,6 +113,7 @@ impl Broker {
             config,
             topics,
             append_ticket: 0,
+            synced_ticket: 0,
             dirty: BTreeSet::new(),
             retention_checked_ms: now_ms,
             groups: Some(groups),
@@ -121,7 +124,7 @@ impl Broker {
         // once the recovered state is fsynced (the first group-commit round).
         let now = broker.txns_mut().now(now_ms);
         let output = broker.txns_mut().coordinator_mut().recover(now);
-        let routed = broker.apply_txn_output(output, now_ms)?;
+        let routed = broker.apply_txn_output(output, None, now_ms)?;
         assert!(routed.responses.is_empty(), "recovery answers no request");
         Ok(broker)
     }
@@ -249,6 +252,16 @@ impl Broker {
             Ok(body) => body,
             Err(other) => panic!("handle_txn with a non-transaction request: {other:?}"),
         };
+        let added = match &body {
+            txn::Request::AddPartitionsToTxn(r) => Some((
+                r.v3_and_below_transactional_id.0.to_string(),
+                r.v3_and_below_topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
+                    .collect(),
+            )),
+            _ => None,
+        };
         let context = txn::RequestContext {
             token: txn::ResponseToken(token),
             api_version: version,
@@ -290,14 +303,14 @@ impl Broker {
             &exists,
             &members,
         );
-        self.apply_txn_output(output, now_ms)
+        self.apply_txn_output(output, added, now_ms)
     }
 
     /// Fires due transaction timeouts (aborting and fencing hung transactions).
     pub fn txn_tick(&mut self, now_ms: i64) -> Result<Routed, BrokerError> {
         let now = self.txns_mut().now(now_ms);
         let output = self.txns_mut().coordinator_mut().tick(now);
-        self.apply_txn_output(output, now_ms)
+        self.apply_txn_output(output, None, now_ms)
     }
 
     pub fn txn_deadline_ms(&self) -> Option<u64> {
@@ -322,6 +335,15 @@ impl Broker {
         topic: &str,
         partition: i32,
     ) -> Result<(), kafka_protocol::error::ResponseError> {
+        // The coordinator's state is ahead of its log until the group commit: a transaction whose
+        // AddPartitionsToTxn is not durable yet could be ended after a crash by a re-issued
+        // marker of the transaction before it. Its answer is not out yet either, so only a client
+        // that does not wait for it gets here: it retries (CONCURRENT_TRANSACTIONS, answered to
+        // the producer as the retriable NOT_ENOUGH_REPLICAS).
+        let txns = self.transactions.as_ref().expect("broker used after close");
+        if txns.added_unsynced(transactional_id, topic, partition, self.synced_ticket) {
+            return Err(kafka_protocol::error::ResponseError::ConcurrentTransactions);
+        }
         self.txn_coordinator().check_produce(
             transactional_id,
             producer_id,
@@ -345,7 +367,7 @@ impl Broker {
                 marker.producer_id,
                 marker.producer_epoch,
             );
-            merge(&mut routed, self.apply_txn_output(output, now_ms)?);
+            merge(&mut routed, self.apply_txn_output(output, None, now_ms)?);
         }
         for marker in self.txns_mut().take_markers_due(synced) {
             self.write_markers(&marker, now_ms)?;
@@ -411,13 +433,20 @@ impl Broker {
 
     /// Appends a transaction output's records, stages its offsets, schedules its markers, and
     /// routes its responses behind the ticket that makes all of it (and everything before) durable.
+    /// `added`: the transactional id and partitions of an AddPartitionsToTxn, if that is what
+    /// produced `output`.
     fn apply_txn_output(
         &mut self,
         output: txn::Output,
+        added: Option<(String, Vec<(String, i32)>)>,
         now_ms: i64,
     ) -> Result<Routed, BrokerError> {
         if self.txns_mut().append(&output.records, now_ms)? {
-            self.note_append(transactions::TXN_LOG_TOPIC, 0);
+            let ticket = self.note_append(transactions::TXN_LOG_TOPIC, 0);
+            if let Some((transactional_id, partitions)) = added {
+                self.txns_mut()
+                    .note_added(&transactional_id, partitions, ticket);
+            }
         }
         for staged in &output.offsets_to_stage {
             self.groups_mut().stage_txn_offsets(now_ms, staged);
@@ -492,7 +521,10 @@ impl Broker {
 
     /// Reports the data fsyncs of a round done (`SyncWork::run_data`); the checkpoints the
     /// work carries are reported later with [`Broker::mark_checkpointed`].
-    pub fn mark_synced(&mut self, synced: Vec<(TopicPartition, i64)>) {
+    pub fn mark_synced(&mut self, ticket: u64, synced: Vec<(TopicPartition, i64)>) {
+        self.synced_ticket = self.synced_ticket.max(ticket);
+        let synced_ticket = self.synced_ticket;
+        self.txns_mut().forget_synced(synced_ticket);
         for (partition, offset) in synced {
             // A log deleted and created again meanwhile is not the one that was synced; its
             // high watermark must not move for fsyncs of another file.

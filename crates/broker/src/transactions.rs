@@ -16,6 +16,7 @@
 //! `recover` re-issues the markers of every transaction left in step 1 or 2 (writing a marker
 //! twice is harmless: the second finds no open transaction).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,6 +39,9 @@ pub struct Transactions {
     markers_due: Vec<(u64, MarkerRequest)>,
     /// Transactions whose markers are written, to report once that ticket is fsynced (step 3).
     completions_due: Vec<(u64, MarkerRequest)>,
+    /// (transactional id, topic, partition) added to a transaction by AddPartitionsToTxn → the
+    /// append ticket of that record, until it is fsynced.
+    unsynced_adds: HashMap<(String, String, i32), u64>,
 }
 
 impl Transactions {
@@ -54,6 +58,7 @@ impl Transactions {
             clock_ms: now_ms.max(0) as u64,
             markers_due: Vec::new(),
             completions_due: Vec::new(),
+            unsynced_adds: HashMap::new(),
         };
         let coordinator = &mut transactions.coordinator;
         let replayed = transactions.log.replay(|key, value| {
@@ -98,6 +103,39 @@ impl Transactions {
             now_ms,
         )?;
         Ok(!records.is_empty())
+    }
+
+    /// Remembers that `transactional_id` added `partitions` to its transaction in records that
+    /// are durable only once `ticket` is fsynced.
+    pub fn note_added(
+        &mut self,
+        transactional_id: &str,
+        partitions: Vec<(String, i32)>,
+        ticket: u64,
+    ) {
+        for (topic, partition) in partitions {
+            self.unsynced_adds
+                .insert((transactional_id.to_owned(), topic, partition), ticket);
+        }
+    }
+
+    /// Whether `transactional_id` added the partition in a record not fsynced yet (`synced` is
+    /// the newest fsynced ticket).
+    pub fn added_unsynced(
+        &self,
+        transactional_id: &str,
+        topic: &str,
+        partition: i32,
+        synced: u64,
+    ) -> bool {
+        self.unsynced_adds
+            .get(&(transactional_id.to_owned(), topic.to_owned(), partition))
+            .is_some_and(|ticket| *ticket > synced)
+    }
+
+    /// Forgets the additions fsynced up to `synced`.
+    pub fn forget_synced(&mut self, synced: u64) {
+        self.unsynced_adds.retain(|_, ticket| *ticket > synced);
     }
 
     /// Schedules an output's markers for after `ticket` is durable (step 1 → 2).

@@ -54,7 +54,7 @@ async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
         .map(|item| (item.0.clone(), item.1.offset()))
         .collect();
     // High watermarks first, then the ticket: a fetch woken by the ticket sees the new data.
-    shared.broker().mark_synced(synced);
+    shared.broker().mark_synced(ticket, synced);
     shared.synced.send_replace(ticket);
     after_sync(shared, ticket);
     let checkpoints: Vec<_> = work

@@ -79,14 +79,30 @@ pub(crate) struct Answer {
 
 /// Produces `count` records of producer `id`, epoch `epoch`, from sequence `seq`, to t-0.
 pub(crate) fn produce(broker: &mut Broker, id: i64, epoch: i16, seq: i32, count: usize) -> Answer {
+    produce_as(broker, None, id, epoch, seq, count)
+}
+
+/// `produce`, as a transactional producer when `transactional_id` is given.
+pub(crate) fn produce_as(
+    broker: &mut Broker,
+    transactional_id: Option<&str>,
+    id: i64,
+    epoch: i16,
+    seq: i32,
+    count: usize,
+) -> Answer {
     let records = vec![(None, Some(&b"v"[..])); count];
     let producer = ProducerFields {
         producer_id: id,
         producer_epoch: epoch,
         base_sequence: seq,
     };
-    let batch = build_batch(&records, NOW_MS, producer, 0);
+    let attributes = if transactional_id.is_some() { 0x10 } else { 0 };
+    let batch = build_batch(&records, NOW_MS, producer, attributes);
     let body = ProduceRequest::default()
+        .with_transactional_id(
+            transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_string()))),
+        )
         .with_acks(-1)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_static_str("t")))

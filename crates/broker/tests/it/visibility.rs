@@ -53,13 +53,13 @@ fn latest(broker: &mut Broker) -> i64 {
 
 /// What the server's group commit does: take the work, fsync, report.
 fn group_commit(broker: &mut Broker) {
-    let (_, work) = broker.take_sync_work();
+    let (ticket, work) = broker.take_sync_work();
     let mut synced = Vec::new();
     for (partition, sync) in work {
         sync.run_data().unwrap();
         synced.push((partition, sync.offset()));
     }
-    broker.mark_synced(synced);
+    broker.mark_synced(ticket, synced);
 }
 
 #[test]
@@ -91,4 +91,53 @@ fn records_are_visible_once_synced() {
     assert_eq!((error, high_watermark), (0, 3));
     assert!(bytes > 0, "synced records are served");
     assert_eq!(latest(&mut broker), 3);
+}
+
+/// A transaction request through `handle_txn`; returns its routed responses' sync ticket.
+fn txn(broker: &mut Broker, api_key: ApiKey, version: i16, body: RequestKind) -> Option<u64> {
+    broker
+        .handle_txn(NOW_MS, 1, request(api_key, version, body))
+        .unwrap()
+        .sync_ticket
+}
+
+#[test]
+fn transactional_produce_waits_until_its_partition_is_durably_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open(dir.path());
+    let tid = || TransactionalId(StrBytes::from_static_str("tx"));
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(Some(tid()))
+        .with_transaction_timeout_ms(60_000);
+    txn(
+        &mut broker,
+        ApiKey::InitProducerId,
+        4,
+        RequestKind::InitProducerId(init),
+    );
+    group_commit(&mut broker);
+
+    let add = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(tid())
+        .with_v3_and_below_producer_id(ProducerId(0))
+        .with_v3_and_below_producer_epoch(0)
+        .with_v3_and_below_topics(vec![
+            add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                .with_name(topic())
+                .with_partitions(vec![0]),
+        ]);
+    let ticket = txn(
+        &mut broker,
+        ApiKey::AddPartitionsToTxn,
+        3,
+        RequestKind::AddPartitionsToTxn(add),
+    );
+    assert!(ticket.is_some(), "the answer waits for the group commit");
+    // A client that produces before that answer (librdkafka never does) is told to retry:
+    // NOT_ENOUGH_REPLICAS, the retriable code Kafka maps CONCURRENT_TRANSACTIONS to here.
+    let early = crate::idempotence::produce_as(&mut broker, Some("tx"), 0, 0, 0, 1);
+    assert_eq!(early.error_code, 19);
+    group_commit(&mut broker);
+    let after = crate::idempotence::produce_as(&mut broker, Some("tx"), 0, 0, 0, 1);
+    assert_eq!((after.error_code, after.base_offset), (0, 0));
 }
