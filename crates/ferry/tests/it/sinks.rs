@@ -794,12 +794,13 @@ fn inbox_helper_dedups_on_both_backends() {
 /// (`lab::sink_run::apply_transfers`: one UPDATE per touched account and the batch's `applied`
 /// rows per transaction). The clock starts when the first poll returns records (group join and
 /// assignment excluded, the first batch's apply included) and stops when the last batch is
-/// committed. A short untimed-in-spirit run by default (it checks the ledger only);
-/// `FERRY_SLOW=1` applies 50,000 transfers; measure in a release build:
+/// committed. A short run by default (2,000 transfers: it checks the ledger, its rate means
+/// little);
+/// `FERRY_SLOW=1` applies 500,000 transfers; measure in a release build:
 /// `cargo test --release -p ferry --test it sink_throughput -- --nocapture`.
 fn transfers_for_throughput() -> u64 {
     if std::env::var_os("FERRY_SLOW").is_some() {
-        50_000
+        500_000
     } else {
         2_000
     }
