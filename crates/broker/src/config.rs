@@ -35,6 +35,9 @@ pub struct BrokerConfig {
     pub txn: txn::TxnConfig,
     /// `producer.id.expiration.ms`: an idempotent producer idle this long is forgotten.
     pub producer_id_expiration_ms: i64,
+    /// The group and transaction logs are compacted once larger than this (Kafka compacts its
+    /// `__consumer_offsets` and `__transaction_state` topics with its log cleaner).
+    pub internal_log_compact_bytes: u64,
 }
 
 impl BrokerConfig {
@@ -52,6 +55,7 @@ impl BrokerConfig {
             group: group::GroupConfig::default(),
             txn: txn::TxnConfig::default(),
             producer_id_expiration_ms: crate::producers::PRODUCER_ID_EXPIRATION_MS_DEFAULT,
+            internal_log_compact_bytes: crate::internal_log::INTERNAL_LOG_COMPACT_BYTES_DEFAULT,
         }
     }
 }

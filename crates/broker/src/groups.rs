@@ -5,8 +5,10 @@
 //! listed as a topic. Each coordinator `Output` becomes one uncompressed v2 batch of its records
 //! (tombstones have a null value); the responses of that output are released only once the batch
 //! is fsynced (its append ticket), so an acknowledged commit is durable. On start the log is
-//! replayed through `GroupCoordinator::replay`; when it has grown past `GROUP_LOG_COMPACT_BYTES`
-//! the coordinator's snapshot is appended, synced, and everything before it is deleted.
+//! replayed through `GroupCoordinator::replay`. When it has grown past its compaction size
+//! (`BrokerConfig::internal_log_compact_bytes`), the coordinator's snapshot is appended and,
+//! once fsynced, everything before it is deleted: at start-up at once, at run time through the
+//! group commit (`maintain_log`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,8 +29,6 @@ use crate::BrokerError;
 
 /// Name of the group log (its directory is `__consumer_offsets-0`), in traces and sync bookkeeping.
 pub const GROUP_LOG_TOPIC: &str = "__consumer_offsets";
-/// Compact the group log on start once it is larger than this.
-pub const GROUP_LOG_COMPACT_BYTES: u64 = 64 * 1024 * 1024;
 /// Responses for request tokens; send them once `sync_ticket` (if any) is fsynced.
 #[derive(Debug, Default)]
 pub struct Routed {
@@ -48,6 +48,7 @@ impl Groups {
         disk: Arc<dyn Disk>,
         data_dir: &Path,
         config: GroupConfig,
+        compact_bytes: u64,
         now_ms: i64,
     ) -> Result<Groups, BrokerError> {
         let log = InternalLog::open(disk, data_dir, GROUP_LOG_TOPIC, now_ms)?;
@@ -69,7 +70,7 @@ impl Groups {
             groups = groups.coordinator.groups().len(),
             "replayed group log"
         );
-        if groups.log.log().size_bytes() > GROUP_LOG_COMPACT_BYTES {
+        if groups.log.wants_compaction(compact_bytes) {
             groups.compact(now_ms)?;
         }
         Ok(groups)
@@ -77,6 +78,10 @@ impl Groups {
 
     pub fn coordinator(&self) -> &GroupCoordinator {
         &self.coordinator
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset()
     }
 
     pub fn log_mut(&mut self) -> &mut PartitionLog {
@@ -206,29 +211,27 @@ impl Groups {
 
     /// Appends the coordinator's snapshot, makes it durable, then drops everything before it.
     fn compact(&mut self, now_ms: i64) -> Result<(), BrokerError> {
-        let before = self.log.log().size_bytes();
-        let start = self.log.log().log_end_offset();
         let snapshot = self.coordinator.snapshot();
-        self.append(&snapshot, now_ms)?;
-        let log = self.log.log_mut();
-        if let Some(work) = log.take_sync_work() {
-            work.run()
-                .map_err(|source| BrokerError::io("sync group log", log.dir(), source))?;
-            log.mark_synced(work.offset());
+        self.log.compact_now(
+            snapshot.iter().map(|r| (&r.key[..], r.value.as_deref())),
+            now_ms,
+        )
+    }
+
+    /// Runtime compaction (see `internal_log`): finishes one whose snapshot is durable, or begins
+    /// one when the log has grown past `threshold_bytes`. Returns whether records were appended
+    /// (the caller then takes a sync ticket).
+    pub fn maintain_log(&mut self, now_ms: i64, threshold_bytes: u64) -> Result<bool, BrokerError> {
+        self.log.finish_compaction()?;
+        if !self.log.wants_compaction(threshold_bytes) {
+            return Ok(false);
         }
-        log.delete_records_before(start)
-            .map_err(|source| BrokerError::Log {
-                topic: GROUP_LOG_TOPIC.to_string(),
-                partition: 0,
-                source,
-            })?;
-        tracing::info!(
-            before,
-            after = self.log.log().size_bytes(),
-            records = snapshot.len(),
-            "compacted group log"
-        );
-        Ok(())
+        let snapshot = self.coordinator.snapshot();
+        self.log.begin_compaction(
+            snapshot.iter().map(|r| (&r.key[..], r.value.as_deref())),
+            now_ms,
+        )?;
+        Ok(true)
     }
 }
 

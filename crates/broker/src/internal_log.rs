@@ -4,6 +4,11 @@
 //! (key, value) pairs, a null value being a tombstone. On start the whole log is read back (CRC
 //! checked by the storage layer) and replayed in order; a record that does not decode stops the
 //! broker.
+//!
+//! Compaction: once a log has grown past its compaction size (and past twice what its last
+//! compaction left), the coordinator's snapshot (every live key's last value) is appended like
+//! any record; once the group commit has fsynced it, everything before it is deleted. A crash
+//! in between leaves the old records and the snapshot, whose replay gives the same state.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,11 +25,18 @@ const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 const REPLAY_CHUNK_BYTES: usize = 1024 * 1024;
 /// Records per batch when appending.
 const RECORDS_PER_BATCH: usize = 1000;
+/// An internal log larger than this is compacted (`BrokerConfig::internal_log_compact_bytes`).
+pub const INTERNAL_LOG_COMPACT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
 pub struct InternalLog {
     log: PartitionLog,
     /// The log's name in traces and errors (`__consumer_offsets`, `__transaction_state`).
     name: &'static str,
+    /// A snapshot appended at `[start, end)`, waiting to be fsynced before the records below
+    /// `start` are deleted.
+    compacting: Option<(i64, i64)>,
+    /// The log's size when its last compaction finished (0 before any).
+    compacted_bytes: u64,
 }
 
 impl InternalLog {
@@ -47,11 +59,83 @@ impl InternalLog {
                 partition: 0,
                 source,
             })?;
-        Ok(InternalLog { log, name })
+        Ok(InternalLog {
+            log,
+            name,
+            compacting: None,
+            compacted_bytes: 0,
+        })
     }
 
-    pub fn log(&self) -> &PartitionLog {
-        &self.log
+    /// Whether the log should be compacted: larger than `threshold_bytes` and than twice what
+    /// its last compaction left (a large snapshot is not rewritten over and over), and no
+    /// compaction under way.
+    pub fn wants_compaction(&self, threshold_bytes: u64) -> bool {
+        let size = self.log.size_bytes();
+        self.compacting.is_none()
+            && size > threshold_bytes
+            && size > self.compacted_bytes.saturating_mul(2)
+    }
+
+    /// Appends a snapshot of the coordinator's state; [`InternalLog::finish_compaction`] deletes
+    /// what precedes it once it is fsynced. The caller takes a sync ticket.
+    pub fn begin_compaction<'a>(
+        &mut self,
+        snapshot: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+        now_ms: i64,
+    ) -> Result<(), BrokerError> {
+        assert!(self.compacting.is_none(), "one compaction at a time");
+        let start = self.log.log_end_offset();
+        self.append(snapshot, now_ms)?;
+        self.compacting = Some((start, self.log.log_end_offset()));
+        Ok(())
+    }
+
+    /// Deletes the records before the snapshot of the compaction under way once the snapshot is
+    /// fsynced; returns whether it did.
+    pub fn finish_compaction(&mut self) -> Result<bool, BrokerError> {
+        let Some((start, end)) = self.compacting else {
+            return Ok(false);
+        };
+        if self.log.synced_offset() < end {
+            return Ok(false);
+        }
+        let before = self.log.size_bytes();
+        self.log
+            .delete_records_before(start)
+            .map_err(|source| log_error(self.name, source))?;
+        self.compacting = None;
+        self.compacted_bytes = self.log.size_bytes();
+        tracing::info!(
+            log = self.name,
+            before,
+            after = self.compacted_bytes,
+            snapshot_records_from = start,
+            "compacted internal log"
+        );
+        Ok(true)
+    }
+
+    /// Compacts at once, fsyncing under the caller's lock: only at start-up.
+    pub fn compact_now<'a>(
+        &mut self,
+        snapshot: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+        now_ms: i64,
+    ) -> Result<(), BrokerError> {
+        self.begin_compaction(snapshot, now_ms)?;
+        if let Some(work) = self.log.take_sync_work() {
+            work.run()
+                .map_err(|source| BrokerError::io("sync internal log", self.log.dir(), source))?;
+            self.log.mark_synced(work.offset());
+        }
+        let finished = self.finish_compaction()?;
+        assert!(finished, "a synced snapshot finishes its compaction");
+        Ok(())
+    }
+
+    /// The first offset still in the log (raised by compaction).
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset()
     }
 
     pub fn log_mut(&mut self) -> &mut PartitionLog {

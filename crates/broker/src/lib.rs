@@ -106,9 +106,20 @@ impl Broker {
     ) -> Result<Broker, BrokerError> {
         let topics = Topics::open(disk.clone(), &config.data_dir, &config.log, now_ms)?;
         let producers = producers::Producers::open(disk.clone(), &config.data_dir)?;
-        let groups = Groups::open(disk.clone(), &config.data_dir, config.group.clone(), now_ms)?;
-        let transactions =
-            transactions::Transactions::open(disk, &config.data_dir, config.txn.clone(), now_ms)?;
+        let groups = Groups::open(
+            disk.clone(),
+            &config.data_dir,
+            config.group.clone(),
+            config.internal_log_compact_bytes,
+            now_ms,
+        )?;
+        let transactions = transactions::Transactions::open(
+            disk,
+            &config.data_dir,
+            config.txn.clone(),
+            config.internal_log_compact_bytes,
+            now_ms,
+        )?;
         let mut broker = Broker {
             config,
             topics,
@@ -228,6 +239,19 @@ impl Broker {
 
     pub fn groups(&self) -> &group::GroupCoordinator {
         self.groups_ref().coordinator()
+    }
+
+    /// The group log's first offset: above 0 once compaction dropped records.
+    pub fn group_log_start_offset(&self) -> i64 {
+        self.groups_ref().log_start_offset()
+    }
+
+    /// The transaction log's first offset: above 0 once compaction dropped records.
+    pub fn transaction_log_start_offset(&self) -> i64 {
+        self.transactions
+            .as_ref()
+            .expect("broker used after close")
+            .log_start_offset()
     }
 
     fn groups_ref(&self) -> &Groups {
@@ -572,6 +596,13 @@ impl Broker {
     /// Also maintains the producer state (see [`Broker::maintain_producers`]).
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<(), BrokerError> {
         self.maintain_producers(now_ms);
+        let compact_bytes = self.config.internal_log_compact_bytes;
+        if self.groups_mut().maintain_log(now_ms, compact_bytes)? {
+            self.note_append(groups::GROUP_LOG_TOPIC, 0);
+        }
+        if self.txns_mut().maintain_log(now_ms, compact_bytes)? {
+            self.note_append(transactions::TXN_LOG_TOPIC, 0);
+        }
         if now_ms - self.retention_checked_ms < self.config.retention_check_interval_ms {
             return Ok(());
         }

@@ -49,6 +49,7 @@ impl Transactions {
         disk: Arc<dyn Disk>,
         data_dir: &Path,
         config: TxnConfig,
+        compact_bytes: u64,
         now_ms: i64,
     ) -> Result<Transactions, BrokerError> {
         let log = InternalLog::open(disk, data_dir, TXN_LOG_TOPIC, now_ms)?;
@@ -71,6 +72,13 @@ impl Transactions {
             transactional_ids = transactions.coordinator.transactions().len(),
             "replayed transaction log"
         );
+        if transactions.log.wants_compaction(compact_bytes) {
+            let snapshot = transactions.coordinator.snapshot();
+            transactions.log.compact_now(
+                snapshot.iter().map(|r| (&r.key[..], r.value.as_deref())),
+                now_ms,
+            )?;
+        }
         Ok(transactions)
     }
 
@@ -82,8 +90,27 @@ impl Transactions {
         &mut self.coordinator
     }
 
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset()
+    }
+
     pub fn log_mut(&mut self) -> &mut PartitionLog {
         self.log.log_mut()
+    }
+
+    /// Runtime compaction of the transaction log (see `internal_log`); returns whether records
+    /// were appended (the caller then takes a sync ticket).
+    pub fn maintain_log(&mut self, now_ms: i64, threshold_bytes: u64) -> Result<bool, BrokerError> {
+        self.log.finish_compaction()?;
+        if !self.log.wants_compaction(threshold_bytes) {
+            return Ok(false);
+        }
+        let snapshot = self.coordinator.snapshot();
+        self.log.begin_compaction(
+            snapshot.iter().map(|r| (&r.key[..], r.value.as_deref())),
+            now_ms,
+        )?;
+        Ok(true)
     }
 
     pub fn close(self) -> Result<(), BrokerError> {

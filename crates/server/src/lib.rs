@@ -181,8 +181,11 @@ async fn retention_loop(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        if let Err(error) = shared.broker().enforce_retention(now_ms()) {
+        let mut broker = shared.broker();
+        if let Err(error) = broker.enforce_retention(now_ms()) {
             fatal(error);
         }
+        // Internal-log compaction appends a snapshot for the group commit to sync.
+        shared.publish_appends(broker.append_ticket());
     }
 }

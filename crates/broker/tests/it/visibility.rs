@@ -52,7 +52,7 @@ fn latest(broker: &mut Broker) -> i64 {
 }
 
 /// What the server's group commit does: take the work, fsync, report.
-fn group_commit(broker: &mut Broker) {
+pub(crate) fn group_commit(broker: &mut Broker) {
     let (ticket, work) = broker.take_sync_work();
     let mut synced = Vec::new();
     for (partition, sync) in work {

@@ -1,0 +1,144 @@
+//! Run-time compaction of the group log: past its compaction size the coordinator's snapshot is
+//! appended, and only once the group commit has fsynced it are the records before it dropped;
+//! the state replayed from the compacted log is the state before.
+
+use std::sync::Arc;
+
+use broker::{Broker, BrokerConfig};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::idempotence::{request, NOW_MS};
+use crate::visibility::group_commit;
+
+const COMPACT_BYTES: u64 = 16 * 1024;
+
+fn open(dir: &std::path::Path) -> Broker {
+    let mut config = BrokerConfig::new(dir.to_path_buf());
+    config.internal_log_compact_bytes = COMPACT_BYTES;
+    let mut broker = Broker::open(config, Arc::new(storage::FsDisk), NOW_MS).unwrap();
+    let body = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+        )
+        .with_name(Some(TopicName(StrBytes::from_static_str("t"))))]))
+        .with_allow_auto_topic_creation(true);
+    broker
+        .handle(
+            NOW_MS,
+            request(ApiKey::Metadata, 9, RequestKind::Metadata(body)),
+        )
+        .unwrap();
+    broker
+}
+
+fn commit(broker: &mut Broker, group: &str, offset: i64) {
+    let body = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)])]);
+    let routed = broker
+        .handle_group(
+            NOW_MS,
+            1,
+            "/127.0.0.1",
+            request(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(body)),
+        )
+        .unwrap();
+    assert!(routed.sync_ticket.is_some());
+}
+
+fn committed(broker: &Broker) -> Vec<(String, i64)> {
+    broker
+        .groups()
+        .groups()
+        .iter()
+        .map(|g| {
+            let group = broker.groups().group(&g.group_id).unwrap();
+            (g.group_id.to_string(), group.offsets[0].offset.offset)
+        })
+        .collect()
+}
+
+#[test]
+fn the_group_log_is_compacted_once_its_snapshot_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open(dir.path());
+    for offset in 0..400 {
+        commit(
+            &mut broker,
+            if offset % 2 == 0 { "even" } else { "odd" },
+            offset,
+        );
+    }
+    group_commit(&mut broker);
+    let before = committed(&broker);
+    assert_eq!(
+        before,
+        [("even".to_string(), 398), ("odd".to_string(), 399)]
+    );
+
+    broker.enforce_retention(NOW_MS).unwrap();
+    assert_eq!(
+        broker.group_log_start_offset(),
+        0,
+        "not before the snapshot is synced"
+    );
+    commit(&mut broker, "odd", 401); // after the snapshot: must survive the compaction
+    group_commit(&mut broker);
+    broker.enforce_retention(NOW_MS).unwrap();
+    assert_eq!(
+        broker.group_log_start_offset(),
+        400,
+        "the 400 commits are dropped"
+    );
+
+    broker.close().unwrap();
+    let broker = open(dir.path());
+    assert_eq!(
+        committed(&broker),
+        [("even".to_string(), 398), ("odd".to_string(), 401)]
+    );
+}
+
+#[test]
+fn the_transaction_log_is_compacted_and_replays_to_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open(dir.path());
+    for round in 0..3 {
+        for id in 0..60 {
+            let body = InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(StrBytes::from_string(format!(
+                    "tx-{id}"
+                )))))
+                .with_transaction_timeout_ms(60_000 + round);
+            broker
+                .handle_txn(
+                    NOW_MS,
+                    1,
+                    request(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(body)),
+                )
+                .unwrap();
+        }
+        group_commit(&mut broker);
+    }
+    let describe = |broker: &Broker| format!("{:?}", broker.txn_coordinator().transactions());
+    let before = describe(&broker);
+    broker.enforce_retention(NOW_MS).unwrap(); // appends the snapshot
+    group_commit(&mut broker);
+    broker.enforce_retention(NOW_MS).unwrap(); // drops what precedes it
+    assert_eq!(
+        broker.transaction_log_start_offset(),
+        180,
+        "180 records dropped"
+    );
+    broker.close().unwrap();
+    let broker = open(dir.path());
+    assert_eq!(describe(&broker), before);
+}
