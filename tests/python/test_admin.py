@@ -190,3 +190,50 @@ def test_kafka_python_admin(broker):
             admin.delete_topics(["kp-events"])
     finally:
         admin.close()
+
+
+def test_create_partitions_with_both_admin_clients(broker):
+    """CreatePartitions grows a topic (the new partitions take records, survive a restart, keep
+    the old partitions' records) and refuses, with Kafka's errors, to shrink it, to keep its
+    count, or to touch an unknown topic."""
+    from confluent_kafka.admin import NewPartitions
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("grow", 2, 1)])["grow"].result(TIMEOUT_S)
+    producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+    producer.produce("grow", partition=1, value=b"before")
+    assert producer.flush(TIMEOUT_S) == 0
+
+    admin.create_partitions([NewPartitions("grow", 4)])["grow"].result(TIMEOUT_S)
+    for request, code in [(NewPartitions("grow", 3), KafkaError.INVALID_PARTITIONS),
+                          (NewPartitions("grow", 4), KafkaError.INVALID_PARTITIONS),
+                          (NewPartitions("ghost", 2), KafkaError.UNKNOWN_TOPIC_OR_PART)]:
+        with pytest.raises(KafkaException) as raised:
+            admin.create_partitions([request])[request.topic].result(TIMEOUT_S)
+        assert raised.value.args[0].code() == code, (request, raised.value)
+
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        from kafka.admin import NewPartitions as KpNewPartitions
+
+        kp.create_partitions({"grow": KpNewPartitions(total_count=6)})
+        with pytest.raises(kafka.errors.InvalidPartitionsError):
+            kp.create_partitions({"grow": KpNewPartitions(total_count=6)})
+    finally:
+        kp.close()
+
+    broker.restart()
+    metadata = admin.list_topics(topic="grow", timeout=TIMEOUT_S)
+    assert len(metadata.topics["grow"].partitions) == 6
+    producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+    producer.produce("grow", partition=5, value=b"after")
+    assert producer.flush(TIMEOUT_S) == 0
+    consumer = confluent_consumer(broker.bootstrap)
+    try:
+        for partition, value in [(1, b"before"), (5, b"after")]:
+            consumer.assign([confluent_kafka.TopicPartition("grow", partition, 0)])
+            message = consumer.poll(TIMEOUT_S)
+            assert message is not None and message.error() is None, message and message.error()
+            assert message.value() == value
+    finally:
+        consumer.close()

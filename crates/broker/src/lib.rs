@@ -167,6 +167,9 @@ impl Broker {
             RequestKind::DeleteTopics(r) => {
                 handlers::delete_topics::handle(self, now_ms, &r, version)?
             }
+            RequestKind::CreatePartitions(r) => {
+                handlers::create_partitions::handle(self, now_ms, &r)?
+            }
             RequestKind::DescribeConfigs(r) => handlers::describe_configs::handle(self, &r),
             RequestKind::DeleteRecords(r) => handlers::delete_records::handle(self, &r)?,
             RequestKind::FindCoordinator(r) => {

@@ -172,24 +172,28 @@ impl Topics {
         let config = effective_log_config(defaults, &meta.configs);
         let mut partitions = Vec::with_capacity(meta.partitions as usize);
         for index in 0..meta.partitions {
-            let dir = self.partition_dir(name, index);
-            let log = PartitionLog::open(self.disk.clone(), &dir, config.clone(), now_ms).map_err(
-                |source| BrokerError::Log {
-                    topic: name.to_string(),
-                    partition: index,
-                    source,
-                },
-            )?;
-            let partition = Partition::open(self.disk.clone(), log, now_ms).map_err(|source| {
-                BrokerError::Log {
-                    topic: name.to_string(),
-                    partition: index,
-                    source,
-                }
-            })?;
-            partitions.push(partition);
+            partitions.push(self.open_partition(name, index, &config, now_ms)?);
         }
         Ok(Topic { meta, partitions })
+    }
+
+    /// Opens (creating or recovering) one partition's log and producer state.
+    fn open_partition(
+        &self,
+        name: &str,
+        index: i32,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Partition, BrokerError> {
+        let log_error = |source| BrokerError::Log {
+            topic: name.to_string(),
+            partition: index,
+            source,
+        };
+        let dir = self.partition_dir(name, index);
+        let log = PartitionLog::open(self.disk.clone(), &dir, config.clone(), now_ms)
+            .map_err(log_error)?;
+        Partition::open(self.disk.clone(), log, now_ms).map_err(log_error)
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -260,6 +264,43 @@ impl Topics {
         self.persist()?;
         tracing::info!(topic = name, partitions, "created topic");
         Ok(&self.topics[name])
+    }
+
+    /// Grows a topic to `partitions` (CreatePartitions): the new partition logs are created
+    /// first, then the count is recorded in `meta.json` durably; a crash in between leaves empty
+    /// directories that the next CreatePartitions or a recreation of the topic reuses.
+    pub fn add_partitions(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        defaults: &LogConfig,
+        now_ms: i64,
+    ) -> Result<(), BrokerError> {
+        let topic = self
+            .topics
+            .get(name)
+            .expect("add partitions to a topic that exists");
+        let current = topic.meta.partitions;
+        assert!(
+            current < partitions && partitions <= PARTITIONS_PER_TOPIC_MAX,
+            "partition count checked by the caller"
+        );
+        let config = effective_log_config(defaults, &topic.meta.configs);
+        let mut added = Vec::with_capacity((partitions - current) as usize);
+        for index in current..partitions {
+            added.push(self.open_partition(name, index, &config, now_ms)?);
+        }
+        let topic = self.topics.get_mut(name).expect("checked above");
+        topic.partitions.extend(added);
+        topic.meta.partitions = partitions;
+        self.persist()?;
+        tracing::info!(
+            topic = name,
+            from = current,
+            to = partitions,
+            "added partitions"
+        );
+        Ok(())
     }
 
     /// Forgets a topic durably, then removes its partition directories.

@@ -2,6 +2,7 @@
 //! the time where it matters) and returns the response; none of them does socket I/O.
 
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_records;
 pub mod delete_topics;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use broker::{Broker, BrokerConfig, FetchOutcome, Outcome};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
@@ -119,6 +120,16 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
                 DeleteRecordsPartition::default().with_partition_index(0).with_offset(0),
             ]),
         ]))
+        }
+        ApiKey::CreatePartitions => {
+            RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
+                CreatePartitionsTopic::default()
+                    .with_name(name("t"))
+                    .with_count(i32::from(version) + 2),
+                CreatePartitionsTopic::default()
+                    .with_name(name("nope"))
+                    .with_count(3),
+            ]))
         }
         ApiKey::FindCoordinator => RequestKind::FindCoordinator(
             FindCoordinatorRequest::default()
