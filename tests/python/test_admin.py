@@ -237,3 +237,69 @@ def test_create_partitions_with_both_admin_clients(broker):
             assert message.value() == value
     finally:
         consumer.close()
+
+
+def test_alter_topic_configs_with_both_admin_clients(broker):
+    """IncrementalAlterConfigs and AlterConfigs change a topic's overrides: DescribeConfigs shows
+    them, produce obeys them at once (max.message.bytes), they survive a restart, and bad values,
+    unknown topics and broker resources are refused with Kafka's errors. An out-of-range
+    segment.bytes, at CreateTopics too, is INVALID_CONFIG and the broker keeps serving."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("tuned", 1, 1, config={"retention.ms": "3600000"})])["tuned"].result(TIMEOUT_S)
+    resource = ConfigResource(ResourceType.TOPIC, "tuned", incremental_configs=[
+        ConfigEntry("max.message.bytes", "2000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE),
+    ])
+    admin.incremental_alter_configs([resource])[resource].result(TIMEOUT_S)
+    configs = topic_configs(admin, "tuned")
+    assert configs["max.message.bytes"].value == "2000"
+    assert configs["retention.ms"].value == DEFAULT_RETENTION_MS
+
+    producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+    errors = []
+    for value in [b"x" * 5000, b"small"]:  # one batch each
+        producer.produce("tuned", value=value, on_delivery=lambda err, msg: errors.append(err))
+        producer.flush(TIMEOUT_S)
+    assert [e and e.code() for e in errors] == [KafkaError.MSG_SIZE_TOO_LARGE, None]
+
+    bad = [
+        ConfigResource(ResourceType.TOPIC, "tuned", incremental_configs=[
+            ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET)]),
+        ConfigResource(ResourceType.TOPIC, "tuned", incremental_configs=[
+            ConfigEntry("segment.bytes", "99999999999", incremental_operation=AlterConfigOpType.SET)]),
+        ConfigResource(ResourceType.TOPIC, "tuned", incremental_configs=[
+            ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.APPEND)]),
+        ConfigResource(ResourceType.TOPIC, "tuned", incremental_configs=[
+            ConfigEntry("compression.type", "zstd", incremental_operation=AlterConfigOpType.SET)]),
+        ConfigResource(ResourceType.TOPIC, "ghost", incremental_configs=[
+            ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)]),
+    ]
+    expected = [KafkaError.INVALID_CONFIG] * 4 + [KafkaError.UNKNOWN_TOPIC_OR_PART]
+    for resource, code in zip(bad, expected):
+        with pytest.raises(KafkaException) as raised:
+            admin.incremental_alter_configs([resource])[resource].result(TIMEOUT_S)
+        assert raised.value.args[0].code() == code, (resource, raised.value)
+    with pytest.raises(KafkaException) as raised:
+        admin.create_topics([NewTopic("huge-segments", 1, 1, config={"segment.bytes": "99999999999"})])[
+            "huge-segments"].result(TIMEOUT_S)
+    assert raised.value.args[0].code() == KafkaError.INVALID_CONFIG
+
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        # kafka-python's AlterConfigs (forced: it prefers IncrementalAlterConfigs when
+        # advertised) re-sends the topic's other overrides, since AlterConfigs replaces them all.
+        kp.alter_configs([KpConfigResource("TOPIC", "tuned", configs={"retention.ms": "7200000"})],
+                         incremental=False)
+    finally:
+        kp.close()
+    configs = topic_configs(admin, "tuned")
+    assert (configs["retention.ms"].value, configs["max.message.bytes"].value) == ("7200000", "2000")
+    # librdkafka's AlterConfigs sends only what it is given: the other override goes.
+    resource = ConfigResource(ResourceType.TOPIC, "tuned", set_config={"retention.ms": "5400000"})
+    admin.alter_configs([resource])[resource].result(TIMEOUT_S)
+    broker.restart()
+    configs = topic_configs(admin, "tuned")
+    assert configs["retention.ms"].value == "5400000"
+    assert configs["max.message.bytes"].source == ConfigSource.DEFAULT_CONFIG.value

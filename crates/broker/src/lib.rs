@@ -170,6 +170,10 @@ impl Broker {
             RequestKind::CreatePartitions(r) => {
                 handlers::create_partitions::handle(self, now_ms, &r)?
             }
+            RequestKind::AlterConfigs(r) => handlers::alter_configs::handle_alter(self, &r)?,
+            RequestKind::IncrementalAlterConfigs(r) => {
+                handlers::alter_configs::handle_incremental(self, &r)?
+            }
             RequestKind::DescribeConfigs(r) => handlers::describe_configs::handle(self, &r),
             RequestKind::DeleteRecords(r) => handlers::delete_records::handle(self, &r)?,
             RequestKind::FindCoordinator(r) => {

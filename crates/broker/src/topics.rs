@@ -102,6 +102,18 @@ pub fn effective_log_config(
     config
 }
 
+/// Checks that a topic's overrides, applied to the broker defaults, give settings the log
+/// accepts (a `segment.bytes` beyond the segment limit, say); the error text goes back to the
+/// client with INVALID_CONFIG.
+pub fn validate_log_config(
+    defaults: &LogConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    effective_log_config(defaults, overrides)
+        .validate()
+        .map_err(|error| error.to_string())
+}
+
 /// Checks a topic config override; the error text goes back to the client with INVALID_CONFIG.
 pub fn validate_topic_config(name: &str, value: Option<&str>) -> Result<(), String> {
     if !TOPIC_CONFIG_NAMES.contains(&name) {
@@ -300,6 +312,35 @@ impl Topics {
             to = partitions,
             "added partitions"
         );
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides (already validated), durably in `meta.json`, and
+    /// applies them to its partition logs.
+    pub fn set_configs(
+        &mut self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        defaults: &LogConfig,
+    ) -> Result<(), BrokerError> {
+        let topic = self
+            .topics
+            .get_mut(name)
+            .expect("alter a topic that exists");
+        let config = effective_log_config(defaults, &configs);
+        for (index, partition) in topic.partitions.iter_mut().enumerate() {
+            partition
+                .log_mut()
+                .set_config(config.clone())
+                .map_err(|source| BrokerError::Log {
+                    topic: name.to_string(),
+                    partition: index as i32,
+                    source,
+                })?;
+        }
+        topic.meta.configs = configs;
+        self.persist()?;
+        tracing::info!(topic = name, configs = ?self.topics[name].meta.configs, "altered topic configs");
         Ok(())
     }
 

@@ -57,7 +57,9 @@ impl Default for LogConfig {
 }
 
 impl LogConfig {
-    fn validate(&self) -> Result<(), LogError> {
+    /// Refuses settings the log cannot work with (the broker checks topic overrides with this
+    /// before creating or altering a topic).
+    pub fn validate(&self) -> Result<(), LogError> {
         if self.segment_bytes == 0 || self.segment_bytes > SEGMENT_BYTES_MAX {
             return Err(LogError::Config(format!(
                 "segment_bytes {} is outside 1..={SEGMENT_BYTES_MAX}",
@@ -75,6 +77,16 @@ impl LogConfig {
                 "retention_bytes and retention_ms must be -1 (unlimited) or more".into(),
             ));
         }
+        Ok(())
+    }
+}
+
+impl PartitionLog {
+    /// Applies new settings (a topic's altered configs) from the next append or retention check
+    /// on; existing segments are not rewritten.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<(), LogError> {
+        config.validate()?;
+        self.config = config;
         Ok(())
     }
 }

@@ -30,6 +30,8 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::AlterConfigs, 0, 2),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
     // Idempotent producers; transactional ids are refused until transactions land.
     api(ApiKey::InitProducerId, 0, 4),
     // The classic consumer group protocol.

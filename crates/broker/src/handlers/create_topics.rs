@@ -11,7 +11,9 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, ResponseKind};
 
 use super::{code, str_bytes};
-use crate::topics::{validate_topic_config, validate_topic_name, PARTITIONS_PER_TOPIC_MAX};
+use crate::topics::{
+    validate_log_config, validate_topic_config, validate_topic_name, PARTITIONS_PER_TOPIC_MAX,
+};
 use crate::{Broker, BrokerError};
 
 /// Kafka's DescribeConfigs/CreateTopics config source for a value set on the topic.
@@ -111,6 +113,8 @@ fn check(
             configs.insert(config.name.to_string(), value);
         }
     }
+    validate_log_config(&broker.config.log, &configs)
+        .map_err(|m| (ResponseError::InvalidConfig, m))?;
     Ok((partitions, configs))
 }
 

@@ -1,6 +1,7 @@
 //! One module per Kafka API. Each `handle` takes the decoded request (and the broker state, and
 //! the time where it matters) and returns the response; none of them does socket I/O.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;

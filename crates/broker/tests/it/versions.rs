@@ -121,6 +121,34 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
             ]),
         ]))
         }
+        ApiKey::AlterConfigs => {
+            RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
+                alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("t"))
+                    .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str("retention.ms"))
+                        .with_value(Some(StrBytes::from_static_str("60000")))]),
+                alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(StrBytes::from_static_str("1")),
+            ]))
+        }
+        ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(
+            IncrementalAlterConfigsRequest::default().with_resources(vec![
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("t"))
+                    .with_configs(vec![
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(StrBytes::from_static_str("retention.ms"))
+                            .with_config_operation(1),
+                    ]),
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("nope")),
+            ]),
+        ),
         ApiKey::CreatePartitions => {
             RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
                 CreatePartitionsTopic::default()
