@@ -4,9 +4,10 @@
 //! instance sends no LeaveGroup, as a killed process would not, and its successor is handed its
 //! partitions at once. Instances die mid-batch, right after a commit, or pause after a poll
 //! while their successor claims the partitions, then resume and try to commit: a zombie, fenced
-//! in the database (every run asserts as many fenced commits as paused consumers). Once per slot
-//! a successor comes back under a new instance id, so the group rebalances between the two
-//! consumers. After the run every transfer is applied exactly once and the balances are the
+//! in the database (every run asserts as many fenced commits as paused consumers). The second
+//! slot joins once the first has applied something, so a rebalance moves partitions from the
+//! first consumer to the second (asserted: some partition applied by both), and once per slot a
+//! successor comes back under a new instance id (a new member: more rebalances). After the run every transfer is applied exactly once and the balances are the
 //! ledger's, checked with SQL; the only failed steps are polls that met the killed broker. The
 //! control runs the same workload committing offsets to the broker after the database commit
 //! (at-least-once) and shows duplicates. A zombie consumer whose partitions were claimed by
@@ -252,12 +253,17 @@ struct Stats {
     fenced: usize,
     /// Lives that restarted under a new instance id (a new member: a rebalance).
     new_identities: usize,
+    /// The partitions this slot's instances applied batches of.
+    partitions: std::collections::BTreeSet<i32>,
     /// Steps that failed because librdkafka had lost the broker (its kill -9): nothing was
     /// written and the loop goes on.
     broker_unreachable: usize,
     /// Any other failed step, with its message.
     errors: Vec<String>,
 }
+
+/// The seed (and instance id suffix) of the first consumer slot; the second is the next.
+const FIRST_SLOT_SEED: u64 = 7;
 
 /// How long a paused consumer waits for its successor to claim its partitions.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(20);
@@ -317,6 +323,13 @@ fn worker<D: LedgerDb>(
 ) -> Stats {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut stats = Stats::default();
+    if mode == Mode::Sink && seed != FIRST_SLOT_SEED {
+        // The second slot joins once the first has applied something, so the first holds
+        // every partition until a rebalance moves some of them here.
+        while db.scalar("SELECT COUNT(*) FROM applied") == 0 && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let mut slot = Slot {
         db: &*db,
         bootstrap: &bootstrap,
@@ -404,6 +417,9 @@ fn sink_life<D: LedgerDb>(
         match result {
             Ok(step) if step.applied > 0 => {
                 applied_batches += 1;
+                stats
+                    .partitions
+                    .extend(sink.owned().iter().map(|(_, p, _)| *p));
                 if last && kill == Kill::AfterCommit {
                     stats.after_commit_kills += 1;
                     return None;
@@ -537,7 +553,8 @@ fn run<D: LedgerDb>(db: Arc<D>, mode: Mode, topic: &str) -> Outcome {
         .map(|slot| {
             let (db, stop) = (db.clone(), stop.clone());
             let (bootstrap, group, topic) = (ferry.bootstrap(), group.clone(), topic.to_string());
-            std::thread::spawn(move || worker(db, bootstrap, group, topic, mode, slot + 7, stop))
+            let seed = FIRST_SLOT_SEED + slot;
+            std::thread::spawn(move || worker(db, bootstrap, group, topic, mode, seed, stop))
         })
         .collect();
     let started = Instant::now();
@@ -596,6 +613,16 @@ fn assert_exactly_once(outcome: &Outcome) {
     assert!(mid >= 1, "a consumer died mid-batch ({mid})");
     assert!(after >= 1, "a consumer died right after a commit ({after})");
     assert!(paused >= 2, "a consumer of each slot paused ({paused})");
+    let moved: Vec<&i32> = outcome.stats[0]
+        .partitions
+        .intersection(&outcome.stats[1].partitions)
+        .collect();
+    assert!(
+        !moved.is_empty(),
+        "no partition moved between the two consumers: {:?} and {:?}",
+        outcome.stats[0].partitions,
+        outcome.stats[1].partitions
+    );
     let new_identities = sum(|s| s.new_identities);
     assert_eq!(
         new_identities, 2,
