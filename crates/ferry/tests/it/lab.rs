@@ -343,6 +343,9 @@ fn check_sink_rows(results: &Value) {
                 "broker-kill" => assert_eq!(by_kind["kill -9 broker"], 1, "{row_name}: {row}"),
                 "rebalance" => {
                     assert_eq!(by_kind["consumer joins group"], 1, "{row_name}: {row}");
+                    // The joiner took partitions over and applied at least one batch.
+                    let notes = row["notes"].to_string();
+                    assert!(!notes.contains("applied nothing"), "{row_name}: {notes}");
                     assert_eq!(by_kind["consumer leaves group"], 1, "{row_name}: {row}");
                 }
                 _ => assert_eq!(row["verdict"]["kind"], "baseline"),
