@@ -50,6 +50,11 @@ pub enum BatchError {
     Codec(i16),
     #[error("record {index} is malformed: {reason}")]
     Record { index: usize, reason: &'static str },
+    #[error("base offset {base_offset} plus last offset delta {last_offset_delta} leaves no next offset")]
+    Offsets {
+        base_offset: i64,
+        last_offset_delta: i32,
+    },
 }
 
 /// One record of an uncompressed batch, without its headers: the key and value for the broker's
@@ -93,8 +98,20 @@ impl BatchSpan {
         if length < (HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 {
             return Err(BatchError::Length(length));
         }
+        // Both fields come from the network or the disk; the log computes `last_offset + 1`, so
+        // that must exist too. Every `BatchView` is parsed here first, so `last_offset` cannot
+        // overflow afterwards.
+        let base_offset = header.base_offset();
+        let last_offset_delta = header.last_offset_delta();
+        base_offset
+            .checked_add(i64::from(last_offset_delta))
+            .filter(|&last| last < i64::MAX)
+            .ok_or(BatchError::Offsets {
+                base_offset,
+                last_offset_delta,
+            })?;
         Ok(BatchSpan {
-            base_offset: header.base_offset(),
+            base_offset,
             last_offset: header.last_offset(),
             total_bytes: header.total_bytes(),
         })
@@ -558,6 +575,33 @@ mod tests {
         check(&length, BatchError::Length(-5));
     }
 
+    /// Issue 8: the segment_recovery fuzz target found `last_offset` overflowing (a panic with
+    /// overflow checks, a wrapped negative offset without) on a base offset near `i64::MAX`.
+    #[test]
+    fn issue_8_offsets_past_i64_max_are_rejected() {
+        let check = |base_offset: i64, last_offset_delta: i32, expect: Option<BatchError>| {
+            let mut bytes = sample();
+            bytes[0..8].copy_from_slice(&base_offset.to_be_bytes());
+            bytes[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
+            assert_eq!(BatchSpan::parse(&bytes).err(), expect);
+            assert_eq!(BatchView::parse(&bytes).err(), expect);
+            assert_eq!(Batches::new(&bytes).next().unwrap().err(), expect);
+        };
+        let offsets = |base_offset, last_offset_delta| {
+            Some(BatchError::Offsets {
+                base_offset,
+                last_offset_delta,
+            })
+        };
+        check(i64::MAX, 1, offsets(i64::MAX, 1));
+        check(i64::MAX - 6, 6, offsets(i64::MAX - 6, 6));
+        check(i64::MAX, 0, offsets(i64::MAX, 0));
+        check(i64::MIN, -1, offsets(i64::MIN, -1));
+        check(i64::MAX - 7, 6, None);
+        check(0, i32::MAX, None);
+        check(-1, 1, None);
+    }
+
     #[test]
     fn log_append_time_rewrite_keeps_batch_valid() {
         let mut bytes = sample();
@@ -586,6 +630,7 @@ mod tests {
             if let Ok(view) = BatchView::parse(&bytes) {
                 let _ = view.validate();
                 let _ = view.last_sequence();
+                let _ = view.last_offset();
                 let _ = view.records();
             }
         }

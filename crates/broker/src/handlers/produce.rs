@@ -300,7 +300,8 @@ fn batch_error(error: BatchError) -> ResponseError {
         | BatchError::Crc { .. }
         | BatchError::Count { .. }
         | BatchError::Codec(_)
-        | BatchError::Record { .. } => ResponseError::CorruptMessage,
+        | BatchError::Record { .. }
+        | BatchError::Offsets { .. } => ResponseError::CorruptMessage,
     }
 }
 

@@ -52,3 +52,24 @@ proptest! {
         open_arbitrary(&damaged_segment(seeds, &flips), &index, &[]);
     }
 }
+
+/// Issue 8: found by the `segment_recovery` fuzz target. A batch header whose base offset plus
+/// last offset delta passes `i64::MAX` made recovery panic on the overflow instead of judging the
+/// bytes. The fuzzer's input: valid batches, one with its base offset set near `i64::MAX`, a valid
+/// one after it, and a checkpoint holding recovery point 1 (without a valid checkpoint the open
+/// fails before it scans).
+#[test]
+fn issue_8_a_base_offset_near_i64_max_is_judged_not_a_panic() {
+    // Version 1, offset 1, CRC-32C of the twelve bytes before it (`checkpoint.rs`).
+    const RECOVERY_POINT_1: [u8; 16] = [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0x2d, 0x35, 0xe0, 0x16];
+    let at = |seed: u64, base_offset: i64| {
+        let mut bytes = batch(seed, 3, 20, 0);
+        wire::batch::assign_base_offset(&mut bytes, base_offset, 0);
+        bytes
+    };
+    for base_offset in [i64::MAX, i64::MAX - 1, i64::MIN] {
+        let log = [at(1, 0), at(2, base_offset), at(3, 6)].concat();
+        open_arbitrary(&log, &[], &RECOVERY_POINT_1);
+        open_arbitrary(&log, &[], &[]);
+    }
+}
