@@ -70,9 +70,14 @@ impl Groups {
             groups = groups.coordinator.groups().len(),
             "replayed group log"
         );
-        if groups.log.wants_compaction(compact_bytes) {
-            groups.compact(now_ms)?;
-        }
+        let coordinator = &groups.coordinator;
+        groups.log.compact_at_open(now_ms, compact_bytes, || {
+            coordinator
+                .snapshot()
+                .into_iter()
+                .map(|r| (r.key, r.value))
+                .collect()
+        })?;
         Ok(groups)
     }
 
@@ -209,29 +214,17 @@ impl Groups {
         Ok(true)
     }
 
-    /// Appends the coordinator's snapshot, makes it durable, then drops everything before it.
-    fn compact(&mut self, now_ms: i64) -> Result<(), BrokerError> {
-        let snapshot = self.coordinator.snapshot();
-        self.log.compact_now(
-            snapshot.iter().map(|r| (&r.key[..], r.value.as_deref())),
-            now_ms,
-        )
-    }
-
-    /// Runtime compaction (see `internal_log`): finishes one whose snapshot is durable, or begins
-    /// one when the log has grown past `threshold_bytes`. Returns whether records were appended
-    /// (the caller then takes a sync ticket).
+    /// Run-time compaction of the group log (see `internal_log`); returns whether records were
+    /// appended (the caller then takes a sync ticket).
     pub fn maintain_log(&mut self, now_ms: i64, threshold_bytes: u64) -> Result<bool, BrokerError> {
-        self.log.finish_compaction()?;
-        if !self.log.wants_compaction(threshold_bytes) {
-            return Ok(false);
-        }
-        let snapshot = self.coordinator.snapshot();
-        self.log.begin_compaction(
-            snapshot.iter().map(|r| (&r.key[..], r.value.as_deref())),
-            now_ms,
-        )?;
-        Ok(true)
+        let coordinator = &self.coordinator;
+        self.log.maintain(now_ms, threshold_bytes, || {
+            coordinator
+                .snapshot()
+                .into_iter()
+                .map(|r| (r.key, r.value))
+                .collect()
+        })
     }
 }
 

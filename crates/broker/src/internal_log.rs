@@ -70,30 +70,69 @@ impl InternalLog {
     /// Whether the log should be compacted: larger than `threshold_bytes` and than twice what
     /// its last compaction left (a large snapshot is not rewritten over and over), and no
     /// compaction under way.
-    pub fn wants_compaction(&self, threshold_bytes: u64) -> bool {
+    fn wants_compaction(&self, threshold_bytes: u64) -> bool {
         let size = self.log.size_bytes();
         self.compacting.is_none()
             && size > threshold_bytes
             && size > self.compacted_bytes.saturating_mul(2)
     }
 
-    /// Appends a snapshot of the coordinator's state; [`InternalLog::finish_compaction`] deletes
-    /// what precedes it once it is fsynced. The caller takes a sync ticket.
-    pub fn begin_compaction<'a>(
+    /// Run-time compaction: finishes one whose snapshot is fsynced, or begins one (appending
+    /// `snapshot()`, the coordinator's live records) when the log wants it. Returns whether
+    /// records were appended: the caller then takes a sync ticket.
+    pub fn maintain(
         &mut self,
-        snapshot: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+        now_ms: i64,
+        threshold_bytes: u64,
+        snapshot: impl FnOnce() -> Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<bool, BrokerError> {
+        self.finish_compaction()?;
+        if !self.wants_compaction(threshold_bytes) {
+            return Ok(false);
+        }
+        self.begin_compaction(&snapshot(), now_ms)?;
+        Ok(true)
+    }
+
+    /// Compaction at start-up, when the log wants it: the snapshot is appended and fsynced under
+    /// the caller's lock (nothing else runs yet), then what precedes it is deleted.
+    pub fn compact_at_open(
+        &mut self,
+        now_ms: i64,
+        threshold_bytes: u64,
+        snapshot: impl FnOnce() -> Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<(), BrokerError> {
+        if !self.wants_compaction(threshold_bytes) {
+            return Ok(());
+        }
+        self.begin_compaction(&snapshot(), now_ms)?;
+        if let Some(work) = self.log.take_sync_work() {
+            work.run()
+                .map_err(|source| BrokerError::io("sync internal log", self.log.dir(), source))?;
+            self.log.mark_synced(work.offset());
+        }
+        let finished = self.finish_compaction()?;
+        assert!(finished, "a synced snapshot finishes its compaction");
+        Ok(())
+    }
+
+    /// Appends a snapshot; [`InternalLog::finish_compaction`] deletes what precedes it once it
+    /// is fsynced.
+    fn begin_compaction(
+        &mut self,
+        snapshot: &[(Bytes, Option<Bytes>)],
         now_ms: i64,
     ) -> Result<(), BrokerError> {
         assert!(self.compacting.is_none(), "one compaction at a time");
         let start = self.log.log_end_offset();
-        self.append(snapshot, now_ms)?;
+        self.append(snapshot.iter().map(|(k, v)| (&k[..], v.as_deref())), now_ms)?;
         self.compacting = Some((start, self.log.log_end_offset()));
         Ok(())
     }
 
     /// Deletes the records before the snapshot of the compaction under way once the snapshot is
     /// fsynced; returns whether it did.
-    pub fn finish_compaction(&mut self) -> Result<bool, BrokerError> {
+    fn finish_compaction(&mut self) -> Result<bool, BrokerError> {
         let Some((start, end)) = self.compacting else {
             return Ok(false);
         };
@@ -114,23 +153,6 @@ impl InternalLog {
             "compacted internal log"
         );
         Ok(true)
-    }
-
-    /// Compacts at once, fsyncing under the caller's lock: only at start-up.
-    pub fn compact_now<'a>(
-        &mut self,
-        snapshot: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
-        now_ms: i64,
-    ) -> Result<(), BrokerError> {
-        self.begin_compaction(snapshot, now_ms)?;
-        if let Some(work) = self.log.take_sync_work() {
-            work.run()
-                .map_err(|source| BrokerError::io("sync internal log", self.log.dir(), source))?;
-            self.log.mark_synced(work.offset());
-        }
-        let finished = self.finish_compaction()?;
-        assert!(finished, "a synced snapshot finishes its compaction");
-        Ok(())
     }
 
     /// The first offset still in the log (raised by compaction).

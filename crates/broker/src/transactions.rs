@@ -72,13 +72,16 @@ impl Transactions {
             transactional_ids = transactions.coordinator.transactions().len(),
             "replayed transaction log"
         );
-        if transactions.log.wants_compaction(compact_bytes) {
-            let snapshot = transactions.coordinator.snapshot();
-            transactions.log.compact_now(
-                snapshot.iter().map(|r| (&r.key[..], r.value.as_deref())),
-                now_ms,
-            )?;
-        }
+        let coordinator = &transactions.coordinator;
+        transactions
+            .log
+            .compact_at_open(now_ms, compact_bytes, || {
+                coordinator
+                    .snapshot()
+                    .into_iter()
+                    .map(|r| (r.key, r.value))
+                    .collect()
+            })?;
         Ok(transactions)
     }
 
@@ -101,16 +104,14 @@ impl Transactions {
     /// Runtime compaction of the transaction log (see `internal_log`); returns whether records
     /// were appended (the caller then takes a sync ticket).
     pub fn maintain_log(&mut self, now_ms: i64, threshold_bytes: u64) -> Result<bool, BrokerError> {
-        self.log.finish_compaction()?;
-        if !self.log.wants_compaction(threshold_bytes) {
-            return Ok(false);
-        }
-        let snapshot = self.coordinator.snapshot();
-        self.log.begin_compaction(
-            snapshot.iter().map(|r| (&r.key[..], r.value.as_deref())),
-            now_ms,
-        )?;
-        Ok(true)
+        let coordinator = &self.coordinator;
+        self.log.maintain(now_ms, threshold_bytes, || {
+            coordinator
+                .snapshot()
+                .into_iter()
+                .map(|r| (r.key, r.value))
+                .collect()
+        })
     }
 
     pub fn close(self) -> Result<(), BrokerError> {

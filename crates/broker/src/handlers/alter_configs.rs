@@ -33,44 +33,46 @@ const LIST_CONFIGS: &[&str] = &["cleanup.policy"];
 
 type Refusal = (ResponseError, String);
 
+/// One resource of either request: its configs as (name, operation, value); `replace` for
+/// AlterConfigs, whose set replaces all of the topic's overrides.
+struct Alteration {
+    resource_type: i8,
+    resource_name: StrBytes,
+    configs: Vec<(String, i8, Option<String>)>,
+    replace: bool,
+}
+
+/// The answer for one resource: (resource type, name, error code, message).
+type Answer = (i8, StrBytes, i16, Option<StrBytes>);
+
 pub fn handle_alter(
     broker: &mut Broker,
     request: &AlterConfigsRequest,
 ) -> Result<ResponseKind, BrokerError> {
-    let mut responses = Vec::with_capacity(request.resources.len());
-    for resource in &request.resources {
-        let pairs: Vec<_> = resource
+    let alterations = request.resources.iter().map(|r| Alteration {
+        resource_type: r.resource_type,
+        resource_name: r.resource_name.clone(),
+        configs: r
             .configs
             .iter()
-            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
-            .collect();
-        let outcome = apply(
-            broker,
-            resource.resource_type,
-            &resource.resource_name,
-            request.validate_only,
-            |_| {
-                let mut configs = BTreeMap::new();
-                for (name, value) in &pairs {
-                    validate_topic_config(name, value.as_deref())
-                        .map_err(|m| (ResponseError::InvalidConfig, m))?;
-                    if let Some(value) = value {
-                        configs.insert(name.clone(), value.clone());
-                    }
-                }
-                Ok(configs)
-            },
-            &pairs,
-        )?;
-        let (error, message) = split(outcome);
-        responses.push(
+            .map(|c| match &c.value {
+                Some(value) => (c.name.to_string(), OP_SET, Some(value.to_string())),
+                // A null value leaves the config at its default, as in Kafka.
+                None => (c.name.to_string(), OP_DELETE, None),
+            })
+            .collect(),
+        replace: true,
+    });
+    let responses = alter_all(broker, alterations, request.validate_only)?
+        .into_iter()
+        .map(|(resource_type, name, error, message)| {
             AlterConfigsResourceResponse::default()
                 .with_error_code(error)
                 .with_error_message(message)
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name.clone()),
-        );
-    }
+                .with_resource_type(resource_type)
+                .with_resource_name(name)
+        })
+        .collect();
     Ok(ResponseKind::AlterConfigs(
         AlterConfigsResponse::default().with_responses(responses),
     ))
@@ -80,41 +82,54 @@ pub fn handle_incremental(
     broker: &mut Broker,
     request: &IncrementalAlterConfigsRequest,
 ) -> Result<ResponseKind, BrokerError> {
-    let mut responses = Vec::with_capacity(request.resources.len());
-    for resource in &request.resources {
-        let pairs: Vec<_> = resource
+    let alterations = request.resources.iter().map(|r| Alteration {
+        resource_type: r.resource_type,
+        resource_name: r.resource_name.clone(),
+        configs: r
             .configs
             .iter()
-            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
-            .collect();
-        let outcome = apply(
-            broker,
-            resource.resource_type,
-            &resource.resource_name,
-            request.validate_only,
-            |current| {
-                let mut configs = current.clone();
-                for config in &resource.configs {
-                    let name = config.name.to_string();
-                    let value = config.value.as_ref().map(|v| v.to_string());
-                    alter_one(&mut configs, &name, config.config_operation, value)?;
-                }
-                Ok(configs)
-            },
-            &pairs,
-        )?;
-        let (error, message) = split(outcome);
-        responses.push(
+            .map(|c| {
+                let value = c.value.as_ref().map(|v| v.to_string());
+                (c.name.to_string(), c.config_operation, value)
+            })
+            .collect(),
+        replace: false,
+    });
+    let responses = alter_all(broker, alterations, request.validate_only)?
+        .into_iter()
+        .map(|(resource_type, name, error, message)| {
             IncrementalResult::default()
                 .with_error_code(error)
                 .with_error_message(message)
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name.clone()),
-        );
-    }
+                .with_resource_type(resource_type)
+                .with_resource_name(name)
+        })
+        .collect();
     Ok(ResponseKind::IncrementalAlterConfigs(
         IncrementalAlterConfigsResponse::default().with_responses(responses),
     ))
+}
+
+fn alter_all(
+    broker: &mut Broker,
+    alterations: impl Iterator<Item = Alteration>,
+    validate_only: bool,
+) -> Result<Vec<Answer>, BrokerError> {
+    let mut answers = Vec::new();
+    for alteration in alterations {
+        let outcome = apply(broker, &alteration, validate_only)?;
+        let (error, message) = match outcome {
+            Ok(()) => (0, None),
+            Err((error, message)) => (code(error), Some(str_bytes(message))),
+        };
+        answers.push((
+            alteration.resource_type,
+            alteration.resource_name,
+            error,
+            message,
+        ));
+    }
+    Ok(answers)
 }
 
 /// One IncrementalAlterConfigs operation on a topic's overrides.
@@ -171,19 +186,16 @@ fn alter_one(
     Ok(())
 }
 
-/// Checks the resource and the request's keys, computes the topic's new overrides with
-/// `overrides` (given the current ones), and stores them unless `validate_only`.
+/// Checks the resource and the request's keys, computes the topic's new overrides, and stores
+/// them unless `validate_only`.
 fn apply(
     broker: &mut Broker,
-    resource_type: i8,
-    resource_name: &StrBytes,
+    alteration: &Alteration,
     validate_only: bool,
-    overrides: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal>,
-    pairs: &[(String, Option<String>)],
 ) -> Result<Result<(), Refusal>, BrokerError> {
-    let name = resource_name.as_str();
+    let name = alteration.resource_name.as_str();
     let refused = |error, message: String| Ok(Err((error, message)));
-    match resource_type {
+    match alteration.resource_type {
         RESOURCE_TOPIC => {}
         RESOURCE_BROKER => {
             return refused(
@@ -199,7 +211,11 @@ fn apply(
         }
     }
     let mut seen = std::collections::BTreeSet::new();
-    if let Some((duplicate, _)) = pairs.iter().find(|(n, _)| !seen.insert(n.as_str())) {
+    if let Some((duplicate, ..)) = alteration
+        .configs
+        .iter()
+        .find(|(n, ..)| !seen.insert(n.as_str()))
+    {
         return refused(
             ResponseError::InvalidRequest,
             format!("config {duplicate} appears more than once"),
@@ -211,10 +227,16 @@ fn apply(
             format!("topic {name} does not exist"),
         );
     };
-    let configs = match overrides(&topic.meta.configs) {
-        Ok(configs) => configs,
-        Err(refusal) => return Ok(Err(refusal)),
+    let mut configs = if alteration.replace {
+        BTreeMap::new()
+    } else {
+        topic.meta.configs.clone()
     };
+    for (config, operation, value) in &alteration.configs {
+        if let Err(refusal) = alter_one(&mut configs, config, *operation, value.clone()) {
+            return Ok(Err(refusal));
+        }
+    }
     let defaults = broker.config.log.clone();
     if let Err(message) = validate_log_config(&defaults, &configs) {
         return refused(ResponseError::InvalidConfig, message);
@@ -223,11 +245,4 @@ fn apply(
         broker.topics.set_configs(name, configs, &defaults)?;
     }
     Ok(Ok(()))
-}
-
-fn split(outcome: Result<(), Refusal>) -> (i16, Option<StrBytes>) {
-    match outcome {
-        Ok(()) => (0, None),
-        Err((error, message)) => (code(error), Some(str_bytes(message))),
-    }
 }

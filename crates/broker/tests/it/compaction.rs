@@ -2,8 +2,6 @@
 //! appended, and only once the group commit has fsynced it are the records before it dropped;
 //! the state replayed from the compacted log is the state before.
 
-use std::sync::Arc;
-
 use broker::{Broker, BrokerConfig};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -11,7 +9,7 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use crate::idempotence::{request, NOW_MS};
+use crate::idempotence::{open_with, request, NOW_MS};
 use crate::visibility::group_commit;
 
 const COMPACT_BYTES: u64 = 16 * 1024;
@@ -19,19 +17,7 @@ const COMPACT_BYTES: u64 = 16 * 1024;
 fn open(dir: &std::path::Path) -> Broker {
     let mut config = BrokerConfig::new(dir.to_path_buf());
     config.internal_log_compact_bytes = COMPACT_BYTES;
-    let mut broker = Broker::open(config, Arc::new(storage::FsDisk), NOW_MS).unwrap();
-    let body = MetadataRequest::default()
-        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
-        )
-        .with_name(Some(TopicName(StrBytes::from_static_str("t"))))]))
-        .with_allow_auto_topic_creation(true);
-    broker
-        .handle(
-            NOW_MS,
-            request(ApiKey::Metadata, 9, RequestKind::Metadata(body)),
-        )
-        .unwrap();
-    broker
+    open_with(config)
 }
 
 fn commit(broker: &mut Broker, group: &str, offset: i64) {

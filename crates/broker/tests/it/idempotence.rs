@@ -17,12 +17,12 @@ const PRODUCE_VERSION: i16 = 9;
 
 /// Opens a broker on `dir` with topic `t` (one partition).
 pub(crate) fn open(dir: &std::path::Path) -> Broker {
-    let mut broker = Broker::open(
-        BrokerConfig::new(dir.to_path_buf()),
-        Arc::new(storage::FsDisk),
-        NOW_MS,
-    )
-    .unwrap();
+    open_with(BrokerConfig::new(dir.to_path_buf()))
+}
+
+/// Opens a broker with `config` and creates topic `t` (one partition).
+pub(crate) fn open_with(config: BrokerConfig) -> Broker {
+    let mut broker = Broker::open(config, Arc::new(storage::FsDisk), NOW_MS).unwrap();
     let body = MetadataRequest::default()
         .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
         )

@@ -1,6 +1,8 @@
 //! Committed offsets of one group: OffsetCommit validation against the membership, storage,
 //! OffsetFetch lookups and the transactional (pending) offsets hook.
 
+use std::collections::BTreeMap;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic;
 use kafka_protocol::messages::offset_commit_response::{
@@ -219,27 +221,13 @@ impl Group {
             (false, _) => None,
             (true, _) => return Vec::new(),
         };
-        let expired: Vec<TopicPartition> = self
-            .offsets
-            .iter()
-            .filter(|(tp, offset)| {
-                let base_ms = became_empty_ms
-                    .unwrap_or_else(|| u64::try_from(offset.commit_timestamp_ms).unwrap_or(0));
-                now_ms.saturating_sub(base_ms) >= retention_ms
-                    && !self
-                        .pending_txn_offsets
-                        .values()
-                        .any(|p| p.contains_key(*tp))
-            })
-            .map(|(tp, _)| tp.clone())
-            .collect();
-        expired
-            .into_iter()
-            .map(|tp| {
-                self.offsets.remove(&tp);
-                Record::offset(&self.id, &tp.0, tp.1, None)
-            })
-            .collect()
+        let staged = &self.pending_txn_offsets;
+        remove_offsets(&self.id, &mut self.offsets, |tp, offset| {
+            let base_ms = became_empty_ms
+                .unwrap_or_else(|| u64::try_from(offset.commit_timestamp_ms).unwrap_or(0));
+            now_ms.saturating_sub(base_ms) >= retention_ms
+                && !staged.values().any(|p| p.contains_key(tp))
+        })
     }
 
     /// Removes every offset (committed or staged by a transaction) of `topic`, which was deleted,
@@ -249,19 +237,7 @@ impl Group {
         for staged in self.pending_txn_offsets.values_mut() {
             staged.retain(|(t, _), _| t.as_str() != topic);
         }
-        let removed: Vec<TopicPartition> = self
-            .offsets
-            .keys()
-            .filter(|(t, _)| t.as_str() == topic)
-            .cloned()
-            .collect();
-        removed
-            .into_iter()
-            .map(|tp| {
-                self.offsets.remove(&tp);
-                Record::offset(&self.id, &tp.0, tp.1, None)
-            })
-            .collect()
+        remove_offsets(&self.id, &mut self.offsets, |(t, _), _| t.as_str() == topic)
     }
 
     /// Kafka's `cleanupGroupMetadata` deletes an Empty group without offsets at each sweep
@@ -284,4 +260,22 @@ impl Group {
             }
         }
     }
+}
+
+/// Removes from `offsets` of group `id` the committed offsets `doomed` picks and returns their
+/// tombstones.
+fn remove_offsets(
+    id: &StrBytes,
+    offsets: &mut BTreeMap<TopicPartition, CommittedOffset>,
+    doomed: impl Fn(&TopicPartition, &CommittedOffset) -> bool,
+) -> Vec<Record> {
+    let mut tombstones = Vec::new();
+    offsets.retain(|tp, offset| {
+        let remove = doomed(tp, offset);
+        if remove {
+            tombstones.push(Record::offset(id, &tp.0, tp.1, None));
+        }
+        !remove
+    });
+    tombstones
 }
