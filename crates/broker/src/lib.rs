@@ -599,10 +599,37 @@ impl Broker {
             .map(|partition| partition.log_mut())
     }
 
+    /// Marks dirty every quiet log whose recovery point lags its synced data (see
+    /// `PartitionLog::wants_trailing_checkpoint`), and takes a ticket so that the group commit
+    /// runs a round: its work for those logs is the checkpoint alone.
+    fn schedule_trailing_checkpoints(&mut self, now_ms: i64) {
+        let mut logs: Vec<TopicPartition> = vec![
+            (groups::GROUP_LOG_TOPIC.to_string(), 0),
+            (transactions::TXN_LOG_TOPIC.to_string(), 0),
+        ];
+        for (name, topic) in self.topics.iter() {
+            logs.extend((0..topic.partitions.len() as i32).map(|index| (name.clone(), index)));
+        }
+        let mut any = false;
+        for partition in logs {
+            let lagging = self
+                .log_of(&partition)
+                .is_some_and(|log| log.wants_trailing_checkpoint(now_ms));
+            if lagging {
+                self.dirty.insert(partition);
+                any = true;
+            }
+        }
+        if any {
+            self.append_ticket += 1;
+        }
+    }
+
     /// Deletes segments past retention, at most once per `log.retention.check.interval.ms`.
     /// Also maintains the producer state (see [`Broker::maintain_producers`]).
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<(), BrokerError> {
         self.maintain_producers(now_ms);
+        self.schedule_trailing_checkpoints(now_ms);
         let compact_bytes = self.config.internal_log_compact_bytes;
         if self.groups_mut().maintain_log(now_ms, compact_bytes)? {
             self.note_append(groups::GROUP_LOG_TOPIC, 0);

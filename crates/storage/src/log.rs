@@ -571,6 +571,27 @@ impl PartitionLog {
         })
     }
 
+    /// Whether the log is quiet with synced data past its recovery point and a checkpoint is
+    /// due (`RECOVERY_POINT_INTERVAL_MS` since the last one, by `now_ms`). A log gets
+    /// checkpoints only from `take_sync_work`, which the broker calls for logs appended to since
+    /// the last round; the broker's one-second tick asks this of every log and, for those that
+    /// answer yes, runs a checkpoint-only round, so the recovery point of a log that went quiet
+    /// catches up with its data within about a second (recovery validates everything past it).
+    pub fn wants_trailing_checkpoint(&mut self, now_ms: i64) -> bool {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        self.in_flight.is_none()
+            && self.checkpoint_in_flight.is_none()
+            && self.synced_offset == self.log_end_offset()
+            && self.synced_offset > self.recovery_point
+            && self.clock_ms - self.recovery_point_written_ms >= RECOVERY_POINT_INTERVAL_MS
+    }
+
+    /// The offset below which recovery trusts the log without validating it (as last written
+    /// to the recovery-point checkpoint).
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
     /// Reports that a `SyncWork` ran successfully, its checkpoint included: everything below
     /// `offset` is durable.
     pub fn mark_synced(&mut self, offset: i64) {

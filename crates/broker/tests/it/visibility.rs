@@ -141,3 +141,62 @@ fn transactional_produce_waits_until_its_partition_is_durably_added() {
     let after = crate::idempotence::produce_as(&mut broker, Some("tx"), 0, 0, 0, 1);
     assert_eq!((after.error_code, after.base_offset), (0, 0));
 }
+
+#[test]
+fn a_quiet_logs_recovery_point_catches_up_with_its_synced_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open(dir.path());
+    produce(&mut broker, -1, -1, -1, 2);
+    let recovery_point = |b: &Broker| b.topics().partition("t", 0).unwrap().log().recovery_point();
+    // The round right after the log opened syncs the data but is too early for a checkpoint.
+    let (ticket, work) = broker.take_sync_work();
+    assert!(work.iter().all(|(_, w)| w.checkpoint().is_none()));
+    run_round(&mut broker, ticket, work);
+    assert_eq!(
+        recovery_point(&broker),
+        0,
+        "synced data past the recovery point"
+    );
+
+    broker.enforce_retention(NOW_MS + 500).unwrap();
+    assert!(
+        broker.take_sync_work().1.is_empty(),
+        "not due within the interval"
+    );
+    broker.enforce_retention(NOW_MS + 1_500).unwrap();
+    let (ticket, work) = broker.take_sync_work();
+    let checkpoints: Vec<_> = work
+        .iter()
+        .map(|(tp, w)| (tp.clone(), w.checkpoint()))
+        .collect();
+    assert_eq!(
+        checkpoints,
+        [(("t".to_string(), 0), Some(2))],
+        "a checkpoint-only round"
+    );
+    run_round(&mut broker, ticket, work);
+    assert_eq!(recovery_point(&broker), 2);
+    broker.enforce_retention(NOW_MS + 5_000).unwrap();
+    assert!(
+        broker.take_sync_work().1.is_empty(),
+        "nothing left to checkpoint"
+    );
+}
+
+/// Runs a round's fsyncs and checkpoints and reports them, as the server does.
+fn run_round(
+    broker: &mut Broker,
+    ticket: u64,
+    work: Vec<(broker::TopicPartition, storage::SyncWork)>,
+) {
+    let mut synced = Vec::new();
+    let mut written = Vec::new();
+    for (partition, sync) in work {
+        sync.run_data().unwrap();
+        sync.run_checkpoint().unwrap();
+        synced.push((partition.clone(), sync.offset()));
+        written.extend(sync.checkpoint().map(|at| (partition, at)));
+    }
+    broker.mark_synced(ticket, synced);
+    broker.mark_checkpointed(written);
+}
