@@ -550,12 +550,19 @@ impl Broker {
         (self.append_ticket, work)
     }
 
+    /// Learns that everything appended up to `ticket` is fsynced (the server may release
+    /// acknowledgements before it reports the round with `mark_synced`).
+    pub fn observe_synced(&mut self, ticket: u64) {
+        if ticket > self.synced_ticket {
+            self.synced_ticket = ticket;
+            self.txns_mut().forget_synced(ticket);
+        }
+    }
+
     /// Reports the data fsyncs of a round done (`SyncWork::run_data`); the checkpoints the
     /// work carries are reported later with [`Broker::mark_checkpointed`].
     pub fn mark_synced(&mut self, ticket: u64, synced: Vec<(TopicPartition, i64)>) {
-        self.synced_ticket = self.synced_ticket.max(ticket);
-        let synced_ticket = self.synced_ticket;
-        self.txns_mut().forget_synced(synced_ticket);
+        self.observe_synced(ticket);
         for (partition, offset) in synced {
             // A log deleted and created again meanwhile is not the one that was synced; its
             // high watermark must not move for fsyncs of another file.

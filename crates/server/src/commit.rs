@@ -53,9 +53,11 @@ async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
         .iter()
         .map(|item| (item.0.clone(), item.1.offset()))
         .collect();
-    // High watermarks first, then the ticket: a fetch woken by the ticket sees the new data.
-    shared.broker().mark_synced(ticket, synced);
+    // Acknowledgements first (they need no lock), then the high watermarks, then the fetches
+    // waiting for them.
     shared.synced.send_replace(ticket);
+    shared.broker().mark_synced(ticket, synced);
+    shared.visible.send_replace(ticket);
     after_sync(shared, ticket);
     let checkpoints: Vec<_> = work
         .into_iter()

@@ -255,6 +255,9 @@ fn request_pending(
     }
     let outcome = {
         let mut broker = shared.broker();
+        // Acknowledgements go out before the group commit reports to the broker; a request sent
+        // after one of them must find the broker knowing that ticket synced.
+        broker.observe_synced(*shared.synced.borrow());
         let outcome = broker.handle(now_ms(), request);
         shared.publish_appends(broker.append_ticket());
         outcome
@@ -280,9 +283,8 @@ async fn write_loop(
 ) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     let mut synced = shared.synced.subscribe();
-    // Fetches wake when the group commit moves high watermarks (a separate receiver: waiting
-    // for one ticket above must not consume the change a fetch waits for).
-    let mut synced_for_fetch = shared.synced.subscribe();
+    // Fetches wake when the group commit has moved the high watermarks.
+    let mut visible = shared.visible.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     // `_permit` returns the request's bytes to the connection's budget at the end of each turn,
     // once its response is written.
@@ -308,14 +310,8 @@ async fn write_loop(
                 request,
                 deadline,
             } => {
-                let response = fetch(
-                    &shared,
-                    &mut synced_for_fetch,
-                    &request,
-                    reply.version,
-                    deadline,
-                )
-                .await;
+                let response =
+                    fetch(&shared, &mut visible, &request, reply.version, deadline).await;
                 (reply, ResponseKind::Fetch(response))
             }
             Pending::Group { reply, delivery } => {

@@ -34,9 +34,11 @@ pub(crate) struct Shared {
     broker: Mutex<Broker>,
     /// The newest append ticket; the group commit watches it.
     appended: watch::Sender<u64>,
-    /// The newest ticket whose appends are fsynced (high watermarks moved); `acks=all` responses
-    /// and fetch waiters wait on it.
+    /// The newest ticket whose appends are fsynced; `acks=all` responses wait on it.
     synced: watch::Sender<u64>,
+    /// The newest ticket whose fsync moved the high watermarks (published right after `synced`,
+    /// once the broker knows); fetch waiters wait on it.
+    visible: watch::Sender<u64>,
     limits: Limits,
     shutdown: watch::Sender<bool>,
     /// Group requests waiting for their (possibly delayed) response, by token.
@@ -102,6 +104,7 @@ impl Server {
             broker: Mutex::new(broker),
             appended: watch::channel(ticket).0,
             synced: watch::channel(ticket).0,
+            visible: watch::channel(ticket).0,
             limits,
             shutdown: watch::channel(false).0,
             waiting: Mutex::new(HashMap::new()),
