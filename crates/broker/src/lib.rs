@@ -610,24 +610,27 @@ impl Broker {
     /// `PartitionLog::wants_trailing_checkpoint`), and takes a ticket so that the group commit
     /// runs a round: its work for those logs is the checkpoint alone.
     fn schedule_trailing_checkpoints(&mut self, now_ms: i64) {
-        let mut logs: Vec<TopicPartition> = vec![
-            (groups::GROUP_LOG_TOPIC.to_string(), 0),
-            (transactions::TXN_LOG_TOPIC.to_string(), 0),
-        ];
-        for (name, topic) in self.topics.iter() {
-            logs.extend((0..topic.partitions.len() as i32).map(|index| (name.clone(), index)));
-        }
-        let mut any = false;
-        for partition in logs {
-            let lagging = self
-                .log_of(&partition)
-                .is_some_and(|log| log.wants_trailing_checkpoint(now_ms));
-            if lagging {
-                self.dirty.insert(partition);
-                any = true;
+        // Names are cloned only for the logs that lag: this runs every second over every log.
+        let mut lagging: Vec<TopicPartition> = Vec::new();
+        for (name, topic) in self.topics.iter_mut() {
+            for (index, partition) in topic.partitions.iter_mut().enumerate() {
+                if partition.log_mut().wants_trailing_checkpoint(now_ms) {
+                    lagging.push((name.clone(), index as i32));
+                }
             }
         }
-        if any {
+        if self
+            .groups_mut()
+            .log_mut()
+            .wants_trailing_checkpoint(now_ms)
+        {
+            lagging.push((groups::GROUP_LOG_TOPIC.to_string(), 0));
+        }
+        if self.txns_mut().log_mut().wants_trailing_checkpoint(now_ms) {
+            lagging.push((transactions::TXN_LOG_TOPIC.to_string(), 0));
+        }
+        if !lagging.is_empty() {
+            self.dirty.extend(lagging);
             self.append_ticket += 1;
         }
     }

@@ -39,9 +39,10 @@ pub struct Transactions {
     markers_due: Vec<(u64, MarkerRequest)>,
     /// Transactions whose markers are written, to report once that ticket is fsynced (step 3).
     completions_due: Vec<(u64, MarkerRequest)>,
-    /// (transactional id, topic, partition) added to a transaction by AddPartitionsToTxn → the
-    /// append ticket of that record, until it is fsynced.
-    unsynced_adds: HashMap<(String, String, i32), u64>,
+    /// Transactional id → the (topic, partition, append ticket) it added to its transaction by
+    /// AddPartitionsToTxn, until that ticket is fsynced. Keyed by id so that the check on every
+    /// transactional produce borrows its strings instead of allocating.
+    unsynced_adds: HashMap<String, Vec<(String, i32, u64)>>,
 }
 
 impl Transactions {
@@ -141,10 +142,18 @@ impl Transactions {
         partitions: Vec<(String, i32)>,
         ticket: u64,
     ) {
-        for (topic, partition) in partitions {
-            self.unsynced_adds
-                .insert((transactional_id.to_owned(), topic, partition), ticket);
-        }
+        let adds = self
+            .unsynced_adds
+            .entry(transactional_id.to_owned())
+            .or_default();
+        adds.retain(|(topic, partition, _)| {
+            !partitions.iter().any(|(t, p)| t == topic && p == partition)
+        });
+        adds.extend(
+            partitions
+                .into_iter()
+                .map(|(topic, partition)| (topic, partition, ticket)),
+        );
     }
 
     /// Whether `transactional_id` added the partition in a record not fsynced yet (`synced` is
@@ -157,13 +166,19 @@ impl Transactions {
         synced: u64,
     ) -> bool {
         self.unsynced_adds
-            .get(&(transactional_id.to_owned(), topic.to_owned(), partition))
-            .is_some_and(|ticket| *ticket > synced)
+            .get(transactional_id)
+            .is_some_and(|adds| {
+                adds.iter()
+                    .any(|(t, p, ticket)| t == topic && *p == partition && *ticket > synced)
+            })
     }
 
     /// Forgets the additions fsynced up to `synced`.
     pub fn forget_synced(&mut self, synced: u64) {
-        self.unsynced_adds.retain(|_, ticket| *ticket > synced);
+        self.unsynced_adds.retain(|_, adds| {
+            adds.retain(|(_, _, ticket)| *ticket > synced);
+            !adds.is_empty()
+        });
     }
 
     /// Schedules an output's markers for after `ticket` is durable (step 1 → 2).
