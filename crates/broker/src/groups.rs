@@ -71,13 +71,9 @@ impl Groups {
             "replayed group log"
         );
         let coordinator = &groups.coordinator;
-        groups.log.compact_at_open(now_ms, compact_bytes, || {
-            coordinator
-                .snapshot()
-                .into_iter()
-                .map(|r| (r.key, r.value))
-                .collect()
-        })?;
+        groups
+            .log
+            .compact_at_open(now_ms, compact_bytes, || coordinator.snapshot())?;
         Ok(groups)
     }
 
@@ -153,10 +149,7 @@ impl Groups {
     }
 
     fn append(&mut self, records: &[Record], now_ms: i64) -> Result<(), BrokerError> {
-        self.log.append(
-            records.iter().map(|r| (&r.key[..], r.value.as_deref())),
-            now_ms,
-        )
+        self.log.append(records, now_ms)
     }
 
     /// Removes every group's offsets of a deleted topic; returns whether tombstones were
@@ -218,13 +211,8 @@ impl Groups {
     /// appended (the caller then takes a sync ticket).
     pub fn maintain_log(&mut self, now_ms: i64, threshold_bytes: u64) -> Result<bool, BrokerError> {
         let coordinator = &self.coordinator;
-        self.log.maintain(now_ms, threshold_bytes, || {
-            coordinator
-                .snapshot()
-                .into_iter()
-                .map(|r| (r.key, r.value))
-                .collect()
-        })
+        self.log
+            .maintain(now_ms, threshold_bytes, || coordinator.snapshot())
     }
 }
 

@@ -28,6 +28,23 @@ const RECORDS_PER_BATCH: usize = 1000;
 /// An internal log larger than this is compacted (`BrokerConfig::internal_log_compact_bytes`).
 pub const INTERNAL_LOG_COMPACT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
+/// A coordinator record as an internal log stores it: a key and a value (none: a tombstone).
+pub trait KeyValue {
+    fn key_value(&self) -> (&[u8], Option<&[u8]>);
+}
+
+impl KeyValue for group::Record {
+    fn key_value(&self) -> (&[u8], Option<&[u8]>) {
+        (&self.key, self.value.as_deref())
+    }
+}
+
+impl KeyValue for txn::Record {
+    fn key_value(&self) -> (&[u8], Option<&[u8]>) {
+        (&self.key, self.value.as_deref())
+    }
+}
+
 pub struct InternalLog {
     log: PartitionLog,
     /// The log's name in traces and errors (`__consumer_offsets`, `__transaction_state`).
@@ -80,11 +97,11 @@ impl InternalLog {
     /// Run-time compaction: finishes one whose snapshot is fsynced, or begins one (appending
     /// `snapshot()`, the coordinator's live records) when the log wants it. Returns whether
     /// records were appended: the caller then takes a sync ticket.
-    pub fn maintain(
+    pub fn maintain<R: KeyValue>(
         &mut self,
         now_ms: i64,
         threshold_bytes: u64,
-        snapshot: impl FnOnce() -> Vec<(Bytes, Option<Bytes>)>,
+        snapshot: impl FnOnce() -> Vec<R>,
     ) -> Result<bool, BrokerError> {
         self.finish_compaction()?;
         if !self.wants_compaction(threshold_bytes) {
@@ -96,11 +113,11 @@ impl InternalLog {
 
     /// Compaction at start-up, when the log wants it: the snapshot is appended and fsynced under
     /// the caller's lock (nothing else runs yet), then what precedes it is deleted.
-    pub fn compact_at_open(
+    pub fn compact_at_open<R: KeyValue>(
         &mut self,
         now_ms: i64,
         threshold_bytes: u64,
-        snapshot: impl FnOnce() -> Vec<(Bytes, Option<Bytes>)>,
+        snapshot: impl FnOnce() -> Vec<R>,
     ) -> Result<(), BrokerError> {
         if !self.wants_compaction(threshold_bytes) {
             return Ok(());
@@ -120,12 +137,12 @@ impl InternalLog {
     /// is fsynced.
     fn begin_compaction(
         &mut self,
-        snapshot: &[(Bytes, Option<Bytes>)],
+        snapshot: &[impl KeyValue],
         now_ms: i64,
     ) -> Result<(), BrokerError> {
         assert!(self.compacting.is_none(), "one compaction at a time");
         let start = self.log.log_end_offset();
-        self.append(snapshot.iter().map(|(k, v)| (&k[..], v.as_deref())), now_ms)?;
+        self.append(snapshot, now_ms)?;
         self.compacting = Some((start, self.log.log_end_offset()));
         Ok(())
     }
@@ -170,12 +187,14 @@ impl InternalLog {
     }
 
     /// Appends (key, value) records, written to the OS; the caller takes a sync ticket.
-    pub fn append<'a>(
-        &mut self,
-        records: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
-        now_ms: i64,
-    ) -> Result<(), BrokerError> {
-        let records: Vec<_> = records.into_iter().map(|(k, v)| (Some(k), v)).collect();
+    pub fn append(&mut self, records: &[impl KeyValue], now_ms: i64) -> Result<(), BrokerError> {
+        let records: Vec<_> = records
+            .iter()
+            .map(|r| {
+                let (key, value) = r.key_value();
+                (Some(key), value)
+            })
+            .collect();
         for chunk in records.chunks(RECORDS_PER_BATCH) {
             let mut batch = build_batch(chunk, now_ms, ProducerFields::NONE, 0);
             self.log

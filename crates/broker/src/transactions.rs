@@ -76,13 +76,7 @@ impl Transactions {
         let coordinator = &transactions.coordinator;
         transactions
             .log
-            .compact_at_open(now_ms, compact_bytes, || {
-                coordinator
-                    .snapshot()
-                    .into_iter()
-                    .map(|r| (r.key, r.value))
-                    .collect()
-            })?;
+            .compact_at_open(now_ms, compact_bytes, || coordinator.snapshot())?;
         Ok(transactions)
     }
 
@@ -106,13 +100,8 @@ impl Transactions {
     /// were appended (the caller then takes a sync ticket).
     pub fn maintain_log(&mut self, now_ms: i64, threshold_bytes: u64) -> Result<bool, BrokerError> {
         let coordinator = &self.coordinator;
-        self.log.maintain(now_ms, threshold_bytes, || {
-            coordinator
-                .snapshot()
-                .into_iter()
-                .map(|r| (r.key, r.value))
-                .collect()
-        })
+        self.log
+            .maintain(now_ms, threshold_bytes, || coordinator.snapshot())
     }
 
     pub fn close(self) -> Result<(), BrokerError> {
@@ -127,10 +116,7 @@ impl Transactions {
 
     /// Appends an output's records; returns whether anything was appended.
     pub fn append(&mut self, records: &[Record], now_ms: i64) -> Result<bool, BrokerError> {
-        self.log.append(
-            records.iter().map(|r| (&r.key[..], r.value.as_deref())),
-            now_ms,
-        )?;
+        self.log.append(records, now_ms)?;
         Ok(!records.is_empty())
     }
 
