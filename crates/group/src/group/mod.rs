@@ -227,15 +227,11 @@ impl Group {
         &self.offsets
     }
 
-    /// Nothing worth keeping: no members, no offsets, never persisted. Kafka would drop such a
-    /// group at its next offset-expiry sweep; ferry drops it at once.
+    /// Nothing worth keeping: what the offset-expiry sweep deletes (`is_expired`), with no
+    /// members and never persisted. Kafka would drop such a group at its next sweep; ferry
+    /// drops it at once.
     pub(crate) fn is_vacant(&self) -> bool {
-        self.state == GroupState::Empty
-            && self.members.is_empty()
-            && self.pending_members.is_empty()
-            && self.offsets.is_empty()
-            && self.pending_txn_offsets.is_empty()
-            && self.generation_id == 0
+        self.is_expired() && self.members.is_empty() && self.generation_id == 0
     }
 
     fn transition(&mut self, state: GroupState, now_ms: u64) {
