@@ -5,16 +5,24 @@
 //! ```text
 //! at-most-once:   poll ─ commit ─ process each      crash after commit: the rest is lost
 //! at-least-once:  poll ─ process each ─ commit      crash before commit: all of it comes again
+//!                        (commit when the window is due: every 100 ms by default)
 //! ```
+//!
+//! At-least-once commits on a [`CommitPolicy`]: processed records join an open window whose
+//! offsets are committed once it is due, so a commit (a synchronous round trip) is paid once per
+//! interval rather than once per batch. A crash redelivers the whole uncommitted window, which
+//! the guarantee allows. At-most-once must commit each batch before processing it, so it has no
+//! window.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, DefaultConsumerContext,
 };
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use crate::commit::{CommitPolicy, Window};
 use crate::error::ClientError;
 use crate::guarantee::{CommitPoint, Guarantee};
 use crate::settings::Settings;
@@ -45,9 +53,11 @@ pub struct Step {
     pub polled: usize,
     /// Records handed to the handler that returned Ok.
     pub processed: usize,
-    /// Whether the batch's offsets were committed (always true for an empty batch).
+    /// Whether this step committed: at-most-once commits every batch, at-least-once the open
+    /// window (this batch and those before it) when the window is due.
     pub committed: bool,
-    /// Why the commit failed, when it did (at-least-once: the batch may come again).
+    /// Why the commit failed, when it did (at-least-once: the window is committed again at
+    /// the next due step; a crash before then redelivers it).
     pub commit_error: Option<String>,
 }
 
@@ -88,6 +98,9 @@ pub struct Consumer<C: ConsumerContext + 'static = DefaultConsumerContext> {
     inner: BaseConsumer<C>,
     guarantee: Guarantee,
     batch_records_max: usize,
+    policy: CommitPolicy,
+    /// At-least-once: records processed and not yet committed.
+    window: Option<(Window, Span)>,
 }
 
 impl Consumer<DefaultConsumerContext> {
@@ -116,13 +129,21 @@ impl<C: ConsumerContext + 'static> Consumer<C> {
             inner,
             guarantee,
             batch_records_max: BATCH_RECORDS_MAX_DEFAULT,
+            policy: CommitPolicy::default(),
+            window: None,
         })
     }
 
-    /// Sets the most records one step handles (and so how often it commits).
+    /// Sets the most records one step handles.
     pub fn batch_records_max(mut self, batch_records_max: usize) -> Self {
         assert!(batch_records_max > 0, "a batch holds at least one record");
         self.batch_records_max = batch_records_max;
+        self
+    }
+
+    /// Sets how often at-least-once commits (at-most-once commits every batch regardless).
+    pub fn commit_policy(mut self, policy: CommitPolicy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -145,8 +166,15 @@ impl<C: ConsumerContext + 'static> Consumer<C> {
 
     /// Commits, synchronously, the offsets after the last record of each partition in `batch`.
     pub fn commit(&self, batch: &[Record], observer: &mut dyn Observer) -> Result<(), ClientError> {
-        let offsets = next_offsets(batch);
-        let list = offset_list(&offsets)?;
+        self.commit_offsets(&next_offsets(batch), observer)
+    }
+
+    fn commit_offsets(
+        &self,
+        offsets: &BTreeMap<(String, i32), i64>,
+        observer: &mut dyn Observer,
+    ) -> Result<(), ClientError> {
+        let list = offset_list(offsets)?;
         let pairs: Vec<(i32, i64)> = offsets.iter().map(|((_, p), o)| (*p, *o)).collect();
         observer.commit_started(&pairs);
         let result = self
@@ -157,37 +185,48 @@ impl<C: ConsumerContext + 'static> Consumer<C> {
         result
     }
 
-    /// Polls one batch and runs the guarantee's loop over it once.
+    /// Polls one batch and runs the guarantee's loop over it once. The poll waits at most until
+    /// the open window is due, so a quiet topic still commits on time.
     pub fn step<E>(
-        &self,
+        &mut self,
         timeout: Duration,
         observer: &mut dyn Observer,
         mut handler: impl FnMut(&Record) -> Result<(), E>,
     ) -> Result<Step, StepError<E>> {
+        let timeout = match &self.window {
+            Some((window, _)) => timeout.min(self.policy.remaining(window.opened, Instant::now())),
+            None => timeout,
+        };
         let batch = self.poll_batch(timeout).map_err(StepError::Poll)?;
         let mut step = Step {
             polled: batch.len(),
-            processed: 0,
-            committed: true,
-            commit_error: None,
+            ..Step::default()
         };
-        if batch.is_empty() {
-            return Ok(step);
-        }
-        let commit_point = self.guarantee.commit_point();
-        if commit_point == CommitPoint::BeforeProcessing {
-            if let Err(error) = self.commit(&batch, observer) {
-                return Err(StepError::Commit {
-                    error,
-                    skipped: batch.len(),
-                });
+        if self.guarantee.commit_point() == CommitPoint::BeforeProcessing {
+            if !batch.is_empty() {
+                if let Err(error) = self.commit(&batch, observer) {
+                    return Err(StepError::Commit {
+                        error,
+                        skipped: batch.len(),
+                    });
+                }
+                step.committed = true;
             }
+            for record in &batch {
+                if let Err(error) = handler(record) {
+                    return Err(StepError::Handler {
+                        error,
+                        processed: step.processed,
+                    });
+                }
+                step.processed += 1;
+            }
+            return Ok(step);
         }
         for record in &batch {
             if let Err(error) = handler(record) {
-                if commit_point == CommitPoint::AfterProcessing {
-                    self.seek_back(&batch[step.processed..]);
-                }
+                self.add_to_window(&batch[..step.processed]);
+                seek_to_first(&self.inner, &batch[step.processed..]);
                 return Err(StepError::Handler {
                     error,
                     processed: step.processed,
@@ -195,18 +234,49 @@ impl<C: ConsumerContext + 'static> Consumer<C> {
             }
             step.processed += 1;
         }
-        if commit_point == CommitPoint::AfterProcessing {
-            if let Err(error) = self.commit(&batch, observer) {
-                step.committed = false;
-                step.commit_error = Some(error.to_string());
+        self.add_to_window(&batch);
+        let now = Instant::now();
+        let due = self
+            .window
+            .as_ref()
+            .is_some_and(|(window, _)| self.policy.due(window.opened, window.records, now));
+        if due {
+            match self.commit_window(observer) {
+                Ok(()) => step.committed = true,
+                Err(error) => step.commit_error = Some(error.to_string()),
             }
         }
         Ok(step)
     }
 
-    /// Rewinds each partition to its first record in `unprocessed`, so they are polled again.
-    fn seek_back(&self, unprocessed: &[Record]) {
-        seek_to_first(&self.inner, unprocessed);
+    /// Commits the open window now, if there is one (before a clean shutdown).
+    pub fn commit_window(&mut self, observer: &mut dyn Observer) -> Result<(), ClientError> {
+        let Some((window, span)) = self.window.take() else {
+            return Ok(());
+        };
+        let result = self.commit_offsets(span.next_offsets(), observer);
+        if result.is_err() {
+            // Committed again when the next window is due; a crash first redelivers it.
+            self.window = Some((
+                Window {
+                    opened: Instant::now(),
+                    ..window
+                },
+                span,
+            ));
+        }
+        result
+    }
+
+    fn add_to_window(&mut self, processed: &[Record]) {
+        if processed.is_empty() {
+            return;
+        }
+        let (window, span) = self
+            .window
+            .get_or_insert_with(|| (Window::open(Instant::now()), Span::default()));
+        window.records += processed.len();
+        span.add(processed);
     }
 }
 
@@ -248,6 +318,30 @@ pub fn poll_records<C: ConsumerContext>(
     Ok(batch)
 }
 
+/// Waits up to `timeout` for a first record, then keeps taking records until `policy` is due
+/// for the window that record opened (its interval has passed since, or it holds the record
+/// cap): one commit window's worth of records, for loops that commit a window at once.
+pub fn poll_window<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    policy: CommitPolicy,
+    timeout: Duration,
+) -> Result<Vec<Record>, ClientError> {
+    let mut batch = poll_records(consumer, policy.records_max, timeout)?;
+    let opened = Instant::now();
+    while !batch.is_empty() && !policy.due(opened, batch.len(), Instant::now()) {
+        let wait = policy.remaining(opened, Instant::now());
+        match poll_records(consumer, policy.records_max - batch.len(), wait) {
+            Ok(more) => batch.extend(more),
+            // The records taken are still good; the error comes again at the next poll.
+            Err(error) => {
+                tracing::debug!(%error, "poll ended a window early");
+                break;
+            }
+        }
+    }
+    Ok(batch)
+}
+
 /// The librdkafka list of `offsets`.
 pub(crate) fn offset_list(
     offsets: &BTreeMap<(String, i32), i64>,
@@ -263,18 +357,47 @@ pub(crate) fn offset_list(
 /// Rewinds each partition of `consumer` to its first record in `records`, so they are polled
 /// again.
 pub(crate) fn seek_to_first<C: ConsumerContext>(consumer: &BaseConsumer<C>, records: &[Record]) {
-    let mut first: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-    for record in records {
-        first
-            .entry((record.topic.as_str(), record.partition))
-            .or_insert(record.offset);
+    let mut span = Span::default();
+    span.add(records);
+    span.seek_back(consumer);
+}
+
+/// The records a commit window has taken so far, per partition: the first offset (where to
+/// seek back to if the window fails) and the next offset (what its commit stores).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    first: BTreeMap<(String, i32), i64>,
+    next: BTreeMap<(String, i32), i64>,
+}
+
+impl Span {
+    pub fn add(&mut self, records: &[Record]) {
+        for record in records {
+            let key = (record.topic.clone(), record.partition);
+            self.first.entry(key.clone()).or_insert(record.offset);
+            let next = self.next.entry(key).or_insert(0);
+            *next = (*next).max(record.offset + 1);
+        }
     }
-    for ((topic, partition), offset) in first {
-        let seek = consumer.seek(topic, partition, Offset::Offset(offset), SEEK_TIMEOUT);
-        if let Err(error) = seek {
-            // The records still come again after a restart or rebalance, from the last commit;
-            // until then this instance would skip them.
-            tracing::warn!(%error, topic, partition, offset, "seek back");
+
+    pub fn is_empty(&self) -> bool {
+        self.next.is_empty()
+    }
+
+    /// The offset after the last record taken, per partition.
+    pub fn next_offsets(&self) -> &BTreeMap<(String, i32), i64> {
+        &self.next
+    }
+
+    /// Rewinds each partition to the window's first record, so the window is polled again.
+    pub fn seek_back<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
+        for ((topic, partition), &offset) in &self.first {
+            let seek = consumer.seek(topic, *partition, Offset::Offset(offset), SEEK_TIMEOUT);
+            if let Err(error) = seek {
+                // The records still come again after a restart or rebalance, from the last
+                // commit; until then this instance would skip them.
+                tracing::warn!(%error, topic, partition, offset, "seek back");
+            }
         }
     }
 }
@@ -292,14 +415,9 @@ fn headers_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Vec<(String, V
 
 /// The offset after the last record of each (topic, partition) in `batch`.
 pub fn next_offsets(batch: &[Record]) -> BTreeMap<(String, i32), i64> {
-    let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for record in batch {
-        let next = offsets
-            .entry((record.topic.clone(), record.partition))
-            .or_insert(0);
-        *next = (*next).max(record.offset + 1);
-    }
-    offsets
+    let mut span = Span::default();
+    span.add(batch);
+    span.next
 }
 
 #[cfg(test)]

@@ -5,15 +5,15 @@
 //! | guarantee | producer | consumer |
 //! |---|---|---|
 //! | [`Guarantee::AtMostOnce`] | `acks=0`, no retries ([`Producer`]) | commit, then process ([`Consumer::step`]) |
-//! | [`Guarantee::AtLeastOnce`] | `acks=all`, retries, no idempotence | process, then commit; make it idempotent with [`dedup::Idempotent`] |
-//! | [`Guarantee::ExactlyOnce`] | idempotent + transactional ([`transactional::TxnProducer`]) | read_committed, offsets in the transaction ([`transactional::Transactional`]) |
+//! | [`Guarantee::AtLeastOnce`] | `acks=all`, retries, no idempotence | process, then commit every [`CommitPolicy`] interval; make it idempotent with [`dedup::Idempotent`] |
+//! | [`Guarantee::ExactlyOnce`] | idempotent + transactional ([`transactional::TxnProducer`]), committed every [`CommitPolicy`] interval | read_committed, offsets in the transaction ([`transactional::Transactional`]) |
 //!
 //! ```no_run
 //! use client::{Consumer, Guarantee, NoObserver, Settings};
 //! use client::dedup::{Idempotent, MemoryDedupStore, MessageId};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let settings = Settings::new("127.0.0.1:9092").group_id("orders-mailer");
-//! let consumer = Consumer::new(Guarantee::AtLeastOnce, &settings)?;
+//! let mut consumer = Consumer::new(Guarantee::AtLeastOnce, &settings)?;
 //! consumer.subscribe(&["orders"])?;
 //! let mut mailer = Idempotent::new(MemoryDedupStore::default(), MessageId::Key);
 //! loop {
@@ -28,6 +28,7 @@
 //! [`probe::api_versions`] tells whether a broker has what a guarantee needs (exactly-once needs
 //! the transaction APIs) before librdkafka fails on it.
 
+pub mod commit;
 pub mod consumer;
 pub mod dedup;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod producer;
 pub mod settings;
 pub mod transactional;
 
+pub use commit::CommitPolicy;
 pub use consumer::{Consumer, NoObserver, Observer, Record, Step, StepError};
 pub use error::ClientError;
 pub use guarantee::{CommitPoint, Guarantee};

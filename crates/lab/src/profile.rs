@@ -1,6 +1,8 @@
 //! The fault profiles of the design brief, the run parameters of `--quick` and the default
 //! thorough mode, and which profile applies to which guarantee.
 
+use std::time::Duration;
+
 use chaos::Plan;
 use client::Guarantee;
 use serde::{Deserialize, Serialize};
@@ -193,6 +195,14 @@ pub struct Params {
     pub consumer_crashes: u32,
     /// How long the heal phase may take to deliver what is still in flight.
     pub drain_timeout_ms: u64,
+    /// How often the loops that commit after processing commit: the at-least-once consumers'
+    /// offsets, the exactly-once producer's transactions, the sinks' database transactions.
+    #[serde(default = "commit_interval_ms_default")]
+    pub commit_interval_ms: u64,
+}
+
+fn commit_interval_ms_default() -> u64 {
+    client::commit::COMMIT_INTERVAL_DEFAULT.as_millis() as u64
 }
 
 impl Params {
@@ -212,6 +222,7 @@ impl Params {
             kill_downtime_ms: 300,
             consumer_crashes: 2,
             drain_timeout_ms: 20_000,
+            commit_interval_ms: commit_interval_ms_default(),
         }
     }
 
@@ -231,6 +242,7 @@ impl Params {
             kill_downtime_ms: 1_000,
             consumer_crashes: 5,
             drain_timeout_ms: 60_000,
+            commit_interval_ms: commit_interval_ms_default(),
         }
     }
 
@@ -246,6 +258,11 @@ impl Params {
 
     pub fn records(&self) -> u64 {
         self.paced_records + self.burst_records
+    }
+
+    /// The commit policy of every loop that commits after processing.
+    pub fn commit_policy(&self) -> client::CommitPolicy {
+        client::CommitPolicy::every(Duration::from_millis(self.commit_interval_ms))
     }
 
     /// How long the paced part takes.

@@ -45,8 +45,6 @@ use crate::workload::{transfer, Row, Workload, LEDGER_ACCOUNTS, LEDGER_INITIAL_B
 const SLOTS: u32 = 2;
 /// The key of the drain records, which no workload uses.
 const DRAIN_KEY: &[u8] = b"ferry-lab-drain";
-/// Records per sink transaction at most (the sink's default).
-const BATCH_RECORDS_MAX: usize = sink::sink::BATCH_RECORDS_MAX_DEFAULT;
 /// How long a paused consumer waits for its successor to claim the partitions, and how long
 /// the rebalance profile's joiner may take to join and apply.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -377,6 +375,8 @@ struct Ctx<D: LedgerDb> {
     shared: Arc<Shared>,
     settings: Settings,
     topic: String,
+    /// When the sinks commit their database transactions (the run's commit interval).
+    policy: client::CommitPolicy,
     instances: AtomicU32,
     /// Partitions whose warm-up and drain records were committed.
     warmed: Mutex<HashSet<i32>>,
@@ -391,7 +391,7 @@ impl<D: LedgerDb> Ctx<D> {
     fn new_sink(&self, settings: &Settings) -> Result<Sink<D::B>> {
         let sink = Sink::new(settings, self.db.open()?)
             .context("create a sink consumer")?
-            .batch_records_max(BATCH_RECORDS_MAX);
+            .commit_policy(self.policy);
         sink.subscribe(&[&self.topic])
             .context("subscribe the sink consumer")?;
         Ok(sink)
@@ -660,6 +660,7 @@ fn run_with<D: LedgerDb>(
         shared: shared.clone(),
         settings: consumer_settings,
         topic: spec.topic.clone(),
+        policy: params.commit_policy(),
         instances: AtomicU32::new(0),
         warmed: Mutex::default(),
         drained: Mutex::default(),

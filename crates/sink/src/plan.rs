@@ -111,14 +111,27 @@ impl Claims {
     }
 
     /// Splits `batch` into the records to apply and those to drop, and the positions to write.
+    ///
+    /// A record at or below one already taken from the batch for its partition is dropped: a
+    /// batch gathered over several polls (a commit window) can hold a partition's records
+    /// twice when a rebalance inside the window gave the partition back with the database's
+    /// position, from which librdkafka fetched them again.
     pub fn plan(&self, batch: Vec<Record>) -> Plan {
         let total = batch.len();
+        let mut next: BTreeMap<(String, i32), Option<i64>> = BTreeMap::new();
         let apply: Vec<Record> = batch
             .into_iter()
-            .filter(|r| match self.owned.get(&(r.topic.clone(), r.partition)) {
-                None => false,
-                Some(owned) if owned.rewinding => false,
-                Some(owned) => owned.next_offset.is_none_or(|next| r.offset >= next),
+            .filter(|r| {
+                let key = (r.topic.clone(), r.partition);
+                let Some(owned) = self.owned.get(&key).filter(|o| !o.rewinding) else {
+                    return false;
+                };
+                let next = next.entry(key).or_insert(owned.next_offset);
+                if next.is_some_and(|next| r.offset < next) {
+                    return false;
+                }
+                *next = Some(r.offset + 1);
+                true
             })
             .collect();
         let fences = next_offsets(&apply)
@@ -225,6 +238,18 @@ mod tests {
             &[(0, 1, Some(5))],
             &[(0, 3)],
             expect!["apply [] fences [] dropped 1"],
+        );
+        // Records fetched again inside one window (a rebalance gave the partition back with
+        // the database's position) are applied once.
+        check(
+            &[(0, 1, Some(5))],
+            &[(0, 5), (0, 6), (0, 5), (0, 6), (0, 7)],
+            expect!["apply [0@5 0@6 0@7] fences [0:e1->8] dropped 2"],
+        );
+        check(
+            &[(0, 1, None)],
+            &[(0, 0), (0, 2), (0, 0), (0, 2), (0, 3)],
+            expect!["apply [0@0 0@2 0@3] fences [0:e1->4] dropped 2"],
         );
         // Fences come sorted by partition whatever the batch order.
         check(

@@ -1,12 +1,16 @@
 //! The sink's consumer loop: a librdkafka group consumer whose rebalance callback claims the
 //! assigned partitions in the database and seeks to the positions found there, and whose
-//! [`Sink::step`] applies one batch in one fenced transaction.
+//! [`Sink::step`] applies one commit window of records in one fenced transaction.
+//!
+//! A window is what arrives within the [`CommitPolicy`] interval after its first record (100 ms
+//! by default), up to its record cap: a database commit (an fsync) is paid once per window, and
+//! a record waits at most the interval before its transaction starts.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use client::consumer::poll_records;
-use client::{ClientError, Guarantee, Record, Settings};
+use client::consumer::poll_window;
+use client::{ClientError, CommitPolicy, Guarantee, Record, Settings};
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -16,7 +20,7 @@ use crate::error::{DbError, SinkError};
 use crate::plan::{Claims, Plan};
 
 /// The default most records applied in one transaction.
-pub const BATCH_RECORDS_MAX_DEFAULT: usize = 500;
+pub const BATCH_RECORDS_MAX_DEFAULT: usize = 5_000;
 /// How long a seek back after a failed transaction may take.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -117,7 +121,7 @@ impl<B: Backend> ConsumerContext for SinkContext<B> {
 /// An exactly-once sink into the database behind `B`.
 pub struct Sink<B: Backend> {
     consumer: BaseConsumer<SinkContext<B>>,
-    batch_records_max: usize,
+    policy: CommitPolicy,
 }
 
 impl<B: Backend> Sink<B> {
@@ -150,13 +154,19 @@ impl<B: Backend> Sink<B> {
         })?;
         Ok(Sink {
             consumer,
-            batch_records_max: BATCH_RECORDS_MAX_DEFAULT,
+            policy: CommitPolicy::default().records_max(BATCH_RECORDS_MAX_DEFAULT),
         })
     }
 
+    /// Sets the most records applied in one transaction.
     pub fn batch_records_max(mut self, batch_records_max: usize) -> Self {
-        assert!(batch_records_max > 0, "a batch holds at least one record");
-        self.batch_records_max = batch_records_max;
+        self.policy = self.policy.records_max(batch_records_max);
+        self
+    }
+
+    /// Sets how long a window gathers records before its transaction, and its record cap.
+    pub fn commit_policy(mut self, policy: CommitPolicy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -196,7 +206,7 @@ impl<B: Backend> Sink<B> {
     }
 
     /// The first half of [`Sink::step`]: repairs what an earlier failure left (a claim or a
-    /// seek back that failed), polls a batch and decides which of its records to apply under
+    /// seek back that failed), polls a window of records and decides which of its records to apply under
     /// which epochs. Nothing is written until [`Sink::apply`]; a consumer that stalls between
     /// the two (a paused process) and lost its partitions meanwhile is fenced there.
     pub fn poll(&self, timeout: Duration) -> Result<Polled, SinkError> {
@@ -206,8 +216,7 @@ impl<B: Backend> Sink<B> {
         }
         self.claim_unclaimed()?;
         self.seek_rewinds();
-        let batch = poll_records(&self.consumer, self.batch_records_max, timeout)
-            .map_err(SinkError::Poll)?;
+        let batch = poll_window(&self.consumer, self.policy, timeout).map_err(SinkError::Poll)?;
         let polled = batch.len();
         let plan = lock(&shared.claims).plan(batch);
         Ok(Polled { polled, plan })

@@ -27,6 +27,10 @@ use client::{
 use rdkafka::consumer::Consumer as _;
 use rdkafka::Offset;
 
+mod transactions;
+
+pub(crate) use transactions::produce_transactions;
+
 use crate::history::{micros_since, Event, Kind, Op, Process, Recorder};
 use crate::profile::{Params, Profile};
 use crate::target::Target;
@@ -66,7 +70,7 @@ const CLIENT_SETTINGS: &[(&str, &str)] = &[
     ("client.id", "ferry-lab"),
     ("log_level", "3"),
 ];
-const PRODUCER_SETTINGS: &[(&str, &str)] = &[
+pub(crate) const PRODUCER_SETTINGS: &[(&str, &str)] = &[
     ("linger.ms", "5"),
     ("request.timeout.ms", "1000"),
     ("retry.backoff.ms", "50"),
@@ -281,11 +285,13 @@ impl ConsumerThread {
     ) -> Result<ConsumerThread> {
         let (recorder, thread_shared, settings) =
             (recorder.clone(), shared.clone(), settings.clone());
-        let (topic, row) = (spec.topic.clone(), spec.row);
+        let (topic, row, policy) = (spec.topic.clone(), spec.row, spec.params.commit_policy());
         let handle = std::thread::Builder::new()
             .name("lab-consumer".into())
             .spawn(move || {
-                crate::quietly(|| consume(&settings, row, &topic, &recorder, &thread_shared))
+                crate::quietly(|| {
+                    consume(&settings, row, policy, &topic, &recorder, &thread_shared)
+                })
             })
             .context("spawn the consumer thread")?;
         Ok(ConsumerThread {
@@ -344,314 +350,6 @@ pub(crate) fn check_transaction_apis(target: &Target) -> Result<()> {
         bail!("the broker does not advertise the transaction APIs {missing:?}");
     }
     Ok(())
-}
-
-/// Records per transaction of the exactly-once producer.
-const TXN_RECORDS: usize = 500;
-/// Time allowed for each transaction call (init, commit, abort) and for the crash's flush.
-const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a transaction's records are re-sent in a new transaction before the run gives up.
-const TXN_ATTEMPTS_MAX: u32 = 20;
-/// How often a commit that failed with a retriable error is retried.
-const TXN_COMMIT_RETRIES: u32 = 5;
-
-/// The transactional producer's librdkafka context: records every delivery report as the
-/// completion of a send, with its transaction.
-struct TxnContext {
-    recorder: Arc<Recorder>,
-}
-
-impl rdkafka::ClientContext for TxnContext {
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::debug!(%error, reason, "transactional producer error under faults");
-    }
-}
-
-impl rdkafka::producer::ProducerContext for TxnContext {
-    type DeliveryOpaque = Box<(u64, u64)>;
-
-    fn delivery(
-        &self,
-        result: &rdkafka::message::DeliveryResult<'_>,
-        opaque: Self::DeliveryOpaque,
-    ) {
-        use rdkafka::Message as _;
-        let (id, txn) = *opaque;
-        // A failed delivery inside a transaction may still have reached the log (aborted with
-        // its transaction): unknown.
-        let (kind, event) = match result {
-            Ok(message) => (
-                Kind::Ok,
-                Event::Send {
-                    id,
-                    partition: Some(message.partition()),
-                    offset: Some(message.offset()),
-                    txn: Some(txn),
-                    error: None,
-                },
-            ),
-            Err((error, _)) => (
-                Kind::Info,
-                Event::Send {
-                    id,
-                    partition: None,
-                    offset: None,
-                    txn: Some(txn),
-                    error: Some(error.to_string()),
-                },
-            ),
-        };
-        self.recorder.record(kind, Process::Producer, event);
-    }
-}
-
-type TxnProducer = rdkafka::producer::ThreadedProducer<TxnContext>;
-
-/// Creates a transactional producer and registers its transactional id, which fences any
-/// previous instance and aborts its open transaction.
-fn new_txn_producer(settings: &Settings, recorder: &Arc<Recorder>) -> Result<TxnProducer> {
-    use rdkafka::producer::Producer as _;
-    let mut settings = settings.clone();
-    for (name, value) in PRODUCER_SETTINGS {
-        settings = settings.set(*name, *value);
-    }
-    let producer: TxnProducer = settings
-        .producer_config(Guarantee::ExactlyOnce)?
-        .create_with_context(TxnContext {
-            recorder: recorder.clone(),
-        })
-        .context("create the transactional producer")?;
-    producer
-        .init_transactions(TXN_CALL_TIMEOUT)
-        .context("init transactions")?;
-    Ok(producer)
-}
-
-/// How a transaction attempt ended.
-enum TxnEnd {
-    Committed,
-    /// The producer-crash nemesis struck with the transaction open (its records flushed).
-    Crashed,
-    /// Aborted (the abort was acknowledged): its records must be sent again.
-    Aborted(String),
-    /// Outcome unknown (a fatal error, a failed abort): a new producer instance fences this one.
-    Unknown(String),
-}
-
-/// The exactly-once producer: the paced records, then the burst, in transactions of
-/// [`TXN_RECORDS`]; a transaction that did not commit is sent again in a new one. Under the
-/// producer-crash profile the producer dies inside a transaction (its records flushed to the
-/// log) and a new instance with the same transactional id takes over.
-pub(crate) fn produce_transactions(
-    settings: &Settings,
-    spec: &RunSpec,
-    recorder: &Arc<Recorder>,
-    shared: &Shared,
-    progress: ProgressFn<'_>,
-) -> Result<()> {
-    let params = &spec.params;
-    let settings = settings
-        .clone()
-        .transactional_id(format!("{}-txn", spec.group));
-    let crashes = |profile: Profile| -> Vec<u64> {
-        if spec.profile != profile {
-            return Vec::new();
-        }
-        let n = u64::from(params.consumer_crashes);
-        (1..=n)
-            .map(|k| params.paced_records * k / (n + 1))
-            .collect()
-    };
-    let consumer_crash_at = crashes(Profile::ConsumerCrash);
-    let mut producer_crash_at = crashes(Profile::ProducerCrash);
-    let ids: Vec<u64> = params.paced_ids().chain(params.burst_ids()).collect();
-    let started = Instant::now();
-    let mut producer = new_txn_producer(&settings, recorder)?;
-    let mut txn = 0u64;
-    for chunk in ids.chunks(TXN_RECORDS) {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            if attempts > TXN_ATTEMPTS_MAX {
-                bail!(
-                    "records {}.. did not commit in {TXN_ATTEMPTS_MAX} transactions",
-                    chunk[0]
-                );
-            }
-            txn += 1;
-            recorder.record(
-                Kind::Invoke,
-                Process::Producer,
-                Event::Txn {
-                    txn,
-                    ids: chunk.to_vec(),
-                    error: None,
-                },
-            );
-            let crash = producer_crash_at
-                .first()
-                .is_some_and(|at| chunk.contains(at));
-            let attempt = TxnAttempt {
-                producer: &producer,
-                spec,
-                recorder,
-                shared,
-                txn,
-                started,
-                crash,
-                consumer_crash_at: &consumer_crash_at,
-            };
-            let end = attempt.run(chunk);
-            let txn_end = |kind: Kind, error: Option<String>| {
-                recorder.record(
-                    kind,
-                    Process::Producer,
-                    Event::Txn {
-                        txn,
-                        ids: Vec::new(),
-                        error,
-                    },
-                );
-            };
-            match end {
-                TxnEnd::Committed => {
-                    txn_end(Kind::Ok, None);
-                    break;
-                }
-                TxnEnd::Aborted(error) => txn_end(Kind::Fail, Some(error)),
-                TxnEnd::Crashed => {
-                    producer_crash_at.remove(0);
-                    recorder.record(Kind::Invoke, Process::Nemesis, Event::CrashProducer {});
-                    drop(producer);
-                    recorder.record(Kind::Info, Process::Nemesis, Event::CrashProducer {});
-                    producer = new_txn_producer(&settings, recorder)?;
-                    // The successor's InitProducerId fenced the crashed instance and aborted
-                    // its open transaction.
-                    txn_end(
-                        Kind::Fail,
-                        Some(
-                            "the producer crashed; its successor's init aborted the transaction"
-                                .into(),
-                        ),
-                    );
-                }
-                TxnEnd::Unknown(error) => {
-                    txn_end(Kind::Info, Some(error));
-                    drop(producer);
-                    producer = new_txn_producer(&settings, recorder)?;
-                }
-            }
-        }
-        progress("transactions", chunk[chunk.len() - 1] + 1);
-    }
-    Ok(())
-}
-
-/// One attempt at committing a chunk of records in a transaction.
-struct TxnAttempt<'a> {
-    producer: &'a TxnProducer,
-    spec: &'a RunSpec,
-    recorder: &'a Recorder,
-    shared: &'a Shared,
-    txn: u64,
-    started: Instant,
-    crash: bool,
-    consumer_crash_at: &'a [u64],
-}
-
-impl TxnAttempt<'_> {
-    fn run(&self, chunk: &[u64]) -> TxnEnd {
-        use rdkafka::producer::Producer as _;
-        let producer = self.producer;
-        if let Err(error) = producer.begin_transaction() {
-            return TxnEnd::Unknown(format!("begin transaction: {error}"));
-        }
-        let params = &self.spec.params;
-        let workload = self.spec.row.workload();
-        for (i, &id) in chunk.iter().enumerate() {
-            if self.crash && i == chunk.len() / 2 {
-                // The records sent so far reach the log; the transaction's end never comes.
-                let _ = producer.flush(TXN_CALL_TIMEOUT);
-                return TxnEnd::Crashed;
-            }
-            if id < params.paced_records {
-                let due = self.started
-                    + Duration::from_micros(id * 1_000_000 / params.rate_per_second.max(1));
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
-            if self.consumer_crash_at.contains(&id) {
-                self.shared
-                    .crashes_requested
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            let invoke = Event::Send {
-                id,
-                partition: None,
-                offset: None,
-                txn: Some(self.txn),
-                error: None,
-            };
-            self.recorder
-                .record(Kind::Invoke, Process::Producer, invoke);
-            let key = workload.key(id);
-            let payload = workload.payload(id, params.payload_bytes);
-            loop {
-                let record = rdkafka::producer::BaseRecord::with_opaque_to(
-                    &self.spec.topic,
-                    Box::new((id, self.txn)),
-                )
-                .key(key.as_bytes())
-                .payload(&payload);
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((rdkafka::error::KafkaError::MessageProduction(code), _))
-                        if code == rdkafka::types::RDKafkaErrorCode::QueueFull =>
-                    {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err((error, _)) => {
-                        let event = Event::Send {
-                            id,
-                            partition: None,
-                            offset: None,
-                            txn: Some(self.txn),
-                            error: Some(error.to_string()),
-                        };
-                        self.recorder.record(Kind::Fail, Process::Producer, event);
-                        return self.abort(format!("send: {error}"));
-                    }
-                }
-            }
-        }
-        let mut retries = 0;
-        loop {
-            match producer.commit_transaction(TXN_CALL_TIMEOUT) {
-                Ok(()) => return TxnEnd::Committed,
-                Err(error) => {
-                    let retriable = matches!(&error, rdkafka::error::KafkaError::Transaction(e) if e.is_retriable());
-                    let requires_abort = matches!(&error, rdkafka::error::KafkaError::Transaction(e) if e.txn_requires_abort());
-                    if retriable && retries < TXN_COMMIT_RETRIES {
-                        retries += 1;
-                        continue;
-                    }
-                    if requires_abort {
-                        return self.abort(format!("commit: {error}"));
-                    }
-                    return TxnEnd::Unknown(format!("commit: {error}"));
-                }
-            }
-        }
-    }
-
-    fn abort(&self, reason: String) -> TxnEnd {
-        use rdkafka::producer::Producer as _;
-        match self.producer.abort_transaction(TXN_CALL_TIMEOUT) {
-            Ok(()) => TxnEnd::Aborted(reason),
-            Err(error) => TxnEnd::Unknown(format!("{reason}; abort: {error}")),
-        }
-    }
 }
 
 fn start_faults(profile: Profile) -> Event {
@@ -977,6 +675,7 @@ enum InstanceEnd {
 fn consume(
     settings: &Settings,
     row: Row,
+    policy: client::CommitPolicy,
     topic: &str,
     recorder: &Recorder,
     shared: &Shared,
@@ -1008,7 +707,7 @@ fn consume(
         shared,
     };
     for instance in 0.. {
-        match run_instance(&settings, guarantee, topic, instance, &mut sink)? {
+        match run_instance(&settings, guarantee, policy, topic, instance, &mut sink)? {
             InstanceEnd::Stopped => return Ok(()),
             InstanceEnd::Crashed => {
                 let event = Event::CrashConsumer { instance };
@@ -1025,13 +724,15 @@ fn consume(
 fn run_instance(
     settings: &Settings,
     guarantee: Guarantee,
+    policy: client::CommitPolicy,
     topic: &str,
     instance: u32,
     sink: &mut Sink<'_>,
 ) -> Result<InstanceEnd> {
     let shared = sink.shared;
     // The client's default batch limit: one commit per batch of up to 500 records.
-    let consumer = Consumer::with_context(guarantee, settings, QuietContext)?;
+    let mut consumer =
+        Consumer::with_context(guarantee, settings, QuietContext)?.commit_policy(policy);
     consumer.subscribe(&[topic])?;
     let mut drain = Drain::default();
     loop {

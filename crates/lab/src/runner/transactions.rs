@@ -1,0 +1,386 @@
+//! The exactly-once producer of the exactly-once and sink rows: the workload's records in
+//! transactions that commit on the run's commit interval (`--commit-interval`, 100 ms by
+//! default, as Kafka Streams' exactly-once `commit.interval.ms`), through the client library's
+//! [`client::transactional::TxnProducer`], with every send and transaction in the history.
+//!
+//! ```text
+//! begin ─ send records (paced, then burst) until the window is due ─ commit
+//!              └─ abort, or an unknown outcome: the same records again in a new transaction
+//! ```
+//!
+//! Under the producer-crash profile the producer dies inside a transaction (its records flushed
+//! to the log) and a new instance with the same transactional id takes over, fencing it.
+
+use std::iter::Peekable;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use client::commit::Window;
+use client::transactional::TxnProducer;
+use client::{ClientError, CommitPolicy, Settings};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::BaseRecord;
+
+use super::{ProgressFn, RunSpec, Shared, PRODUCER_SETTINGS};
+use crate::history::{Event, Kind, Process, Recorder};
+use crate::profile::Profile;
+
+/// Time allowed for each transaction call (init, flush, commit, abort).
+const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a transaction's records are re-sent in a new transaction before the run gives up.
+const TXN_ATTEMPTS_MAX: u32 = 20;
+/// How often a commit that failed with a retriable error is retried.
+const TXN_COMMIT_RETRIES: u32 = 5;
+
+/// The transactional producer's librdkafka context: records every delivery report as the
+/// completion of a send, with its transaction.
+struct TxnContext {
+    recorder: Arc<Recorder>,
+}
+
+impl rdkafka::ClientContext for TxnContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "transactional producer error under faults");
+    }
+}
+
+impl rdkafka::producer::ProducerContext for TxnContext {
+    type DeliveryOpaque = Box<(u64, u64)>;
+
+    fn delivery(
+        &self,
+        result: &rdkafka::message::DeliveryResult<'_>,
+        opaque: Self::DeliveryOpaque,
+    ) {
+        use rdkafka::Message as _;
+        let (id, txn) = *opaque;
+        // A failed delivery inside a transaction may still have reached the log (aborted with
+        // its transaction): unknown.
+        let (kind, partition, offset, error) = match result {
+            Ok(message) => (
+                Kind::Ok,
+                Some(message.partition()),
+                Some(message.offset()),
+                None,
+            ),
+            Err((error, _)) => (Kind::Info, None, None, Some(error.to_string())),
+        };
+        let event = Event::Send {
+            id,
+            partition,
+            offset,
+            txn: Some(txn),
+            error,
+        };
+        self.recorder.record(kind, Process::Producer, event);
+    }
+}
+
+type Producer = TxnProducer<TxnContext>;
+
+/// Creates a transactional producer and registers its transactional id, which fences any
+/// previous instance and aborts its open transaction.
+fn new_txn_producer(settings: &Settings, recorder: &Arc<Recorder>) -> Result<Producer> {
+    let mut settings = settings.clone();
+    for (name, value) in PRODUCER_SETTINGS {
+        settings = settings.set(*name, *value);
+    }
+    let context = TxnContext {
+        recorder: recorder.clone(),
+    };
+    TxnProducer::with_context(&settings, context, TXN_CALL_TIMEOUT)
+        .context("create the transactional producer")
+}
+
+/// How a transaction attempt ended.
+enum TxnEnd {
+    Committed,
+    /// The producer-crash nemesis struck with the transaction open (its records flushed).
+    Crashed,
+    /// Aborted (the abort was acknowledged): its records must be sent again.
+    Aborted(String),
+    /// Outcome unknown (a fatal error, a failed abort): a new producer instance fences this one.
+    Unknown(String),
+}
+
+/// The records a run still has to send: fresh ones from the workload, paced then burst, or the
+/// records of a transaction that did not commit, sent again all at once.
+struct Feed<I: Iterator<Item = u64>> {
+    fresh: Peekable<I>,
+    /// When each paced record is due.
+    started: Instant,
+    paced_records: u64,
+    rate_per_second: u64,
+}
+
+impl<I: Iterator<Item = u64>> Feed<I> {
+    fn due(&self, id: u64) -> Option<Instant> {
+        (id < self.paced_records).then(|| {
+            self.started + Duration::from_micros(id * 1_000_000 / self.rate_per_second.max(1))
+        })
+    }
+}
+
+/// The exactly-once producer: the paced records, then the burst, in transactions that commit
+/// when `spec.params`' commit interval is due; a transaction that did not commit is sent again
+/// in a new one.
+pub(crate) fn produce_transactions(
+    settings: &Settings,
+    spec: &RunSpec,
+    recorder: &Arc<Recorder>,
+    shared: &Shared,
+    progress: ProgressFn<'_>,
+) -> Result<()> {
+    let params = &spec.params;
+    let settings = settings
+        .clone()
+        .transactional_id(format!("{}-txn", spec.group));
+    let crashes = |profile: Profile| -> Vec<u64> {
+        if spec.profile != profile {
+            return Vec::new();
+        }
+        let n = u64::from(params.consumer_crashes);
+        (1..=n)
+            .map(|k| params.paced_records * k / (n + 1))
+            .collect()
+    };
+    let consumer_crash_at = crashes(Profile::ConsumerCrash);
+    let mut producer_crash_at = crashes(Profile::ProducerCrash);
+    let mut producer = new_txn_producer(&settings, recorder)?;
+    // The pace starts once the producer is ready: its init is not the records' latency.
+    let mut feed = Feed {
+        fresh: params.paced_ids().chain(params.burst_ids()).peekable(),
+        started: Instant::now(),
+        paced_records: params.paced_records,
+        rate_per_second: params.rate_per_second,
+    };
+    let mut txn = 0u64;
+    let mut again: Vec<u64> = Vec::new();
+    let mut attempts = 0;
+    while !again.is_empty() || feed.fresh.peek().is_some() {
+        attempts = if again.is_empty() { 1 } else { attempts + 1 };
+        if attempts > TXN_ATTEMPTS_MAX {
+            bail!(
+                "records {}.. did not commit in {TXN_ATTEMPTS_MAX} transactions",
+                again[0]
+            );
+        }
+        txn += 1;
+        recorder.record(
+            Kind::Invoke,
+            Process::Producer,
+            Event::Txn {
+                txn,
+                ids: again.clone(),
+                error: None,
+            },
+        );
+        let attempt = TxnAttempt {
+            producer: &producer,
+            spec,
+            recorder,
+            shared,
+            txn,
+            policy: params.commit_policy(),
+            crash_at: producer_crash_at.first().copied(),
+            consumer_crash_at: &consumer_crash_at,
+        };
+        let (end, sent) = attempt.run(&mut feed, std::mem::take(&mut again));
+        let txn_end = |kind: Kind, error: Option<String>| {
+            let ids = if kind == Kind::Ok {
+                sent.clone()
+            } else {
+                Vec::new()
+            };
+            recorder.record(kind, Process::Producer, Event::Txn { txn, ids, error });
+        };
+        match end {
+            TxnEnd::Committed => {
+                txn_end(Kind::Ok, None);
+                if let Some(&last) = sent.last() {
+                    progress("transactions", last + 1);
+                }
+                continue;
+            }
+            TxnEnd::Aborted(error) => txn_end(Kind::Fail, Some(error)),
+            TxnEnd::Crashed => {
+                producer_crash_at.remove(0);
+                recorder.record(Kind::Invoke, Process::Nemesis, Event::CrashProducer {});
+                drop(producer);
+                recorder.record(Kind::Info, Process::Nemesis, Event::CrashProducer {});
+                producer = new_txn_producer(&settings, recorder)?;
+                // The successor's InitProducerId fenced the crashed instance and aborted its
+                // open transaction.
+                txn_end(
+                    Kind::Fail,
+                    Some(
+                        "the producer crashed; its successor's init aborted the transaction".into(),
+                    ),
+                );
+            }
+            TxnEnd::Unknown(error) => {
+                txn_end(Kind::Info, Some(error));
+                drop(producer);
+                producer = new_txn_producer(&settings, recorder)?;
+            }
+        }
+        again = sent;
+    }
+    Ok(())
+}
+
+/// One attempt at committing a window of records in a transaction.
+struct TxnAttempt<'a> {
+    producer: &'a Producer,
+    spec: &'a RunSpec,
+    recorder: &'a Recorder,
+    shared: &'a Shared,
+    txn: u64,
+    policy: CommitPolicy,
+    /// The record after whose send the producer dies, if this run crashes it.
+    crash_at: Option<u64>,
+    consumer_crash_at: &'a [u64],
+}
+
+impl TxnAttempt<'_> {
+    /// Sends `again` (a transaction's records that did not commit) if it is not empty, else
+    /// fresh records from `feed` until the window is due, and ends the transaction. Returns how
+    /// it ended and the ids it sent.
+    fn run<I: Iterator<Item = u64>>(
+        &self,
+        feed: &mut Feed<I>,
+        again: Vec<u64>,
+    ) -> (TxnEnd, Vec<u64>) {
+        if let Err(error) = self.producer.begin() {
+            return (TxnEnd::Unknown(format!("{error}")), again);
+        }
+        let mut sent = Vec::new();
+        let end = if again.is_empty() {
+            self.send_fresh(feed, &mut sent)
+        } else {
+            self.send_again(&again, &mut sent)
+        };
+        let end = end.unwrap_or_else(|| self.commit());
+        (end, sent)
+    }
+
+    /// Sends fresh records, pacing the paced ones, until the window is due; `Some` if the
+    /// transaction ended early.
+    fn send_fresh<I: Iterator<Item = u64>>(
+        &self,
+        feed: &mut Feed<I>,
+        sent: &mut Vec<u64>,
+    ) -> Option<TxnEnd> {
+        let window = Window::open(Instant::now());
+        let deadline = window.opened + self.policy.interval;
+        while let Some(&id) = feed.fresh.peek() {
+            if !sent.is_empty() && self.policy.due(window.opened, sent.len(), Instant::now()) {
+                break;
+            }
+            if let Some(due) = feed.due(id) {
+                // A paced record due after the window's deadline waits for the next window:
+                // the transaction commits on time rather than idling open.
+                if !sent.is_empty() && due > deadline {
+                    sleep_until(deadline);
+                    break;
+                }
+                sleep_until(due);
+            }
+            feed.fresh.next();
+            if self.consumer_crash_at.contains(&id) {
+                self.shared
+                    .crashes_requested
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            sent.push(id);
+            if let Some(end) = self.send(id) {
+                return Some(end);
+            }
+            if self.crash_at == Some(id) {
+                // The records sent so far reach the log; the transaction's end never comes.
+                let _ = self.producer.flush();
+                return Some(TxnEnd::Crashed);
+            }
+        }
+        None
+    }
+
+    fn send_again(&self, again: &[u64], sent: &mut Vec<u64>) -> Option<TxnEnd> {
+        for &id in again {
+            sent.push(id);
+            if let Some(end) = self.send(id) {
+                return Some(end);
+            }
+        }
+        None
+    }
+
+    /// Sends one record in the transaction; `Some` if the send failed and ended it.
+    fn send(&self, id: u64) -> Option<TxnEnd> {
+        let params = &self.spec.params;
+        let workload = self.spec.row.workload();
+        let invoke = Event::Send {
+            id,
+            partition: None,
+            offset: None,
+            txn: Some(self.txn),
+            error: None,
+        };
+        self.recorder
+            .record(Kind::Invoke, Process::Producer, invoke);
+        let key = workload.key(id);
+        let payload = workload.payload(id, params.payload_bytes);
+        let record = BaseRecord::with_opaque_to(&self.spec.topic, Box::new((id, self.txn)))
+            .key(key.as_bytes())
+            .payload(&payload);
+        let error = self.producer.send_record(record).err()?;
+        let event = Event::Send {
+            id,
+            partition: None,
+            offset: None,
+            txn: Some(self.txn),
+            error: Some(error.to_string()),
+        };
+        self.recorder.record(Kind::Fail, Process::Producer, event);
+        Some(self.abort(format!("send: {error}")))
+    }
+
+    fn commit(&self) -> TxnEnd {
+        let mut retries = 0;
+        loop {
+            let Err(error) = self.producer.commit() else {
+                return TxnEnd::Committed;
+            };
+            let txn_error = match &error {
+                ClientError::Kafka {
+                    source: KafkaError::Transaction(e),
+                    ..
+                } => Some(e),
+                _ => None,
+            };
+            if txn_error.is_some_and(|e| e.is_retriable()) && retries < TXN_COMMIT_RETRIES {
+                retries += 1;
+                continue;
+            }
+            if txn_error.is_some_and(|e| e.txn_requires_abort()) {
+                return self.abort(format!("{error}"));
+            }
+            return TxnEnd::Unknown(format!("{error}"));
+        }
+    }
+
+    fn abort(&self, reason: String) -> TxnEnd {
+        match self.producer.abort() {
+            Ok(()) => TxnEnd::Aborted(reason),
+            Err(error) => TxnEnd::Unknown(format!("{reason}; {error}")),
+        }
+    }
+}
+
+fn sleep_until(at: Instant) {
+    if let Some(wait) = at.checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
+    }
+}
