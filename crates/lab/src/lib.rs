@@ -5,6 +5,8 @@
 //! - [`history`]: operations (invoke, ok / fail / info) and the recorder.
 //! - [`check`]: pure checkers (lost, duplicated, reordered, aborted reads, latency, throughput,
 //!   faults, the ledger invariant).
+//! - [`judge`]: one row's history through the checkers to its verdict (live runs and
+//!   `ferry lab check` alike).
 //! - [`workload`]: the seed's use cases (telemetry, orders, ledger) and the table's rows.
 //! - [`profile`]: the fault profiles and run sizes (`--quick`, thorough).
 //! - [`target`]: the lab's own broker (a child process) or a cluster, behind the proxy.
@@ -18,6 +20,7 @@
 
 pub mod check;
 pub mod history;
+pub mod judge;
 pub mod profile;
 pub mod report;
 pub mod results;
@@ -36,7 +39,7 @@ use client::Guarantee;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::profile::{Params, Profile};
-use crate::results::{LabResults, ProfileResult, RowResult, Status, TargetInfo, Verdict};
+use crate::results::{LabResults, ProfileResult, RowResult, Status, TargetInfo};
 use crate::runner::{RunOutput, RunSpec};
 use crate::sink_run::SinkEnv;
 use crate::target::Target;
@@ -351,48 +354,12 @@ fn measured_row(
     history_file: Option<String>,
 ) -> RowResult {
     let history = &output.history;
-    let counts = check::counts(history, row.view());
-    let faults = check::faults(history);
-    let mut result = RowResult::unmeasured(row, Status::Measured);
-    result.verdict = results::verdict(row, spec.profile, &counts, &faults);
+    let mut result = judge::judge(row, spec.profile, &spec.params, history);
     result.topic = Some(spec.topic.clone());
-    result.counts = Some(counts);
-    result.latency = check::latency(history, spec.params.paced_ids());
-    result.throughput = check::throughput(history, spec.params.burst_ids());
-    result.faults = Some(faults);
     result.timeline =
         (row != Row::AtLeastOnceIdempotent).then(|| check::timeline(history, TIMELINE_BUCKET_US));
-    if row.workload() == workload::Workload::Ledger {
-        let ledger = check::ledger(
-            history,
-            workload::LEDGER_ACCOUNTS,
-            workload::LEDGER_INITIAL_BALANCE,
-            workload::transfer,
-        );
-        if !ledger.holds {
-            let reason = format!(
-                "ledger invariant broken: total {} (was {}), {} accounts off",
-                ledger.total_observed, ledger.total_initial, ledger.accounts_off
-            );
-            match &mut result.verdict {
-                Verdict::Violated { reasons } => reasons.push(reason),
-                verdict => {
-                    *verdict = Verdict::Violated {
-                        reasons: vec![reason],
-                    }
-                }
-            }
-        }
-        result.ledger = Some(ledger);
-    }
     if let Some(check) = &output.sink {
-        let reasons = check.violations();
-        if !reasons.is_empty() {
-            match &mut result.verdict {
-                Verdict::Violated { reasons: all } => all.extend(reasons),
-                verdict => *verdict = Verdict::Violated { reasons },
-            }
-        }
+        judge::add_violations(&mut result.verdict, check.violations());
         result.sink = Some(check.clone());
     }
     result.notes = output.notes.clone();
