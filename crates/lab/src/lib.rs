@@ -14,6 +14,7 @@
 //! - [`sink_run`]: the sink rows' runs, the ledger through `crates/sink` into SQLite and
 //!   PostgreSQL, judged from the database.
 //! - [`results`] and [`report`]: verdicts, JSON, the terminal table and the HTML page.
+//! - [`require`]: `--require`, the cheapest row meeting a requirement.
 //!
 //! Errors are `anyhow`: the lab is one of the binary's commands, and its errors are reported to
 //! the person running it, never matched on.
@@ -23,6 +24,7 @@ pub mod history;
 pub mod judge;
 pub mod profile;
 pub mod report;
+pub mod require;
 pub mod results;
 pub mod runner;
 pub mod sink_run;
@@ -87,6 +89,11 @@ pub struct LabArgs {
     /// Where the lab's own broker keeps its temporary data directory.
     #[arg(long, value_name = "DIR", env = "FERRY_LAB_DIR")]
     pub dir: Option<PathBuf>,
+    /// Recommend the cheapest row meeting every clause under every profile it was measured in:
+    /// `loss`, `duplicates`, `p99` (us, ms, s; bare: ms), `rate` (records/s, `k`) with `=`,
+    /// `<=` or `>=`, e.g. 'loss=0,duplicates=0,p99<=250ms'.
+    #[arg(long, value_name = "CLAUSES")]
+    pub require: Option<require::Requirement>,
 }
 
 /// The lab's traces: those of `FERRY_LOG` if set, else errors only. The proxy and librdkafka
@@ -202,6 +209,10 @@ fn run_quietly(args: LabArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     let summary = results::summarize(&results);
+    let recommendation = args
+        .require
+        .as_ref()
+        .map(|requirement| require::recommend(requirement, &results, &summary));
     let lab = LabResults {
         schema: results::SCHEMA_VERSION,
         ferry_version: env!("CARGO_PKG_VERSION").into(),
@@ -219,10 +230,12 @@ fn run_quietly(args: LabArgs) -> Result<()> {
         elapsed_ms: started.elapsed().as_millis() as u64,
         profiles: results,
         summary,
+        recommendation,
     };
     drop(target);
     drop(sinks);
     print!("{}", report::table::render(&lab));
+    print!("{}", report::recommendation::text(&lab));
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&lab).context("serialize results")?;
         write_file(path, json.as_bytes())?;

@@ -2,6 +2,7 @@
 //! the self-contained HTML page.
 
 pub mod html;
+pub mod recommendation;
 pub mod table;
 
 #[cfg(test)]
@@ -124,6 +125,7 @@ pub(crate) mod tests {
             elapsed_ms: 1234,
             summary: summarize(&profiles),
             profiles,
+            recommendation: None,
         }
     }
 }
