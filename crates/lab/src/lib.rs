@@ -15,6 +15,7 @@
 //!   PostgreSQL, judged from the database.
 //! - [`results`] and [`report`]: verdicts, JSON, the terminal table and the HTML page.
 //! - [`require`]: `--require`, the cheapest row meeting a requirement.
+//! - [`recheck`]: `ferry lab check`, a saved history judged again.
 //!
 //! Errors are `anyhow`: the lab is one of the binary's commands, and its errors are reported to
 //! the person running it, never matched on.
@@ -23,6 +24,7 @@ pub mod check;
 pub mod history;
 pub mod judge;
 pub mod profile;
+pub mod recheck;
 pub mod report;
 pub mod require;
 pub mod results;
@@ -55,7 +57,10 @@ pub const NEEDS_TRANSACTIONS: &str = "needs transactions (not yet in this broker
 
 /// The lab's command-line options.
 #[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct LabArgs {
+    #[command(subcommand)]
+    pub command: Option<LabCommand>,
     /// Small runs: the whole lab in under a minute. The default is thorough.
     #[arg(long)]
     pub quick: bool,
@@ -96,6 +101,14 @@ pub struct LabArgs {
     pub require: Option<require::Requirement>,
 }
 
+/// `ferry lab`'s subcommands; without one, the lab runs.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum LabCommand {
+    /// Judge a history saved by --histories again and print what the checkers find; exits
+    /// non-zero when the row broke its promises.
+    Check(recheck::CheckArgs),
+}
+
 /// The lab's traces: those of `FERRY_LOG` if set, else errors only. The proxy and librdkafka
 /// trace every fault they meet at info and warn level; under a progress bar, with every fault
 /// already in the history, those lines are noise.
@@ -124,6 +137,9 @@ pub(crate) fn quiet_this_thread() {
 
 /// Runs the lab and prints the table; the entry point of `ferry lab`.
 pub fn run(args: LabArgs) -> Result<()> {
+    if let Some(LabCommand::Check(check)) = &args.command {
+        return recheck::run(check);
+    }
     quietly(|| run_quietly(args))
 }
 
