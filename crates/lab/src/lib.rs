@@ -82,10 +82,10 @@ pub struct LabArgs {
     /// Seeds the fault plans; printed, so a run can be repeated.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Write the results as JSON to this file.
+    /// Write the results as JSON to this file (default: ./ferry-lab.json, unless --no-report).
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
-    /// Write the HTML report to this file.
+    /// Write the HTML report to this file (default: ./ferry-lab.html, unless --no-report).
     #[arg(long, value_name = "PATH")]
     pub html: Option<PathBuf>,
     /// Write each run's history (JSON lines) into this directory.
@@ -99,6 +99,10 @@ pub struct LabArgs {
     /// `<=` or `>=`, e.g. 'loss=0,duplicates=0,p99<=250ms'.
     #[arg(long, value_name = "CLAUSES")]
     pub require: Option<require::Requirement>,
+    /// Write no report unless asked: without it, ferry-lab.html and ferry-lab.json go to the
+    /// current directory when --html or --json does not say where.
+    #[arg(long)]
+    pub no_report: bool,
 }
 
 /// `ferry lab`'s subcommands; without one, the lab runs.
@@ -252,14 +256,15 @@ fn run_quietly(args: LabArgs) -> Result<()> {
     drop(sinks);
     print!("{}", report::table::render(&lab));
     print!("{}", report::recommendation::text(&lab));
-    if let Some(path) = &args.json {
+    let paths = report::files::paths(args.html.as_deref(), args.json.as_deref(), args.no_report);
+    if let Some(path) = &paths.html {
+        write_file(path, report::html::render(&lab).as_bytes())?;
+        eprintln!("report: {}", path.display());
+    }
+    if let Some(path) = &paths.json {
         let json = serde_json::to_string_pretty(&lab).context("serialize results")?;
         write_file(path, json.as_bytes())?;
         eprintln!("results: {}", path.display());
-    }
-    if let Some(path) = &args.html {
-        write_file(path, report::html::render(&lab).as_bytes())?;
-        eprintln!("report: {}", path.display());
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The lab's reports, drawn from [`crate::results::LabResults`] alone: the terminal table and
 //! the self-contained HTML page.
 
+pub mod files;
 pub mod html;
 pub mod recommendation;
 pub mod table;
