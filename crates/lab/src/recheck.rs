@@ -159,12 +159,12 @@ fn render(result: &RowResult) -> String {
             .iter()
             .map(|(kind, n)| format!("{n} × {kind}"))
             .collect();
-        let _ = writeln!(
-            out,
-            "faults: {} injected {}",
-            faults.injected,
-            kinds.join(", ")
-        );
+        let kinds = if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", kinds.join(", "))
+        };
+        let _ = writeln!(out, "faults: {} injected{kinds}", faults.injected);
     }
     if let Some(ledger) = &result.ledger {
         let _ = writeln!(

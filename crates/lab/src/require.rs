@@ -326,13 +326,13 @@ fn slower(s: &SummaryRow, chosen: &SummaryRow) -> RowReason {
             rate(best.per_second)
         ),
         (Some(mine), Some(_)) => format!(
-            "qualifies, as fast as {} ({}/s); the table's order breaks the tie",
-            chosen.row.name(),
-            rate(mine.per_second)
+            "qualifies, tied at {}/s; {} is first in the table",
+            rate(mine.per_second),
+            chosen.row.name()
         ),
-        (None, Some(_)) => "qualifies but has no rate without faults to rank it (profile none)".into(),
+        (None, Some(_)) => "qualifies, unranked: not measured without faults (profile none)".into(),
         (_, None) => format!(
-            "qualifies; no rate without faults to compare (profile none), so the table's order puts {} first",
+            "qualifies, unranked (no profile none); {} is first in the table",
             chosen.row.name()
         ),
     };
@@ -508,10 +508,10 @@ mod tests {
             &[
                 "→ at-least-once",
                 "at-most-once: p99<=2000 broken under slow-network (no latency measured)",
-                "at-least-once-idempotent: qualifies; no rate without faults to compare \
-                 (profile none), so the table's order puts at-least-once first",
-                "exactly-once: qualifies; no rate without faults to compare (profile none), so \
-                 the table's order puts at-least-once first",
+                "at-least-once-idempotent: qualifies, unranked (no profile none); at-least-once \
+                 is first in the table",
+                "exactly-once: qualifies, unranked (no profile none); at-least-once is first in \
+                 the table",
                 "sink-sqlite: measured under no profile (skipped: in this test)",
                 postgres,
             ],
@@ -523,8 +523,8 @@ mod tests {
             &[
                 "→ at-least-once",
                 "at-most-once: p99<=1500000us broken under slow-network (no latency measured)",
-                "at-least-once-idempotent: qualifies, as fast as at-least-once (30.2k/s); the \
-                 table's order breaks the tie",
+                "at-least-once-idempotent: qualifies, tied at 30.2k/s; at-least-once is first in \
+                 the table",
                 "exactly-once: rate>=10k broken under lost-acks (rate 9.0k/s)",
                 "sink-sqlite: rate>=10k broken under none (rate 4.1k/s)",
                 postgres,
