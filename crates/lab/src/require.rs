@@ -268,7 +268,7 @@ fn baseline(s: &SummaryRow) -> f64 {
 }
 
 /// The first clause `row` broke, in clause order, and the first profile it broke it in; or that
-/// it was measured nowhere, so it proves nothing.
+/// it was measured nowhere, so it proves nothing; or that a run of it failed.
 fn first_broken(
     requirement: &Requirement,
     row: Row,
@@ -290,6 +290,9 @@ fn first_broken(
             detail: unmeasured_detail(&results),
         });
     }
+    if let Some(failed) = failed_run(row, &results) {
+        return Some(failed);
+    }
     requirement.clauses.iter().find_map(|clause| {
         measured.iter().find_map(|(profile, result)| {
             Some(RowReason {
@@ -299,6 +302,20 @@ fn first_broken(
                 detail: clause.broken_by(result)?,
             })
         })
+    })
+}
+
+/// The first profile whose run of `row` failed: what the row does there is unknown, so it
+/// cannot be said to meet anything.
+fn failed_run(row: Row, results: &[(Profile, &RowResult)]) -> Option<RowReason> {
+    results.iter().find_map(|(profile, r)| match &r.status {
+        Status::Failed { error } => Some(RowReason {
+            row,
+            clause: None,
+            profile: Some(*profile),
+            detail: format!("its run failed under {}: {error}", profile.name()),
+        }),
+        _ => None,
     })
 }
 
@@ -527,6 +544,24 @@ mod tests {
                  the table",
                 "exactly-once: rate>=10k broken under lost-acks (rate 9.0k/s)",
                 "sink-sqlite: rate>=10k broken under none (rate 4.1k/s)",
+                postgres,
+            ],
+        );
+        // A run that failed disqualifies its row.
+        let mut failed = lab();
+        failed[1].rows[3].status = Status::Failed {
+            error: "broker gone".into(),
+        };
+        check(
+            "loss=0",
+            &failed,
+            &[
+                "→ at-least-once",
+                "at-most-once: loss=0 broken under lost-acks (37 lost)",
+                "at-least-once-idempotent: qualifies, tied at 30.2k/s; at-least-once is first in \
+                 the table",
+                "exactly-once: its run failed under lost-acks: broker gone",
+                "sink-sqlite: qualifies but slower (4.1k/s vs 30.2k/s)",
                 postgres,
             ],
         );
