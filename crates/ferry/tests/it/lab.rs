@@ -555,12 +555,14 @@ fn lab_check_and_require_on_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let send = |kind: &str, id: u64, index: u64| {
         format!(
-            r#"{{"index":{index},"time_us":{index}0,"type":"{kind}","process":"producer","f":"send","id":{id},"partition":0,"offset":{id}}}"#
+            r#"{{"index":{index},"time_us":{},"type":"{kind}","process":"producer","f":"send","id":{id},"partition":0,"offset":{id}}}"#,
+            index * 10
         )
     };
     let process = |id: u64, index: u64| {
         format!(
-            r#"{{"index":{index},"time_us":{index}0,"type":"ok","process":{{"consumer":0}},"f":"process","id":{id},"partition":0,"offset":{id},"applied":true}}"#
+            r#"{{"index":{index},"time_us":{},"type":"ok","process":{{"consumer":0}},"f":"process","id":{id},"partition":0,"offset":{id},"applied":true}}"#,
+            index * 10
         )
     };
     let sent = [
