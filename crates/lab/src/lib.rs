@@ -5,6 +5,8 @@
 //! - [`history`]: operations (invoke, ok / fail / info) and the recorder.
 //! - [`check`]: pure checkers (lost, duplicated, reordered, aborted reads, latency, throughput,
 //!   faults, the ledger invariant).
+//! - [`judge`]: one row's history through the checkers to its verdict (live runs and
+//!   `ferry lab check` alike).
 //! - [`workload`]: the seed's use cases (telemetry, orders, ledger) and the table's rows.
 //! - [`profile`]: the fault profiles and run sizes (`--quick`, thorough).
 //! - [`target`]: the lab's own broker (a child process) or a cluster, behind the proxy.
@@ -12,14 +14,19 @@
 //! - [`sink_run`]: the sink rows' runs, the ledger through `crates/sink` into SQLite and
 //!   PostgreSQL, judged from the database.
 //! - [`results`] and [`report`]: verdicts, JSON, the terminal table and the HTML page.
+//! - [`require`]: `--require`, the cheapest row meeting a requirement.
+//! - [`recheck`]: `ferry lab check`, a saved history judged again.
 //!
 //! Errors are `anyhow`: the lab is one of the binary's commands, and its errors are reported to
 //! the person running it, never matched on.
 
 pub mod check;
 pub mod history;
+pub mod judge;
 pub mod profile;
+pub mod recheck;
 pub mod report;
+pub mod require;
 pub mod results;
 pub mod runner;
 pub mod sink_run;
@@ -36,7 +43,7 @@ use client::Guarantee;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::profile::{Params, Profile};
-use crate::results::{LabResults, ProfileResult, RowResult, Status, TargetInfo, Verdict};
+use crate::results::{LabResults, ProfileResult, RowResult, Status, TargetInfo};
 use crate::runner::{RunOutput, RunSpec};
 use crate::sink_run::SinkEnv;
 use crate::target::Target;
@@ -50,7 +57,10 @@ pub const NEEDS_TRANSACTIONS: &str = "needs transactions (not yet in this broker
 
 /// The lab's command-line options.
 #[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct LabArgs {
+    #[command(subcommand)]
+    pub command: Option<LabCommand>,
     /// Small runs: the whole lab in under a minute. The default is thorough.
     #[arg(long)]
     pub quick: bool,
@@ -72,10 +82,10 @@ pub struct LabArgs {
     /// Seeds the fault plans; printed, so a run can be repeated.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Write the results as JSON to this file.
+    /// Write the results as JSON to this file (default: ./ferry-lab.json, unless --no-report).
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
-    /// Write the HTML report to this file.
+    /// Write the HTML report to this file (default: ./ferry-lab.html, unless --no-report).
     #[arg(long, value_name = "PATH")]
     pub html: Option<PathBuf>,
     /// Write each run's history (JSON lines) into this directory.
@@ -84,6 +94,23 @@ pub struct LabArgs {
     /// Where the lab's own broker keeps its temporary data directory.
     #[arg(long, value_name = "DIR", env = "FERRY_LAB_DIR")]
     pub dir: Option<PathBuf>,
+    /// Recommend the cheapest row meeting every clause under every profile it was measured in:
+    /// `loss`, `duplicates`, `p99` (us, ms, s; bare: ms), `rate` (records/s, `k`) with `=`,
+    /// `<=` or `>=`, e.g. 'loss=0,duplicates=0,p99<=250ms'.
+    #[arg(long, value_name = "CLAUSES")]
+    pub require: Option<require::Requirement>,
+    /// Write no report unless asked: without it, ferry-lab.html and ferry-lab.json go to the
+    /// current directory when --html or --json does not say where.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+/// `ferry lab`'s subcommands; without one, the lab runs.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum LabCommand {
+    /// Judge a history saved by --histories again and print what the checkers find; exits
+    /// non-zero when the row broke its promises.
+    Check(recheck::CheckArgs),
 }
 
 /// The lab's traces: those of `FERRY_LOG` if set, else errors only. The proxy and librdkafka
@@ -114,6 +141,9 @@ pub(crate) fn quiet_this_thread() {
 
 /// Runs the lab and prints the table; the entry point of `ferry lab`.
 pub fn run(args: LabArgs) -> Result<()> {
+    if let Some(LabCommand::Check(check)) = &args.command {
+        return recheck::run(check);
+    }
     quietly(|| run_quietly(args))
 }
 
@@ -199,6 +229,10 @@ fn run_quietly(args: LabArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     let summary = results::summarize(&results);
+    let recommendation = args
+        .require
+        .as_ref()
+        .map(|requirement| require::recommend(requirement, &results, &summary));
     let lab = LabResults {
         schema: results::SCHEMA_VERSION,
         ferry_version: env!("CARGO_PKG_VERSION").into(),
@@ -216,18 +250,21 @@ fn run_quietly(args: LabArgs) -> Result<()> {
         elapsed_ms: started.elapsed().as_millis() as u64,
         profiles: results,
         summary,
+        recommendation,
     };
     drop(target);
     drop(sinks);
     print!("{}", report::table::render(&lab));
-    if let Some(path) = &args.json {
+    print!("{}", report::recommendation::text(&lab));
+    let paths = report::files::paths(args.html.as_deref(), args.json.as_deref(), args.no_report);
+    if let Some(path) = &paths.html {
+        write_file(path, report::html::render(&lab).as_bytes())?;
+        eprintln!("report: {}", path.display());
+    }
+    if let Some(path) = &paths.json {
         let json = serde_json::to_string_pretty(&lab).context("serialize results")?;
         write_file(path, json.as_bytes())?;
         eprintln!("results: {}", path.display());
-    }
-    if let Some(path) = &args.html {
-        write_file(path, report::html::render(&lab).as_bytes())?;
-        eprintln!("report: {}", path.display());
     }
     Ok(())
 }
@@ -351,48 +388,12 @@ fn measured_row(
     history_file: Option<String>,
 ) -> RowResult {
     let history = &output.history;
-    let counts = check::counts(history, row.view());
-    let faults = check::faults(history);
-    let mut result = RowResult::unmeasured(row, Status::Measured);
-    result.verdict = results::verdict(row, spec.profile, &counts, &faults);
+    let mut result = judge::judge(row, spec.profile, &spec.params, history);
     result.topic = Some(spec.topic.clone());
-    result.counts = Some(counts);
-    result.latency = check::latency(history, spec.params.paced_ids());
-    result.throughput = check::throughput(history, spec.params.burst_ids());
-    result.faults = Some(faults);
     result.timeline =
         (row != Row::AtLeastOnceIdempotent).then(|| check::timeline(history, TIMELINE_BUCKET_US));
-    if row.workload() == workload::Workload::Ledger {
-        let ledger = check::ledger(
-            history,
-            workload::LEDGER_ACCOUNTS,
-            workload::LEDGER_INITIAL_BALANCE,
-            workload::transfer,
-        );
-        if !ledger.holds {
-            let reason = format!(
-                "ledger invariant broken: total {} (was {}), {} accounts off",
-                ledger.total_observed, ledger.total_initial, ledger.accounts_off
-            );
-            match &mut result.verdict {
-                Verdict::Violated { reasons } => reasons.push(reason),
-                verdict => {
-                    *verdict = Verdict::Violated {
-                        reasons: vec![reason],
-                    }
-                }
-            }
-        }
-        result.ledger = Some(ledger);
-    }
     if let Some(check) = &output.sink {
-        let reasons = check.violations();
-        if !reasons.is_empty() {
-            match &mut result.verdict {
-                Verdict::Violated { reasons: all } => all.extend(reasons),
-                verdict => *verdict = Verdict::Violated { reasons },
-            }
-        }
+        judge::add_violations(&mut result.verdict, check.violations());
         result.sink = Some(check.clone());
     }
     result.notes = output.notes.clone();

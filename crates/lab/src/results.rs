@@ -25,6 +25,9 @@ pub struct LabResults {
     pub elapsed_ms: u64,
     pub profiles: Vec<ProfileResult>,
     pub summary: Vec<SummaryRow>,
+    /// The cheapest row meeting `--require`; absent without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommendation: Option<crate::require::Recommendation>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

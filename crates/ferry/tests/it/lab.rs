@@ -445,13 +445,14 @@ fn lab_report_renders_in_headless_chromium() {
 
 /// Without the PostgreSQL server binaries (`FERRY_PG_BIN` pointing at an empty folder) the lab
 /// still runs: the PostgreSQL sink row says it was skipped and why, naming scripts/install-deps,
-/// and the SQLite sink row is measured beside it.
+/// and the SQLite sink row is measured beside it. The same run, with neither --html nor --json,
+/// writes both reports into its working directory and says where, and with --require it ends
+/// with the recommendation, in the terminal and in the JSON.
 #[test]
 fn lab_without_postgres_skips_its_rows_naming_install_deps() {
     let dir = tempfile::tempdir().unwrap();
     let no_binaries = dir.path().join("no-postgres");
     std::fs::create_dir_all(&no_binaries).unwrap();
-    let json = dir.path().join("lab.json");
     let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args([
             "lab",
@@ -460,16 +461,22 @@ fn lab_without_postgres_skips_its_rows_naming_install_deps() {
             "3",
             "--profile",
             "none",
-            "--json",
+            "--require",
+            "loss=0, duplicates=0",
         ])
-        .arg(&json)
         .arg("--dir")
         .arg(dir.path())
+        .current_dir(dir.path())
         .env("FERRY_PG_BIN", &no_binaries)
         .output()
         .expect("run ferry lab");
     let table = String::from_utf8_lossy(&output.stdout);
+    let traces = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "ferry lab failed: {table}");
+    assert!(traces.contains("report: ./ferry-lab.html\n"), "{traces}");
+    assert!(traces.contains("results: ./ferry-lab.json\n"), "{traces}");
+    assert!(dir.path().join("ferry-lab.html").is_file());
+    let json = dir.path().join("ferry-lab.json");
     let results: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let postgres = &rows(&results, "sink-postgres")[0].1;
     assert_eq!(postgres["status"]["kind"], "skipped", "{postgres}");
@@ -479,4 +486,145 @@ fn lab_without_postgres_skips_its_rows_naming_install_deps() {
     let sqlite = &rows(&results, "sink-sqlite")[0].1;
     assert_eq!(sqlite["status"]["kind"], "measured", "{sqlite}");
     assert_eq!(count(sqlite, "lost"), 0);
+
+    let recommendation = &results["recommendation"];
+    assert_eq!(recommendation["requirement"], "loss=0,duplicates=0");
+    let reasons = recommendation["reasons"].as_array().unwrap();
+    // Every row but the chosen one has a reason, and the PostgreSQL row's is that it never ran.
+    let chosen = usize::from(recommendation["row"].is_string());
+    assert_eq!(reasons.len() + chosen, 6, "{recommendation}");
+    let postgres = reasons
+        .iter()
+        .find(|r| r["row"] == "sink-postgres")
+        .unwrap();
+    assert!(postgres["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("measured under no profile"));
+    assert!(
+        table.contains("━━ --require loss=0,duplicates=0 ━━"),
+        "{table}"
+    );
+}
+
+/// `ferry lab check` on every history the quick lab wrote reaches the verdict, loss and
+/// duplicates the lab reported for that row, and exits non-zero exactly when it is violated.
+#[test]
+fn lab_check_judges_every_saved_history_as_the_lab_did() {
+    let results = &quick_lab().results;
+    let mut checked = 0;
+    for profile in results["profiles"].as_array().unwrap() {
+        for row in profile["rows"].as_array().unwrap() {
+            let Some(history) = row["history_file"].as_str() else {
+                continue;
+            };
+            let name = row["row"].as_str().unwrap();
+            let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+                .args(["lab", "check", history, "--row", name])
+                .output()
+                .expect("run ferry lab check");
+            let text = String::from_utf8_lossy(&output.stdout);
+            let kind = row["verdict"]["kind"].as_str().unwrap();
+            let verdict = format!("verdict: {}", kind.replace('_', " "));
+            assert!(
+                text.contains(&verdict),
+                "{history} as {name}: {verdict}?\n{text}"
+            );
+            let lost = format!("lost: {} (", count(row, "lost"));
+            assert!(text.contains(&lost), "{history} as {name}: {lost}?\n{text}");
+            let duplicated = format!("duplicated: {} ·", count(row, "duplicated"));
+            assert!(
+                text.contains(&duplicated),
+                "{history} as {name}: {duplicated}?\n{text}"
+            );
+            assert_eq!(
+                output.status.success(),
+                kind != "violated",
+                "{history}\n{text}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "only {checked} histories checked");
+}
+
+/// The check command's own wiring, without a lab run: a clean history passes, one with a lost
+/// record fails; a --require that does not parse stops `ferry lab` before anything runs.
+#[test]
+fn lab_check_and_require_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let send = |kind: &str, id: u64, index: u64| {
+        format!(
+            r#"{{"index":{index},"time_us":{},"type":"{kind}","process":"producer","f":"send","id":{id},"partition":0,"offset":{id}}}"#,
+            index * 10
+        )
+    };
+    let process = |id: u64, index: u64| {
+        format!(
+            r#"{{"index":{index},"time_us":{},"type":"ok","process":{{"consumer":0}},"f":"process","id":{id},"partition":0,"offset":{id},"applied":true}}"#,
+            index * 10
+        )
+    };
+    let sent = [
+        send("invoke", 0, 0),
+        send("ok", 0, 1),
+        send("invoke", 1, 2),
+        send("ok", 1, 3),
+    ];
+    let clean = [&sent[..], &[process(0, 4), process(1, 5)]].concat();
+    let lossy = [&sent[..], &[process(0, 4)]].concat();
+    let check = |name: &str, lines: &[String], succeeds: bool, says: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["lab", "check"])
+            .arg(&path)
+            .output()
+            .expect("run ferry lab check");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let errors = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.success(), succeeds, "{name}: {text}{errors}");
+        assert!(
+            format!("{text}{errors}").contains(says),
+            "{name}: {text}{errors}"
+        );
+    };
+    check(
+        "none-at-least-once.jsonl",
+        &clean,
+        true,
+        "verdict: baseline",
+    );
+    check(
+        "none-at-least-once.jsonl",
+        &lossy,
+        false,
+        "verdict: violated: 1 records lost",
+    );
+    check(
+        "none-at-least-once.jsonl",
+        &lossy,
+        false,
+        "at-least-once broke its promises",
+    );
+    check("nameless.jsonl", &clean, false, "pass --row and --profile");
+
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "lab",
+            "--quick",
+            "--no-report",
+            "--require",
+            "loss=0,lat<=5ms",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("run ferry lab");
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{errors}");
+    let expect = "unknown key 'lat' in --require: expected loss, duplicates, p99, rate";
+    assert!(errors.contains(expect), "{errors}");
+    assert!(!errors.contains("seed"), "the lab started: {errors}");
+    assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -84,6 +84,7 @@ pub fn render(results: &LabResults) -> String {
         p.burst_records,
         p.partitions,
     );
+    out.push_str(&super::recommendation::html(results));
     summary(&mut out, results);
     for profile in &results.profiles {
         profile_section(&mut out, profile);

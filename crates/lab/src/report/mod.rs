@@ -1,7 +1,9 @@
 //! The lab's reports, drawn from [`crate::results::LabResults`] alone: the terminal table and
 //! the self-contained HTML page.
 
+pub mod files;
 pub mod html;
+pub mod recommendation;
 pub mod table;
 
 #[cfg(test)]
@@ -124,6 +126,7 @@ pub(crate) mod tests {
             elapsed_ms: 1234,
             summary: summarize(&profiles),
             profiles,
+            recommendation: None,
         }
     }
 }

@@ -270,7 +270,7 @@ fn complexity(row: Row) -> &'static str {
 }
 
 /// Cuts a line to [`COLUMNS_MAX`] characters, marking the cut.
-fn fit(line: &str) -> String {
+pub(crate) fn fit(line: &str) -> String {
     let line = line.trim_end();
     if line.chars().count() <= COLUMNS_MAX {
         return line.to_string();
