@@ -21,6 +21,7 @@
 //! the person running it, never matched on.
 
 pub mod check;
+pub mod curve;
 pub mod history;
 pub mod judge;
 pub mod profile;
@@ -29,8 +30,10 @@ pub mod report;
 pub mod require;
 pub mod results;
 pub mod runner;
+mod session;
 pub mod sink_run;
 pub mod target;
+pub mod trials;
 pub mod workload;
 
 use std::net::SocketAddr;
@@ -43,7 +46,7 @@ use client::Guarantee;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::profile::{Params, Profile};
-use crate::results::{LabResults, ProfileResult, RowResult, Status, TargetInfo};
+use crate::results::{LabResults, RowResult, Status, TargetInfo};
 use crate::runner::{RunOutput, RunSpec};
 use crate::sink_run::SinkEnv;
 use crate::target::Target;
@@ -103,6 +106,21 @@ pub struct LabArgs {
     /// current directory when --html or --json does not say where.
     #[arg(long)]
     pub no_report: bool,
+    /// How often the loops that commit after processing commit (at-least-once offsets,
+    /// exactly-once transactions, sink database transactions), as Kafka Streams'
+    /// commit.interval.ms.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub commit_interval: u64,
+    /// The size of every record's value, the same for every row so rows compare.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub record_bytes: usize,
+    /// Baseline (no faults) runs per row; the table shows their median and spread. Default:
+    /// 3 thorough, 1 --quick.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub trials: Option<u32>,
+    /// Skip the cost curve (throughput and latency by commit interval, no faults).
+    #[arg(long)]
+    pub no_curve: bool,
 }
 
 /// `ferry lab`'s subcommands; without one, the lab runs.
@@ -156,15 +174,27 @@ fn run_quietly(args: LabArgs) -> Result<()> {
     let seed = args
         .seed
         .unwrap_or(started_unix_ms ^ u64::from(std::process::id()));
-    let (mode, params) = if args.quick {
+    let (mode, mut params) = if args.quick {
         ("quick", Params::quick())
     } else {
         ("thorough", Params::thorough())
     };
+    params.commit_interval_ms = args.commit_interval;
+    params.payload_bytes = args.record_bytes;
+    let trials = args.trials.unwrap_or(if args.quick {
+        trials::TRIALS_QUICK
+    } else {
+        trials::TRIALS_THOROUGH
+    });
     let profiles = if args.profiles.is_empty() {
         Profile::ALL.to_vec()
     } else {
         args.profiles.clone()
+    };
+    let intervals_ms: &[u64] = if args.no_curve {
+        &[]
+    } else {
+        curve::intervals_ms(args.quick)
     };
     eprintln!("ferry lab: {mode}, seed {seed} (repeat with --seed {seed})");
     let target = match &args.bootstrap {
@@ -177,19 +207,19 @@ fn run_quietly(args: LabArgs) -> Result<()> {
     if let Some(dir) = &args.histories {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
-    let run_rows = [
-        Row::AtMostOnce,
-        Row::AtLeastOnce,
-        Row::ExactlyOnce,
-        Row::SinkSqlite,
-        Row::SinkPostgres,
-    ];
     // One PostgreSQL server for every sink-postgres run, if one will run.
-    let postgres_runs = profiles
-        .iter()
-        .any(|&p| sink_profile(p, args.quick) && p.not_applicable(Row::SinkPostgres).is_none());
+    let postgres_runs = (!intervals_ms.is_empty() && !args.quick)
+        || profiles
+            .iter()
+            .any(|&p| sink_profile(p, args.quick) && p.not_applicable(Row::SinkPostgres).is_none());
     let sinks = SinkEnv::new(args.dir.as_deref(), postgres_runs)?;
-    let bar = ProgressBar::new((profiles.len() * run_rows.len()) as u64);
+    let curve_rows = curve::rows(args.quick);
+    // The point at the lab's own interval comes from the baseline when it runs.
+    let own_point =
+        profiles.contains(&Profile::None) && intervals_ms.contains(&args.commit_interval);
+    let curve_runs = intervals_ms.len() - usize::from(own_point);
+    let curve_points = curve_runs * curve_rows.len();
+    let bar = ProgressBar::new(session::Session::runs(&profiles, trials, curve_points));
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{bar:24}] {pos}/{len} runs {elapsed:>4} {wide_msg}",
@@ -198,35 +228,16 @@ fn run_quietly(args: LabArgs) -> Result<()> {
         .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
-    let mut results = Vec::new();
-    for (p, &profile) in profiles.iter().enumerate() {
-        let mut rows = Vec::new();
-        for (r, &run_row) in run_rows.iter().enumerate() {
-            let label = format!("{} · {}", profile.title(), run_row.label());
-            bar.set_message(label.clone());
-            let spec = RunSpec {
-                row: run_row,
-                profile,
-                params: params.clone(),
-                seed: seed.wrapping_add(
-                    ((p * run_rows.len() + r) as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                ),
-                topic: format!("ferry-lab-{seed}-{}-{}", profile.name(), run_row.name()),
-                group: format!("ferry-lab-{seed}-{}-{}", profile.name(), run_row.name()),
-            };
-            let progress = |phase: &str, sent: u64| {
-                bar.set_message(format!("{label}: {phase} {sent}/{}", params.records()));
-            };
-            rows.extend(run_rows_of(&target, &spec, &args, &sinks, &progress));
-            bar.inc(1);
-        }
-        results.push(ProfileResult {
-            profile,
-            title: profile.title().into(),
-            description: profile.description(&params),
-            rows,
-        });
-    }
+    let session = session::Session {
+        target: &target,
+        sinks: &sinks,
+        args: &args,
+        seed,
+        bar: &bar,
+    };
+    let results = session.profiles(&profiles, &params, trials);
+    let baseline = results.iter().find(|p| p.profile == Profile::None);
+    let cost_curve = session.cost_curve(&params, intervals_ms, curve_rows, baseline);
     bar.finish_and_clear();
     let summary = results::summarize(&results);
     let recommendation = args
@@ -250,6 +261,7 @@ fn run_quietly(args: LabArgs) -> Result<()> {
         elapsed_ms: started.elapsed().as_millis() as u64,
         profiles: results,
         summary,
+        cost_curve,
         recommendation,
     };
     drop(target);
@@ -277,6 +289,7 @@ fn run_rows_of(
     args: &LabArgs,
     sinks: &SinkEnv,
     progress: &(dyn Fn(&str, u64) + Sync),
+    history_tag: Option<&str>,
 ) -> Vec<RowResult> {
     let rows: Vec<Row> = match spec.row {
         Row::AtLeastOnce => vec![Row::AtLeastOnce, Row::AtLeastOnceIdempotent],
@@ -309,7 +322,9 @@ fn run_rows_of(
         }
     };
     let history_file = args.histories.as_ref().and_then(|dir| {
-        let path = dir.join(format!("{}-{}.jsonl", spec.profile.name(), spec.row.name()));
+        let tag = history_tag.map_or(String::new(), |tag| format!(".{tag}"));
+        let name = format!("{}-{}{tag}.jsonl", spec.profile.name(), spec.row.name());
+        let path = dir.join(name);
         match write_history(&path, &output.history) {
             Ok(()) => Some(path.display().to_string()),
             Err(error) => {

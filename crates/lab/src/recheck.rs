@@ -46,9 +46,12 @@ fn parse_row(name: &str) -> Result<Row, String> {
         })
 }
 
-/// The profile and row a `--histories` file name (`PROFILE-ROW.jsonl`) names, if it names them.
+/// The profile and row a `--histories` file name (`PROFILE-ROW.jsonl`, or
+/// `PROFILE-ROW.TAG.jsonl` for further baseline trials and cost-curve runs) names, if it names
+/// them.
 fn names_of(path: &Path) -> Option<(Profile, Row)> {
     let stem = path.file_name()?.to_str()?.strip_suffix(".jsonl")?;
+    let stem = stem.split('.').next()?;
     Profile::ALL.into_iter().find_map(|profile| {
         let row = stem.strip_prefix(profile.name())?.strip_prefix('-')?;
         Some((profile, parse_row(row).ok()?))

@@ -8,7 +8,7 @@ use crate::profile::{Params, Profile};
 use crate::workload::Row;
 
 /// Bumped when a field changes meaning or disappears.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LabResults {
@@ -25,6 +25,9 @@ pub struct LabResults {
     pub elapsed_ms: u64,
     pub profiles: Vec<ProfileResult>,
     pub summary: Vec<SummaryRow>,
+    /// Throughput and latency by commit interval, no faults (`--no-curve`: empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cost_curve: Vec<crate::curve::CurvePoint>,
     /// The cheapest row meeting `--require`; absent without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recommendation: Option<crate::require::Recommendation>,
@@ -116,6 +119,10 @@ pub struct RowResult {
     /// Records per second of the burst.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throughput: Option<Throughput>,
+    /// Baseline rows run several times: every trial's figures and their spread. `latency`,
+    /// `throughput` and `counts` are then the trial with the median throughput's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<crate::trials::Spread>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faults: Option<Faults>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,6 +156,7 @@ impl RowResult {
             counts: None,
             latency: None,
             throughput: None,
+            spread: None,
             faults: None,
             timeline: None,
             ledger: None,
@@ -251,9 +259,12 @@ pub struct SummaryRow {
     pub duplicated: u64,
     pub profiles_with_duplicates: u32,
     pub violations: u32,
-    /// Latency and throughput with no faults.
+    /// Latency and throughput with no faults (of the median trial).
     pub baseline_latency: Option<Latency>,
     pub baseline_throughput: Option<Throughput>,
+    /// Their spread over the baseline trials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_spread: Option<crate::trials::Spread>,
     /// Why the row was not measured anywhere, if it was not.
     pub unmeasured_reason: Option<String>,
 }
@@ -274,6 +285,7 @@ pub fn summarize(profiles: &[ProfileResult]) -> Vec<SummaryRow> {
                 violations: 0,
                 baseline_latency: None,
                 baseline_throughput: None,
+                baseline_spread: None,
                 unmeasured_reason: None,
             };
             for profile in profiles {
@@ -295,6 +307,7 @@ pub fn summarize(profiles: &[ProfileResult]) -> Vec<SummaryRow> {
                 if profile.profile == Profile::None {
                     summary.baseline_latency = result.latency.clone();
                     summary.baseline_throughput = result.throughput.clone();
+                    summary.baseline_spread = result.spread.clone();
                 }
             }
             if summary.profiles_measured > 0 {

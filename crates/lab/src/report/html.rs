@@ -24,7 +24,7 @@ ul.notes { color: #445; font-size: 0.92em; } code { background: #f3f5f9; padding
 "#;
 
 /// Series colours by row.
-fn colour(row: Row) -> &'static str {
+pub(crate) fn colour(row: Row) -> &'static str {
     match row {
         Row::AtMostOnce => "#4e79a7",
         Row::AtLeastOnce => "#f28e2b",
@@ -86,6 +86,7 @@ pub fn render(results: &LabResults) -> String {
     );
     out.push_str(&super::recommendation::html(results));
     summary(&mut out, results);
+    out.push_str(&super::curve::html(results));
     for profile in &results.profiles {
         profile_section(&mut out, profile);
     }

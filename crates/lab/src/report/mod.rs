@@ -1,6 +1,7 @@
 //! The lab's reports, drawn from [`crate::results::LabResults`] alone: the terminal table and
 //! the self-contained HTML page.
 
+pub mod curve;
 pub mod files;
 pub mod html;
 pub mod recommendation;
@@ -126,7 +127,26 @@ pub(crate) mod tests {
             elapsed_ms: 1234,
             summary: summarize(&profiles),
             profiles,
+            cost_curve: sample_curve(),
             recommendation: None,
         }
+    }
+
+    /// Two rows at three intervals: throughput rising with the interval, latency with it too.
+    fn sample_curve() -> Vec<crate::curve::CurvePoint> {
+        let mut points = Vec::new();
+        for (row, rate) in [(Row::AtLeastOnce, 200_000.0), (Row::ExactlyOnce, 150_000.0)] {
+            for (i, ms) in [10u64, 100, 1000].into_iter().enumerate() {
+                points.push(crate::curve::CurvePoint {
+                    row,
+                    commit_interval_ms: ms,
+                    per_second: Some(rate * (1.0 + i as f64 * 0.2)),
+                    p50_us: Some(ms * 500),
+                    p99_us: Some(ms * 1000 + 5_000),
+                    unmeasured: None,
+                });
+            }
+        }
+        points
     }
 }

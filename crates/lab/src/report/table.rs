@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use crate::check::{Counts, Latency, Throughput};
 use crate::results::{LabResults, ProfileResult, RowResult, Status, SummaryRow, Verdict};
+use crate::trials::{Figure, Spread};
 use crate::workload::Row;
 
 /// The widest line the report prints.
@@ -45,7 +46,52 @@ pub fn render(results: &LabResults) -> String {
     }
     out.push('\n');
     render_summary(&mut out, results);
+    render_spread(&mut out, results);
+    out.push_str(&super::curve::text(results));
     out
+}
+
+/// The baseline's figures over their trials, when the baseline ran more than once.
+fn render_spread(out: &mut String, results: &LabResults) {
+    let spreads: Vec<(&str, &Spread)> = results
+        .summary
+        .iter()
+        .filter_map(|s| Some((s.label.as_str(), s.baseline_spread.as_ref()?)))
+        .collect();
+    let Some(trials) = spreads.iter().map(|(_, s)| s.trials.len()).max() else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\n━━ the baseline over {trials} trials ━━ median ± half the range; ~ marks a spread over {:.0}%",
+        crate::trials::SPREAD_WIDE_PCT
+    );
+    let _ = writeln!(
+        out,
+        " {:<LABEL$} {:>14} {:>14} {:>14}",
+        "guarantee", "rec/s", "p50 ms", "p99 ms"
+    );
+    for (label, spread) in spreads {
+        let rate = figure_cell(spread.per_second.as_ref(), rate);
+        let p50 = figure_cell(spread.p50_us.as_ref(), |us| ms(us as u64));
+        let p99 = figure_cell(spread.p99_us.as_ref(), |us| ms(us as u64));
+        let _ = writeln!(
+            out,
+            "{}",
+            fit(&format!(" {label:<LABEL$} {rate:>14} {p50:>14} {p99:>14}"))
+        );
+    }
+}
+
+/// A figure as "212.0k ±4%", with "~" in front when its spread is wide.
+pub fn figure_cell(figure: Option<&Figure>, show: impl Fn(f64) -> String) -> String {
+    match figure {
+        None => "-".into(),
+        Some(f) => {
+            let mark = if f.is_wide() { "~" } else { "" };
+            format!("{mark}{} ±{:.0}%", show(f.median), f.spread_pct)
+        }
+    }
 }
 
 fn render_profile(out: &mut String, profile: &ProfileResult) {
@@ -223,7 +269,7 @@ fn render_summary(out: &mut String, results: &LabResults) {
     );
     let _ = writeln!(
         out,
-        " {:<LABEL$} {:<20} {:<20} {:>7} {:>RATE$}  complexity",
+        " {:<LABEL$} {:<20} {:<20} {:>7} {:>7}  complexity",
         "guarantee", "data loss?", "duplicates?", "p99 ms", "rec/s"
     );
     for summary in &results.summary {
@@ -247,13 +293,18 @@ fn summary_line(s: &SummaryRow) -> String {
         0 => format!("no (0 in {of})"),
         n => format!("yes: {n} in {} of {of}", s.profiles_with_duplicates),
     };
-    let p99 = s
-        .baseline_latency
-        .as_ref()
-        .map_or("-".to_string(), |l| ms(l.p99_us));
+    // With trials, the medians of each figure, "~" marking a wide spread.
+    let spread = s.baseline_spread.as_ref();
+    let median = |figure: Option<&Figure>, show: &dyn Fn(f64) -> String| {
+        figure.map(|f| format!("{}{}", if f.is_wide() { "~" } else { "" }, show(f.median)))
+    };
+    let p99 = median(spread.and_then(|s| s.p99_us.as_ref()), &|us| ms(us as u64))
+        .or_else(|| s.baseline_latency.as_ref().map(|l| ms(l.p99_us)))
+        .unwrap_or_else(|| "-".into());
+    let per_second = median(spread.and_then(|s| s.per_second.as_ref()), &rate)
+        .unwrap_or_else(|| rate_cell(s.baseline_throughput.as_ref()));
     format!(
-        "{mark}{label:<LABEL$} {loss:<20} {duplicates:<20} {p99:>7} {:>RATE$}  {}",
-        rate_cell(s.baseline_throughput.as_ref()),
+        "{mark}{label:<LABEL$} {loss:<20} {duplicates:<20} {p99:>7} {per_second:>7}  {}",
         complexity(s.row)
     )
 }
@@ -313,13 +364,18 @@ mod tests {
                injected into at-least-once: 41 faults: 41 × drop_frame produce response
 
             ━━ the seed's table, measured ━━ across 1 fault profiles; latency and rate without faults
-             guarantee             data loss?           duplicates?           p99 ms  rec/s  complexity
-             at-most-once          yes: 12 in 1 of 1    no (0 in 1)                -      -  simple
-             at-least-once         no (0 in 1)          yes: 37 in 1 of 1          -      -  moderate
-             + idempotent consumer no (0 in 1)          no (0 in 1)                -      -  moderate + dedup
+             guarantee             data loss?           duplicates?           p99 ms   rec/s  complexity
+             at-most-once          yes: 12 in 1 of 1    no (0 in 1)                -       -  simple
+             at-least-once         no (0 in 1)          yes: 37 in 1 of 1          -       -  moderate
+             + idempotent consumer no (0 in 1)          no (0 in 1)                -       -  moderate + dedup
              exactly-once          needs transactions (not yet in this broker)
              sink → SQLite         not measured
              sink → PostgreSQL     not measured
+
+            ━━ the cost curve ━━ no faults; rec/s and p99 ms by commit interval (--commit-interval)
+             guarantee                      10 ms         100 ms        1000 ms
+             at-least-once              200.0k 15     240.0k 105    280.0k 1.0s
+             exactly-once               150.0k 15     180.0k 105    210.0k 1.0s
         "#]]
         .assert_eq(&render(&sample_results()));
     }
