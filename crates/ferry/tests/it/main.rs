@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod commit_windows;
 mod crash;
 mod exactly_once;
 mod groups;
