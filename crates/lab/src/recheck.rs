@@ -72,7 +72,12 @@ fn params_of(history: &[Op], quick: bool) -> (Params, String) {
     ids.sort_unstable();
     ids.dedup();
     let dense = ids.last().is_some_and(|&last| last + 1 == ids.len() as u64);
-    for (mode, params) in [("quick", Params::quick()), ("thorough", Params::thorough())] {
+    let modes = [
+        ("quick", Params::quick()),
+        ("thorough", Params::thorough()),
+        ("thorough baseline", Params::thorough().baseline()),
+    ];
+    for (mode, params) in modes {
         if dense && ids.len() as u64 == params.records() {
             return (
                 params,

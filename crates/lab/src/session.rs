@@ -75,7 +75,12 @@ impl Session<'_> {
         profiles
             .iter()
             .map(|&profile| {
-                let trials = if profile == Profile::None { trials } else { 1 };
+                let (trials, params) = if profile == Profile::None {
+                    (trials, params.baseline())
+                } else {
+                    (1, params.clone())
+                };
+                let params = &params;
                 let mut rows = Vec::new();
                 for run_row in RUN_ROWS {
                     let per_trial: Vec<Vec<RowResult>> = (1..=trials)
@@ -108,7 +113,7 @@ impl Session<'_> {
             let own_interval = commit_interval_ms == params.commit_interval_ms;
             let params = Params {
                 commit_interval_ms,
-                ..params.clone()
+                ..params.baseline()
             };
             for &run_row in rows {
                 let measured = baseline

@@ -69,8 +69,9 @@ pub fn render(results: &LabResults) -> String {
          <code>{}</code> · {} broker <code>{}</code> through the chaos proxy <code>{}</code> · \
          transactions {} · {} build · {:.1} s</p>\n<p class=\"desc\">Each run sends {} records at {}/s \
          (latency is measured from send to processed on these), then {} as fast as the producer \
-         takes them (throughput), over {} partitions, with the fault active; then the faults \
-         stop and everything still in flight is drained before the history is checked.</p>\n",
+         takes them (throughput; {} in the baseline and cost-curve runs), over {} partitions, with \
+         the fault active; then the faults stop and everything still in flight is drained before \
+         the history is checked. Loops that commit after processing commit every {} ms.</p>\n",
         esc(&results.mode),
         results.seed,
         esc(&t.kind),
@@ -82,7 +83,9 @@ pub fn render(results: &LabResults) -> String {
         p.paced_records,
         p.rate_per_second,
         p.burst_records,
+        p.baseline_burst_records.max(p.burst_records),
         p.partitions,
+        p.commit_interval_ms,
     );
     out.push_str(&super::recommendation::html(results));
     summary(&mut out, results);

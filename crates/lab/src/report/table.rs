@@ -40,6 +40,13 @@ pub fn render(results: &LabResults) -> String {
         "each run: {} records at {}/s (latency), then {} as fast as possible (throughput), {} partitions",
         p.paced_records, p.rate_per_second, p.burst_records, p.partitions
     );
+    if p.baseline_burst_records > p.burst_records {
+        let _ = writeln!(
+            out,
+            "baseline and cost-curve runs: a burst of {}; commit interval {} ms",
+            p.baseline_burst_records, p.commit_interval_ms
+        );
+    }
     for profile in &results.profiles {
         out.push('\n');
         render_profile(&mut out, profile);
