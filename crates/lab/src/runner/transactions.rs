@@ -23,7 +23,8 @@ use client::{ClientError, CommitPolicy, Settings};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::BaseRecord;
 
-use super::{ProgressFn, RunSpec, Shared, PRODUCER_SETTINGS};
+use super::settings::{self, PRODUCER_SETTINGS};
+use super::{ProgressFn, RunSpec, Shared};
 use crate::history::{Event, Kind, Process, Recorder};
 use crate::profile::Profile;
 
@@ -83,10 +84,7 @@ type Producer = TxnProducer<TxnContext>;
 /// Creates a transactional producer and registers its transactional id, which fences any
 /// previous instance and aborts its open transaction.
 fn new_txn_producer(settings: &Settings, recorder: &Arc<Recorder>) -> Result<Producer> {
-    let mut settings = settings.clone();
-    for (name, value) in PRODUCER_SETTINGS {
-        settings = settings.set(*name, *value);
-    }
+    let settings = settings::with(settings.clone(), PRODUCER_SETTINGS);
     let context = TxnContext {
         recorder: recorder.clone(),
     };
@@ -137,18 +135,16 @@ pub(crate) fn produce_transactions(
     let settings = settings
         .clone()
         .transactional_id(format!("{}-txn", spec.group));
-    let crashes = |profile: Profile| -> Vec<u64> {
-        if spec.profile != profile {
-            return Vec::new();
-        }
-        let n = u64::from(params.consumer_crashes);
-        (1..=n)
-            .map(|k| params.paced_records * k / (n + 1))
-            .collect()
+    let mut producer = TxnRun {
+        producer: Some(new_txn_producer(&settings, recorder)?),
+        settings,
+        spec,
+        recorder,
+        shared,
+        progress,
+        consumer_crash_at: crashes_at(spec, Profile::ConsumerCrash),
+        producer_crash_at: crashes_at(spec, Profile::ProducerCrash),
     };
-    let consumer_crash_at = crashes(Profile::ConsumerCrash);
-    let mut producer_crash_at = crashes(Profile::ProducerCrash);
-    let mut producer = new_txn_producer(&settings, recorder)?;
     // The pace starts once the producer is ready: its init is not the records' latency.
     let mut feed = Feed {
         fresh: params.paced_ids().chain(params.burst_ids()).peekable(),
@@ -168,67 +164,113 @@ pub(crate) fn produce_transactions(
             );
         }
         txn += 1;
-        recorder.record(
-            Kind::Invoke,
-            Process::Producer,
-            Event::Txn {
-                txn,
-                ids: again.clone(),
-                error: None,
-            },
-        );
-        let attempt = TxnAttempt {
-            producer: &producer,
-            spec,
-            recorder,
-            shared,
+        let event = Event::Txn {
             txn,
-            policy: params.commit_policy(),
-            crash_at: producer_crash_at.first().copied(),
-            consumer_crash_at: &consumer_crash_at,
+            ids: again.clone(),
+            error: None,
         };
-        let (end, sent) = attempt.run(&mut feed, std::mem::take(&mut again));
+        recorder.record(Kind::Invoke, Process::Producer, event);
+        again = producer.transaction(txn, &mut feed, std::mem::take(&mut again))?;
+    }
+    Ok(())
+}
+
+/// Where the profile crashes the producer or a consumer: after these record ids, spread
+/// evenly over the paced records; none if the run's profile is not `profile`.
+fn crashes_at(spec: &RunSpec, profile: Profile) -> Vec<u64> {
+    if spec.profile != profile {
+        return Vec::new();
+    }
+    let params = &spec.params;
+    let n = u64::from(params.consumer_crashes);
+    (1..=n)
+        .map(|k| params.paced_records * k / (n + 1))
+        .collect()
+}
+
+/// The exactly-once producer of one run, from one transaction to the next.
+struct TxnRun<'a> {
+    /// None only while one instance dies and the next starts.
+    producer: Option<Producer>,
+    /// With the run's transactional id: a new instance fences the previous one.
+    settings: Settings,
+    spec: &'a RunSpec,
+    recorder: &'a Arc<Recorder>,
+    shared: &'a Shared,
+    progress: ProgressFn<'a>,
+    consumer_crash_at: Vec<u64>,
+    /// Producer crashes still to come.
+    producer_crash_at: Vec<u64>,
+}
+
+impl TxnRun<'_> {
+    /// Transaction `txn`: `again` if not empty, else fresh records; returns the records to
+    /// send again (none once it committed).
+    fn transaction<I: Iterator<Item = u64>>(
+        &mut self,
+        txn: u64,
+        feed: &mut Feed<I>,
+        again: Vec<u64>,
+    ) -> Result<Vec<u64>> {
+        let attempt = TxnAttempt {
+            producer: self
+                .producer
+                .as_ref()
+                .context("no producer between transactions")?,
+            spec: self.spec,
+            recorder: self.recorder,
+            shared: self.shared,
+            txn,
+            policy: self.spec.params.commit_policy(),
+            crash_at: self.producer_crash_at.first().copied(),
+            consumer_crash_at: &self.consumer_crash_at,
+        };
+        let (end, sent) = attempt.run(feed, again);
         let txn_end = |kind: Kind, error: Option<String>| {
             let ids = if kind == Kind::Ok {
                 sent.clone()
             } else {
                 Vec::new()
             };
-            recorder.record(kind, Process::Producer, Event::Txn { txn, ids, error });
+            let event = Event::Txn { txn, ids, error };
+            self.recorder.record(kind, Process::Producer, event);
         };
         match end {
             TxnEnd::Committed => {
                 txn_end(Kind::Ok, None);
                 if let Some(&last) = sent.last() {
-                    progress("transactions", last + 1);
+                    (self.progress)("transactions", last + 1);
                 }
-                continue;
+                return Ok(Vec::new());
             }
             TxnEnd::Aborted(error) => txn_end(Kind::Fail, Some(error)),
             TxnEnd::Crashed => {
-                producer_crash_at.remove(0);
-                recorder.record(Kind::Invoke, Process::Nemesis, Event::CrashProducer {});
-                drop(producer);
-                recorder.record(Kind::Info, Process::Nemesis, Event::CrashProducer {});
-                producer = new_txn_producer(&settings, recorder)?;
+                self.crash()?;
                 // The successor's InitProducerId fenced the crashed instance and aborted its
                 // open transaction.
-                txn_end(
-                    Kind::Fail,
-                    Some(
-                        "the producer crashed; its successor's init aborted the transaction".into(),
-                    ),
-                );
+                let error = "the producer crashed; its successor's init aborted the transaction";
+                txn_end(Kind::Fail, Some(error.into()));
             }
             TxnEnd::Unknown(error) => {
                 txn_end(Kind::Info, Some(error));
-                drop(producer);
-                producer = new_txn_producer(&settings, recorder)?;
+                self.producer = None;
+                self.producer = Some(new_txn_producer(&self.settings, self.recorder)?);
             }
         }
-        again = sent;
+        Ok(sent)
     }
-    Ok(())
+
+    /// The producer-crash nemesis: the producer dies, a new instance takes over its
+    /// transactional id.
+    fn crash(&mut self) -> Result<()> {
+        self.producer_crash_at.remove(0);
+        let recorder = self.recorder;
+        recorder.record(Kind::Invoke, Process::Nemesis, Event::CrashProducer {});
+        self.producer = None;
+        recorder.record(Kind::Info, Process::Nemesis, Event::CrashProducer {});
+        self.producer = Some(new_txn_producer(&self.settings, recorder)?);
+        Ok(())
+    }
 }
 
 /// One attempt at committing a window of records in a transaction.
