@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use client::dedup::{Applied, Idempotent, MemoryDedupStore, MessageId};
 use client::{ClientError, Consumer, Guarantee, Observer, Producer, Record, Settings, StepError};
+use rdkafka::config::RDKafkaLogLevel;
 
+use super::client_log::ClientLog;
 use super::drain::Drain;
 use super::produce::SendRecorder;
 use super::settings::{self, CONSUMER_SETTINGS};
@@ -28,17 +30,18 @@ pub(crate) struct ConsumerThread {
 
 impl ConsumerThread {
     pub(crate) fn start(run: &Run<'_>) -> Result<ConsumerThread> {
-        let (recorder, thread_shared) = (run.recorder.clone(), run.shared.clone());
-        let settings = run.settings.clone();
-        let spec = run.spec;
-        let (topic, row, policy) = (spec.topic.clone(), spec.row, spec.params.commit_policy());
+        let env = ConsumerEnv {
+            settings: run.settings.clone(),
+            row: run.spec.row,
+            policy: run.spec.params.commit_policy(),
+            topic: run.spec.topic.clone(),
+            recorder: run.recorder.clone(),
+            shared: run.shared.clone(),
+            client_log: run.client_log.clone(),
+        };
         let handle = std::thread::Builder::new()
             .name("lab-consumer".into())
-            .spawn(move || {
-                crate::quietly(|| {
-                    consume(&settings, row, policy, &topic, &recorder, &thread_shared)
-                })
-            })
+            .spawn(move || env.client_log.clone().capture("consumer", || consume(&env)))
             .context("spawn the consumer thread")?;
         Ok(ConsumerThread {
             handle: Some(handle),
@@ -230,17 +233,22 @@ enum InstanceEnd {
     Crashed,
 }
 
-/// The consumer thread: one consumer instance after another (a crash starts the next), until
-/// drained or stopped.
-fn consume(
-    settings: &Settings,
+/// What the consumer thread takes from the run.
+struct ConsumerEnv {
+    settings: Settings,
     row: Row,
     policy: client::CommitPolicy,
-    topic: &str,
-    recorder: &Recorder,
-    shared: &Shared,
-) -> Result<()> {
-    let mut settings = settings::with(settings.clone(), CONSUMER_SETTINGS);
+    topic: String,
+    recorder: Arc<Recorder>,
+    shared: Arc<Shared>,
+    client_log: Arc<ClientLog>,
+}
+
+/// The consumer thread: one consumer instance after another (a crash starts the next), until
+/// drained or stopped.
+fn consume(env: &ConsumerEnv) -> Result<()> {
+    let (row, topic, recorder, shared) = (env.row, &env.topic, &*env.recorder, &*env.shared);
+    let mut settings = settings::with(env.settings.clone(), CONSUMER_SETTINGS);
     // A static member (KIP-345): a crashed instance sends no LeaveGroup, as a killed process
     // would not, and its successor takes over its assignment at once instead of after the
     // session timeout.
@@ -264,7 +272,7 @@ fn consume(
         shared,
     };
     for instance in 0.. {
-        match run_instance(&settings, guarantee, policy, topic, instance, &mut sink)? {
+        match run_instance(env, &settings, guarantee, instance, &mut sink)? {
             InstanceEnd::Stopped => return Ok(()),
             InstanceEnd::Crashed => {
                 let event = Event::CrashConsumer { instance };
@@ -279,17 +287,19 @@ fn consume(
 /// One consumer instance: steps through batches until told to stop, drained, or crashed. A
 /// crashed instance is dropped without committing; as a static member it sends no LeaveGroup.
 fn run_instance(
+    env: &ConsumerEnv,
     settings: &Settings,
     guarantee: Guarantee,
-    policy: client::CommitPolicy,
-    topic: &str,
     instance: u32,
     sink: &mut Sink<'_>,
 ) -> Result<InstanceEnd> {
-    let shared = sink.shared;
+    let (shared, topic) = (sink.shared, env.topic.as_str());
+    let context = QuietContext {
+        client_log: env.client_log.clone(),
+    };
     // The client's default batch limit: one commit per batch of up to 500 records.
     let mut consumer =
-        Consumer::with_context(guarantee, settings, QuietContext)?.commit_policy(policy);
+        Consumer::with_context(guarantee, settings, context)?.commit_policy(env.policy);
     consumer.subscribe(&[topic])?;
     let mut drain = Drain::default();
     loop {
@@ -329,13 +339,20 @@ fn run_instance(
     }
 }
 
-/// The consumer's librdkafka context: client-wide errors (all brokers down during a kill) are
-/// expected under faults and are traced at debug level instead of error.
-pub(crate) struct QuietContext;
+/// The consumer's librdkafka context: its messages (all brokers down during a kill, a fenced
+/// static member after a crash) go to the run's client log, which keeps those the faults
+/// explain off the terminal.
+pub(crate) struct QuietContext {
+    client_log: Arc<ClientLog>,
+}
 
 impl rdkafka::ClientContext for QuietContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.client_log.log("consumer", level, fac, log_message);
+    }
+
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::debug!(%error, reason, "consumer error under faults");
+        self.client_log.error("consumer", &error, reason);
     }
 }
 

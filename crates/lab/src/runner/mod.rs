@@ -22,6 +22,7 @@
 //!   exactly-once rows.
 //! - `sinks/`: the sink rows' consumers (`slot.rs`) and their ledger databases (`ledger.rs`).
 //! - `nemesis.rs`: the proxy's plan, kill -9 and restart, fault events into the history.
+//! - `client_log.rs`: librdkafka's messages, into the notes when the faults explain them.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use client::{Guarantee, Producer, Settings};
 
+mod client_log;
 mod consume;
 mod drain;
 mod nemesis;
@@ -38,6 +40,7 @@ mod settings;
 pub(crate) mod sinks;
 mod transactions;
 
+use client_log::ClientLog;
 use produce::{new_producer, produce, send_marks, warm_up, SendRecorder};
 use transactions::produce_transactions;
 
@@ -124,6 +127,8 @@ pub(crate) struct Run<'a> {
     recorder: Arc<Recorder>,
     shared: Arc<Shared>,
     settings: Settings,
+    /// What the run's clients' librdkafka says.
+    client_log: Arc<ClientLog>,
 }
 
 /// The consumer side of a run, the part in which the rows differ: one consumer thread
@@ -195,14 +200,27 @@ fn run_with<C: Consumers>(
         recorder: Arc::new(Recorder::new()),
         shared: Arc::new(Shared::default()),
         settings: settings::client_settings(target, &spec.group),
+        client_log: ClientLog::new(spec.profile),
     };
+    run.client_log
+        .clone()
+        .capture("runner", || phases(run, start, started))
+}
+
+/// The run's phases, from the warm-up producer to the output.
+fn phases<C: Consumers>(
+    run: Run<'_>,
+    start: impl FnOnce(&Run<'_>) -> Result<C>,
+    started: Instant,
+) -> Result<RunOutput> {
+    let (target, spec) = (run.target, run.spec);
     // Exactly-once: the warm-up records go through a plain at-least-once producer (outside the
     // history); the workload goes through the transactional one.
     let producer_guarantee = match spec.row.guarantee() {
         Guarantee::ExactlyOnce => Guarantee::AtLeastOnce,
         guarantee => guarantee,
     };
-    let producer = new_producer(&run.settings, producer_guarantee, &run.recorder)?;
+    let producer = new_producer(&run, producer_guarantee)?;
     warm_up(&producer, &spec.topic)?;
     let mut consumers = start(&run)?;
     send_marks(&producer, spec, WARM_UP_KEY)?;
@@ -228,17 +246,19 @@ fn faults(
         std::thread::scope(|scope| -> Result<()> {
             let nemesis = if spec.profile == Profile::BrokerKill {
                 Some(scope.spawn(|| {
-                    crate::quietly(|| nemesis::kill_and_restart(target, &spec.params, recorder))
+                    run.client_log.capture("nemesis", || {
+                        nemesis::kill_and_restart(target, &spec.params, recorder)
+                    })
                 }))
             } else if consumers.has_nemesis(spec.profile) {
-                Some(scope.spawn(|| crate::quietly(|| consumers.nemesis(run))))
+                Some(scope.spawn(|| run.client_log.capture("nemesis", || consumers.nemesis(run))))
             } else {
                 None
             };
             let produced = if spec.row.guarantee() == Guarantee::ExactlyOnce {
-                produce_transactions(&run.settings, spec, recorder, &run.shared, run.progress)
+                produce_transactions(run)
             } else {
-                produce(producer, spec, recorder, &run.shared, run.progress);
+                produce(producer, run);
                 Ok(())
             };
             if let Some(nemesis) = nemesis {
@@ -267,6 +287,9 @@ fn finish(
         ));
     }
     let Finish { ops, sink } = consumers.finish(&run)?;
+    for note in run.client_log.notes() {
+        shared.note(note);
+    }
     let Run {
         target,
         recorder,

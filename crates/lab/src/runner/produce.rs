@@ -7,20 +7,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use client::{Delivery, DeliveryHandler, Guarantee, Producer, Settings};
+use client::{Delivery, DeliveryHandler, Guarantee, Producer};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
 
+use super::client_log::ClientLog;
 use super::settings::{self, PRODUCER_SETTINGS};
 use super::{
-    ProgressFn, RunSpec, Shared, ASSIGNMENT_TIMEOUT, DRAIN_REQUEST_TIMEOUT, PARTITIONS_MAX,
-    WARM_UP_KEY, WARM_UP_TAG,
+    Run, RunSpec, ASSIGNMENT_TIMEOUT, DRAIN_REQUEST_TIMEOUT, PARTITIONS_MAX, WARM_UP_KEY,
+    WARM_UP_TAG,
 };
 use crate::history::{Event, Kind, Process, Recorder};
 use crate::profile::Profile;
 use crate::workload::Workload;
 
-/// Records every delivery report as the completion of a send.
+/// Records every delivery report as the completion of a send; librdkafka's messages go to the
+/// run's client log.
 pub(crate) struct SendRecorder {
     recorder: Arc<Recorder>,
+    client_log: Arc<ClientLog>,
 }
 
 impl DeliveryHandler for SendRecorder {
@@ -46,8 +51,12 @@ impl DeliveryHandler for SendRecorder {
         self.recorder.record(kind, Process::Producer, event);
     }
 
-    fn client_error(&self, error: &rdkafka::error::KafkaError, reason: &str) {
-        tracing::debug!(%error, reason, "producer error under faults");
+    fn client_error(&self, error: &KafkaError, reason: &str) {
+        self.client_log.error("producer", error, reason);
+    }
+
+    fn client_log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.client_log.log("producer", level, fac, message);
     }
 }
 
@@ -71,15 +80,12 @@ fn send_invoke(id: u64) -> Event {
     }
 }
 
-/// A producer with `guarantee` whose delivery reports complete the history's sends.
-pub(crate) fn new_producer(
-    settings: &Settings,
-    guarantee: Guarantee,
-    recorder: &Arc<Recorder>,
-) -> Result<Producer<SendRecorder>> {
-    let settings = settings::with(settings.clone(), PRODUCER_SETTINGS);
+/// A producer with `guarantee` whose delivery reports complete the run's sends.
+pub(crate) fn new_producer(run: &Run<'_>, guarantee: Guarantee) -> Result<Producer<SendRecorder>> {
+    let settings = settings::with(run.settings.clone(), PRODUCER_SETTINGS);
     let handler = SendRecorder {
-        recorder: recorder.clone(),
+        recorder: run.recorder.clone(),
+        client_log: run.client_log.clone(),
     };
     Ok(Producer::new(guarantee, &settings, handler)?)
 }
@@ -132,13 +138,8 @@ pub(crate) fn send_marks(
 }
 
 /// Sends the paced records, then the burst; asks for consumer crashes along the way.
-pub(crate) fn produce(
-    producer: &Producer<SendRecorder>,
-    spec: &RunSpec,
-    recorder: &Recorder,
-    shared: &Shared,
-    progress: ProgressFn<'_>,
-) {
+pub(crate) fn produce(producer: &Producer<SendRecorder>, run: &Run<'_>) {
+    let (spec, recorder, shared, progress) = (run.spec, &*run.recorder, &run.shared, run.progress);
     let params = &spec.params;
     let crash_at: Vec<u64> = if spec.profile == Profile::ConsumerCrash {
         let n = u64::from(params.consumer_crashes);

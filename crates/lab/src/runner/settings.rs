@@ -10,7 +10,8 @@ use crate::target::Target;
 /// makes batches larger instead of queueing requests behind each other.
 ///
 /// librdkafka's own logs stop at errors: disconnects are what the faults are for, and the
-/// history records what matters about them.
+/// history records what matters about them. The errors a run's faults explain become the row's
+/// notes instead of terminal lines (`client_log.rs`).
 const CLIENT_SETTINGS: &[(&str, &str)] = &[
     ("socket.timeout.ms", "2000"),
     // librdkafka doubles its reconnect back-off up to 10 s by default; a run that resets

@@ -20,11 +20,13 @@ use anyhow::{bail, Context, Result};
 use client::commit::Window;
 use client::transactional::TxnProducer;
 use client::{ClientError, CommitPolicy, Settings};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::BaseRecord;
 
+use super::client_log::ClientLog;
 use super::settings::{self, PRODUCER_SETTINGS};
-use super::{ProgressFn, RunSpec, Shared};
+use super::{ProgressFn, Run, RunSpec, Shared};
 use crate::history::{Event, Kind, Process, Recorder};
 use crate::profile::Profile;
 
@@ -36,14 +38,22 @@ const TXN_ATTEMPTS_MAX: u32 = 20;
 const TXN_COMMIT_RETRIES: u32 = 5;
 
 /// The transactional producer's librdkafka context: records every delivery report as the
-/// completion of a send, with its transaction.
+/// completion of a send, with its transaction; librdkafka's messages go to the run's client
+/// log.
 struct TxnContext {
     recorder: Arc<Recorder>,
+    client_log: Arc<ClientLog>,
 }
 
 impl rdkafka::ClientContext for TxnContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.client_log
+            .log("transactional producer", level, fac, log_message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(%error, reason, "transactional producer error under faults");
+        self.client_log
+            .error("transactional producer", &error, reason);
     }
 }
 
@@ -83,10 +93,15 @@ type Producer = TxnProducer<TxnContext>;
 
 /// Creates a transactional producer and registers its transactional id, which fences any
 /// previous instance and aborts its open transaction.
-fn new_txn_producer(settings: &Settings, recorder: &Arc<Recorder>) -> Result<Producer> {
+fn new_txn_producer(
+    settings: &Settings,
+    recorder: &Arc<Recorder>,
+    client_log: &Arc<ClientLog>,
+) -> Result<Producer> {
     let settings = settings::with(settings.clone(), PRODUCER_SETTINGS);
     let context = TxnContext {
         recorder: recorder.clone(),
+        client_log: client_log.clone(),
     };
     TxnProducer::with_context(&settings, context, TXN_CALL_TIMEOUT)
         .context("create the transactional producer")
@@ -124,24 +139,21 @@ impl<I: Iterator<Item = u64>> Feed<I> {
 /// The exactly-once producer: the paced records, then the burst, in transactions that commit
 /// when `spec.params`' commit interval is due; a transaction that did not commit is sent again
 /// in a new one.
-pub(crate) fn produce_transactions(
-    settings: &Settings,
-    spec: &RunSpec,
-    recorder: &Arc<Recorder>,
-    shared: &Shared,
-    progress: ProgressFn<'_>,
-) -> Result<()> {
+pub(crate) fn produce_transactions(run: &Run<'_>) -> Result<()> {
+    let (spec, recorder, client_log) = (run.spec, &run.recorder, &run.client_log);
     let params = &spec.params;
-    let settings = settings
+    let settings = run
+        .settings
         .clone()
         .transactional_id(format!("{}-txn", spec.group));
     let mut producer = TxnRun {
-        producer: Some(new_txn_producer(&settings, recorder)?),
+        producer: Some(new_txn_producer(&settings, recorder, client_log)?),
         settings,
         spec,
         recorder,
-        shared,
-        progress,
+        client_log,
+        shared: &run.shared,
+        progress: run.progress,
         consumer_crash_at: crashes_at(spec, Profile::ConsumerCrash),
         producer_crash_at: crashes_at(spec, Profile::ProducerCrash),
     };
@@ -196,6 +208,7 @@ struct TxnRun<'a> {
     settings: Settings,
     spec: &'a RunSpec,
     recorder: &'a Arc<Recorder>,
+    client_log: &'a Arc<ClientLog>,
     shared: &'a Shared,
     progress: ProgressFn<'a>,
     consumer_crash_at: Vec<u64>,
@@ -254,7 +267,11 @@ impl TxnRun<'_> {
             TxnEnd::Unknown(error) => {
                 txn_end(Kind::Info, Some(error));
                 self.producer = None;
-                self.producer = Some(new_txn_producer(&self.settings, self.recorder)?);
+                self.producer = Some(new_txn_producer(
+                    &self.settings,
+                    self.recorder,
+                    self.client_log,
+                )?);
             }
         }
         Ok(sent)
@@ -268,7 +285,7 @@ impl TxnRun<'_> {
         recorder.record(Kind::Invoke, Process::Nemesis, Event::CrashProducer {});
         self.producer = None;
         recorder.record(Kind::Info, Process::Nemesis, Event::CrashProducer {});
-        self.producer = Some(new_txn_producer(&self.settings, recorder)?);
+        self.producer = Some(new_txn_producer(&self.settings, recorder, self.client_log)?);
         Ok(())
     }
 }

@@ -33,6 +33,7 @@ mod slot;
 use ledger::{AppliedRow, LedgerDb, PostgresLedger, SinkEnv, SqliteLedger};
 use slot::Slots;
 
+use super::client_log::ClientLog;
 use super::produce::{send_marks, SendRecorder};
 use super::settings::{self, CONSUMER_SETTINGS};
 use super::{
@@ -80,6 +81,8 @@ struct Ctx<D: LedgerDb> {
     db: D,
     recorder: Arc<Recorder>,
     shared: Arc<Shared>,
+    /// Takes in the sink consumers' librdkafka messages on their threads.
+    client_log: Arc<ClientLog>,
     settings: Settings,
     topic: String,
     /// When the sinks commit their database transactions (the run's commit interval).
@@ -210,6 +213,7 @@ impl<D: LedgerDb> SinkSlots<D> {
             db,
             recorder: run.recorder.clone(),
             shared: run.shared.clone(),
+            client_log: run.client_log.clone(),
             settings: settings::with(run.settings.clone(), CONSUMER_SETTINGS),
             topic: run.spec.topic.clone(),
             policy: run.spec.params.commit_policy(),

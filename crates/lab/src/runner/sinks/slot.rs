@@ -191,7 +191,11 @@ impl Slots {
             let ctx = ctx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("lab-sink-{n}"))
-                .spawn(move || crate::quietly(|| slot(&ctx, n)))
+                .spawn(move || {
+                    ctx.client_log
+                        .clone()
+                        .capture("sink consumer", || slot(&ctx, n))
+                })
                 .context("spawn a sink consumer thread")?;
             slots.handles.push(handle);
         }
