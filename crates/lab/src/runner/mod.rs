@@ -17,12 +17,12 @@
 //!
 //! - `settings.rs`: the clients' librdkafka settings.
 //! - `produce.rs`: the plain producer, the warm-up and drain records.
-//! - `transactions.rs`: the exactly-once producer of the exactly-once and sink rows.
+//! - `transactions/`: the exactly-once producer of the exactly-once and sink rows.
 //! - `consume.rs`, `drain.rs`: the consumer of the at-most-once, at-least-once and
 //!   exactly-once rows.
 //! - `sinks/`: the sink rows' consumers (`slot.rs`) and their ledger databases (`ledger.rs`).
 //! - `nemesis.rs`: the proxy's plan, kill -9 and restart, fault events into the history.
-//! - `client_log.rs`: librdkafka's messages, into the notes when the faults explain them.
+//! - `client_log/`: librdkafka's messages, into the notes when the faults explain them.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

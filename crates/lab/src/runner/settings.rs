@@ -11,7 +11,7 @@ use crate::target::Target;
 ///
 /// librdkafka's own logs stop at errors: disconnects are what the faults are for, and the
 /// history records what matters about them. The errors a run's faults explain become the row's
-/// notes instead of terminal lines (`client_log.rs`).
+/// notes instead of terminal lines (`client_log/`).
 const CLIENT_SETTINGS: &[(&str, &str)] = &[
     ("socket.timeout.ms", "2000"),
     // librdkafka doubles its reconnect back-off up to 10 s by default; a run that resets
