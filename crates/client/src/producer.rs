@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
@@ -38,6 +40,11 @@ pub trait DeliveryHandler: Send + Sync + 'static {
     fn client_error(&self, error: &KafkaError, reason: &str) {
         tracing::error!(%error, reason, "librdkafka producer error");
     }
+
+    /// A librdkafka log line; the default logs it as the rdkafka crate does.
+    fn client_log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        DefaultClientContext.log(level, fac, message);
+    }
 }
 
 /// The librdkafka context that forwards delivery reports to the handler.
@@ -48,6 +55,10 @@ pub struct DeliveryContext<H> {
 impl<H: DeliveryHandler> ClientContext for DeliveryContext<H> {
     fn error(&self, error: KafkaError, reason: &str) {
         self.handler.client_error(&error, reason);
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.handler.client_log(level, fac, log_message);
     }
 }
 

@@ -61,8 +61,10 @@ pub struct SinkContext<B: Backend> {
 impl<B: Backend> ClientContext for SinkContext<B> {
     /// librdkafka's client-wide errors (all brokers down during a restart) are transient: it
     /// reconnects by itself, and a step that met one says so ([`SinkError::is_broker_unreachable`]).
+    /// Traced with librdkafka's own log lines (target `librdkafka`), so an application filters
+    /// or collects both together.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::warn!(%error, reason, "librdkafka error");
+        tracing::warn!(target: "librdkafka", %error, reason, "librdkafka error");
     }
 }
 

@@ -1,0 +1,119 @@
+//! When the draining consumer of the at-most-once, at-least-once and exactly-once rows has
+//! read everything, so the final reads end at the log's end and not at a guess.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use client::Consumer;
+use rdkafka::consumer::Consumer as _;
+use rdkafka::Offset;
+
+use super::consume::QuietContext;
+use super::{Shared, DRAIN_REQUEST_TIMEOUT};
+
+/// How often the draining consumer asks for high watermarks and committed offsets.
+const DRAIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Decides when a draining consumer has read everything: its position (or, for a partition it
+/// has not read since it started, its committed offset) has reached each partition's high
+/// watermark, and the high watermarks did not move between two checks.
+#[derive(Default)]
+pub(crate) struct Drain {
+    checked: Option<Instant>,
+    watermarks: Option<HashMap<i32, i64>>,
+}
+
+impl Drain {
+    pub(crate) fn done(
+        &mut self,
+        consumer: &Consumer<QuietContext>,
+        topic: &str,
+        shared: &Shared,
+    ) -> bool {
+        if self
+            .checked
+            .is_some_and(|at| at.elapsed() < DRAIN_CHECK_INTERVAL)
+        {
+            return false;
+        }
+        self.checked = Some(Instant::now());
+        let Some(watermarks) = high_watermarks(consumer, topic, shared) else {
+            return false;
+        };
+        let stable = self.watermarks.as_ref() == Some(&watermarks);
+        self.watermarks = Some(watermarks.clone());
+        stable && reached(consumer, watermarks)
+    }
+}
+
+/// The high watermark of each assigned partition; `None` without an assignment or when a
+/// request failed.
+fn high_watermarks(
+    consumer: &Consumer<QuietContext>,
+    topic: &str,
+    shared: &Shared,
+) -> Option<HashMap<i32, i64>> {
+    let inner = consumer.inner();
+    let assignment = inner.assignment().ok()?;
+    let partitions: Vec<i32> = assignment
+        .elements()
+        .iter()
+        .map(|e| e.partition())
+        .collect();
+    if partitions.is_empty() {
+        return None;
+    }
+    let mut watermarks = HashMap::new();
+    for &partition in &partitions {
+        match inner.fetch_watermarks(topic, partition, DRAIN_REQUEST_TIMEOUT) {
+            Ok((_, high)) => watermarks.insert(partition, high),
+            Err(error) => {
+                shared.note(format!("fetch watermarks while draining: {error}"));
+                return None;
+            }
+        };
+    }
+    Some(watermarks)
+}
+
+/// Whether the consumer's position, or its committed offset where it has none, is at each
+/// partition's high watermark.
+fn reached(consumer: &Consumer<QuietContext>, watermarks: HashMap<i32, i64>) -> bool {
+    let positions = positions(consumer);
+    let mut committed = None;
+    for (partition, high) in watermarks {
+        let mut at = positions.get(&partition).copied();
+        if at.is_none() && high > 0 {
+            let committed = committed.get_or_insert_with(|| committed_offsets(consumer));
+            at = committed.get(&partition).copied();
+        }
+        if at.unwrap_or(0) < high {
+            return false;
+        }
+    }
+    true
+}
+
+fn positions(consumer: &Consumer<QuietContext>) -> HashMap<i32, i64> {
+    let Ok(list) = consumer.inner().position() else {
+        return HashMap::new();
+    };
+    offsets_of(&list)
+}
+
+fn committed_offsets(consumer: &Consumer<QuietContext>) -> HashMap<i32, i64> {
+    let Ok(list) = consumer.inner().committed(DRAIN_REQUEST_TIMEOUT) else {
+        return HashMap::new();
+    };
+    offsets_of(&list)
+}
+
+fn offsets_of(list: &rdkafka::TopicPartitionList) -> HashMap<i32, i64> {
+    list.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(offset) => Some((e.partition(), offset)),
+            _ => None,
+        })
+        .collect()
+}
