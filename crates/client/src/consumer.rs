@@ -342,6 +342,31 @@ pub fn poll_window<C: ConsumerContext>(
     Ok(batch)
 }
 
+/// The high watermark of `topic`/`partition` as librdkafka cached it from the consumer's last
+/// fetch of that partition, without a request (the rdkafka crate wraps only the request). `None`
+/// when nothing was fetched from it yet. Cached watermarks lag the broker's, never lead them.
+pub fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: a live client handle, a NUL-terminated topic name and two out-pointers, all valid
+    // for the duration of the call; librdkafka only reads its cache under its own lock.
+    let error = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
+}
+
 /// The librdkafka list of `offsets`.
 pub(crate) fn offset_list(
     offsets: &BTreeMap<(String, i32), i64>,

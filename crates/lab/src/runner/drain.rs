@@ -20,6 +20,8 @@ const DRAIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Default)]
 pub(crate) struct Drain {
     checked: Option<Instant>,
+    /// librdkafka's cached high watermarks at the last check.
+    cached: Option<HashMap<i32, i64>>,
     watermarks: Option<HashMap<i32, i64>>,
 }
 
@@ -37,6 +39,20 @@ impl Drain {
             return false;
         }
         self.checked = Some(Instant::now());
+        // While the consumer is behind the high watermarks its fetches brought back, or those
+        // still move, it is not done, and asking the broker would only slow it: the watermark
+        // requests queue behind the consumer's own fetches (three per check, ~100 ms in all),
+        // and the drain, read as throughput, ran at 500 records per check (thorough baseline:
+        // 5.8k records/s instead of ~300k).
+        let cached = cached_watermarks(consumer, topic);
+        let behind = cached
+            .iter()
+            .any(|(p, high)| position_of(consumer, *p) < *high);
+        let moved = self.cached.as_ref() != Some(&cached);
+        self.cached = Some(cached);
+        if behind || moved {
+            return false;
+        }
         let Some(watermarks) = high_watermarks(consumer, topic, shared) else {
             return false;
         };
@@ -74,6 +90,23 @@ fn high_watermarks(
         };
     }
     Some(watermarks)
+}
+
+/// The high watermarks librdkafka cached from its last fetch of each partition the consumer has
+/// a position in (no request is sent). Cached watermarks only ever lag, so they never end a
+/// drain: the end is decided by [`high_watermarks`], asked of the broker.
+fn cached_watermarks(consumer: &Consumer<QuietContext>, topic: &str) -> HashMap<i32, i64> {
+    positions(consumer)
+        .into_keys()
+        .filter_map(|partition| {
+            let high = client::consumer::cached_high_watermark(consumer.inner(), topic, partition)?;
+            Some((partition, high))
+        })
+        .collect()
+}
+
+fn position_of(consumer: &Consumer<QuietContext>, partition: i32) -> i64 {
+    positions(consumer).get(&partition).copied().unwrap_or(-1)
 }
 
 /// Whether the consumer's position, or its committed offset where it has none, is at each
