@@ -258,7 +258,7 @@ impl<D: LedgerDb> Consumers for SinkSlots<D> {
     }
 
     fn nemesis(&self, run: &Run<'_>) -> Result<()> {
-        slot::rebalance(&self.ctx, &run.spec.params)
+        slot::rebalance(&self.ctx, run)
     }
 
     /// One drain record per partition after the last transfer; the sinks drain until they

@@ -7,14 +7,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use client::Settings;
+use client::{Guarantee, Settings};
 use sink::{Polled, Sink, SinkError};
 
 use super::{Ctx, JOIN_AT_FRACTION, SLOTS, TAKEOVER_TIMEOUT};
 use crate::history::{Event, Kind};
-use crate::profile::Params;
+use crate::runner::produce::{new_producer, send_marks};
 use crate::runner::sinks::ledger::LedgerDb;
+use crate::runner::{Run, WARM_UP_KEY};
 use crate::runner::{Shared, POLL_TIMEOUT};
+
+/// How long the rebalance profile's joiner may own partitions with nothing to apply before the
+/// nemesis sends it one record per partition.
+const JOINER_IDLE_MAX: Duration = Duration::from_millis(500);
 
 /// A death the consumer-crash profile deals to a sink consumer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,7 +158,8 @@ fn paused<D: LedgerDb>(
 
 /// The rebalance profile's nemesis: a third consumer (a dynamic member, so leaving sends
 /// LeaveGroup) joins part way through, applies at least one batch, and leaves.
-pub(super) fn rebalance<D: LedgerDb>(ctx: &Ctx<D>, params: &Params) -> Result<()> {
+pub(super) fn rebalance<D: LedgerDb>(ctx: &Ctx<D>, run: &Run<'_>) -> Result<()> {
+    let params = &run.spec.params;
     let at = Duration::from_millis((params.paced_ms() as f64 * JOIN_AT_FRACTION) as u64);
     std::thread::sleep(at);
     let instance = ctx.next_instance();
@@ -162,12 +168,32 @@ pub(super) fn rebalance<D: LedgerDb>(ctx: &Ctx<D>, params: &Params) -> Result<()
     ctx.record(Kind::Info, Event::JoinConsumer { instance });
     let deadline = Instant::now() + TAKEOVER_TIMEOUT;
     let mut applied = 0;
+    let mut owned_since = None;
+    let mut marks = None;
     while applied == 0 && Instant::now() < deadline {
         applied += ctx.step(&joiner, instance).map_or(0, |s| s.applied);
+        if joiner.owned().is_empty() {
+            continue;
+        }
+        // The transfers may all be sent before the rebalance hands the joiner its partitions
+        // (a short --quick run, a fast producer): one warm-up record per partition, outside the
+        // ledger, gives it something to apply.
+        let since = *owned_since.get_or_insert_with(Instant::now);
+        if marks.is_none() && since.elapsed() > JOINER_IDLE_MAX {
+            let producer = new_producer(run, Guarantee::AtLeastOnce)?;
+            send_marks(&producer, run.spec, WARM_UP_KEY)?;
+            marks = Some(producer);
+        }
     }
     if applied == 0 {
         ctx.shared
             .note("the joining consumer applied nothing before it left".into());
+    }
+    if let Some(producer) = marks {
+        if let Err(error) = producer.flush(TAKEOVER_TIMEOUT) {
+            ctx.shared
+                .note(format!("the joiner's warm-up records: {error}"));
+        }
     }
     ctx.record(Kind::Invoke, Event::LeaveConsumer { instance });
     drop(joiner);
