@@ -38,6 +38,7 @@ const KINDS: &[(&str, &[&str])] = &[
         &[
             "BrokerTransportFailure",
             "_TRANSPORT",
+            "Broker transport failure",
             "Connection refused",
             "Disconnected",
         ],
@@ -175,6 +176,8 @@ mod tests {
     const CONCURRENT: &str = "GETPID [thrd:main]: Failed to acquire transactional PID from \
         broker TxnCoordinator/1: Broker: Producer attempted to update a transaction while \
         another concurrent operation on the same transaction was ongoing: retrying";
+    const GETPID_TRANSPORT: &str = "GETPID [thrd:main]: Failed to acquire transactional PID \
+        from broker TxnCoordinator/1: Local: Broker transport failure: retrying";
     const OTHER: &str = "Global error: Fail (Local: Failed to decode): decode failed";
 
     #[test]
@@ -222,6 +225,13 @@ mod tests {
             "expected BrokerTransportFailure: the broker was killed",
         );
         check(Rebalance, REFUSED, "unexpected BrokerTransportFailure");
+        // Seen on the terminal in a thorough run: the transactional producer's init retried.
+        check(
+            LossyNetwork,
+            GETPID_TRANSPORT,
+            "expected BrokerTransportFailure: the proxy broke connections",
+        );
+        check(None, GETPID_TRANSPORT, "unexpected BrokerTransportFailure");
         check(
             ProducerCrash,
             CONCURRENT,
