@@ -65,35 +65,51 @@ impl Session<'_> {
     }
 
     /// Every profile with every row; the baseline's rows `trials` times each, combined into one
-    /// row with its spread.
+    /// row with its spread. The baseline's first trial runs in its place; the others run after
+    /// the last profile, one round of every row each, so the spread covers how the machine
+    /// drifts over the session and not only over the seconds of back-to-back runs.
     pub fn profiles(
         &self,
         profiles: &[Profile],
         params: &Params,
         trials: u32,
     ) -> Vec<ProfileResult> {
-        profiles
+        let once = |profile: Profile, params: &Params, tag: Tag| -> Vec<Vec<RowResult>> {
+            RUN_ROWS
+                .iter()
+                .map(|&run_row| self.measure(profile, run_row, params, tag))
+                .collect()
+        };
+        let baseline = params.baseline();
+        // Per profile, per run row, per trial: the rows a run yields.
+        let mut runs: Vec<(Profile, Vec<Vec<Vec<RowResult>>>)> = profiles
             .iter()
             .map(|&profile| {
-                let (trials, params) = if profile == Profile::None {
-                    (trials, params.baseline())
+                let params = if profile == Profile::None {
+                    &baseline
                 } else {
-                    (1, params.clone())
+                    params
                 };
-                let params = &params;
-                let mut rows = Vec::new();
-                for run_row in RUN_ROWS {
-                    let per_trial: Vec<Vec<RowResult>> = (1..=trials)
-                        .map(|t| self.measure(profile, run_row, params, Tag::Trial(t)))
-                        .collect();
-                    rows.extend(combine_trials(per_trial));
+                let first = once(profile, params, Tag::Trial(1));
+                (profile, first.into_iter().map(|rows| vec![rows]).collect())
+            })
+            .collect();
+        if let Some((_, rows)) = runs.iter_mut().find(|(p, _)| *p == Profile::None) {
+            for trial in 2..=trials {
+                for (run_row, more) in once(Profile::None, &baseline, Tag::Trial(trial))
+                    .into_iter()
+                    .enumerate()
+                {
+                    rows[run_row].push(more);
                 }
-                ProfileResult {
-                    profile,
-                    title: profile.title().into(),
-                    description: profile.description(params),
-                    rows,
-                }
+            }
+        }
+        runs.into_iter()
+            .map(|(profile, per_row)| ProfileResult {
+                profile,
+                title: profile.title().into(),
+                description: profile.description(params),
+                rows: per_row.into_iter().flat_map(combine_trials).collect(),
             })
             .collect()
     }
