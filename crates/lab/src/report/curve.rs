@@ -125,7 +125,7 @@ fn chart(
     intervals: &[u64],
     value: impl Fn(&CurvePoint) -> Option<f64>,
 ) -> String {
-    let (width, height, left, right, top, bottom) = (480.0, 260.0, 56.0, 16.0, 30.0, 64.0);
+    let (width, height, left, right, top, bottom) = (480.0, 260.0, 56.0, 36.0, 30.0, 64.0);
     let max = points.iter().filter_map(&value).fold(0.0_f64, f64::max);
     let (lo, hi) = (
         (*intervals.first().unwrap_or(&1) as f64).max(1.0).ln(),

@@ -5,8 +5,8 @@
 use std::fmt::Write;
 
 use crate::check::Timeline;
-use crate::report::table::{latency_cell, ms, rate_cell};
-use crate::results::{LabResults, ProfileResult, RowResult, Status, Verdict};
+use crate::report::table::{figure_cell, latency_cell, ms, rate, rate_cell};
+use crate::results::{LabResults, ProfileResult, RowResult, Status, SummaryRow, Verdict};
 use crate::workload::Row;
 
 const STYLE: &str = r#"
@@ -105,7 +105,8 @@ fn summary(out: &mut String, results: &LabResults) {
     let _ = write!(
         out,
         "<h2>The seed's table, measured</h2>\n<p class=\"desc\">Across {} fault profiles; \
-         latency and throughput without faults.</p>\n<table><tr><th>guarantee</th><th>data \
+         latency and throughput without faults: with several baseline trials, their median ± half \
+         their range, <code>~</code> marking a spread over 15%.</p>\n<table><tr><th>guarantee</th><th>data \
          loss?</th><th>duplicates?</th><th>p99 latency</th><th>records/s</th><th>mechanism</th>\
          <th>promises</th></tr>\n",
         results.profiles.len()
@@ -140,14 +141,37 @@ fn summary(out: &mut String, results: &LabResults) {
             esc(&s.label),
             yes_no(s.lost, s.profiles_with_loss),
             yes_no(s.duplicated, s.profiles_with_duplicates),
-            s.baseline_latency
-                .as_ref()
-                .map_or("-".to_string(), |l| format!("{} ms", ms(l.p99_us))),
-            rate_cell(s.baseline_throughput.as_ref()),
+            baseline_p99(s),
+            baseline_rate(s),
             esc(&s.mechanism),
         );
     }
     out.push_str("</table>\n");
+}
+
+/// The baseline's p99: with trials, their median ± spread (`~` when wide).
+fn baseline_p99(s: &SummaryRow) -> String {
+    match s.baseline_spread.as_ref().and_then(|t| t.p99_us.as_ref()) {
+        Some(figure) => esc(&figure_cell(Some(figure), |us| {
+            format!("{} ms", ms(us as u64))
+        })),
+        None => s
+            .baseline_latency
+            .as_ref()
+            .map_or("-".to_string(), |l| format!("{} ms", ms(l.p99_us))),
+    }
+}
+
+/// The baseline's records/s: with trials, their median ± spread (`~` when wide).
+fn baseline_rate(s: &SummaryRow) -> String {
+    match s
+        .baseline_spread
+        .as_ref()
+        .and_then(|t| t.per_second.as_ref())
+    {
+        Some(figure) => esc(&figure_cell(Some(figure), rate)),
+        None => rate_cell(s.baseline_throughput.as_ref()),
+    }
 }
 
 fn profile_section(out: &mut String, profile: &ProfileResult) {
