@@ -107,7 +107,7 @@ impl<C: ProducerContext + 'static> TxnProducer<C> {
         })
     }
 
-    /// The librdkafka producer, for metadata and `flush`.
+    /// The librdkafka producer, for metadata.
     pub fn inner(&self) -> &ThreadedProducer<C> {
         &self.inner
     }
