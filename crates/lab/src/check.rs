@@ -254,6 +254,40 @@ pub fn throughput(history: &[Op], ids: Range<u64>) -> Option<Throughput> {
     })
 }
 
+/// Records acknowledged per second for the ids in `ids`, from the first send's invocation to the
+/// last first acknowledgement: the producer's side of the pipeline alone. Beside [`throughput`]
+/// (send to processed) it tells which side limits a row's rate. Under `acks=0` an
+/// acknowledgement means written to the socket.
+pub fn acked_throughput(history: &[Op], ids: Range<u64>) -> Option<Throughput> {
+    let mut start: Option<u64> = None;
+    let mut acked: HashMap<u64, u64> = HashMap::new();
+    for op in history {
+        let Event::Send { id, .. } = op.event else {
+            continue;
+        };
+        if !ids.contains(&id) {
+            continue;
+        }
+        match op.kind {
+            Kind::Invoke => start = Some(start.map_or(op.time_us, |s| s.min(op.time_us))),
+            Kind::Ok => {
+                acked.entry(id).or_insert(op.time_us);
+            }
+            _ => {}
+        }
+    }
+    let elapsed_us = acked.values().max()?.saturating_sub(start?);
+    if elapsed_us == 0 {
+        return None;
+    }
+    let records = acked.len() as u64;
+    Some(Throughput {
+        records,
+        elapsed_us,
+        per_second: records as f64 * 1e6 / elapsed_us as f64,
+    })
+}
+
 /// Invocation time and first processing time of each id in `ids` (any delivery counts).
 fn first_times(history: &[Op], ids: &Range<u64>) -> (HashMap<u64, u64>, HashMap<u64, u64>) {
     let mut invoked = HashMap::new();
@@ -727,6 +761,26 @@ mod tests {
         assert_eq!(throughput.elapsed_us, 1_098_000);
         assert_eq!(throughput.records, 1000);
         assert!(super::latency(&ops, 5000..6000).is_none());
+    }
+
+    #[test]
+    fn acked_throughput_is_the_producers_side_alone() {
+        // Three records sent at 0, 1 and 2 ms, acknowledged at 10, 20 and (twice) 30 ms; one
+        // never acknowledged; processing much later does not count.
+        let ops = parse(
+            "0 invoke send 0
+             1 invoke send 1
+             2 invoke send 2
+             3 invoke send 3
+             10 ok send 0 p0 o0
+             20 ok send 1 p0 o1
+             30 ok send 2 p0 o2
+             31 ok send 2 p0 o3
+             500 ok process 0 p0 o0",
+        );
+        let acked = acked_throughput(&ops, 0..4).unwrap();
+        assert_eq!((acked.records, acked.elapsed_us), (3, 30_000));
+        assert_eq!(acked_throughput(&ops, 10..20), None);
     }
 
     #[test]

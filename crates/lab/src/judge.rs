@@ -20,6 +20,7 @@ pub fn judge(row: Row, profile: Profile, params: &Params, history: &[Op]) -> Row
     result.counts = Some(counts);
     result.latency = check::latency(history, params.paced_ids());
     result.throughput = check::throughput(history, params.burst_ids());
+    result.acked_throughput = check::acked_throughput(history, params.burst_ids());
     result.faults = Some(faults);
     if row.workload() == Workload::Ledger {
         let ledger = check::ledger(

@@ -119,6 +119,10 @@ pub struct RowResult {
     /// Records per second of the burst.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throughput: Option<Throughput>,
+    /// Records acknowledged per second of the burst: the producer's side alone, beside
+    /// `throughput` (send to processed), to tell which side limits the row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_throughput: Option<Throughput>,
     /// Baseline rows run several times: every trial's figures and their spread. `latency`,
     /// `throughput` and `counts` are then the trial with the median throughput's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,6 +160,7 @@ impl RowResult {
             counts: None,
             latency: None,
             throughput: None,
+            acked_throughput: None,
             spread: None,
             faults: None,
             timeline: None,

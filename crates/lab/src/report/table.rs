@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use crate::check::{Counts, Latency, Throughput};
+use crate::profile::Profile;
 use crate::results::{LabResults, ProfileResult, RowResult, Status, SummaryRow, Verdict};
 use crate::trials::{Figure, Spread};
 use crate::workload::Row;
@@ -54,6 +55,7 @@ pub fn render(results: &LabResults) -> String {
     out.push('\n');
     render_summary(&mut out, results);
     render_spread(&mut out, results);
+    render_limits(&mut out, results);
     out.push_str(&super::curve::text(results));
     out
 }
@@ -87,6 +89,47 @@ fn render_spread(out: &mut String, results: &LabResults) {
             "{}",
             fit(&format!(" {label:<LABEL$} {rate:>14} {p50:>14} {p99:>14}"))
         );
+    }
+}
+
+/// How much faster the producer's side must be than send-to-processed for the consuming side to
+/// be named as the limit.
+const CONSUMER_LIMITS_RATIO: f64 = 1.25;
+
+/// Which side limits each baseline row's rate: records acknowledged per second (the producer and
+/// the broker alone) beside records processed per second (end to end).
+fn render_limits(out: &mut String, results: &LabResults) {
+    let Some(baseline) = results.profiles.iter().find(|p| p.profile == Profile::None) else {
+        return;
+    };
+    let lines: Vec<String> = baseline
+        .rows
+        .iter()
+        .filter(|r| r.row == r.row.run_row())
+        .filter_map(|r| {
+            let (acked, processed) = (r.acked_throughput.as_ref()?, r.throughput.as_ref()?);
+            let side = if acked.per_second >= processed.per_second * CONSUMER_LIMITS_RATIO {
+                "the consuming side limits it"
+            } else {
+                "the producing side limits it"
+            };
+            Some(format!(
+                " {:<LABEL$} acknowledged {:>7}/s, processed {:>7}/s: {side}",
+                r.label,
+                rate(acked.per_second),
+                rate(processed.per_second)
+            ))
+        })
+        .collect();
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n━━ what limits the rate ━━ the burst acknowledged to the producer vs processed, no faults"
+    );
+    for line in lines {
+        let _ = writeln!(out, "{}", fit(&line));
     }
 }
 
