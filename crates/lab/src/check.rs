@@ -240,18 +240,26 @@ pub struct Throughput {
 
 pub fn throughput(history: &[Op], ids: Range<u64>) -> Option<Throughput> {
     let (invoked, first_processed) = first_times(history, &ids);
-    let start = invoked.values().min()?;
-    let end = first_processed.values().max()?;
-    let elapsed_us = end.saturating_sub(*start);
-    if elapsed_us == 0 {
-        return None;
+    Throughput::over(
+        first_processed.len() as u64,
+        *invoked.values().min()?,
+        *first_processed.values().max()?,
+    )
+}
+
+impl Throughput {
+    /// `records` between `start_us` and `end_us`; `None` over no time.
+    fn over(records: u64, start_us: u64, end_us: u64) -> Option<Throughput> {
+        let elapsed_us = end_us.saturating_sub(start_us);
+        if elapsed_us == 0 {
+            return None;
+        }
+        Some(Throughput {
+            records,
+            elapsed_us,
+            per_second: records as f64 * 1e6 / elapsed_us as f64,
+        })
     }
-    let records = first_processed.len() as u64;
-    Some(Throughput {
-        records,
-        elapsed_us,
-        per_second: records as f64 * 1e6 / elapsed_us as f64,
-    })
 }
 
 /// Records acknowledged per second for the ids in `ids`, from the first send's invocation to the
@@ -276,16 +284,7 @@ pub fn acked_throughput(history: &[Op], ids: Range<u64>) -> Option<Throughput> {
             _ => {}
         }
     }
-    let elapsed_us = acked.values().max()?.saturating_sub(start?);
-    if elapsed_us == 0 {
-        return None;
-    }
-    let records = acked.len() as u64;
-    Some(Throughput {
-        records,
-        elapsed_us,
-        per_second: records as f64 * 1e6 / elapsed_us as f64,
-    })
+    Throughput::over(acked.len() as u64, start?, *acked.values().max()?)
 }
 
 /// Invocation time and first processing time of each id in `ids` (any delivery counts).
