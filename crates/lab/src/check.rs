@@ -313,6 +313,16 @@ pub struct Faults {
     pub by_kind: BTreeMap<String, u64>,
 }
 
+impl Faults {
+    /// Each kind with its count, "3 × kill -9 broker", in kind order.
+    pub fn listed(&self) -> Vec<String> {
+        self.by_kind
+            .iter()
+            .map(|(kind, n)| format!("{n} × {kind}"))
+            .collect()
+    }
+}
+
 pub fn faults(history: &[Op]) -> Faults {
     let mut out = Faults::default();
     for op in history {

@@ -25,7 +25,7 @@ pub struct CheckArgs {
     pub history: PathBuf,
     /// Judge it as this row (default: from the file name). The at-least-once run's history is
     /// also the at-least-once-idempotent row's.
-    #[arg(long, value_name = "ROW", value_parser = parse_row)]
+    #[arg(long, value_name = "ROW", value_parser = str::parse::<Row>)]
     pub row: Option<Row>,
     /// The fault profile it ran under (default: from the file name).
     #[arg(long, value_name = "NAME")]
@@ -36,16 +36,6 @@ pub struct CheckArgs {
     pub quick: bool,
 }
 
-fn parse_row(name: &str) -> Result<Row, String> {
-    Row::ALL
-        .into_iter()
-        .find(|r| r.name() == name)
-        .ok_or_else(|| {
-            let names: Vec<&str> = Row::ALL.iter().map(|r| r.name()).collect();
-            format!("unknown row {name}: expected one of {}", names.join(", "))
-        })
-}
-
 /// The profile and row a `--histories` file name (`PROFILE-ROW.jsonl`, or
 /// `PROFILE-ROW.TAG.jsonl` for further baseline trials and cost-curve runs) names, if it names
 /// them.
@@ -54,7 +44,7 @@ fn names_of(path: &Path) -> Option<(Profile, Row)> {
     let stem = stem.split('.').next()?;
     Profile::ALL.into_iter().find_map(|profile| {
         let row = stem.strip_prefix(profile.name())?.strip_prefix('-')?;
-        Some((profile, parse_row(row).ok()?))
+        Some((profile, row.parse().ok()?))
     })
 }
 
@@ -162,11 +152,7 @@ fn render(result: &RowResult) -> String {
     });
     let _ = writeln!(out, "throughput: {throughput}");
     if let Some(faults) = &result.faults {
-        let kinds: Vec<String> = faults
-            .by_kind
-            .iter()
-            .map(|(kind, n)| format!("{n} × {kind}"))
-            .collect();
+        let kinds = faults.listed();
         let kinds = if kinds.is_empty() {
             String::new()
         } else {

@@ -210,6 +210,21 @@ impl Row {
     }
 }
 
+impl std::str::FromStr for Row {
+    type Err = String;
+
+    /// A row by its command-line name, as `--row` and history file names give it.
+    fn from_str(name: &str) -> Result<Row, String> {
+        Row::ALL
+            .into_iter()
+            .find(|r| r.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Row::ALL.iter().map(|r| r.name()).collect();
+                format!("unknown row {name}: expected one of {}", names.join(", "))
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

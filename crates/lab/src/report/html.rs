@@ -207,11 +207,7 @@ fn profile_section(out: &mut String, profile: &ProfileResult) {
             continue;
         }
         if let Some(faults) = &row.faults {
-            let kinds: Vec<String> = faults
-                .by_kind
-                .iter()
-                .map(|(kind, n)| format!("{n} × {kind}"))
-                .collect();
+            let kinds = faults.listed();
             let injected = if kinds.is_empty() {
                 "nothing".into()
             } else {

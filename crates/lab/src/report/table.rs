@@ -276,11 +276,7 @@ fn footnotes(profile: &ProfileResult) -> Vec<String> {
             if faults.injected == 0 && !faults.by_kind.is_empty() {
                 continue;
             }
-            let kinds: Vec<String> = faults
-                .by_kind
-                .iter()
-                .map(|(kind, n)| format!("{n} × {kind}"))
-                .collect();
+            let kinds = faults.listed();
             let injected = if kinds.is_empty() {
                 "nothing".to_string()
             } else {
