@@ -196,9 +196,9 @@ impl InternalLog {
             })
             .collect();
         for chunk in records.chunks(RECORDS_PER_BATCH) {
-            let mut batch = build_batch(chunk, now_ms, ProducerFields::NONE, 0);
+            let batch = build_batch(chunk, now_ms, ProducerFields::NONE, 0);
             self.log
-                .append(&mut batch, now_ms)
+                .append(batch.into(), now_ms)
                 .map_err(|source| log_error(self.name, source))?;
         }
         Ok(())

@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use storage::{AppendInfo, Disk, LogError, PartitionLog};
 use wire::batch::Batches;
 
@@ -111,17 +113,18 @@ impl Partition {
     /// Appends a transaction marker (control batch) ending `marker.producer_id`'s transaction.
     /// Markers carry no sequence, so they do not touch the idempotent producer state.
     pub fn append_marker(&mut self, marker: Marker, now_ms: i64) -> Result<(), LogError> {
-        let mut bytes = marker_batch(marker, 0, now_ms);
-        self.log.append(&mut bytes, now_ms)?;
+        let bytes = Bytes::from(marker_batch(marker, 0, now_ms));
+        let info = self.log.append(bytes.clone(), now_ms)?;
         self.state_changed = true;
-        self.index_txns(&bytes)
+        self.index_txns(&bytes, &info.batch_base_offsets)
     }
 
-    fn index_txns(&mut self, appended: &[u8]) -> Result<(), LogError> {
-        for item in Batches::new(appended) {
+    /// Indexes appended batches; `base_offsets` are their final offsets.
+    fn index_txns(&mut self, appended: &[u8], base_offsets: &[i64]) -> Result<(), LogError> {
+        for (item, &base_offset) in Batches::new(appended).zip(base_offsets) {
             let (_, view) = item.map_err(|e| corrupt(self.log.dir(), e.to_string()))?;
             self.txns
-                .on_batch(&view)
+                .on_batch(&view, base_offset)
                 .map_err(|e| corrupt(self.log.dir(), e))?;
         }
         Ok(())
@@ -141,12 +144,12 @@ impl Partition {
     /// at the new segment's base offset.
     pub fn append(
         &mut self,
-        batches: &mut [u8],
+        batches: Bytes,
         headers: &[BatchHeader],
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
         let segments_before = self.log.segment_count();
-        let info = self.log.append(batches, now_ms)?;
+        let info = self.log.append(batches.clone(), now_ms)?;
         assert_eq!(
             info.batch_base_offsets.len(),
             headers.len(),
@@ -155,7 +158,7 @@ impl Partition {
         if self.log.segment_count() > segments_before {
             self.write_snapshot(info.first_offset, now_ms, false);
         }
-        self.index_txns(batches)?;
+        self.index_txns(&batches, &info.batch_base_offsets)?;
         for (header, &base_offset) in headers.iter().zip(&info.batch_base_offsets) {
             if header.has_producer_id() {
                 self.producers.record(header, base_offset, now_ms);
@@ -255,7 +258,8 @@ fn replay(
                 continue;
             }
             batches += 1;
-            txns.on_batch(&view).map_err(|e| corrupt(log.dir(), e))?;
+            txns.on_batch(&view, view.base_offset())
+                .map_err(|e| corrupt(log.dir(), e))?;
             if view.is_control() {
                 continue;
             }
@@ -300,11 +304,11 @@ mod tests {
             producer_epoch: 0,
             base_sequence: seq,
         };
-        let mut bytes = build_batch(&records, NOW_MS, producer, 0);
+        let bytes = build_batch(&records, NOW_MS, producer, 0);
         let header = BatchHeader::of(&BatchView::parse(&bytes).unwrap());
         let verdict = p.check_producers(&[header]);
         if verdict == Verdict::Append {
-            p.append(&mut bytes, &[header], NOW_MS).unwrap();
+            p.append(bytes.into(), &[header], NOW_MS).unwrap();
         }
         verdict
     }
@@ -343,10 +347,10 @@ mod tests {
             producer_epoch: 0,
             base_sequence: seq,
         };
-        let mut bytes = build_batch(&[(None, Some(&b"t"[..]))], NOW_MS, producer, 0x10);
+        let bytes = build_batch(&[(None, Some(&b"t"[..]))], NOW_MS, producer, 0x10);
         let header = BatchHeader::of(&BatchView::parse(&bytes).unwrap());
         assert_eq!(p.check_producers(&[header]), Verdict::Append);
-        p.append(&mut bytes, &[header], NOW_MS).unwrap();
+        p.append(bytes.into(), &[header], NOW_MS).unwrap();
     }
 
     fn end_txn(p: &mut Partition, id: i64, commit: bool) {

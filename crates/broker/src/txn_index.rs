@@ -44,15 +44,16 @@ pub struct Marker {
 }
 
 impl TxnIndex {
-    /// Accounts for a batch just appended (or read back during recovery) at its final offsets.
-    pub fn on_batch(&mut self, batch: &BatchView<'_>) -> Result<(), String> {
+    /// Accounts for a batch just appended (or read back during recovery) at `base_offset`, its
+    /// final offset (an appended batch's own header may still hold the producer's).
+    pub fn on_batch(&mut self, batch: &BatchView<'_>, base_offset: i64) -> Result<(), String> {
         if batch.is_control() {
             let marker = parse_marker(batch)?;
-            self.on_marker(marker.producer_id, marker.commit, batch.base_offset());
+            self.on_marker(marker.producer_id, marker.commit, base_offset);
         } else if batch.is_transactional() {
             self.ongoing
                 .entry(batch.producer_id())
-                .or_insert(batch.base_offset());
+                .or_insert(base_offset);
         }
         Ok(())
     }
@@ -230,7 +231,8 @@ mod tests {
                 other => panic!("unknown step {other}"),
             };
             assign_base_offset(&mut bytes, offset as i64, 0);
-            index.on_batch(&BatchView::parse(&bytes).unwrap()).unwrap();
+            let view = BatchView::parse(&bytes).unwrap();
+            index.on_batch(&view, view.base_offset()).unwrap();
         }
         index
     }

@@ -75,6 +75,10 @@ pub(crate) struct Segment {
     /// The offset after the last batch; `base_offset` when the segment is empty.
     pub next_offset: i64,
     pub size_bytes: u64,
+    /// How many of `size_bytes` are in the file: appends reach the OS only when the group commit
+    /// runs their `SyncWork`, so readers stop here (what lies beyond is not synced either, so no
+    /// consumer may see it yet).
+    pub written_bytes: u64,
     pub log: Arc<dyn DiskFile>,
     pub log_path: PathBuf,
     index: OffsetIndex,
@@ -94,6 +98,7 @@ impl Segment {
             base_offset,
             next_offset: base_offset,
             size_bytes: 0,
+            written_bytes: 0,
             log,
             log_path: dir.join(file_name(base_offset, LOG_SUFFIX)),
             index: OffsetIndex::default(),
@@ -110,6 +115,7 @@ impl Segment {
         let mut segment = Segment::new(dir, base_offset, log);
         segment.next_offset = loaded.next_offset;
         segment.size_bytes = loaded.size_bytes;
+        segment.written_bytes = loaded.size_bytes;
         segment.index = loaded.index;
         segment.time_index = loaded.time_index;
         if let Some(last) = segment.time_index.last() {
@@ -228,8 +234,8 @@ impl Segment {
         });
         // Hop header to header: the bodies are read (and verified) by `read_into` only.
         let mut header = [0u8; HEADER_BYTES];
-        while position < self.size_bytes {
-            let available = self.size_bytes - position;
+        while position < self.written_bytes {
+            let available = self.written_bytes - position;
             if available < HEADER_BYTES as u64 {
                 let reason = format!("{available} bytes at the end are not a batch header");
                 return Err(LogError::corrupt(&self.log_path, position, reason));
@@ -285,7 +291,7 @@ impl Segment {
             .map_or(0, |e| e.position);
         let mut cursor = Cursor::new(
             self.log.as_ref(),
-            self.size_bytes,
+            self.written_bytes,
             start as u64,
             SCAN_CHUNK_BYTES,
         );
@@ -324,7 +330,7 @@ impl Segment {
         offset_end: i64,
         out: &mut Vec<u8>,
     ) -> Result<bool, LogError> {
-        let remaining = (self.size_bytes - position) as usize;
+        let remaining = self.written_bytes.saturating_sub(position) as usize;
         let budget = max_bytes.saturating_sub(out.len());
         let first = out.is_empty();
         // Enough for the first header even when the budget is smaller, to learn the batch size.

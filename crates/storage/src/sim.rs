@@ -387,6 +387,11 @@ impl DiskFile for SimFile {
         })
     }
 
+    /// One write, as `pwritev` is one system call: a crash may tear it anywhere.
+    fn write_all_vectored_at(&self, position: u64, bufs: &[bytes::Bytes]) -> io::Result<()> {
+        self.write_all_at(position, &bufs.concat())
+    }
+
     fn sync_data(&self) -> io::Result<()> {
         self.with(|state, inode| {
             state.take_sync_failure()?;

@@ -145,13 +145,13 @@ fn append(
     if let Some(answer) = judge(broker, topic, index, &headers) {
         return Ok(answer);
     }
-    let mut bytes = records.to_vec();
     let partition = broker
         .topics
         .partition_mut(topic, index)
         .expect("partition looked up above");
     let info = partition
-        .append(&mut bytes, &headers, now_ms)
+        // The request's own bytes: the log keeps them for the group commit to write.
+        .append(records, &headers, now_ms)
         .map_err(|source| BrokerError::Log {
             topic: topic.to_string(),
             partition: index,

@@ -71,7 +71,12 @@ fn check_tear(keep_bytes: usize, expect: Expect) {
     let mut packed = batch(1, 1, 10, 0);
     packed.extend(batch(2, 3, 10, 0));
     packed.extend(batch(3, 1, 10, 0));
-    log.append(&mut packed, 0).unwrap();
+    log.append(bytes::Bytes::copy_from_slice(&packed), 0)
+        .unwrap();
+    // The group commit writes them, and the crash comes before their fsync.
+    let work = log.take_sync_work().unwrap();
+    disk.fail_next_sync();
+    work.run_data().unwrap_err();
     drop(log);
     disk.tear_on_crash(keep_bytes);
     disk.crash();
@@ -187,6 +192,10 @@ fn failed_sync_is_an_error() {
     expect!["sync file /p0/00000000000000000000.log: injected fsync failure"]
         .assert_eq(&work.run().unwrap_err().to_string());
     assert_eq!(log.synced_offset(), 0, "nothing is marked synced");
+    // The process stops after a failed fsync; a log that never took a sync fails on close.
+    let disk = SimDisk::new();
+    let mut log = open_sim(&disk, LogConfig::default());
+    append_batches(&mut log, 0, &[1]);
     disk.fail_next_sync();
     expect!["sync file /p0/00000000000000000000.index: injected fsync failure"]
         .assert_eq(&log.close().unwrap_err().to_string());
@@ -197,10 +206,11 @@ fn failed_write_is_an_error() {
     let disk = SimDisk::new();
     let mut log = open_sim(&disk, LogConfig::default());
     disk.fail_next_write();
-    let error = log.append(&mut batch(0, 1, 1, 0), 0).unwrap_err();
+    append_batches(&mut log, 0, &[1]);
+    let work = log.take_sync_work().unwrap();
     expect!["write segment /p0/00000000000000000000.log: injected write failure"]
-        .assert_eq(&error.to_string());
-    assert_eq!(log.log_end_offset(), 0);
+        .assert_eq(&work.run().unwrap_err().to_string());
+    assert_eq!(log.synced_offset(), 0, "nothing is marked synced");
 }
 
 #[test]

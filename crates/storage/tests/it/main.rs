@@ -46,8 +46,25 @@ pub fn open_sim(disk: &SimDisk, config: LogConfig) -> PartitionLog {
 }
 
 pub fn append(log: &mut PartitionLog, batch: &[u8], now_ms: i64) -> AppendInfo {
-    let mut bytes = batch.to_vec();
-    log.append(&mut bytes, now_ms).expect("append")
+    let bytes = batch.to_vec();
+    log.append(bytes::Bytes::copy_from_slice(&bytes), now_ms)
+        .expect("append")
+}
+
+/// The bytes the log stores for `sent` (batches packed back to back) appended as `info` says:
+/// the same bytes with each batch's base offset assigned.
+pub fn stored(sent: &[u8], info: &AppendInfo) -> Vec<u8> {
+    let mut stored = sent.to_vec();
+    let mut bases = info.batch_base_offsets.iter();
+    let mut position = 0;
+    while position < stored.len() {
+        let span = wire::batch::BatchSpan::parse(&stored[position..]).expect("whole batches");
+        let base = *bases.next().expect("one base offset per batch");
+        wire::batch::assign_base_offset(&mut stored[position..], base, 0);
+        position += span.total_bytes;
+    }
+    assert!(bases.next().is_none(), "one batch per base offset");
+    stored
 }
 
 /// Runs a group commit the way the broker will: take under the lock, run, report.

@@ -265,10 +265,12 @@ fn step(
                 let value_bytes = 5 + rng.below(120) as usize;
                 bytes.extend(batch(model.seed_next, records, value_bytes, model.now_ms));
             }
-            log.append(&mut bytes, model.now_ms)
+            let info = log
+                .append(bytes::Bytes::copy_from_slice(&bytes), model.now_ms)
                 .expect("append on a healthy disk");
+            let stored = crate::stored(&bytes, &info);
             tally.appends += 1;
-            for item in Batches::new(&bytes) {
+            for item in Batches::new(&stored) {
                 let (_, view) = item.expect("appended batches are whole");
                 model
                     .batches
@@ -334,18 +336,20 @@ fn fail_a_sync(
         return;
     }
     model.seed_next += 1;
-    let mut bytes = batch(model.seed_next, 1 + rng.below(4) as usize, 20, model.now_ms);
-    log.append(&mut bytes, model.now_ms)
+    let bytes = batch(model.seed_next, 1 + rng.below(4) as usize, 20, model.now_ms);
+    let info = log
+        .append(bytes::Bytes::copy_from_slice(&bytes), model.now_ms)
         .expect("append on a healthy disk");
+    let stored = crate::stored(&bytes, &info);
     tally.appends += 1;
     model.batches.insert(
-        Batches::new(&bytes)
+        Batches::new(&stored)
             .next()
             .unwrap()
             .unwrap()
             .1
             .base_offset(),
-        bytes,
+        stored,
     );
     let work = log.take_sync_work().expect("an append needs a sync");
     disk.fail_next_sync();

@@ -82,8 +82,11 @@ fn run(ops: Vec<Op>) {
                     seed += 1;
                     packed.extend(batch(seed, records, value_bytes, now_ms));
                 }
-                current.append(&mut packed, now_ms).expect("append");
-                model.extend(batches_of(&packed));
+                let info = current
+                    .append(bytes::Bytes::copy_from_slice(&packed), now_ms)
+                    .expect("append");
+                let stored = crate::stored(&packed, &info);
+                model.extend(batches_of(&stored));
             }
             Op::Sync => {
                 sync(current);
@@ -123,8 +126,9 @@ fn run(ops: Vec<Op>) {
             recovered[..] == model[..recovered.len()],
             "the log is not a prefix of what was appended"
         );
-        model.truncate(recovered.len());
         if reopened {
+            // Appends not yet synced are unreadable (not yet written) until a crash settles them.
+            model.truncate(recovered.len());
             // Recovery syncs everything it keeps.
             assert_eq!(current.synced_offset(), current.log_end_offset());
             synced = model.len();

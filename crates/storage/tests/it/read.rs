@@ -7,7 +7,7 @@ use std::sync::Arc;
 use expect_test::{expect, Expect};
 use storage::{FsDisk, LogConfig, LogError, PartitionLog};
 
-use crate::{append, batch, read_all, small_config, summary};
+use crate::{append, batch, read_all, small_config, summary, sync};
 
 /// One stored batch of the model: base offset, last offset, stored bytes.
 struct Stored {
@@ -22,20 +22,24 @@ fn fill(log: &mut PartitionLog, count: u64) -> Vec<Stored> {
     let mut stored = Vec::new();
     for seed in 0..count {
         let records = 1 + (seed % 5) as usize;
-        let mut bytes = batch(
+        let bytes = batch(
             seed,
             records,
             10 + (seed * 37 % 290) as usize,
             1_000 + seed as i64,
         );
-        let info = log.append(&mut bytes, 0).expect("append");
+        let info = log
+            .append(bytes::Bytes::copy_from_slice(&bytes), 0)
+            .expect("append");
         assert_eq!(info.batch_base_offsets, vec![info.first_offset]);
         stored.push(Stored {
             base: info.first_offset,
             last: info.last_offset,
-            bytes,
+            bytes: crate::stored(&bytes, &info),
         });
     }
+    // Appends become readable once the group commit wrote them.
+    sync(log);
     stored
 }
 
@@ -102,6 +106,7 @@ fn read_limits() {
     for (seed, records, value_bytes) in [(0, 3, 10), (1, 1, 230), (2, 2, 20)] {
         append(&mut log, &batch(seed, records, value_bytes, 0), 0);
     }
+    sync(&mut log);
     check_read(&log, 0, 10_000, 6, expect!["0..2 3..3 4..5 (527 bytes)"]);
     check_read(&log, 1, 10_000, 6, expect!["0..2 3..3 4..5 (527 bytes)"]);
     check_read(&log, 3, 10_000, 6, expect!["3..3 4..5 (415 bytes)"]);
@@ -141,9 +146,20 @@ fn append_returns_offsets_per_batch() {
     let mut packed = batch(0, 3, 10, 0);
     packed.extend(batch(1, 1, 10, 0));
     packed.extend(batch(2, 2, 10, 0));
-    let info = log.append(&mut packed, 0).unwrap();
-    expect!["AppendInfo { first_offset: 2, last_offset: 7, batch_base_offsets: [2, 5, 6], log_end_offset: 8 }"]
-        .assert_eq(&format!("{info:?}"));
+    let info = log
+        .append(bytes::Bytes::copy_from_slice(&packed), 0)
+        .unwrap();
+    expect!["2 7 [2, 5, 6] 8"].assert_eq(&format!(
+        "{} {} {:?} {}",
+        info.first_offset, info.last_offset, info.batch_base_offsets, info.log_end_offset
+    ));
+    assert_eq!(
+        log.read(2, usize::MAX, 8).unwrap(),
+        Vec::<u8>::new(),
+        "nothing is readable before the group commit wrote it"
+    );
+    sync(&mut log);
+    let packed = crate::stored(&packed, &info);
     assert_eq!(
         log.read(2, usize::MAX, 8).unwrap(),
         packed,
@@ -154,7 +170,11 @@ fn append_returns_offsets_per_batch() {
 fn check_append_error(bytes: &mut [u8], expect: Expect) {
     let temp = tempfile::tempdir().unwrap();
     let mut log = open_fs(temp.path(), LogConfig::default());
-    expect.assert_eq(&log.append(bytes, 0).unwrap_err().to_string());
+    expect.assert_eq(
+        &log.append(bytes::Bytes::copy_from_slice(&bytes), 0)
+            .unwrap_err()
+            .to_string(),
+    );
     assert_eq!(log.log_end_offset(), 0);
 }
 
@@ -250,6 +270,8 @@ fn offset_for_timestamp_finds_the_first_batch_at_or_after() {
     for (seed, timestamp_ms) in [100, 300, 200, 400, 250, 500, 450].into_iter().enumerate() {
         append(&mut log, &batch(seed as u64, 2, 10, timestamp_ms), 0);
     }
+    check_timestamp(&log, 0, expect!["None"]);
+    sync(&mut log);
     assert!(log.segment_count() > 2);
     check_timestamp(&log, 0, expect!["Some((0, 100))"]);
     check_timestamp(&log, 100, expect!["Some((0, 100))"]);
@@ -296,4 +318,29 @@ fn config_is_validated() {
     expect!["invalid log config: segment_bytes 0 is outside 1..=2147483647"]
         .assert_eq(&error.to_string());
     assert!(matches!(error, LogError::Config(_)));
+}
+
+#[test]
+fn one_append_of_more_batches_than_one_vectored_write_takes() {
+    // Each batch is two slices (its header with the offset, then its body), so 700 batches are
+    // more slices than one pwritev takes (1024): the write goes out in several calls.
+    let temp = tempfile::tempdir().unwrap();
+    let mut log = open_fs(temp.path(), LogConfig::default());
+    let mut packed = Vec::new();
+    for seed in 0..700 {
+        packed.extend(batch(seed, 1 + (seed % 3) as usize, 7, 0));
+    }
+    let info = log
+        .append(bytes::Bytes::copy_from_slice(&packed), 0)
+        .unwrap();
+    assert_eq!(info.batch_base_offsets.len(), 700);
+    sync(&mut log);
+    assert_eq!(read_all(&log), crate::stored(&packed, &info));
+    drop(log);
+    let log = open_fs(temp.path(), LogConfig::default());
+    assert_eq!(
+        read_all(&log),
+        crate::stored(&packed, &info),
+        "and after reopening"
+    );
 }
