@@ -470,8 +470,9 @@ impl<'a> Session<'a> {
         config.set("acks", "all").set("linger.ms", "0");
         Mode::durable(self.idempotence()).configure(&mut config);
         let origin = Instant::now();
+        let warmup_ns = (self.plan.latency_warmup_seconds * 1e9) as u64;
         let deliveries = Deliveries {
-            ack_latency: Some((origin, Mutex::default())),
+            ack_latency: Some((origin, warmup_ns, Mutex::default())),
             ..Deliveries::default()
         };
         let producer: BaseProducer<Deliveries> = config
@@ -479,7 +480,6 @@ impl<'a> Session<'a> {
             .context("create producer")?;
         let consumer = self.consumer(topic, Offset::Beginning)?;
         let sent_total = Arc::new(AtomicU64::new(u64::MAX));
-        let warmup_ns = (self.plan.latency_warmup_seconds * 1e9) as u64;
         let reader = {
             let sent_total = sent_total.clone();
             std::thread::spawn(move || receive_latencies(consumer, origin, warmup_ns, &sent_total))
@@ -727,7 +727,9 @@ struct Deliveries {
     acked: AtomicU64,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
-    ack_latency: Option<(Instant, Mutex<Latency>)>,
+    /// The run's origin, the warm-up (ns from it) whose records are not counted, and the
+    /// send-to-acknowledgement latencies of the others.
+    ack_latency: Option<(Instant, u64, Mutex<Latency>)>,
 }
 
 impl Deliveries {
@@ -745,7 +747,7 @@ impl Deliveries {
 
     fn ack_percentiles(&self) -> crate::stats::Percentiles {
         match &self.ack_latency {
-            Some((_, latency)) => latency.lock().map(|l| l.percentiles()).unwrap_or_default(),
+            Some((_, _, latency)) => latency.lock().map(|l| l.percentiles()).unwrap_or_default(),
             None => Default::default(),
         }
     }
@@ -760,8 +762,14 @@ impl ProducerContext for Deliveries {
         match result {
             Ok(message) => {
                 self.acked.fetch_add(1, Ordering::Relaxed);
-                if let Some((origin, latency)) = &self.ack_latency {
-                    if let Some(sent_ns) = message.payload().and_then(timestamp) {
+                if let Some((origin, warmup_ns, latency)) = &self.ack_latency {
+                    // As for end-to-end latency, records sent during the warm-up (connection,
+                    // metadata, producer id) are not counted.
+                    if let Some(sent_ns) = message
+                        .payload()
+                        .and_then(timestamp)
+                        .filter(|sent_ns| sent_ns >= warmup_ns)
+                    {
                         let now_ns = origin.elapsed().as_nanos() as u64;
                         if let Ok(mut latency) = latency.lock() {
                             latency.record_us(now_ns.saturating_sub(sent_ns) / 1000);
