@@ -397,7 +397,7 @@ impl<'a> Session<'a> {
         if mode == Mode::Transactional {
             metrics.extend(commit_times.metrics());
         }
-        metrics.extend(cpu.metrics());
+        metrics.extend(cpu.metrics(acked * record_bytes as u64));
         let note = (!mode.idempotent())
             .then(|| "NOT idempotent: the broker does not advertise InitProducerId".to_string());
         Ok((
@@ -438,9 +438,10 @@ impl<'a> Session<'a> {
                 ("seconds", seconds),
                 ("records_per_s", received as f64 / seconds),
                 ("bytes_per_s", bytes as f64 / seconds),
-                cpu.metrics()[0],
-                cpu.metrics()[1],
-            ],
+            ]
+            .into_iter()
+            .chain(cpu.metrics(bytes))
+            .collect::<Vec<_>>(),
         ))
     }
 

@@ -312,9 +312,10 @@ impl<'a> Session<'a> {
                 ),
                 ("record_bytes", record_bytes as f64),
                 ("idempotent", 1.0),
-                cpu.metrics()[0],
-                cpu.metrics()[1],
-            ],
+            ]
+            .into_iter()
+            .chain(cpu.metrics(acked * record_bytes as u64))
+            .collect::<Vec<_>>(),
         );
         Ok((row, acked))
     }
@@ -378,9 +379,10 @@ impl<'a> Session<'a> {
                 ("seconds", seconds),
                 ("records_per_s", received as f64 / seconds),
                 ("bytes_per_s", bytes as f64 / seconds),
-                cpu.metrics()[0],
-                cpu.metrics()[1],
-            ],
+            ]
+            .into_iter()
+            .chain(cpu.metrics(bytes))
+            .collect::<Vec<_>>(),
         ))
     }
 

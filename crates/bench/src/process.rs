@@ -199,14 +199,19 @@ impl CpuMeter {
         }
     }
 
-    /// `broker_cpu_cores` and `client_cpu_cores` since `start`.
-    pub fn metrics(&self) -> [(&'static str, f64); 2] {
+    /// `broker_cpu_cores` and `client_cpu_cores` since `start`, and the CPU seconds each spent
+    /// per GB (10^9 bytes) of the `bytes` the workload moved: the cost of the work itself,
+    /// whatever the rate.
+    pub fn metrics(&self, bytes: u64) -> [(&'static str, f64); 4] {
         let wall_s = self.started.elapsed().as_secs_f64().max(1e-6);
         let broker_s = self.pid.and_then(process_cpu_seconds).unwrap_or(0.0) - self.broker_start_s;
         let own_s = own_cpu_seconds() - self.own_start_s;
+        let gb = (bytes as f64 / 1e9).max(1e-12);
         [
             ("broker_cpu_cores", (broker_s / wall_s).max(0.0)),
             ("client_cpu_cores", (own_s / wall_s).max(0.0)),
+            ("broker_cpu_s_per_gb", (broker_s / gb).max(0.0)),
+            ("client_cpu_s_per_gb", (own_s / gb).max(0.0)),
         ]
     }
 }

@@ -326,7 +326,7 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "(ferry/it: ferry's figure over the peer's; throughput higher is better, times and memory lower)"
+            "(ferry/it: ferry's figure over the peer's; throughput higher is better, times, memory and CPU per GB lower)"
         );
         for row in self.results.iter().filter(|r| r.note.is_some()) {
             let _ = writeln!(
@@ -409,6 +409,7 @@ enum Unit {
     Millis,
     Bytes,
     Cores,
+    CpuSecondsPerGb,
 }
 
 /// One line of the table: a metric of a workload.
@@ -466,6 +467,20 @@ const LINES: &[Line] = &[
         MachineRef::None,
     ),
     line(
+        "  broker CPU per GB produced",
+        "produce_1kib",
+        "broker_cpu_s_per_gb",
+        Unit::CpuSecondsPerGb,
+        MachineRef::None,
+    ),
+    line(
+        "  client CPU per GB produced",
+        "produce_1kib",
+        "client_cpu_s_per_gb",
+        Unit::CpuSecondsPerGb,
+        MachineRef::None,
+    ),
+    line(
         "produce 100 B acks=all idempotent",
         "produce_100b",
         "bytes_per_s",
@@ -512,6 +527,20 @@ const LINES: &[Line] = &[
         "consume_1kib",
         "records_per_s",
         Unit::RecordsPerS,
+        MachineRef::None,
+    ),
+    line(
+        "  broker CPU per GB consumed",
+        "consume_1kib",
+        "broker_cpu_s_per_gb",
+        Unit::CpuSecondsPerGb,
+        MachineRef::None,
+    ),
+    line(
+        "  client CPU per GB consumed",
+        "consume_1kib",
+        "client_cpu_s_per_gb",
+        Unit::CpuSecondsPerGb,
         MachineRef::None,
     ),
     line(
@@ -613,6 +642,7 @@ fn cell(row: Option<&Row>, line: &Line) -> String {
         Unit::Millis => format!("{value:.1} ms"),
         Unit::Bytes => format!("{:.1} MiB", value / (1u64 << 20) as f64),
         Unit::Cores => format!("{value:.2}"),
+        Unit::CpuSecondsPerGb => format!("{value:.2} s/GB"),
     }
 }
 
