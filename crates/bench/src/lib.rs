@@ -113,7 +113,11 @@ impl Plan {
 /// Runs the bench as `ferry bench` does: prints the table, writes the JSON, and fails when a
 /// ferry workload failed (a failing peer is reported, not fatal).
 pub fn run(args: BenchArgs) -> Result<()> {
-    let ferry_exe = std::env::current_exe().context("find the ferry binary")?;
+    // Another build of ferry can be measured by this bench's code (before and after a change).
+    let ferry_exe = match std::env::var_os("FERRY_BENCH_BROKER") {
+        Some(exe) => PathBuf::from(exe),
+        None => std::env::current_exe().context("find the ferry binary")?,
+    };
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let report = measure(&args, &ferry_exe, &dir)?;
     print!("{}", report.table());
