@@ -108,6 +108,9 @@ impl Settings {
                 broker.retention_check_interval_ms = positive(name, value)?
             }
             "log.index.interval.bytes" => broker.log.index_interval_bytes = positive(name, value)?,
+            "log.flush.offset.checkpoint.interval.ms" => {
+                broker.log.recovery_point_interval_ms = positive(name, value)?
+            }
             "group.initial.rebalance.delay.ms" => {
                 broker.group.group_initial_rebalance_delay_ms = number(name, value)?
             }
@@ -216,6 +219,13 @@ mod tests {
                 .into_iter(),
             )
             .unwrap();
+        settings
+            .apply("log.flush.offset.checkpoint.interval.ms", "60000")
+            .unwrap();
+        assert_eq!(settings.broker.log.recovery_point_interval_ms, 60_000);
+        assert!(settings
+            .apply("log.flush.offset.checkpoint.interval.ms", "0")
+            .is_err());
         assert_eq!(settings.broker.num_partitions, 4);
         assert!(!settings.broker.auto_create_topics);
         assert_eq!(settings.listen.port(), 9999);

@@ -30,8 +30,9 @@ pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
 /// Largest single append (a produce request's records for one partition); with
 /// `SEGMENT_BYTES_MAX` it keeps every position below 2^32.
 pub const APPEND_BYTES_MAX: usize = 1 << 30;
-/// How often, at most, a sync also rewrites the recovery point checkpoint. Recovery re-validates
-/// what lies after it, so this bounds how much data recovery treats as possibly torn.
+/// How often, at most, a sync also rewrites the recovery point checkpoint, by default. Recovery
+/// re-validates what lies after it, so this bounds how much data recovery treats as possibly
+/// torn; each checkpoint costs two fsyncs beside the group commit's.
 pub const RECOVERY_POINT_INTERVAL_MS: i64 = 1_000;
 
 /// Per-partition settings, named after Kafka's topic configs.
@@ -47,6 +48,9 @@ pub struct LogConfig {
     pub retention_ms: i64,
     /// `index.interval.bytes`: bytes between two offset index entries.
     pub index_interval_bytes: u32,
+    /// `log.flush.offset.checkpoint.interval.ms`: how often, at most, the recovery point is
+    /// checkpointed (see `RECOVERY_POINT_INTERVAL_MS`).
+    pub recovery_point_interval_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -57,6 +61,7 @@ impl Default for LogConfig {
             retention_bytes: -1,
             retention_ms: 7 * 24 * 60 * 60 * 1000,
             index_interval_bytes: 4096,
+            recovery_point_interval_ms: RECOVERY_POINT_INTERVAL_MS,
         }
     }
 }
@@ -75,6 +80,12 @@ impl LogConfig {
             return Err(LogError::Config(format!(
                 "segment_ms {} must be positive",
                 self.segment_ms
+            )));
+        }
+        if self.recovery_point_interval_ms <= 0 {
+            return Err(LogError::Config(format!(
+                "recovery_point_interval_ms {} must be positive",
+                self.recovery_point_interval_ms
             )));
         }
         if self.retention_bytes < -1 || self.retention_ms < -1 {
@@ -619,7 +630,8 @@ impl PartitionLog {
         // With no other sync outstanding, everything below `offset` is synced already or by this
         // work, so the checkpoint it writes after its fsyncs is true.
         let due = self.recovery_point_due
-            || self.clock_ms - self.recovery_point_written_ms >= RECOVERY_POINT_INTERVAL_MS;
+            || self.clock_ms - self.recovery_point_written_ms
+                >= self.config.recovery_point_interval_ms;
         let recovery_point =
             (due && offset > self.recovery_point && self.checkpoint_in_flight.is_none())
                 .then_some(offset);
@@ -645,7 +657,7 @@ impl PartitionLog {
     }
 
     /// Whether the log is quiet with synced data past its recovery point and a checkpoint is
-    /// due (`RECOVERY_POINT_INTERVAL_MS` since the last one, by `now_ms`). A log gets
+    /// due (`recovery_point_interval_ms` since the last one, by `now_ms`). A log gets
     /// checkpoints only from `take_sync_work`, which the broker calls for logs appended to since
     /// the last round; the broker's one-second tick asks this of every log and, for those that
     /// answer yes, runs a checkpoint-only round, so the recovery point of a log that went quiet
@@ -656,7 +668,8 @@ impl PartitionLog {
             && self.checkpoint_in_flight.is_none()
             && self.synced_offset == self.log_end_offset()
             && self.synced_offset > self.recovery_point
-            && self.clock_ms - self.recovery_point_written_ms >= RECOVERY_POINT_INTERVAL_MS
+            && self.clock_ms - self.recovery_point_written_ms
+                >= self.config.recovery_point_interval_ms
     }
 
     /// The offset below which recovery trusts the log without validating it (as last written
