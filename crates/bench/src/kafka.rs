@@ -808,7 +808,7 @@ fn paced_send(
     for tick in 0..ticks {
         let due = start + Duration::from_millis(tick);
         while Instant::now() < due {
-            producer.poll(due.saturating_duration_since(Instant::now()));
+            serve_deliveries(producer);
         }
         for _ in 0..per_tick {
             let now_ns = origin.elapsed().as_nanos() as u64;
@@ -822,6 +822,17 @@ fn paced_send(
         producer.poll(Duration::ZERO);
     }
     Ok(sent)
+}
+
+/// Serves delivery reports, waiting at most 1 ms for one. Not `BaseProducer::poll`: given less
+/// than a millisecond it returns at once (librdkafka counts whole milliseconds), so the paced
+/// sender spun a whole core between ticks, starving broker and consumer on a 2-core machine;
+/// given more, it waits out the whole timeout even after serving a report.
+fn serve_deliveries(producer: &BaseProducer<Deliveries>) {
+    // SAFETY: the handle is valid for as long as `producer` lives; rd_kafka_poll is thread safe.
+    unsafe {
+        rdkafka::bindings::rd_kafka_poll(producer.client().native_ptr(), 1);
+    }
 }
 
 /// Reads latency records until `sent_total` are in (or a deadline after the sender is done),
