@@ -29,6 +29,12 @@ pub struct Machine {
     pub disk_chunks: Vec<DiskChunk>,
     /// Latency of a 4 KiB append followed by fdatasync.
     pub fsync_latency: Percentiles,
+    /// A group commit round's floor: 4 KiB appended to each of `round_files` files, all
+    /// fdatasynced at once (a thread each, as the broker does), until the last one returns.
+    #[serde(default)]
+    pub fsync_round_latency: Percentiles,
+    #[serde(default)]
+    pub round_files: u32,
     pub loopback_tcp_bytes_per_s: f64,
 }
 
@@ -51,6 +57,10 @@ pub fn probe(plan: &Plan, dir: &Path) -> Result<Machine> {
     }
     progress("disk: fdatasync latency");
     machine.fsync_latency = fsync_latency(dir, plan.fsync_samples)?;
+    let files = plan.partitions.max(1) as usize;
+    progress(&format!("disk: fdatasync latency, {files} files at once"));
+    machine.fsync_round_latency = fsync_round_latency(dir, files, plan.fsync_samples)?;
+    machine.round_files = files as u32;
     progress("loopback TCP bandwidth");
     machine.loopback_tcp_bytes_per_s = loopback_bandwidth(plan.loopback_seconds)?;
     Ok(machine)
@@ -102,6 +112,52 @@ fn fsync_latency(dir: &Path, samples: usize) -> Result<Percentiles> {
     }
     drop(file);
     std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
+    Ok(latency.percentiles())
+}
+
+/// `fsync_latency` over `files` files at once: each sample appends to and fdatasyncs every file
+/// on a thread of its own, and lasts until the slowest is done.
+fn fsync_round_latency(dir: &Path, files: usize, samples: usize) -> Result<Percentiles> {
+    let paths: Vec<_> = (0..files)
+        .map(|i| dir.join(format!("fsync-round-probe-{i}")))
+        .collect();
+    let mut opened = Vec::with_capacity(files);
+    for path in &paths {
+        let file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("create {}", path.display()))?;
+        opened.push(file);
+    }
+    let buffer = vec![0x5Au8; FSYNC_PROBE_BYTES];
+    let mut latency = Latency::default();
+    for _ in 0..samples {
+        let start = Instant::now();
+        std::thread::scope(|scope| -> Result<()> {
+            let syncs: Vec<_> = opened
+                .iter_mut()
+                .map(|file| {
+                    let buffer = &buffer;
+                    scope.spawn(move || -> std::io::Result<()> {
+                        file.write_all(buffer)?;
+                        file.sync_data()
+                    })
+                })
+                .collect();
+            for sync in syncs {
+                sync.join()
+                    .map_err(|_| anyhow::anyhow!("fdatasync thread panicked"))?
+                    .context("append and fdatasync a round probe file")?;
+            }
+            Ok(())
+        })?;
+        latency.record_us(start.elapsed().as_micros() as u64);
+    }
+    drop(opened);
+    for path in &paths {
+        std::fs::remove_file(path).with_context(|| format!("remove {}", path.display()))?;
+    }
     Ok(latency.percentiles())
 }
 

@@ -247,12 +247,16 @@ impl Report {
             .collect();
         let _ = writeln!(
             out,
-            "machine: disk append+fdatasync {} ({}); fdatasync 4 KiB p50 {} p99 {} max {}; loopback TCP {}",
+            "machine: disk append+fdatasync {} ({}); fdatasync 4 KiB p50 {} p99 {} max {}; {} files at once p50 {} p99 {} max {}; loopback TCP {}",
             mb_s(m.disk_fdatasync_bytes_per_s),
             chunks.join(", "),
             ms(m.fsync_latency.p50_us),
             ms(m.fsync_latency.p99_us),
             ms(m.fsync_latency.max_us),
+            m.round_files,
+            ms(m.fsync_round_latency.p50_us),
+            ms(m.fsync_round_latency.p99_us),
+            ms(m.fsync_round_latency.max_us),
             mb_s(m.loopback_tcp_bytes_per_s),
         );
         self.write_targets(&mut out);
@@ -347,6 +351,7 @@ impl Report {
             MachineRef::Loopback => (m.loopback_tcp_bytes_per_s, "loopback"),
             MachineRef::FsyncP50 => (m.fsync_latency.p50_us, "fsync p50"),
             MachineRef::FsyncP99 => (m.fsync_latency.p99_us, "fsync p99"),
+            MachineRef::RoundP99 => (m.fsync_round_latency.p99_us, "round p99"),
         };
         if limit <= 0.0 {
             return None;
@@ -400,6 +405,8 @@ enum MachineRef {
     Loopback,
     FsyncP50,
     FsyncP99,
+    /// fdatasync of one 4 KiB append to each partition's file at once: a group commit round.
+    RoundP99,
 }
 
 enum Unit {
@@ -579,6 +586,13 @@ const LINES: &[Line] = &[
         MachineRef::FsyncP99,
     ),
     line(
+        "  beside fdatasync of all partitions at once",
+        "e2e_latency",
+        "ack_p99_us",
+        Unit::Micros,
+        MachineRef::RoundP99,
+    ),
+    line(
         "start-up to first answered request",
         "startup",
         "ready_ms",
@@ -688,6 +702,18 @@ fn design_checks(report: &Report) -> Vec<DesignCheck> {
             .metric("ferry", "e2e_latency", "p99_us")
             .map(|us| us / 1e3),
         |v| v <= 2.0,
+        None,
+        true,
+    ));
+    let fsync_p99_ms = report.machine.fsync_latency.p99_us / 1e3;
+    checks.push(check(
+        "ack_p99_over_fsync",
+        "produce ack p99 <= 1 ms above the disk's fdatasync p99 (ms above)",
+        report
+            .metric("ferry", "e2e_latency", "ack_p99_us")
+            .filter(|_| fsync_p99_ms > 0.0)
+            .map(|us| us / 1e3 - fsync_p99_ms),
+        |v| v <= 1.0,
         None,
         true,
     ));
