@@ -7,6 +7,7 @@
 
 pub mod config;
 mod durable;
+mod error;
 pub mod groups;
 mod handlers;
 mod internal_log;
@@ -17,50 +18,19 @@ pub mod transactions;
 pub mod txn_index;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kafka_protocol::messages::{FetchRequest, RequestKind, ResponseKind};
-use storage::{Disk, LogError, PartitionLog, SyncWork};
-use thiserror::Error;
+use storage::{Disk, PartitionLog, SyncWork};
 use wire::Request;
 
 pub use config::BrokerConfig;
+pub use error::BrokerError;
 use groups::Groups;
 pub use groups::Routed;
 pub use handlers::api_versions::response as api_versions_response;
 pub use handlers::fetch::FetchOutcome;
 use topics::Topics;
-
-/// Errors that stop the broker: a failed write or fsync, corruption in synced data, unreadable
-/// metadata. Restarting is the repair; recovery re-derives the truth from disk.
-#[derive(Debug, Error)]
-pub enum BrokerError {
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("partition {topic}-{partition}: {source}")]
-    Log {
-        topic: String,
-        partition: i32,
-        source: LogError,
-    },
-    #[error("metadata: {0}")]
-    Meta(String),
-}
-
-impl BrokerError {
-    pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> BrokerError {
-        BrokerError::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-}
 
 /// What the server must do with a handled request.
 #[derive(Debug)]
@@ -89,10 +59,8 @@ pub struct Broker {
     /// Partitions appended to since their last fsync.
     dirty: BTreeSet<TopicPartition>,
     retention_checked_ms: i64,
-    /// None only after `close`.
-    groups: Option<Groups>,
-    /// None only after `close`.
-    transactions: Option<transactions::Transactions>,
+    groups: Groups,
+    transactions: transactions::Transactions,
     /// Producer ids and the idempotence counters (the per-partition state is in `Partition`).
     producers: producers::Producers,
 }
@@ -127,8 +95,8 @@ impl Broker {
             synced_ticket: 0,
             dirty: BTreeSet::new(),
             retention_checked_ms: now_ms,
-            groups: Some(groups),
-            transactions: Some(transactions),
+            groups,
+            transactions,
             producers,
         };
         // Finish every transaction a crash left prepared: its markers are re-issued and written
@@ -255,18 +223,15 @@ impl Broker {
 
     /// The transaction log's first offset: above 0 once compaction dropped records.
     pub fn transaction_log_start_offset(&self) -> i64 {
-        self.transactions
-            .as_ref()
-            .expect("broker used after close")
-            .log_start_offset()
+        self.transactions.log_start_offset()
     }
 
     fn groups_ref(&self) -> &Groups {
-        self.groups.as_ref().expect("broker used after close")
+        &self.groups
     }
 
     fn groups_mut(&mut self) -> &mut Groups {
-        self.groups.as_mut().expect("broker used after close")
+        &mut self.groups
     }
 
     /// Handles a transaction request (InitProducerId with a transactional id, AddPartitionsToTxn,
@@ -305,12 +270,8 @@ impl Broker {
             groups,
             ..
         } = self;
-        let transactions = transactions.as_mut().expect("broker used after close");
         let exists = |topic: &str, partition: i32| topics.partition(topic, partition).is_some();
-        let groups = groups
-            .as_ref()
-            .expect("broker used after close")
-            .coordinator();
+        let groups = groups.coordinator();
         // KIP-447: TxnOffsetCommit's member fields are checked as OffsetCommit's are.
         let members = |m: &txn::GroupMember| {
             groups.validate_txn_offset_commit(
@@ -345,16 +306,11 @@ impl Broker {
     }
 
     pub fn txn_deadline_ms(&self) -> Option<u64> {
-        self.transactions
-            .as_ref()
-            .and_then(|t| t.coordinator().next_deadline_ms())
+        self.transactions.coordinator().next_deadline_ms()
     }
 
     pub fn txn_coordinator(&self) -> &txn::TxnCoordinator {
-        self.transactions
-            .as_ref()
-            .expect("broker used after close")
-            .coordinator()
+        self.transactions.coordinator()
     }
 
     /// Checks a transactional produce against the coordinator (KIP-890 part 1).
@@ -371,7 +327,7 @@ impl Broker {
         // marker of the transaction before it. Its answer is not out yet either, so only a client
         // that does not wait for it gets here: it retries (CONCURRENT_TRANSACTIONS, answered to
         // the producer as the retriable NOT_ENOUGH_REPLICAS).
-        let txns = self.transactions.as_ref().expect("broker used after close");
+        let txns = &self.transactions;
         if txns.added_unsynced(transactional_id, topic, partition, self.synced_ticket) {
             return Err(kafka_protocol::error::ResponseError::ConcurrentTransactions);
         }
@@ -410,7 +366,7 @@ impl Broker {
 
     /// Whether the transaction pipeline waits on a sync (the server then keeps syncing).
     pub fn txn_work_pending(&self) -> bool {
-        self.transactions.as_ref().is_some_and(|t| t.has_due_work())
+        self.transactions.has_due_work()
     }
 
     fn write_markers(
@@ -496,7 +452,7 @@ impl Broker {
     }
 
     fn txns_mut(&mut self) -> &mut transactions::Transactions {
-        self.transactions.as_mut().expect("broker used after close")
+        &mut self.transactions
     }
 
     fn routed(&mut self, responses: Vec<(u64, ResponseKind)>, appended: bool) -> Routed {
@@ -670,26 +626,11 @@ impl Broker {
     }
 
     /// Closes every partition log cleanly (indexes written, everything fsynced, recovery points
-    /// at the log end), leaving the broker without partitions. Called once, at shutdown.
-    pub fn close(&mut self) -> Result<(), BrokerError> {
-        for (name, topic) in self.topics.iter_mut() {
-            for (index, partition) in std::mem::take(&mut topic.partitions)
-                .into_iter()
-                .enumerate()
-            {
-                partition.close().map_err(|source| BrokerError::Log {
-                    topic: name.clone(),
-                    partition: index as i32,
-                    source,
-                })?;
-            }
-        }
-        if let Some(groups) = self.groups.take() {
-            groups.close()?;
-        }
-        if let Some(transactions) = self.transactions.take() {
-            transactions.close()?;
-        }
+    /// at the log end), consuming the broker. Called once, at shutdown.
+    pub fn close(self) -> Result<(), BrokerError> {
+        self.topics.close()?;
+        self.groups.close()?;
+        self.transactions.close()?;
         self.producers
             .counters
             .trace("idempotent producers at shutdown");

@@ -344,6 +344,18 @@ impl Topics {
         Ok(())
     }
 
+    /// Closes every partition log cleanly (see `Partition::close`), consuming the registry.
+    pub fn close(self) -> Result<(), BrokerError> {
+        for (name, topic) in self.topics {
+            for (index, partition) in topic.partitions.into_iter().enumerate() {
+                partition
+                    .close()
+                    .map_err(|source| BrokerError::log(&name, index as i32, source))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Forgets a topic durably, then removes its partition directories.
     pub fn delete(&mut self, name: &str) -> Result<(), BrokerError> {
         let topic = self

@@ -31,7 +31,8 @@ pub enum ServerError {
 
 /// State shared by the accept loop, connections and the group commit.
 pub(crate) struct Shared {
-    broker: Mutex<Broker>,
+    /// The broker; taken out (None) at the end of `Server::run` to be closed.
+    broker: Mutex<Option<Broker>>,
     /// The newest append ticket; the group commit watches it.
     appended: watch::Sender<u64>,
     /// The newest ticket whose appends are fsynced; `acks=all` responses wait on it.
@@ -56,7 +57,11 @@ pub(crate) struct Delivery {
 
 impl Shared {
     /// Locks the broker. A poisoned lock means a handler panicked on a broken invariant: stop.
-    pub(crate) fn broker(&self) -> MutexGuard<'_, Broker> {
+    pub(crate) fn broker(&self) -> BrokerGuard<'_> {
+        BrokerGuard(self.lock_slot())
+    }
+
+    fn lock_slot(&self) -> MutexGuard<'_, Option<Broker>> {
         match self.broker.lock() {
             Ok(guard) => guard,
             Err(_) => fatal("broker state lock poisoned by an earlier panic"),
@@ -89,6 +94,24 @@ pub fn fatal(reason: impl std::fmt::Display) -> ! {
     std::process::exit(70)
 }
 
+/// The locked broker. Only `Server::run` takes the broker out, after every task using it has
+/// ended.
+pub(crate) struct BrokerGuard<'a>(MutexGuard<'a, Option<Broker>>);
+
+impl std::ops::Deref for BrokerGuard<'_> {
+    type Target = Broker;
+
+    fn deref(&self) -> &Broker {
+        self.0.as_ref().expect("broker used after close")
+    }
+}
+
+impl std::ops::DerefMut for BrokerGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Broker {
+        self.0.as_mut().expect("broker used after close")
+    }
+}
+
 /// A running server.
 pub struct Server {
     shared: Arc<Shared>,
@@ -101,7 +124,7 @@ impl Server {
     pub fn from_listener(listener: TcpListener, broker: Broker, limits: Limits) -> Server {
         let ticket = broker.append_ticket();
         let shared = Arc::new(Shared {
-            broker: Mutex::new(broker),
+            broker: Mutex::new(Some(broker)),
             appended: watch::channel(ticket).0,
             synced: watch::channel(ticket).0,
             visible: watch::channel(ticket).0,
@@ -174,7 +197,11 @@ impl Server {
             Ok(()) => {}
             Err(error) => fatal(format!("group commit task failed: {error}")),
         }
-        shared.broker().close().map_err(ServerError::Broker)?;
+        let broker = shared
+            .lock_slot()
+            .take()
+            .expect("the broker is closed once");
+        broker.close().map_err(ServerError::Broker)?;
         tracing::info!("stopped cleanly");
         Ok(())
     }

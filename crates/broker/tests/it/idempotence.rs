@@ -208,7 +208,6 @@ fn producer_ids_and_state_survive_a_reopen() {
     assert_eq!(produce(&mut broker, id, 0, 0, 2), ok(0, 1));
     assert_eq!(produce(&mut broker, id, 0, 2, 2), ok(2, 2));
     broker.close().unwrap();
-    drop(broker);
     let mut broker = open(dir.path());
     // The rest of the reserved block is never handed out again.
     let (_, next, _) = init_producer_id(&mut broker, None);
