@@ -13,15 +13,15 @@ mod handlers;
 mod internal_log;
 pub mod partition;
 pub mod producers;
+mod sync;
 pub mod topics;
 pub mod transactions;
 pub mod txn_index;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{FetchRequest, RequestKind, ResponseKind};
-use storage::{Disk, PartitionLog, SyncWork};
+use storage::Disk;
 use wire::Request;
 
 pub use config::BrokerConfig;
@@ -30,6 +30,7 @@ use groups::Groups;
 pub use groups::Routed;
 pub use handlers::api_versions::response as api_versions_response;
 pub use handlers::fetch::FetchOutcome;
+pub use sync::LogId;
 use topics::Topics;
 
 /// What the server must do with a handled request.
@@ -46,18 +47,11 @@ pub enum Outcome {
     Close(String),
 }
 
-/// A partition with writes the group commit has not fsynced yet.
-pub type TopicPartition = (String, i32);
-
 pub struct Broker {
     config: BrokerConfig,
     topics: Topics,
-    /// Incremented on every append; the group commit fsyncs up to a ticket.
-    append_ticket: u64,
-    /// The newest ticket the group commit reported fsynced (`mark_synced`).
-    synced_ticket: u64,
-    /// Partitions appended to since their last fsync.
-    dirty: BTreeSet<TopicPartition>,
+    /// Append tickets and the logs waiting for the group commit.
+    tickets: sync::Tickets,
     retention_checked_ms: i64,
     groups: Groups,
     transactions: transactions::Transactions,
@@ -91,9 +85,7 @@ impl Broker {
         let mut broker = Broker {
             config,
             topics,
-            append_ticket: 0,
-            synced_ticket: 0,
-            dirty: BTreeSet::new(),
+            tickets: sync::Tickets::default(),
             retention_checked_ms: now_ms,
             groups,
             transactions,
@@ -114,11 +106,6 @@ impl Broker {
 
     pub fn topics(&self) -> &Topics {
         &self.topics
-    }
-
-    /// The ticket of the newest append; the group commit covers all appends up to it.
-    pub fn append_ticket(&self) -> u64 {
-        self.append_ticket
     }
 
     /// Handles every request except Fetch, which may wait (see [`Broker::fetch`]).
@@ -328,7 +315,7 @@ impl Broker {
         // that does not wait for it gets here: it retries (CONCURRENT_TRANSACTIONS, answered to
         // the producer as the retriable NOT_ENOUGH_REPLICAS).
         let txns = &self.transactions;
-        if txns.added_unsynced(transactional_id, topic, partition, self.synced_ticket) {
+        if txns.added_unsynced(transactional_id, topic, partition, self.tickets.synced()) {
             return Err(kafka_protocol::error::ResponseError::ConcurrentTransactions);
         }
         self.txn_coordinator().check_produce(
@@ -358,7 +345,7 @@ impl Broker {
         }
         for marker in self.txns_mut().take_markers_due(synced) {
             self.write_markers(&marker, now_ms)?;
-            let ticket = self.append_ticket;
+            let ticket = self.tickets.appended();
             self.txns_mut().markers_appended(ticket, marker);
         }
         Ok(routed)
@@ -410,11 +397,11 @@ impl Broker {
                 .groups_mut()
                 .complete_txn_offsets(now_ms, &group, marker.commit)?;
             if appended {
-                self.note_append(groups::GROUP_LOG_TOPIC, 0);
+                self.tickets.note(LogId::Groups);
             }
         }
         // Make sure a round runs even when nothing was appended (all partitions gone).
-        self.append_ticket += 1;
+        self.tickets.bump();
         Ok(())
     }
 
@@ -429,7 +416,7 @@ impl Broker {
         now_ms: i64,
     ) -> Result<Routed, BrokerError> {
         if self.txns_mut().append(&output.records, now_ms)? {
-            let ticket = self.note_append(transactions::TXN_LOG_TOPIC, 0);
+            let ticket = self.tickets.note(LogId::Transactions);
             if let Some((transactional_id, partitions)) = added {
                 self.txns_mut()
                     .note_added(&transactional_id, partitions, ticket);
@@ -438,7 +425,7 @@ impl Broker {
         for staged in &output.offsets_to_stage {
             self.groups_mut().stage_txn_offsets(now_ms, staged);
         }
-        let ticket = self.append_ticket;
+        let ticket = self.tickets.appended();
         self.txns_mut().schedule_markers(ticket, output.markers);
         let responses = output
             .responses
@@ -456,7 +443,7 @@ impl Broker {
     }
 
     fn routed(&mut self, responses: Vec<(u64, ResponseKind)>, appended: bool) -> Routed {
-        let sync_ticket = appended.then(|| self.note_append(groups::GROUP_LOG_TOPIC, 0));
+        let sync_ticket = appended.then(|| self.tickets.note(LogId::Groups));
         Routed {
             sync_ticket,
             responses,
@@ -474,123 +461,6 @@ impl Broker {
         handlers::fetch::handle(self, request, version, wait_over)
     }
 
-    /// Takes the fsync work for everything appended so far: the server runs it outside the lock,
-    /// then calls [`Broker::mark_synced`] with the returned ticket and offsets.
-    pub fn take_sync_work(&mut self) -> (u64, Vec<(TopicPartition, SyncWork)>) {
-        let mut work = Vec::new();
-        for (topic, index) in std::mem::take(&mut self.dirty) {
-            if topic == transactions::TXN_LOG_TOPIC {
-                if let Some(sync) = self.txns_mut().log_mut().take_sync_work() {
-                    work.push(((topic, index), sync));
-                } else {
-                    self.dirty.insert((topic, index));
-                }
-                continue;
-            }
-            if topic == groups::GROUP_LOG_TOPIC {
-                if let Some(sync) = self.groups_mut().log_mut().take_sync_work() {
-                    work.push(((topic, index), sync));
-                } else {
-                    // The previous round's work is still running; sync again next round.
-                    self.dirty.insert((topic, index));
-                }
-                continue;
-            }
-            let Some(partition) = self.topics.partition_mut(&topic, index) else {
-                continue;
-            };
-            if let Some(sync) = partition.log_mut().take_sync_work() {
-                work.push(((topic, index), sync));
-            }
-        }
-        (self.append_ticket, work)
-    }
-
-    /// Learns that everything appended up to `ticket` is fsynced (the server may release
-    /// acknowledgements before it reports the round with `mark_synced`).
-    pub fn observe_synced(&mut self, ticket: u64) {
-        if ticket > self.synced_ticket {
-            self.synced_ticket = ticket;
-            self.txns_mut().forget_synced(ticket);
-        }
-    }
-
-    /// Reports the data fsyncs of a round done (`SyncWork::run_data`); the checkpoints the
-    /// work carries are reported later with [`Broker::mark_checkpointed`].
-    pub fn mark_synced(&mut self, ticket: u64, synced: Vec<(TopicPartition, i64)>) {
-        self.observe_synced(ticket);
-        for (partition, offset) in synced {
-            // A log deleted and created again meanwhile is not the one that was synced; its
-            // high watermark must not move for fsyncs of another file.
-            if let Some(log) = self
-                .log_of(&partition)
-                .filter(|log| log.sync_in_flight() == Some(offset))
-            {
-                log.mark_data_synced(offset);
-            }
-        }
-    }
-
-    /// Reports recovery-point checkpoints written (`SyncWork::run_checkpoint`).
-    pub fn mark_checkpointed(&mut self, written: Vec<(TopicPartition, i64)>) {
-        for (partition, recovery_point) in written {
-            // A log deleted and created again meanwhile is not the one the checkpoint was for.
-            if let Some(log) = self
-                .log_of(&partition)
-                .filter(|log| log.checkpoint_in_flight() == Some(recovery_point))
-            {
-                log.mark_checkpointed(recovery_point);
-            }
-        }
-    }
-
-    /// Whether the partition (or internal log) exists.
-    pub fn has_log(&mut self, partition: &TopicPartition) -> bool {
-        self.log_of(partition).is_some()
-    }
-
-    /// The log behind a partition name, the internal group and transaction logs included.
-    fn log_of(&mut self, (topic, index): &TopicPartition) -> Option<&mut PartitionLog> {
-        if topic == groups::GROUP_LOG_TOPIC {
-            return Some(self.groups_mut().log_mut());
-        }
-        if topic == transactions::TXN_LOG_TOPIC {
-            return Some(self.txns_mut().log_mut());
-        }
-        self.topics
-            .partition_mut(topic, *index)
-            .map(|partition| partition.log_mut())
-    }
-
-    /// Marks dirty every quiet log whose recovery point lags its synced data (see
-    /// `PartitionLog::wants_trailing_checkpoint`), and takes a ticket so that the group commit
-    /// runs a round: its work for those logs is the checkpoint alone.
-    fn schedule_trailing_checkpoints(&mut self, now_ms: i64) {
-        // Names are cloned only for the logs that lag: this runs every second over every log.
-        let mut lagging: Vec<TopicPartition> = Vec::new();
-        for (name, topic) in self.topics.iter_mut() {
-            for (index, partition) in topic.partitions.iter_mut().enumerate() {
-                if partition.log_mut().wants_trailing_checkpoint(now_ms) {
-                    lagging.push((name.clone(), index as i32));
-                }
-            }
-        }
-        if self
-            .groups_mut()
-            .log_mut()
-            .wants_trailing_checkpoint(now_ms)
-        {
-            lagging.push((groups::GROUP_LOG_TOPIC.to_string(), 0));
-        }
-        if self.txns_mut().log_mut().wants_trailing_checkpoint(now_ms) {
-            lagging.push((transactions::TXN_LOG_TOPIC.to_string(), 0));
-        }
-        if !lagging.is_empty() {
-            self.dirty.extend(lagging);
-            self.append_ticket += 1;
-        }
-    }
-
     /// Deletes segments past retention, at most once per `log.retention.check.interval.ms`.
     /// Also maintains the producer state (see [`Broker::maintain_producers`]).
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<(), BrokerError> {
@@ -598,10 +468,10 @@ impl Broker {
         self.schedule_trailing_checkpoints(now_ms);
         let compact_bytes = self.config.internal_log_compact_bytes;
         if self.groups_mut().maintain_log(now_ms, compact_bytes)? {
-            self.note_append(groups::GROUP_LOG_TOPIC, 0);
+            self.tickets.note(LogId::Groups);
         }
         if self.txns_mut().maintain_log(now_ms, compact_bytes)? {
-            self.note_append(transactions::TXN_LOG_TOPIC, 0);
+            self.tickets.note(LogId::Transactions);
         }
         if now_ms - self.retention_checked_ms < self.config.retention_check_interval_ms {
             return Ok(());
@@ -651,12 +521,6 @@ impl Broker {
             }
         }
         self.producers.trace_if_changed();
-    }
-
-    pub(crate) fn note_append(&mut self, topic: &str, partition: i32) -> u64 {
-        self.append_ticket += 1;
-        self.dirty.insert((topic.to_string(), partition));
-        self.append_ticket
     }
 }
 

@@ -46,6 +46,8 @@ struct MetaFile {
 }
 
 pub struct Topic {
+    /// The topic's name, shared with the [`crate::LogId`]s of its partitions.
+    pub name: Arc<str>,
     pub meta: TopicMeta,
     pub partitions: Vec<Partition>,
 }
@@ -186,7 +188,11 @@ impl Topics {
         for index in 0..meta.partitions {
             partitions.push(self.open_partition(name, index, &config, now_ms)?);
         }
-        Ok(Topic { meta, partitions })
+        Ok(Topic {
+            name: Arc::from(name),
+            meta,
+            partitions,
+        })
     }
 
     /// Opens (creating or recovering) one partition's log and producer state.

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use broker::TopicPartition;
+use broker::LogId;
 use storage::SyncWork;
 use tokio::task::JoinHandle;
 
@@ -84,10 +84,10 @@ async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
             }
         }
         let mut broker = shared.broker();
-        for ((topic, partition), error) in failed {
+        for (log, error) in failed {
             // A partition deleted while its checkpoint was written took its directory along.
-            if broker.has_log(&(topic.clone(), partition)) {
-                fatal(format!("recovery point {topic}-{partition}: {error}"));
+            if broker.has_log(&log) {
+                fatal(format!("recovery point {log}: {error}"));
             }
         }
         broker.mark_checkpointed(written);
@@ -97,7 +97,7 @@ async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
 /// Runs `step` for every log's work on the blocking pool, all at once; any failure is fatal
 /// (after a failed fsync the kernel may have dropped the dirty pages).
 async fn run_all(
-    work: &[Arc<(TopicPartition, SyncWork)>],
+    work: &[Arc<(LogId, SyncWork)>],
     step: fn(&SyncWork) -> std::io::Result<()>,
     what: &'static str,
 ) {
@@ -106,9 +106,9 @@ async fn run_all(
         .map(|item| {
             let item = item.clone();
             tokio::task::spawn_blocking(move || {
-                let ((topic, partition), sync) = &*item;
+                let (log, sync) = &*item;
                 if let Err(error) = step(sync) {
-                    fatal(format!("{what} {topic}-{partition}: {error}"));
+                    fatal(format!("{what} {log}: {error}"));
                 }
             })
         })

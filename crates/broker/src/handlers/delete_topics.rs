@@ -46,7 +46,7 @@ pub fn handle(
             Some((name, id)) => {
                 broker.topics.delete(&name)?;
                 if broker.groups_mut().delete_topic_offsets(now_ms, &name)? {
-                    broker.note_append(crate::groups::GROUP_LOG_TOPIC, 0);
+                    broker.tickets.note(crate::LogId::Groups);
                 }
                 result.with_name(Some(topic_name(&name))).with_topic_id(id)
             }

@@ -171,7 +171,7 @@ fn a_quiet_logs_recovery_point_catches_up_with_its_synced_data() {
         .collect();
     assert_eq!(
         checkpoints,
-        [(("t".to_string(), 0), Some(2))],
+        [(broker::LogId::partition("t", 0), Some(2))],
         "a checkpoint-only round"
     );
     run_round(&mut broker, ticket, work);
@@ -184,11 +184,7 @@ fn a_quiet_logs_recovery_point_catches_up_with_its_synced_data() {
 }
 
 /// Runs a round's fsyncs and checkpoints and reports them, as the server does.
-fn run_round(
-    broker: &mut Broker,
-    ticket: u64,
-    work: Vec<(broker::TopicPartition, storage::SyncWork)>,
-) {
+fn run_round(broker: &mut Broker, ticket: u64, work: Vec<(broker::LogId, storage::SyncWork)>) {
     let mut synced = Vec::new();
     let mut written = Vec::new();
     for (partition, sync) in work {
