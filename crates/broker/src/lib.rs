@@ -14,6 +14,7 @@ mod internal_log;
 pub mod partition;
 pub mod producers;
 mod sync;
+pub mod topic_config;
 pub mod topics;
 pub mod transactions;
 pub mod txn_index;
@@ -66,7 +67,13 @@ impl Broker {
         disk: Arc<dyn Disk>,
         now_ms: i64,
     ) -> Result<Broker, BrokerError> {
-        let topics = Topics::open(disk.clone(), &config.data_dir, &config.log, now_ms)?;
+        let topics = Topics::open(
+            disk.clone(),
+            &config.data_dir,
+            &config.log,
+            config.message_max_bytes,
+            now_ms,
+        )?;
         let producers = producers::Producers::open(disk.clone(), &config.data_dir)?;
         let groups = Groups::open(
             disk.clone(),
