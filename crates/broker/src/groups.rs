@@ -30,12 +30,6 @@ use crate::BrokerError;
 /// Name of the group log in traces; its directory is `__consumer_offsets-0`
 /// (`docs/storage-format.md`). Sync bookkeeping names it `LogId::Groups`.
 pub const GROUP_LOG_NAME: &str = "__consumer_offsets";
-/// Responses for request tokens; send them once `sync_ticket` (if any) is fsynced.
-#[derive(Debug, Default)]
-pub struct Routed {
-    pub sync_ticket: Option<u64>,
-    pub responses: Vec<(u64, ResponseKind)>,
-}
 
 pub struct Groups {
     coordinator: GroupCoordinator,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use storage::{PartitionLog, SyncWork};
 
-use crate::{groups, transactions, Broker};
+use crate::{groups, transactions, Broker, BrokerError, Now};
 
 /// Which log: a topic's partition, or one of the coordinators' internal logs. Cheap to clone
 /// (the topic name is shared with the registry).
@@ -84,7 +84,7 @@ impl Broker {
     }
 
     /// Takes the fsync work for everything appended so far: the server runs it outside the lock,
-    /// then calls [`Broker::mark_synced`] with the returned ticket and offsets.
+    /// then calls [`Broker::synced`] with the returned ticket and offsets.
     pub fn take_sync_work(&mut self) -> (u64, Vec<(LogId, SyncWork)>) {
         let mut work = Vec::new();
         for log in std::mem::take(&mut self.tickets.dirty) {
@@ -103,7 +103,7 @@ impl Broker {
     }
 
     /// Learns that everything appended up to `ticket` is fsynced (the server may release
-    /// acknowledgements before it reports the round with `mark_synced`).
+    /// acknowledgements before it reports the round with `synced`).
     pub fn observe_synced(&mut self, ticket: u64) {
         if ticket > self.tickets.synced {
             self.tickets.synced = ticket;
@@ -111,9 +111,23 @@ impl Broker {
         }
     }
 
-    /// Reports the data fsyncs of a round done (`SyncWork::run_data`); the checkpoints the
-    /// work carries are reported later with [`Broker::mark_checkpointed`].
-    pub fn mark_synced(&mut self, ticket: u64, synced: Vec<(LogId, i64)>) {
+    /// The group commit's report of a round: everything appended up to `ticket` is fsynced,
+    /// each log's data up to its offset in `logs` (`SyncWork::run_data`). The high watermarks
+    /// move, then the transaction pipeline takes the steps this unblocked (its answers are
+    /// routed: [`Broker::take_routed`]). The checkpoints the work carries are reported later
+    /// with [`Broker::mark_checkpointed`].
+    pub fn synced(
+        &mut self,
+        now: Now,
+        ticket: u64,
+        logs: Vec<(LogId, i64)>,
+    ) -> Result<(), BrokerError> {
+        self.advance(now);
+        self.mark_synced(ticket, logs);
+        self.advance_transactions(now, ticket)
+    }
+
+    fn mark_synced(&mut self, ticket: u64, synced: Vec<(LogId, i64)>) {
         self.observe_synced(ticket);
         for (log, offset) in synced {
             // A log deleted and created again meanwhile is not the one that was synced; its

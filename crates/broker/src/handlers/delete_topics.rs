@@ -45,7 +45,7 @@ pub fn handle(
             None => result.with_error_code(code(ResponseError::UnknownTopicId)),
             Some((name, id)) => {
                 broker.topics.delete(&name)?;
-                if broker.groups_mut().delete_topic_offsets(now_ms, &name)? {
+                if broker.groups.delete_topic_offsets(now_ms, &name)? {
                     broker.tickets.note(crate::LogId::Groups);
                 }
                 result.with_name(Some(topic_name(&name))).with_topic_id(id)

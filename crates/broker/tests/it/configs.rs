@@ -10,13 +10,10 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use wire::batch::{build_batch, ProducerFields};
 
-use crate::idempotence::{open, request, NOW_MS};
+use crate::idempotence::{call, open, request, NOW_MS};
 
 fn respond(broker: &mut Broker, api_key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
-    match broker
-        .handle(NOW_MS, request(api_key, version, body))
-        .unwrap()
-    {
+    match call(broker, request(api_key, version, body)) {
         Outcome::Respond(response) | Outcome::AfterSync { response, .. } => response,
         other => panic!("unexpected outcome {other:?}"),
     }
