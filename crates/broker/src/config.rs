@@ -3,12 +3,16 @@
 //! environment and flags belongs to the binary; this is the typed result.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use storage::LogConfig;
 
 /// Kafka's default `message.max.bytes`: the largest record batch a producer may send (1 MiB plus
 /// the batch overhead Kafka counts in).
 pub const MESSAGE_MAX_BYTES_DEFAULT: usize = 1_048_588;
+
+/// Longest Fetch long-poll honoured, whatever `max_wait_ms` the client asks for.
+pub const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {

@@ -27,14 +27,9 @@ use storage::{Disk, PartitionLog};
 use crate::internal_log::InternalLog;
 use crate::BrokerError;
 
-/// Name of the group log (its directory is `__consumer_offsets-0`), in traces and sync bookkeeping.
-pub const GROUP_LOG_TOPIC: &str = "__consumer_offsets";
-/// Responses for request tokens; send them once `sync_ticket` (if any) is fsynced.
-#[derive(Debug, Default)]
-pub struct Routed {
-    pub sync_ticket: Option<u64>,
-    pub responses: Vec<(u64, ResponseKind)>,
-}
+/// Name of the group log in traces; its directory is `__consumer_offsets-0`
+/// (`docs/storage-format.md`). Sync bookkeeping names it `LogId::Groups`.
+pub const GROUP_LOG_NAME: &str = "__consumer_offsets";
 
 pub struct Groups {
     coordinator: GroupCoordinator,
@@ -51,7 +46,7 @@ impl Groups {
         compact_bytes: u64,
         now_ms: i64,
     ) -> Result<Groups, BrokerError> {
-        let log = InternalLog::open(disk, data_dir, GROUP_LOG_TOPIC, now_ms)?;
+        let log = InternalLog::open(disk, data_dir, GROUP_LOG_NAME, now_ms)?;
         let clock_ms = now_ms.max(0) as u64;
         let seed = clock_ms ^ u64::from(std::process::id()).rotate_left(32);
         let mut groups = Groups {

@@ -1,100 +1,65 @@
-//! ferry's broker logic: topics, partitions and one handler per Kafka API.
+//! ferry's broker logic: topics, partitions, the group and transaction coordinators, and one
+//! handler per Kafka API.
 //!
-//! Nothing here opens a socket, reads a clock or spawns a task: the `server` crate decodes
-//! requests, passes them in with the current time, and carries out the returned [`Outcome`]
-//! (send now, send after the group-commit fsync, send nothing). Disk access goes through the
-//! `storage` crate's `Disk` trait, so tests can run the whole broker on a simulated disk.
+//! Nothing here opens a socket, reads a clock or spawns a task. The `server` crate decodes
+//! requests and passes each, with the time ([`Now`]), through one front door,
+//! [`Broker::handle`], then carries out the returned [`Outcome`] (send now, send after the
+//! group-commit fsync of a ticket, send later on the request's token, wait for fetchable data,
+//! send nothing, close). All timed work is [`Broker::tick`], due at [`Broker::next_deadline`];
+//! the group commit takes its work with [`Broker::take_sync_work`] and reports each round with
+//! [`Broker::synced`]. Disk access goes through the `storage` crate's `Disk` trait, so tests can
+//! run the whole broker on a simulated disk.
 
 pub mod config;
+mod coordinators;
 mod durable;
+mod error;
 pub mod groups;
 mod handlers;
 mod internal_log;
+mod now;
+mod outcome;
 pub mod partition;
 pub mod producers;
+mod sync;
+mod tick;
+pub mod topic_config;
 pub mod topics;
 pub mod transactions;
 pub mod txn_index;
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kafka_protocol::messages::{FetchRequest, RequestKind, ResponseKind};
-use storage::{Disk, LogError, PartitionLog, SyncWork};
-use thiserror::Error;
+use kafka_protocol::messages::RequestKind;
+use storage::Disk;
 use wire::Request;
 
 pub use config::BrokerConfig;
+pub use error::BrokerError;
 use groups::Groups;
-pub use groups::Routed;
 pub use handlers::api_versions::response as api_versions_response;
-pub use handlers::fetch::FetchOutcome;
+pub use now::Now;
+pub use outcome::{ClientInfo, Outcome, Routed, WaitingFetch};
+pub use sync::LogId;
+pub use tick::HOUSEKEEPING_INTERVAL_MS;
 use topics::Topics;
-
-/// Errors that stop the broker: a failed write or fsync, corruption in synced data, unreadable
-/// metadata. Restarting is the repair; recovery re-derives the truth from disk.
-#[derive(Debug, Error)]
-pub enum BrokerError {
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("partition {topic}-{partition}: {source}")]
-    Log {
-        topic: String,
-        partition: i32,
-        source: LogError,
-    },
-    #[error("metadata: {0}")]
-    Meta(String),
-}
-
-impl BrokerError {
-    pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> BrokerError {
-        BrokerError::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-}
-
-/// What the server must do with a handled request.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Send this response now.
-    Respond(ResponseKind),
-    /// Send this response once everything appended up to `ticket` is fsynced (`acks=all`).
-    AfterSync { ticket: u64, response: ResponseKind },
-    /// Send nothing (`acks=0`).
-    NoResponse,
-    /// Close the connection; used for `acks=0` produce errors, which have no other way to reach
-    /// the client (Kafka does the same).
-    Close(String),
-}
-
-/// A partition with writes the group commit has not fsynced yet.
-pub type TopicPartition = (String, i32);
 
 pub struct Broker {
     config: BrokerConfig,
     topics: Topics,
-    /// Incremented on every append; the group commit fsyncs up to a ticket.
-    append_ticket: u64,
-    /// The newest ticket the group commit reported fsynced (`mark_synced`).
-    synced_ticket: u64,
-    /// Partitions appended to since their last fsync.
-    dirty: BTreeSet<TopicPartition>,
+    /// Append tickets and the logs waiting for the group commit.
+    tickets: sync::Tickets,
+    /// The time of the latest call.
+    now: Now,
+    /// When `tick` next runs the housekeeping over every log (wall-clock milliseconds).
+    housekeeping_due_ms: i64,
     retention_checked_ms: i64,
-    /// None only after `close`.
-    groups: Option<Groups>,
-    /// None only after `close`.
-    transactions: Option<transactions::Transactions>,
+    groups: Groups,
+    transactions: transactions::Transactions,
     /// Producer ids and the idempotence counters (the per-partition state is in `Partition`).
     producers: producers::Producers,
+    /// Responses to requests answered later, until the server takes them (`take_routed`).
+    routed: Vec<Routed>,
 }
 
 impl Broker {
@@ -102,9 +67,16 @@ impl Broker {
     pub fn open(
         config: BrokerConfig,
         disk: Arc<dyn Disk>,
-        now_ms: i64,
+        now: Now,
     ) -> Result<Broker, BrokerError> {
-        let topics = Topics::open(disk.clone(), &config.data_dir, &config.log, now_ms)?;
+        let now_ms = now.wall_ms();
+        let topics = Topics::open(
+            disk.clone(),
+            &config.data_dir,
+            &config.log,
+            config.message_max_bytes,
+            now_ms,
+        )?;
         let producers = producers::Producers::open(disk.clone(), &config.data_dir)?;
         let groups = Groups::open(
             disk.clone(),
@@ -123,20 +95,16 @@ impl Broker {
         let mut broker = Broker {
             config,
             topics,
-            append_ticket: 0,
-            synced_ticket: 0,
-            dirty: BTreeSet::new(),
+            tickets: sync::Tickets::default(),
+            now,
+            housekeeping_due_ms: now_ms,
             retention_checked_ms: now_ms,
-            groups: Some(groups),
-            transactions: Some(transactions),
+            groups,
+            transactions,
             producers,
+            routed: Vec::new(),
         };
-        // Finish every transaction a crash left prepared: its markers are re-issued and written
-        // once the recovered state is fsynced (the first group-commit round).
-        let now = broker.txns_mut().now(now_ms);
-        let output = broker.txns_mut().coordinator_mut().recover(now);
-        let routed = broker.apply_txn_output(output, None, now_ms)?;
-        assert!(routed.responses.is_empty(), "recovery answers no request");
+        broker.recover_transactions(now)?;
         Ok(broker)
     }
 
@@ -148,18 +116,25 @@ impl Broker {
         &self.topics
     }
 
-    /// The ticket of the newest append; the group commit covers all appends up to it.
-    pub fn append_ticket(&self) -> u64 {
-        self.append_ticket
-    }
-
-    /// Handles every request except Fetch, which may wait (see [`Broker::fetch`]).
-    pub fn handle(&mut self, now_ms: i64, request: Request) -> Result<Outcome, BrokerError> {
-        let version = request.header.request_api_version;
-        let response = match request.body {
+    /// Handles one request of any advertised API, at `now`. `token` names the request for an
+    /// answer that comes later ([`Outcome::Later`], then [`Broker::take_routed`]); `client` is
+    /// who sent it.
+    pub fn handle(
+        &mut self,
+        now: Now,
+        token: u64,
+        client: &ClientInfo,
+        request: Request,
+    ) -> Result<Outcome, BrokerError> {
+        self.advance(now);
+        let Request { header, body, .. } = request;
+        let version = header.request_api_version;
+        let now_ms = now.wall_ms();
+        let response = match body {
             RequestKind::ApiVersions(r) => handlers::api_versions::handle(&r, version),
             RequestKind::Metadata(r) => handlers::metadata::handle(self, now_ms, &r, version)?,
             RequestKind::Produce(r) => return handlers::produce::handle(self, now_ms, r, version),
+            RequestKind::Fetch(r) => return handlers::fetch::begin(self, now, r, version),
             RequestKind::ListOffsets(r) => handlers::list_offsets::handle(self, &r, version)?,
             RequestKind::CreateTopics(r) => {
                 handlers::create_topics::handle(self, now_ms, &r, version)?
@@ -179,547 +154,45 @@ impl Broker {
             RequestKind::FindCoordinator(r) => {
                 handlers::find_coordinator::handle(self, &r, version)
             }
-            RequestKind::InitProducerId(r) => handlers::init_producer_id::handle(self, &r)?,
-            RequestKind::Fetch(_) => panic!("Fetch goes through Broker::fetch"),
-            other => panic!("server dispatched an unadvertised API: {other:?}"),
+            // Without a transactional id it is the idempotent producer's; with one, the
+            // transaction coordinator's (below).
+            RequestKind::InitProducerId(r) if r.transactional_id.is_none() => {
+                handlers::init_producer_id::handle(self, &r)?
+            }
+            body => {
+                let body = match groups::group_request(body) {
+                    Ok(body) => return self.handle_group(now, token, client, &header, body),
+                    Err(body) => body,
+                };
+                return match transactions::txn_request(body) {
+                    Ok(body) => self.handle_txn(now, token, version, body),
+                    Err(other) => panic!("server passed an unadvertised API: {other:?}"),
+                };
+            }
         };
         Ok(Outcome::Respond(response))
     }
 
-    /// Handles a consumer group request (JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-    /// OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups). Its response is
-    /// routed to `token`, now or in a later call (JoinGroup and SyncGroup wait for the group);
-    /// the returned responses may answer other members' earlier requests too.
-    pub fn handle_group(
-        &mut self,
-        now_ms: i64,
-        token: u64,
-        client_host: &str,
-        request: Request,
-    ) -> Result<Routed, BrokerError> {
-        let version = request.header.request_api_version;
-        let client_id = request
-            .header
-            .client_id
-            .as_deref()
-            .unwrap_or("")
-            .to_string();
-        let mut body = match groups::group_request(request.body) {
-            Ok(body) => body,
-            Err(other) => panic!("handle_group with a non-group request: {other:?}"),
-        };
-        let mut unknown = Vec::new();
-        if let group::Request::OffsetCommit(commit) = &mut body {
-            let had_topics = !commit.topics.is_empty();
-            unknown = groups::take_unknown_commits(commit, |topic, partition| {
-                self.topics.partition(topic, partition).is_some()
-            });
-            if had_topics && commit.topics.is_empty() {
-                let response = groups::unknown_commits_response(unknown);
-                return Ok(self.routed(vec![(token, response)], false));
-            }
-        }
-        let (mut responses, appended) =
-            self.groups_mut()
-                .handle(now_ms, token, version, &client_id, client_host, body)?;
-        if !unknown.is_empty() {
-            for (answered, response) in &mut responses {
-                if let (true, ResponseKind::OffsetCommit(r)) = (*answered == token, response) {
-                    r.topics.extend(std::mem::take(&mut unknown));
-                }
-            }
-            debug_assert!(unknown.is_empty(), "an OffsetCommit is answered at once");
-        }
-        Ok(self.routed(responses, appended))
-    }
-
-    /// Fires due group timeouts; see [`Broker::group_deadline_ms`].
-    pub fn group_tick(&mut self, now_ms: i64) -> Result<Routed, BrokerError> {
-        let (responses, appended) = self.groups_mut().tick(now_ms)?;
-        Ok(self.routed(responses, appended))
-    }
-
-    /// When the group coordinator next needs a tick, in its clock (wall milliseconds).
-    pub fn group_deadline_ms(&self) -> Option<u64> {
-        self.groups_ref().next_deadline_ms()
-    }
-
-    pub fn groups(&self) -> &group::GroupCoordinator {
-        self.groups_ref().coordinator()
-    }
-
-    /// The group log's first offset: above 0 once compaction dropped records.
-    pub fn group_log_start_offset(&self) -> i64 {
-        self.groups_ref().log_start_offset()
-    }
-
-    /// The transaction log's first offset: above 0 once compaction dropped records.
-    pub fn transaction_log_start_offset(&self) -> i64 {
-        self.transactions
-            .as_ref()
-            .expect("broker used after close")
-            .log_start_offset()
-    }
-
-    fn groups_ref(&self) -> &Groups {
-        self.groups.as_ref().expect("broker used after close")
-    }
-
-    fn groups_mut(&mut self) -> &mut Groups {
-        self.groups.as_mut().expect("broker used after close")
-    }
-
-    /// Handles a transaction request (InitProducerId with a transactional id, AddPartitionsToTxn,
-    /// AddOffsetsToTxn, EndTxn, TxnOffsetCommit, ListTransactions, DescribeTransactions); its
-    /// response is routed to `token` once the transaction log is durable up to it.
-    pub fn handle_txn(
-        &mut self,
-        now_ms: i64,
-        token: u64,
-        request: Request,
-    ) -> Result<Routed, BrokerError> {
-        let version = request.header.request_api_version;
-        let body = match transactions::txn_request(request.body) {
-            Ok(body) => body,
-            Err(other) => panic!("handle_txn with a non-transaction request: {other:?}"),
-        };
-        let added = match &body {
-            txn::Request::AddPartitionsToTxn(r) => Some((
-                r.v3_and_below_transactional_id.0.to_string(),
-                r.v3_and_below_topics
-                    .iter()
-                    .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
-                    .collect(),
-            )),
-            _ => None,
-        };
-        let context = txn::RequestContext {
-            token: txn::ResponseToken(token),
-            api_version: version,
-        };
-        let now = self.txns_mut().now(now_ms);
-        let Broker {
-            topics,
-            producers,
-            transactions,
-            groups,
-            ..
-        } = self;
-        let transactions = transactions.as_mut().expect("broker used after close");
-        let exists = |topic: &str, partition: i32| topics.partition(topic, partition).is_some();
-        let groups = groups
-            .as_ref()
-            .expect("broker used after close")
-            .coordinator();
-        // KIP-447: TxnOffsetCommit's member fields are checked as OffsetCommit's are.
-        let members = |m: &txn::GroupMember| {
-            groups.validate_txn_offset_commit(
-                now,
-                m.group_id,
-                m.member_id,
-                m.group_instance_id,
-                m.generation_id,
-            )
-        };
-        let mut allocate = || {
-            producers
-                .allocate()
-                .unwrap_or_else(|error| panic!("allocate a producer id: {error}"))
-        };
-        let output = transactions.coordinator_mut().handle(
-            now,
-            &context,
-            body,
-            &mut allocate,
-            &exists,
-            &members,
-        );
-        self.apply_txn_output(output, added, now_ms)
-    }
-
-    /// Fires due transaction timeouts (aborting and fencing hung transactions).
-    pub fn txn_tick(&mut self, now_ms: i64) -> Result<Routed, BrokerError> {
-        let now = self.txns_mut().now(now_ms);
-        let output = self.txns_mut().coordinator_mut().tick(now);
-        self.apply_txn_output(output, None, now_ms)
-    }
-
-    pub fn txn_deadline_ms(&self) -> Option<u64> {
-        self.transactions
-            .as_ref()
-            .and_then(|t| t.coordinator().next_deadline_ms())
-    }
-
-    pub fn txn_coordinator(&self) -> &txn::TxnCoordinator {
-        self.transactions
-            .as_ref()
-            .expect("broker used after close")
-            .coordinator()
-    }
-
-    /// Checks a transactional produce against the coordinator (KIP-890 part 1).
-    pub(crate) fn check_txn_produce(
-        &self,
-        transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        topic: &str,
-        partition: i32,
-    ) -> Result<(), kafka_protocol::error::ResponseError> {
-        // The coordinator's state is ahead of its log until the group commit: a transaction whose
-        // AddPartitionsToTxn is not durable yet could be ended after a crash by a re-issued
-        // marker of the transaction before it. Its answer is not out yet either, so only a client
-        // that does not wait for it gets here: it retries (CONCURRENT_TRANSACTIONS, answered to
-        // the producer as the retriable NOT_ENOUGH_REPLICAS).
-        let txns = self.transactions.as_ref().expect("broker used after close");
-        if txns.added_unsynced(transactional_id, topic, partition, self.synced_ticket) {
-            return Err(kafka_protocol::error::ResponseError::ConcurrentTransactions);
-        }
-        self.txn_coordinator().check_produce(
-            transactional_id,
-            producer_id,
-            producer_epoch,
-            topic,
-            partition,
-        )
-    }
-
-    /// Carries out the transaction pipeline's steps that the fsync up to `synced` unblocked:
-    /// markers whose Prepare record is durable are written (step 2), and transactions whose
-    /// markers are durable are completed (step 3). Called after every group-commit round.
-    pub fn after_sync(&mut self, synced: u64, now_ms: i64) -> Result<Routed, BrokerError> {
-        let mut routed = Routed::default();
-        for marker in self.txns_mut().take_completions_due(synced) {
-            let now = self.txns_mut().now(now_ms);
-            let id = marker.transactional_id.to_string();
-            let output = self.txns_mut().coordinator_mut().markers_written(
-                now,
-                &id,
-                marker.producer_id,
-                marker.producer_epoch,
-            );
-            merge(&mut routed, self.apply_txn_output(output, None, now_ms)?);
-        }
-        for marker in self.txns_mut().take_markers_due(synced) {
-            self.write_markers(&marker, now_ms)?;
-            let ticket = self.append_ticket;
-            self.txns_mut().markers_appended(ticket, marker);
-        }
-        Ok(routed)
-    }
-
-    /// Whether the transaction pipeline waits on a sync (the server then keeps syncing).
-    pub fn txn_work_pending(&self) -> bool {
-        self.transactions.as_ref().is_some_and(|t| t.has_due_work())
-    }
-
-    fn write_markers(
-        &mut self,
-        marker: &txn::MarkerRequest,
-        now_ms: i64,
-    ) -> Result<(), BrokerError> {
-        let ending = txn_index::Marker {
-            producer_id: marker.producer_id,
-            producer_epoch: marker.producer_epoch,
-            commit: marker.commit,
-        };
-        for (topic, index) in &marker.partitions {
-            let topic = topic.as_str();
-            let Some(partition) = self.topics.partition_mut(topic, *index) else {
-                tracing::warn!(
-                    topic,
-                    partition = index,
-                    "transaction marker for a partition that no longer exists"
-                );
-                continue;
-            };
-            partition
-                .append_marker(ending, now_ms)
-                .map_err(|source| BrokerError::Log {
-                    topic: topic.to_string(),
-                    partition: *index,
-                    source,
-                })?;
-            self.note_append(topic, *index);
-        }
-        for group in &marker.groups {
-            // Offsets of a topic deleted since the TxnOffsetCommit are not committed (its
-            // committed offsets went with it).
-            let mut group = group.clone();
-            let topics = &self.topics;
-            group
-                .offsets
-                .retain(|o| topics.partition(&o.topic, o.partition).is_some());
-            let appended = self
-                .groups_mut()
-                .complete_txn_offsets(now_ms, &group, marker.commit)?;
-            if appended {
-                self.note_append(groups::GROUP_LOG_TOPIC, 0);
-            }
-        }
-        // Make sure a round runs even when nothing was appended (all partitions gone).
-        self.append_ticket += 1;
-        Ok(())
-    }
-
-    /// Appends a transaction output's records, stages its offsets, schedules its markers, and
-    /// routes its responses behind the ticket that makes all of it (and everything before) durable.
-    /// `added`: the transactional id and partitions of an AddPartitionsToTxn, if that is what
-    /// produced `output`.
-    fn apply_txn_output(
-        &mut self,
-        output: txn::Output,
-        added: Option<(String, Vec<(String, i32)>)>,
-        now_ms: i64,
-    ) -> Result<Routed, BrokerError> {
-        if self.txns_mut().append(&output.records, now_ms)? {
-            let ticket = self.note_append(transactions::TXN_LOG_TOPIC, 0);
-            if let Some((transactional_id, partitions)) = added {
-                self.txns_mut()
-                    .note_added(&transactional_id, partitions, ticket);
-            }
-        }
-        for staged in &output.offsets_to_stage {
-            self.groups_mut().stage_txn_offsets(now_ms, staged);
-        }
-        let ticket = self.append_ticket;
-        self.txns_mut().schedule_markers(ticket, output.markers);
-        let responses = output
-            .responses
-            .into_iter()
-            .map(|(token, response)| (token.0, transactions::response_kind(response)))
-            .collect();
-        Ok(Routed {
-            sync_ticket: Some(ticket),
-            responses,
-        })
-    }
-
-    fn txns_mut(&mut self) -> &mut transactions::Transactions {
-        self.transactions.as_mut().expect("broker used after close")
-    }
-
-    fn routed(&mut self, responses: Vec<(u64, ResponseKind)>, appended: bool) -> Routed {
-        let sync_ticket = appended.then(|| self.note_append(groups::GROUP_LOG_TOPIC, 0));
-        Routed {
-            sync_ticket,
-            responses,
-        }
-    }
-
-    /// Answers a Fetch, or says to wait for more data (`min_bytes` not reached and the wait not
-    /// over). `wait_over` is true once `max_wait_ms` has passed since the request arrived.
-    pub fn fetch(
-        &mut self,
-        request: &FetchRequest,
-        version: i16,
-        wait_over: bool,
-    ) -> Result<FetchOutcome, BrokerError> {
-        handlers::fetch::handle(self, request, version, wait_over)
-    }
-
-    /// Takes the fsync work for everything appended so far: the server runs it outside the lock,
-    /// then calls [`Broker::mark_synced`] with the returned ticket and offsets.
-    pub fn take_sync_work(&mut self) -> (u64, Vec<(TopicPartition, SyncWork)>) {
-        let mut work = Vec::new();
-        for (topic, index) in std::mem::take(&mut self.dirty) {
-            if topic == transactions::TXN_LOG_TOPIC {
-                if let Some(sync) = self.txns_mut().log_mut().take_sync_work() {
-                    work.push(((topic, index), sync));
-                } else {
-                    self.dirty.insert((topic, index));
-                }
-                continue;
-            }
-            if topic == groups::GROUP_LOG_TOPIC {
-                if let Some(sync) = self.groups_mut().log_mut().take_sync_work() {
-                    work.push(((topic, index), sync));
-                } else {
-                    // The previous round's work is still running; sync again next round.
-                    self.dirty.insert((topic, index));
-                }
-                continue;
-            }
-            let Some(partition) = self.topics.partition_mut(&topic, index) else {
-                continue;
-            };
-            if let Some(sync) = partition.log_mut().take_sync_work() {
-                work.push(((topic, index), sync));
-            }
-        }
-        (self.append_ticket, work)
-    }
-
-    /// Learns that everything appended up to `ticket` is fsynced (the server may release
-    /// acknowledgements before it reports the round with `mark_synced`).
-    pub fn observe_synced(&mut self, ticket: u64) {
-        if ticket > self.synced_ticket {
-            self.synced_ticket = ticket;
-            self.txns_mut().forget_synced(ticket);
-        }
-    }
-
-    /// Reports the data fsyncs of a round done (`SyncWork::run_data`); the checkpoints the
-    /// work carries are reported later with [`Broker::mark_checkpointed`].
-    pub fn mark_synced(&mut self, ticket: u64, synced: Vec<(TopicPartition, i64)>) {
-        self.observe_synced(ticket);
-        for (partition, offset) in synced {
-            // A log deleted and created again meanwhile is not the one that was synced; its
-            // high watermark must not move for fsyncs of another file.
-            if let Some(log) = self
-                .log_of(&partition)
-                .filter(|log| log.sync_in_flight() == Some(offset))
-            {
-                log.mark_data_synced(offset);
-            }
-        }
-    }
-
-    /// Reports recovery-point checkpoints written (`SyncWork::run_checkpoint`).
-    pub fn mark_checkpointed(&mut self, written: Vec<(TopicPartition, i64)>) {
-        for (partition, recovery_point) in written {
-            // A log deleted and created again meanwhile is not the one the checkpoint was for.
-            if let Some(log) = self
-                .log_of(&partition)
-                .filter(|log| log.checkpoint_in_flight() == Some(recovery_point))
-            {
-                log.mark_checkpointed(recovery_point);
-            }
-        }
-    }
-
-    /// Whether the partition (or internal log) exists.
-    pub fn has_log(&mut self, partition: &TopicPartition) -> bool {
-        self.log_of(partition).is_some()
-    }
-
-    /// The log behind a partition name, the internal group and transaction logs included.
-    fn log_of(&mut self, (topic, index): &TopicPartition) -> Option<&mut PartitionLog> {
-        if topic == groups::GROUP_LOG_TOPIC {
-            return Some(self.groups_mut().log_mut());
-        }
-        if topic == transactions::TXN_LOG_TOPIC {
-            return Some(self.txns_mut().log_mut());
-        }
-        self.topics
-            .partition_mut(topic, *index)
-            .map(|partition| partition.log_mut())
-    }
-
-    /// Marks dirty every quiet log whose recovery point lags its synced data (see
-    /// `PartitionLog::wants_trailing_checkpoint`), and takes a ticket so that the group commit
-    /// runs a round: its work for those logs is the checkpoint alone.
-    fn schedule_trailing_checkpoints(&mut self, now_ms: i64) {
-        // Names are cloned only for the logs that lag: this runs every second over every log.
-        let mut lagging: Vec<TopicPartition> = Vec::new();
-        for (name, topic) in self.topics.iter_mut() {
-            for (index, partition) in topic.partitions.iter_mut().enumerate() {
-                if partition.log_mut().wants_trailing_checkpoint(now_ms) {
-                    lagging.push((name.clone(), index as i32));
-                }
-            }
-        }
-        if self
-            .groups_mut()
-            .log_mut()
-            .wants_trailing_checkpoint(now_ms)
-        {
-            lagging.push((groups::GROUP_LOG_TOPIC.to_string(), 0));
-        }
-        if self.txns_mut().log_mut().wants_trailing_checkpoint(now_ms) {
-            lagging.push((transactions::TXN_LOG_TOPIC.to_string(), 0));
-        }
-        if !lagging.is_empty() {
-            self.dirty.extend(lagging);
-            self.append_ticket += 1;
-        }
-    }
-
-    /// Deletes segments past retention, at most once per `log.retention.check.interval.ms`.
-    /// Also maintains the producer state (see [`Broker::maintain_producers`]).
-    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<(), BrokerError> {
-        self.maintain_producers(now_ms);
-        self.schedule_trailing_checkpoints(now_ms);
-        let compact_bytes = self.config.internal_log_compact_bytes;
-        if self.groups_mut().maintain_log(now_ms, compact_bytes)? {
-            self.note_append(groups::GROUP_LOG_TOPIC, 0);
-        }
-        if self.txns_mut().maintain_log(now_ms, compact_bytes)? {
-            self.note_append(transactions::TXN_LOG_TOPIC, 0);
-        }
-        if now_ms - self.retention_checked_ms < self.config.retention_check_interval_ms {
-            return Ok(());
-        }
-        self.retention_checked_ms = now_ms;
-        for (name, topic) in self.topics.iter_mut() {
-            for (index, partition) in topic.partitions.iter_mut().enumerate() {
-                let deleted = partition
-                    .log_mut()
-                    .enforce_retention(now_ms)
-                    .map_err(|source| BrokerError::Log {
-                        topic: name.clone(),
-                        partition: index as i32,
-                        source,
-                    })?;
-                if deleted > 0 {
-                    tracing::info!(topic = %name, partition = index, deleted, "retention deleted segments");
-                }
-            }
-        }
-        Ok(())
+    /// Asks again about a Fetch that [`Outcome::Wait`]ed: answered now, or waiting on.
+    pub fn fetch_again(&mut self, now: Now, fetch: WaitingFetch) -> Result<Outcome, BrokerError> {
+        self.advance(now);
+        handlers::fetch::again(self, now, fetch)
     }
 
     /// Closes every partition log cleanly (indexes written, everything fsynced, recovery points
-    /// at the log end), leaving the broker without partitions. Called once, at shutdown.
-    pub fn close(&mut self) -> Result<(), BrokerError> {
-        for (name, topic) in self.topics.iter_mut() {
-            for (index, partition) in std::mem::take(&mut topic.partitions)
-                .into_iter()
-                .enumerate()
-            {
-                partition.close().map_err(|source| BrokerError::Log {
-                    topic: name.clone(),
-                    partition: index as i32,
-                    source,
-                })?;
-            }
-        }
-        if let Some(groups) = self.groups.take() {
-            groups.close()?;
-        }
-        if let Some(transactions) = self.transactions.take() {
-            transactions.close()?;
-        }
+    /// at the log end), consuming the broker. Called once, at shutdown.
+    pub fn close(self) -> Result<(), BrokerError> {
+        self.topics.close()?;
+        self.groups.close()?;
+        self.transactions.close()?;
         self.producers
             .counters
             .trace("idempotent producers at shutdown");
         Ok(())
     }
 
-    /// Forgets producer ids idle for `producer.id.expiration.ms` (checked once a minute),
-    /// writes periodic producer snapshots, and traces the idempotence counters when they moved.
-    pub fn maintain_producers(&mut self, now_ms: i64) {
-        let expiration_ms = self
-            .producers
-            .expiration_due(now_ms)
-            .then_some(self.config.producer_id_expiration_ms);
-        for (_, topic) in self.topics.iter_mut() {
-            for partition in &mut topic.partitions {
-                let expired = partition.maintain_producers(now_ms, expiration_ms);
-                self.producers.counters.expired += expired as u64;
-            }
-        }
-        self.producers.trace_if_changed();
+    /// Moves the broker's time to `now`.
+    fn advance(&mut self, now: Now) {
+        self.now = now;
     }
-
-    pub(crate) fn note_append(&mut self, topic: &str, partition: i32) -> u64 {
-        self.append_ticket += 1;
-        self.dirty.insert((topic.to_string(), partition));
-        self.append_ticket
-    }
-}
-
-fn merge(into: &mut Routed, other: Routed) {
-    into.sync_ticket = into.sync_ticket.max(other.sync_ticket);
-    into.responses.extend(other.responses);
 }

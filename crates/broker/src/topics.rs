@@ -10,6 +10,7 @@ use storage::{Disk, LogConfig, PartitionLog};
 use uuid::Uuid;
 
 use crate::partition::Partition;
+use crate::topic_config::TopicConfig;
 use crate::BrokerError;
 
 /// Kafka's limit on topic name length.
@@ -20,21 +21,11 @@ pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 const META_FILE: &str = "meta.json";
 const META_VERSION: u32 = 1;
 
-/// Topic-level settings ferry understands, by their Kafka names.
-pub const TOPIC_CONFIG_NAMES: &[&str] = &[
-    "cleanup.policy",
-    "retention.ms",
-    "retention.bytes",
-    "segment.bytes",
-    "segment.ms",
-    "max.message.bytes",
-];
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TopicMeta {
     pub id: Uuid,
     pub partitions: i32,
-    /// Overrides of the broker defaults, by Kafka config name.
+    /// Overrides of the broker defaults, by Kafka config name, as the client set them.
     pub configs: BTreeMap<String, String>,
 }
 
@@ -46,7 +37,12 @@ struct MetaFile {
 }
 
 pub struct Topic {
+    /// The topic's name, shared with the [`crate::LogId`]s of its partitions.
+    pub name: Arc<str>,
     pub meta: TopicMeta,
+    /// The broker defaults with `meta.configs` applied, parsed when the topic was created,
+    /// altered or loaded.
+    pub config: TopicConfig,
     pub partitions: Vec<Partition>,
 }
 
@@ -54,6 +50,10 @@ pub struct Topics {
     disk: Arc<dyn Disk>,
     data_dir: PathBuf,
     cluster_id: String,
+    /// The broker's log settings, for what a topic cannot override.
+    log_base: LogConfig,
+    /// The broker's defaults of the topic settings.
+    defaults: TopicConfig,
     topics: BTreeMap<String, Topic>,
 }
 
@@ -81,63 +81,14 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The log config of a topic: broker defaults with the topic's overrides applied.
-pub fn effective_log_config(
-    defaults: &LogConfig,
-    overrides: &BTreeMap<String, String>,
-) -> LogConfig {
-    let mut config = defaults.clone();
-    for (name, value) in overrides {
-        let Ok(number) = value.parse::<i64>() else {
-            continue;
-        };
-        match name.as_str() {
-            "retention.ms" => config.retention_ms = number,
-            "retention.bytes" => config.retention_bytes = number,
-            "segment.bytes" if number > 0 => config.segment_bytes = number as u64,
-            "segment.ms" if number > 0 => config.segment_ms = number,
-            _ => {}
-        }
-    }
-    config
-}
-
-/// Checks that a topic's overrides, applied to the broker defaults, give settings the log
-/// accepts (a `segment.bytes` beyond the segment limit, say); the error text goes back to the
-/// client with INVALID_CONFIG.
-pub fn validate_log_config(
-    defaults: &LogConfig,
-    overrides: &BTreeMap<String, String>,
-) -> Result<(), String> {
-    effective_log_config(defaults, overrides)
-        .validate()
-        .map_err(|error| error.to_string())
-}
-
-/// Checks a topic config override; the error text goes back to the client with INVALID_CONFIG.
-pub fn validate_topic_config(name: &str, value: Option<&str>) -> Result<(), String> {
-    if !TOPIC_CONFIG_NAMES.contains(&name) {
-        return Err(format!("unknown or unsupported topic config {name}"));
-    }
-    let Some(value) = value else { return Ok(()) };
-    match name {
-        "cleanup.policy" if value == "delete" => Ok(()),
-        "cleanup.policy" => Err(format!(
-            "cleanup.policy={value} is not supported (only delete)"
-        )),
-        _ => match value.parse::<i64>() {
-            Ok(n) if n >= -1 => Ok(()),
-            _ => Err(format!("{name}={value} is not a valid number")),
-        },
-    }
-}
-
 impl Topics {
-    /// Loads `meta.json` and opens (recovers) every partition log.
+    /// Loads `meta.json` and opens (recovers) every partition log. `log_base` and
+    /// `message_max_bytes` are the broker's settings, the defaults of every topic.
     pub fn open(
         disk: Arc<dyn Disk>,
         data_dir: &Path,
-        defaults: &LogConfig,
+        log_base: &LogConfig,
+        message_max_bytes: usize,
         now_ms: i64,
     ) -> Result<Topics, BrokerError> {
         disk.create_dir_all(data_dir)
@@ -164,29 +115,49 @@ impl Topics {
             disk,
             data_dir: data_dir.to_path_buf(),
             cluster_id: meta.cluster_id,
+            log_base: log_base.clone(),
+            defaults: TopicConfig::defaults(log_base, message_max_bytes),
             topics: BTreeMap::new(),
         };
         for (name, topic_meta) in meta.topics {
-            let topic = topics.open_topic(&name, topic_meta, defaults, now_ms)?;
+            let topic = topics.open_topic(&name, topic_meta, now_ms)?;
             topics.topics.insert(name, topic);
         }
         topics.persist()?;
         Ok(topics)
     }
 
-    fn open_topic(
-        &self,
-        name: &str,
-        meta: TopicMeta,
-        defaults: &LogConfig,
-        now_ms: i64,
-    ) -> Result<Topic, BrokerError> {
-        let config = effective_log_config(defaults, &meta.configs);
+    fn open_topic(&self, name: &str, meta: TopicMeta, now_ms: i64) -> Result<Topic, BrokerError> {
+        let config = self.defaults.with_overrides(&meta.configs);
+        let log_config = config.log_config(&self.log_base);
         let mut partitions = Vec::with_capacity(meta.partitions as usize);
         for index in 0..meta.partitions {
-            partitions.push(self.open_partition(name, index, &config, now_ms)?);
+            partitions.push(self.open_partition(name, index, &log_config, now_ms)?);
         }
-        Ok(Topic { meta, partitions })
+        Ok(Topic {
+            name: Arc::from(name),
+            meta,
+            config,
+            partitions,
+        })
+    }
+
+    /// The broker's defaults of the topic settings.
+    pub fn defaults(&self) -> &TopicConfig {
+        &self.defaults
+    }
+
+    /// The settings a topic with `overrides` would have, if the log accepts them (a
+    /// `segment.bytes` beyond the segment limit, say, it does not); the error text goes back to
+    /// the client with INVALID_CONFIG. Each override is checked first with
+    /// `topic_config::validate_topic_config`.
+    pub fn resolve(&self, overrides: &BTreeMap<String, String>) -> Result<TopicConfig, String> {
+        let config = self.defaults.with_overrides(overrides);
+        config
+            .log_config(&self.log_base)
+            .validate()
+            .map_err(|error| error.to_string())?;
+        Ok(config)
     }
 
     /// Opens (creating or recovering) one partition's log and producer state.
@@ -255,7 +226,6 @@ impl Topics {
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
-        defaults: &LogConfig,
         now_ms: i64,
     ) -> Result<&Topic, BrokerError> {
         assert!(
@@ -271,7 +241,7 @@ impl Topics {
             partitions,
             configs,
         };
-        let topic = self.open_topic(name, meta, defaults, now_ms)?;
+        let topic = self.open_topic(name, meta, now_ms)?;
         self.topics.insert(name.to_string(), topic);
         self.persist()?;
         tracing::info!(topic = name, partitions, "created topic");
@@ -285,7 +255,6 @@ impl Topics {
         &mut self,
         name: &str,
         partitions: i32,
-        defaults: &LogConfig,
         now_ms: i64,
     ) -> Result<(), BrokerError> {
         let topic = self
@@ -297,10 +266,10 @@ impl Topics {
             current < partitions && partitions <= PARTITIONS_PER_TOPIC_MAX,
             "partition count checked by the caller"
         );
-        let config = effective_log_config(defaults, &topic.meta.configs);
+        let log_config = topic.config.log_config(&self.log_base);
         let mut added = Vec::with_capacity((partitions - current) as usize);
         for index in current..partitions {
-            added.push(self.open_partition(name, index, &config, now_ms)?);
+            added.push(self.open_partition(name, index, &log_config, now_ms)?);
         }
         let topic = self.topics.get_mut(name).expect("checked above");
         topic.partitions.extend(added);
@@ -321,17 +290,17 @@ impl Topics {
         &mut self,
         name: &str,
         configs: BTreeMap<String, String>,
-        defaults: &LogConfig,
     ) -> Result<(), BrokerError> {
+        let config = self.defaults.with_overrides(&configs);
+        let log_config = config.log_config(&self.log_base);
         let topic = self
             .topics
             .get_mut(name)
             .expect("alter a topic that exists");
-        let config = effective_log_config(defaults, &configs);
         for (index, partition) in topic.partitions.iter_mut().enumerate() {
             partition
                 .log_mut()
-                .set_config(config.clone())
+                .set_config(log_config.clone())
                 .map_err(|source| BrokerError::Log {
                     topic: name.to_string(),
                     partition: index as i32,
@@ -339,8 +308,21 @@ impl Topics {
                 })?;
         }
         topic.meta.configs = configs;
+        topic.config = config;
         self.persist()?;
         tracing::info!(topic = name, configs = ?self.topics[name].meta.configs, "altered topic configs");
+        Ok(())
+    }
+
+    /// Closes every partition log cleanly (see `Partition::close`), consuming the registry.
+    pub fn close(self) -> Result<(), BrokerError> {
+        for (name, topic) in self.topics {
+            for (index, partition) in topic.partitions.into_iter().enumerate() {
+                partition
+                    .close()
+                    .map_err(|source| BrokerError::log(&name, index as i32, source))?;
+            }
+        }
         Ok(())
     }
 
@@ -404,22 +386,5 @@ mod tests {
         check("slash/", false);
         check(&"x".repeat(249), true);
         check(&"x".repeat(250), false);
-    }
-
-    #[test]
-    fn topic_configs() {
-        let check = |name: &str, value: &str, ok: bool| {
-            assert_eq!(
-                validate_topic_config(name, Some(value)).is_ok(),
-                ok,
-                "{name}={value}"
-            )
-        };
-        check("retention.ms", "1000", true);
-        check("retention.ms", "-1", true);
-        check("retention.ms", "soon", false);
-        check("cleanup.policy", "delete", true);
-        check("cleanup.policy", "compact", false);
-        check("no.such.config", "1", false);
     }
 }

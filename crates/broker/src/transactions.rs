@@ -27,9 +27,9 @@ use txn::{MarkerRequest, Record, Response, TxnConfig, TxnCoordinator};
 use crate::internal_log::InternalLog;
 use crate::BrokerError;
 
-/// Name of the transaction log (its directory is `__transaction_state-0`), in traces and sync
-/// bookkeeping.
-pub const TXN_LOG_TOPIC: &str = "__transaction_state";
+/// Name of the transaction log in traces; its directory is `__transaction_state-0`
+/// (`docs/storage-format.md`). Sync bookkeeping names it `LogId::Transactions`.
+pub const TXN_LOG_NAME: &str = "__transaction_state";
 
 pub struct Transactions {
     coordinator: TxnCoordinator,
@@ -53,7 +53,7 @@ impl Transactions {
         compact_bytes: u64,
         now_ms: i64,
     ) -> Result<Transactions, BrokerError> {
-        let log = InternalLog::open(disk, data_dir, TXN_LOG_TOPIC, now_ms)?;
+        let log = InternalLog::open(disk, data_dir, TXN_LOG_NAME, now_ms)?;
         let mut transactions = Transactions {
             coordinator: TxnCoordinator::new(config),
             log,

@@ -69,9 +69,11 @@ async fn serve(settings: Settings) -> Result<()> {
     let (host, port) = settings.advertised_host_port(local)?;
     config.advertised_host = host;
     config.advertised_port = port;
-    let broker = broker::Broker::open(config, disk, server::now_ms())
+    // The one clock of the process: recovery and every later call into the broker read it.
+    let mut clock = server::Clock::start();
+    let broker = broker::Broker::open(config, disk, clock.now())
         .with_context(|| format!("open data directory {}", settings.data_dir.display()))?;
-    let server = server::Server::from_listener(listener, broker, settings.limits.clone());
+    let server = server::Server::from_listener(listener, broker, clock, settings.limits.clone());
     // Tests and scripts read this line to learn the port when listening on port 0.
     let stop = stop_signal()?;
     println!("ferry: listening on {local}");

@@ -5,19 +5,19 @@
 
 use std::sync::Arc;
 
-use broker::TopicPartition;
+use broker::LogId;
 use storage::SyncWork;
 use tokio::task::JoinHandle;
 
-use crate::{fatal, Shared};
+use crate::{fatal, Locked, Shared};
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut appended = shared.appended.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     // Checkpoint writers still running; the logs close only after they finished.
     let mut checkpoints: Vec<JoinHandle<()>> = Vec::new();
-    // Transactions recovered at start wait for this first call to write their markers.
-    after_sync(&shared, *shared.synced.borrow());
+    // Transactions recovered at start wait for this first report to write their markers.
+    report(&shared, *shared.synced.borrow(), Vec::new());
     loop {
         let synced = *shared.synced.borrow();
         let pending = *appended.borrow_and_update() > synced;
@@ -46,19 +46,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 /// checkpoints the work carries (each log about once a second) are left to a task of their own,
 /// so their two extra fsyncs delay neither these acknowledgements nor the next round.
 async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
-    let (ticket, work) = shared.broker().take_sync_work();
+    let (ticket, work) = locked(shared).take_sync_work();
     let work: Vec<_> = work.into_iter().map(Arc::new).collect();
     run_all(&work, |sync| sync.run_data(), "fsync").await;
     let synced = work
         .iter()
         .map(|item| (item.0.clone(), item.1.offset()))
         .collect();
-    // Acknowledgements first (they need no lock), then the high watermarks, then the fetches
-    // waiting for them.
+    // Acknowledgements first (they need no lock), then the high watermarks and the transaction
+    // pipeline, then the fetches waiting for them.
     shared.synced.send_replace(ticket);
-    shared.broker().mark_synced(ticket, synced);
+    report(shared, ticket, synced);
     shared.visible.send_replace(ticket);
-    after_sync(shared, ticket);
     let checkpoints: Vec<_> = work
         .into_iter()
         .filter(|item| item.1.checkpoint().is_some())
@@ -83,11 +82,11 @@ async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
                 Err(error) => fatal(format!("recovery point task failed: {error}")),
             }
         }
-        let mut broker = shared.broker();
-        for ((topic, partition), error) in failed {
+        let mut broker = locked(&shared);
+        for (log, error) in failed {
             // A partition deleted while its checkpoint was written took its directory along.
-            if broker.has_log(&(topic.clone(), partition)) {
-                fatal(format!("recovery point {topic}-{partition}: {error}"));
+            if broker.has_log(&log) {
+                fatal(format!("recovery point {log}: {error}"));
             }
         }
         broker.mark_checkpointed(written);
@@ -97,7 +96,7 @@ async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
 /// Runs `step` for every log's work on the blocking pool, all at once; any failure is fatal
 /// (after a failed fsync the kernel may have dropped the dirty pages).
 async fn run_all(
-    work: &[Arc<(TopicPartition, SyncWork)>],
+    work: &[Arc<(LogId, SyncWork)>],
     step: fn(&SyncWork) -> std::io::Result<()>,
     what: &'static str,
 ) {
@@ -106,9 +105,9 @@ async fn run_all(
         .map(|item| {
             let item = item.clone();
             tokio::task::spawn_blocking(move || {
-                let ((topic, partition), sync) = &*item;
+                let (log, sync) = &*item;
                 if let Err(error) = step(sync) {
-                    fatal(format!("{what} {topic}-{partition}: {error}"));
+                    fatal(format!("{what} {log}: {error}"));
                 }
             })
         })
@@ -120,17 +119,19 @@ async fn run_all(
     }
 }
 
-/// Lets the transaction pipeline take its next steps now that `ticket` is durable; what it
-/// appends is covered by a later round.
-fn after_sync(shared: &Shared, ticket: u64) {
-    let routed = {
-        let mut broker = shared.broker();
-        let routed = broker.after_sync(ticket, crate::now_ms());
-        shared.publish_appends(broker.append_ticket());
-        routed
-    };
-    match routed {
-        Ok(routed) => crate::groups::deliver(shared, routed),
-        Err(error) => fatal(error),
+/// Reports a round to the broker: the high watermarks move, and the transaction pipeline takes
+/// its next steps now that `ticket` is durable (what it appends is covered by a later round).
+fn report(shared: &Shared, ticket: u64, synced: Vec<(LogId, i64)>) {
+    let mut broker = locked(shared);
+    let now = broker.now;
+    if let Err(error) = broker.synced(now, ticket, synced) {
+        fatal(error);
     }
+}
+
+/// The broker, which the group commit (and its checkpoint tasks) finish with before it closes.
+fn locked(shared: &Shared) -> Locked<'_> {
+    shared
+        .lock()
+        .expect("the group commit ends before the broker closes")
 }

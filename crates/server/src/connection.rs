@@ -8,20 +8,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::{FetchOutcome, Outcome};
+use broker::{ClientInfo, Outcome, WaitingFetch};
 use bytes::{Buf, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{ApiKey, FetchRequest, RequestKind, ResponseKind};
+use kafka_protocol::messages::{ApiKey, ResponseKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
 use wire::frame::{decode_request, encode_response, header_prefix, HeaderPrefix};
 use wire::versions;
 
-use crate::limits::{FETCH_WAIT_MAX, FRAME_BUFFER_INITIAL_BYTES_MAX};
-use crate::{fatal, groups, now_ms, Delivery, Shared};
+use crate::limits::FRAME_BUFFER_INITIAL_BYTES_MAX;
+use crate::{fatal, routes, Delivery, Shared};
 
 /// A response slot, queued in request order.
 enum Pending {
@@ -34,13 +33,14 @@ enum Pending {
         ticket: u64,
         response: ResponseKind,
     },
+    /// A Fetch waiting for data; `visible` is the visible ticket it was last asked at.
     Fetch {
         reply: Reply,
-        request: Box<FetchRequest>,
-        deadline: Instant,
+        fetch: Box<WaitingFetch>,
+        visible: u64,
     },
-    /// A group response, delivered by the coordinator now or later.
-    Group {
+    /// An answer the broker routes to this request later.
+    Routed {
         reply: Reply,
         delivery: oneshot::Receiver<Delivery>,
     },
@@ -65,7 +65,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
     let (reader, writer) = stream.into_split();
     let (queue, pending) = mpsc::channel(shared.limits.in_flight_requests_per_connection);
     let writer = tokio::spawn(write_loop(shared.clone(), writer, pending, peer));
-    read_loop(&shared, reader, queue, peer).await;
+    let client = ClientInfo {
+        host: peer.ip().to_string(),
+    };
+    read_loop(&shared, reader, queue, &client, peer).await;
     let _ = writer.await;
     tracing::debug!(%peer, "connection closed");
 }
@@ -117,6 +120,7 @@ async fn read_loop(
     shared: &Shared,
     mut reader: OwnedReadHalf,
     queue: mpsc::Sender<Queued>,
+    client: &ClientInfo,
     peer: SocketAddr,
 ) {
     let mut shutdown = shared.shutdown.subscribe();
@@ -178,7 +182,7 @@ async fn read_loop(
             }
             Err(ReadEnd::Shutdown) => return,
         }
-        let pending = match request_pending(shared, body, peer) {
+        let pending = match request_pending(shared, body, client) {
             Ok(Some(pending)) => pending,
             Ok(None) => continue,
             Err(reason) => Pending::Close(reason),
@@ -194,7 +198,7 @@ async fn read_loop(
 fn request_pending(
     shared: &Shared,
     body: BytesMut,
-    peer: SocketAddr,
+    client: &ClientInfo,
 ) -> Result<Option<Pending>, String> {
     let HeaderPrefix {
         api_key,
@@ -223,55 +227,34 @@ fn request_pending(
         version: api_version,
         correlation_id,
     };
-    if let RequestKind::Fetch(fetch) = request.body {
-        let wait = Duration::from_millis(fetch.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MAX);
-        let deadline = Instant::now() + wait;
-        return Ok(Some(Pending::Fetch {
-            reply,
-            request: Box::new(fetch),
-            deadline,
-        }));
-    }
-    let to_txn = versions::is_txn_api(api)
-        || matches!(&request.body, RequestKind::InitProducerId(r) if r.transactional_id.is_some());
-    if versions::is_group_api(api) || to_txn {
-        let (token, delivery) = groups::register(shared);
-        let routed = {
-            let mut broker = shared.broker();
-            let routed = if to_txn {
-                broker.handle_txn(now_ms(), token, request)
-            } else {
-                broker.handle_group(now_ms(), token, &peer.ip().to_string(), request)
-            };
-            shared.publish_appends(broker.append_ticket());
-            routed
-        };
-        match routed {
-            Ok(routed) => groups::deliver(shared, routed),
-            Err(error) => fatal(error),
-        }
-        shared.group_wake.notify_one();
-        return Ok(Some(Pending::Group { reply, delivery }));
-    }
-    let outcome = {
-        let mut broker = shared.broker();
-        // Acknowledgements go out before the group commit reports to the broker; a request sent
-        // after one of them must find the broker knowing that ticket synced.
-        broker.observe_synced(*shared.synced.borrow());
-        let outcome = broker.handle(now_ms(), request);
-        shared.publish_appends(broker.append_ticket());
-        outcome
+    let token = shared.next_token();
+    let Some(mut broker) = shared.lock() else {
+        return Err("the broker is closed".into());
+    };
+    let now = broker.now;
+    let outcome = match broker.handle(now, token, client, request) {
+        Ok(outcome) => outcome,
+        Err(error) => fatal(error),
     };
     Ok(match outcome {
-        Ok(Outcome::Respond(response)) => Some(Pending::Ready { reply, response }),
-        Ok(Outcome::AfterSync { ticket, response }) => Some(Pending::AfterSync {
+        Outcome::Respond(response) => Some(Pending::Ready { reply, response }),
+        Outcome::AfterSync { ticket, response } => Some(Pending::AfterSync {
             reply,
             ticket,
             response,
         }),
-        Ok(Outcome::NoResponse) => None,
-        Ok(Outcome::Close(reason)) => Some(Pending::Close(reason)),
-        Err(error) => fatal(error),
+        // Registered while the broker is still locked: no answer can be routed before.
+        Outcome::Later => Some(Pending::Routed {
+            reply,
+            delivery: routes::register(shared, token),
+        }),
+        Outcome::Wait(fetch) => Some(Pending::Fetch {
+            reply,
+            fetch: Box::new(fetch),
+            visible: broker.visible,
+        }),
+        Outcome::NoResponse => None,
+        Outcome::Close(reason) => Some(Pending::Close(reason)),
     })
 }
 
@@ -307,14 +290,13 @@ async fn write_loop(
             }
             Pending::Fetch {
                 reply,
-                request,
-                deadline,
-            } => {
-                let response =
-                    fetch(&shared, &mut visible, &request, reply.version, deadline).await;
-                (reply, ResponseKind::Fetch(response))
-            }
-            Pending::Group { reply, delivery } => {
+                fetch,
+                visible: seen,
+            } => match wait_for_data(&shared, &mut visible, *fetch, seen).await {
+                Some(response) => (reply, response),
+                None => return,
+            },
+            Pending::Routed { reply, delivery } => {
                 let delivery = tokio::select! {
                     delivery = delivery => match delivery {
                         Ok(delivery) => delivery,
@@ -358,29 +340,31 @@ async fn write_loop(
     let _ = writer.flush().await;
 }
 
-/// Long-polls a fetch until `min_bytes` are there or the deadline passes; it looks again each
-/// time the group commit publishes a synced ticket (high watermarks moved).
-async fn fetch(
+/// Waits for a Fetch's data: asks the broker again each time the group commit makes data
+/// visible (a visible ticket after `seen`), at the fetch's deadline, and at shutdown (when the
+/// fetch stops waiting). None if the broker closed meanwhile.
+async fn wait_for_data(
     shared: &Shared,
-    synced: &mut watch::Receiver<u64>,
-    request: &FetchRequest,
-    version: i16,
-    deadline: Instant,
-) -> kafka_protocol::messages::FetchResponse {
+    visible: &mut watch::Receiver<u64>,
+    mut fetch: WaitingFetch,
+    mut seen: u64,
+) -> Option<ResponseKind> {
     let mut shutdown = shared.shutdown.subscribe();
     loop {
-        synced.borrow_and_update();
-        let wait_over = Instant::now() >= deadline || *shutdown.borrow();
-        let outcome = shared.broker().fetch(request, version, wait_over);
-        match outcome {
-            Ok(FetchOutcome::Ready(response)) => return response,
-            Ok(FetchOutcome::Wait) => {}
-            Err(error) => fatal(error),
-        }
+        let deadline = shared.clock_origin + fetch.deadline();
         tokio::select! {
-            _ = synced.changed() => {}
+            changed = visible.wait_for(|v| *v > seen) => if changed.is_err() { return None },
             _ = tokio::time::sleep_until(deadline) => {}
-            _ = shutdown.changed() => {}
+            _ = shutdown.wait_for(|stop| *stop) => fetch.stop_waiting(),
+        }
+        let mut broker = shared.lock()?;
+        seen = broker.visible;
+        let now = broker.now;
+        match broker.fetch_again(now, fetch) {
+            Ok(Outcome::Respond(response)) => return Some(response),
+            Ok(Outcome::Wait(waiting)) => fetch = waiting,
+            Ok(other) => unreachable!("a fetch asked again is answered or waits: {other:?}"),
+            Err(error) => fatal(error),
         }
     }
 }

@@ -1,26 +1,32 @@
 //! ferry's network shell around the `broker` logic: accepts connections, frames and decodes
 //! requests, enforces the named limits, runs the group commit (one fdatasync round covers every
-//! `acks=all` write that arrived meanwhile, across connections and partitions), long-polls
-//! fetches, and shuts down gracefully. The broker itself never sees a socket or a clock.
+//! `acks=all` write that arrived meanwhile, across connections and partitions), waits where the
+//! broker says a response waits (an fsync, a later answer, fetchable data), runs the broker's
+//! timer, and shuts down gracefully. The broker itself never sees a socket or a clock: every call
+//! goes through [`Shared::lock`], which reads the clock and, when the call is done, publishes
+//! what it appended and hands routed answers to their connections.
 
 pub mod alloc;
+mod clock;
 mod commit;
 mod connection;
-mod groups;
 pub mod limits;
+mod routes;
+mod timer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use broker::{Broker, BrokerError};
+use broker::{Broker, BrokerError, Now};
 use kafka_protocol::messages::ResponseKind;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
+pub use clock::Clock;
 pub use limits::Limits;
 
 #[derive(Debug, Error)]
@@ -29,9 +35,13 @@ pub enum ServerError {
     Broker(#[from] BrokerError),
 }
 
-/// State shared by the accept loop, connections and the group commit.
+/// State shared by the accept loop, connections, the group commit and the timer.
 pub(crate) struct Shared {
-    broker: Mutex<Broker>,
+    /// The broker and the clock of its calls; taken out (None) at the end of `Server::run` to
+    /// be closed.
+    core: Mutex<Option<Core>>,
+    /// Where the monotonic clock counts from (`Now::mono`), to sleep until a broker deadline.
+    clock_origin: tokio::time::Instant,
     /// The newest append ticket; the group commit watches it.
     appended: watch::Sender<u64>,
     /// The newest ticket whose appends are fsynced; `acks=all` responses wait on it.
@@ -41,30 +51,66 @@ pub(crate) struct Shared {
     visible: watch::Sender<u64>,
     limits: Limits,
     shutdown: watch::Sender<bool>,
-    /// Group requests waiting for their (possibly delayed) response, by token.
+    /// Requests waiting for an answer routed later, by token.
     waiting: Mutex<HashMap<u64, oneshot::Sender<Delivery>>>,
     next_token: AtomicU64,
-    /// Wakes the group ticker when a request may have moved the next deadline.
-    group_wake: Notify,
+    /// The broker deadline (wall-clock ms) the timer sleeps until; a call that moves the
+    /// broker's next deadline before it wakes the timer.
+    timer_deadline_ms: AtomicI64,
+    timer_wake: Notify,
 }
 
-/// A routed group response and the append ticket that must be fsynced before it is sent.
+struct Core {
+    broker: Broker,
+    clock: Clock,
+}
+
+/// A routed response and the append ticket that must be fsynced before it is sent.
 pub(crate) struct Delivery {
     sync_ticket: Option<u64>,
     response: ResponseKind,
 }
 
+/// The broker, locked for one call at one time. Dropping it publishes the broker's newest append
+/// ticket to the group commit, hands the answers the call routed to their requests, and wakes the
+/// timer if the call moved the broker's next deadline earlier: no call can forget them.
+pub(crate) struct Locked<'a> {
+    shared: &'a Shared,
+    core: MutexGuard<'a, Option<Core>>,
+    /// The time of this call, read under the lock: the broker sees it never go back.
+    pub(crate) now: Now,
+    /// The visible ticket when the lock was taken: a fetch told to wait waits for a newer one.
+    pub(crate) visible: u64,
+}
+
 impl Shared {
-    /// Locks the broker. A poisoned lock means a handler panicked on a broken invariant: stop.
-    pub(crate) fn broker(&self) -> MutexGuard<'_, Broker> {
-        match self.broker.lock() {
+    /// Locks the broker for a call; None once it is closed (the end of a shutdown). A poisoned
+    /// lock means a call panicked on a broken invariant: stop.
+    pub(crate) fn lock(&self) -> Option<Locked<'_>> {
+        let mut core = match self.core.lock() {
             Ok(guard) => guard,
             Err(_) => fatal("broker state lock poisoned by an earlier panic"),
-        }
+        };
+        let Core { broker, clock } = core.as_mut()?;
+        let now = clock.now();
+        // Acknowledgements go out before the group commit reports to the broker; a request sent
+        // after one of them must find the broker knowing that ticket synced.
+        broker.observe_synced(*self.synced.borrow());
+        let visible = *self.visible.borrow();
+        Some(Locked {
+            shared: self,
+            core,
+            now,
+            visible,
+        })
     }
 
-    /// Publishes the broker's newest append ticket to fetch waiters and the group commit.
-    pub(crate) fn publish_appends(&self, ticket: u64) {
+    /// A fresh token to name a request by.
+    pub(crate) fn next_token(&self) -> u64 {
+        self.next_token.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn publish_appends(&self, ticket: u64) {
         self.appended.send_if_modified(|current| {
             let changed = *current != ticket;
             *current = ticket;
@@ -73,12 +119,36 @@ impl Shared {
     }
 }
 
-/// Wall-clock milliseconds since the Unix epoch: Kafka timestamps are wall-clock times.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+impl std::ops::Deref for Locked<'_> {
+    type Target = Broker;
+
+    fn deref(&self) -> &Broker {
+        &self.core.as_ref().expect("locked while open").broker
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Broker {
+        &mut self.core.as_mut().expect("locked while open").broker
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let shared = self.shared;
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        let broker = &mut core.broker;
+        shared.publish_appends(broker.append_ticket());
+        let routed = broker.take_routed();
+        if !routed.is_empty() {
+            routes::deliver(shared, routed);
+        }
+        if broker.next_deadline() < shared.timer_deadline_ms.load(Ordering::Relaxed) {
+            shared.timer_wake.notify_one();
+        }
+    }
 }
 
 /// Stops the process: a failed write or fsync, or a broken invariant. Restarting is the repair;
@@ -96,12 +166,19 @@ pub struct Server {
 }
 
 impl Server {
-    /// Wraps a bound listener around an open (recovered) broker. Binding first lets the caller
-    /// learn the port (listen on port 0) before recovery and advertise it.
-    pub fn from_listener(listener: TcpListener, broker: Broker, limits: Limits) -> Server {
+    /// Wraps a bound listener around an open (recovered) broker and the clock it was opened
+    /// with. Binding first lets the caller learn the port (listen on port 0) before recovery and
+    /// advertise it.
+    pub fn from_listener(
+        listener: TcpListener,
+        broker: Broker,
+        clock: Clock,
+        limits: Limits,
+    ) -> Server {
         let ticket = broker.append_ticket();
         let shared = Arc::new(Shared {
-            broker: Mutex::new(broker),
+            clock_origin: clock.origin(),
+            core: Mutex::new(Some(Core { broker, clock })),
             appended: watch::channel(ticket).0,
             synced: watch::channel(ticket).0,
             visible: watch::channel(ticket).0,
@@ -109,7 +186,8 @@ impl Server {
             shutdown: watch::channel(false).0,
             waiting: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
-            group_wake: Notify::new(),
+            timer_deadline_ms: AtomicI64::new(i64::MAX),
+            timer_wake: Notify::new(),
         });
         Server { shared, listener }
     }
@@ -125,8 +203,7 @@ impl Server {
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
         let Server { shared, listener } = self;
         let commit = tokio::spawn(commit::run(shared.clone()));
-        let retention = tokio::spawn(retention_loop(shared.clone()));
-        let ticker = tokio::spawn(groups::tick_loop(shared.clone()));
+        let timer = tokio::spawn(timer::run(shared.clone()));
         let connections = Arc::new(Semaphore::new(shared.limits.connections_max));
         let mut tasks = tokio::task::JoinSet::new();
         tokio::pin!(stop);
@@ -167,28 +244,19 @@ impl Server {
             tracing::warn!("connections did not finish in time; closing them");
             tasks.abort_all();
         }
-        retention.abort();
-        ticker.abort();
+        timer.abort();
         // The commit task syncs what is pending and exits once shutdown is set.
         match commit.await {
             Ok(()) => {}
             Err(error) => fatal(format!("group commit task failed: {error}")),
         }
-        shared.broker().close().map_err(ServerError::Broker)?;
+        let core = match shared.core.lock() {
+            Ok(mut core) => core.take(),
+            Err(_) => fatal("broker state lock poisoned by an earlier panic"),
+        };
+        let core = core.expect("the broker is closed once");
+        core.broker.close().map_err(ServerError::Broker)?;
         tracing::info!("stopped cleanly");
         Ok(())
-    }
-}
-
-async fn retention_loop(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let mut broker = shared.broker();
-        if let Err(error) = broker.enforce_retention(now_ms()) {
-            fatal(error);
-        }
-        // Internal-log compaction appends a snapshot for the group commit to sync.
-        shared.publish_appends(broker.append_ticket());
     }
 }

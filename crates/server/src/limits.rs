@@ -10,8 +10,6 @@ pub const CONNECTIONS_MAX_DEFAULT: usize = 4096;
 /// Requests read from one connection whose responses are not yet written. Beyond it the
 /// connection is not read (TCP pushes back), so one client cannot queue unbounded work.
 pub const IN_FLIGHT_REQUESTS_PER_CONNECTION_DEFAULT: usize = 32;
-/// Longest Fetch long-poll honoured, whatever `max_wait_ms` the client asks for.
-pub const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
 /// `connections.max.idle.ms`: a connection that sends nothing for this long while none of its
 /// requests is outstanding is closed (Kafka's default), so half-open peers do not hold a slot.
 pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;

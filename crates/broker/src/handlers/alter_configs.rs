@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{code, str_bytes};
-use crate::topics::{validate_log_config, validate_topic_config};
+use crate::topic_config::validate_topic_config;
 use crate::{Broker, BrokerError};
 
 /// Kafka's `ConfigResource.Type.TOPIC`.
@@ -237,12 +237,11 @@ fn apply(
             return Ok(Err(refusal));
         }
     }
-    let defaults = broker.config.log.clone();
-    if let Err(message) = validate_log_config(&defaults, &configs) {
+    if let Err(message) = broker.topics.resolve(&configs) {
         return refused(ResponseError::InvalidConfig, message);
     }
     if !validate_only {
-        broker.topics.set_configs(name, configs, &defaults)?;
+        broker.topics.set_configs(name, configs)?;
     }
     Ok(Ok(()))
 }

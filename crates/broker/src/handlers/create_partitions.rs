@@ -42,10 +42,7 @@ pub fn handle(
                 .with_error_message(Some(str_bytes(message))),
             Ok(()) if request.validate_only => result,
             Ok(()) => {
-                let defaults = broker.config.log.clone();
-                broker
-                    .topics
-                    .add_partitions(name, topic.count, &defaults, now_ms)?;
+                broker.topics.add_partitions(name, topic.count, now_ms)?;
                 result
             }
         };

@@ -1,5 +1,5 @@
 //! CreateTopics: one replica only (replication factor -1 or 1), partition count -1 means
-//! `num.partitions`, topic configs limited to the ones ferry enforces (`topics::TOPIC_CONFIG_NAMES`).
+//! `num.partitions`, topic configs limited to the ones ferry enforces (`topic_config::TOPIC_CONFIG_NAMES`).
 
 use std::collections::BTreeMap;
 
@@ -11,9 +11,8 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, ResponseKind};
 
 use super::{code, str_bytes};
-use crate::topics::{
-    validate_log_config, validate_topic_config, validate_topic_name, PARTITIONS_PER_TOPIC_MAX,
-};
+use crate::topic_config::validate_topic_config;
+use crate::topics::{validate_topic_name, PARTITIONS_PER_TOPIC_MAX};
 use crate::{Broker, BrokerError};
 
 /// Kafka's DescribeConfigs/CreateTopics config source for a value set on the topic.
@@ -41,10 +40,9 @@ pub fn handle(
                 let id = if request.validate_only {
                     uuid::Uuid::nil()
                 } else {
-                    let defaults = broker.config.log.clone();
                     broker
                         .topics
-                        .create(&name, partitions, configs.clone(), &defaults, now_ms)?
+                        .create(&name, partitions, configs.clone(), now_ms)?
                         .meta
                         .id
                 };
@@ -113,7 +111,9 @@ fn check(
             configs.insert(config.name.to_string(), value);
         }
     }
-    validate_log_config(&broker.config.log, &configs)
+    broker
+        .topics
+        .resolve(&configs)
         .map_err(|m| (ResponseError::InvalidConfig, m))?;
     Ok((partitions, configs))
 }

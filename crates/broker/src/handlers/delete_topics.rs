@@ -45,8 +45,8 @@ pub fn handle(
             None => result.with_error_code(code(ResponseError::UnknownTopicId)),
             Some((name, id)) => {
                 broker.topics.delete(&name)?;
-                if broker.groups_mut().delete_topic_offsets(now_ms, &name)? {
-                    broker.note_append(crate::groups::GROUP_LOG_TOPIC, 0);
+                if broker.groups.delete_topic_offsets(now_ms, &name)? {
+                    broker.tickets.note(crate::LogId::Groups);
                 }
                 result.with_name(Some(topic_name(&name))).with_topic_id(id)
             }

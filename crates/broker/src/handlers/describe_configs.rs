@@ -9,7 +9,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, 
 
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use super::{code, str_bytes};
-use crate::topics::TOPIC_CONFIG_NAMES;
+use crate::topic_config::TOPIC_CONFIG_NAMES;
 use crate::Broker;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -63,21 +63,18 @@ fn topic_entries(
         .topics
         .get(name)
         .ok_or(ResponseError::UnknownTopicOrPartition)?;
-    let log = &broker.config.log;
-    let defaults = |config: &str| match config {
-        "cleanup.policy" => "delete".to_string(),
-        "retention.ms" => log.retention_ms.to_string(),
-        "retention.bytes" => log.retention_bytes.to_string(),
-        "segment.bytes" => log.segment_bytes.to_string(),
-        "segment.ms" => log.segment_ms.to_string(),
-        "max.message.bytes" => broker.config.message_max_bytes.to_string(),
-        other => unreachable!("config {other} has no default"),
-    };
+    let defaults = broker.topics.defaults();
+    // An override is shown as it was set (meta.json keeps it so); a default as the broker has it.
     Ok(TOPIC_CONFIG_NAMES
         .iter()
         .map(|config| match topic.meta.configs.get(*config) {
             Some(value) => entry(config, value.clone(), SOURCE_TOPIC, false),
-            None => entry(config, defaults(config), SOURCE_DEFAULT, false),
+            None => {
+                let value = defaults
+                    .value(config)
+                    .unwrap_or_else(|| unreachable!("config {config} has no default"));
+                entry(config, value, SOURCE_DEFAULT, false)
+            }
         })
         .collect())
 }

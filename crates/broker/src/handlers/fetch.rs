@@ -1,7 +1,11 @@
 //! Fetch: stored batches served as they are on disk (no record is decoded or re-encoded), bounded
 //! by `max_bytes` and `partition_max_bytes` (the first batch always whole, KIP-74), by the high
-//! watermark, or by the last stable offset under read_committed. Long polling is the server's
-//! job: this handler says `Wait` while `min_bytes` is not reached and the wait is not over.
+//! watermark, or by the last stable offset under read_committed. A Fetch whose `min_bytes` are
+//! not there waits: the broker hands it back as a [`WaitingFetch`] with its deadline
+//! (`max_wait_ms`, at most [`FETCH_WAIT_MAX`], on the monotonic clock), and the server asks
+//! again when a group-commit round makes data visible or the deadline passes.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -9,26 +13,73 @@ use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::ProducerId;
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
 
 use super::code;
-use crate::{Broker, BrokerError};
+use crate::config::FETCH_WAIT_MAX;
+use crate::{Broker, BrokerError, Now, Outcome};
 
 const READ_COMMITTED: i8 = 1;
 
+/// A Fetch waiting for `min_bytes` (see the module comment).
 #[derive(Debug)]
-pub enum FetchOutcome {
-    Ready(FetchResponse),
-    /// Not enough data for `min_bytes` yet: ask again after the next append or at the deadline.
-    Wait,
+pub struct WaitingFetch {
+    request: Box<FetchRequest>,
+    version: i16,
+    /// When the wait is over, on the monotonic clock (`Now::mono`).
+    deadline: Duration,
 }
 
-pub fn handle(
+impl WaitingFetch {
+    /// When the wait is over, on the monotonic clock of the [`Now`]s passed in.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// Ends the wait early (the server shuts down): the next ask answers with what there is.
+    pub fn stop_waiting(&mut self) {
+        self.deadline = Duration::ZERO;
+    }
+}
+
+/// A Fetch as it arrives: answered at once, or waiting until its deadline.
+pub(crate) fn begin(
+    broker: &mut Broker,
+    now: Now,
+    request: FetchRequest,
+    version: i16,
+) -> Result<Outcome, BrokerError> {
+    let wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
+    let waiting = WaitingFetch {
+        request: Box::new(request),
+        version,
+        deadline: now.mono() + wait.min(FETCH_WAIT_MAX),
+    };
+    again(broker, now, waiting)
+}
+
+/// A waiting Fetch asked again: answered if its data is there or its wait is over.
+pub(crate) fn again(
+    broker: &mut Broker,
+    now: Now,
+    waiting: WaitingFetch,
+) -> Result<Outcome, BrokerError> {
+    let wait_over = now.mono() >= waiting.deadline;
+    Ok(
+        match handle(broker, &waiting.request, waiting.version, wait_over)? {
+            Some(response) => Outcome::Respond(ResponseKind::Fetch(response)),
+            None => Outcome::Wait(waiting),
+        },
+    )
+}
+
+/// The response, or `None` while `min_bytes` are not there and the wait is not over.
+fn handle(
     broker: &mut Broker,
     request: &FetchRequest,
     version: i16,
     wait_over: bool,
-) -> Result<FetchOutcome, BrokerError> {
+) -> Result<Option<FetchResponse>, BrokerError> {
     let read_committed = request.isolation_level == READ_COMMITTED;
     let mut remaining = if request.max_bytes > 0 {
         request.max_bytes as usize
@@ -111,9 +162,7 @@ pub fn handle(
     }
     let min_bytes = request.min_bytes.max(0) as usize;
     if !wait_over && !any_error && total_bytes < min_bytes {
-        return Ok(FetchOutcome::Wait);
+        return Ok(None);
     }
-    Ok(FetchOutcome::Ready(
-        FetchResponse::default().with_responses(topics),
-    ))
+    Ok(Some(FetchResponse::default().with_responses(topics)))
 }

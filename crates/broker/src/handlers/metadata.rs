@@ -94,10 +94,9 @@ fn by_name(
         return Ok(failed(ResponseError::UnknownTopicOrPartition));
     }
     let partitions = broker.config.num_partitions;
-    let defaults = broker.config.log.clone();
     let topic = broker
         .topics
-        .create(name, partitions, BTreeMap::new(), &defaults, now_ms)?;
+        .create(name, partitions, BTreeMap::new(), now_ms)?;
     Ok(describe(name, topic, node, version))
 }
 

@@ -260,9 +260,9 @@ fn max_message_bytes(broker: &Broker, topic: &str) -> usize {
     broker
         .topics
         .get(topic)
-        .and_then(|t| t.meta.configs.get("max.message.bytes"))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(broker.config.message_max_bytes)
+        .map_or(broker.config.message_max_bytes, |t| {
+            t.config.max_message_bytes
+        })
 }
 
 /// Kafka's checks on incoming batches, mapped to its error codes; returns their headers.

@@ -2,14 +2,14 @@
 //! appended, and only once the group commit has fsynced it are the records before it dropped;
 //! the state replayed from the compacted log is the state before.
 
-use broker::{Broker, BrokerConfig};
+use broker::{Broker, BrokerConfig, Outcome};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use crate::idempotence::{open_with, request, NOW_MS};
+use crate::idempotence::{call, now, open_with, request};
 use crate::visibility::group_commit;
 
 const COMPACT_BYTES: u64 = 16 * 1024;
@@ -29,15 +29,16 @@ fn commit(broker: &mut Broker, group: &str, offset: i64) {
             .with_partitions(vec![OffsetCommitRequestPartition::default()
                 .with_partition_index(0)
                 .with_committed_offset(offset)])]);
-    let routed = broker
-        .handle_group(
-            NOW_MS,
-            1,
-            "/127.0.0.1",
-            request(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(body)),
-        )
-        .unwrap();
-    assert!(routed.sync_ticket.is_some());
+    let outcome = call(
+        broker,
+        request(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(body)),
+    );
+    assert!(matches!(outcome, Outcome::AfterSync { .. }), "{outcome:?}");
+}
+
+/// The time of the housekeeping after the one at `now()`.
+fn next_housekeeping() -> broker::Now {
+    now().plus_ms(broker::HOUSEKEEPING_INTERVAL_MS as u64)
 }
 
 fn committed(broker: &Broker) -> Vec<(String, i64)> {
@@ -70,7 +71,7 @@ fn the_group_log_is_compacted_once_its_snapshot_is_durable() {
         [("even".to_string(), 398), ("odd".to_string(), 399)]
     );
 
-    broker.enforce_retention(NOW_MS).unwrap();
+    broker.tick(now()).unwrap();
     assert_eq!(
         broker.group_log_start_offset(),
         0,
@@ -78,7 +79,7 @@ fn the_group_log_is_compacted_once_its_snapshot_is_durable() {
     );
     commit(&mut broker, "odd", 401); // after the snapshot: must survive the compaction
     group_commit(&mut broker);
-    broker.enforce_retention(NOW_MS).unwrap();
+    broker.tick(next_housekeeping()).unwrap();
     assert_eq!(
         broker.group_log_start_offset(),
         400,
@@ -104,21 +105,18 @@ fn the_transaction_log_is_compacted_and_replays_to_the_same_state() {
                     "tx-{id}"
                 )))))
                 .with_transaction_timeout_ms(60_000 + round);
-            broker
-                .handle_txn(
-                    NOW_MS,
-                    1,
-                    request(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(body)),
-                )
-                .unwrap();
+            call(
+                &mut broker,
+                request(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(body)),
+            );
         }
         group_commit(&mut broker);
     }
     let describe = |broker: &Broker| format!("{:?}", broker.txn_coordinator().transactions());
     let before = describe(&broker);
-    broker.enforce_retention(NOW_MS).unwrap(); // appends the snapshot
+    broker.tick(now()).unwrap(); // appends the snapshot
     group_commit(&mut broker);
-    broker.enforce_retention(NOW_MS).unwrap(); // drops what precedes it
+    broker.tick(next_housekeeping()).unwrap(); // drops what precedes it
     assert_eq!(
         broker.transaction_log_start_offset(),
         180,

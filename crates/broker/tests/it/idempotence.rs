@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use broker::{Broker, BrokerConfig, Outcome};
+use broker::{Broker, BrokerConfig, ClientInfo, Now, Outcome};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -13,6 +13,23 @@ use wire::batch::{build_batch, ProducerFields};
 use wire::Request;
 
 pub(crate) const NOW_MS: i64 = 1_700_000_000_000;
+
+/// `NOW_MS` as the broker takes it.
+pub(crate) fn now() -> Now {
+    Now::at_wall_ms(NOW_MS)
+}
+
+/// Handles `request` at `NOW_MS`, as the request of token 1.
+pub(crate) fn call(broker: &mut Broker, request: Request) -> Outcome {
+    call_at(broker, now(), request)
+}
+
+/// Handles `request` at `now`, as the request of token 1.
+pub(crate) fn call_at(broker: &mut Broker, now: Now, request: Request) -> Outcome {
+    broker
+        .handle(now, 1, &ClientInfo::default(), request)
+        .unwrap()
+}
 const PRODUCE_VERSION: i16 = 9;
 
 /// Opens a broker on `dir` with topic `t` (one partition).
@@ -22,18 +39,16 @@ pub(crate) fn open(dir: &std::path::Path) -> Broker {
 
 /// Opens a broker with `config` and creates topic `t` (one partition).
 pub(crate) fn open_with(config: BrokerConfig) -> Broker {
-    let mut broker = Broker::open(config, Arc::new(storage::FsDisk), NOW_MS).unwrap();
+    let mut broker = Broker::open(config, Arc::new(storage::FsDisk), now()).unwrap();
     let body = MetadataRequest::default()
         .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
         )
         .with_name(Some(TopicName(StrBytes::from_static_str("t"))))]))
         .with_allow_auto_topic_creation(true);
-    broker
-        .handle(
-            NOW_MS,
-            request(ApiKey::Metadata, 9, RequestKind::Metadata(body)),
-        )
-        .unwrap();
+    call(
+        &mut broker,
+        request(ApiKey::Metadata, 9, RequestKind::Metadata(body)),
+    );
     broker
 }
 
@@ -55,13 +70,17 @@ fn init_producer_id(broker: &mut Broker, transactional_id: Option<&str>) -> (i16
             transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_string()))),
         )
         .with_transaction_timeout_ms(60_000);
-    let outcome = broker
-        .handle(
-            NOW_MS,
-            request(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(body)),
-        )
-        .unwrap();
-    let Outcome::Respond(ResponseKind::InitProducerId(r)) = outcome else {
+    let outcome = call(
+        broker,
+        request(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(body)),
+    );
+    // A transactional id's answer waits for the transaction log's fsync.
+    let (Outcome::Respond(ResponseKind::InitProducerId(r))
+    | Outcome::AfterSync {
+        response: ResponseKind::InitProducerId(r),
+        ..
+    }) = outcome
+    else {
         panic!("unexpected outcome {outcome:?}");
     };
     (r.error_code, r.producer_id.0, r.producer_epoch)
@@ -109,12 +128,10 @@ pub(crate) fn produce_as(
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
                 .with_records(Some(batch.into()))])]);
-    let outcome = broker
-        .handle(
-            NOW_MS,
-            request(ApiKey::Produce, PRODUCE_VERSION, RequestKind::Produce(body)),
-        )
-        .unwrap();
+    let outcome = call(
+        broker,
+        request(ApiKey::Produce, PRODUCE_VERSION, RequestKind::Produce(body)),
+    );
     let (after_sync, response) = match outcome {
         Outcome::Respond(response) => (None, response),
         Outcome::AfterSync { ticket, response } => (Some(ticket), response),
@@ -192,11 +209,14 @@ fn duplicates_fencing_and_gaps_as_kafka_answers_them() {
     assert_eq!(produce(&mut broker, other, 0, 40, 1), ok(6, 4));
 }
 
+/// Through the one front door (issue 19), an InitProducerId with a transactional id reaches the
+/// transaction coordinator, as it always did through the server: no longer the
+/// COORDINATOR_NOT_AVAILABLE stub of the idempotent handler, which only a direct call saw.
 #[test]
-fn transactional_ids_wait_for_transactions() {
+fn transactional_ids_go_to_the_transaction_coordinator() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = open(dir.path());
-    assert_eq!(init_producer_id(&mut broker, Some("txn")), (15, -1, -1));
+    assert_eq!(init_producer_id(&mut broker, Some("txn")), (0, 0, 0));
     assert_eq!(init_producer_id(&mut broker, Some("")), (42, -1, -1));
 }
 
@@ -208,7 +228,6 @@ fn producer_ids_and_state_survive_a_reopen() {
     assert_eq!(produce(&mut broker, id, 0, 0, 2), ok(0, 1));
     assert_eq!(produce(&mut broker, id, 0, 2, 2), ok(2, 2));
     broker.close().unwrap();
-    drop(broker);
     let mut broker = open(dir.path());
     // The rest of the reserved block is never handed out again.
     let (_, next, _) = init_producer_id(&mut broker, None);

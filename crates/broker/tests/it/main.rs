@@ -2,6 +2,7 @@
 //! directory, and every response must encode at the version it was asked for.
 
 mod compaction;
+mod configs;
 mod idempotence;
 mod versions;
 mod visibility;

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use broker::{Broker, BrokerConfig, FetchOutcome, Outcome};
+use broker::config::FETCH_WAIT_MAX;
+use broker::{Broker, BrokerConfig, ClientInfo, Now, Outcome};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_records_request::{
@@ -274,56 +275,49 @@ fn every_advertised_version_answers_with_an_encodable_response() {
     let mut broker = Broker::open(
         BrokerConfig::new(dir.path().to_path_buf()),
         Arc::new(storage::FsDisk),
-        0,
+        Now::at_wall_ms(0),
     )
     .unwrap();
-    let mut clock = 1_700_000_000_000i64;
+    let client = ClientInfo {
+        host: "127.0.0.1".to_string(),
+    };
+    let mut clock = Now::at_wall_ms(1_700_000_000_000);
+    let mut token = 0;
     for supported in wire::versions::SUPPORTED {
         for version in supported.min..=supported.max {
             let api_key = supported.api_key;
             let body = sample(api_key, version);
-            let response = if wire::versions::is_txn_api(api_key) {
-                let routed = broker
-                    .handle_txn(1_700_000_000_000, 7, request(api_key, version, body))
-                    .unwrap();
-                let (token, response) = routed
-                    .responses
-                    .into_iter()
-                    .next()
-                    .unwrap_or_else(|| panic!("{api_key:?} v{version}: no response"));
-                assert_eq!(token, 7);
-                response
-            } else if wire::versions::is_group_api(api_key) {
+            let group = wire::versions::is_group_api(api_key);
+            if group {
                 // Each step moves well past every group timeout of the step before.
-                clock += 7_200_000;
-                let now = clock;
-                let mut routed = broker
-                    .handle_group(now, 7, "127.0.0.1", request(api_key, version, body))
-                    .unwrap();
-                if routed.responses.is_empty() {
+                clock = clock.plus_ms(7_200_000);
+            }
+            token += 1;
+            let outcome = broker
+                .handle(clock, token, &client, request(api_key, version, body))
+                .unwrap();
+            let response = match outcome {
+                Outcome::Respond(response) | Outcome::AfterSync { response, .. } => response,
+                Outcome::Later if group => {
                     // A JoinGroup waits for its group: let the join delay pass.
-                    routed = broker.group_tick(now + 3_600_000).unwrap();
+                    clock = clock.plus_ms(3_600_000);
+                    broker.tick(clock).unwrap();
+                    let routed = broker.take_routed().into_iter();
+                    routed
+                        .filter(|r| r.token == token)
+                        .map(|r| r.response)
+                        .next()
+                        .unwrap_or_else(|| panic!("{api_key:?} v{version}: no response"))
                 }
-                let (token, response) = routed
-                    .responses
-                    .into_iter()
-                    .next()
-                    .unwrap_or_else(|| panic!("{api_key:?} v{version}: no response"));
-                assert_eq!(token, 7);
-                response
-            } else if let RequestKind::Fetch(fetch) = &body {
-                match broker.fetch(fetch, version, true).unwrap() {
-                    FetchOutcome::Ready(response) => ResponseKind::Fetch(response),
-                    FetchOutcome::Wait => panic!("fetch waited although the wait was over"),
+                Outcome::Wait(fetch) => {
+                    // Nothing to fetch yet: answered at the deadline.
+                    clock = clock.plus_ms(FETCH_WAIT_MAX.as_millis() as u64);
+                    match broker.fetch_again(clock, fetch).unwrap() {
+                        Outcome::Respond(response) => response,
+                        other => panic!("fetch waits past its deadline: {other:?}"),
+                    }
                 }
-            } else {
-                match broker
-                    .handle(1_700_000_000_000, request(api_key, version, body))
-                    .unwrap()
-                {
-                    Outcome::Respond(response) | Outcome::AfterSync { response, .. } => response,
-                    other => panic!("{api_key:?} v{version}: unexpected outcome {other:?}"),
-                }
+                other => panic!("{api_key:?} v{version}: unexpected outcome {other:?}"),
             };
             wire::frame::encode_response(api_key, version, 1, &response)
                 .unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"));

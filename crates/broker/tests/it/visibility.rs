@@ -3,13 +3,13 @@
 //! power loss could take back. A fetch at an offset between the high watermark and the log end
 //! is not out of range; it is answered empty until the fsync.
 
-use broker::{Broker, FetchOutcome};
+use broker::{Broker, Now, Outcome};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use crate::idempotence::{open, produce, request, NOW_MS};
+use crate::idempotence::{call, now, open, produce, request};
 
 fn topic() -> TopicName {
     TopicName(StrBytes::from_static_str("t"))
@@ -18,6 +18,7 @@ fn topic() -> TopicName {
 /// (error code, high watermark, record bytes) of a fetch of t-0 from `offset`.
 fn fetch(broker: &mut Broker, offset: i64) -> (i16, i64, usize) {
     let body = FetchRequest::default()
+        .with_max_wait_ms(0)
         .with_max_bytes(1 << 20)
         .with_topics(vec![FetchTopic::default()
             .with_topic(topic())
@@ -25,8 +26,9 @@ fn fetch(broker: &mut Broker, offset: i64) -> (i16, i64, usize) {
                 .with_partition(0)
                 .with_fetch_offset(offset)
                 .with_partition_max_bytes(1 << 20)])]);
-    let FetchOutcome::Ready(response) = broker.fetch(&body, 12, true).unwrap() else {
-        panic!("a fetch whose wait is over is answered");
+    let outcome = call(broker, request(ApiKey::Fetch, 12, RequestKind::Fetch(body)));
+    let Outcome::Respond(ResponseKind::Fetch(response)) = outcome else {
+        panic!("a fetch whose wait is over is answered: {outcome:?}");
     };
     let p = &response.responses[0].partitions[0];
     let bytes = p.records.as_ref().map_or(0, |r| r.len());
@@ -39,19 +41,17 @@ fn latest(broker: &mut Broker) -> i64 {
         .with_partitions(vec![ListOffsetsPartition::default()
             .with_partition_index(0)
             .with_timestamp(-1)])]);
-    let outcome = broker
-        .handle(
-            NOW_MS,
-            request(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(body)),
-        )
-        .unwrap();
-    let broker::Outcome::Respond(ResponseKind::ListOffsets(r)) = outcome else {
+    let outcome = call(
+        broker,
+        request(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(body)),
+    );
+    let Outcome::Respond(ResponseKind::ListOffsets(r)) = outcome else {
         panic!("unexpected outcome {outcome:?}");
     };
     r.topics[0].partitions[0].offset
 }
 
-/// What the server's group commit does: take the work, fsync, report.
+/// What the server's group commit does: take the work, fsync, report (at `NOW_MS`).
 pub(crate) fn group_commit(broker: &mut Broker) {
     let (ticket, work) = broker.take_sync_work();
     let mut synced = Vec::new();
@@ -59,7 +59,7 @@ pub(crate) fn group_commit(broker: &mut Broker) {
         sync.run_data().unwrap();
         synced.push((partition, sync.offset()));
     }
-    broker.mark_synced(ticket, synced);
+    broker.synced(now(), ticket, synced).unwrap();
 }
 
 #[test]
@@ -93,12 +93,13 @@ fn records_are_visible_once_synced() {
     assert_eq!(latest(&mut broker), 3);
 }
 
-/// A transaction request through `handle_txn`; returns its routed responses' sync ticket.
+/// A transaction request; returns the ticket its answer waits for.
 fn txn(broker: &mut Broker, api_key: ApiKey, version: i16, body: RequestKind) -> Option<u64> {
-    broker
-        .handle_txn(NOW_MS, 1, request(api_key, version, body))
-        .unwrap()
-        .sync_ticket
+    match call(broker, request(api_key, version, body)) {
+        Outcome::AfterSync { ticket, .. } => Some(ticket),
+        Outcome::Respond(_) => None,
+        other => panic!("unexpected outcome {other:?}"),
+    }
 }
 
 #[test]
@@ -151,19 +152,19 @@ fn a_quiet_logs_recovery_point_catches_up_with_its_synced_data() {
     // The round right after the log opened syncs the data but is too early for a checkpoint.
     let (ticket, work) = broker.take_sync_work();
     assert!(work.iter().all(|(_, w)| w.checkpoint().is_none()));
-    run_round(&mut broker, ticket, work);
+    run_round(&mut broker, now(), ticket, work);
     assert_eq!(
         recovery_point(&broker),
         0,
         "synced data past the recovery point"
     );
 
-    broker.enforce_retention(NOW_MS + 500).unwrap();
+    broker.tick(now().plus_ms(500)).unwrap();
     assert!(
         broker.take_sync_work().1.is_empty(),
         "not due within the interval"
     );
-    broker.enforce_retention(NOW_MS + 1_500).unwrap();
+    broker.tick(now().plus_ms(1_500)).unwrap();
     let (ticket, work) = broker.take_sync_work();
     let checkpoints: Vec<_> = work
         .iter()
@@ -171,12 +172,12 @@ fn a_quiet_logs_recovery_point_catches_up_with_its_synced_data() {
         .collect();
     assert_eq!(
         checkpoints,
-        [(("t".to_string(), 0), Some(2))],
+        [(broker::LogId::partition("t", 0), Some(2))],
         "a checkpoint-only round"
     );
-    run_round(&mut broker, ticket, work);
+    run_round(&mut broker, now().plus_ms(1_500), ticket, work);
     assert_eq!(recovery_point(&broker), 2);
-    broker.enforce_retention(NOW_MS + 5_000).unwrap();
+    broker.tick(now().plus_ms(5_000)).unwrap();
     assert!(
         broker.take_sync_work().1.is_empty(),
         "nothing left to checkpoint"
@@ -186,8 +187,9 @@ fn a_quiet_logs_recovery_point_catches_up_with_its_synced_data() {
 /// Runs a round's fsyncs and checkpoints and reports them, as the server does.
 fn run_round(
     broker: &mut Broker,
+    now: Now,
     ticket: u64,
-    work: Vec<(broker::TopicPartition, storage::SyncWork)>,
+    work: Vec<(broker::LogId, storage::SyncWork)>,
 ) {
     let mut synced = Vec::new();
     let mut written = Vec::new();
@@ -197,6 +199,6 @@ fn run_round(
         synced.push((partition.clone(), sync.offset()));
         written.extend(sync.checkpoint().map(|at| (partition, at)));
     }
-    broker.mark_synced(ticket, synced);
+    broker.synced(now, ticket, synced).unwrap();
     broker.mark_checkpointed(written);
 }

@@ -1,0 +1,335 @@
+//! The glue between the broker and its two coordinators (`group`, `txn`): their requests and
+//! timeouts, their records appended to the internal logs under an append ticket, and their
+//! answers, to the request at hand or routed to earlier ones (`Broker::take_routed`), released
+//! once that ticket is fsynced. The transaction pipeline's steps after a sync live here too:
+//! markers are written only once the Prepare record is durable, and a transaction is completed
+//! only once its markers are.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{RequestHeader, ResponseKind};
+
+use crate::{groups, transactions, txn_index};
+use crate::{Broker, BrokerError, ClientInfo, LogId, Now, Outcome, Routed};
+
+impl Broker {
+    /// Handles a consumer group request (JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+    /// OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups). JoinGroup and
+    /// SyncGroup may be answered later, and may answer other members' earlier requests.
+    pub(crate) fn handle_group(
+        &mut self,
+        now: Now,
+        token: u64,
+        client: &ClientInfo,
+        header: &RequestHeader,
+        mut body: group::Request,
+    ) -> Result<Outcome, BrokerError> {
+        let client_id = header.client_id.as_deref().unwrap_or("");
+        let mut unknown = Vec::new();
+        if let group::Request::OffsetCommit(commit) = &mut body {
+            let had_topics = !commit.topics.is_empty();
+            unknown = groups::take_unknown_commits(commit, |topic, partition| {
+                self.topics.partition(topic, partition).is_some()
+            });
+            if had_topics && commit.topics.is_empty() {
+                return Ok(Outcome::Respond(groups::unknown_commits_response(unknown)));
+            }
+        }
+        let (mut responses, appended) = self.groups.handle(
+            now.wall_ms(),
+            token,
+            header.request_api_version,
+            client_id,
+            &client.host,
+            body,
+        )?;
+        if !unknown.is_empty() {
+            for (answered, response) in &mut responses {
+                if let (true, ResponseKind::OffsetCommit(r)) = (*answered == token, response) {
+                    r.topics.extend(std::mem::take(&mut unknown));
+                }
+            }
+            debug_assert!(unknown.is_empty(), "an OffsetCommit is answered at once");
+        }
+        let sync_ticket = appended.then(|| self.tickets.note(LogId::Groups));
+        Ok(self.answer(token, sync_ticket, responses))
+    }
+
+    /// Handles a transaction request (InitProducerId with a transactional id, AddPartitionsToTxn,
+    /// AddOffsetsToTxn, EndTxn, TxnOffsetCommit, ListTransactions, DescribeTransactions); it is
+    /// answered once the transaction log is durable up to it (EndTxn: once its markers are).
+    pub(crate) fn handle_txn(
+        &mut self,
+        now: Now,
+        token: u64,
+        version: i16,
+        body: txn::Request,
+    ) -> Result<Outcome, BrokerError> {
+        let added = match &body {
+            txn::Request::AddPartitionsToTxn(r) => Some((
+                r.v3_and_below_transactional_id.0.to_string(),
+                r.v3_and_below_topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
+                    .collect(),
+            )),
+            _ => None,
+        };
+        let context = txn::RequestContext {
+            token: txn::ResponseToken(token),
+            api_version: version,
+        };
+        let coordinator_ms = self.transactions.now(now.wall_ms());
+        let Broker {
+            topics,
+            producers,
+            transactions,
+            groups,
+            ..
+        } = self;
+        let exists = |topic: &str, partition: i32| topics.partition(topic, partition).is_some();
+        let groups = groups.coordinator();
+        // KIP-447: TxnOffsetCommit's member fields are checked as OffsetCommit's are.
+        let members = |m: &txn::GroupMember| {
+            groups.validate_txn_offset_commit(
+                coordinator_ms,
+                m.group_id,
+                m.member_id,
+                m.group_instance_id,
+                m.generation_id,
+            )
+        };
+        let mut allocate = || {
+            producers
+                .allocate()
+                .unwrap_or_else(|error| panic!("allocate a producer id: {error}"))
+        };
+        let output = transactions.coordinator_mut().handle(
+            coordinator_ms,
+            &context,
+            body,
+            &mut allocate,
+            &exists,
+            &members,
+        );
+        let (sync_ticket, responses) = self.apply_txn_output(output, added, now.wall_ms())?;
+        Ok(self.answer(token, Some(sync_ticket), responses))
+    }
+
+    /// Fires the coordinators' due timeouts: session expiry, rebalance and join delays, the
+    /// offset-expiry sweep, hung transactions (aborted and fenced).
+    pub(crate) fn tick_coordinators(&mut self, now: Now) -> Result<(), BrokerError> {
+        let (responses, appended) = self.groups.tick(now.wall_ms())?;
+        let sync_ticket = appended.then(|| self.tickets.note(LogId::Groups));
+        self.route(sync_ticket, responses);
+        let coordinator_ms = self.transactions.now(now.wall_ms());
+        let output = self.transactions.coordinator_mut().tick(coordinator_ms);
+        let (sync_ticket, responses) = self.apply_txn_output(output, None, now.wall_ms())?;
+        self.route(Some(sync_ticket), responses);
+        Ok(())
+    }
+
+    /// When the coordinators next have a timeout to fire, in wall-clock milliseconds.
+    pub(crate) fn coordinators_deadline_ms(&self) -> Option<i64> {
+        let group = self.groups.next_deadline_ms();
+        let txn = self.transactions.coordinator().next_deadline_ms();
+        let deadline = match (group, txn) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        deadline.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
+    }
+
+    pub fn groups(&self) -> &group::GroupCoordinator {
+        self.groups.coordinator()
+    }
+
+    pub fn txn_coordinator(&self) -> &txn::TxnCoordinator {
+        self.transactions.coordinator()
+    }
+
+    /// The group log's first offset: above 0 once compaction dropped records.
+    pub fn group_log_start_offset(&self) -> i64 {
+        self.groups.log_start_offset()
+    }
+
+    /// The transaction log's first offset: above 0 once compaction dropped records.
+    pub fn transaction_log_start_offset(&self) -> i64 {
+        self.transactions.log_start_offset()
+    }
+
+    /// Takes the responses routed to requests answered later ([`Outcome::Later`]); the server
+    /// takes them after every call.
+    pub fn take_routed(&mut self) -> Vec<Routed> {
+        std::mem::take(&mut self.routed)
+    }
+
+    /// Checks a transactional produce against the coordinator (KIP-890 part 1).
+    pub(crate) fn check_txn_produce(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), ResponseError> {
+        // The coordinator's state is ahead of its log until the group commit: a transaction whose
+        // AddPartitionsToTxn is not durable yet could be ended after a crash by a re-issued
+        // marker of the transaction before it. Its answer is not out yet either, so only a client
+        // that does not wait for it gets here: it retries (CONCURRENT_TRANSACTIONS, answered to
+        // the producer as the retriable NOT_ENOUGH_REPLICAS).
+        let txns = &self.transactions;
+        if txns.added_unsynced(transactional_id, topic, partition, self.tickets.synced()) {
+            return Err(ResponseError::ConcurrentTransactions);
+        }
+        self.txn_coordinator().check_produce(
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            topic,
+            partition,
+        )
+    }
+
+    /// Finishes every transaction a crash left prepared (at open): its markers are re-issued and
+    /// written once the recovered state is fsynced (the first group-commit report).
+    pub(crate) fn recover_transactions(&mut self, now: Now) -> Result<(), BrokerError> {
+        let coordinator_ms = self.transactions.now(now.wall_ms());
+        let output = self.transactions.coordinator_mut().recover(coordinator_ms);
+        let (_, responses) = self.apply_txn_output(output, None, now.wall_ms())?;
+        assert!(responses.is_empty(), "recovery answers no request");
+        Ok(())
+    }
+
+    /// Carries out the transaction pipeline's steps that the fsync up to `synced` unblocked:
+    /// markers whose Prepare record is durable are written (step 2), and transactions whose
+    /// markers are durable are completed (step 3). Runs on every group-commit report.
+    pub(crate) fn advance_transactions(
+        &mut self,
+        now: Now,
+        synced: u64,
+    ) -> Result<(), BrokerError> {
+        for marker in self.transactions.take_completions_due(synced) {
+            let coordinator_ms = self.transactions.now(now.wall_ms());
+            let id = marker.transactional_id.to_string();
+            let output = self.transactions.coordinator_mut().markers_written(
+                coordinator_ms,
+                &id,
+                marker.producer_id,
+                marker.producer_epoch,
+            );
+            let (sync_ticket, responses) = self.apply_txn_output(output, None, now.wall_ms())?;
+            self.route(Some(sync_ticket), responses);
+        }
+        for marker in self.transactions.take_markers_due(synced) {
+            self.write_markers(&marker, now.wall_ms())?;
+            let ticket = self.tickets.appended();
+            self.transactions.markers_appended(ticket, marker);
+        }
+        Ok(())
+    }
+
+    fn write_markers(
+        &mut self,
+        marker: &txn::MarkerRequest,
+        now_ms: i64,
+    ) -> Result<(), BrokerError> {
+        let ending = txn_index::Marker {
+            producer_id: marker.producer_id,
+            producer_epoch: marker.producer_epoch,
+            commit: marker.commit,
+        };
+        for (topic, index) in &marker.partitions {
+            let topic = topic.as_str();
+            let Some(partition) = self.topics.partition_mut(topic, *index) else {
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    "transaction marker for a partition that no longer exists"
+                );
+                continue;
+            };
+            partition
+                .append_marker(ending, now_ms)
+                .map_err(|source| BrokerError::log(topic, *index, source))?;
+            self.note_append(topic, *index);
+        }
+        for group in &marker.groups {
+            // Offsets of a topic deleted since the TxnOffsetCommit are not committed (its
+            // committed offsets went with it).
+            let mut group = group.clone();
+            let topics = &self.topics;
+            group
+                .offsets
+                .retain(|o| topics.partition(&o.topic, o.partition).is_some());
+            let appended = self
+                .groups
+                .complete_txn_offsets(now_ms, &group, marker.commit)?;
+            if appended {
+                self.tickets.note(LogId::Groups);
+            }
+        }
+        // Make sure a round runs even when nothing was appended (all partitions gone).
+        self.tickets.bump();
+        Ok(())
+    }
+
+    /// Appends a transaction output's records, stages its offsets, schedules its markers, and
+    /// returns its responses with the ticket that makes all of it (and everything before)
+    /// durable. `added`: the transactional id and partitions of an AddPartitionsToTxn, if that
+    /// is what produced `output`.
+    fn apply_txn_output(
+        &mut self,
+        output: txn::Output,
+        added: Option<(String, Vec<(String, i32)>)>,
+        now_ms: i64,
+    ) -> Result<(u64, Vec<(u64, ResponseKind)>), BrokerError> {
+        if self.transactions.append(&output.records, now_ms)? {
+            let ticket = self.tickets.note(LogId::Transactions);
+            if let Some((transactional_id, partitions)) = added {
+                self.transactions
+                    .note_added(&transactional_id, partitions, ticket);
+            }
+        }
+        for staged in &output.offsets_to_stage {
+            self.groups.stage_txn_offsets(now_ms, staged);
+        }
+        let ticket = self.tickets.appended();
+        self.transactions.schedule_markers(ticket, output.markers);
+        let responses = output
+            .responses
+            .into_iter()
+            .map(|(token, response)| (token.0, transactions::response_kind(response)))
+            .collect();
+        Ok((ticket, responses))
+    }
+
+    /// Routes `responses` to their requests, all of them answered later.
+    fn route(&mut self, sync_ticket: Option<u64>, responses: Vec<(u64, ResponseKind)>) {
+        self.routed
+            .extend(responses.into_iter().map(|(token, response)| Routed {
+                token,
+                sync_ticket,
+                response,
+            }));
+    }
+
+    /// This request's outcome: its own response if it is among `responses` (the others are
+    /// routed), else [`Outcome::Later`].
+    fn answer(
+        &mut self,
+        token: u64,
+        sync_ticket: Option<u64>,
+        mut responses: Vec<(u64, ResponseKind)>,
+    ) -> Outcome {
+        let own = responses
+            .iter()
+            .position(|(answered, _)| *answered == token)
+            .map(|at| responses.remove(at).1);
+        self.route(sync_ticket, responses);
+        match (own, sync_ticket) {
+            (Some(response), Some(ticket)) => Outcome::AfterSync { ticket, response },
+            (Some(response), None) => Outcome::Respond(response),
+            (None, _) => Outcome::Later,
+        }
+    }
+}

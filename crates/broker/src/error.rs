@@ -1,0 +1,47 @@
+//! `BrokerError`: what stops the broker. Kafka error codes are response data and never appear
+//! here; this is only for a failed write or fsync, corruption in synced data and unreadable
+//! metadata, after which restarting is the repair (recovery re-derives the truth from disk).
+
+use std::path::{Path, PathBuf};
+
+use storage::LogError;
+use thiserror::Error;
+
+/// Errors that stop the broker: a failed write or fsync, corruption in synced data, unreadable
+/// metadata. Restarting is the repair; recovery re-derives the truth from disk.
+#[derive(Debug, Error)]
+pub enum BrokerError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("partition {topic}-{partition}: {source}")]
+    Log {
+        topic: String,
+        partition: i32,
+        source: LogError,
+    },
+    #[error("metadata: {0}")]
+    Meta(String),
+}
+
+impl BrokerError {
+    pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> BrokerError {
+        BrokerError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A partition log's error, named by its topic and partition.
+    pub(crate) fn log(topic: &str, partition: i32, source: LogError) -> BrokerError {
+        BrokerError::Log {
+            topic: topic.to_string(),
+            partition,
+            source,
+        }
+    }
+}

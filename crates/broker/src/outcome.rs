@@ -1,0 +1,42 @@
+//! What a call into the broker asks of the server: how to answer a request ([`Outcome`]), and
+//! the answers it routes to earlier requests ([`Routed`], taken with `Broker::take_routed`).
+
+use kafka_protocol::messages::ResponseKind;
+
+pub use crate::handlers::fetch::WaitingFetch;
+
+/// What the server must do with a handled request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send this response now.
+    Respond(ResponseKind),
+    /// Send this response once everything appended up to `ticket` is fsynced (`acks=all`, and
+    /// every coordinator answer whose records must be durable first).
+    AfterSync { ticket: u64, response: ResponseKind },
+    /// The answer comes later, routed to this request's token by a later call (a JoinGroup
+    /// waits for its group, an EndTxn for its markers): see `Broker::take_routed`.
+    Later,
+    /// A Fetch waiting for data: ask again with `Broker::fetch_again` when a group-commit round
+    /// has made data visible, or at the fetch's deadline.
+    Wait(WaitingFetch),
+    /// Send nothing (`acks=0`).
+    NoResponse,
+    /// Close the connection; used for `acks=0` produce errors, which have no other way to reach
+    /// the client (Kafka does the same).
+    Close(String),
+}
+
+/// A response to the request of `token`, sent once `sync_ticket` (if any) is fsynced.
+#[derive(Debug)]
+pub struct Routed {
+    pub token: u64,
+    pub sync_ticket: Option<u64>,
+    pub response: ResponseKind,
+}
+
+/// Who sent a request, beyond its header: what the group coordinator records of a member.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// The peer's address, as DescribeGroups reports it (`client.id` comes from the header).
+    pub host: String,
+}

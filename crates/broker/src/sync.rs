@@ -1,0 +1,224 @@
+//! The broker's side of the group commit: append tickets, the logs written since their last
+//! fsync (named by [`LogId`], the internal group and transaction logs included), the sync work
+//! handed to the server to run outside the lock, and its reports (`mark_synced`,
+//! `mark_checkpointed`).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use storage::{PartitionLog, SyncWork};
+
+use crate::{groups, transactions, Broker, BrokerError, Now};
+
+/// Which log: a topic's partition, or one of the coordinators' internal logs. Cheap to clone
+/// (the topic name is shared with the registry).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogId {
+    /// A topic's partition log.
+    Partition { topic: Arc<str>, partition: i32 },
+    /// The group coordinator's log (directory `__consumer_offsets-0`).
+    Groups,
+    /// The transaction coordinator's log (directory `__transaction_state-0`).
+    Transactions,
+}
+
+impl LogId {
+    pub fn partition(topic: impl Into<Arc<str>>, partition: i32) -> LogId {
+        LogId::Partition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+/// As the log's directory is named: `orders-3`, `__consumer_offsets-0`.
+impl fmt::Display for LogId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogId::Partition { topic, partition } => write!(f, "{topic}-{partition}"),
+            LogId::Groups => write!(f, "{}-0", groups::GROUP_LOG_NAME),
+            LogId::Transactions => write!(f, "{}-0", transactions::TXN_LOG_NAME),
+        }
+    }
+}
+
+/// Append tickets and the logs that wait for an fsync.
+#[derive(Debug, Default)]
+pub(crate) struct Tickets {
+    /// Incremented on every append; the group commit fsyncs up to a ticket.
+    appended: u64,
+    /// The newest ticket the group commit reported fsynced.
+    synced: u64,
+    /// Logs appended to since their last fsync.
+    dirty: BTreeSet<LogId>,
+}
+
+impl Tickets {
+    pub(crate) fn appended(&self) -> u64 {
+        self.appended
+    }
+
+    pub(crate) fn synced(&self) -> u64 {
+        self.synced
+    }
+
+    /// Notes an append to `log`; returns its ticket.
+    pub(crate) fn note(&mut self, log: LogId) -> u64 {
+        self.appended += 1;
+        self.dirty.insert(log);
+        self.appended
+    }
+
+    /// Takes a ticket without an append, so that the group commit runs a round anyway.
+    pub(crate) fn bump(&mut self) -> u64 {
+        self.appended += 1;
+        self.appended
+    }
+}
+
+impl Broker {
+    /// The ticket of the newest append; the group commit covers all appends up to it.
+    pub fn append_ticket(&self) -> u64 {
+        self.tickets.appended()
+    }
+
+    /// Takes the fsync work for everything appended so far: the server runs it outside the lock,
+    /// then calls [`Broker::synced`] with the returned ticket and offsets.
+    pub fn take_sync_work(&mut self) -> (u64, Vec<(LogId, SyncWork)>) {
+        let mut work = Vec::new();
+        for log in std::mem::take(&mut self.tickets.dirty) {
+            let internal = matches!(log, LogId::Groups | LogId::Transactions);
+            let Some(partition_log) = self.log_of(&log) else {
+                continue;
+            };
+            if let Some(sync) = partition_log.take_sync_work() {
+                work.push((log, sync));
+            } else if internal {
+                // The previous round's work is still running; sync again next round.
+                self.tickets.dirty.insert(log);
+            }
+        }
+        (self.tickets.appended(), work)
+    }
+
+    /// Learns that everything appended up to `ticket` is fsynced (the server may release
+    /// acknowledgements before it reports the round with `synced`).
+    pub fn observe_synced(&mut self, ticket: u64) {
+        if ticket > self.tickets.synced {
+            self.tickets.synced = ticket;
+            self.transactions.forget_synced(ticket);
+        }
+    }
+
+    /// The group commit's report of a round: everything appended up to `ticket` is fsynced,
+    /// each log's data up to its offset in `logs` (`SyncWork::run_data`). The high watermarks
+    /// move, then the transaction pipeline takes the steps this unblocked (its answers are
+    /// routed: [`Broker::take_routed`]). The checkpoints the work carries are reported later
+    /// with [`Broker::mark_checkpointed`].
+    pub fn synced(
+        &mut self,
+        now: Now,
+        ticket: u64,
+        logs: Vec<(LogId, i64)>,
+    ) -> Result<(), BrokerError> {
+        self.advance(now);
+        self.mark_synced(ticket, logs);
+        self.advance_transactions(now, ticket)
+    }
+
+    fn mark_synced(&mut self, ticket: u64, synced: Vec<(LogId, i64)>) {
+        self.observe_synced(ticket);
+        for (log, offset) in synced {
+            // A log deleted and created again meanwhile is not the one that was synced; its
+            // high watermark must not move for fsyncs of another file.
+            if let Some(log) = self
+                .log_of(&log)
+                .filter(|log| log.sync_in_flight() == Some(offset))
+            {
+                log.mark_data_synced(offset);
+            }
+        }
+    }
+
+    /// Reports recovery-point checkpoints written (`SyncWork::run_checkpoint`).
+    pub fn mark_checkpointed(&mut self, written: Vec<(LogId, i64)>) {
+        for (log, recovery_point) in written {
+            // A log deleted and created again meanwhile is not the one the checkpoint was for.
+            if let Some(log) = self
+                .log_of(&log)
+                .filter(|log| log.checkpoint_in_flight() == Some(recovery_point))
+            {
+                log.mark_checkpointed(recovery_point);
+            }
+        }
+    }
+
+    /// Whether the log exists (a partition may have been deleted since its work was taken).
+    pub fn has_log(&mut self, log: &LogId) -> bool {
+        self.log_of(log).is_some()
+    }
+
+    /// The log behind a [`LogId`], the internal group and transaction logs included.
+    fn log_of(&mut self, log: &LogId) -> Option<&mut PartitionLog> {
+        match log {
+            LogId::Groups => Some(self.groups.log_mut()),
+            LogId::Transactions => Some(self.transactions.log_mut()),
+            LogId::Partition { topic, partition } => self
+                .topics
+                .partition_mut(topic, *partition)
+                .map(|partition| partition.log_mut()),
+        }
+    }
+
+    /// Marks dirty every quiet log whose recovery point lags its synced data (see
+    /// `PartitionLog::wants_trailing_checkpoint`), and takes a ticket so that the group commit
+    /// runs a round: its work for those logs is the checkpoint alone.
+    pub(crate) fn schedule_trailing_checkpoints(&mut self, now_ms: i64) {
+        let mut lagging: Vec<LogId> = Vec::new();
+        for (_, topic) in self.topics.iter_mut() {
+            for (index, partition) in topic.partitions.iter_mut().enumerate() {
+                if partition.log_mut().wants_trailing_checkpoint(now_ms) {
+                    lagging.push(LogId::partition(topic.name.clone(), index as i32));
+                }
+            }
+        }
+        if self.groups.log_mut().wants_trailing_checkpoint(now_ms) {
+            lagging.push(LogId::Groups);
+        }
+        if self
+            .transactions
+            .log_mut()
+            .wants_trailing_checkpoint(now_ms)
+        {
+            lagging.push(LogId::Transactions);
+        }
+        if !lagging.is_empty() {
+            self.tickets.dirty.extend(lagging);
+            self.tickets.bump();
+        }
+    }
+
+    /// Notes an append to a topic's partition (the produce path); returns its ticket.
+    pub(crate) fn note_append(&mut self, topic: &str, partition: i32) -> u64 {
+        // The registry's name is shared rather than copied: this runs on every produce.
+        let topic = match self.topics.get(topic) {
+            Some(known) => known.name.clone(),
+            None => Arc::from(topic),
+        };
+        self.tickets.note(LogId::partition(topic, partition))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ids_read_as_their_directories() {
+        // The internal logs' directories are documented in docs/storage-format.md.
+        assert_eq!(LogId::Groups.to_string(), "__consumer_offsets-0");
+        assert_eq!(LogId::Transactions.to_string(), "__transaction_state-0");
+        assert_eq!(LogId::partition("orders", 3).to_string(), "orders-3");
+    }
+}
