@@ -13,6 +13,10 @@ pub enum Outcome {
     /// Send this response once everything appended up to `ticket` is fsynced (`acks=all`, and
     /// every coordinator answer whose records must be durable first).
     AfterSync { ticket: u64, response: ResponseKind },
+    /// Send this response once everything appended up to `ticket` reached the OS (`acks=1`):
+    /// appends are written by the group commit round that then fsyncs them, so the response
+    /// waits for the write half of that round, not for its fsyncs.
+    AfterWrite { ticket: u64, response: ResponseKind },
     /// The answer comes later, routed to this request's token by a later call (a JoinGroup
     /// waits for its group, an EndTxn for its markers): see `Broker::take_routed`.
     Later,

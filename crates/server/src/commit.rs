@@ -48,7 +48,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
     let (ticket, work) = locked(shared).take_sync_work();
     let work: Vec<_> = work.into_iter().map(Arc::new).collect();
-    run_all(&work, |sync| sync.run_data(), "fsync").await;
+    // The appends' writes first, all logs at once: `acks=1` answers need only them.
+    run_all(&work, |sync| sync.run_writes(), "write").await;
+    shared.written.send_replace(ticket);
+    run_all(&work, |sync| sync.run_syncs(), "fsync").await;
     let synced = work
         .iter()
         .map(|item| (item.0.clone(), item.1.offset()))

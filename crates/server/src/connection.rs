@@ -33,6 +33,11 @@ enum Pending {
         ticket: u64,
         response: ResponseKind,
     },
+    AfterWrite {
+        reply: Reply,
+        ticket: u64,
+        response: ResponseKind,
+    },
     /// A Fetch waiting for data; `visible` is the visible ticket it was last asked at.
     Fetch {
         reply: Reply,
@@ -243,6 +248,11 @@ fn request_pending(
             ticket,
             response,
         }),
+        Outcome::AfterWrite { ticket, response } => Some(Pending::AfterWrite {
+            reply,
+            ticket,
+            response,
+        }),
         // Registered while the broker is still locked: no answer can be routed before.
         Outcome::Later => Some(Pending::Routed {
             reply,
@@ -266,6 +276,7 @@ async fn write_loop(
 ) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     let mut synced = shared.synced.subscribe();
+    let mut written = shared.written.subscribe();
     // Fetches wake when the group commit has moved the high watermarks.
     let mut visible = shared.visible.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
@@ -284,6 +295,16 @@ async fn write_loop(
                 response,
             } => {
                 if synced.wait_for(|s| *s >= ticket).await.is_err() {
+                    return;
+                }
+                (reply, response)
+            }
+            Pending::AfterWrite {
+                reply,
+                ticket,
+                response,
+            } => {
+                if written.wait_for(|w| *w >= ticket).await.is_err() {
                     return;
                 }
                 (reply, response)

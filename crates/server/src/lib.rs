@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     clock_origin: tokio::time::Instant,
     /// The newest append ticket; the group commit watches it.
     appended: watch::Sender<u64>,
+    /// The newest ticket whose appends are written to the OS; `acks=1` responses wait on it.
+    written: watch::Sender<u64>,
     /// The newest ticket whose appends are fsynced; `acks=all` responses wait on it.
     synced: watch::Sender<u64>,
     /// The newest ticket whose fsync moved the high watermarks (published right after `synced`,
@@ -180,6 +182,7 @@ impl Server {
             clock_origin: clock.origin(),
             core: Mutex::new(Some(Core { broker, clock })),
             appended: watch::channel(ticket).0,
+            written: watch::channel(ticket).0,
             synced: watch::channel(ticket).0,
             visible: watch::channel(ticket).0,
             limits,

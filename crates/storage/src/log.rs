@@ -174,9 +174,20 @@ impl SyncWork {
     /// succeeded, everything below `offset` is durable and may be acknowledged
     /// (`mark_data_synced`).
     pub fn run_data(&self) -> io::Result<()> {
+        self.run_writes()?;
+        self.run_syncs()
+    }
+
+    /// The first half of `run_data`: the appended bytes reach the OS (what `acks=1` promises).
+    pub fn run_writes(&self) -> io::Result<()> {
         for write in &self.writes {
             write.write()?;
         }
+        Ok(())
+    }
+
+    /// The second half of `run_data`, after `run_writes`: the fsyncs.
+    pub fn run_syncs(&self) -> io::Result<()> {
         if cfg!(feature = "unsafe-ack-before-fsync") {
             // The deliberately broken control build: report durable without any fsync.
             return Ok(());

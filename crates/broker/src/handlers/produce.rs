@@ -111,6 +111,11 @@ pub fn handle(
             ticket: broker.append_ticket(),
             response,
         },
+        // `acks=1` means written to the OS: it survives the broker process, not a power loss.
+        ACKS_LEADER if placed_any => Outcome::AfterWrite {
+            ticket: broker.append_ticket(),
+            response,
+        },
         _ => Outcome::Respond(response),
     })
 }
