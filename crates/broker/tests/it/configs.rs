@@ -14,7 +14,9 @@ use crate::idempotence::{call, open, request, NOW_MS};
 
 fn respond(broker: &mut Broker, api_key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
     match call(broker, request(api_key, version, body)) {
-        Outcome::Respond(response) | Outcome::AfterSync { response, .. } => response,
+        Outcome::Respond(response)
+        | Outcome::AfterSync { response, .. }
+        | Outcome::AfterWrite { response, .. } => response,
         other => panic!("unexpected outcome {other:?}"),
     }
 }
