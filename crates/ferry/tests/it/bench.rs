@@ -84,7 +84,12 @@ fn check_report(report: &Value) {
         "{txn}"
     );
     let checks = report["design_targets"].as_array().expect("design targets");
-    assert_eq!(checks.len(), 5);
+    assert_eq!(checks.len(), 6);
+    positive(
+        &report["machine"]["fsync_round_latency"]["p99_us"],
+        "machine.fsync_round_latency.p99_us",
+    );
+    assert_eq!(report["machine"]["round_files"], 4, "one file per partition");
     for check in checks {
         let verdict = check["verdict"].as_str().unwrap_or("");
         assert!(
