@@ -1,5 +1,5 @@
-//! The broker side of consumer groups: the `group` crate's coordinator, its durable log, replay
-//! on start, and routing of (possibly delayed) responses to the requests they answer.
+//! The broker side of consumer groups: the `group` crate's coordinator, its durable log, and
+//! replay on start. `coordinators.rs` routes the answers (possibly delayed) to their requests.
 //!
 //! The group log is an internal partition log, `__consumer_offsets-0` in the data directory, not
 //! listed as a topic. Each coordinator `Output` becomes one uncompressed v2 batch of its records

@@ -1,6 +1,8 @@
-//! One client connection: a reader that frames, checks and handles requests in arrival order,
-//! and a writer that sends the responses in the same order, waiting where a response must wait
-//! (the group-commit fsync for `acks=all`, new data for a long-polling Fetch). Protocol violations
+//! One client connection: a reader that frames, checks and decodes requests and passes each to
+//! the broker's one front door (`Broker::handle`) in arrival order, and a writer that sends the
+//! responses in the same order, waiting where the broker's `Outcome` says a response waits (the
+//! group-commit fsync of a ticket, an answer routed later to the request's token, fetchable data
+//! for a long-polling Fetch). Protocol violations
 //! that have no Kafka error (bad length, unknown API or version, undecodable body) close this
 //! connection with a WARN naming the peer; every other connection is unaffected.
 
