@@ -179,10 +179,6 @@ impl Transactions {
     pub fn take_completions_due(&mut self, synced: u64) -> Vec<MarkerRequest> {
         take_due(&mut self.completions_due, synced)
     }
-
-    pub fn has_due_work(&self) -> bool {
-        !self.markers_due.is_empty() || !self.completions_due.is_empty()
-    }
 }
 
 fn take_due(due: &mut Vec<(u64, MarkerRequest)>, synced: u64) -> Vec<MarkerRequest> {
