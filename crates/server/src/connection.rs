@@ -38,7 +38,7 @@ enum Pending {
     /// A Fetch waiting for data; `visible` is the visible ticket it was last asked at.
     Fetch {
         reply: Reply,
-        fetch: Box<WaitingFetch>,
+        fetch: WaitingFetch,
         visible: u64,
     },
     /// An answer the broker routes to this request later.
@@ -252,7 +252,7 @@ fn request_pending(
         }),
         Outcome::Wait(fetch) => Some(Pending::Fetch {
             reply,
-            fetch: Box::new(fetch),
+            fetch,
             visible: broker.visible,
         }),
         Outcome::NoResponse => None,
@@ -294,7 +294,7 @@ async fn write_loop(
                 reply,
                 fetch,
                 visible: seen,
-            } => match wait_for_data(&shared, &mut visible, *fetch, seen).await {
+            } => match wait_for_data(&shared, &mut visible, fetch, seen).await {
                 Some(response) => (reply, response),
                 None => return,
             },
