@@ -35,7 +35,7 @@ impl Broker {
             }
         }
         let (mut responses, appended) = self.groups.handle(
-            now.wall_ms(),
+            now,
             token,
             header.request_api_version,
             client_id,
@@ -78,7 +78,7 @@ impl Broker {
             token: txn::ResponseToken(token),
             api_version: version,
         };
-        let coordinator_ms = self.transactions.now(now.wall_ms());
+        let coordinator_ms = now.coordinator_ms();
         let Broker {
             topics,
             producers,
@@ -111,19 +111,21 @@ impl Broker {
             &exists,
             &members,
         );
-        let (sync_ticket, responses) = self.apply_txn_output(output, added, now.wall_ms())?;
+        let (sync_ticket, responses) = self.apply_txn_output(output, added, now)?;
         Ok(self.answer(token, Some(sync_ticket), responses))
     }
 
     /// Fires the coordinators' due timeouts: session expiry, rebalance and join delays, the
     /// offset-expiry sweep, hung transactions (aborted and fenced).
     pub(crate) fn tick_coordinators(&mut self, now: Now) -> Result<(), BrokerError> {
-        let (responses, appended) = self.groups.tick(now.wall_ms())?;
+        let (responses, appended) = self.groups.tick(now)?;
         let sync_ticket = appended.then(|| self.tickets.note(LogId::Groups));
         self.route(sync_ticket, responses);
-        let coordinator_ms = self.transactions.now(now.wall_ms());
-        let output = self.transactions.coordinator_mut().tick(coordinator_ms);
-        let (sync_ticket, responses) = self.apply_txn_output(output, None, now.wall_ms())?;
+        let output = self
+            .transactions
+            .coordinator_mut()
+            .tick(now.coordinator_ms());
+        let (sync_ticket, responses) = self.apply_txn_output(output, None, now)?;
         self.route(Some(sync_ticket), responses);
         Ok(())
     }
@@ -193,9 +195,11 @@ impl Broker {
     /// Finishes every transaction a crash left prepared (at open): its markers are re-issued and
     /// written once the recovered state is fsynced (the first group-commit report).
     pub(crate) fn recover_transactions(&mut self, now: Now) -> Result<(), BrokerError> {
-        let coordinator_ms = self.transactions.now(now.wall_ms());
-        let output = self.transactions.coordinator_mut().recover(coordinator_ms);
-        let (_, responses) = self.apply_txn_output(output, None, now.wall_ms())?;
+        let output = self
+            .transactions
+            .coordinator_mut()
+            .recover(now.coordinator_ms());
+        let (_, responses) = self.apply_txn_output(output, None, now)?;
         assert!(responses.is_empty(), "recovery answers no request");
         Ok(())
     }
@@ -209,30 +213,25 @@ impl Broker {
         synced: u64,
     ) -> Result<(), BrokerError> {
         for marker in self.transactions.take_completions_due(synced) {
-            let coordinator_ms = self.transactions.now(now.wall_ms());
             let id = marker.transactional_id.to_string();
             let output = self.transactions.coordinator_mut().markers_written(
-                coordinator_ms,
+                now.coordinator_ms(),
                 &id,
                 marker.producer_id,
                 marker.producer_epoch,
             );
-            let (sync_ticket, responses) = self.apply_txn_output(output, None, now.wall_ms())?;
+            let (sync_ticket, responses) = self.apply_txn_output(output, None, now)?;
             self.route(Some(sync_ticket), responses);
         }
         for marker in self.transactions.take_markers_due(synced) {
-            self.write_markers(&marker, now.wall_ms())?;
+            self.write_markers(&marker, now)?;
             let ticket = self.tickets.appended();
             self.transactions.markers_appended(ticket, marker);
         }
         Ok(())
     }
 
-    fn write_markers(
-        &mut self,
-        marker: &txn::MarkerRequest,
-        now_ms: i64,
-    ) -> Result<(), BrokerError> {
+    fn write_markers(&mut self, marker: &txn::MarkerRequest, now: Now) -> Result<(), BrokerError> {
         let ending = txn_index::Marker {
             producer_id: marker.producer_id,
             producer_epoch: marker.producer_epoch,
@@ -249,7 +248,7 @@ impl Broker {
                 continue;
             };
             partition
-                .append_marker(ending, now_ms)
+                .append_marker(ending, now.wall_ms())
                 .map_err(|source| BrokerError::log(topic, *index, source))?;
             self.note_append(topic, *index);
         }
@@ -263,7 +262,7 @@ impl Broker {
                 .retain(|o| topics.partition(&o.topic, o.partition).is_some());
             let appended = self
                 .groups
-                .complete_txn_offsets(now_ms, &group, marker.commit)?;
+                .complete_txn_offsets(now, &group, marker.commit)?;
             if appended {
                 self.tickets.note(LogId::Groups);
             }
@@ -281,9 +280,9 @@ impl Broker {
         &mut self,
         output: txn::Output,
         added: Option<(String, Vec<(String, i32)>)>,
-        now_ms: i64,
+        now: Now,
     ) -> Result<(u64, Vec<(u64, ResponseKind)>), BrokerError> {
-        if self.transactions.append(&output.records, now_ms)? {
+        if self.transactions.append(&output.records, now.wall_ms())? {
             let ticket = self.tickets.note(LogId::Transactions);
             if let Some((transactional_id, partitions)) = added {
                 self.transactions
@@ -291,7 +290,7 @@ impl Broker {
             }
         }
         for staged in &output.offsets_to_stage {
-            self.groups.stage_txn_offsets(now_ms, staged);
+            self.groups.stage_txn_offsets(now, staged);
         }
         let ticket = self.tickets.appended();
         self.transactions.schedule_markers(ticket, output.markers);

@@ -1,5 +1,5 @@
-//! The broker side of consumer groups: the `group` crate's coordinator, its durable log, replay
-//! on start, and routing of (possibly delayed) responses to the requests they answer.
+//! The broker side of consumer groups: the `group` crate's coordinator, its durable log, and
+//! replay on start. `coordinators.rs` routes the answers (possibly delayed) to their requests.
 //!
 //! The group log is an internal partition log, `__consumer_offsets-0` in the data directory, not
 //! listed as a topic. Each coordinator `Output` becomes one uncompressed v2 batch of its records
@@ -25,7 +25,7 @@ use kafka_protocol::protocol::StrBytes;
 use storage::{Disk, PartitionLog};
 
 use crate::internal_log::InternalLog;
-use crate::BrokerError;
+use crate::{BrokerError, Now};
 
 /// Name of the group log in traces; its directory is `__consumer_offsets-0`
 /// (`docs/storage-format.md`). Sync bookkeeping names it `LogId::Groups`.
@@ -34,8 +34,6 @@ pub const GROUP_LOG_NAME: &str = "__consumer_offsets";
 pub struct Groups {
     coordinator: GroupCoordinator,
     log: InternalLog,
-    /// The coordinator needs a clock that never goes back; wall time is clamped to it.
-    clock_ms: u64,
 }
 
 impl Groups {
@@ -44,15 +42,14 @@ impl Groups {
         data_dir: &Path,
         config: GroupConfig,
         compact_bytes: u64,
-        now_ms: i64,
+        now: Now,
     ) -> Result<Groups, BrokerError> {
-        let log = InternalLog::open(disk, data_dir, GROUP_LOG_NAME, now_ms)?;
-        let clock_ms = now_ms.max(0) as u64;
+        let log = InternalLog::open(disk, data_dir, GROUP_LOG_NAME, now.wall_ms())?;
+        let clock_ms = now.coordinator_ms();
         let seed = clock_ms ^ u64::from(std::process::id()).rotate_left(32);
         let mut groups = Groups {
             coordinator: GroupCoordinator::new(config, seed),
             log,
-            clock_ms,
         };
         let coordinator = &mut groups.coordinator;
         let replayed = groups.log.replay(|key, value| {
@@ -68,7 +65,7 @@ impl Groups {
         let coordinator = &groups.coordinator;
         groups
             .log
-            .compact_at_open(now_ms, compact_bytes, || coordinator.snapshot())?;
+            .compact_at_open(now.wall_ms(), compact_bytes, || coordinator.snapshot())?;
         Ok(groups)
     }
 
@@ -88,38 +85,33 @@ impl Groups {
         self.log.close()
     }
 
-    fn now(&mut self, now_ms: i64) -> u64 {
-        self.clock_ms = self.clock_ms.max(now_ms.max(0) as u64);
-        self.clock_ms
-    }
-
     /// Handles a group request; the response for `token` may come now or in a later call.
     /// Returns the output and whether records were appended (the caller then takes a ticket).
     pub fn handle(
         &mut self,
-        now_ms: i64,
+        now: Now,
         token: u64,
         version: i16,
         client_id: &str,
         client_host: &str,
         request: group::Request,
     ) -> Result<(Vec<(u64, ResponseKind)>, bool), BrokerError> {
-        let now = self.now(now_ms);
         let context = RequestContext {
             token: ResponseToken(token),
             api_version: version,
             client_id: StrBytes::from_string(client_id.to_string()),
             client_host: StrBytes::from_string(client_host.to_string()),
         };
-        let output = self.coordinator.handle(now, &context, request);
-        self.apply(output, now_ms)
+        let output = self
+            .coordinator
+            .handle(now.coordinator_ms(), &context, request);
+        self.apply(output, now.wall_ms())
     }
 
     /// Fires due timeouts (session expiry, rebalance and join delays).
-    pub fn tick(&mut self, now_ms: i64) -> Result<(Vec<(u64, ResponseKind)>, bool), BrokerError> {
-        let now = self.now(now_ms);
-        let output = self.coordinator.tick(now);
-        self.apply(output, now_ms)
+    pub fn tick(&mut self, now: Now) -> Result<(Vec<(u64, ResponseKind)>, bool), BrokerError> {
+        let output = self.coordinator.tick(now.coordinator_ms());
+        self.apply(output, now.wall_ms())
     }
 
     pub fn next_deadline_ms(&self) -> Option<u64> {
@@ -149,17 +141,17 @@ impl Groups {
 
     /// Removes every group's offsets of a deleted topic; returns whether tombstones were
     /// appended (the caller then takes a ticket).
-    pub fn delete_topic_offsets(&mut self, now_ms: i64, topic: &str) -> Result<bool, BrokerError> {
-        let now = self.now(now_ms);
-        let output = self.coordinator.delete_topic_offsets(now, topic);
+    pub fn delete_topic_offsets(&mut self, now: Now, topic: &str) -> Result<bool, BrokerError> {
+        let output = self
+            .coordinator
+            .delete_topic_offsets(now.coordinator_ms(), topic);
         debug_assert!(output.responses.is_empty());
-        let (_, appended) = self.apply(output, now_ms)?;
+        let (_, appended) = self.apply(output, now.wall_ms())?;
         Ok(appended)
     }
 
     /// Stages a transaction's offsets (TxnOffsetCommit): invisible until the transaction ends.
-    pub fn stage_txn_offsets(&mut self, now_ms: i64, staged: &txn::GroupOffsets) {
-        let now = self.now(now_ms);
+    pub fn stage_txn_offsets(&mut self, now: Now, staged: &txn::GroupOffsets) {
         let offsets = staged
             .offsets
             .iter()
@@ -173,8 +165,12 @@ impl Groups {
                 (o.topic.clone(), o.partition, committed)
             })
             .collect();
-        self.coordinator
-            .stage_txn_offsets(now, &staged.group_id, staged.producer_id, offsets);
+        self.coordinator.stage_txn_offsets(
+            now.coordinator_ms(),
+            &staged.group_id,
+            staged.producer_id,
+            offsets,
+        );
     }
 
     /// Ends a transaction's offsets for one group (the group side of a transaction marker):
@@ -183,14 +179,13 @@ impl Groups {
     /// restart. Returns whether records were appended.
     pub fn complete_txn_offsets(
         &mut self,
-        now_ms: i64,
+        now: Now,
         staged: &txn::GroupOffsets,
         commit: bool,
     ) -> Result<bool, BrokerError> {
-        self.stage_txn_offsets(now_ms, staged);
-        let now = self.now(now_ms);
+        self.stage_txn_offsets(now, staged);
         let records = self.coordinator.complete_txn_offsets(
-            now,
+            now.coordinator_ms(),
             &staged.group_id,
             staged.producer_id,
             commit,
@@ -198,7 +193,7 @@ impl Groups {
         if records.is_empty() {
             return Ok(false);
         }
-        self.append(&records, now_ms)?;
+        self.append(&records, now.wall_ms())?;
         Ok(true)
     }
 

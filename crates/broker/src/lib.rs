@@ -83,7 +83,7 @@ impl Broker {
             &config.data_dir,
             config.group.clone(),
             config.internal_log_compact_bytes,
-            now_ms,
+            now,
         )?;
         let transactions = transactions::Transactions::open(
             disk,
@@ -140,7 +140,7 @@ impl Broker {
                 handlers::create_topics::handle(self, now_ms, &r, version)?
             }
             RequestKind::DeleteTopics(r) => {
-                handlers::delete_topics::handle(self, now_ms, &r, version)?
+                handlers::delete_topics::handle(self, now, &r, version)?
             }
             RequestKind::CreatePartitions(r) => {
                 handlers::create_partitions::handle(self, now_ms, &r)?
@@ -191,8 +191,15 @@ impl Broker {
         Ok(())
     }
 
-    /// Moves the broker's time to `now`.
+    /// Moves the broker's time to `now`, which the caller guarantees is not earlier than the
+    /// previous call's on either clock (the server clamps the wall clock once, at its boundary,
+    /// so nothing in here has to).
     fn advance(&mut self, now: Now) {
+        assert!(
+            now.not_before(self.now),
+            "time went back: {now:?} after {:?}",
+            self.now
+        );
         self.now = now;
     }
 }

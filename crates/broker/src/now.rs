@@ -29,7 +29,8 @@ impl Now {
     /// Both clocks at `wall_ms`, for callers with one clock (tests, tools): the monotonic
     /// clock counts from the epoch too.
     pub fn at_wall_ms(wall_ms: i64) -> Now {
-        Now::new(Duration::from_millis(wall_ms.max(0) as u64), wall_ms)
+        let mono = Duration::from_millis(u64::try_from(wall_ms).unwrap_or(0));
+        Now::new(mono, wall_ms)
     }
 
     /// This time plus `ms` milliseconds on both clocks.
@@ -46,5 +47,16 @@ impl Now {
 
     pub fn wall_ms(self) -> i64 {
         self.wall_ms
+    }
+
+    /// The wall clock as the group and transaction coordinators count it (never negative: see
+    /// [`Now::new`]).
+    pub(crate) fn coordinator_ms(self) -> u64 {
+        self.wall_ms as u64
+    }
+
+    /// Whether `self` is no earlier than `before` on either clock.
+    pub(crate) fn not_before(self, before: Now) -> bool {
+        self.mono >= before.mono && self.wall_ms >= before.wall_ms
     }
 }

@@ -34,7 +34,6 @@ pub const TXN_LOG_NAME: &str = "__transaction_state";
 pub struct Transactions {
     coordinator: TxnCoordinator,
     log: InternalLog,
-    clock_ms: u64,
     /// Markers to write once the append ticket that prepared them is fsynced (step 2).
     markers_due: Vec<(u64, MarkerRequest)>,
     /// Transactions whose markers are written, to report once that ticket is fsynced (step 3).
@@ -57,7 +56,6 @@ impl Transactions {
         let mut transactions = Transactions {
             coordinator: TxnCoordinator::new(config),
             log,
-            clock_ms: now_ms.max(0) as u64,
             markers_due: Vec::new(),
             completions_due: Vec::new(),
             unsynced_adds: HashMap::new(),
@@ -106,12 +104,6 @@ impl Transactions {
 
     pub fn close(self) -> Result<(), BrokerError> {
         self.log.close()
-    }
-
-    /// The coordinator's clock: wall time clamped so it never goes back.
-    pub fn now(&mut self, now_ms: i64) -> u64 {
-        self.clock_ms = self.clock_ms.max(now_ms.max(0) as u64);
-        self.clock_ms
     }
 
     /// Appends an output's records; returns whether anything was appended.
@@ -186,10 +178,6 @@ impl Transactions {
     /// Transactions whose markers are durable now.
     pub fn take_completions_due(&mut self, synced: u64) -> Vec<MarkerRequest> {
         take_due(&mut self.completions_due, synced)
-    }
-
-    pub fn has_due_work(&self) -> bool {
-        !self.markers_due.is_empty() || !self.completions_due.is_empty()
     }
 }
 

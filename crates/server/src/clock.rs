@@ -4,7 +4,7 @@
 //! clamped here, and only here, so that it never goes back (an NTP step back would otherwise
 //! move record timestamps, retention and every timeout backwards).
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use broker::Now;
 
@@ -24,9 +24,15 @@ impl Clock {
 
     /// The time now; neither clock is earlier than in the previous call.
     pub fn now(&mut self) -> Now {
-        let wall_ms = wall_ms().max(self.wall_ms_last);
+        self.observe(self.started.elapsed(), wall_ms())
+    }
+
+    /// The time of clock readings `mono` and `wall_ms`: the wall clock is held where it was
+    /// while the reading is behind it (the one clamp of the process).
+    fn observe(&mut self, mono: Duration, wall_ms: i64) -> Now {
+        let wall_ms = wall_ms.max(self.wall_ms_last);
         self.wall_ms_last = wall_ms;
-        Now::new(self.started.elapsed(), wall_ms)
+        Now::new(mono, wall_ms)
     }
 
     /// The instant the monotonic clock counts from: `origin() + Now::mono` is when that was.
@@ -41,4 +47,24 @@ fn wall_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wall_clock_never_goes_back() {
+        let mut clock = Clock::start();
+        let mut check = |mono_ms: u64, reading_ms: i64, expect_ms: i64| {
+            let now = clock.observe(Duration::from_millis(mono_ms), reading_ms);
+            assert_eq!(now.wall_ms(), expect_ms, "reading {reading_ms}");
+            assert_eq!(now.mono(), Duration::from_millis(mono_ms));
+        };
+        check(0, 1_000, 1_000);
+        check(1, 1_005, 1_005);
+        check(2, 900, 1_005); // an NTP step back: held
+        check(3, 1_004, 1_005);
+        check(4, 1_010, 1_010); // caught up: moves again
+    }
 }

@@ -1,6 +1,8 @@
-//! One client connection: a reader that frames, checks and handles requests in arrival order,
-//! and a writer that sends the responses in the same order, waiting where a response must wait
-//! (the group-commit fsync for `acks=all`, new data for a long-polling Fetch). Protocol violations
+//! One client connection: a reader that frames, checks and decodes requests and passes each to
+//! the broker's one front door (`Broker::handle`) in arrival order, and a writer that sends the
+//! responses in the same order, waiting where the broker's `Outcome` says a response waits (the
+//! group-commit fsync of a ticket, an answer routed later to the request's token, fetchable data
+//! for a long-polling Fetch). Protocol violations
 //! that have no Kafka error (bad length, unknown API or version, undecodable body) close this
 //! connection with a WARN naming the peer; every other connection is unaffected.
 
@@ -41,7 +43,7 @@ enum Pending {
     /// A Fetch waiting for data; `visible` is the visible ticket it was last asked at.
     Fetch {
         reply: Reply,
-        fetch: Box<WaitingFetch>,
+        fetch: WaitingFetch,
         visible: u64,
     },
     /// An answer the broker routes to this request later.
@@ -260,7 +262,7 @@ fn request_pending(
         }),
         Outcome::Wait(fetch) => Some(Pending::Fetch {
             reply,
-            fetch: Box::new(fetch),
+            fetch,
             visible: broker.visible,
         }),
         Outcome::NoResponse => None,
@@ -313,7 +315,7 @@ async fn write_loop(
                 reply,
                 fetch,
                 visible: seen,
-            } => match wait_for_data(&shared, &mut visible, *fetch, seen).await {
+            } => match wait_for_data(&shared, &mut visible, fetch, seen).await {
                 Some(response) => (reply, response),
                 None => return,
             },

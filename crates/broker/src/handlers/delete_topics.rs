@@ -8,11 +8,11 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, ResponseKind};
 
 use super::{code, topic_name};
-use crate::{Broker, BrokerError};
+use crate::{Broker, BrokerError, Now};
 
 pub fn handle(
     broker: &mut Broker,
-    now_ms: i64,
+    now: Now,
     request: &DeleteTopicsRequest,
     version: i16,
 ) -> Result<ResponseKind, BrokerError> {
@@ -45,7 +45,7 @@ pub fn handle(
             None => result.with_error_code(code(ResponseError::UnknownTopicId)),
             Some((name, id)) => {
                 broker.topics.delete(&name)?;
-                if broker.groups.delete_topic_offsets(now_ms, &name)? {
+                if broker.groups.delete_topic_offsets(now, &name)? {
                     broker.tickets.note(crate::LogId::Groups);
                 }
                 result.with_name(Some(topic_name(&name))).with_topic_id(id)

@@ -241,3 +241,18 @@ fn producer_ids_and_state_survive_a_reopen() {
     );
     assert_eq!(produce(&mut broker, id, 0, 4, 1), ok(4, 1));
 }
+
+/// The server clamps the wall clock at its boundary, so the broker has no clamps of its own: a
+/// call earlier than the one before is a broken invariant, and stops the broker.
+#[test]
+#[should_panic(expected = "time went back")]
+fn a_call_earlier_than_the_previous_one_stops_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open(dir.path());
+    broker.tick(now().plus_ms(1_000)).unwrap();
+    let body = ApiVersionsRequest::default();
+    call(
+        &mut broker,
+        request(ApiKey::ApiVersions, 3, RequestKind::ApiVersions(body)),
+    );
+}

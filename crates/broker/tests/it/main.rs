@@ -4,5 +4,6 @@
 mod compaction;
 mod configs;
 mod idempotence;
+mod timers;
 mod versions;
 mod visibility;

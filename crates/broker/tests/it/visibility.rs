@@ -53,13 +53,18 @@ fn latest(broker: &mut Broker) -> i64 {
 
 /// What the server's group commit does: take the work, fsync, report (at `NOW_MS`).
 pub(crate) fn group_commit(broker: &mut Broker) {
+    group_commit_at(broker, now());
+}
+
+/// `group_commit`, reported at `now`.
+fn group_commit_at(broker: &mut Broker, now: Now) {
     let (ticket, work) = broker.take_sync_work();
     let mut synced = Vec::new();
     for (partition, sync) in work {
         sync.run_data().unwrap();
         synced.push((partition, sync.offset()));
     }
-    broker.synced(now(), ticket, synced).unwrap();
+    broker.synced(now, ticket, synced).unwrap();
 }
 
 #[test]
@@ -91,6 +96,72 @@ fn records_are_visible_once_synced() {
     assert_eq!((error, high_watermark), (0, 3));
     assert!(bytes > 0, "synced records are served");
     assert_eq!(latest(&mut broker), 3);
+}
+
+/// A Fetch of t-0 from offset 0 for at least one byte, waiting up to `max_wait_ms`.
+fn long_poll(max_wait_ms: i32) -> wire::Request {
+    let body = FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic())
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    request(ApiKey::Fetch, 12, RequestKind::Fetch(body))
+}
+
+/// The record bytes of an answered fetch.
+fn fetched_bytes(outcome: Outcome) -> usize {
+    let Outcome::Respond(ResponseKind::Fetch(response)) = outcome else {
+        panic!("fetch not answered: {outcome:?}");
+    };
+    let records = &response.responses[0].partitions[0].records;
+    records.as_ref().map_or(0, |r| r.len())
+}
+
+#[test]
+fn a_fetch_waits_for_visible_data_until_the_deadline_the_broker_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open(dir.path());
+    let Outcome::Wait(fetch) = call(&mut broker, long_poll(500)) else {
+        panic!("nothing to fetch: the fetch waits");
+    };
+    assert_eq!(fetch.deadline(), now().plus_ms(500).mono());
+    produce(&mut broker, -1, -1, -1, 1);
+    let Outcome::Wait(fetch) = broker.fetch_again(now().plus_ms(100), fetch).unwrap() else {
+        panic!("written but not fsynced: still waiting");
+    };
+    group_commit_at(&mut broker, now().plus_ms(200));
+    let answer = broker.fetch_again(now().plus_ms(200), fetch).unwrap();
+    assert!(
+        fetched_bytes(answer) > 0,
+        "visible: answered with the record"
+    );
+
+    // Nothing new past offset 1: answered empty at the deadline, capped at FETCH_WAIT_MAX.
+    let later = now().plus_ms(1_000);
+    let mut body = long_poll(3_600_000);
+    if let RequestKind::Fetch(fetch) = &mut body.body {
+        fetch.topics[0].partitions[0].fetch_offset = 1;
+    }
+    let outcome = broker
+        .handle(later, 2, &broker::ClientInfo::default(), body)
+        .unwrap();
+    let Outcome::Wait(fetch) = outcome else {
+        panic!("nothing to fetch: the fetch waits");
+    };
+    let cap = broker::config::FETCH_WAIT_MAX.as_millis() as u64;
+    assert_eq!(fetch.deadline(), later.plus_ms(cap).mono());
+    let Outcome::Wait(fetch) = broker.fetch_again(later.plus_ms(cap - 1), fetch).unwrap() else {
+        panic!("not answered before its deadline");
+    };
+    assert_eq!(
+        fetched_bytes(broker.fetch_again(later.plus_ms(cap), fetch).unwrap()),
+        0
+    );
 }
 
 /// A transaction request; returns the ticket its answer waits for.
