@@ -1,7 +1,7 @@
 //! The broker's side of the group commit: append tickets, the logs written since their last
 //! fsync (named by [`LogId`], the internal group and transaction logs included), the sync work
-//! handed to the server to run outside the lock, and its reports (`mark_synced`,
-//! `mark_checkpointed`).
+//! handed to the server to run outside the lock, and its reports (`Broker::synced` for a round's
+//! data fsyncs, `Broker::mark_checkpointed` for its recovery points).
 
 use std::collections::BTreeSet;
 use std::fmt;
