@@ -30,14 +30,12 @@ enum Pending {
         reply: Reply,
         response: ResponseKind,
     },
-    AfterSync {
+    /// Sent once the group commit has written (`acks=1`) or fsynced (`acks=all`, coordinator
+    /// answers) everything up to `ticket`.
+    AfterTicket {
         reply: Reply,
         ticket: u64,
-        response: ResponseKind,
-    },
-    AfterWrite {
-        reply: Reply,
-        ticket: u64,
+        fsynced: bool,
         response: ResponseKind,
     },
     /// A Fetch waiting for data; `visible` is the visible ticket it was last asked at.
@@ -245,14 +243,16 @@ fn request_pending(
     };
     Ok(match outcome {
         Outcome::Respond(response) => Some(Pending::Ready { reply, response }),
-        Outcome::AfterSync { ticket, response } => Some(Pending::AfterSync {
+        Outcome::AfterSync { ticket, response } => Some(Pending::AfterTicket {
             reply,
             ticket,
+            fsynced: true,
             response,
         }),
-        Outcome::AfterWrite { ticket, response } => Some(Pending::AfterWrite {
+        Outcome::AfterWrite { ticket, response } => Some(Pending::AfterTicket {
             reply,
             ticket,
+            fsynced: false,
             response,
         }),
         // Registered while the broker is still locked: no answer can be routed before.
@@ -291,22 +291,14 @@ async fn write_loop(
         }
         let (reply, response) = match item {
             Pending::Ready { reply, response } => (reply, response),
-            Pending::AfterSync {
+            Pending::AfterTicket {
                 reply,
                 ticket,
+                fsynced,
                 response,
             } => {
-                if synced.wait_for(|s| *s >= ticket).await.is_err() {
-                    return;
-                }
-                (reply, response)
-            }
-            Pending::AfterWrite {
-                reply,
-                ticket,
-                response,
-            } => {
-                if written.wait_for(|w| *w >= ticket).await.is_err() {
+                let reached = if fsynced { &mut synced } else { &mut written };
+                if reached.wait_for(|t| *t >= ticket).await.is_err() {
                     return;
                 }
                 (reply, response)

@@ -89,7 +89,10 @@ fn check_report(report: &Value) {
         &report["machine"]["fsync_round_latency"]["p99_us"],
         "machine.fsync_round_latency.p99_us",
     );
-    assert_eq!(report["machine"]["round_files"], 4, "one file per partition");
+    assert_eq!(
+        report["machine"]["round_files"], 4,
+        "one file per partition"
+    );
     for check in checks {
         let verdict = check["verdict"].as_str().unwrap_or("");
         assert!(
