@@ -65,6 +65,13 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name == "." || name == ".." {
         return Err(format!("topic name {name:?} is not allowed"));
     }
+    // The group and transaction logs live in `<name>-0` directories of the data directory: a
+    // topic of the same name would open the same files as a second log.
+    if name == crate::groups::GROUP_LOG_NAME || name == crate::transactions::TXN_LOG_NAME {
+        return Err(format!(
+            "topic name {name:?} is the broker's internal log (ferry keeps it apart from topics)"
+        ));
+    }
     if name.len() > TOPIC_NAME_BYTES_MAX {
         return Err(format!(
             "topic name is longer than {TOPIC_NAME_BYTES_MAX} bytes"
@@ -386,5 +393,8 @@ mod tests {
         check("slash/", false);
         check(&"x".repeat(249), true);
         check(&"x".repeat(250), false);
+        check("__consumer_offsets", false);
+        check("__transaction_state", false);
+        check("__consumer_offsets_2", true);
     }
 }
