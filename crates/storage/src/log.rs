@@ -22,7 +22,7 @@ use crate::checkpoint::{self, LOG_START_FILE, RECOVERY_POINT_FILE};
 use crate::disk::{Disk, DiskFile};
 use crate::error::LogError;
 use crate::recovery::{self, create_segment};
-use crate::segment::{BatchMeta, Segment, Unsynced, BATCH_BYTES_MAX};
+use crate::segment::{file_name, BatchMeta, Segment, Unsynced, BATCH_BYTES_MAX, LOG_SUFFIX};
 
 /// Largest `segment_bytes`: positions in the offset index are u32, and a segment can exceed
 /// `segment_bytes` by one append.
@@ -119,9 +119,8 @@ pub struct AppendInfo {
 
 /// Appended batches not yet handed to the OS; the `SyncWork` that makes them durable writes them.
 struct PendingWrite {
-    /// The base offset of the segment they belong to.
+    /// The base offset of the segment they belong to (which names its file).
     segment: i64,
-    path: PathBuf,
     file: Arc<dyn DiskFile>,
     position: u64,
     /// Each batch's header with its offset assigned, then the rest of the batch: slices of the
@@ -136,9 +135,12 @@ impl PendingWrite {
     }
 
     fn write(&self) -> io::Result<()> {
-        self.file
-            .write_all_vectored_at(self.position, &self.chunks)
-            .map_err(|e| with_context(e, "write segment", &self.path))
+        self.file.write_all_vectored_at(self.position, &self.chunks)
+    }
+
+    /// The segment file's path, for an error message only (not built on every append).
+    fn path(&self, dir: &Path) -> PathBuf {
+        dir.join(file_name(self.segment, LOG_SUFFIX))
     }
 }
 
@@ -181,7 +183,9 @@ impl SyncWork {
     /// The first half of `run_data`: the appended bytes reach the OS (what `acks=1` promises).
     pub fn run_writes(&self) -> io::Result<()> {
         for write in &self.writes {
-            write.write()?;
+            write
+                .write()
+                .map_err(|e| with_context(e, "write segment", &write.path(&self.dir)))?;
         }
         Ok(())
     }
@@ -406,7 +410,6 @@ impl PartitionLog {
         let position = active.size_bytes;
         self.pending.push(PendingWrite {
             segment: active.base_offset,
-            path: active.log_path.clone(),
             file: active.log.clone(),
             position,
             chunks,
@@ -760,7 +763,7 @@ impl PartitionLog {
         for write in std::mem::take(&mut self.pending) {
             write
                 .write()
-                .map_err(LogError::io("write segment", &write.path))?;
+                .map_err(|e| LogError::io("write segment", &write.path(&self.dir))(e))?;
         }
         let active = self
             .segments
