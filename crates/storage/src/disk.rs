@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 
 /// A file system: names, directories and their durability.
 pub trait Disk: Send + Sync {
@@ -39,6 +40,15 @@ pub trait DiskFile: Send + Sync {
     }
     /// Fills `buf` from `position`; reading past the end is an `UnexpectedEof` error.
     fn read_exact_at(&self, position: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// The `len` bytes from `position`, as shared bytes that stay valid after the call; reading
+    /// past the end is an `UnexpectedEof` error. [`FsDisk`] maps the file, so the bytes are the
+    /// page cache's and nothing is copied; the default copies them into the heap. Only for bytes
+    /// that never change once written (a segment below its written end).
+    fn read_shared(&self, position: u64, len: usize) -> io::Result<Bytes> {
+        let mut buf = vec![0; len];
+        self.read_exact_at(position, &mut buf)?;
+        Ok(Bytes::from(buf))
+    }
     /// Writes all of `buf` at `position`, extending the file if needed. Reaches the OS, not the
     /// disk: only `sync_data` makes it durable.
     fn write_all_at(&self, position: u64, buf: &[u8]) -> io::Result<()>;
@@ -83,7 +93,10 @@ impl Disk for FsDisk {
             .write(true)
             .create(create)
             .open(path)?;
-        Ok(Arc::new(FsFile { file }))
+        Ok(Arc::new(FsFile {
+            file,
+            map: Mutex::new(None),
+        }))
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
@@ -105,8 +118,67 @@ impl Disk for FsDisk {
     }
 }
 
+/// A file mapping grows by this much at a time (rounded up), so a segment being appended to is
+/// mapped again only every so often; mapping beyond the end of the file costs address space only,
+/// and the mapping is never read there.
+const MAP_GRANULE_BYTES: u64 = 64 << 20;
+
 struct FsFile {
     file: File,
+    /// The file mapped for `read_shared`, and the file length last seen: the mapping is only read
+    /// below that length (a page wholly past the end of a file raises SIGBUS when touched).
+    map: Mutex<Option<Mapped>>,
+}
+
+struct Mapped {
+    bytes: Bytes,
+    file_len: u64,
+}
+
+/// A read-only mapping as the owner of a `Bytes`.
+struct Mapping(memmap2::Mmap);
+
+impl AsRef<[u8]> for Mapping {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl FsFile {
+    /// The mapping, covering at least `end` bytes, all of which the file holds.
+    fn mapped_to(&self, end: u64) -> io::Result<Bytes> {
+        let mut map = self.map.lock();
+        if let Some(mapped) = map.as_ref() {
+            if end <= mapped.file_len && end <= mapped.bytes.len() as u64 {
+                return Ok(mapped.bytes.clone());
+            }
+        }
+        let file_len = self.file.metadata()?.len();
+        if end > file_len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("read to {end} past the end of a file of {file_len} bytes"),
+            ));
+        }
+        let bytes = match map.as_ref() {
+            Some(mapped) if end <= mapped.bytes.len() as u64 => mapped.bytes.clone(),
+            _ => {
+                let map_len = end.div_ceil(MAP_GRANULE_BYTES) * MAP_GRANULE_BYTES;
+                let map_len = usize::try_from(map_len).map_err(io::Error::other)?;
+                // SAFETY: the mapping is read only below a file length seen above, and a log
+                // file never shrinks while it is open except through `truncate`, which drops
+                // the mapping first (recovery, before any read). A file cut short by another
+                // process would raise SIGBUS: the data directory is the broker's alone.
+                let map = unsafe { memmap2::MmapOptions::new().len(map_len).map(&self.file)? };
+                Bytes::from_owner(Mapping(map))
+            }
+        };
+        *map = Some(Mapped {
+            bytes: bytes.clone(),
+            file_len,
+        });
+        Ok(bytes)
+    }
 }
 
 impl DiskFile for FsFile {
@@ -116,6 +188,16 @@ impl DiskFile for FsFile {
 
     fn read_exact_at(&self, position: u64, buf: &mut [u8]) -> io::Result<()> {
         self.file.read_exact_at(buf, position)
+    }
+
+    fn read_shared(&self, position: u64, len: usize) -> io::Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let end = position
+            .checked_add(len as u64)
+            .ok_or_else(|| io::Error::other("read range overflows"))?;
+        Ok(self.mapped_to(end)?.slice(position as usize..end as usize))
     }
 
     fn write_all_at(&self, position: u64, buf: &[u8]) -> io::Result<()> {
@@ -167,6 +249,7 @@ impl DiskFile for FsFile {
     }
 
     fn truncate(&self, len: u64) -> io::Result<()> {
+        *self.map.lock() = None;
         self.file.set_len(len)
     }
 }
@@ -198,6 +281,25 @@ mod tests {
         disk.remove_file(&sub.join("g")).unwrap();
         disk.remove_dir_all(&sub).unwrap();
         assert!(disk.list_dir(&sub).is_err());
+    }
+
+    #[test]
+    fn shared_reads_map_the_file_and_follow_its_growth() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = FsDisk.open(&dir.path().join("f"), true).unwrap();
+        file.write_all_at(0, b"hello").unwrap();
+        let hello = file.read_shared(0, 5).unwrap();
+        assert_eq!(&hello[..], b"hello");
+        // Past the end is an error, never a mapping read beyond the file (SIGBUS).
+        let error = file.read_shared(3, 5).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        // Growth past the first mapping maps again; bytes handed out before stay valid.
+        let far = MAP_GRANULE_BYTES + 10;
+        file.write_all_at(far, b"world").unwrap();
+        assert_eq!(&file.read_shared(far, 5).unwrap()[..], b"world");
+        assert_eq!(&file.read_shared(1, 4).unwrap()[..], b"ello");
+        assert_eq!(&hello[..], b"hello");
+        assert!(file.read_shared(0, 0).unwrap().is_empty());
     }
 }
 

@@ -21,5 +21,5 @@ pub use crate::log::{
     AppendInfo, LogConfig, PartitionLog, SyncWork, APPEND_BYTES_MAX, RECOVERY_POINT_INTERVAL_MS,
     SEGMENT_BYTES_MAX,
 };
-pub use crate::segment::BATCH_BYTES_MAX;
+pub use crate::segment::{SegmentRead, BATCH_BYTES_MAX};
 pub use crate::sim::SimDisk;

@@ -22,7 +22,9 @@ use crate::checkpoint::{self, LOG_START_FILE, RECOVERY_POINT_FILE};
 use crate::disk::{Disk, DiskFile};
 use crate::error::LogError;
 use crate::recovery::{self, create_segment};
-use crate::segment::{file_name, BatchMeta, Segment, Unsynced, BATCH_BYTES_MAX, LOG_SUFFIX};
+use crate::segment::{
+    file_name, BatchMeta, Segment, SegmentRead, Unsynced, BATCH_BYTES_MAX, LOG_SUFFIX,
+};
 
 /// Largest `segment_bytes`: positions in the offset index are u32, and a segment can exceed
 /// `segment_bytes` by one append.
@@ -498,27 +500,56 @@ impl PartitionLog {
         if start_offset == self.log_end_offset() {
             return Ok(out);
         }
-        let first = self
-            .segments
-            .partition_point(|s| s.base_offset <= start_offset)
-            - 1;
+        let first = self.segment_index(start_offset);
         for (i, segment) in self.segments[first..].iter().enumerate() {
             if segment.base_offset >= end_offset_exclusive {
                 break;
             }
+            let read = segment.plan_read(start_offset, end_offset_exclusive);
             let position = if i == 0 {
-                match segment.position_of(start_offset)? {
+                match read.position()? {
                     Some(position) => position,
                     None => continue,
                 }
             } else {
                 0
             };
-            if segment.read_into(position, max_bytes, end_offset_exclusive, &mut out)? {
+            let (batches, stopped) =
+                read.batches(position, max_bytes.saturating_sub(out.len()), out.is_empty())?;
+            out.extend_from_slice(&batches);
+            if stopped {
                 break;
             }
         }
         Ok(out)
+    }
+
+    /// A read of the batches from the one holding `start_offset`, none at or above
+    /// `end_offset_exclusive`, planned without I/O and run later, outside the broker lock
+    /// ([`SegmentRead::run`]). It covers one segment, as Kafka's reads do: the segment holding
+    /// the first batch to serve. None when nothing below the end is there to read.
+    pub fn plan_read(
+        &self,
+        start_offset: i64,
+        end_offset_exclusive: i64,
+    ) -> Result<Option<SegmentRead>, LogError> {
+        self.check_range(start_offset)?;
+        if start_offset >= end_offset_exclusive {
+            return Ok(None);
+        }
+        let first = self.segment_index(start_offset);
+        Ok(self.segments[first..]
+            .iter()
+            .take_while(|segment| segment.base_offset < end_offset_exclusive)
+            .find(|segment| segment.next_offset > start_offset && segment.written_bytes > 0)
+            .map(|segment| segment.plan_read(start_offset, end_offset_exclusive)))
+    }
+
+    /// The index of the segment whose offsets would hold `offset` (at or after the first one).
+    fn segment_index(&self, offset: i64) -> usize {
+        self.segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1)
     }
 
     /// The first batch whose max timestamp is at or after `timestamp_ms`: its base offset (at

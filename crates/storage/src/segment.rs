@@ -8,6 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use wire::batch::{BatchError, BatchSpan, BatchView, HEADER_BYTES};
 
 use crate::disk::{Disk, DiskFile};
@@ -219,53 +220,28 @@ impl Segment {
         Ok(())
     }
 
-    /// The position of the batch holding `offset` (or the first batch after it), None if the
-    /// segment ends before it.
-    pub fn position_of(&self, offset: i64) -> Result<Option<u64>, LogError> {
+    /// A read of this segment from the batch holding `offset` (or the first batch after it) up to
+    /// `offset_end` (exclusive), planned from the in-memory index without I/O. The plan holds the
+    /// file and the segment's written end, below which bytes never change, so it can be run
+    /// outside the broker lock, even after the segment is deleted (the open file stays readable).
+    pub fn plan_read(&self, offset: i64, offset_end: i64) -> SegmentRead {
         let entry = self
             .index
             .lookup(self.relative(offset.max(self.base_offset)));
-        let mut position = entry.map_or(0, |e| e.position as u64);
-        // The base offset is outside the CRC: each hop checks it against the index entry or the
-        // batch before, so a damaged one is refused rather than served (found by the power-loss
-        // test).
-        let mut expected = entry.map_or(self.base_offset, |e| {
-            self.base_offset + i64::from(e.relative_offset)
-        });
-        // Hop header to header: the bodies are read (and verified) by `read_into` only.
-        let mut header = [0u8; HEADER_BYTES];
-        while position < self.written_bytes {
-            let available = self.written_bytes - position;
-            if available < HEADER_BYTES as u64 {
-                let reason = format!("{available} bytes at the end are not a batch header");
-                return Err(LogError::corrupt(&self.log_path, position, reason));
-            }
-            self.log
-                .read_exact_at(position, &mut header)
-                .map_err(LogError::io("read segment", &self.log_path))?;
-            let span = BatchSpan::parse(&header)
-                .map_err(|error| LogError::corrupt(&self.log_path, position, error.to_string()))?;
-            if span.total_bytes as u64 > available {
-                let reason = format!(
-                    "batch needs {} bytes, the segment has {available} left",
-                    span.total_bytes
-                );
-                return Err(LogError::corrupt(&self.log_path, position, reason));
-            }
-            if span.base_offset != expected || span.last_offset < span.base_offset {
-                let reason = format!(
-                    "batch header says offset {}, expected {expected}",
-                    span.base_offset
-                );
-                return Err(LogError::corrupt(&self.log_path, position, reason));
-            }
-            if span.last_offset >= offset {
-                return Ok(Some(position));
-            }
-            expected = span.last_offset + 1;
-            position += span.total_bytes as u64;
+        SegmentRead {
+            file: self.log.clone(),
+            path: self.log_path.clone(),
+            position: entry.map_or(0, |e| e.position as u64),
+            // The base offset is outside the CRC: each hop checks it against the index entry or
+            // the batch before, so a damaged one is refused rather than served (found by the
+            // power-loss test).
+            expected: entry.map_or(self.base_offset, |e| {
+                self.base_offset + i64::from(e.relative_offset)
+            }),
+            written_bytes: self.written_bytes,
+            offset,
+            offset_end,
         }
-        Ok(None)
     }
 
     /// The first batch ending at or after `offset_min` whose max timestamp is at or after
@@ -318,81 +294,133 @@ impl Segment {
         }
     }
 
-    /// Appends to `out` the whole batches from `position` on whose base offset is below
-    /// `offset_end`, while `out` stays within `max_bytes`; if `out` is empty the first batch is
-    /// taken whole whatever its size (KIP-74). Each batch is verified (CRC, contiguous offsets)
-    /// before it is served. Returns true when a limit stopped the read, false when it reached the
-    /// end of the segment.
-    pub fn read_into(
+}
+
+/// A read of one segment, planned under the broker lock ([`Segment::plan_read`]) and run outside
+/// it: whole batches as stored, each verified (CRC, contiguous offsets) before it is served.
+pub struct SegmentRead {
+    file: Arc<dyn DiskFile>,
+    path: PathBuf,
+    /// Where the walk starts (an index entry, or the segment's start) and the base offset the
+    /// batch there must have.
+    position: u64,
+    expected: i64,
+    /// The segment's written end when the read was planned.
+    written_bytes: u64,
+    /// The offset wanted, and the first offset not to serve (the high watermark or last stable
+    /// offset): no batch whose base offset is at or above it is served.
+    offset: i64,
+    offset_end: i64,
+}
+
+impl SegmentRead {
+    /// The whole batches from the one holding the planned offset, within `max_bytes`; with
+    /// `whole_first`, the first batch is served whole whatever its size (KIP-74). The bytes are
+    /// the file's as [`DiskFile::read_shared`] gives them (mapped, not copied, on a real disk).
+    pub fn run(&self, max_bytes: usize, whole_first: bool) -> Result<Bytes, LogError> {
+        Ok(match self.position()? {
+            Some(position) => self.batches(position, max_bytes, whole_first)?.0,
+            None => Bytes::new(),
+        })
+    }
+
+    /// The position of the batch holding the planned offset (or the first batch after it), None
+    /// if the segment ends before it. Hops header to header: the bodies are read (and verified)
+    /// by `batches` only.
+    pub(crate) fn position(&self) -> Result<Option<u64>, LogError> {
+        let (mut position, mut expected) = (self.position, self.expected);
+        while position < self.written_bytes {
+            let available = self.written_bytes - position;
+            if available < HEADER_BYTES as u64 {
+                let reason = format!("{available} bytes at the end are not a batch header");
+                return Err(LogError::corrupt(&self.path, position, reason));
+            }
+            let header = self.read(position, HEADER_BYTES)?;
+            let span = BatchSpan::parse(&header)
+                .map_err(|error| LogError::corrupt(&self.path, position, error.to_string()))?;
+            if span.total_bytes as u64 > available {
+                let reason = format!(
+                    "batch needs {} bytes, the segment has {available} left",
+                    span.total_bytes
+                );
+                return Err(LogError::corrupt(&self.path, position, reason));
+            }
+            if span.base_offset != expected || span.last_offset < span.base_offset {
+                let reason = format!(
+                    "batch header says offset {}, expected {expected}",
+                    span.base_offset
+                );
+                return Err(LogError::corrupt(&self.path, position, reason));
+            }
+            if span.last_offset >= self.offset {
+                return Ok(Some(position));
+            }
+            expected = span.last_offset + 1;
+            position += span.total_bytes as u64;
+        }
+        Ok(None)
+    }
+
+    /// The whole batches from `position` on whose base offset is below the planned end, within
+    /// `max_bytes` (the first whole whatever its size with `whole_first`), and whether a limit
+    /// stopped the read (false: it reached the end of the segment).
+    pub(crate) fn batches(
         &self,
         position: u64,
         max_bytes: usize,
-        offset_end: i64,
-        out: &mut Vec<u8>,
-    ) -> Result<bool, LogError> {
+        whole_first: bool,
+    ) -> Result<(Bytes, bool), LogError> {
         let remaining = self.written_bytes.saturating_sub(position) as usize;
-        let budget = max_bytes.saturating_sub(out.len());
-        let first = out.is_empty();
         // Enough for the first header even when the budget is smaller, to learn the batch size.
-        let want = if first {
-            budget.max(HEADER_BYTES)
+        let want = if whole_first {
+            max_bytes.max(HEADER_BYTES)
         } else {
-            budget
+            max_bytes
         }
         .min(remaining);
-        let start = out.len();
-        out.resize(start + want, 0);
-        if let Err(error) = self.log.read_exact_at(position, &mut out[start..]) {
-            out.truncate(start);
-            return Err(LogError::io("read segment", &self.log_path)(error));
-        }
+        let mut data = self.read(position, want)?;
         let mut accepted = 0usize;
         let mut expected: Option<i64> = None;
         let stopped = loop {
-            let buffered = out.len() - start;
-            if accepted == buffered {
+            if accepted == data.len() {
                 // A first batch bigger than max_bytes ends the read too.
-                break buffered < remaining || out.len() >= max_bytes;
+                break data.len() < remaining || accepted >= max_bytes;
             }
             let at = position + accepted as u64;
-            let view = match BatchView::parse(&out[start + accepted..]) {
-                Ok(view) => view,
-                Err(BatchError::Truncated { needed, .. })
-                    if (accepted + needed) as u64 <= remaining as u64 =>
-                {
-                    if !(first && accepted == 0) {
+            let needed = match BatchView::parse(&data[accepted..]) {
+                Ok(view) => {
+                    if view.base_offset() >= self.offset_end {
                         break true;
                     }
-                    // KIP-74: the first batch is served whole even when it exceeds max_bytes.
-                    if needed > BATCH_BYTES_MAX {
-                        out.truncate(start);
-                        let reason = format!("batch of {needed} bytes exceeds {BATCH_BYTES_MAX}");
-                        return Err(LogError::corrupt(&self.log_path, at, reason));
+                    if let Err(reason) = verify_read_back(&view, expected) {
+                        return Err(LogError::corrupt(&self.path, at, reason));
                     }
-                    out.resize(start + needed, 0);
-                    if let Err(error) = self.log.read_exact_at(position, &mut out[start..]) {
-                        out.truncate(start);
-                        return Err(LogError::io("read segment", &self.log_path)(error));
-                    }
+                    expected = Some(view.last_offset() + 1);
+                    accepted += view.total_bytes();
                     continue;
                 }
-                Err(error) => {
-                    out.truncate(start);
-                    return Err(LogError::corrupt(&self.log_path, at, error.to_string()));
+                Err(BatchError::Truncated { needed, .. }) if accepted + needed <= remaining => {
+                    needed
                 }
+                Err(error) => return Err(LogError::corrupt(&self.path, at, error.to_string())),
             };
-            if view.base_offset() >= offset_end {
+            if !(whole_first && accepted == 0) {
                 break true;
             }
-            if let Err(reason) = verify_read_back(&view, expected) {
-                out.truncate(start);
-                return Err(LogError::corrupt(&self.log_path, at, reason));
+            // KIP-74: the first batch is served whole even when it exceeds max_bytes.
+            if needed > BATCH_BYTES_MAX {
+                let reason = format!("batch of {needed} bytes exceeds {BATCH_BYTES_MAX}");
+                return Err(LogError::corrupt(&self.path, at, reason));
             }
-            expected = Some(view.last_offset() + 1);
-            accepted += view.total_bytes();
+            data = self.read(position, needed)?;
         };
-        out.truncate(start + accepted);
-        Ok(stopped)
+        Ok((data.slice(..accepted), stopped))
+    }
+
+    fn read(&self, position: u64, len: usize) -> Result<Bytes, LogError> {
+        self.file
+            .read_shared(position, len)
+            .map_err(LogError::io("read segment", &self.path))
     }
 }
 

@@ -88,6 +88,87 @@ fn round_trip_across_many_rolls() {
     );
 }
 
+/// What a planned read must return: `read`'s answer cut at the end of the segment that holds the
+/// first batch served (a planned read covers one segment, as Kafka's do).
+fn expected_planned(log: &PartitionLog, start: i64, max_bytes: usize, end: i64) -> Vec<u8> {
+    let all = log.read(start, max_bytes, end).unwrap();
+    let Some(first) = all.get(..61) else {
+        return all;
+    };
+    let base = i64::from_be_bytes(first[..8].try_into().unwrap());
+    // The segment holding `base`: its successor starts at the next segment file's base offset.
+    let next_segment_base = (base + 1..=log.log_end_offset())
+        .find(|&offset| is_segment_start(log, offset))
+        .unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    let mut rest = &all[..];
+    while rest.len() >= 61 {
+        let base = i64::from_be_bytes(rest[..8].try_into().unwrap());
+        let length = i32::from_be_bytes(rest[8..12].try_into().unwrap()) as usize + 12;
+        if base >= next_segment_base {
+            break;
+        }
+        out.extend_from_slice(&rest[..length]);
+        rest = &rest[length..];
+    }
+    out
+}
+
+/// Whether a segment file starts at `offset`.
+fn is_segment_start(log: &PartitionLog, offset: i64) -> bool {
+    log.dir()
+        .join(format!("{offset:020}.log"))
+        .try_exists()
+        .unwrap()
+}
+
+#[test]
+fn planned_reads_serve_one_segment() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("topic-0");
+    let mut log = open_fs(&dir, small_config());
+    fill(&mut log, 60);
+    assert!(log.segment_count() > 5, "{} segments", log.segment_count());
+    let end = log.log_end_offset();
+    let mut crossed = 0;
+    for start in 0..end {
+        for max_bytes in [0, 700, 5_000] {
+            let read = log.plan_read(start, end).unwrap().expect("data below the end");
+            let got = read.run(max_bytes, true).unwrap();
+            let want = expected_planned(&log, start, max_bytes, end);
+            if want.len() < log.read(start, max_bytes, end).unwrap().len() {
+                crossed += 1;
+            }
+            assert!(
+                got[..] == want[..],
+                "plan_read({start}).run({max_bytes}): {} != {}",
+                summary(&got),
+                summary(&want)
+            );
+        }
+    }
+    assert!(crossed > 0, "some reads would have crossed a segment");
+    assert!(log.plan_read(end, end).unwrap().is_none(), "nothing at the end");
+    assert!(log.plan_read(end + 1, end).is_err(), "out of range");
+}
+
+#[test]
+fn a_planned_read_outlives_its_segment() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("topic-0");
+    let mut log = open_fs(&dir, small_config());
+    fill(&mut log, 30);
+    let end = log.log_end_offset();
+    let read = log.plan_read(0, end).unwrap().unwrap();
+    let before = read.run(usize::MAX, true).unwrap();
+    // Retention deletes the first segments, files included; the planned read still has the file.
+    log.delete_records_before(end).unwrap();
+    log.enforce_retention(0).unwrap();
+    assert!(!is_segment_start(&log, 0), "the first segment is gone");
+    assert_eq!(read.run(usize::MAX, true).unwrap(), before);
+    assert!(!before.is_empty());
+}
+
 fn check_read(log: &PartitionLog, start: i64, max_bytes: usize, end: i64, expect: Expect) {
     let result = log
         .read(start, max_bytes, end)
