@@ -11,6 +11,10 @@ use storage::LogConfig;
 /// the batch overhead Kafka counts in).
 pub const MESSAGE_MAX_BYTES_DEFAULT: usize = 1_048_588;
 
+/// Kafka's default `fetch.max.bytes` (55 MiB): the most record bytes one Fetch response carries,
+/// whatever the client asks for (the first batch excepted, KIP-74).
+pub const FETCH_MAX_BYTES_DEFAULT: usize = 57_671_680;
+
 /// Longest Fetch long-poll honoured, whatever `max_wait_ms` the client asks for.
 pub const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
 
@@ -29,6 +33,8 @@ pub struct BrokerConfig {
     pub num_partitions: i32,
     /// `message.max.bytes`: largest accepted record batch.
     pub message_max_bytes: usize,
+    /// `fetch.max.bytes`: the most record bytes in one Fetch response.
+    pub fetch_max_bytes: usize,
     /// Segment and retention defaults for topics without overrides.
     pub log: LogConfig,
     /// `log.retention.check.interval.ms`.
@@ -54,6 +60,7 @@ impl BrokerConfig {
             auto_create_topics: true,
             num_partitions: 1,
             message_max_bytes: MESSAGE_MAX_BYTES_DEFAULT,
+            fetch_max_bytes: FETCH_MAX_BYTES_DEFAULT,
             log: LogConfig::default(),
             retention_check_interval_ms: 300_000,
             group: group::GroupConfig::default(),

@@ -39,7 +39,7 @@ pub use error::BrokerError;
 use groups::Groups;
 pub use handlers::api_versions::response as api_versions_response;
 pub use now::Now;
-pub use outcome::{ClientInfo, Outcome, Routed, WaitingFetch};
+pub use outcome::{ClientInfo, FetchRead, Outcome, PendingFetch, Routed, WaitingFetch};
 pub use sync::LogId;
 pub use tick::HOUSEKEEPING_INTERVAL_MS;
 use topics::Topics;
@@ -173,7 +173,7 @@ impl Broker {
         Ok(Outcome::Respond(response))
     }
 
-    /// Asks again about a Fetch that [`Outcome::Wait`]ed: answered now, or waiting on.
+    /// Plans again a Fetch whose reads came short ([`FetchRead::Short`]).
     pub fn fetch_again(&mut self, now: Now, fetch: WaitingFetch) -> Result<Outcome, BrokerError> {
         self.advance(now);
         handlers::fetch::again(self, now, fetch)

@@ -3,7 +3,7 @@
 
 use kafka_protocol::messages::ResponseKind;
 
-pub use crate::handlers::fetch::WaitingFetch;
+pub use crate::handlers::fetch::{FetchRead, PendingFetch, WaitingFetch};
 
 /// What the server must do with a handled request.
 #[derive(Debug)]
@@ -20,9 +20,10 @@ pub enum Outcome {
     /// The answer comes later, routed to this request's token by a later call (a JoinGroup
     /// waits for its group, an EndTxn for its markers): see `Broker::take_routed`.
     Later,
-    /// A Fetch waiting for data: ask again with `Broker::fetch_again` when a group-commit round
+    /// A Fetch, planned: run its reads outside the broker lock ([`PendingFetch::read`]); if they
+    /// come short of `min_bytes`, ask again with `Broker::fetch_again` when a group-commit round
     /// has made data visible, or at the fetch's deadline.
-    Wait(WaitingFetch),
+    Fetch(PendingFetch),
     /// Send nothing (`acks=0`).
     NoResponse,
     /// Close the connection; used for `acks=0` produce errors, which have no other way to reach

@@ -96,6 +96,7 @@ impl Settings {
             "num.partitions" => broker.num_partitions = positive(name, value)?,
             "auto.create.topics.enable" => broker.auto_create_topics = boolean(name, value)?,
             "message.max.bytes" => broker.message_max_bytes = positive(name, value)?,
+            "fetch.max.bytes" => broker.fetch_max_bytes = positive(name, value)?,
             "log.segment.bytes" => broker.log.segment_bytes = positive(name, value)?,
             "log.roll.ms" => broker.log.segment_ms = positive(name, value)?,
             "log.roll.hours" => broker.log.segment_ms = positive::<i64>(name, value)? * 3_600_000,

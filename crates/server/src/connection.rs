@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::{ClientInfo, Outcome, WaitingFetch};
+use broker::{ClientInfo, FetchRead, Outcome, PendingFetch};
 use bytes::{Buf, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
@@ -19,6 +19,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use wire::frame::{decode_request, encode_response, header_prefix, HeaderPrefix};
+use wire::pieces::encode_fetch_pieces;
 use wire::versions;
 
 use crate::limits::FRAME_BUFFER_INITIAL_BYTES_MAX;
@@ -38,10 +39,11 @@ enum Pending {
         fsynced: bool,
         response: ResponseKind,
     },
-    /// A Fetch waiting for data; `visible` is the visible ticket it was last asked at.
+    /// A Fetch planned by the broker, its reads to be run here, outside the broker lock;
+    /// `visible` is the visible ticket it was planned at.
     Fetch {
         reply: Reply,
-        fetch: WaitingFetch,
+        fetch: PendingFetch,
         visible: u64,
     },
     /// An answer the broker routes to this request later.
@@ -260,7 +262,7 @@ fn request_pending(
             reply,
             delivery: routes::register(shared, token),
         }),
-        Outcome::Wait(fetch) => Some(Pending::Fetch {
+        Outcome::Fetch(fetch) => Some(Pending::Fetch {
             reply,
             fetch,
             visible: broker.visible,
@@ -307,7 +309,7 @@ async fn write_loop(
                 reply,
                 fetch,
                 visible: seen,
-            } => match wait_for_data(&shared, &mut visible, fetch, seen).await {
+            } => match fetch_response(&shared, &mut visible, fetch, seen).await {
                 Some(response) => (reply, response),
                 None => return,
             },
@@ -333,20 +335,28 @@ async fn write_loop(
                 return;
             }
         };
-        let frame = match encode_response(
-            reply.api_key,
-            reply.version,
-            reply.correlation_id,
-            &response,
-        ) {
+        // A Fetch response's record data goes out as the file's own bytes, not copied first.
+        let frame = match &response {
+            ResponseKind::Fetch(fetch) => {
+                encode_fetch_pieces(reply.version, reply.correlation_id, fetch)
+            }
+            response => {
+                encode_response(reply.api_key, reply.version, reply.correlation_id, response)
+                    .map(|frame| vec![frame])
+            }
+        };
+        let frame = match frame {
             Ok(frame) => frame,
             Err(error) => {
                 tracing::error!(%peer, %error, "cannot encode response; closing connection");
                 return;
             }
         };
-        if writer.write_all(&frame).await.is_err() {
-            return;
+        for piece in &frame {
+            // A piece larger than the buffer goes to the socket directly, not through it.
+            if writer.write_all(piece).await.is_err() {
+                return;
+            }
         }
         if pending.is_empty() && writer.flush().await.is_err() {
             return;
@@ -355,31 +365,35 @@ async fn write_loop(
     let _ = writer.flush().await;
 }
 
-/// Waits for a Fetch's data: asks the broker again each time the group commit makes data
-/// visible (a visible ticket after `seen`), at the fetch's deadline, and at shutdown (when the
-/// fetch stops waiting). None if the broker closed meanwhile.
-async fn wait_for_data(
+/// Runs a Fetch's reads, outside the broker lock; while they come short of `min_bytes`, waits
+/// and has the broker plan it again each time the group commit makes data visible (a visible
+/// ticket after `seen`), at the fetch's deadline, and at shutdown (when the fetch stops
+/// waiting). None if the broker closed meanwhile.
+async fn fetch_response(
     shared: &Shared,
     visible: &mut watch::Receiver<u64>,
-    mut fetch: WaitingFetch,
+    mut fetch: PendingFetch,
     mut seen: u64,
 ) -> Option<ResponseKind> {
     let mut shutdown = shared.shutdown.subscribe();
     loop {
-        let deadline = shared.clock_origin + fetch.deadline();
+        let mut waiting = match fetch.read() {
+            FetchRead::Ready(response) => return Some(ResponseKind::Fetch(response)),
+            FetchRead::Short(waiting) => waiting,
+        };
+        let deadline = shared.clock_origin + waiting.deadline();
         tokio::select! {
             changed = visible.wait_for(|v| *v > seen) => if changed.is_err() { return None },
             _ = tokio::time::sleep_until(deadline) => {}
-            _ = shutdown.wait_for(|stop| *stop) => fetch.stop_waiting(),
+            _ = shutdown.wait_for(|stop| *stop) => waiting.stop_waiting(),
         }
         let mut broker = shared.lock()?;
         seen = broker.visible;
         let now = broker.now;
-        match broker.fetch_again(now, fetch) {
-            Ok(Outcome::Respond(response)) => return Some(response),
-            Ok(Outcome::Wait(waiting)) => fetch = waiting,
-            Ok(other) => unreachable!("a fetch asked again is answered or waits: {other:?}"),
+        fetch = match broker.fetch_again(now, waiting) {
+            Ok(Outcome::Fetch(fetch)) => fetch,
+            Ok(other) => unreachable!("a fetch planned again is a fetch: {other:?}"),
             Err(error) => fatal(error),
-        }
+        };
     }
 }

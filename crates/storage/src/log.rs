@@ -514,8 +514,11 @@ impl PartitionLog {
             } else {
                 0
             };
-            let (batches, stopped) =
-                read.batches(position, max_bytes.saturating_sub(out.len()), out.is_empty())?;
+            let (batches, stopped) = read.batches(
+                position,
+                max_bytes.saturating_sub(out.len()),
+                out.is_empty(),
+            )?;
             out.extend_from_slice(&batches);
             if stopped {
                 break;

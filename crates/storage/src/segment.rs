@@ -293,7 +293,6 @@ impl Segment {
             }
         }
     }
-
 }
 
 /// A read of one segment, planned under the broker lock ([`Segment::plan_read`]) and run outside
@@ -311,6 +310,18 @@ pub struct SegmentRead {
     /// offset): no batch whose base offset is at or above it is served.
     offset: i64,
     offset_end: i64,
+}
+
+impl std::fmt::Debug for SegmentRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentRead")
+            .field("path", &self.path)
+            .field("position", &self.position)
+            .field("written_bytes", &self.written_bytes)
+            .field("offset", &self.offset)
+            .field("offset_end", &self.offset_end)
+            .finish()
+    }
 }
 
 impl SegmentRead {

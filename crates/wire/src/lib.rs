@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod fields;
 pub mod frame;
+pub mod pieces;
 pub mod versions;
 
 pub use frame::{decode_request, encode_response, header_prefix, HeaderPrefix, Request};

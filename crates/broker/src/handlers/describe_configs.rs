@@ -89,6 +89,7 @@ fn broker_entries(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
             config.auto_create_topics.to_string(),
         ),
         ("message.max.bytes", config.message_max_bytes.to_string()),
+        ("fetch.max.bytes", config.fetch_max_bytes.to_string()),
         ("log.dirs", config.data_dir.display().to_string()),
     ]
     .into_iter()

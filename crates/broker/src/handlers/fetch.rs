@@ -1,9 +1,17 @@
 //! Fetch: stored batches served as they are on disk (no record is decoded or re-encoded), bounded
-//! by `max_bytes` and `partition_max_bytes` (the first batch always whole, KIP-74), by the high
-//! watermark, or by the last stable offset under read_committed. A Fetch whose `min_bytes` are
-//! not there waits: the broker hands it back as a [`WaitingFetch`] with its deadline
-//! (`max_wait_ms`, at most [`FETCH_WAIT_MAX`], on the monotonic clock), and the server asks
-//! again when a group-commit round makes data visible or the deadline passes.
+//! by the response's `max_bytes` (at most the broker's `fetch.max.bytes`) and each partition's
+//! `partition_max_bytes`, the first batch of the first partition with data always whole (KIP-74),
+//! by the high watermark, or by the last stable offset under read_committed.
+//!
+//! Under the broker lock a Fetch is only planned ([`PendingFetch`]: the partitions' offsets,
+//! high watermarks, aborted transactions and a [`SegmentRead`] each, no I/O); the server runs the
+//! reads outside the lock with [`PendingFetch::read`], and the record bytes it sends are the
+//! file's own (mapped, not copied). A Fetch whose `min_bytes` are not there waits: the read hands
+//! it back as a [`WaitingFetch`] with its deadline (`max_wait_ms`, at most [`FETCH_WAIT_MAX`], on
+//! the monotonic clock), and the server asks again when a group-commit round makes data visible
+//! or the deadline passes. A read that finds damage fails that partition only
+//! (CORRUPT_MESSAGE, or KAFKA_STORAGE_ERROR when the file cannot be read), loudly, and every other
+//! partition is served.
 
 use std::time::Duration;
 
@@ -13,7 +21,8 @@ use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::ProducerId;
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use storage::{LogError, SegmentRead};
 
 use super::code;
 use crate::config::FETCH_WAIT_MAX;
@@ -42,7 +51,122 @@ impl WaitingFetch {
     }
 }
 
-/// A Fetch as it arrives: answered at once, or waiting until its deadline.
+/// A Fetch planned under the broker lock, its reads to be run outside it ([`PendingFetch::read`]).
+#[derive(Debug)]
+pub struct PendingFetch {
+    waiting: WaitingFetch,
+    /// The deadline had passed when the fetch was planned: answer with what there is.
+    wait_over: bool,
+    /// The response's limit: the request's `max_bytes`, at most `fetch.max.bytes`.
+    max_bytes: usize,
+    /// A partition answered with an error: the response goes now, whatever `min_bytes` says.
+    any_error: bool,
+    topics: Vec<TopicReads>,
+}
+
+#[derive(Debug)]
+struct TopicReads {
+    response: FetchableTopicResponse,
+    partitions: Vec<PartitionRead>,
+}
+
+#[derive(Debug)]
+struct PartitionRead {
+    /// The answer without its records.
+    data: PartitionData,
+    /// What to read; None when nothing below the high watermark (or last stable offset) is
+    /// there, or the partition is answered with an error.
+    read: Option<SegmentRead>,
+    partition_max_bytes: usize,
+    /// For a read-committed fetch: the transactions aborted in the range read.
+    aborted: Option<Vec<AbortedTransaction>>,
+    topic: String,
+}
+
+/// What a [`PendingFetch`]'s reads came to.
+#[derive(Debug)]
+pub enum FetchRead {
+    Ready(FetchResponse),
+    /// Fewer than `min_bytes` and the wait is not over: ask the broker again
+    /// ([`crate::Broker::fetch_again`]) when data becomes visible or at the deadline.
+    Short(WaitingFetch),
+}
+
+impl PendingFetch {
+    /// Runs the planned reads, outside the broker lock (they read files).
+    pub fn read(self) -> FetchRead {
+        let mut remaining = self.max_bytes;
+        let mut total_bytes = 0usize;
+        let mut any_error = self.any_error;
+        let mut topics = Vec::with_capacity(self.topics.len());
+        for topic in self.topics {
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for wanted in topic.partitions {
+                let PartitionRead {
+                    data,
+                    read,
+                    partition_max_bytes,
+                    aborted,
+                    topic,
+                } = wanted;
+                let budget = remaining.min(partition_max_bytes);
+                // KIP-74: the first batch of the first partition with data is served whole, even
+                // beyond either limit, so a consumer always makes progress; after it, limits hold.
+                let whole_first = total_bytes == 0;
+                let records = match read {
+                    Some(read) if budget > 0 || whole_first => {
+                        match read.run(budget, whole_first) {
+                            Ok(records) => records,
+                            Err(error) => {
+                                any_error = true;
+                                partitions.push(read_failed(data, &topic, error));
+                                continue;
+                            }
+                        }
+                    }
+                    _ => Bytes::new(),
+                };
+                remaining = remaining.saturating_sub(records.len());
+                total_bytes += records.len();
+                // read_committed clients drop the data of these producers between each entry's
+                // first offset and its abort marker; without the list they would deliver aborted
+                // records.
+                let data = match aborted {
+                    Some(aborted) if !records.is_empty() => {
+                        data.with_aborted_transactions(Some(aborted))
+                    }
+                    _ => data,
+                };
+                partitions.push(data.with_records(Some(records)));
+            }
+            topics.push(topic.response.with_partitions(partitions));
+        }
+        let min_bytes = self.waiting.request.min_bytes.max(0) as usize;
+        if !self.wait_over && !any_error && total_bytes < min_bytes {
+            return FetchRead::Short(self.waiting);
+        }
+        FetchRead::Ready(FetchResponse::default().with_responses(topics))
+    }
+}
+
+/// A partition whose read failed: its error, loud in the log; the other partitions are served.
+fn read_failed(data: PartitionData, topic: &str, error: LogError) -> PartitionData {
+    let partition = data.partition_index;
+    let answer = match error {
+        LogError::Corrupt { .. } => ResponseError::CorruptMessage,
+        _ => ResponseError::KafkaStorageError,
+    };
+    tracing::error!(
+        topic,
+        partition,
+        %error,
+        "fetch read failed; answering {answer:?} for this partition"
+    );
+    data.with_error_code(code(answer))
+        .with_records(Some(Bytes::new()))
+}
+
+/// A Fetch as it arrives: planned now, its reads run by the server.
 pub(crate) fn begin(
     broker: &mut Broker,
     now: Now,
@@ -58,51 +182,55 @@ pub(crate) fn begin(
     again(broker, now, waiting)
 }
 
-/// A waiting Fetch asked again: answered if its data is there or its wait is over.
+/// A waiting Fetch asked again: planned anew, from the partitions' state now.
 pub(crate) fn again(
     broker: &mut Broker,
     now: Now,
     waiting: WaitingFetch,
 ) -> Result<Outcome, BrokerError> {
     let wait_over = now.mono() >= waiting.deadline;
-    Ok(
-        match handle(broker, &waiting.request, waiting.version, wait_over)? {
-            Some(response) => Outcome::Respond(ResponseKind::Fetch(response)),
-            None => Outcome::Wait(waiting),
-        },
-    )
+    Ok(Outcome::Fetch(plan(broker, waiting, wait_over)?))
 }
 
-/// The response, or `None` while `min_bytes` are not there and the wait is not over.
-fn handle(
-    broker: &mut Broker,
-    request: &FetchRequest,
-    version: i16,
+/// The partitions' answers without their records, and the reads that will fill them in.
+fn plan(
+    broker: &Broker,
+    waiting: WaitingFetch,
     wait_over: bool,
-) -> Result<Option<FetchResponse>, BrokerError> {
+) -> Result<PendingFetch, BrokerError> {
+    let request = &waiting.request;
+    let version = waiting.version;
     let read_committed = request.isolation_level == READ_COMMITTED;
-    let mut remaining = if request.max_bytes > 0 {
-        request.max_bytes as usize
-    } else {
-        usize::MAX
+    let max_bytes = match usize::try_from(request.max_bytes) {
+        Ok(asked) if asked > 0 => asked.min(broker.config.fetch_max_bytes),
+        _ => broker.config.fetch_max_bytes,
     };
-    let mut total_bytes = 0usize;
     let mut any_error = false;
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let name = topic.topic.0.to_string();
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for wanted in &topic.partitions {
-            let data = PartitionData::default().with_partition_index(wanted.partition);
+            let mut read = PartitionRead {
+                data: PartitionData::default().with_partition_index(wanted.partition),
+                read: None,
+                partition_max_bytes: wanted.partition_max_bytes.max(0) as usize,
+                aborted: None,
+                topic: name.clone(),
+            };
             let Some(partition) = broker.topics.partition(&name, wanted.partition) else {
                 any_error = true;
-                partitions.push(data.with_error_code(code(ResponseError::UnknownTopicOrPartition)));
+                read.data = read
+                    .data
+                    .with_error_code(code(ResponseError::UnknownTopicOrPartition));
+                partitions.push(read);
                 continue;
             };
             let high_watermark = partition.high_watermark();
             let last_stable_offset = partition.last_stable_offset();
             let log_start_offset = partition.log_start_offset();
-            let data = data
+            read.data = read
+                .data
                 .with_high_watermark(high_watermark)
                 .with_last_stable_offset(last_stable_offset)
                 .with_log_start_offset(if version >= 5 { log_start_offset } else { -1 })
@@ -112,7 +240,10 @@ fn handle(
             // the high watermark and the log end the answer is empty until the fsync.
             if offset < log_start_offset || offset > partition.log_end_offset() {
                 any_error = true;
-                partitions.push(data.with_error_code(code(ResponseError::OffsetOutOfRange)));
+                read.data = read
+                    .data
+                    .with_error_code(code(ResponseError::OffsetOutOfRange));
+                partitions.push(read);
                 continue;
             }
             let end = if read_committed {
@@ -120,24 +251,16 @@ fn handle(
             } else {
                 high_watermark
             };
-            let budget = remaining.min(wanted.partition_max_bytes.max(0) as usize);
-            let records = if budget == 0 || offset >= end {
-                Vec::new()
-            } else {
+            read.read =
                 partition
                     .log()
-                    .read(offset, budget, end)
+                    .plan_read(offset, end)
                     .map_err(|source| BrokerError::Log {
                         topic: name.clone(),
                         partition: wanted.partition,
                         source,
-                    })?
-            };
-            remaining = remaining.saturating_sub(records.len());
-            total_bytes += records.len();
-            // read_committed clients drop the data of these producers between each entry's first
-            // offset and its abort marker; without the list they would deliver aborted records.
-            let data = if read_committed && !records.is_empty() {
+                    })?;
+            if read_committed && read.read.is_some() {
                 let aborted = partition
                     .aborted_in(offset, end)
                     .into_iter()
@@ -147,22 +270,22 @@ fn handle(
                             .with_first_offset(t.first_offset)
                     })
                     .collect();
-                data.with_aborted_transactions(Some(aborted))
-            } else {
-                data
-            };
-            partitions.push(data.with_records(Some(Bytes::from(records))));
+                read.aborted = Some(aborted);
+            }
+            partitions.push(read);
         }
-        topics.push(
-            FetchableTopicResponse::default()
+        topics.push(TopicReads {
+            response: FetchableTopicResponse::default()
                 .with_topic(topic.topic.clone())
-                .with_topic_id(topic.topic_id)
-                .with_partitions(partitions),
-        );
+                .with_topic_id(topic.topic_id),
+            partitions,
+        });
     }
-    let min_bytes = request.min_bytes.max(0) as usize;
-    if !wait_over && !any_error && total_bytes < min_bytes {
-        return Ok(None);
-    }
-    Ok(Some(FetchResponse::default().with_responses(topics)))
+    Ok(PendingFetch {
+        waiting,
+        wait_over,
+        max_bytes,
+        any_error,
+        topics,
+    })
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use broker::config::FETCH_WAIT_MAX;
-use broker::{Broker, BrokerConfig, ClientInfo, Now, Outcome};
+use broker::{Broker, BrokerConfig, ClientInfo, FetchRead, Now, Outcome};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_records_request::{
@@ -309,14 +309,17 @@ fn every_advertised_version_answers_with_an_encodable_response() {
                         .next()
                         .unwrap_or_else(|| panic!("{api_key:?} v{version}: no response"))
                 }
-                Outcome::Wait(fetch) => {
-                    // Nothing to fetch yet: answered at the deadline.
-                    clock = clock.plus_ms(FETCH_WAIT_MAX.as_millis() as u64);
-                    match broker.fetch_again(clock, fetch).unwrap() {
-                        Outcome::Respond(response) => response,
-                        other => panic!("fetch waits past its deadline: {other:?}"),
+                Outcome::Fetch(fetch) => match fetch.read() {
+                    FetchRead::Ready(response) => ResponseKind::Fetch(response),
+                    FetchRead::Short(fetch) => {
+                        // Nothing to fetch yet: answered at the deadline.
+                        clock = clock.plus_ms(FETCH_WAIT_MAX.as_millis() as u64);
+                        match crate::visibility::read(broker.fetch_again(clock, fetch).unwrap()) {
+                            FetchRead::Ready(response) => ResponseKind::Fetch(response),
+                            FetchRead::Short(_) => panic!("fetch waits past its deadline"),
+                        }
                     }
-                }
+                },
                 other => panic!("{api_key:?} v{version}: unexpected outcome {other:?}"),
             };
             wire::frame::encode_response(api_key, version, 1, &response)

@@ -3,7 +3,7 @@
 //! power loss could take back. A fetch at an offset between the high watermark and the log end
 //! is not out of range; it is answered empty until the fsync.
 
-use broker::{Broker, Now, Outcome};
+use broker::{Broker, FetchRead, Now, Outcome};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::*;
@@ -27,8 +27,8 @@ fn fetch(broker: &mut Broker, offset: i64) -> (i16, i64, usize) {
                 .with_fetch_offset(offset)
                 .with_partition_max_bytes(1 << 20)])]);
     let outcome = call(broker, request(ApiKey::Fetch, 12, RequestKind::Fetch(body)));
-    let Outcome::Respond(ResponseKind::Fetch(response)) = outcome else {
-        panic!("a fetch whose wait is over is answered: {outcome:?}");
+    let FetchRead::Ready(response) = read(outcome) else {
+        panic!("a fetch whose wait is over is answered");
     };
     let p = &response.responses[0].partitions[0];
     let bytes = p.records.as_ref().map_or(0, |r| r.len());
@@ -113,10 +113,18 @@ fn long_poll(max_wait_ms: i32) -> wire::Request {
     request(ApiKey::Fetch, 12, RequestKind::Fetch(body))
 }
 
+/// What the server does with a Fetch: runs its planned reads.
+pub(crate) fn read(outcome: Outcome) -> FetchRead {
+    let Outcome::Fetch(fetch) = outcome else {
+        panic!("a fetch is planned: {outcome:?}");
+    };
+    fetch.read()
+}
+
 /// The record bytes of an answered fetch.
 fn fetched_bytes(outcome: Outcome) -> usize {
-    let Outcome::Respond(ResponseKind::Fetch(response)) = outcome else {
-        panic!("fetch not answered: {outcome:?}");
+    let FetchRead::Ready(response) = read(outcome) else {
+        panic!("fetch not answered");
     };
     let records = &response.responses[0].partitions[0].records;
     records.as_ref().map_or(0, |r| r.len())
@@ -126,12 +134,13 @@ fn fetched_bytes(outcome: Outcome) -> usize {
 fn a_fetch_waits_for_visible_data_until_the_deadline_the_broker_sets() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = open(dir.path());
-    let Outcome::Wait(fetch) = call(&mut broker, long_poll(500)) else {
+    let FetchRead::Short(fetch) = read(call(&mut broker, long_poll(500))) else {
         panic!("nothing to fetch: the fetch waits");
     };
     assert_eq!(fetch.deadline(), now().plus_ms(500).mono());
     produce(&mut broker, -1, -1, -1, 1);
-    let Outcome::Wait(fetch) = broker.fetch_again(now().plus_ms(100), fetch).unwrap() else {
+    let FetchRead::Short(fetch) = read(broker.fetch_again(now().plus_ms(100), fetch).unwrap())
+    else {
         panic!("written but not fsynced: still waiting");
     };
     group_commit_at(&mut broker, now().plus_ms(200));
@@ -150,12 +159,13 @@ fn a_fetch_waits_for_visible_data_until_the_deadline_the_broker_sets() {
     let outcome = broker
         .handle(later, 2, &broker::ClientInfo::default(), body)
         .unwrap();
-    let Outcome::Wait(fetch) = outcome else {
+    let FetchRead::Short(fetch) = read(outcome) else {
         panic!("nothing to fetch: the fetch waits");
     };
     let cap = broker::config::FETCH_WAIT_MAX.as_millis() as u64;
     assert_eq!(fetch.deadline(), later.plus_ms(cap).mono());
-    let Outcome::Wait(fetch) = broker.fetch_again(later.plus_ms(cap - 1), fetch).unwrap() else {
+    let FetchRead::Short(fetch) = read(broker.fetch_again(later.plus_ms(cap - 1), fetch).unwrap())
+    else {
         panic!("not answered before its deadline");
     };
     assert_eq!(

@@ -133,7 +133,10 @@ fn planned_reads_serve_one_segment() {
     let mut crossed = 0;
     for start in 0..end {
         for max_bytes in [0, 700, 5_000] {
-            let read = log.plan_read(start, end).unwrap().expect("data below the end");
+            let read = log
+                .plan_read(start, end)
+                .unwrap()
+                .expect("data below the end");
             let got = read.run(max_bytes, true).unwrap();
             let want = expected_planned(&log, start, max_bytes, end);
             if want.len() < log.read(start, max_bytes, end).unwrap().len() {
@@ -148,7 +151,10 @@ fn planned_reads_serve_one_segment() {
         }
     }
     assert!(crossed > 0, "some reads would have crossed a segment");
-    assert!(log.plan_read(end, end).unwrap().is_none(), "nothing at the end");
+    assert!(
+        log.plan_read(end, end).unwrap().is_none(),
+        "nothing at the end"
+    );
     assert!(log.plan_read(end + 1, end).is_err(), "out of range");
 }
 
