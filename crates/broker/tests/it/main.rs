@@ -3,6 +3,7 @@
 
 mod compaction;
 mod configs;
+mod fetch_limits;
 mod idempotence;
 mod timers;
 mod versions;

@@ -57,7 +57,7 @@ pub(crate) fn group_commit(broker: &mut Broker) {
 }
 
 /// `group_commit`, reported at `now`.
-fn group_commit_at(broker: &mut Broker, now: Now) {
+pub(crate) fn group_commit_at(broker: &mut Broker, now: Now) {
     let (ticket, work) = broker.take_sync_work();
     let mut synced = Vec::new();
     for (partition, sync) in work {

@@ -1,0 +1,160 @@
+//! What one Fetch response may carry, and what a damaged batch does to it: the response's
+//! `max_bytes`, capped by the broker's `fetch.max.bytes`, bounds the whole response; only the
+//! first batch of the first partition with data may exceed a limit (KIP-74), also when a
+//! partition's limit is 0; a batch that fails its check on the way out fails its partition only.
+
+use std::os::unix::fs::FileExt;
+
+use broker::{Broker, BrokerConfig, FetchRead};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use wire::batch::{build_batch, ProducerFields};
+
+use crate::idempotence::{call, open_with, request, NOW_MS};
+use crate::visibility::{group_commit, read};
+
+const PARTITIONS: i32 = 3;
+/// Each partition holds one batch of this many value bytes (about 920 KB, as in the report).
+const VALUE_BYTES: usize = 920_000;
+
+fn topic() -> TopicName {
+    TopicName(StrBytes::from_static_str("t"))
+}
+
+/// A broker whose topic `t` has three partitions of one big batch each, all visible.
+fn filled(dir: &std::path::Path, fetch_max_bytes: Option<usize>) -> Broker {
+    let mut config = BrokerConfig::new(dir.to_path_buf());
+    config.num_partitions = PARTITIONS;
+    if let Some(limit) = fetch_max_bytes {
+        config.fetch_max_bytes = limit;
+    }
+    let mut broker = open_with(config);
+    let value = vec![b'v'; VALUE_BYTES];
+    for partition in 0..PARTITIONS {
+        let batch = build_batch(&[(None, Some(&value[..]))], NOW_MS, ProducerFields::NONE, 0);
+        let body = ProduceRequest::default().with_acks(-1).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic())
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch.into()))]),
+        ]);
+        call(
+            &mut broker,
+            request(ApiKey::Produce, 9, RequestKind::Produce(body)),
+        );
+    }
+    group_commit(&mut broker);
+    broker
+}
+
+/// (error code, record bytes) of each partition in a fetch of all three from offset 0.
+fn fetch(broker: &mut Broker, max_bytes: i32, partition_max_bytes: i32) -> Vec<(i16, usize)> {
+    let partitions = (0..PARTITIONS)
+        .map(|p| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(partition_max_bytes)
+        })
+        .collect();
+    let body = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic())
+            .with_partitions(partitions)]);
+    let FetchRead::Ready(response) = read(call(
+        broker,
+        request(ApiKey::Fetch, 12, RequestKind::Fetch(body)),
+    )) else {
+        panic!("a fetch without wait is answered");
+    };
+    response.responses[0]
+        .partitions
+        .iter()
+        .map(|p| (p.error_code, p.records.as_ref().map_or(0, |r| r.len())))
+        .collect()
+}
+
+fn has_data(answers: &[(i16, usize)]) -> Vec<bool> {
+    answers.iter().map(|&(_, bytes)| bytes > 0).collect()
+}
+
+#[test]
+fn the_response_limit_bounds_the_whole_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = filled(dir.path(), None);
+    // Control: a limit that holds all three serves all three.
+    assert_eq!(
+        has_data(&fetch(&mut broker, 3_000_000, 1 << 20)),
+        [true, true, true]
+    );
+    // 1,000,000 bytes hold one batch: only the first partition's, not one per partition.
+    let answers = fetch(&mut broker, 1_000_000, 1 << 20);
+    assert_eq!(has_data(&answers), [true, false, false], "{answers:?}");
+    assert!(answers.iter().all(|&(error, _)| error == 0));
+    // Below one batch: the first partition's first batch still comes whole (KIP-74).
+    assert_eq!(has_data(&fetch(&mut broker, 1, 1 << 20)), [true, false, false]);
+}
+
+#[test]
+fn a_partition_limit_of_zero_still_serves_the_first_batch_of_the_first_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = filled(dir.path(), None);
+    assert_eq!(
+        has_data(&fetch(&mut broker, 50_000_000, 0)),
+        [true, false, false]
+    );
+}
+
+#[test]
+fn fetch_max_bytes_caps_what_a_client_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = filled(dir.path(), Some(1_000_000));
+    assert_eq!(
+        has_data(&fetch(&mut broker, 50_000_000, 1 << 20)),
+        [true, false, false]
+    );
+    // A request without a response limit (max_bytes 0, before v3's field) gets the cap too.
+    assert_eq!(has_data(&fetch(&mut broker, 0, 1 << 20)), [true, false, false]);
+}
+
+#[test]
+fn a_damaged_batch_fails_its_partition_and_the_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = filled(dir.path(), None);
+    // Control: undamaged, every partition is served.
+    let answers = fetch(&mut broker, 3_000_000, 1 << 20);
+    assert_eq!(answers.iter().map(|a| a.0).collect::<Vec<_>>(), [0, 0, 0]);
+    // Flip one value byte of partition 1's synced batch in place, as bit rot would.
+    let segment = dir.path().join("t-1").join(format!("{:020}.log", 0));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    let at = file.metadata().unwrap().len() / 2;
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x01], at).unwrap();
+    let answers = fetch(&mut broker, 3_000_000, 1 << 20);
+    let corrupt_message = 2;
+    assert_eq!(
+        answers,
+        [
+            (0, answers[0].1),
+            (corrupt_message, 0),
+            (0, answers[2].1)
+        ]
+    );
+    assert!(answers[0].1 > VALUE_BYTES && answers[2].1 > VALUE_BYTES);
+    // The broker goes on: the damaged partition keeps failing the same way, loudly, and the
+    // others keep serving.
+    assert_eq!(
+        fetch(&mut broker, 3_000_000, 1 << 20)[1],
+        (corrupt_message, 0)
+    );
+}
