@@ -34,13 +34,13 @@ fn filled(dir: &std::path::Path, fetch_max_bytes: Option<usize>) -> Broker {
     let value = vec![b'v'; VALUE_BYTES];
     for partition in 0..PARTITIONS {
         let batch = build_batch(&[(None, Some(&value[..]))], NOW_MS, ProducerFields::NONE, 0);
-        let body = ProduceRequest::default().with_acks(-1).with_topic_data(vec![
-            TopicProduceData::default()
+        let body = ProduceRequest::default()
+            .with_acks(-1)
+            .with_topic_data(vec![TopicProduceData::default()
                 .with_name(topic())
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(partition)
-                    .with_records(Some(batch.into()))]),
-        ]);
+                    .with_records(Some(batch.into()))])]);
         call(
             &mut broker,
             request(ApiKey::Produce, 9, RequestKind::Produce(body)),
@@ -97,7 +97,10 @@ fn the_response_limit_bounds_the_whole_response() {
     assert_eq!(has_data(&answers), [true, false, false], "{answers:?}");
     assert!(answers.iter().all(|&(error, _)| error == 0));
     // Below one batch: the first partition's first batch still comes whole (KIP-74).
-    assert_eq!(has_data(&fetch(&mut broker, 1, 1 << 20)), [true, false, false]);
+    assert_eq!(
+        has_data(&fetch(&mut broker, 1, 1 << 20)),
+        [true, false, false]
+    );
 }
 
 #[test]
@@ -119,7 +122,10 @@ fn fetch_max_bytes_caps_what_a_client_asks_for() {
         [true, false, false]
     );
     // A request without a response limit (max_bytes 0, before v3's field) gets the cap too.
-    assert_eq!(has_data(&fetch(&mut broker, 0, 1 << 20)), [true, false, false]);
+    assert_eq!(
+        has_data(&fetch(&mut broker, 0, 1 << 20)),
+        [true, false, false]
+    );
 }
 
 #[test]
@@ -144,11 +150,7 @@ fn a_damaged_batch_fails_its_partition_and_the_others_are_served() {
     let corrupt_message = 2;
     assert_eq!(
         answers,
-        [
-            (0, answers[0].1),
-            (corrupt_message, 0),
-            (0, answers[2].1)
-        ]
+        [(0, answers[0].1), (corrupt_message, 0), (0, answers[2].1)]
     );
     assert!(answers[0].1 > VALUE_BYTES && answers[2].1 > VALUE_BYTES);
     // The broker goes on: the damaged partition keeps failing the same way, loudly, and the

@@ -259,7 +259,10 @@ async fn corruption_found_by_a_read_fails_that_partition_only() {
     assert!(ferry.is_running(), "the broker stopped on a damaged read");
     assert_eq!(good, RECORDS, "the undamaged partition is served whole");
     // Partition 1's batches before the damaged one may be served; the damaged one never is.
-    assert!(damaged < RECORDS, "{damaged} records of the damaged partition served");
+    assert!(
+        damaged < RECORDS,
+        "{damaged} records of the damaged partition served"
+    );
     // CORRUPT_MESSAGE (2), which librdkafka names "Invalid message".
     assert!(
         errors.iter().any(|e| e.contains("Invalid message")),

@@ -77,17 +77,28 @@ impl Ferry {
 
     /// The broker's resident memory in bytes (Linux `/proc/<pid>/status` VmRSS).
     pub fn rss_bytes(&self) -> u64 {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// The broker's resident anonymous memory (heap and stacks) in bytes (`RssAnon`): unlike
+    /// VmRSS it leaves out mapped file pages, which are the page cache's.
+    pub fn rss_anon_bytes(&self) -> u64 {
+        self.status_bytes("RssAnon:")
+    }
+
+    /// A `/proc/<pid>/status` line in kB, in bytes.
+    fn status_bytes(&self, field: &str) -> u64 {
         let pid = self.child.as_ref().expect("ferry is running").id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
         let line = status
             .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .expect("VmRSS line");
+            .find(|l| l.starts_with(field))
+            .unwrap_or_else(|| panic!("no {field} line"));
         let kib: u64 = line
             .split_whitespace()
             .nth(1)
             .and_then(|n| n.parse().ok())
-            .expect("VmRSS in kB");
+            .unwrap_or_else(|| panic!("{field} in kB"));
         kib * 1024
     }
 

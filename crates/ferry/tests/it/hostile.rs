@@ -35,7 +35,7 @@ fn closed_by_broker(mut stream: TcpStream) -> bool {
     }
 }
 
-fn request_frame(api_key: ApiKey, version: i16, body: &RequestKind) -> Vec<u8> {
+pub(crate) fn request_frame(api_key: ApiKey, version: i16, body: &RequestKind) -> Vec<u8> {
     let header = RequestHeader::default()
         .with_request_api_key(api_key as i16)
         .with_request_api_version(version)
@@ -47,7 +47,7 @@ fn request_frame(api_key: ApiKey, version: i16, body: &RequestKind) -> Vec<u8> {
 }
 
 /// Reads one response frame and returns its body after the correlation id (header v0).
-fn read_response(stream: &mut TcpStream, header_bytes: usize) -> Bytes {
+pub(crate) fn read_response(stream: &mut TcpStream, header_bytes: usize) -> Bytes {
     let mut length = [0u8; 4];
     stream.read_exact(&mut length).expect("response length");
     let mut body = vec![0u8; i32::from_be_bytes(length) as usize];
