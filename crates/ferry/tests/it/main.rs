@@ -14,5 +14,6 @@ mod idempotence;
 mod lab;
 mod roundtrip;
 mod sinks;
+mod stress;
 mod torture;
 mod transactions;
