@@ -189,7 +189,7 @@ async fn read_loop(
             }
             Err(ReadEnd::Shutdown) => return,
         }
-        let pending = match request_pending(shared, body, client) {
+        let pending = match request_pending(shared, body, client, peer) {
             Ok(Some(pending)) => pending,
             Ok(None) => continue,
             Err(reason) => Pending::Close(reason),
@@ -206,6 +206,7 @@ fn request_pending(
     shared: &Shared,
     body: BytesMut,
     client: &ClientInfo,
+    peer: SocketAddr,
 ) -> Result<Option<Pending>, String> {
     let HeaderPrefix {
         api_key,
@@ -229,6 +230,14 @@ fn request_pending(
         return Err(format!("unsupported {api:?} version {api_version}"));
     }
     let request = decode_request(body.freeze()).map_err(|e| e.to_string())?;
+    tracing::debug!(
+        %peer,
+        api = ?api,
+        version = api_version,
+        correlation_id,
+        client_id = request.header.client_id.as_deref().unwrap_or(""),
+        "request"
+    );
     let reply = Reply {
         api_key: api,
         version: api_version,
@@ -267,7 +276,10 @@ fn request_pending(
             fetch,
             visible: broker.visible,
         }),
-        Outcome::NoResponse => None,
+        Outcome::NoResponse => {
+            tracing::debug!(%peer, api = ?api, correlation_id, "no response (acks=0)");
+            None
+        }
         Outcome::Close(reason) => Some(Pending::Close(reason)),
     })
 }
@@ -335,6 +347,14 @@ async fn write_loop(
                 return;
             }
         };
+        tracing::debug!(
+            %peer,
+            api = ?reply.api_key,
+            version = reply.version,
+            correlation_id = reply.correlation_id,
+            errors = %ErrorNames(wire::errors::error_codes(&response)),
+            "response"
+        );
         // A Fetch response's record data goes out as the file's own bytes, not copied first.
         let frame = match &response {
             ResponseKind::Fetch(fetch) => {
@@ -395,5 +415,24 @@ async fn fetch_response(
             Ok(other) => unreachable!("a fetch planned again is a fetch: {other:?}"),
             Err(error) => fatal(error),
         };
+    }
+}
+
+/// Error codes as a trace shows them: `none`, or each by name with its code.
+struct ErrorNames(Vec<i16>);
+
+impl std::fmt::Display for ErrorNames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        for (i, &code) in self.0.iter().enumerate() {
+            let separator = if i == 0 { "" } else { " " };
+            match ResponseError::try_from_code(code) {
+                Some(error) => write!(f, "{separator}{error:?}({code})")?,
+                None => write!(f, "{separator}unknown({code})")?,
+            }
+        }
+        Ok(())
     }
 }

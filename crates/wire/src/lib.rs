@@ -6,6 +6,7 @@
 //! decodes individual records) and the limits on frames.
 
 pub mod batch;
+pub mod errors;
 pub mod fields;
 pub mod frame;
 pub mod pieces;

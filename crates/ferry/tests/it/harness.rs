@@ -35,8 +35,18 @@ impl Ferry {
     /// `start`, with ferry's traces (at `FERRY_LOG`, default `info`) appended to the file
     /// `traces` instead of going to the test's stderr. A `restart` traces to stderr again.
     pub fn start_traced(data_dir: &Path, settings: &[&str], traces: &Path) -> Ferry {
+        Ferry::start_traced_at(data_dir, settings, traces, "info")
+    }
+
+    /// `start_traced`, at the trace filter `level` (`FERRY_LOG` still wins when set).
+    pub fn start_traced_at(
+        data_dir: &Path,
+        settings: &[&str],
+        traces: &Path,
+        level: &str,
+    ) -> Ferry {
         let args: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn_with(data_dir, "127.0.0.1:0", &args, Some(traces));
+        let (child, addr) = spawn_with(data_dir, "127.0.0.1:0", &args, Some((traces, level)));
         Ferry {
             child: Some(child),
             addr,
@@ -123,12 +133,12 @@ fn spawn(data_dir: &Path, listen: &str, settings: &[String]) -> (Child, SocketAd
     spawn_with(data_dir, listen, settings, None)
 }
 
-/// `spawn`, with the traces (stderr) appended to `traces` at `FERRY_LOG` or `info` if given.
+/// `spawn`, with the traces (stderr) appended to a file at a level (`FERRY_LOG` wins) if given.
 fn spawn_with(
     data_dir: &Path,
     listen: &str,
     settings: &[String],
-    traces: Option<&Path>,
+    traces: Option<(&Path, &str)>,
 ) -> (Child, SocketAddr) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
     command
@@ -144,13 +154,13 @@ fn spawn_with(
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("FERRY_")) {
         command.env_remove(key);
     }
-    let level = if traces.is_some() { "info" } else { "warn" };
+    let level = traces.map_or("warn", |(_, level)| level);
     command.env(
         "FERRY_LOG",
         std::env::var("FERRY_LOG").unwrap_or_else(|_| level.into()),
     );
     let stderr = match traces {
-        Some(path) => Stdio::from(
+        Some((path, _)) => Stdio::from(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)

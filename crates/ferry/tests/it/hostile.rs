@@ -415,3 +415,58 @@ fn walk_bytes(dir: &std::path::Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// At debug level every request and its answer are traced with the API, version, correlation id
+/// and error codes by name, so a client's problem can be diagnosed from the broker's side: here a
+/// librdkafka consumer asking for an offset beyond the log end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_traces_name_each_request_and_its_errors() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let dir = tempfile::tempdir().unwrap();
+    let traces = dir.path().join("traces.log");
+    let data = dir.path().join("data");
+    let ferry = Ferry::start_traced_at(&data, &[], &traces, "info,server=debug");
+    healthy(&ferry.bootstrap(), 0).await;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", ferry.bootstrap())
+        .set("group.id", "traced")
+        .set("client.id", "traced-consumer")
+        .set("auto.offset.reset", "error")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset("hostile-healthy", 0, Offset::Offset(1_000))
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut refused = false;
+    while !refused && std::time::Instant::now() < deadline {
+        refused = matches!(consumer.poll(Duration::from_millis(100)), Some(Err(_)));
+    }
+    assert!(refused, "the consumer was told its offset is out of range");
+    let traces = std::fs::read_to_string(&traces).unwrap();
+    let line = |needle: &[&str]| {
+        traces
+            .lines()
+            .find(|line| needle.iter().all(|n| line.contains(n)))
+            .map(str::to_string)
+    };
+    assert!(
+        line(&[
+            "request",
+            "api=Fetch",
+            "client_id=\"traced-consumer\"",
+            "correlation_id="
+        ])
+        .is_some(),
+        "no Fetch request traced"
+    );
+    assert!(
+        line(&["response", "api=Fetch", "errors=OffsetOutOfRange(1)"]).is_some(),
+        "no Fetch answer traced with its error"
+    );
+    // The control: answers without an error say so.
+    assert!(line(&["response", "api=Produce", "errors=none"]).is_some());
+}
