@@ -23,12 +23,17 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use storage::{LogError, SegmentRead};
+use wire::batch::{Batches, Compression};
 
 use super::code;
 use crate::config::FETCH_WAIT_MAX;
 use crate::{Broker, BrokerError, Now, Outcome};
 
 const READ_COMMITTED: i8 = 1;
+
+/// The first Fetch version whose clients may be sent zstd batches (KIP-110): an older one is
+/// answered UNSUPPORTED_COMPRESSION_TYPE for a partition whose data holds one, as Kafka does.
+const ZSTD_MIN_VERSION: i16 = 10;
 
 /// A Fetch waiting for `min_bytes` (see the module comment).
 #[derive(Debug)]
@@ -116,6 +121,17 @@ impl PendingFetch {
                 let records = match read {
                     Some(read) if budget > 0 || whole_first => {
                         match read.run(budget, whole_first) {
+                            Ok(records)
+                                if self.waiting.version < ZSTD_MIN_VERSION
+                                    && holds_zstd(&records) =>
+                            {
+                                any_error = true;
+                                let error = code(ResponseError::UnsupportedCompressionType);
+                                partitions.push(
+                                    data.with_error_code(error).with_records(Some(Bytes::new())),
+                                );
+                                continue;
+                            }
                             Ok(records) => records,
                             Err(error) => {
                                 any_error = true;
@@ -147,6 +163,12 @@ impl PendingFetch {
         }
         FetchRead::Ready(FetchResponse::default().with_responses(topics))
     }
+}
+
+/// Whether any of these (verified) batches is zstd-compressed.
+fn holds_zstd(records: &[u8]) -> bool {
+    Batches::new(records)
+        .any(|batch| matches!(batch, Ok((_, view)) if view.compression() == Ok(Compression::Zstd)))
 }
 
 /// A partition whose read failed: its error, loud in the log; the other partitions are served.

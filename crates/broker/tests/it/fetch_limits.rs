@@ -160,3 +160,56 @@ fn a_damaged_batch_fails_its_partition_and_the_others_are_served() {
         (corrupt_message, 0)
     );
 }
+
+/// Fetch v10 is the first whose clients may get zstd batches (KIP-110): an older Fetch of a
+/// partition holding one is answered UNSUPPORTED_COMPRESSION_TYPE, and the newer one is served.
+#[test]
+fn zstd_batches_are_not_served_to_fetch_versions_before_10() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open_with(BrokerConfig::new(dir.path().to_path_buf()));
+    // The codec bits say zstd; the broker never decompresses, so the records may stay plain.
+    const ZSTD: i16 = 4;
+    let batch = build_batch(
+        &[(None, Some(&b"v"[..]))],
+        NOW_MS,
+        ProducerFields::NONE,
+        ZSTD,
+    );
+    let body = ProduceRequest::default()
+        .with_acks(-1)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic())
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch.into()))])]);
+    call(
+        &mut broker,
+        request(ApiKey::Produce, 9, RequestKind::Produce(body)),
+    );
+    group_commit(&mut broker);
+    let fetch_at = |broker: &mut Broker, version: i16| {
+        let body = FetchRequest::default()
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(topic())
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let FetchRead::Ready(response) = read(call(
+            broker,
+            request(ApiKey::Fetch, version, RequestKind::Fetch(body)),
+        )) else {
+            panic!("answered");
+        };
+        let partition = &response.responses[0].partitions[0];
+        (
+            partition.error_code,
+            partition.records.as_ref().map_or(0, |r| r.len()),
+        )
+    };
+    let unsupported_compression_type = 76;
+    assert_eq!(fetch_at(&mut broker, 9), (unsupported_compression_type, 0));
+    let (error, bytes) = fetch_at(&mut broker, 10);
+    assert_eq!(error, 0);
+    assert!(bytes > 0, "served from v10 on");
+}
