@@ -162,3 +162,27 @@ def test_offsets_for_times_inside_one_batch(broker):
             assert answer.error is None and answer.offset == expected, (wanted, answer)
     finally:
         consumer.close()
+
+
+def test_confluent_admin_list_offsets_specs(broker):
+    """AdminClient.list_offsets with every OffsetSpec: max_timestamp is ListOffsets v7's -3, the
+    first record carrying the largest timestamp; here the largest is in the middle of the log."""
+    from confluent_kafka.admin import OffsetSpec
+
+    topic = "specs"
+    producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    stamps = [BASE_MS + 5_000, BASE_MS + 9_000, BASE_MS + 2_000]
+    for i, ts in enumerate(stamps):
+        producer.produce(topic, partition=0, value=b"%d" % i, timestamp=ts)
+        assert producer.flush(TIMEOUT_S) == 0
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    tp = TopicPartition(topic, 0)
+
+    def listed(spec):
+        result = admin.list_offsets({tp: spec}, request_timeout=TIMEOUT_S)[tp].result(TIMEOUT_S)
+        return result.offset, result.timestamp
+
+    assert listed(OffsetSpec.max_timestamp()) == (1, BASE_MS + 9_000)
+    assert listed(OffsetSpec.earliest())[0] == 0
+    assert listed(OffsetSpec.latest())[0] == 3
+    assert listed(OffsetSpec.for_timestamp(BASE_MS + 6_000)) == (1, BASE_MS + 9_000)

@@ -555,6 +555,17 @@ impl PartitionLog {
             .saturating_sub(1)
     }
 
+    /// The largest timestamp of the records from the log start on (batch max timestamps), None
+    /// when none carries one.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        self.segments
+            .iter()
+            .filter(|segment| segment.next_offset > self.log_start_offset)
+            .map(|segment| segment.max_timestamp_ms)
+            .max()
+            .filter(|&max| max >= 0)
+    }
+
     /// The first batch whose max timestamp is at or after `timestamp_ms`: its base offset (at
     /// least the log start offset) and that max timestamp. Batch granularity, as the log never
     /// decodes records.

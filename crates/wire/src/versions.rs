@@ -22,7 +22,7 @@ const fn api(api_key: ApiKey, min: i16, max: i16) -> Supported {
 pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::Produce, 3, 9),
     api(ApiKey::Fetch, 4, 12),
-    api(ApiKey::ListOffsets, 1, 6),
+    api(ApiKey::ListOffsets, 1, 10),
     api(ApiKey::Metadata, 0, 12),
     api(ApiKey::ApiVersions, 0, 3),
     api(ApiKey::CreateTopics, 2, 7),

@@ -1,8 +1,10 @@
 //! ListOffsets: earliest (-2) is the log start offset, latest (-1) the high watermark (the last
-//! stable offset under read_committed), and a timestamp the first record whose timestamp reaches
-//! it, as in Kafka. Inside a compressed batch ferry does not decompress: the answer is then the
-//! batch's first offset and its max timestamp. -3 (max timestamp, v7) is not
-//! advertised.
+//! stable offset under read_committed), a timestamp the first record whose timestamp reaches it,
+//! and max timestamp (-3, v7+) the first record carrying the log's largest timestamp, as in Kafka;
+//! a record found at or above the high watermark (last stable offset) is not answered (-1).
+//! Inside a compressed batch ferry does not decompress: the answer is then the batch's first
+//! offset and its max timestamp. With no tiered storage, earliest local (-4, v8+) is the log start
+//! offset and latest tiered (-5, v9+) is -1, as Kafka answers without remote storage.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -15,6 +17,13 @@ use crate::{Broker, BrokerError};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+/// The first versions that may ask for -3, -4 and -5.
+const MAX_TIMESTAMP_MIN_VERSION: i16 = 7;
+const EARLIEST_LOCAL_MIN_VERSION: i16 = 8;
+const LATEST_TIERED_MIN_VERSION: i16 = 9;
 const READ_COMMITTED: i8 = 1;
 
 pub fn handle(
@@ -45,15 +54,41 @@ pub fn handle(
                 partition: wanted.partition_index,
                 source,
             };
+            let last_fetchable = if read_committed {
+                partition.last_stable_offset()
+            } else {
+                partition.high_watermark()
+            };
+            // A record found by its timestamp counts only below what a consumer may read.
+            let fetchable = |found: Option<(i64, i64)>| {
+                found
+                    .filter(|&(offset, _)| offset < last_fetchable)
+                    .unwrap_or((-1, -1))
+            };
             let (offset, timestamp) = match wanted.timestamp {
                 EARLIEST => (partition.log_start_offset(), -1),
-                LATEST if read_committed => (partition.last_stable_offset(), -1),
-                LATEST => (partition.high_watermark(), -1),
-                timestamp if timestamp >= 0 => partition
-                    .log()
-                    .offset_for_timestamp(timestamp)
-                    .map_err(log_error)?
-                    .unwrap_or((-1, -1)),
+                LATEST => (last_fetchable, -1),
+                timestamp if timestamp >= 0 => fetchable(
+                    partition
+                        .log()
+                        .offset_for_timestamp(timestamp)
+                        .map_err(log_error)?,
+                ),
+                MAX_TIMESTAMP if version >= MAX_TIMESTAMP_MIN_VERSION => {
+                    match partition.log().max_timestamp() {
+                        Some(max) => fetchable(
+                            partition
+                                .log()
+                                .offset_for_timestamp(max)
+                                .map_err(log_error)?,
+                        ),
+                        None => (-1, -1),
+                    }
+                }
+                EARLIEST_LOCAL if version >= EARLIEST_LOCAL_MIN_VERSION => {
+                    (partition.log_start_offset(), -1)
+                }
+                LATEST_TIERED if version >= LATEST_TIERED_MIN_VERSION => (-1, -1),
                 _ => {
                     partitions.push(
                         response

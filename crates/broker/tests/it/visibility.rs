@@ -283,3 +283,39 @@ fn run_round(
     broker.synced(now, ticket, synced).unwrap();
     broker.mark_checkpointed(written);
 }
+
+/// (offset, timestamp) ListOffsets v7 answers for `timestamp` on t-0.
+fn offset_at(broker: &mut Broker, timestamp: i64) -> (i64, i64) {
+    let body = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+        .with_name(topic())
+        .with_partitions(vec![ListOffsetsPartition::default()
+            .with_partition_index(0)
+            .with_timestamp(timestamp)])]);
+    let outcome = call(
+        broker,
+        request(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(body)),
+    );
+    let Outcome::Respond(ResponseKind::ListOffsets(r)) = outcome else {
+        panic!("unexpected outcome {outcome:?}");
+    };
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    (p.offset, p.timestamp)
+}
+
+#[test]
+fn offsets_by_timestamp_answer_only_visible_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open(dir.path());
+    produce(&mut broker, -1, -1, -1, 3);
+    let max_timestamp = -3;
+    // Written, not fsynced: neither a timestamp lookup nor max timestamp finds the records.
+    assert_eq!(offset_at(&mut broker, 0), (-1, -1));
+    assert_eq!(offset_at(&mut broker, max_timestamp), (-1, -1));
+    group_commit(&mut broker);
+    assert_eq!(offset_at(&mut broker, 0), (0, crate::idempotence::NOW_MS));
+    assert_eq!(
+        offset_at(&mut broker, max_timestamp),
+        (0, crate::idempotence::NOW_MS)
+    );
+}
