@@ -343,3 +343,45 @@ def test_offsets_expire_a_retention_after_the_group_empties(broker):
     assert "py-keep" in groups()
     keeper.close()
     assert RETENTION_S <= took + 1, f"expired after {took:.1f}s"
+
+
+def test_kafka_python_delete_group_offsets(broker):
+    """OffsetDelete (KIP-496) through kafka-python's admin client: an Empty group's offsets go,
+    partition by partition; while a librdkafka member consumes the topic, its offsets are
+    protected (GROUP_SUBSCRIBED_TO_TOPIC), and an unknown group is refused."""
+    import kafka.admin
+    import kafka.errors
+    from kafka import TopicPartition as KpTopicPartition
+
+    topic, group = "offdel", "offdel-group"
+    admin_c = confluent_kafka.admin.AdminClient({"bootstrap.servers": broker.bootstrap})
+    futures = admin_c.create_topics([confluent_kafka.admin.NewTopic(topic, 2, 1)])
+    futures[topic].result(15)
+    committed = confluent_kafka.ConsumerGroupTopicPartitions(
+        group,
+        [confluent_kafka.TopicPartition(topic, 0, 5), confluent_kafka.TopicPartition(topic, 1, 7)],
+    )
+    admin_c.alter_consumer_group_offsets([committed])[group].result(15)
+    admin = kafka.admin.KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        result = admin.delete_group_offsets(group, [KpTopicPartition(topic, 0)])
+        assert result == {KpTopicPartition(topic, 0): kafka.errors.NoError}, result
+        left = admin.list_group_offsets(group)[group]
+        assert {tp.partition: meta.offset for tp, meta in left.items()} == {1: 7}
+
+        consumer = confluent_kafka.Consumer(
+            {"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False}
+        )
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 15
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(0.2)
+        assert consumer.assignment(), "the consumer joined"
+        result = admin.delete_group_offsets(group, [KpTopicPartition(topic, 1)])
+        assert result == {KpTopicPartition(topic, 1): kafka.errors.GroupSubscribedToTopicError}, result
+        consumer.close()
+
+        with pytest.raises(kafka.errors.GroupIdNotFoundError):
+            admin.delete_group_offsets("no-such-group", [KpTopicPartition(topic, 0)])
+    finally:
+        admin.close()

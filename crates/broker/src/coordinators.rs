@@ -13,7 +13,7 @@ use crate::{Broker, BrokerError, ClientInfo, LogId, Now, Outcome, Routed};
 
 impl Broker {
     /// Handles a consumer group request (JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-    /// OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups). JoinGroup and
+    /// OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete). JoinGroup and
     /// SyncGroup may be answered later, and may answer other members' earlier requests.
     pub(crate) fn handle_group(
         &mut self,

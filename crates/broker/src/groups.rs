@@ -217,6 +217,7 @@ fn response_kind(response: Response) -> ResponseKind {
         Response::ListGroups(r) => ResponseKind::ListGroups(r),
         Response::DescribeGroups(r) => ResponseKind::DescribeGroups(r),
         Response::DeleteGroups(r) => ResponseKind::DeleteGroups(r),
+        Response::OffsetDelete(r) => ResponseKind::OffsetDelete(r),
     }
 }
 
@@ -274,6 +275,7 @@ pub fn group_request(
         K::ListGroups(r) => group::Request::ListGroups(r),
         K::DescribeGroups(r) => group::Request::DescribeGroups(r),
         K::DeleteGroups(r) => group::Request::DeleteGroups(r),
+        K::OffsetDelete(r) => group::Request::OffsetDelete(r),
         other => return Err(other),
     })
 }

@@ -6,8 +6,9 @@ use kafka_protocol::messages::{
     ApiKey, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
     DescribeGroupsResponse, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
     JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
+    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
+    OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
+    SyncGroupResponse,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -44,6 +45,7 @@ pub enum Request {
     ListGroups(ListGroupsRequest),
     DescribeGroups(DescribeGroupsRequest),
     DeleteGroups(DeleteGroupsRequest),
+    OffsetDelete(OffsetDeleteRequest),
 }
 
 /// A response ready to encode at the version of the request it answers.
@@ -58,6 +60,7 @@ pub enum Response {
     ListGroups(ListGroupsResponse),
     DescribeGroups(DescribeGroupsResponse),
     DeleteGroups(DeleteGroupsResponse),
+    OffsetDelete(OffsetDeleteResponse),
 }
 
 /// The message of a failed [`Response::encode`]; the codec reports no finer type.
@@ -81,6 +84,7 @@ impl Response {
             Response::ListGroups(_) => ApiKey::ListGroups,
             Response::DescribeGroups(_) => ApiKey::DescribeGroups,
             Response::DeleteGroups(_) => ApiKey::DeleteGroups,
+            Response::OffsetDelete(_) => ApiKey::OffsetDelete,
         }
     }
 
@@ -96,6 +100,7 @@ impl Response {
             Response::ListGroups(r) => r.encode(buf, api_version),
             Response::DescribeGroups(r) => r.encode(buf, api_version),
             Response::DeleteGroups(r) => r.encode(buf, api_version),
+            Response::OffsetDelete(r) => r.encode(buf, api_version),
         };
         result.map_err(|e| EncodeError {
             api_key: self.api_key(),

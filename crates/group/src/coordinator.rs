@@ -18,7 +18,8 @@ use kafka_protocol::messages::{
     DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
     GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, LeaveGroupRequest,
     LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, TopicName,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -124,6 +125,7 @@ impl GroupCoordinator {
             Request::ListGroups(r) => self.handle_list_groups(now_ms, ctx, r),
             Request::DescribeGroups(r) => self.handle_describe_groups(now_ms, ctx, r),
             Request::DeleteGroups(r) => self.handle_delete_groups(now_ms, ctx, r),
+            Request::OffsetDelete(r) => self.handle_offset_delete(now_ms, ctx, r),
         }
     }
 
@@ -546,6 +548,30 @@ impl GroupCoordinator {
             r.results.push(result);
         }
         out.respond(ctx.token, Response::DeleteGroups(r));
+        out
+    }
+
+    /// OffsetDelete v0 (KIP-496): removes committed offsets of a group that is Empty, or, in a
+    /// consumer group with members, of partitions whose topic no member subscribes to (the others
+    /// answer GROUP_SUBSCRIBED_TO_TOPIC); any other group with members is NON_EMPTY_GROUP, an
+    /// unknown one GROUP_ID_NOT_FOUND. The output's records are the removed offsets' tombstones.
+    pub fn handle_offset_delete(
+        &mut self,
+        now_ms: u64,
+        ctx: &RequestContext,
+        req: OffsetDeleteRequest,
+    ) -> Output {
+        let mut out = Output::default();
+        let group_id = req.group_id.0.clone();
+        let result = self.run(now_ms, &mut out, &group_id, |group, env| {
+            group.delete_offsets(env, &req.topics)
+        });
+        let mut r = OffsetDeleteResponse::default();
+        match result.unwrap_or(Err(ResponseError::GroupIdNotFound)) {
+            Ok(topics) => r.topics = topics,
+            Err(error) => r.error_code = error.code(),
+        }
+        out.respond(ctx.token, Response::OffsetDelete(r));
         out
     }
 

@@ -45,6 +45,7 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::ListGroups, 0, 4),
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::OffsetDelete, 0, 0),
     // Transactions (librdkafka uses v0 of the Add*ToTxn APIs; never EndTxn 5+ without KIP-890).
     api(ApiKey::AddPartitionsToTxn, 0, 3),
     api(ApiKey::AddOffsetsToTxn, 0, 3),
@@ -81,6 +82,7 @@ pub fn is_group_api(api_key: ApiKey) -> bool {
             | ApiKey::ListGroups
             | ApiKey::DescribeGroups
             | ApiKey::DeleteGroups
+            | ApiKey::OffsetDelete
     )
 }
 

@@ -174,6 +174,22 @@ pub(crate) fn owned_bytes(b: &Bytes) -> Bytes {
     Bytes::copy_from_slice(b)
 }
 
+/// The protocol type of Kafka's consumers.
+const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
+
+/// The topics of a consumer subscription (its version first, then the fields of that version).
+fn subscription_topics(metadata: &Bytes) -> Option<Vec<String>> {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Decodable;
+    let mut buf = metadata.clone();
+    let version = i16::from_be_bytes(metadata.get(..2)?.try_into().ok()?);
+    bytes::Buf::advance(&mut buf, 2);
+    // Newer versions start with the fields of the newest one known (Kafka reads them so too).
+    let version = version.clamp(0, 3);
+    let subscription = ConsumerProtocolSubscription::decode(&mut buf, version).ok()?;
+    Some(subscription.topics.iter().map(|t| t.to_string()).collect())
+}
+
 impl Group {
     pub(crate) fn new(id: StrBytes, now_ms: u64) -> Group {
         Group {
@@ -209,6 +225,25 @@ impl Group {
 
     pub(crate) fn protocol_type(&self) -> Option<&StrBytes> {
         self.protocol_type.as_ref()
+    }
+
+    /// Whether the members speak the consumer protocol (their metadata are Kafka's consumer
+    /// subscriptions).
+    pub(crate) fn is_consumer_group(&self) -> bool {
+        self.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE)
+    }
+
+    /// The topics the members subscribe to, read from their metadata for the group's protocol
+    /// (Kafka's `ConsumerProtocolSubscription`); None when the group has no protocol yet or a
+    /// member's subscription cannot be read.
+    pub(crate) fn subscribed_topics(&self) -> Option<HashSet<String>> {
+        let protocol = self.protocol_name.as_ref()?;
+        let mut topics = HashSet::new();
+        for member in self.members.values() {
+            let (_, metadata) = member.protocols.iter().find(|(name, _)| name == protocol)?;
+            topics.extend(subscription_topics(metadata)?);
+        }
+        Some(topics)
     }
 
     pub(crate) fn protocol_name(&self) -> Option<&StrBytes> {

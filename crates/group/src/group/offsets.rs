@@ -8,6 +8,10 @@ use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic;
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{owned, Env, Group, GroupState, TopicPartition};
@@ -228,6 +232,56 @@ impl Group {
             now_ms.saturating_sub(base_ms) >= retention_ms
                 && !staged.values().any(|p| p.contains_key(tp))
         })
+    }
+
+    /// Kafka's OffsetDelete for this group (see `GroupCoordinator::handle_offset_delete`): the
+    /// answers per partition, the tombstones pushed to the output.
+    pub(crate) fn delete_offsets(
+        &mut self,
+        env: &mut Env,
+        topics: &[OffsetDeleteRequestTopic],
+    ) -> Result<Vec<OffsetDeleteResponseTopic>, ResponseError> {
+        // Which topics the members consume; None when a member's subscription cannot be read,
+        // which protects every topic.
+        let subscribed = match self.state {
+            GroupState::Dead => return Err(ResponseError::GroupIdNotFound),
+            GroupState::Empty => Some(Default::default()),
+            _ if self.is_consumer_group() => self.subscribed_topics(),
+            _ => return Err(ResponseError::NonEmptyGroup),
+        };
+        let in_use = |topic: &str| subscribed.as_ref().is_none_or(|s| s.contains(topic));
+        let mut answers = Vec::with_capacity(topics.len());
+        let mut doomed = std::collections::BTreeSet::new();
+        for topic in topics {
+            let error =
+                in_use(topic.name.as_str()).then_some(ResponseError::GroupSubscribedToTopic);
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    if error.is_none() {
+                        doomed.insert((topic.name.0.clone(), p.partition_index));
+                    }
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error.map_or(0, |e| e.code()))
+                })
+                .collect();
+            answers.push(
+                OffsetDeleteResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        for staged in self.pending_txn_offsets.values_mut() {
+            staged.retain(|tp, _| !doomed.contains(tp));
+        }
+        let tombstones = remove_offsets(&self.id, &mut self.offsets, |tp, _| doomed.contains(tp));
+        if !tombstones.is_empty() {
+            tracing::info!(group = %self.id, offsets = tombstones.len(), "offsets deleted");
+        }
+        env.out.records.extend(tombstones);
+        Ok(answers)
     }
 
     /// Removes every offset (committed or staged by a transaction) of `topic`, which was deleted,

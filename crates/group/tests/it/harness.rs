@@ -31,12 +31,16 @@ use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     DeleteGroupsRequest, DescribeGroupsRequest, DescribeGroupsResponse, GroupId, HeartbeatRequest,
     JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    OffsetCommitRequest, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, TopicName,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetFetchResponse,
+    SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -182,6 +186,7 @@ impl World {
             "list" => self.list(&Options::parse(&tokens[1..])),
             "describe" => self.describe(&Options::parse(&tokens[1..])),
             "delete" => self.delete(&Options::parse(&tokens[1..])),
+            "offdel" => self.offset_delete(&Options::parse(&tokens[1..])),
             "leave" => self.leave_batch(&Options::parse(&tokens[1..])),
             "state" => self.state(&Options::parse(&tokens[1..])),
             "restart" => self.restart(),
@@ -305,6 +310,8 @@ impl World {
         req.protocol_type = s(opts.get("type").unwrap_or("consumer"));
         let default_protocols = format!("range:{alias}");
         let protocols = opts.get("proto").unwrap_or(&default_protocols);
+        // `subs=t+u`: the metadata is a real consumer subscription to those topics.
+        let subscription = opts.get("subs").map(|topics| subscription(topics));
         req.protocols = protocols
             .split(',')
             .filter(|p| !p.is_empty())
@@ -312,7 +319,9 @@ impl World {
                 let (name, metadata) = p.split_once(':').unwrap_or((p, ""));
                 let mut protocol = JoinGroupRequestProtocol::default();
                 protocol.name = s(name);
-                protocol.metadata = Bytes::copy_from_slice(metadata.as_bytes());
+                protocol.metadata = subscription
+                    .clone()
+                    .unwrap_or_else(|| Bytes::copy_from_slice(metadata.as_bytes()));
                 protocol
             })
             .collect();
@@ -532,6 +541,29 @@ impl World {
         req.groups_names = opts.words.iter().map(|g| GroupId(s(g))).collect();
         let ctx = self.ctx("admin", "delete", opts.num("v", 2));
         self.send(ctx, Request::DeleteGroups(req));
+    }
+
+    /// `offdel [group=] t/p ...`: OffsetDelete of those partitions.
+    fn offset_delete(&mut self, opts: &Options) {
+        let mut req = OffsetDeleteRequest::default();
+        req.group_id = opts.group();
+        for spec in &opts.words {
+            let (topic, partition) = spec.split_once('/').expect("topic/partition");
+            let name = TopicName(s(topic));
+            let mut p = OffsetDeleteRequestPartition::default();
+            p.partition_index = partition.parse().unwrap();
+            match req.topics.iter_mut().find(|t| t.name == name) {
+                Some(t) => t.partitions.push(p),
+                None => {
+                    let mut t = OffsetDeleteRequestTopic::default();
+                    t.name = name;
+                    t.partitions.push(p);
+                    req.topics.push(t);
+                }
+            }
+        }
+        let ctx = self.ctx("admin", "offdel", 0);
+        self.send(ctx, Request::OffsetDelete(req));
     }
 
     fn stage(&mut self, opts: &Options) {
@@ -765,6 +797,18 @@ impl World {
                     .collect();
                 results.join(" ")
             }
+            Response::OffsetDelete(r) => {
+                let parts: Vec<String> = r
+                    .topics
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions.iter().map(move |p| {
+                            format!("{}/{}:{}", t.name.0, p.partition_index, error(p.error_code))
+                        })
+                    })
+                    .collect();
+                format!("{} [{}]", error(r.error_code), parts.join(" "))
+            }
         }
     }
 
@@ -927,6 +971,20 @@ fn fetched(
         write!(out, ":{m}").unwrap();
     }
     out
+}
+
+/// A consumer subscription (ConsumerProtocolSubscription v0) to the topics `t+u+...`.
+fn subscription(topics: &str) -> Bytes {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Encodable;
+    let mut subscription = ConsumerProtocolSubscription::default();
+    subscription.topics = topics.split('+').map(s).collect();
+    let mut buf = bytes::BytesMut::new();
+    buf.extend_from_slice(&0i16.to_be_bytes());
+    subscription
+        .encode(&mut buf, 0)
+        .expect("encode subscription");
+    buf.freeze()
 }
 
 fn error(code: i16) -> String {
