@@ -242,3 +242,42 @@ def test_consume_transform_produce_is_exactly_once_through_producer_and_broker_k
     [tp] = check.committed([confluent_kafka.TopicPartition(IN, 0)], timeout=TIMEOUT_S)
     assert tp.offset == RECORDS
     check.close()
+
+
+def test_kafka_python_describe_producers(broker):
+    """DescribeProducers (KIP-664) through kafka-python's admin client: an idempotent producer
+    with its last sequence, and a transactional one whose open transaction's first offset is
+    reported until it is aborted."""
+    import kafka.admin
+    from kafka import TopicPartition as KpTopicPartition
+
+    topic = "described-producers"
+    idempotent = confluent_kafka.Producer(
+        {"bootstrap.servers": broker.bootstrap, "enable.idempotence": True, "linger.ms": 0}
+    )
+    for i in range(3):
+        idempotent.produce(topic, partition=0, value=b"i%d" % i)
+        assert idempotent.flush(TIMEOUT_S) == 0
+    txn = confluent_kafka.Producer(
+        {"bootstrap.servers": broker.bootstrap, "transactional.id": "described", "linger.ms": 0}
+    )
+    txn.init_transactions(TIMEOUT_S)
+    txn.begin_transaction()
+    for i in range(2):
+        txn.produce(topic, partition=0, value=b"t%d" % i)
+    assert txn.flush(TIMEOUT_S) == 0
+    admin = kafka.admin.KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    tp = KpTopicPartition(topic, 0)
+    try:
+        producers = admin.describe_producers([tp])[tp].active_producers
+        by_start = sorted(producers, key=lambda p: p.current_transaction_start_offset)
+        assert [(p.last_sequence, p.current_transaction_start_offset) for p in by_start] == [
+            (2, -1),  # the idempotent producer: three records, no transaction
+            (1, 3),   # the transactional one: its open transaction starts after them
+        ], producers
+        assert all(p.producer_id >= 0 and p.last_timestamp > 0 for p in producers)
+        txn.abort_transaction(TIMEOUT_S)
+        producers = admin.describe_producers([tp])[tp].active_producers
+        assert sorted(p.current_transaction_start_offset for p in producers) == [-1, -1]
+    finally:
+        admin.close()

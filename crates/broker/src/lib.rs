@@ -150,6 +150,7 @@ impl Broker {
                 handlers::alter_configs::handle_incremental(self, &r)?
             }
             RequestKind::DescribeConfigs(r) => handlers::describe_configs::handle(self, &r),
+            RequestKind::DescribeProducers(r) => handlers::describe_producers::handle(self, &r),
             RequestKind::DeleteRecords(r) => handlers::delete_records::handle(self, &r)?,
             RequestKind::FindCoordinator(r) => {
                 handlers::find_coordinator::handle(self, &r, version)

@@ -84,6 +84,11 @@ impl Partition {
         &mut self.log
     }
 
+    /// The transactions open in this partition: producer id to first offset.
+    pub fn ongoing_transactions(&self) -> &std::collections::BTreeMap<i64, i64> {
+        self.txns.ongoing()
+    }
+
     pub fn producers(&self) -> &ProducerStateTable {
         &self.producers
     }

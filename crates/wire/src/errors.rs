@@ -124,6 +124,21 @@ fn collect(response: &ResponseKind, codes: &mut Vec<i16>) {
         ResponseKind::DescribeTransactions(r) => {
             codes.extend(r.transaction_states.iter().map(|t| t.error_code))
         }
+        ResponseKind::DescribeProducers(r) => codes.extend(
+            r.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.error_code),
+        ),
+        ResponseKind::OffsetDelete(r) => {
+            codes.push(r.error_code);
+            codes.extend(
+                r.topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .map(|p| p.error_code),
+            );
+        }
         _ => {}
     }
 }

@@ -32,6 +32,7 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::DescribeProducers, 0, 0),
     // Idempotent producers; transactional ids are refused until transactions land.
     api(ApiKey::InitProducerId, 0, 4),
     // The classic consumer group protocol.
