@@ -39,6 +39,7 @@ struct SimState {
     write_sequence_next: u64,
     fail_next_sync: bool,
     fail_next_write: bool,
+    fail_next_remove: bool,
     /// Every write fails with ENOSPC until cleared (`set_full`).
     full: bool,
     tear_keep_bytes: Option<usize>,
@@ -148,6 +149,7 @@ impl SimDisk {
         // An injected failure that did not fire is gone with the power.
         state.fail_next_sync = false;
         state.fail_next_write = false;
+        state.fail_next_remove = false;
     }
 
     /// Makes the next `sync_data` or `sync_dir` fail (and not sync anything).
@@ -158,6 +160,11 @@ impl SimDisk {
     /// Makes the next `write_all_at` fail (and not write anything).
     pub fn fail_next_write(&self) {
         self.state.lock().fail_next_write = true;
+    }
+
+    /// Makes the next `remove_file` or `remove_dir_all` fail (and not remove anything).
+    pub fn fail_next_remove(&self) {
+        self.state.lock().fail_next_remove = true;
     }
 
     /// A full disk: while `full`, every write fails with ENOSPC (and writes nothing); reads,
@@ -283,6 +290,13 @@ impl SimState {
         self.clock.unwrap_or_else(SystemTime::now)
     }
 
+    fn take_remove_failure(&mut self) -> io::Result<()> {
+        if std::mem::take(&mut self.fail_next_remove) {
+            return Err(io::Error::other("injected removal failure"));
+        }
+        Ok(())
+    }
+
     fn take_sync_failure(&mut self) -> io::Result<()> {
         if std::mem::take(&mut self.fail_next_sync) {
             return Err(io::Error::other("injected fsync failure"));
@@ -350,6 +364,7 @@ impl Disk for SimDisk {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
         state.file_inode(path)?;
+        state.take_remove_failure()?;
         // The inode stays alive for open handles, as on Unix; a crash collects it.
         state.names.remove(path);
         state.mutations += 1;
@@ -359,6 +374,7 @@ impl Disk for SimDisk {
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
         state.require_dir(path)?;
+        state.take_remove_failure()?;
         state.names.retain(|p, _| !p.starts_with(path));
         state.mutations += 1;
         Ok(())

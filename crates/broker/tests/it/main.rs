@@ -3,6 +3,7 @@
 
 mod compaction;
 mod configs;
+mod data_dir;
 mod idempotence;
 mod timers;
 mod versions;
