@@ -25,6 +25,18 @@ pub enum BrokerError {
     },
     #[error("metadata: {0}")]
     Meta(String),
+    /// The partition directories and `meta.json` differ (see `reconcile.rs`): the broker
+    /// refuses to start rather than guess which one is right.
+    #[error(
+        "data directory {} does not match its meta.json: {differences}; refusing to start rather \
+         than guess: restore meta.json or the directories, or move what does not belong out of \
+         the data directory",
+        data_dir.display()
+    )]
+    DataDirMismatch {
+        data_dir: PathBuf,
+        differences: crate::reconcile::DirDifferences,
+    },
 }
 
 impl BrokerError {

@@ -21,6 +21,7 @@ mod now;
 mod outcome;
 pub mod partition;
 pub mod producers;
+pub mod reconcile;
 mod sync;
 mod tick;
 pub mod topic_config;
@@ -183,13 +184,15 @@ impl Broker {
     /// Closes every partition log cleanly (indexes written, everything fsynced, recovery points
     /// at the log end), consuming the broker. Called once, at shutdown.
     pub fn close(self) -> Result<(), BrokerError> {
-        self.topics.close()?;
-        self.groups.close()?;
-        self.transactions.close()?;
+        // Every log gets its clean close even when an earlier one fails (a full disk fails
+        // them all alike): each syncs what it holds. The first error is the answer.
+        let topics = self.topics.close();
+        let groups = self.groups.close();
+        let transactions = self.transactions.close();
         self.producers
             .counters
             .trace("idempotent producers at shutdown");
-        Ok(())
+        topics.and(groups).and(transactions)
     }
 
     /// Moves the broker's time to `now`, which the caller guarantees is not earlier than the

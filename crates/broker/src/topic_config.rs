@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 
 use storage::LogConfig;
 
+/// A record's or batch's timestamp when it has none (Kafka's `RecordBatch.NO_TIMESTAMP`).
+pub const NO_TIMESTAMP: i64 = -1;
+
 /// Topic-level settings ferry understands, by their Kafka names.
 pub const TOPIC_CONFIG_NAMES: &[&str] = &[
     "cleanup.policy",
@@ -15,7 +18,20 @@ pub const TOPIC_CONFIG_NAMES: &[&str] = &[
     "segment.bytes",
     "segment.ms",
     "max.message.bytes",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.difference.max.ms",
 ];
+
+/// Kafka's default of `message.timestamp.before.max.ms`: a record may be any age.
+pub const MESSAGE_TIMESTAMP_BEFORE_MAX_MS_DEFAULT: i64 = i64::MAX;
+/// Kafka's default of `message.timestamp.after.max.ms` since 4.0 (KIP-1030; `Long.MAX_VALUE`
+/// in 3.6 to 3.9): a record may be at most an hour ahead of the broker's clock. ferry speaks
+/// Kafka 4.0's protocol versions, so it takes 4.0's default.
+pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS_DEFAULT: i64 = 3_600_000;
+/// Kafka's default of the older `message.timestamp.difference.max.ms` (deprecated in 3.6,
+/// removed in 4.0): no limit.
+pub const MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS_DEFAULT: i64 = i64::MAX;
 
 /// `cleanup.policy`: ferry deletes old segments; it does not compact topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +53,15 @@ pub struct TopicConfig {
     pub segment_ms: i64,
     /// `max.message.bytes`: the largest record batch a producer may send to the topic.
     pub max_message_bytes: usize,
+    /// `message.timestamp.before.max.ms`: how far behind the broker's clock a produced
+    /// timestamp may be (`message.timestamp.difference.max.ms` when only that is set).
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far ahead of the broker's clock a produced
+    /// timestamp may be (`message.timestamp.difference.max.ms` when only that is set).
+    pub timestamp_after_max_ms: i64,
+    /// `message.timestamp.difference.max.ms`, the pre-3.6 name of both bounds; kept to report
+    /// it, the bounds above already include it.
+    pub timestamp_difference_max_ms: i64,
 }
 
 impl TopicConfig {
@@ -49,15 +74,23 @@ impl TopicConfig {
             segment_bytes: log.segment_bytes,
             segment_ms: log.segment_ms,
             max_message_bytes: message_max_bytes,
+            timestamp_before_max_ms: MESSAGE_TIMESTAMP_BEFORE_MAX_MS_DEFAULT,
+            timestamp_after_max_ms: MESSAGE_TIMESTAMP_AFTER_MAX_MS_DEFAULT,
+            timestamp_difference_max_ms: MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS_DEFAULT,
         }
     }
 
     /// These settings with a topic's overrides applied. Overrides are checked when they are set
     /// ([`validate_topic_config`]); one that does not parse (a hand-edited `meta.json`), a
     /// non-positive `segment.bytes` or `segment.ms`, or a negative `max.message.bytes` leaves
-    /// the default in place.
+    /// the default in place. `message.timestamp.difference.max.ms` sets each of the before and
+    /// after bounds that is not itself overridden (Kafka 3.6 to 3.9 apply it to a bound left at
+    /// its default).
     pub fn with_overrides(&self, overrides: &BTreeMap<String, String>) -> TopicConfig {
         let mut config = self.clone();
+        let mut before_set = false;
+        let mut after_set = false;
+        let mut difference_set = false;
         for (name, value) in overrides {
             let Ok(number) = value.parse::<i64>() else {
                 continue;
@@ -72,10 +105,45 @@ impl TopicConfig {
                         config.max_message_bytes = bytes;
                     }
                 }
+                "message.timestamp.before.max.ms" if number >= 0 => {
+                    config.timestamp_before_max_ms = number;
+                    before_set = true;
+                }
+                "message.timestamp.after.max.ms" if number >= 0 => {
+                    config.timestamp_after_max_ms = number;
+                    after_set = true;
+                }
+                "message.timestamp.difference.max.ms" if number >= 0 => {
+                    config.timestamp_difference_max_ms = number;
+                    difference_set = true;
+                }
                 _ => {}
             }
         }
+        if difference_set {
+            if !before_set {
+                config.timestamp_before_max_ms = config.timestamp_difference_max_ms;
+            }
+            if !after_set {
+                config.timestamp_after_max_ms = config.timestamp_difference_max_ms;
+            }
+        }
         config
+    }
+
+    /// Whether a produced (CreateTime) timestamp is within the bounds around `now_ms`; the
+    /// error text goes back to the client with INVALID_TIMESTAMP. -1, no timestamp, always is.
+    pub fn check_timestamp(&self, timestamp_ms: i64, now_ms: i64) -> Result<(), String> {
+        let earliest = now_ms.saturating_sub(self.timestamp_before_max_ms);
+        let latest = now_ms.saturating_add(self.timestamp_after_max_ms);
+        if timestamp_ms == NO_TIMESTAMP || (earliest..=latest).contains(&timestamp_ms) {
+            return Ok(());
+        }
+        Err(format!(
+            "timestamp {timestamp_ms} is out of range: it must be within [{earliest}, {latest}] \
+             (message.timestamp.before.max.ms {}, message.timestamp.after.max.ms {})",
+            self.timestamp_before_max_ms, self.timestamp_after_max_ms
+        ))
     }
 
     /// The partition logs' settings: `base` (the broker's, for what a topic cannot override)
@@ -101,6 +169,9 @@ impl TopicConfig {
             "segment.bytes" => self.segment_bytes.to_string(),
             "segment.ms" => self.segment_ms.to_string(),
             "max.message.bytes" => self.max_message_bytes.to_string(),
+            "message.timestamp.before.max.ms" => self.timestamp_before_max_ms.to_string(),
+            "message.timestamp.after.max.ms" => self.timestamp_after_max_ms.to_string(),
+            "message.timestamp.difference.max.ms" => self.timestamp_difference_max_ms.to_string(),
             _ => return None,
         })
     }
@@ -117,6 +188,13 @@ pub fn validate_topic_config(name: &str, value: Option<&str>) -> Result<(), Stri
         "cleanup.policy" => Err(format!(
             "cleanup.policy={value} is not supported (only delete)"
         )),
+        // Kafka's range for these: at least 0.
+        "message.timestamp.before.max.ms"
+        | "message.timestamp.after.max.ms"
+        | "message.timestamp.difference.max.ms" => match value.parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(()),
+            _ => Err(format!("{name}={value} is not a number of at least 0")),
+        },
         _ => match value.parse::<i64>() {
             Ok(n) if n >= -1 => Ok(()),
             _ => Err(format!("{name}={value} is not a valid number")),
@@ -142,6 +220,14 @@ mod tests {
         check("retention.ms", "soon", false);
         check("cleanup.policy", "delete", true);
         check("cleanup.policy", "compact", false);
+        check("message.timestamp.after.max.ms", "0", true);
+        check("message.timestamp.after.max.ms", "-1", false);
+        check(
+            "message.timestamp.before.max.ms",
+            "9223372036854775807",
+            true,
+        );
+        check("message.timestamp.difference.max.ms", "soon", false);
         check("no.such.config", "1", false);
     }
 
@@ -172,6 +258,19 @@ mod tests {
                 ..defaults.clone()
             },
         );
+        // The old name sets the bounds not set by their own names.
+        check(
+            &[
+                ("message.timestamp.difference.max.ms", "5000"),
+                ("message.timestamp.after.max.ms", "100"),
+            ],
+            TopicConfig {
+                timestamp_before_max_ms: 5000,
+                timestamp_after_max_ms: 100,
+                timestamp_difference_max_ms: 5000,
+                ..defaults.clone()
+            },
+        );
         // Values that cannot apply keep the defaults, as they always did.
         check(
             &[
@@ -179,8 +278,47 @@ mod tests {
                 ("segment.ms", "-1"),
                 ("max.message.bytes", "-1"),
                 ("retention.bytes", "soon"),
+                ("message.timestamp.after.max.ms", "-1"),
             ],
             defaults.clone(),
         );
+    }
+
+    #[test]
+    fn timestamp_bounds() {
+        let now = 1_000_000;
+        let config = TopicConfig::defaults(&LogConfig::default(), 1000).with_overrides(
+            &[
+                (
+                    "message.timestamp.before.max.ms".to_string(),
+                    "100".to_string(),
+                ),
+                (
+                    "message.timestamp.after.max.ms".to_string(),
+                    "10".to_string(),
+                ),
+            ]
+            .into(),
+        );
+        let check = |timestamp: i64, ok: bool| {
+            assert_eq!(
+                config.check_timestamp(timestamp, now).is_ok(),
+                ok,
+                "{timestamp}"
+            );
+        };
+        check(now, true);
+        check(now - 100, true);
+        check(now - 101, false);
+        check(now + 10, true);
+        check(now + 11, false);
+        check(NO_TIMESTAMP, true);
+        check(0, false);
+        // The defaults: any age, at most an hour ahead.
+        let defaults = TopicConfig::defaults(&LogConfig::default(), 1000);
+        assert!(defaults.check_timestamp(0, now).is_ok());
+        assert!(defaults.check_timestamp(now + 3_600_000, now).is_ok());
+        assert!(defaults.check_timestamp(now + 3_600_001, now).is_err());
+        assert!(defaults.check_timestamp(i64::MAX, i64::MAX).is_ok());
     }
 }

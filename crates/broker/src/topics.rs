@@ -29,11 +29,16 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct MetaFile {
     version: u32,
     cluster_id: String,
     topics: BTreeMap<String, TopicMeta>,
+    /// Topics whose deletion began: forgotten, their directories maybe not all removed yet.
+    /// Empty (and absent from the file) but in the moment `Topics::delete` removes directories
+    /// or after a crash in that moment; the next start finishes the deletion.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    deleting: BTreeMap<String, TopicMeta>,
 }
 
 pub struct Topic {
@@ -89,8 +94,12 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 }
 
 impl Topics {
-    /// Loads `meta.json` and opens (recovers) every partition log. `log_base` and
-    /// `message_max_bytes` are the broker's settings, the defaults of every topic.
+    /// Loads `meta.json`, finishes a topic deletion a crash interrupted, checks that the
+    /// partition directories are those `meta.json` records (`reconcile.rs`: a difference
+    /// refuses the start) and opens (recovers) every partition log. `meta.json` is written only
+    /// if its content changes (a new data directory, a finished deletion), so a start with
+    /// nothing to change needs no free space. `log_base` and `message_max_bytes` are the
+    /// broker's settings, the defaults of every topic.
     pub fn open(
         disk: Arc<dyn Disk>,
         data_dir: &Path,
@@ -101,16 +110,26 @@ impl Topics {
         disk.create_dir_all(data_dir)
             .map_err(|source| BrokerError::io("create data dir", data_dir, source))?;
         let meta_path = data_dir.join(META_FILE);
-        let meta = match read_file(&*disk, &meta_path)? {
-            Some(bytes) => serde_json::from_slice::<MetaFile>(&bytes).map_err(|error| {
+        let stored = match read_file(&*disk, &meta_path)? {
+            Some(bytes) => Some(serde_json::from_slice::<MetaFile>(&bytes).map_err(|error| {
                 BrokerError::Meta(format!("parse {}: {error}", meta_path.display()))
-            })?,
-            None => MetaFile {
-                version: META_VERSION,
-                cluster_id: Uuid::new_v4().simple().to_string(),
-                topics: BTreeMap::new(),
-            },
+            })?),
+            None => None,
         };
+        if stored.is_none() {
+            // A new data directory: its name in its parent is made durable before anything is
+            // acknowledged from it.
+            if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                disk.sync_dir(parent)
+                    .map_err(|source| BrokerError::io("sync directory", parent, source))?;
+            }
+        }
+        let meta = stored.clone().unwrap_or_else(|| MetaFile {
+            version: META_VERSION,
+            cluster_id: Uuid::new_v4().simple().to_string(),
+            topics: BTreeMap::new(),
+            deleting: BTreeMap::new(),
+        });
         if meta.version != META_VERSION {
             return Err(BrokerError::Meta(format!(
                 "{} has version {}, this ferry reads {META_VERSION}",
@@ -118,6 +137,14 @@ impl Topics {
                 meta.version
             )));
         }
+        if let Some(name) = meta.deleting.keys().find(|n| meta.topics.contains_key(*n)) {
+            return Err(BrokerError::Meta(format!(
+                "{} records topic {name} as both live and being deleted",
+                meta_path.display()
+            )));
+        }
+        crate::reconcile::finish_deletions(&*disk, data_dir, &meta.deleting)?;
+        crate::reconcile::reconcile(&*disk, data_dir, &meta.topics)?;
         let mut topics = Topics {
             disk,
             data_dir: data_dir.to_path_buf(),
@@ -130,7 +157,10 @@ impl Topics {
             let topic = topics.open_topic(&name, topic_meta, now_ms)?;
             topics.topics.insert(name, topic);
         }
-        topics.persist()?;
+        let current = topics.meta_file(BTreeMap::new());
+        if stored.as_ref() != Some(&current) {
+            topics.write_meta(&current)?;
+        }
         Ok(topics)
     }
 
@@ -322,24 +352,32 @@ impl Topics {
     }
 
     /// Closes every partition log cleanly (see `Partition::close`), consuming the registry.
+    /// A failure does not stop the others from closing (each syncs what it holds); the first
+    /// error is returned.
     pub fn close(self) -> Result<(), BrokerError> {
+        let mut first_error = None;
         for (name, topic) in self.topics {
             for (index, partition) in topic.partitions.into_iter().enumerate() {
-                partition
-                    .close()
-                    .map_err(|source| BrokerError::log(&name, index as i32, source))?;
+                if let Err(source) = partition.close() {
+                    let error = BrokerError::log(&name, index as i32, source);
+                    tracing::error!(%error, "cannot close partition log cleanly");
+                    first_error.get_or_insert(error);
+                }
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
-    /// Forgets a topic durably, then removes its partition directories.
+    /// Forgets a topic durably, then removes its partition directories. `meta.json` records
+    /// the deletion as begun (`deleting`) until the directories are gone, so a crash in between
+    /// leaves directories the next start knows to remove, not unrecorded ones it would refuse.
     pub fn delete(&mut self, name: &str) -> Result<(), BrokerError> {
         let topic = self
             .topics
             .remove(name)
             .expect("delete of a topic that exists");
-        self.persist()?;
+        let deleting = BTreeMap::from([(name.to_string(), topic.meta.clone())]);
+        self.persist_with(deleting)?;
         for (index, partition) in topic.partitions.into_iter().enumerate() {
             partition.delete().map_err(|source| BrokerError::Log {
                 topic: name.to_string(),
@@ -347,6 +385,7 @@ impl Topics {
                 source,
             })?;
         }
+        self.persist()?;
         tracing::info!(topic = name, "deleted topic");
         Ok(())
     }
@@ -357,7 +396,17 @@ impl Topics {
 
     /// Writes `meta.json` atomically: temp file, fsync, rename, directory fsync.
     fn persist(&self) -> Result<(), BrokerError> {
-        let meta = MetaFile {
+        self.persist_with(BTreeMap::new())
+    }
+
+    /// `persist`, recording the deletion of the topics in `deleting` as begun.
+    fn persist_with(&self, deleting: BTreeMap<String, TopicMeta>) -> Result<(), BrokerError> {
+        self.write_meta(&self.meta_file(deleting))
+    }
+
+    /// What `meta.json` holds for the registry as it is.
+    fn meta_file(&self, deleting: BTreeMap<String, TopicMeta>) -> MetaFile {
+        MetaFile {
             version: META_VERSION,
             cluster_id: self.cluster_id.clone(),
             topics: self
@@ -365,8 +414,12 @@ impl Topics {
                 .iter()
                 .map(|(n, t)| (n.clone(), t.meta.clone()))
                 .collect(),
-        };
-        let bytes = serde_json::to_vec_pretty(&meta).expect("meta serializes");
+            deleting,
+        }
+    }
+
+    fn write_meta(&self, meta: &MetaFile) -> Result<(), BrokerError> {
+        let bytes = serde_json::to_vec_pretty(meta).expect("meta serializes");
         crate::durable::write_file_atomic(&*self.disk, &self.data_dir, META_FILE, &bytes)
             .map_err(|source| BrokerError::io("write meta.json", &self.data_dir, source))
     }

@@ -61,9 +61,30 @@ struct ChaosArgs {
     events: Option<std::path::PathBuf>,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_traces();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:?}");
+            std::process::ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+/// The process's exit code for `error`: [`server::EXIT_FATAL`] for a failed clean shutdown (a
+/// failed write, as everywhere else in the broker), 1 for anything else (bad settings, a data
+/// directory that does not open).
+fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<serve::ShutdownFailed>().is_some() {
+        server::EXIT_FATAL
+    } else {
+        1
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
@@ -91,4 +112,25 @@ fn init_traces() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_clean_shutdown_exits_fatal() {
+        let close = broker::BrokerError::Meta("close: No space left on device".into());
+        let shutdown =
+            anyhow::Error::new(serve::ShutdownFailed(server::ServerError::Broker(close)));
+        assert_eq!(exit_code(&shutdown), 70);
+        // Control: other errors, a data directory that does not open among them, exit 1.
+        let open = anyhow::Error::new(broker::BrokerError::Meta("parse meta.json".into()))
+            .context("open data directory /data");
+        assert_eq!(exit_code(&open), 1);
+        assert_eq!(
+            exit_code(&anyhow::anyhow!("--set x: expected NAME=VALUE")),
+            1
+        );
+    }
 }

@@ -78,8 +78,32 @@ async fn serve(settings: Settings) -> Result<()> {
     let stop = stop_signal()?;
     println!("ferry: listening on {local}");
     tracing::info!(%local, data_dir = %settings.data_dir.display(), "serving");
-    server.run(stop).await?;
+    server.run(stop).await.map_err(ShutdownFailed)?;
     Ok(())
+}
+
+/// The clean shutdown failed (a full disk fails the index and checkpoint writes of closing the
+/// logs). Every acknowledged record was fsynced before the close began; recovery at the next
+/// start re-derives what the close could not write. The binary exits with
+/// [`server::EXIT_FATAL`], as for any failed write.
+#[derive(Debug)]
+pub struct ShutdownFailed(pub server::ServerError);
+
+impl std::fmt::Display for ShutdownFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "clean shutdown failed: {}; acknowledged records were fsynced before it, and the next \
+             start recovers the logs from their last recovery point",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ShutdownFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 /// Registers SIGTERM and SIGINT handlers now (before the broker says it is listening, so a

@@ -153,12 +153,16 @@ impl Drop for Locked<'_> {
     }
 }
 
+/// The exit code of a process stopped by [`fatal`] (sysexits' EX_SOFTWARE), and of `ferry serve`
+/// when its clean shutdown fails.
+pub const EXIT_FATAL: u8 = 70;
+
 /// Stops the process: a failed write or fsync, or a broken invariant. Restarting is the repair;
 /// recovery re-derives the truth from disk. fsync is never retried (PostgreSQL's fsyncgate).
 pub fn fatal(reason: impl std::fmt::Display) -> ! {
     tracing::error!("fatal: {reason}; stopping so that recovery can re-derive state from disk");
     eprintln!("ferry: fatal: {reason}");
-    std::process::exit(70)
+    std::process::exit(i32::from(EXIT_FATAL))
 }
 
 /// A running server.

@@ -65,6 +65,9 @@ pub trait DiskFile: Send + Sync {
     /// fdatasync: makes every earlier write and truncation of this file durable.
     fn sync_data(&self) -> io::Result<()>;
     fn truncate(&self, len: u64) -> io::Result<()>;
+    /// The file's last-modified time: retention's age of a segment whose batches carry no
+    /// valid timestamp, as in Kafka.
+    fn modified(&self) -> io::Result<std::time::SystemTime>;
 }
 
 /// [`Disk`] on `std::fs` with positional I/O.
@@ -251,6 +254,10 @@ impl DiskFile for FsFile {
     fn truncate(&self, len: u64) -> io::Result<()> {
         *self.map.lock() = None;
         self.file.set_len(len)
+    }
+
+    fn modified(&self) -> io::Result<std::time::SystemTime> {
+        self.file.metadata()?.modified()
     }
 }
 

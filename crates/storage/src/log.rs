@@ -611,6 +611,9 @@ impl PartitionLog {
     /// that `retention_bytes` does not need (as in Kafka, a segment goes only if the rest still
     /// holds `retention_bytes`). Never deletes the active segment, nor one holding offsets not yet
     /// synced (a consumer may not have been allowed to read them). Returns how many were deleted.
+    /// A segment whose batches carry no valid timestamp (all -1) is as old as its file's
+    /// last-modified time, as in Kafka; otherwise it would never expire and would keep every
+    /// later segment too.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
         self.clock_ms = self.clock_ms.max(now_ms);
         let deletable = self.segments[..self.segments.len() - 1]
@@ -619,13 +622,12 @@ impl PartitionLog {
             .count();
         let mut count = 0;
         if self.config.retention_ms >= 0 {
-            let expired = |s: &Segment| {
-                s.max_timestamp_ms >= 0 && now_ms - s.max_timestamp_ms > self.config.retention_ms
-            };
-            count = self.segments[..deletable]
-                .iter()
-                .take_while(|s| expired(s))
-                .count();
+            for segment in &self.segments[..deletable] {
+                if now_ms - segment_time_ms(segment)? <= self.config.retention_ms {
+                    break;
+                }
+                count += 1;
+            }
         }
         if self.config.retention_bytes >= 0 {
             let mut size = self.size_bytes()
@@ -847,6 +849,55 @@ impl PartitionLog {
         }
         Ok(())
     }
+
+    /// Whether the partition directory `dir` never held a record, judged from its file names
+    /// and sizes alone, without opening it as a log (which could write): no segment but an empty
+    /// first one (base offset 0), and no log start offset raised by DeleteRecords. Such a
+    /// directory is what a crash leaves when it interrupts a partition's creation; one that ever
+    /// held a record carries offsets (at least in its segment names) that must not be lost.
+    pub fn never_held_records(disk: &dyn Disk, dir: &Path) -> Result<bool, LogError> {
+        let first_segment = file_name(0, LOG_SUFFIX);
+        for name in disk
+            .list_dir(dir)
+            .map_err(LogError::io("list directory", dir))?
+        {
+            if name == LOG_START_FILE {
+                return Ok(false);
+            }
+            if !name.ends_with(LOG_SUFFIX) {
+                continue;
+            }
+            if name != first_segment {
+                return Ok(false);
+            }
+            let path = dir.join(&name);
+            let len = disk
+                .open(&path, false)
+                .and_then(|file| file.len())
+                .map_err(LogError::io("read size of segment", &path))?;
+            if len > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The time retention ages a segment by: its newest batch's timestamp or, when no batch
+/// carries a valid one, the `.log` file's last-modified time (Kafka's `largestTimestamp`).
+fn segment_time_ms(segment: &Segment) -> Result<i64, LogError> {
+    if segment.max_timestamp_ms >= 0 {
+        return Ok(segment.max_timestamp_ms);
+    }
+    let modified = segment.log.modified().map_err(LogError::io(
+        "read modified time of segment",
+        &segment.log_path,
+    ))?;
+    // A time before 1970 is as old as 1970; one beyond i64 milliseconds is far in the future.
+    Ok(match modified.duration_since(std::time::UNIX_EPOCH) {
+        Ok(age) => i64::try_from(age.as_millis()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    })
 }
 
 /// What `append` needs of an incoming batch.

@@ -4,8 +4,10 @@
 //! `sync_data`; each directory keeps its synced entries and the current ones. [`SimDisk::crash`]
 //! throws away everything that was not synced, exactly the loss a power cut allows (and no more),
 //! so "crash between write and fsync" is a case a test can build. Switches inject the other
-//! failures the log must survive: a failing fsync, a failing write, a torn last write, a flipped
-//! bit in data that was synced.
+//! failures the log must survive: a failing fsync, a failing write, a full disk, a torn last
+//! write, a flipped bit in data that was synced. Files carry a last-modified time stamped from a
+//! settable clock, and the disk counts the operations that change it, so a test can tell that
+//! something wrote nothing.
 //!
 //! Every file system operation takes one lock: this is a test tool, simple beats fast.
 
@@ -13,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
@@ -36,7 +39,14 @@ struct SimState {
     write_sequence_next: u64,
     fail_next_sync: bool,
     fail_next_write: bool,
+    fail_next_remove: bool,
+    /// Every write fails with ENOSPC until cleared (`set_full`).
+    full: bool,
     tear_keep_bytes: Option<usize>,
+    /// What stamps a file's last-modified time when it is written; the real clock if unset.
+    clock: Option<SystemTime>,
+    /// Operations that changed the disk: names created, removed or renamed, writes, truncations.
+    mutations: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -45,12 +55,24 @@ enum Node {
     File(u64),
 }
 
-#[derive(Default)]
 struct Inode {
     synced: Vec<u8>,
     current: Vec<u8>,
     /// Operations since the last sync_data, in order, so a crash can replay a prefix of them.
     pending: Vec<Pending>,
+    /// Last-modified time. A crash keeps it (the sim does not model lost metadata updates).
+    modified: SystemTime,
+}
+
+impl Inode {
+    fn new(modified: SystemTime) -> Inode {
+        Inode {
+            synced: Vec::new(),
+            current: Vec::new(),
+            pending: Vec::new(),
+            modified,
+        }
+    }
 }
 
 enum Pending {
@@ -112,6 +134,7 @@ impl SimDisk {
                                 synced: content.clone(),
                                 current: content,
                                 pending: Vec::new(),
+                                modified: file.modified,
                             },
                         );
                     }
@@ -126,6 +149,7 @@ impl SimDisk {
         // An injected failure that did not fire is gone with the power.
         state.fail_next_sync = false;
         state.fail_next_write = false;
+        state.fail_next_remove = false;
     }
 
     /// Makes the next `sync_data` or `sync_dir` fail (and not sync anything).
@@ -136,6 +160,36 @@ impl SimDisk {
     /// Makes the next `write_all_at` fail (and not write anything).
     pub fn fail_next_write(&self) {
         self.state.lock().fail_next_write = true;
+    }
+
+    /// Makes the next `remove_file` or `remove_dir_all` fail (and not remove anything).
+    pub fn fail_next_remove(&self) {
+        self.state.lock().fail_next_remove = true;
+    }
+
+    /// A full disk: while `full`, every write fails with ENOSPC (and writes nothing); reads,
+    /// fsyncs, renames and removals still work, as on a full file system.
+    pub fn set_full(&self, full: bool) {
+        self.state.lock().full = full;
+    }
+
+    /// From now on, writes stamp files with `now` as their last-modified time.
+    pub fn set_clock(&self, now: SystemTime) {
+        self.state.lock().clock = Some(now);
+    }
+
+    /// Sets a file's last-modified time (as `touch -d` would).
+    pub fn set_modified(&self, path: &Path, modified: SystemTime) -> io::Result<()> {
+        let mut state = self.state.lock();
+        let inode = state.file_inode(path)?;
+        state.files.get_mut(&inode).ok_or_else(stale)?.modified = modified;
+        Ok(())
+    }
+
+    /// How many operations changed the disk so far: names created, removed or renamed, writes
+    /// and truncations (fsyncs and reads change nothing).
+    pub fn mutations(&self) -> u64 {
+        self.state.lock().mutations
     }
 
     /// At the next crash, the most recent unsynced write keeps only its first `keep_bytes` bytes
@@ -232,6 +286,17 @@ impl SimState {
         }
     }
 
+    fn now(&self) -> SystemTime {
+        self.clock.unwrap_or_else(SystemTime::now)
+    }
+
+    fn take_remove_failure(&mut self) -> io::Result<()> {
+        if std::mem::take(&mut self.fail_next_remove) {
+            return Err(io::Error::other("injected removal failure"));
+        }
+        Ok(())
+    }
+
     fn take_sync_failure(&mut self) -> io::Result<()> {
         if std::mem::take(&mut self.fail_next_sync) {
             return Err(io::Error::other("injected fsync failure"));
@@ -256,6 +321,9 @@ impl Disk for SimDisk {
                 None => missing.push(ancestor),
             }
         }
+        if !missing.is_empty() {
+            state.mutations += 1;
+        }
         for dir in missing {
             state.names.insert(dir.to_path_buf(), Node::Dir);
         }
@@ -278,8 +346,10 @@ impl Disk for SimDisk {
             Err(error) if error.kind() == io::ErrorKind::NotFound && create => {
                 state.require_parent_dir(path)?;
                 state.inode_next += 1;
+                state.mutations += 1;
                 let inode = state.inode_next;
-                state.files.insert(inode, Inode::default());
+                let now = state.now();
+                state.files.insert(inode, Inode::new(now));
                 state.names.insert(path.to_path_buf(), Node::File(inode));
                 inode
             }
@@ -294,15 +364,19 @@ impl Disk for SimDisk {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
         state.file_inode(path)?;
+        state.take_remove_failure()?;
         // The inode stays alive for open handles, as on Unix; a crash collects it.
         state.names.remove(path);
+        state.mutations += 1;
         Ok(())
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
         state.require_dir(path)?;
+        state.take_remove_failure()?;
         state.names.retain(|p, _| !p.starts_with(path));
+        state.mutations += 1;
         Ok(())
     }
 
@@ -315,6 +389,7 @@ impl Disk for SimDisk {
         }
         state.names.remove(from);
         state.names.insert(to.to_path_buf(), Node::File(inode));
+        state.mutations += 1;
         Ok(())
     }
 
@@ -374,9 +449,15 @@ impl DiskFile for SimFile {
             if std::mem::take(&mut state.fail_next_write) {
                 return Err(io::Error::other("injected write failure"));
             }
+            if state.full {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
             state.write_sequence_next += 1;
+            state.mutations += 1;
             let sequence = state.write_sequence_next;
+            let now = state.now();
             let file = state.files.get_mut(&inode).ok_or_else(stale)?;
+            file.modified = now;
             write_into(&mut file.current, position, buf);
             file.pending.push(Pending::Write {
                 sequence,
@@ -404,11 +485,21 @@ impl DiskFile for SimFile {
 
     fn truncate(&self, len: u64) -> io::Result<()> {
         self.with(|state, inode| {
+            if state.full && len > state.files[&inode].current.len() as u64 {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            state.mutations += 1;
+            let now = state.now();
             let file = state.files.get_mut(&inode).ok_or_else(stale)?;
+            file.modified = now;
             file.current.resize(len as usize, 0);
             file.pending.push(Pending::Truncate { len });
             Ok(())
         })
+    }
+
+    fn modified(&self) -> io::Result<SystemTime> {
+        self.with(|state, inode| Ok(state.files[&inode].modified))
     }
 }
 
@@ -534,6 +625,41 @@ mod tests {
             b"",
             "a failed fsync syncs nothing"
         );
+    }
+
+    #[test]
+    fn a_full_disk_fails_every_write_until_freed() {
+        let (disk, file) = setup();
+        disk.set_full(true);
+        let error = file.write_all_at(0, b"a").unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::ENOSPC));
+        assert!(file.write_all_at(0, b"a").is_err(), "still full");
+        assert_eq!(contents(&disk).unwrap(), b"");
+        disk.set_full(false);
+        file.write_all_at(0, b"a").unwrap();
+        assert_eq!(contents(&disk).unwrap(), b"a");
+    }
+
+    #[test]
+    fn writes_stamp_the_modified_time_and_count() {
+        let (disk, file) = setup();
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        let t1 = t0 + std::time::Duration::from_secs(60);
+        disk.set_clock(t0);
+        let before = disk.mutations();
+        file.write_all_at(0, b"a").unwrap();
+        assert_eq!(file.modified().unwrap(), t0);
+        assert_eq!(disk.mutations(), before + 1);
+        file.sync_data().unwrap();
+        let mut buf = [0u8; 1];
+        file.read_exact_at(0, &mut buf).unwrap();
+        assert_eq!(
+            disk.mutations(),
+            before + 1,
+            "reads and fsyncs change nothing"
+        );
+        disk.set_modified(Path::new("/d/f"), t1).unwrap();
+        assert_eq!(file.modified().unwrap(), t1);
     }
 
     #[test]

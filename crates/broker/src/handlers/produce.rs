@@ -143,6 +143,14 @@ fn append(
             return Ok(Err(Refused::new(error)));
         }
     };
+    if let Err(reason) = check_timestamps(broker, topic, &records, now_ms) {
+        tracing::debug!(topic, partition = index, %reason, "refused produce batch: timestamp out of range");
+        return Ok(Err(Refused {
+            error: ResponseError::InvalidTimestamp,
+            message: Some(reason),
+            log_start_offset: -1,
+        }));
+    }
     if let Err(error) = check_transaction(broker, transactional_id, &records, topic, index) {
         tracing::debug!(topic, partition = index, %error, "refused transactional produce");
         return Ok(Err(Refused::new(error)));
@@ -169,6 +177,36 @@ fn append(
         log_start_offset,
     }))
 }
+
+/// Kafka's `message.timestamp.before.max.ms` / `after.max.ms` checks on CreateTime timestamps,
+/// from the batch headers (records are never decoded on the produce path): the newest record's
+/// timestamp (`max_timestamp`) against the after bound, exactly; the first record's
+/// (`base_timestamp`) against the before bound, where Kafka checks every record (a batch whose
+/// later records are older than its first passes here when Kafka would refuse it).
+fn check_timestamps(
+    broker: &Broker,
+    topic: &str,
+    records: &[u8],
+    now_ms: i64,
+) -> Result<(), String> {
+    let config = &broker
+        .topics
+        .get(topic)
+        .expect("partition looked up by the caller")
+        .config;
+    for (_, batch) in Batches::new(records).flatten() {
+        if batch.attributes() & TIMESTAMP_TYPE_LOG_APPEND_TIME != 0 {
+            continue;
+        }
+        config.check_timestamp(batch.max_timestamp(), now_ms)?;
+        config.check_timestamp(batch.base_timestamp(), now_ms)?;
+    }
+    Ok(())
+}
+
+/// Attribute bit 3 of a v2 batch: its timestamps are the broker's (LogAppendTime), not the
+/// producer's, and the bounds do not apply.
+const TIMESTAMP_TYPE_LOG_APPEND_TIME: i16 = 0x08;
 
 /// Transactional batches may only go to a partition of their producer's ongoing transaction
 /// (Kafka's produce-side verification); otherwise no marker would ever end them and the
@@ -339,5 +377,57 @@ mod tests {
         );
         let control = build_batch(&[(None, Some(b"v"))], 1, ProducerFields::NONE, 0x20);
         check(&control, 1 << 20, Err(ResponseError::InvalidRecord));
+    }
+
+    #[test]
+    fn issue_14_timestamps_beyond_the_topic_bounds_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::BrokerConfig::new(dir.path().to_path_buf());
+        let now_ms = 1_700_000_000_000;
+        let mut broker = Broker::open(
+            config,
+            std::sync::Arc::new(storage::FsDisk),
+            crate::Now::at_wall_ms(now_ms),
+        )
+        .unwrap();
+        let overrides = [("message.timestamp.after.max.ms", "60000")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        broker
+            .topics
+            .create("bounded", 1, overrides, now_ms)
+            .unwrap();
+        broker
+            .topics
+            .create("default", 1, Default::default(), now_ms)
+            .unwrap();
+        let produce = |broker: &mut Broker, topic: &str, timestamp: i64| {
+            let batch = build_batch(&[(None, Some(b"v"))], timestamp, ProducerFields::NONE, 0);
+            append(broker, now_ms, topic, 0, Some(batch.into()), None)
+                .unwrap()
+                .map(|_| ())
+                .map_err(|refused| refused.error)
+        };
+        let future = now_ms + 10 * 60_000;
+        assert_eq!(
+            produce(&mut broker, "bounded", future),
+            Err(ResponseError::InvalidTimestamp)
+        );
+        assert_eq!(
+            broker
+                .topics
+                .partition("bounded", 0)
+                .unwrap()
+                .log_end_offset(),
+            0
+        );
+        // Controls: within the bound, no timestamp (-1), and the default's one hour.
+        assert_eq!(produce(&mut broker, "bounded", now_ms + 60_000), Ok(()));
+        assert_eq!(produce(&mut broker, "bounded", -1), Ok(()));
+        assert_eq!(produce(&mut broker, "default", future), Ok(()));
+        assert_eq!(
+            produce(&mut broker, "default", now_ms + 3_600_001),
+            Err(ResponseError::InvalidTimestamp)
+        );
     }
 }

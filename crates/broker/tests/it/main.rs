@@ -3,6 +3,7 @@
 
 mod compaction;
 mod configs;
+mod data_dir;
 mod fetch_limits;
 mod idempotence;
 mod timers;

@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod commit_windows;
 mod crash;
+mod data_dir;
 mod exactly_once;
 mod fetch_memory;
 mod groups;

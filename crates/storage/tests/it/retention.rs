@@ -1,6 +1,7 @@
 //! Retention by bytes and by time, DeleteRecords, and deleting a partition.
 
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use expect_test::{expect, Expect};
 use storage::{LogConfig, PartitionLog, SimDisk};
@@ -114,6 +115,61 @@ fn retention_by_time() {
         1_000_000,
         expect!["deleted 9: start 18 end 20 segments 1 bytes 258"],
     );
+}
+
+/// Issue 14, item 6: segments whose batches carry timestamp -1 age by their file's last-modified
+/// time, as in Kafka. Before, such a segment never expired and kept every later one: with the
+/// same log, `enforce_retention` deleted nothing (the control below shows the fresh segments
+/// are still kept, so mtime is what decides).
+#[test]
+fn segments_without_timestamps_expire_by_modified_time() {
+    let disk = SimDisk::new();
+    let retention_ms = 60_000;
+    let mut log = open_sim(
+        &disk,
+        LogConfig {
+            segment_bytes: 300,
+            retention_ms,
+            ..LogConfig::default()
+        },
+    );
+    let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let fresh = old + Duration::from_secs(3_600);
+    let ms = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    // Four segments written (synced) at `old`, then three more at `fresh`; every batch -1.
+    disk.set_clock(old);
+    for seed in 0..8 {
+        append(&mut log, &batch(seed, 1, 60, -1), 0);
+    }
+    sync(&mut log);
+    disk.set_clock(fresh);
+    for seed in 8..14 {
+        append(&mut log, &batch(seed, 1, 60, -1), 0);
+    }
+    sync(&mut log);
+    expect!["start 0 end 14 segments 7 bytes 1806"].assert_eq(&describe(&log));
+    // Control: under a one-day retention, at `fresh` the old segments (an hour old) stay.
+    log.set_config(LogConfig {
+        segment_bytes: 300,
+        retention_ms: 86_400_000,
+        ..LogConfig::default()
+    })
+    .unwrap();
+    assert_eq!(log.enforce_retention(ms(fresh)).unwrap(), 0);
+    // With a one-minute retention, a minute after `fresh`, the four old segments go and the
+    // fresh ones (last-modified less than a minute ago) stay.
+    log.set_config(LogConfig {
+        segment_bytes: 300,
+        retention_ms,
+        ..LogConfig::default()
+    })
+    .unwrap();
+    assert_eq!(log.enforce_retention(ms(fresh) + retention_ms).unwrap(), 4);
+    expect!["start 8 end 14 segments 3 bytes 774"].assert_eq(&describe(&log));
 }
 
 #[test]
