@@ -303,3 +303,31 @@ def test_alter_topic_configs_with_both_admin_clients(broker):
     configs = topic_configs(admin, "tuned")
     assert configs["retention.ms"].value == "5400000"
     assert configs["max.message.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
+
+
+def test_kafka_python_describe_log_dirs(broker):
+    """DescribeLogDirs through kafka-python: ferry's one log directory, each partition's size
+    (which grows with what is produced), and the file system's size and usable space (v4)."""
+    topic = "logdirs"
+    producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    for i in range(10):
+        producer.produce(topic, partition=0, value=b"x" * 1000)
+    assert producer.flush(TIMEOUT_S) == 0
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        (per_broker,) = admin.describe_log_dirs()
+        (log_dir,) = per_broker["log_dirs"]
+        assert (log_dir["error_code"], log_dir["log_dir"]) == (0, str(broker.data_dir)), log_dir
+        (topic_entry,) = [t for t in log_dir["topics"] if t["name"] == topic]
+        (partition,) = topic_entry["partitions"]
+        assert partition["partition_index"] == 0
+        assert partition["partition_size"] > 10 * 1000, partition
+        assert log_dir["total_bytes"] > log_dir["usable_bytes"] > 0, log_dir
+        # Only what was asked for and is held: partition 5 does not exist.
+        (only,) = admin.describe_log_dirs(topic_partitions={topic: [0, 5]})
+        (log_dir,) = only["log_dirs"]
+        assert [(t["name"], [p["partition_index"] for p in t["partitions"]]) for t in log_dir["topics"]] == [
+            (topic, [0])
+        ]
+    finally:
+        admin.close()

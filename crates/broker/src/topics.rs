@@ -242,6 +242,11 @@ impl Topics {
             .and_then(|i| topic.partitions.get(i))
     }
 
+    /// The size and usable space of the data directory's file system.
+    pub fn space(&self) -> std::io::Result<storage::Space> {
+        self.disk.space(&self.data_dir)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Topic)> {
         self.topics.iter()
     }

@@ -30,6 +30,16 @@ pub trait Disk: Send + Sync {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the directory's entries (creations, removals, renames) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// The size of the file system holding `path`, and the bytes still usable on it (what an
+    /// unprivileged process may write), as DescribeLogDirs reports them.
+    fn space(&self, path: &Path) -> io::Result<Space>;
+}
+
+/// A file system's size and free space, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    pub total_bytes: u64,
+    pub usable_bytes: u64,
 }
 
 /// An open file, addressed by position only so that readers never share a cursor.
@@ -118,6 +128,24 @@ impl Disk for FsDisk {
         // On Linux a directory opened read-only can be fsynced; that is how its entries are made
         // durable.
         File::open(path)?.sync_all()
+    }
+
+    fn space(&self, path: &Path) -> io::Result<Space> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+        let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `path` is NUL-terminated and `stat` is written by a successful call only.
+        if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: statvfs returned 0, so it filled `stat`.
+        let stat = unsafe { stat.assume_init() };
+        let block = stat.f_frsize as u64;
+        Ok(Space {
+            total_bytes: stat.f_blocks as u64 * block,
+            usable_bytes: stat.f_bavail as u64 * block,
+        })
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
-use crate::disk::{Disk, DiskFile};
+use crate::disk::{Disk, DiskFile, Space};
 
 /// The in-memory disk. Clones share the same state, so a test can keep one to crash the disk while
 /// the log owns another.
@@ -407,7 +407,27 @@ impl Disk for SimDisk {
         state.names_durable.extend(children);
         Ok(())
     }
+
+    /// A simulated disk of `SIM_DISK_BYTES`, its files' current bytes used; none usable when
+    /// it is full (`set_full`).
+    fn space(&self, path: &Path) -> io::Result<Space> {
+        let state = self.state.lock();
+        state.require_dir(path)?;
+        let used: u64 = state.files.values().map(|f| f.current.len() as u64).sum();
+        let usable = if state.full {
+            0
+        } else {
+            SIM_DISK_BYTES.saturating_sub(used)
+        };
+        Ok(Space {
+            total_bytes: SIM_DISK_BYTES,
+            usable_bytes: usable,
+        })
+    }
 }
+
+/// The size the simulated disk reports.
+pub const SIM_DISK_BYTES: u64 = 1 << 30;
 
 struct SimFile {
     state: Arc<Mutex<SimState>>,

@@ -124,6 +124,10 @@ fn collect(response: &ResponseKind, codes: &mut Vec<i16>) {
         ResponseKind::DescribeTransactions(r) => {
             codes.extend(r.transaction_states.iter().map(|t| t.error_code))
         }
+        ResponseKind::DescribeLogDirs(r) => {
+            codes.push(r.error_code);
+            codes.extend(r.results.iter().map(|d| d.error_code));
+        }
         ResponseKind::DescribeProducers(r) => codes.extend(
             r.topics
                 .iter()

@@ -33,6 +33,7 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeProducers, 0, 0),
+    api(ApiKey::DescribeLogDirs, 1, 4),
     // Idempotent producers; transactional ids are refused until transactions land.
     api(ApiKey::InitProducerId, 0, 4),
     // The classic consumer group protocol.

@@ -1,0 +1,72 @@
+//! DescribeLogDirs: ferry's one log directory (the data directory), the size of each partition's
+//! log in it, and (v4) the size and usable space of its file system. The requested partitions
+//! ferry does not hold are left out, as Kafka leaves out what a directory does not host; with no
+//! topic list every topic partition is described. The internal group and transaction logs are not
+//! listed. Offset lag is 0: there is no future replica.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::{
+    DescribeLogDirsRequest, DescribeLogDirsResponse, ResponseKind, TopicName,
+};
+
+use super::{code, str_bytes};
+use crate::topics::Topic;
+use crate::Broker;
+
+pub fn handle(broker: &Broker, request: &DescribeLogDirsRequest) -> ResponseKind {
+    let topics = match &request.topics {
+        None => broker
+            .topics
+            .iter()
+            .map(|(name, topic)| describe(name, topic, None))
+            .collect(),
+        Some(wanted) => wanted
+            .iter()
+            .filter_map(|w| {
+                let topic = broker.topics.get(w.topic.as_str())?;
+                Some(describe(w.topic.as_str(), topic, Some(&w.partitions)))
+            })
+            .filter(|t| !t.partitions.is_empty())
+            .collect(),
+    };
+    let result = DescribeLogDirsResult::default()
+        .with_log_dir(str_bytes(broker.config.data_dir.display().to_string()))
+        .with_topics(topics);
+    let result = match broker.topics.space() {
+        Ok(space) => result
+            .with_total_bytes(i64::try_from(space.total_bytes).unwrap_or(i64::MAX))
+            .with_usable_bytes(i64::try_from(space.usable_bytes).unwrap_or(i64::MAX)),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the data directory's file system size");
+            result
+                .with_error_code(code(ResponseError::KafkaStorageError))
+                .with_total_bytes(-1)
+                .with_usable_bytes(-1)
+        }
+    };
+    ResponseKind::DescribeLogDirs(DescribeLogDirsResponse::default().with_results(vec![result]))
+}
+
+/// A topic's partitions in the log directory: all of them, or those of `wanted` it has.
+fn describe(name: &str, topic: &Topic, wanted: Option<&Vec<i32>>) -> DescribeLogDirsTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| wanted.is_none_or(|w| w.contains(&(*index as i32))))
+        .map(|(index, partition)| {
+            DescribeLogDirsPartition::default()
+                .with_partition_index(index as i32)
+                .with_partition_size(
+                    i64::try_from(partition.log().size_bytes()).unwrap_or(i64::MAX),
+                )
+                .with_offset_lag(0)
+        })
+        .collect();
+    DescribeLogDirsTopic::default()
+        .with_name(TopicName(str_bytes(name)))
+        .with_partitions(partitions)
+}
