@@ -1,6 +1,8 @@
 """Topic administration through both admin clients: create (partitions, config overrides, every
 error a single-node broker must give), describe configs, list, delete."""
 
+import time
+
 import confluent_kafka
 import kafka
 import kafka.errors
@@ -331,3 +333,46 @@ def test_kafka_python_describe_log_dirs(broker):
         ]
     finally:
         admin.close()
+
+
+def test_topic_configs_kafka_users_set(broker):
+    """message.timestamp.type=LogAppendTime stamps the broker's time on what is produced (the
+    CreateTime control keeps the producer's); compression.type=producer and message.format.version
+    are taken (the latter ignored, as Kafka 3.x does); a recompressing compression.type is refused
+    with a clear INVALID_CONFIG, since ferry stores batches as the producer compressed them."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    topics = [
+        NewTopic("stamped", 1, 1, config={"message.timestamp.type": "LogAppendTime"}),
+        NewTopic("created", 1, 1, config={"message.timestamp.type": "CreateTime",
+                                           "compression.type": "producer",
+                                           "message.format.version": "2.8-IV1"}),
+    ]
+    for future in admin.create_topics(topics).values():
+        future.result(TIMEOUT_S)
+    assert create_error(
+        admin, NewTopic("recompressed", 1, 1, config={"compression.type": "gzip"})
+    ) == KafkaError.INVALID_CONFIG
+
+    old = 1_600_000_000_000
+    producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    reports = []
+    for topic in ("stamped", "created"):
+        producer.produce(topic, value=b"v", timestamp=old, on_delivery=lambda e, m: reports.append(m))
+    assert producer.flush(TIMEOUT_S) == 0
+    before = int(time.time() * 1000) - 60_000
+    stamped = {}
+    for topic in ("stamped", "created"):
+        consumer = confluent_consumer(broker.bootstrap)
+        consumer.assign([confluent_kafka.TopicPartition(topic, 0, 0)])
+        msg = consumer.poll(TIMEOUT_S)
+        assert msg is not None and msg.error() is None, msg and msg.error()
+        stamped[topic] = msg.timestamp()
+        consumer.close()
+    kind, ts = stamped["stamped"]
+    assert kind == confluent_kafka.TIMESTAMP_LOG_APPEND_TIME and ts >= before, stamped
+    assert stamped["created"] == (confluent_kafka.TIMESTAMP_CREATE_TIME, old)
+    # The produce answer carries the broker's time too.
+    by_topic = {m.topic(): m.timestamp() for m in reports}
+    assert by_topic["stamped"] == stamped["stamped"], by_topic
+    configs = topic_configs(admin, "stamped")
+    assert configs["message.timestamp.type"].value == "LogAppendTime"

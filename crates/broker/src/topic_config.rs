@@ -21,7 +21,26 @@ pub const TOPIC_CONFIG_NAMES: &[&str] = &[
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
     "message.timestamp.difference.max.ms",
+    "message.timestamp.type",
+    "compression.type",
+    "message.format.version",
 ];
+
+/// Kafka 3.x's default `message.format.version`: accepted and ignored, as Kafka 3.x ignores it
+/// (every batch is v2).
+pub const MESSAGE_FORMAT_VERSION_DEFAULT: &str = "3.0-IV1";
+/// The one `compression.type` ferry takes: batches are stored as the producer compressed them
+/// (ferry never recompresses, so the other values are refused rather than ignored).
+pub const COMPRESSION_TYPE_PRODUCER: &str = "producer";
+
+/// `message.timestamp.type`: whose clock a record's timestamp is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    /// The producer's (the default).
+    CreateTime,
+    /// The broker's, set on every batch as it is appended.
+    LogAppendTime,
+}
 
 /// Kafka's default of `message.timestamp.before.max.ms`: a record may be any age.
 pub const MESSAGE_TIMESTAMP_BEFORE_MAX_MS_DEFAULT: i64 = i64::MAX;
@@ -62,6 +81,8 @@ pub struct TopicConfig {
     /// `message.timestamp.difference.max.ms`, the pre-3.6 name of both bounds; kept to report
     /// it, the bounds above already include it.
     pub timestamp_difference_max_ms: i64,
+    /// `message.timestamp.type`.
+    pub timestamp_type: TimestampType,
 }
 
 impl TopicConfig {
@@ -77,6 +98,7 @@ impl TopicConfig {
             timestamp_before_max_ms: MESSAGE_TIMESTAMP_BEFORE_MAX_MS_DEFAULT,
             timestamp_after_max_ms: MESSAGE_TIMESTAMP_AFTER_MAX_MS_DEFAULT,
             timestamp_difference_max_ms: MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS_DEFAULT,
+            timestamp_type: TimestampType::CreateTime,
         }
     }
 
@@ -92,6 +114,9 @@ impl TopicConfig {
         let mut after_set = false;
         let mut difference_set = false;
         for (name, value) in overrides {
+            if name == "message.timestamp.type" && value == "LogAppendTime" {
+                config.timestamp_type = TimestampType::LogAppendTime;
+            }
             let Ok(number) = value.parse::<i64>() else {
                 continue;
             };
@@ -172,6 +197,12 @@ impl TopicConfig {
             "message.timestamp.before.max.ms" => self.timestamp_before_max_ms.to_string(),
             "message.timestamp.after.max.ms" => self.timestamp_after_max_ms.to_string(),
             "message.timestamp.difference.max.ms" => self.timestamp_difference_max_ms.to_string(),
+            "message.timestamp.type" => match self.timestamp_type {
+                TimestampType::CreateTime => "CreateTime".to_string(),
+                TimestampType::LogAppendTime => "LogAppendTime".to_string(),
+            },
+            "compression.type" => COMPRESSION_TYPE_PRODUCER.to_string(),
+            "message.format.version" => MESSAGE_FORMAT_VERSION_DEFAULT.to_string(),
             _ => return None,
         })
     }
@@ -188,6 +219,17 @@ pub fn validate_topic_config(name: &str, value: Option<&str>) -> Result<(), Stri
         "cleanup.policy" => Err(format!(
             "cleanup.policy={value} is not supported (only delete)"
         )),
+        "message.timestamp.type" if matches!(value, "CreateTime" | "LogAppendTime") => Ok(()),
+        "message.timestamp.type" => Err(format!(
+            "message.timestamp.type={value} is not CreateTime or LogAppendTime"
+        )),
+        "compression.type" if value == COMPRESSION_TYPE_PRODUCER => Ok(()),
+        "compression.type" => Err(format!(
+            "compression.type={value} is not supported: ferry stores batches as the producer \
+             compressed them (only compression.type=producer)"
+        )),
+        // Ignored, as Kafka 3.x ignores it; any version string is taken.
+        "message.format.version" if !value.is_empty() => Ok(()),
         // Kafka's range for these: at least 0.
         "message.timestamp.before.max.ms"
         | "message.timestamp.after.max.ms"
@@ -228,7 +270,29 @@ mod tests {
             true,
         );
         check("message.timestamp.difference.max.ms", "soon", false);
+        check("message.timestamp.type", "LogAppendTime", true);
+        check("message.timestamp.type", "CreateTime", true);
+        check("message.timestamp.type", "logappendtime", false);
+        check("compression.type", "producer", true);
+        check("compression.type", "zstd", false);
+        check("message.format.version", "2.8-IV1", true);
         check("no.such.config", "1", false);
+    }
+
+    #[test]
+    fn the_timestamp_type_is_parsed_once() {
+        let defaults = TopicConfig::defaults(&LogConfig::default(), 1 << 20);
+        assert_eq!(defaults.timestamp_type, TimestampType::CreateTime);
+        let overrides = BTreeMap::from([(
+            "message.timestamp.type".to_string(),
+            "LogAppendTime".to_string(),
+        )]);
+        let config = defaults.with_overrides(&overrides);
+        assert_eq!(config.timestamp_type, TimestampType::LogAppendTime);
+        assert_eq!(
+            config.value("message.timestamp.type").as_deref(),
+            Some("LogAppendTime")
+        );
     }
 
     #[test]

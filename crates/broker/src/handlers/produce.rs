@@ -10,10 +10,11 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
-use wire::batch::{BatchError, Batches};
+use wire::batch::{set_log_append_time, BatchError, BatchSpan, Batches};
 
 use super::{code, str_bytes};
 use crate::producers::{BatchHeader, Verdict};
+use crate::topic_config::TimestampType;
 use crate::{Broker, BrokerError, Outcome};
 
 const ACKS_NONE: i16 = 0;
@@ -24,6 +25,8 @@ const ACKS_ALL: i16 = -1;
 struct Placed {
     base_offset: i64,
     log_start_offset: i64,
+    /// The broker time set on the batches of a LogAppendTime topic, else -1.
+    log_append_time_ms: i64,
 }
 
 /// Why one partition's records were refused, and the log start offset to report with it
@@ -83,7 +86,7 @@ pub fn handle(
                     response
                         .with_base_offset(placed.base_offset)
                         .with_log_start_offset(log_start(placed.log_start_offset))
-                        .with_log_append_time_ms(-1)
+                        .with_log_append_time_ms(placed.log_append_time_ms)
                 }
                 Err(refused) => {
                     failed = true;
@@ -143,6 +146,18 @@ fn append(
             return Ok(Err(Refused::new(error)));
         }
     };
+    // A LogAppendTime topic stamps the broker's time on each batch, once the producer's CRC has
+    // been checked (the stamp recomputes it); only then are the bytes copied.
+    let log_append_time = log_append_time(broker, topic);
+    let (records, headers) = match log_append_time {
+        Some(()) => {
+            let stamped = stamp_log_append_time(&records, now_ms);
+            let headers = validate(&stamped, max_bytes)
+                .expect("a batch stamped with the broker's time stays valid");
+            (stamped, headers)
+        }
+        None => (records, headers),
+    };
     if let Err(reason) = check_timestamps(broker, topic, &records, now_ms) {
         tracing::debug!(topic, partition = index, %reason, "refused produce batch: timestamp out of range");
         return Ok(Err(Refused {
@@ -175,7 +190,28 @@ fn append(
     Ok(Ok(Placed {
         base_offset: info.first_offset,
         log_start_offset,
+        log_append_time_ms: log_append_time.map_or(-1, |()| now_ms),
     }))
+}
+
+/// `Some` when the topic's `message.timestamp.type` is LogAppendTime.
+fn log_append_time(broker: &Broker, topic: &str) -> Option<()> {
+    let config = &broker.topics.get(topic)?.config;
+    (config.timestamp_type == TimestampType::LogAppendTime).then_some(())
+}
+
+/// A copy of `records` whose batches carry `now_ms` as their max timestamp and the
+/// LogAppendTime flag, as Kafka stores them on such a topic.
+fn stamp_log_append_time(records: &[u8], now_ms: i64) -> Bytes {
+    let mut stamped = records.to_vec();
+    let mut position = 0;
+    while position < stamped.len() {
+        let span = BatchSpan::parse(&stamped[position..]).expect("validated batches");
+        let end = position + span.total_bytes;
+        set_log_append_time(&mut stamped[position..end], now_ms);
+        position = end;
+    }
+    Bytes::from(stamped)
 }
 
 /// Kafka's `message.timestamp.before.max.ms` / `after.max.ms` checks on CreateTime timestamps,
@@ -275,6 +311,8 @@ fn judge(
             Some(Ok(Placed {
                 base_offset: original.base_offset,
                 log_start_offset,
+                // The time set when the original was appended is not kept.
+                log_append_time_ms: -1,
             }))
         }
         refused => {
