@@ -376,3 +376,29 @@ def test_topic_configs_kafka_users_set(broker):
     assert by_topic["stamped"] == stamped["stamped"], by_topic
     configs = topic_configs(admin, "stamped")
     assert configs["message.timestamp.type"].value == "LogAppendTime"
+
+
+def test_manual_replica_assignment_on_the_one_node(broker):
+    """CreateTopics with a replica assignment: each partition on this node (id 1) is what a single
+    node can hold, and creates the topic; another broker id is INVALID_REPLICA_ASSIGNMENT."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("manual", num_partitions=3, replica_assignment=[[1], [1], [1]])])["manual"].result(
+        TIMEOUT_S
+    )
+    metadata = admin.list_topics(timeout=TIMEOUT_S)
+    assert sorted(metadata.topics["manual"].partitions) == [0, 1, 2]
+    assert create_error(admin, NewTopic("elsewhere", num_partitions=2, replica_assignment=[[1], [2]])) == (
+        KafkaError.INVALID_REPLICA_ASSIGNMENT
+    )
+    assert create_error(admin, NewTopic("twice", num_partitions=1, replica_assignment=[[1, 1]])) == (
+        KafkaError.INVALID_REPLICA_ASSIGNMENT
+    )
+    # kafka-python sends the same request its own way.
+    from kafka.admin import NewTopic as KpNewTopic
+
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        kp.create_topics([KpNewTopic("manual-kp", -1, -1, replica_assignments={0: [1], 1: [1]})])
+        assert sorted(admin.list_topics(timeout=TIMEOUT_S).topics["manual-kp"].partitions) == [0, 1]
+    finally:
+        kp.close()

@@ -79,13 +79,9 @@ fn check(
             format!("topic {name} already exists"),
         ));
     }
-    if !topic.assignments.is_empty() {
-        return Err((
-            ResponseError::InvalidReplicaAssignment,
-            "manual assignment is not supported".into(),
-        ));
-    }
-    let partitions = if topic.num_partitions == -1 {
+    let partitions = if !topic.assignments.is_empty() {
+        manual_partitions(broker, topic)?
+    } else if topic.num_partitions == -1 {
         broker.config.num_partitions
     } else {
         topic.num_partitions
@@ -116,6 +112,60 @@ fn check(
         .resolve(&configs)
         .map_err(|m| (ResponseError::InvalidConfig, m))?;
     Ok((partitions, configs))
+}
+
+/// The partition count of a manual replica assignment, checked as Kafka checks one: with neither
+/// a partition count nor a replication factor given, partitions numbered 0, 1, ... and each
+/// placed on one broker, which on this one node must be this node.
+fn manual_partitions(
+    broker: &Broker,
+    topic: &CreatableTopic,
+) -> Result<i32, (ResponseError, String)> {
+    if topic.num_partitions != -1 || topic.replication_factor != -1 {
+        return Err((
+            ResponseError::InvalidRequest,
+            "both a partition count or replication factor and a replica assignment were given"
+                .into(),
+        ));
+    }
+    let mut indexes: Vec<i32> = topic
+        .assignments
+        .iter()
+        .map(|a| a.partition_index)
+        .collect();
+    indexes.sort_unstable();
+    if indexes
+        .iter()
+        .enumerate()
+        .any(|(i, &index)| index != i as i32)
+    {
+        return Err((
+            ResponseError::InvalidReplicaAssignment,
+            "partitions must be numbered 0, 1, 2, ... without gaps or repeats".into(),
+        ));
+    }
+    let node = broker.config.node_id;
+    if let Some(other) = topic
+        .assignments
+        .iter()
+        .find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node])
+    {
+        let brokers: Vec<i32> = other.broker_ids.iter().map(|b| b.0).collect();
+        return Err((
+            ResponseError::InvalidReplicaAssignment,
+            format!(
+                "partition {} is assigned to brokers {brokers:?}: ferry is the single node {node}, \
+                 so each partition has exactly the replica [{node}]",
+                other.partition_index
+            ),
+        ));
+    }
+    i32::try_from(indexes.len()).map_err(|_| {
+        (
+            ResponseError::InvalidPartitions,
+            "too many partitions".into(),
+        )
+    })
 }
 
 fn describe(configs: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
