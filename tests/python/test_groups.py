@@ -385,3 +385,23 @@ def test_kafka_python_delete_group_offsets(broker):
             admin.delete_group_offsets("no-such-group", [KpTopicPartition(topic, 0)])
     finally:
         admin.close()
+
+
+def test_confluent_list_groups_by_type(broker):
+    """ListGroups v5 (KIP-848's group type): ferry runs classic groups, so a filter on CLASSIC
+    lists them with their type and a filter on CONSUMER lists none."""
+    from confluent_kafka import ConsumerGroupType
+
+    admin_c = confluent_kafka.admin.AdminClient({"bootstrap.servers": broker.bootstrap})
+    committed = confluent_kafka.ConsumerGroupTopicPartitions(
+        "typed", [confluent_kafka.TopicPartition("typed-topic", 0, 3)]
+    )
+    admin_c.create_topics([confluent_kafka.admin.NewTopic("typed-topic", 1, 1)])["typed-topic"].result(15)
+    admin_c.alter_consumer_group_offsets([committed])["typed"].result(15)
+
+    def listed(types):
+        result = admin_c.list_consumer_groups(types=types).result(timeout=15)
+        return {(g.group_id, g.type) for g in result.valid}
+
+    assert ("typed", ConsumerGroupType.CLASSIC) in listed({ConsumerGroupType.CLASSIC})
+    assert listed({ConsumerGroupType.CONSUMER}) == set()
