@@ -35,6 +35,10 @@ pub struct BrokerConfig {
     pub message_max_bytes: usize,
     /// `fetch.max.bytes`: the most record bytes in one Fetch response.
     pub fetch_max_bytes: usize,
+    /// `max.partitions` (ferry's own): the most partitions all topics may hold together. Each
+    /// holds a file descriptor (its active segment's), so `ferry serve` derives the default from
+    /// the descriptor limit; creating more is refused with POLICY_VIOLATION.
+    pub max_partitions: usize,
     /// Segment and retention defaults for topics without overrides.
     pub log: LogConfig,
     /// `log.retention.check.interval.ms`.
@@ -61,6 +65,7 @@ impl BrokerConfig {
             num_partitions: 1,
             message_max_bytes: MESSAGE_MAX_BYTES_DEFAULT,
             fetch_max_bytes: FETCH_MAX_BYTES_DEFAULT,
+            max_partitions: usize::MAX,
             log: LogConfig::default(),
             retention_check_interval_ms: 300_000,
             group: group::GroupConfig::default(),

@@ -25,6 +25,13 @@ pub enum BrokerError {
     },
     #[error("metadata: {0}")]
     Meta(String),
+    /// The data directory holds more partitions than `max.partitions` allows (by default what
+    /// the file descriptor limit leaves room for): serving them would run out of descriptors.
+    #[error(
+        "the data directory holds {held} partitions, more than max.partitions ({max}); raise the \
+         file descriptor limit (ulimit -n) or max.partitions"
+    )]
+    TooManyPartitions { held: usize, max: usize },
     /// The partition directories and `meta.json` differ (see `reconcile.rs`): the broker
     /// refuses to start rather than guess which one is right.
     #[error(

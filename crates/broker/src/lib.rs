@@ -76,6 +76,7 @@ impl Broker {
             &config.data_dir,
             &config.log,
             config.message_max_bytes,
+            config.max_partitions,
             now_ms,
         )?;
         let producers = producers::Producers::open(disk.clone(), &config.data_dir)?;

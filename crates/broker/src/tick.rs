@@ -31,10 +31,16 @@ impl Broker {
             .map_or(housekeeping, |deadline| deadline.min(housekeeping))
     }
 
-    /// Producer maintenance, trailing checkpoints, internal-log compaction, and segments past
-    /// retention deleted at most once per `log.retention.check.interval.ms`.
+    /// Producer maintenance, trailing checkpoints, internal-log compaction, the descriptors of
+    /// sealed segments read since the last time closed again, and segments past retention
+    /// deleted at most once per `log.retention.check.interval.ms`.
     fn housekeeping(&mut self, now_ms: i64) -> Result<(), BrokerError> {
         self.maintain_producers(now_ms);
+        for (_, topic) in self.topics.iter_mut() {
+            for partition in &mut topic.partitions {
+                partition.log_mut().release_idle_files();
+            }
+        }
         self.schedule_trailing_checkpoints(now_ms);
         let compact_bytes = self.config.internal_log_compact_bytes;
         if self.groups.maintain_log(now_ms, compact_bytes)? {

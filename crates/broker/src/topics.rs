@@ -52,6 +52,8 @@ pub struct Topic {
 }
 
 pub struct Topics {
+    /// `max.partitions`: the most partitions all topics may hold together.
+    max_partitions: usize,
     disk: Arc<dyn Disk>,
     data_dir: PathBuf,
     cluster_id: String,
@@ -105,6 +107,7 @@ impl Topics {
         data_dir: &Path,
         log_base: &LogConfig,
         message_max_bytes: usize,
+        max_partitions: usize,
         now_ms: i64,
     ) -> Result<Topics, BrokerError> {
         disk.create_dir_all(data_dir)
@@ -145,7 +148,15 @@ impl Topics {
         }
         crate::reconcile::finish_deletions(&*disk, data_dir, &meta.deleting)?;
         crate::reconcile::reconcile(&*disk, data_dir, &meta.topics)?;
+        let held: usize = meta.topics.values().map(|t| t.partitions as usize).sum();
+        if held > max_partitions {
+            return Err(BrokerError::TooManyPartitions {
+                held,
+                max: max_partitions,
+            });
+        }
         let mut topics = Topics {
+            max_partitions,
             disk,
             data_dir: data_dir.to_path_buf(),
             cluster_id: meta.cluster_id,
@@ -245,6 +256,24 @@ impl Topics {
     /// The size and usable space of the data directory's file system.
     pub fn space(&self) -> std::io::Result<storage::Space> {
         self.disk.space(&self.data_dir)
+    }
+
+    /// How many partitions all topics hold.
+    pub fn partition_count(&self) -> usize {
+        self.topics.values().map(|t| t.partitions.len()).sum()
+    }
+
+    /// Whether `more` partitions fit under `max.partitions`; the refusal says why.
+    pub fn check_room(&self, more: usize) -> Result<(), String> {
+        let held = self.partition_count();
+        if held + more > self.max_partitions {
+            return Err(format!(
+                "this broker holds {held} partitions and max.partitions is {} (by default what \
+                 its file descriptor limit leaves room for): {more} more do not fit",
+                self.max_partitions
+            ));
+        }
+        Ok(())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Topic)> {

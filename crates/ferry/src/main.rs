@@ -2,6 +2,7 @@
 //! the admin commands.
 
 mod admin;
+mod descriptors;
 mod serve;
 mod settings;
 

@@ -59,13 +59,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
     runtime.block_on(serve(settings))
 }
 
-async fn serve(settings: Settings) -> Result<()> {
+async fn serve(mut settings: Settings) -> Result<()> {
     let disk: Arc<dyn storage::Disk> = Arc::new(storage::FsDisk);
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listen on {}", settings.listen))?;
     let local = listener.local_addr().context("read listen address")?;
     let mut config = settings.broker_config();
+    config.max_partitions = descriptor_budget(&mut settings)?;
     let (host, port) = settings.advertised_host_port(local)?;
     config.advertised_host = host;
     config.advertised_port = port;
@@ -80,6 +81,41 @@ async fn serve(settings: Settings) -> Result<()> {
     tracing::info!(%local, data_dir = %settings.data_dir.display(), "serving");
     server.run(stop).await.map_err(ShutdownFailed)?;
     Ok(())
+}
+
+/// Raises the descriptor limit, caps `max.connections` to the connections' share of it, and
+/// returns `max.partitions`: as set, if the limit has room for it, or else what the limit leaves.
+fn descriptor_budget(settings: &mut Settings) -> Result<usize> {
+    let (before, limit) = crate::descriptors::raise_limit().context("read the descriptor limit")?;
+    let budget = crate::descriptors::budget(limit, settings.limits.connections_max);
+    if budget.connections < settings.limits.connections_max {
+        tracing::warn!(
+            limit,
+            max_connections = settings.limits.connections_max,
+            connections = budget.connections,
+            "max.connections is more than half the file descriptor limit: lowered"
+        );
+        settings.limits.connections_max = budget.connections;
+    }
+    let partitions = match settings.max_partitions {
+        Some(wanted) if wanted > budget.partitions => anyhow::bail!(
+            "max.partitions={wanted} needs a descriptor per partition, but the file descriptor \
+             limit ({limit}) leaves room for {} beside {} connections: raise the limit \
+             (ulimit -n) or lower max.partitions or max.connections",
+            budget.partitions,
+            budget.connections
+        ),
+        Some(wanted) => wanted,
+        None => budget.partitions,
+    };
+    tracing::info!(
+        limit,
+        raised_from = before,
+        max_connections = budget.connections,
+        max_partitions = partitions,
+        "file descriptors"
+    );
+    Ok(partitions)
 }
 
 /// The clean shutdown failed (a full disk fails the index and checkpoint writes of closing the

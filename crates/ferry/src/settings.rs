@@ -25,6 +25,8 @@ pub struct Settings {
     pub advertised: Option<String>,
     pub broker: BrokerConfig,
     pub limits: Limits,
+    /// `max.partitions` when set; otherwise `ferry serve` derives it from the descriptor limit.
+    pub max_partitions: Option<usize>,
 }
 
 impl Default for Settings {
@@ -35,6 +37,7 @@ impl Default for Settings {
             advertised: None,
             broker: BrokerConfig::new(PathBuf::from("./ferry-data")),
             limits: Limits::default(),
+            max_partitions: None,
         }
     }
 }
@@ -134,6 +137,7 @@ impl Settings {
             }
             "socket.request.max.bytes" => limits.request_bytes_max = positive(name, value)?,
             "max.connections" => limits.connections_max = positive(name, value)?,
+            "max.partitions" => self.max_partitions = Some(positive(name, value)?),
             "max.in.flight.requests.per.connection" => {
                 limits.in_flight_requests_per_connection = positive(name, value)?
             }

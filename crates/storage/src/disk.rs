@@ -75,6 +75,11 @@ pub trait DiskFile: Send + Sync {
     /// fdatasync: makes every earlier write and truncation of this file durable.
     fn sync_data(&self) -> io::Result<()>;
     fn truncate(&self, len: u64) -> io::Result<()>;
+    /// Closes the file's descriptor until its next use, which opens it again by its path, so
+    /// files nobody uses hold no descriptor. Only for a file whose writes are all synced: a
+    /// writeback error is reported to the descriptors open when it happens, so a descriptor
+    /// opened later could miss one. A no-op where there are no descriptors.
+    fn release(&self) {}
     /// The file's last-modified time: retention's age of a segment whose batches carry no
     /// valid timestamp, as in Kafka.
     fn modified(&self) -> io::Result<std::time::SystemTime>;
@@ -101,13 +106,10 @@ impl Disk for FsDisk {
     }
 
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DiskFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .open(path)?;
+        let file = Descriptor::open(path, create)?;
         Ok(Arc::new(FsFile {
-            file,
+            path: path.to_path_buf(),
+            file: Mutex::new(Some(Arc::new(file))),
             map: Mutex::new(None),
         }))
     }
@@ -154,8 +156,50 @@ impl Disk for FsDisk {
 /// and the mapping is never read there.
 const MAP_GRANULE_BYTES: u64 = 64 << 20;
 
+/// Descriptors of `FsDisk` files open right now, process-wide (see [`open_descriptors`]).
+static OPEN_DESCRIPTORS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many descriptors the files opened through [`FsDisk`] hold right now: the broker's logs
+/// hold one per active segment and per segment in use, not one per segment.
+pub fn open_descriptors() -> usize {
+    OPEN_DESCRIPTORS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// An open file, counted in [`open_descriptors`] while it lives.
+struct Descriptor(File);
+
+impl Descriptor {
+    fn open(path: &Path, create: bool) -> io::Result<Descriptor> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .open(path)?;
+        OPEN_DESCRIPTORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Descriptor(file))
+    }
+}
+
+impl Drop for Descriptor {
+    fn drop(&mut self) {
+        OPEN_DESCRIPTORS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl std::ops::Deref for Descriptor {
+    type Target = File;
+
+    fn deref(&self) -> &File {
+        &self.0
+    }
+}
+
 struct FsFile {
-    file: File,
+    /// Where to open the file again after `release`.
+    path: std::path::PathBuf,
+    /// The descriptor; None once released, until the next use. Each use holds its own `Arc`, so
+    /// a release during a call closes the descriptor only when the call is done.
+    file: Mutex<Option<Arc<Descriptor>>>,
     /// The file mapped for `read_shared`, and the file length last seen: the mapping is only read
     /// below that length (a page wholly past the end of a file raises SIGBUS when touched).
     map: Mutex<Option<Mapped>>,
@@ -176,6 +220,17 @@ impl AsRef<[u8]> for Mapping {
 }
 
 impl FsFile {
+    /// The descriptor, opened again by path if it was released.
+    fn file(&self) -> io::Result<Arc<Descriptor>> {
+        let mut file = self.file.lock();
+        if let Some(open) = file.as_ref() {
+            return Ok(open.clone());
+        }
+        let open = Arc::new(Descriptor::open(&self.path, false)?);
+        *file = Some(open.clone());
+        Ok(open)
+    }
+
     /// The mapping, covering at least `end` bytes, all of which the file holds.
     fn mapped_to(&self, end: u64) -> io::Result<Bytes> {
         let mut map = self.map.lock();
@@ -184,7 +239,8 @@ impl FsFile {
                 return Ok(mapped.bytes.clone());
             }
         }
-        let file_len = self.file.metadata()?.len();
+        let file = self.file()?;
+        let file_len = file.metadata()?.len();
         if end > file_len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -200,7 +256,8 @@ impl FsFile {
                 // file never shrinks while it is open except through `truncate`, which drops
                 // the mapping first (recovery, before any read). A file cut short by another
                 // process would raise SIGBUS: the data directory is the broker's alone.
-                let map = unsafe { memmap2::MmapOptions::new().len(map_len).map(&self.file)? };
+                // The mapping outlives the descriptor (`release`): it holds the file itself.
+                let map = unsafe { memmap2::MmapOptions::new().len(map_len).map(&file.0)? };
                 Bytes::from_owner(Mapping(map))
             }
         };
@@ -214,11 +271,11 @@ impl FsFile {
 
 impl DiskFile for FsFile {
     fn len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+        Ok(self.file()?.metadata()?.len())
     }
 
     fn read_exact_at(&self, position: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.file.read_exact_at(buf, position)
+        self.file()?.read_exact_at(buf, position)
     }
 
     fn read_shared(&self, position: u64, len: usize) -> io::Result<Bytes> {
@@ -232,10 +289,11 @@ impl DiskFile for FsFile {
     }
 
     fn write_all_at(&self, position: u64, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all_at(buf, position)
+        self.file()?.write_all_at(buf, position)
     }
 
     fn write_all_vectored_at(&self, position: u64, bufs: &[Bytes]) -> io::Result<()> {
+        let file = self.file()?;
         let mut at = position;
         // Slices already written are skipped; `done` counts the bytes of the first one left.
         let (mut next, mut done) = (0usize, 0usize);
@@ -252,7 +310,7 @@ impl DiskFile for FsFile {
                 .take(IOVECS_PER_WRITE_MAX)
                 .map(IoSlice::new)
                 .collect();
-            let written = pwritev(&self.file, &slices, at)?;
+            let written = pwritev(&file, &slices, at)?;
             if written == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::WriteZero,
@@ -276,16 +334,20 @@ impl DiskFile for FsFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file()?.sync_data()
     }
 
     fn truncate(&self, len: u64) -> io::Result<()> {
         *self.map.lock() = None;
-        self.file.set_len(len)
+        self.file()?.set_len(len)
     }
 
     fn modified(&self) -> io::Result<std::time::SystemTime> {
-        self.file.metadata()?.modified()
+        self.file()?.metadata()?.modified()
+    }
+
+    fn release(&self) {
+        self.file.lock().take();
     }
 }
 

@@ -305,7 +305,7 @@ impl PartitionLog {
             segments = recovered.segments.len(),
             "opened partition log"
         );
-        Ok(PartitionLog {
+        let mut log = PartitionLog {
             disk,
             dir: dir.to_path_buf(),
             config,
@@ -322,7 +322,31 @@ impl PartitionLog {
             recovery_point: log_end_offset,
             recovery_point_written_ms: now_ms,
             recovery_point_due: false,
-        })
+        };
+        // Recovery synced everything it read: the sealed segments hold no descriptor from now.
+        log.release_idle_files();
+        Ok(log)
+    }
+
+    /// Closes the descriptors of the sealed segments whose data is synced and no sync work holds
+    /// (they are opened again on their next read), so a partition holds one descriptor, its
+    /// active segment's, however many segments it has. The broker calls it at open and from its
+    /// housekeeping (a read of an old segment opens it again meanwhile).
+    pub fn release_idle_files(&mut self) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        let sealed = self.segments.len() - 1;
+        for segment in &self.segments[..sealed] {
+            let synced = segment.next_offset <= self.synced_offset;
+            let dirty = self
+                .dirty_files
+                .iter()
+                .any(|(path, _)| *path == segment.log_path);
+            if synced && !dirty {
+                segment.log.release();
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {

@@ -86,6 +86,10 @@ fn check(
             format!("partitions must be at most {PARTITIONS_PER_TOPIC_MAX}"),
         ));
     }
+    broker
+        .topics
+        .check_room((topic.count - current) as usize)
+        .map_err(|m| (ResponseError::PolicyViolation, m))?;
     if let Some(assignments) = &topic.assignments {
         let added = (topic.count - current) as usize;
         let node = broker.config.node_id;

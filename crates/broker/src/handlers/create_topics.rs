@@ -92,6 +92,10 @@ fn check(
             format!("partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}"),
         ));
     }
+    broker
+        .topics
+        .check_room(partitions as usize)
+        .map_err(|m| (ResponseError::PolicyViolation, m))?;
     if !matches!(topic.replication_factor, -1 | 1) {
         return Err((
             ResponseError::InvalidReplicationFactor,

@@ -94,6 +94,10 @@ fn by_name(
         return Ok(failed(ResponseError::UnknownTopicOrPartition));
     }
     let partitions = broker.config.num_partitions;
+    if let Err(reason) = broker.topics.check_room(partitions as usize) {
+        tracing::warn!(topic = name, %reason, "topic not auto-created");
+        return Ok(failed(ResponseError::PolicyViolation));
+    }
     let topic = broker
         .topics
         .create(name, partitions, BTreeMap::new(), now_ms)?;

@@ -17,6 +17,8 @@ pub struct Ferry {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     args: Vec<String>,
+    /// The file descriptor limit (soft and hard) ferry runs under, if set.
+    descriptor_limit: Option<u64>,
 }
 
 impl Ferry {
@@ -29,7 +31,30 @@ impl Ferry {
             addr,
             data_dir: data_dir.to_path_buf(),
             args,
+            descriptor_limit: None,
         }
+    }
+
+    /// `start`, under a file descriptor limit of `limit` (soft and hard, as `ulimit -n`), kept
+    /// across restarts.
+    pub fn start_with_descriptor_limit(data_dir: &Path, settings: &[&str], limit: u64) -> Ferry {
+        let args: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn_with(data_dir, "127.0.0.1:0", &args, None, Some(limit));
+        Ferry {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            args,
+            descriptor_limit: Some(limit),
+        }
+    }
+
+    /// The descriptors the broker process holds open (`/proc/<pid>/fd`).
+    pub fn open_descriptors(&self) -> usize {
+        let pid = self.child.as_ref().expect("ferry is running").id();
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("list descriptors")
+            .count()
     }
 
     /// `start`, with ferry's traces (at `FERRY_LOG`, default `info`) appended to the file
@@ -46,12 +71,13 @@ impl Ferry {
         level: &str,
     ) -> Ferry {
         let args: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn_with(data_dir, "127.0.0.1:0", &args, Some((traces, level)));
+        let (child, addr) = spawn_with(data_dir, "127.0.0.1:0", &args, Some((traces, level)), None);
         Ferry {
             child: Some(child),
             addr,
             data_dir: data_dir.to_path_buf(),
             args,
+            descriptor_limit: None,
         }
     }
 
@@ -80,7 +106,13 @@ impl Ferry {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart of a running broker");
         let listen = self.addr.to_string();
-        let (child, addr) = spawn(&self.data_dir, &listen, &self.args);
+        let (child, addr) = spawn_with(
+            &self.data_dir,
+            &listen,
+            &self.args,
+            None,
+            self.descriptor_limit,
+        );
         assert_eq!(addr, self.addr);
         self.child = Some(child);
     }
@@ -130,7 +162,7 @@ impl Drop for Ferry {
 }
 
 fn spawn(data_dir: &Path, listen: &str, settings: &[String]) -> (Child, SocketAddr) {
-    spawn_with(data_dir, listen, settings, None)
+    spawn_with(data_dir, listen, settings, None, None)
 }
 
 /// `spawn`, with the traces (stderr) appended to a file at a level (`FERRY_LOG` wins) if given.
@@ -139,8 +171,25 @@ fn spawn_with(
     listen: &str,
     settings: &[String],
     traces: Option<(&Path, &str)>,
+    descriptor_limit: Option<u64>,
 ) -> (Child, SocketAddr) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    if let Some(limit) = descriptor_limit {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only setrlimit, async-signal-safe, runs between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let rlimit = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     command
         .arg("serve")
         .arg("--data-dir")

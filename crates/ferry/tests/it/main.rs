@@ -6,6 +6,7 @@ mod bench;
 mod commit_windows;
 mod crash;
 mod data_dir;
+mod descriptors;
 mod exactly_once;
 mod fetch_memory;
 mod groups;
