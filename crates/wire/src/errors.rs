@@ -15,29 +15,21 @@ pub fn error_codes(response: &ResponseKind) -> Vec<i16> {
     codes
 }
 
+/// The `error_code` of every item of every `$inner` list of the items of `$outer`.
+macro_rules! nested {
+    ($outer:expr, $inner:ident) => {
+        $outer.iter().flat_map(|t| &t.$inner).map(|p| p.error_code)
+    };
+}
+
 fn collect(response: &ResponseKind, codes: &mut Vec<i16>) {
     match response {
-        ResponseKind::Produce(r) => codes.extend(
-            r.responses
-                .iter()
-                .flat_map(|t| &t.partition_responses)
-                .map(|p| p.error_code),
-        ),
+        ResponseKind::Produce(r) => codes.extend(nested!(r.responses, partition_responses)),
         ResponseKind::Fetch(r) => {
             codes.push(r.error_code);
-            codes.extend(
-                r.responses
-                    .iter()
-                    .flat_map(|t| &t.partitions)
-                    .map(|p| p.error_code),
-            );
+            codes.extend(nested!(r.responses, partitions));
         }
-        ResponseKind::ListOffsets(r) => codes.extend(
-            r.topics
-                .iter()
-                .flat_map(|t| &t.partitions)
-                .map(|p| p.error_code),
-        ),
+        ResponseKind::ListOffsets(r) => codes.extend(nested!(r.topics, partitions)),
         ResponseKind::Metadata(r) => {
             for topic in &r.topics {
                 codes.push(topic.error_code);
@@ -47,12 +39,7 @@ fn collect(response: &ResponseKind, codes: &mut Vec<i16>) {
         ResponseKind::ApiVersions(r) => codes.push(r.error_code),
         ResponseKind::CreateTopics(r) => codes.extend(r.topics.iter().map(|t| t.error_code)),
         ResponseKind::DeleteTopics(r) => codes.extend(r.responses.iter().map(|t| t.error_code)),
-        ResponseKind::DeleteRecords(r) => codes.extend(
-            r.topics
-                .iter()
-                .flat_map(|t| &t.partitions)
-                .map(|p| p.error_code),
-        ),
+        ResponseKind::DeleteRecords(r) => codes.extend(nested!(r.topics, partitions)),
         ResponseKind::CreatePartitions(r) => codes.extend(r.results.iter().map(|t| t.error_code)),
         ResponseKind::DescribeConfigs(r) => codes.extend(r.results.iter().map(|t| t.error_code)),
         ResponseKind::AlterConfigs(r) => codes.extend(r.responses.iter().map(|t| t.error_code)),
@@ -71,29 +58,13 @@ fn collect(response: &ResponseKind, codes: &mut Vec<i16>) {
             codes.push(r.error_code);
             codes.extend(r.members.iter().map(|m| m.error_code));
         }
-        ResponseKind::OffsetCommit(r) => codes.extend(
-            r.topics
-                .iter()
-                .flat_map(|t| &t.partitions)
-                .map(|p| p.error_code),
-        ),
+        ResponseKind::OffsetCommit(r) => codes.extend(nested!(r.topics, partitions)),
         ResponseKind::OffsetFetch(r) => {
             codes.push(r.error_code);
-            codes.extend(
-                r.topics
-                    .iter()
-                    .flat_map(|t| &t.partitions)
-                    .map(|p| p.error_code),
-            );
+            codes.extend(nested!(r.topics, partitions));
             for group in &r.groups {
                 codes.push(group.error_code);
-                codes.extend(
-                    group
-                        .topics
-                        .iter()
-                        .flat_map(|t| &t.partitions)
-                        .map(|p| p.error_code),
-                );
+                codes.extend(nested!(group.topics, partitions));
             }
         }
         ResponseKind::ListGroups(r) => codes.push(r.error_code),
@@ -114,12 +85,7 @@ fn collect(response: &ResponseKind, codes: &mut Vec<i16>) {
         }
         ResponseKind::AddOffsetsToTxn(r) => codes.push(r.error_code),
         ResponseKind::EndTxn(r) => codes.push(r.error_code),
-        ResponseKind::TxnOffsetCommit(r) => codes.extend(
-            r.topics
-                .iter()
-                .flat_map(|t| &t.partitions)
-                .map(|p| p.error_code),
-        ),
+        ResponseKind::TxnOffsetCommit(r) => codes.extend(nested!(r.topics, partitions)),
         ResponseKind::ListTransactions(r) => codes.push(r.error_code),
         ResponseKind::DescribeTransactions(r) => {
             codes.extend(r.transaction_states.iter().map(|t| t.error_code))
@@ -128,20 +94,10 @@ fn collect(response: &ResponseKind, codes: &mut Vec<i16>) {
             codes.push(r.error_code);
             codes.extend(r.results.iter().map(|d| d.error_code));
         }
-        ResponseKind::DescribeProducers(r) => codes.extend(
-            r.topics
-                .iter()
-                .flat_map(|t| &t.partitions)
-                .map(|p| p.error_code),
-        ),
+        ResponseKind::DescribeProducers(r) => codes.extend(nested!(r.topics, partitions)),
         ResponseKind::OffsetDelete(r) => {
             codes.push(r.error_code);
-            codes.extend(
-                r.topics
-                    .iter()
-                    .flat_map(|t| &t.partitions)
-                    .map(|p| p.error_code),
-            );
+            codes.extend(nested!(r.topics, partitions));
         }
         _ => {}
     }

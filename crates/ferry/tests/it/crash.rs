@@ -152,20 +152,7 @@ async fn corruption_in_synced_data_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut ferry = Ferry::start(dir.path(), &["num.partitions=1"]);
     let producer = producer(&ferry.bootstrap(), &[("acks", "all"), ("linger.ms", "0")]);
-    for i in 0..50 {
-        let (key, value) = record(0, i);
-        producer
-            .send(
-                FutureRecord::to("corrupt")
-                    .partition(0)
-                    .key(&key)
-                    .payload(&value),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
+    send_records(&producer, "corrupt", 0, 50).await;
     drop(producer);
     ferry.stop();
 
@@ -175,11 +162,7 @@ async fn corruption_in_synced_data_refuses_to_start() {
     let mut untouched = Ferry::start(control.path(), &["num.partitions=1"]);
     untouched.stop();
 
-    let segment = dir.path().join("corrupt-0").join(format!("{:020}.log", 0));
-    let mut bytes = std::fs::read(&segment).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x10;
-    std::fs::write(&segment, bytes).unwrap();
+    flip_middle_bit(&dir.path().join("corrupt-0").join(format!("{:020}.log", 0)));
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
@@ -212,20 +195,7 @@ async fn corruption_found_by_a_read_fails_that_partition_only() {
     let mut ferry = Ferry::start(dir.path(), &["num.partitions=2"]);
     let producer = producer(&ferry.bootstrap(), &[("acks", "all"), ("linger.ms", "0")]);
     for partition in 0..2 {
-        for i in 0..RECORDS {
-            let (key, value) = record(partition, i);
-            producer
-                .send(
-                    FutureRecord::to("rot")
-                        .partition(partition)
-                        .key(&key)
-                        .payload(&value),
-                    Duration::from_secs(10),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .unwrap();
-        }
+        send_records(&producer, "rot", partition, RECORDS).await;
     }
     // The control: undamaged, both partitions are read whole.
     let consumer = consumer_from_start(&ferry.bootstrap(), "rot", 2);
@@ -234,16 +204,7 @@ async fn corruption_found_by_a_read_fails_that_partition_only() {
     drop(consumer);
 
     // Flip a bit in the middle of partition 1's segment, in place, with the broker running.
-    let segment = dir.path().join("rot-1").join(format!("{:020}.log", 0));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&segment)
-        .unwrap();
-    let at = file.metadata().unwrap().len() / 2;
-    let mut byte = [0u8];
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut byte, at).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&file, &[byte[0] ^ 0x10], at).unwrap();
+    flip_middle_bit(&dir.path().join("rot-1").join(format!("{:020}.log", 0)));
 
     let consumer = consumer_from_start(&ferry.bootstrap(), "rot", 2);
     let (mut good, mut damaged, mut errors) = (0, 0, Vec::new());
@@ -272,6 +233,44 @@ async fn corruption_found_by_a_read_fails_that_partition_only() {
         "damaged read: {good} records of partition 0, {damaged} of partition 1, errors {:?}",
         errors.first()
     );
+}
+
+/// Sends records 0..count of `partition` (see `record`) one at a time, each acknowledged.
+async fn send_records(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    partition: i32,
+    count: u64,
+) {
+    for i in 0..count {
+        let (key, value) = record(partition, i);
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .partition(partition)
+                    .key(&key)
+                    .payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+}
+
+/// Flips one bit in the middle of `path`, in place (the way bit rot would, without rewriting
+/// the file under a reader).
+fn flip_middle_bit(path: &std::path::Path) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let at = file.metadata().unwrap().len() / 2;
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x10], at).unwrap();
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

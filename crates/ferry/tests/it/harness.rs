@@ -313,3 +313,21 @@ pub fn reserve_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     listener.local_addr().expect("bound address").port()
 }
+
+/// How many times a kill test kills the broker (`slow` with `FERRY_SLOW=1`) and the random
+/// source of its moments, seeded by `FERRY_SEED` or at random; the seed is printed to repeat a
+/// run.
+pub fn kill_plan(test: &str, default: usize, slow: usize) -> (usize, rand::rngs::StdRng) {
+    use rand::SeedableRng;
+    let kills = if std::env::var_os("FERRY_SLOW").is_some() {
+        slow
+    } else {
+        default
+    };
+    let seed: u64 = std::env::var("FERRY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("{test}: seed {seed}, {kills} kills");
+    (kills, rand::rngs::StdRng::seed_from_u64(seed))
+}

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -44,14 +44,7 @@ fn value_of(key: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_readers_and_writers_under_kill9_lose_and_garble_nothing() {
-    let slow = std::env::var_os("FERRY_SLOW").is_some();
-    let kills = if slow { KILLS_SLOW } else { KILLS_DEFAULT };
-    let seed: u64 = std::env::var("FERRY_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("stress: seed {seed}, {kills} kills");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (kills, mut rng) = crate::harness::kill_plan("stress", KILLS_DEFAULT, KILLS_SLOW);
     let dir = tempfile::tempdir().unwrap();
     let mut ferry = Ferry::start(
         dir.path(),

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{
     BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord, Producer, ThreadedProducer,
@@ -43,14 +43,7 @@ struct TxnOutcomes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_records_survive_repeated_kill9() {
-    let slow = std::env::var_os("FERRY_SLOW").is_some();
-    let kills = if slow { KILLS_SLOW } else { KILLS_DEFAULT };
-    let seed: u64 = std::env::var("FERRY_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("torture: seed {seed}, {kills} kills");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (kills, mut rng) = crate::harness::kill_plan("torture", KILLS_DEFAULT, KILLS_SLOW);
     let dir = tempfile::tempdir().unwrap();
     let mut ferry = Ferry::start(dir.path(), &["num.partitions=1"]);
     let bootstrap = ferry.bootstrap();

@@ -763,18 +763,11 @@ impl World {
             },
             Response::Heartbeat(r) => error(r.error_code),
             Response::LeaveGroup(r) => self.describe_leave(r),
-            Response::OffsetCommit(r) => {
-                let parts: Vec<String> = r
-                    .topics
+            Response::OffsetCommit(r) => partition_answers(r.topics.iter().flat_map(|t| {
+                t.partitions
                     .iter()
-                    .flat_map(|t| {
-                        t.partitions.iter().map(move |p| {
-                            format!("{}/{}:{}", t.name.0, p.partition_index, error(p.error_code))
-                        })
-                    })
-                    .collect();
-                parts.join(" ")
-            }
+                    .map(|p| (&t.name, p.partition_index, p.error_code))
+            })),
             Response::OffsetFetch(r) => describe_fetch(r),
             Response::ListGroups(r) => {
                 let groups: Vec<String> = r
@@ -798,16 +791,12 @@ impl World {
                 results.join(" ")
             }
             Response::OffsetDelete(r) => {
-                let parts: Vec<String> = r
-                    .topics
-                    .iter()
-                    .flat_map(|t| {
-                        t.partitions.iter().map(move |p| {
-                            format!("{}/{}:{}", t.name.0, p.partition_index, error(p.error_code))
-                        })
-                    })
-                    .collect();
-                format!("{} [{}]", error(r.error_code), parts.join(" "))
+                let parts = partition_answers(r.topics.iter().flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (&t.name, p.partition_index, p.error_code))
+                }));
+                format!("{} [{}]", error(r.error_code), parts)
             }
         }
     }
@@ -971,6 +960,14 @@ fn fetched(
         write!(out, ":{m}").unwrap();
     }
     out
+}
+
+/// `topic/partition:error` for each answer, space-separated.
+fn partition_answers<'a>(answers: impl Iterator<Item = (&'a TopicName, i32, i16)>) -> String {
+    let parts: Vec<String> = answers
+        .map(|(topic, partition, code)| format!("{}/{partition}:{}", topic.0, error(code)))
+        .collect();
+    parts.join(" ")
 }
 
 /// A consumer subscription (ConsumerProtocolSubscription v0) to the topics `t+u+...`.
