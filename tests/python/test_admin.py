@@ -402,3 +402,37 @@ def test_manual_replica_assignment_on_the_one_node(broker):
         assert sorted(admin.list_topics(timeout=TIMEOUT_S).topics["manual-kp"].partitions) == [0, 1]
     finally:
         kp.close()
+
+
+def test_authorized_operations_without_an_authorizer(broker):
+    """Metadata v8+ and DescribeGroups v3+ report the operations the client may perform when
+    asked; with no authorizer that is every operation of the resource, as Kafka reports it."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("authz", 1, 1)])["authz"].result(TIMEOUT_S)
+    described = admin.describe_topics(
+        TopicCollection(["authz"]), include_authorized_operations=True
+    )["authz"].result(TIMEOUT_S)
+    assert set(described.authorized_operations) == {
+        AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DELETE,
+        AclOperation.ALTER, AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS,
+        AclOperation.ALTER_CONFIGS,
+    }, described.authorized_operations
+    cluster = admin.describe_cluster(include_authorized_operations=True).result(TIMEOUT_S)
+    assert AclOperation.IDEMPOTENT_WRITE in cluster.authorized_operations, cluster
+    assert AclOperation.READ not in cluster.authorized_operations
+    # The control: not asked, not reported.
+    plain = admin.describe_topics(TopicCollection(["authz"]))["authz"].result(TIMEOUT_S)
+    assert not plain.authorized_operations
+    committed = confluent_kafka.ConsumerGroupTopicPartitions(
+        "authz-group", [confluent_kafka.TopicPartition("authz", 0, 1)]
+    )
+    admin.alter_consumer_group_offsets([committed])["authz-group"].result(TIMEOUT_S)
+    group = admin.describe_consumer_groups(
+        ["authz-group"], include_authorized_operations=True
+    )["authz-group"].result(TIMEOUT_S)
+    assert set(group.authorized_operations) == {
+        AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE,
+    }, group.authorized_operations

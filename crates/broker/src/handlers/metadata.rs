@@ -13,6 +13,31 @@ use super::{code, str_bytes, topic_name};
 use crate::topics::{validate_topic_name, Topic};
 use crate::{Broker, BrokerError};
 
+/// Kafka's ACL operation codes, as bits of an authorized-operations field.
+const READ: i32 = 1 << 3;
+const WRITE: i32 = 1 << 4;
+const CREATE: i32 = 1 << 5;
+const DELETE: i32 = 1 << 6;
+const ALTER: i32 = 1 << 7;
+const DESCRIBE: i32 = 1 << 8;
+const CLUSTER_ACTION: i32 = 1 << 9;
+const DESCRIBE_CONFIGS: i32 = 1 << 10;
+const ALTER_CONFIGS: i32 = 1 << 11;
+const IDEMPOTENT_WRITE: i32 = 1 << 12;
+/// Every operation that applies to a topic.
+const TOPIC_AUTHORIZED_OPERATIONS_ALL: i32 =
+    READ | WRITE | CREATE | DELETE | ALTER | DESCRIBE | DESCRIBE_CONFIGS | ALTER_CONFIGS;
+/// Every operation that applies to the cluster.
+const CLUSTER_AUTHORIZED_OPERATIONS_ALL: i32 = CREATE
+    | CLUSTER_ACTION
+    | DESCRIBE_CONFIGS
+    | ALTER_CONFIGS
+    | IDEMPOTENT_WRITE
+    | ALTER
+    | DESCRIBE;
+/// An authorized-operations field the client did not ask for.
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
 pub fn handle(
     broker: &mut Broker,
     now_ms: i64,
@@ -38,8 +63,22 @@ pub fn handle(
             }
         }
     }
+    // With no authorizer every operation is allowed, and Kafka reports them all (v8+, when
+    // asked); otherwise the field keeps its "not asked" value.
+    if version >= 8 && request.include_topic_authorized_operations {
+        for topic in topics.iter_mut().filter(|t| t.error_code == 0) {
+            topic.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS_ALL;
+        }
+    }
+    let cluster_operations =
+        if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+            CLUSTER_AUTHORIZED_OPERATIONS_ALL
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        };
     let config = &broker.config;
     let response = MetadataResponse::default()
+        .with_cluster_authorized_operations(cluster_operations)
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(node)
             .with_host(str_bytes(config.advertised_host.clone()))
