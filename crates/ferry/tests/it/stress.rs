@@ -161,8 +161,8 @@ async fn create_topics(bootstrap: &str) {
         .expect("admin client");
     let kept = NewTopic::new(KEPT, PARTITIONS, TopicReplication::Fixed(1));
     let churn = NewTopic::new(CHURN, PARTITIONS, TopicReplication::Fixed(1))
-        .set("retention.bytes", "65536")
-        .set("segment.bytes", "16384");
+        .set("retention.bytes", "16384")
+        .set("segment.bytes", "4096");
     for result in admin
         .create_topics([&kept, &churn], &AdminOptions::new())
         .await
