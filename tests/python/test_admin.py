@@ -436,3 +436,49 @@ def test_authorized_operations_without_an_authorizer(broker):
     assert set(group.authorized_operations) == {
         AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE,
     }, group.authorized_operations
+
+
+def test_dynamic_broker_configs(broker):
+    """IncrementalAlterConfigs on the BROKER resource: the settings that are topic defaults
+    change at run time (and show as DYNAMIC_BROKER_CONFIG on the broker and on topics without
+    an override), survive a restart, and the settings fixed at start are refused."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    created = admin.create_topics(
+        [NewTopic("dyn", 1, 1), NewTopic("dyn-own", 1, 1, config={"retention.ms": "5000"})]
+    )
+    for future in created.values():
+        future.result(TIMEOUT_S)
+    resource = ConfigResource(ResourceType.BROKER, "1")
+
+    def broker_configs():
+        return admin.describe_configs([resource])[resource].result(TIMEOUT_S)
+
+    before = broker_configs()
+    assert before["log.retention.ms"].source == ConfigSource.STATIC_BROKER_CONFIG.value
+    assert not before["log.retention.ms"].is_read_only and before["node.id"].is_read_only
+
+    def alter(name, value):
+        change = ConfigResource(
+            ResourceType.BROKER, "1",
+            incremental_configs=[ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)],
+        )
+        return admin.incremental_alter_configs([change])[change]
+
+    alter("log.retention.ms", "3600000").result(TIMEOUT_S)
+    for check in range(2):
+        after = broker_configs()
+        assert after["log.retention.ms"].value == "3600000"
+        assert after["log.retention.ms"].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+        dyn = topic_configs(admin, "dyn")["retention.ms"]
+        assert (dyn.value, dyn.source) == ("3600000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+        own = topic_configs(admin, "dyn-own")["retention.ms"]
+        assert (own.value, own.source) == ("5000", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+        if check == 0:
+            broker.restart()
+            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    with pytest.raises(KafkaException) as refused:
+        alter("num.partitions", "3").result(TIMEOUT_S)
+    assert refused.value.args[0].code() == KafkaError.INVALID_REQUEST
+    assert "dynamically" in refused.value.args[0].str()

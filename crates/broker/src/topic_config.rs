@@ -42,6 +42,24 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// The broker settings that can change at run time (IncrementalAlterConfigs on the BROKER
+/// resource), each the default of a topic setting: (broker name, topic name).
+pub const DYNAMIC_BROKER_CONFIGS: &[(&str, &str)] = &[
+    ("log.retention.ms", "retention.ms"),
+    ("log.retention.bytes", "retention.bytes"),
+    ("log.segment.bytes", "segment.bytes"),
+    ("log.roll.ms", "segment.ms"),
+    ("message.max.bytes", "max.message.bytes"),
+];
+
+/// The topic setting a dynamic broker setting is the default of.
+pub fn topic_synonym(broker_config: &str) -> Option<&'static str> {
+    DYNAMIC_BROKER_CONFIGS
+        .iter()
+        .find(|(broker, _)| *broker == broker_config)
+        .map(|(_, topic)| *topic)
+}
+
 /// Kafka's default of `message.timestamp.before.max.ms`: a record may be any age.
 pub const MESSAGE_TIMESTAMP_BEFORE_MAX_MS_DEFAULT: i64 = i64::MAX;
 /// Kafka's default of `message.timestamp.after.max.ms` since 4.0 (KIP-1030; `Long.MAX_VALUE`
@@ -237,10 +255,22 @@ pub fn validate_topic_config(name: &str, value: Option<&str>) -> Result<(), Stri
             Ok(n) if n >= 0 => Ok(()),
             _ => Err(format!("{name}={value} is not a number of at least 0")),
         },
-        _ => match value.parse::<i64>() {
-            Ok(n) if n >= -1 => Ok(()),
-            _ => Err(format!("{name}={value} is not a valid number")),
-        },
+        // Kafka's ranges: a segment of at least 14 bytes (one empty batch header), rolled after
+        // at least 1 ms; a batch limit of at least 0.
+        "segment.bytes" => at_least(name, value, SEGMENT_BYTES_MIN),
+        "segment.ms" => at_least(name, value, 1),
+        "max.message.bytes" => at_least(name, value, 0),
+        _ => at_least(name, value, -1),
+    }
+}
+
+/// Kafka's smallest `segment.bytes`.
+const SEGMENT_BYTES_MIN: i64 = 14;
+
+fn at_least(name: &str, value: &str, min: i64) -> Result<(), String> {
+    match value.parse::<i64>() {
+        Ok(n) if n >= min => Ok(()),
+        _ => Err(format!("{name}={value} is not a number of at least {min}")),
     }
 }
 
@@ -276,6 +306,10 @@ mod tests {
         check("compression.type", "producer", true);
         check("compression.type", "zstd", false);
         check("message.format.version", "2.8-IV1", true);
+        check("segment.bytes", "0", false);
+        check("segment.bytes", "14", true);
+        check("segment.ms", "0", false);
+        check("max.message.bytes", "-1", false);
         check("no.such.config", "1", false);
     }
 

@@ -10,7 +10,7 @@ use storage::{Disk, LogConfig, PartitionLog};
 use uuid::Uuid;
 
 use crate::partition::Partition;
-use crate::topic_config::TopicConfig;
+use crate::topic_config::{topic_synonym, TopicConfig};
 use crate::BrokerError;
 
 /// Kafka's limit on topic name length.
@@ -39,6 +39,10 @@ struct MetaFile {
     /// or after a crash in that moment; the next start finishes the deletion.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     deleting: BTreeMap<String, TopicMeta>,
+    /// The broker settings changed at run time (IncrementalAlterConfigs on the BROKER resource),
+    /// by Kafka name; they override the static settings the broker started with.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    broker_configs: BTreeMap<String, String>,
 }
 
 pub struct Topic {
@@ -60,7 +64,12 @@ pub struct Topics {
     /// The broker's log settings, for what a topic cannot override.
     log_base: LogConfig,
     /// The broker's defaults of the topic settings.
+    /// The topic defaults from the broker's settings at start.
+    static_defaults: TopicConfig,
+    /// `static_defaults` with the broker settings changed at run time applied.
     defaults: TopicConfig,
+    /// The broker settings changed at run time (persisted in `meta.json`).
+    broker_configs: BTreeMap<String, String>,
     topics: BTreeMap<String, Topic>,
 }
 
@@ -132,6 +141,7 @@ impl Topics {
             cluster_id: Uuid::new_v4().simple().to_string(),
             topics: BTreeMap::new(),
             deleting: BTreeMap::new(),
+            broker_configs: BTreeMap::new(),
         });
         if meta.version != META_VERSION {
             return Err(BrokerError::Meta(format!(
@@ -155,13 +165,16 @@ impl Topics {
                 max: max_partitions,
             });
         }
+        let static_defaults = TopicConfig::defaults(log_base, message_max_bytes);
         let mut topics = Topics {
             max_partitions,
+            defaults: static_defaults.with_overrides(&synonyms(&meta.broker_configs)),
+            static_defaults,
+            broker_configs: meta.broker_configs.clone(),
             disk,
             data_dir: data_dir.to_path_buf(),
             cluster_id: meta.cluster_id,
             log_base: log_base.clone(),
-            defaults: TopicConfig::defaults(log_base, message_max_bytes),
             topics: BTreeMap::new(),
         };
         for (name, topic_meta) in meta.topics {
@@ -355,9 +368,63 @@ impl Topics {
         Ok(())
     }
 
+    /// The broker settings changed at run time, by Kafka name.
+    pub fn broker_configs(&self) -> &BTreeMap<String, String> {
+        &self.broker_configs
+    }
+
+    /// The topic defaults the broker would have with `broker_configs` as its settings changed
+    /// at run time, if every topic's log accepts them; the error text goes back to the client.
+    pub fn resolve_broker(
+        &self,
+        broker_configs: &BTreeMap<String, String>,
+    ) -> Result<TopicConfig, String> {
+        let defaults = self
+            .static_defaults
+            .with_overrides(&synonyms(broker_configs));
+        defaults
+            .log_config(&self.log_base)
+            .validate()
+            .map_err(|error| error.to_string())?;
+        Ok(defaults)
+    }
+
+    /// Replaces the broker settings changed at run time (already validated), durably in
+    /// `meta.json`, and applies the new defaults to every topic that does not override them.
+    pub fn set_broker_configs(
+        &mut self,
+        broker_configs: BTreeMap<String, String>,
+    ) -> Result<(), BrokerError> {
+        self.defaults = self
+            .static_defaults
+            .with_overrides(&synonyms(&broker_configs));
+        self.broker_configs = broker_configs;
+        let names: Vec<String> = self.topics.keys().cloned().collect();
+        for name in names {
+            let overrides = self.topics[&name].meta.configs.clone();
+            self.apply_configs(&name, overrides)?;
+        }
+        self.persist()?;
+        tracing::info!(configs = ?self.broker_configs, "altered broker configs");
+        Ok(())
+    }
+
     /// Replaces a topic's config overrides (already validated), durably in `meta.json`, and
     /// applies them to its partition logs.
     pub fn set_configs(
+        &mut self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), BrokerError> {
+        self.apply_configs(name, configs)?;
+        self.persist()?;
+        tracing::info!(topic = name, configs = ?self.topics[name].meta.configs, "altered topic configs");
+        Ok(())
+    }
+
+    /// A topic's overrides on the broker's defaults, applied to its partition logs (not yet
+    /// persisted).
+    fn apply_configs(
         &mut self,
         name: &str,
         configs: BTreeMap<String, String>,
@@ -380,8 +447,6 @@ impl Topics {
         }
         topic.meta.configs = configs;
         topic.config = config;
-        self.persist()?;
-        tracing::info!(topic = name, configs = ?self.topics[name].meta.configs, "altered topic configs");
         Ok(())
     }
 
@@ -449,6 +514,7 @@ impl Topics {
                 .map(|(n, t)| (n.clone(), t.meta.clone()))
                 .collect(),
             deleting,
+            broker_configs: self.broker_configs.clone(),
         }
     }
 
@@ -457,6 +523,14 @@ impl Topics {
         crate::durable::write_file_atomic(&*self.disk, &self.data_dir, META_FILE, &bytes)
             .map_err(|source| BrokerError::io("write meta.json", &self.data_dir, source))
     }
+}
+
+/// Dynamic broker settings as the topic settings they are the defaults of.
+fn synonyms(broker_configs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    broker_configs
+        .iter()
+        .filter_map(|(name, value)| Some((topic_synonym(name)?.to_string(), value.clone())))
+        .collect()
 }
 
 fn read_file(disk: &dyn Disk, path: &Path) -> Result<Option<Vec<u8>>, BrokerError> {

@@ -2,7 +2,10 @@
 //! IncrementalAlterConfigs (v0–1: SET, DELETE, APPEND, SUBTRACT per config) on topics. Values are
 //! checked as CreateTopics checks them (INVALID_CONFIG); the new overrides are written to
 //! `meta.json` durably and apply to the topic's logs from the next append or retention check.
-//! Broker settings are fixed at start (`ferry serve --set`), so broker resources are refused.
+//! On the BROKER resource (this node's id, or "" for the cluster default: one node, one set),
+//! the settings that are topic defaults can change at run time (`DYNAMIC_BROKER_CONFIGS`), as
+//! Kafka's dynamic broker configs; they are kept in `meta.json` and apply to every topic that
+//! does not override them. Any other broker setting is fixed at start (`ferry serve --set`).
 
 use std::collections::BTreeMap;
 
@@ -16,7 +19,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{code, str_bytes};
-use crate::topic_config::validate_topic_config;
+use crate::topic_config::{topic_synonym, validate_topic_config, DYNAMIC_BROKER_CONFIGS};
 use crate::{Broker, BrokerError};
 
 /// Kafka's `ConfigResource.Type.TOPIC`.
@@ -132,6 +135,73 @@ fn alter_all(
     Ok(answers)
 }
 
+/// An alteration of the BROKER resource: the dynamic broker settings (see the module comment).
+fn apply_broker(
+    broker: &mut Broker,
+    alteration: &Alteration,
+    validate_only: bool,
+) -> Result<Result<(), Refusal>, BrokerError> {
+    let name = alteration.resource_name.as_str();
+    let refused = |error, message: String| Ok(Err((error, message)));
+    if !name.is_empty() && name != broker.config.node_id.to_string() {
+        return refused(
+            ResponseError::InvalidRequest,
+            format!(
+                "broker {name} is not this broker ({})",
+                broker.config.node_id
+            ),
+        );
+    }
+    let fixed: Vec<&str> = alteration
+        .configs
+        .iter()
+        .map(|(config, ..)| config.as_str())
+        .filter(|config| topic_synonym(config).is_none())
+        .collect();
+    if !fixed.is_empty() {
+        let dynamic: Vec<&str> = DYNAMIC_BROKER_CONFIGS.iter().map(|(n, _)| *n).collect();
+        return refused(
+            ResponseError::InvalidRequest,
+            format!(
+                "cannot update these configs dynamically: {} (ferry changes {} at run time; the \
+                 others are set at start, ferry serve --set)",
+                fixed.join(", "),
+                dynamic.join(", ")
+            ),
+        );
+    }
+    let mut configs = if alteration.replace {
+        BTreeMap::new()
+    } else {
+        broker.topics.broker_configs().clone()
+    };
+    for (config, operation, value) in &alteration.configs {
+        let synonym = topic_synonym(config).expect("checked above");
+        if matches!(*operation, OP_APPEND | OP_SUBTRACT) {
+            return refused(
+                ResponseError::InvalidConfig,
+                format!("{config} is not a list: APPEND and SUBTRACT apply to list configs only"),
+            );
+        }
+        // Checked as the topic setting it is the default of.
+        let mut as_topic = BTreeMap::new();
+        if let Err(refusal) = alter_one(&mut as_topic, synonym, *operation, value.clone()) {
+            return Ok(Err(refusal));
+        }
+        match as_topic.remove(synonym) {
+            Some(value) => configs.insert(config.clone(), value),
+            None => configs.remove(config),
+        };
+    }
+    if let Err(message) = broker.topics.resolve_broker(&configs) {
+        return refused(ResponseError::InvalidConfig, message);
+    }
+    if !validate_only {
+        broker.topics.set_broker_configs(configs)?;
+    }
+    Ok(Ok(()))
+}
+
 /// One IncrementalAlterConfigs operation on a topic's overrides.
 fn alter_one(
     configs: &mut BTreeMap<String, String>,
@@ -197,12 +267,7 @@ fn apply(
     let refused = |error, message: String| Ok(Err((error, message)));
     match alteration.resource_type {
         RESOURCE_TOPIC => {}
-        RESOURCE_BROKER => {
-            return refused(
-                ResponseError::InvalidRequest,
-                "ferry's broker settings are fixed at start (ferry serve --set)".into(),
-            )
-        }
+        RESOURCE_BROKER => return apply_broker(broker, alteration, validate_only),
         other => {
             return refused(
                 ResponseError::InvalidRequest,

@@ -1,5 +1,6 @@
 //! DescribeConfigs for topics (the effective value of each setting ferry enforces, and whether it
-//! is a topic override or a broker default) and for the broker (its main settings, read-only).
+//! is a topic override, a broker setting changed at run time, or a default) and for the broker
+//! (its main settings: those that can change at run time with their source, the rest read-only).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
@@ -9,11 +10,13 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, 
 
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use super::{code, str_bytes};
-use crate::topic_config::TOPIC_CONFIG_NAMES;
+use crate::topic_config::{DYNAMIC_BROKER_CONFIGS, TOPIC_CONFIG_NAMES};
 use crate::Broker;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+/// Config source of a broker setting changed at run time (Kafka's DYNAMIC_BROKER_CONFIG).
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
 /// Config source of a static broker setting.
 const SOURCE_STATIC_BROKER: i8 = 4;
 
@@ -73,7 +76,18 @@ fn topic_entries(
                 let value = defaults
                     .value(config)
                     .unwrap_or_else(|| unreachable!("config {config} has no default"));
-                entry(config, value, SOURCE_DEFAULT, false)
+                let dynamic = DYNAMIC_BROKER_CONFIGS
+                    .iter()
+                    .any(|(broker_name, topic_name)| {
+                        topic_name == config
+                            && broker.topics.broker_configs().contains_key(*broker_name)
+                    });
+                let source = if dynamic {
+                    SOURCE_DYNAMIC_BROKER
+                } else {
+                    SOURCE_DEFAULT
+                };
+                entry(config, value, source, false)
             }
         })
         .collect())
@@ -81,18 +95,32 @@ fn topic_entries(
 
 fn broker_entries(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
     let config = &broker.config;
-    [
+    let fixed = [
         ("node.id", config.node_id.to_string()),
         ("num.partitions", config.num_partitions.to_string()),
         (
             "auto.create.topics.enable",
             config.auto_create_topics.to_string(),
         ),
-        ("message.max.bytes", config.message_max_bytes.to_string()),
         ("fetch.max.bytes", config.fetch_max_bytes.to_string()),
+        ("max.partitions", config.max_partitions.to_string()),
         ("log.dirs", config.data_dir.display().to_string()),
     ]
     .into_iter()
-    .map(|(name, value)| entry(name, value, SOURCE_STATIC_BROKER, true))
-    .collect()
+    .map(|(name, value)| entry(name, value, SOURCE_STATIC_BROKER, true));
+    // The settings that can change at run time, as they are now.
+    let changed = broker.topics.broker_configs();
+    let defaults = broker.topics.defaults();
+    let dynamic = DYNAMIC_BROKER_CONFIGS.iter().map(|(name, topic_name)| {
+        let value = defaults
+            .value(topic_name)
+            .unwrap_or_else(|| unreachable!("config {topic_name} has no default"));
+        let source = if changed.contains_key(*name) {
+            SOURCE_DYNAMIC_BROKER
+        } else {
+            SOURCE_STATIC_BROKER
+        };
+        entry(name, value, source, false)
+    });
+    fixed.chain(dynamic).collect()
 }

@@ -121,3 +121,97 @@ fn topic_overrides_are_enforced_reloaded_and_described() {
     let mut broker = open(dir.path());
     expect(&mut broker);
 }
+
+/// IncrementalAlterConfigs on the BROKER resource; returns the resource's error code.
+fn alter_broker(
+    broker: &mut Broker,
+    name: &'static str,
+    operation: i8,
+    value: &'static str,
+) -> i16 {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let body = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("1"))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(StrBytes::from_static_str(name))
+                .with_config_operation(operation)
+                .with_value(Some(StrBytes::from_static_str(value)))]),
+    ]);
+    let ResponseKind::IncrementalAlterConfigs(r) = respond(
+        broker,
+        ApiKey::IncrementalAlterConfigs,
+        1,
+        RequestKind::IncrementalAlterConfigs(body),
+    ) else {
+        panic!("not an IncrementalAlterConfigs response");
+    };
+    r.responses[0].error_code
+}
+
+/// Produces `value_bytes` bytes to t-0 (no override of max.message.bytes); the error code.
+fn produce_t(broker: &mut Broker, value_bytes: usize) -> i16 {
+    let value = vec![b'x'; value_bytes];
+    let batch = build_batch(&[(None, Some(&value[..]))], NOW_MS, ProducerFields::NONE, 0);
+    let body =
+        ProduceRequest::default()
+            .with_acks(1)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch.into()))])]);
+    let ResponseKind::Produce(r) = respond(broker, ApiKey::Produce, 9, RequestKind::Produce(body))
+    else {
+        panic!("not a Produce response");
+    };
+    r.responses[0].partition_responses[0].error_code
+}
+
+#[test]
+fn dynamic_broker_configs_change_the_defaults_of_topics_without_overrides() {
+    const SET: i8 = 0;
+    const DELETE: i8 = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open(dir.path());
+    create_small(&mut broker);
+    // The control: 2,000 bytes pass under the static 1 MiB default.
+    assert_eq!(produce_t(&mut broker, 2_000), 0);
+    assert_eq!(
+        alter_broker(&mut broker, "message.max.bytes", SET, "1000"),
+        0
+    );
+    let expect = |broker: &mut Broker| {
+        assert_eq!(produce_t(broker, 2_000), 10, "MESSAGE_TOO_LARGE on t");
+        // A topic override wins over the broker's default.
+        assert_eq!(produce(broker, 10), 0);
+        let described = describe(broker);
+        let small = described
+            .iter()
+            .find(|c| c.0 == "max.message.bytes")
+            .unwrap();
+        assert_eq!(
+            (small.1.as_str(), small.2),
+            ("100", 1),
+            "small keeps its override"
+        );
+    };
+    expect(&mut broker);
+    // Settings fixed at start are refused, and nothing changes.
+    assert_eq!(alter_broker(&mut broker, "num.partitions", SET, "3"), 42);
+    // A value no log accepts is refused.
+    assert_eq!(alter_broker(&mut broker, "log.segment.bytes", SET, "0"), 40);
+    // Kept in meta.json across a reopen.
+    broker.close().unwrap();
+    let mut broker = open(dir.path());
+    expect(&mut broker);
+    // DELETE goes back to the static setting.
+    assert_eq!(
+        alter_broker(&mut broker, "message.max.bytes", DELETE, ""),
+        0
+    );
+    assert_eq!(produce_t(&mut broker, 2_000), 0);
+}
