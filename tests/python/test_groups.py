@@ -381,6 +381,12 @@ def test_kafka_python_delete_group_offsets(broker):
         assert result == {KpTopicPartition(topic, 1): kafka.errors.GroupSubscribedToTopicError}, result
         consumer.close()
 
+        # A topic ferry does not have: UNKNOWN_TOPIC_OR_PARTITION for it, as Kafka answers.
+        result = admin.delete_group_offsets(group, [KpTopicPartition("no-such-topic", 0)])
+        assert result == {
+            KpTopicPartition("no-such-topic", 0): kafka.errors.UnknownTopicOrPartitionError
+        }, result
+
         with pytest.raises(kafka.errors.GroupIdNotFoundError):
             admin.delete_group_offsets("no-such-group", [KpTopicPartition(topic, 0)])
     finally:

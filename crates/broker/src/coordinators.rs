@@ -24,6 +24,12 @@ impl Broker {
         mut body: group::Request,
     ) -> Result<Outcome, BrokerError> {
         let client_id = header.client_id.as_deref().unwrap_or("");
+        let mut unknown_deletes = Vec::new();
+        if let group::Request::OffsetDelete(delete) = &mut body {
+            unknown_deletes = groups::take_unknown_deletes(delete, |topic, partition| {
+                self.topics.partition(topic, partition).is_some()
+            });
+        }
         let mut unknown = Vec::new();
         if let group::Request::OffsetCommit(commit) = &mut body {
             let had_topics = !commit.topics.is_empty();
@@ -49,6 +55,16 @@ impl Broker {
                 }
             }
             debug_assert!(unknown.is_empty(), "an OffsetCommit is answered at once");
+        }
+        if !unknown_deletes.is_empty() {
+            for (answered, response) in &mut responses {
+                if let (true, ResponseKind::OffsetDelete(r)) = (*answered == token, response) {
+                    // A group-level error is the whole answer, as in Kafka.
+                    if r.error_code == 0 {
+                        r.topics.extend(std::mem::take(&mut unknown_deletes));
+                    }
+                }
+            }
         }
         let sync_ticket = appended.then(|| self.tickets.note(LogId::Groups));
         Ok(self.answer(token, sync_ticket, responses))

@@ -20,7 +20,12 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
-use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, ResponseKind};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, ResponseKind,
+};
 use kafka_protocol::protocol::StrBytes;
 use storage::{Disk, PartitionLog};
 
@@ -79,6 +84,11 @@ impl Groups {
 
     pub fn log_mut(&mut self) -> &mut PartitionLog {
         self.log.log_mut()
+    }
+
+    /// Bytes of the internal log's segments.
+    pub fn log_size_bytes(&self) -> u64 {
+        self.log.size_bytes()
     }
 
     pub fn close(self) -> Result<(), BrokerError> {
@@ -250,6 +260,39 @@ pub fn take_unknown_commits(
                 .with_name(topic.name.clone())
                 .with_partitions(partitions),
         );
+    }
+    request.topics.retain(|t| !t.partitions.is_empty());
+    unknown
+}
+
+/// Takes out of an OffsetDelete the partitions for which `exists` is false and returns their
+/// answers, UNKNOWN_TOPIC_OR_PARTITION, as Kafka's request handler answers them before the group
+/// coordinator sees the request.
+pub fn take_unknown_deletes(
+    request: &mut OffsetDeleteRequest,
+    exists: impl Fn(&str, i32) -> bool,
+) -> Vec<OffsetDeleteResponseTopic> {
+    let mut unknown = Vec::new();
+    for topic in &mut request.topics {
+        let (known, missing): (Vec<_>, Vec<_>) = std::mem::take(&mut topic.partitions)
+            .into_iter()
+            .partition(|p| exists(topic.name.as_str(), p.partition_index));
+        topic.partitions = known;
+        if !missing.is_empty() {
+            let partitions = missing
+                .iter()
+                .map(|p| {
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                })
+                .collect();
+            unknown.push(
+                OffsetDeleteResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
     }
     request.topics.retain(|t| !t.partitions.is_empty());
     unknown

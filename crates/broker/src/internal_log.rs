@@ -181,6 +181,11 @@ impl InternalLog {
         &mut self.log
     }
 
+    /// Bytes of the log's segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.log.size_bytes()
+    }
+
     pub fn close(self) -> Result<(), BrokerError> {
         let name = self.name;
         self.log.close().map_err(|source| log_error(name, source))

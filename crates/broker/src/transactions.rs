@@ -94,6 +94,11 @@ impl Transactions {
         self.log.log_mut()
     }
 
+    /// Bytes of the internal log's segments.
+    pub fn log_size_bytes(&self) -> u64 {
+        self.log.size_bytes()
+    }
+
     /// Runtime compaction of the transaction log (see `internal_log`); returns whether records
     /// were appended (the caller then takes a sync ticket).
     pub fn maintain_log(&mut self, now_ms: i64, threshold_bytes: u64) -> Result<bool, BrokerError> {

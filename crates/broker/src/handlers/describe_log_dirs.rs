@@ -1,8 +1,9 @@
 //! DescribeLogDirs: ferry's one log directory (the data directory), the size of each partition's
 //! log in it, and (v4) the size and usable space of its file system. The requested partitions
 //! ferry does not hold are left out, as Kafka leaves out what a directory does not host; with no
-//! topic list every topic partition is described. The internal group and transaction logs are not
-//! listed. Offset lag is 0: there is no future replica.
+//! topic list every topic partition is described, the internal group and transaction logs
+//! included, as Kafka lists `__consumer_offsets` and `__transaction_state` (one partition each
+//! here). Offset lag is 0: there is no future replica.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_log_dirs_response::{
@@ -13,11 +14,23 @@ use kafka_protocol::messages::{
 };
 
 use super::{code, str_bytes};
+use crate::groups::GROUP_LOG_NAME;
 use crate::topics::Topic;
+use crate::transactions::TXN_LOG_NAME;
 use crate::Broker;
 
 pub fn handle(broker: &Broker, request: &DescribeLogDirsRequest) -> ResponseKind {
-    let topics = match &request.topics {
+    let internal = [
+        (GROUP_LOG_NAME, broker.groups.log_size_bytes()),
+        (TXN_LOG_NAME, broker.transactions.log_size_bytes()),
+    ];
+    let internal_wanted = |name: &str| match &request.topics {
+        None => true,
+        Some(wanted) => wanted
+            .iter()
+            .any(|w| w.topic.as_str() == name && w.partitions.contains(&0)),
+    };
+    let mut topics: Vec<DescribeLogDirsTopic> = match &request.topics {
         None => broker
             .topics
             .iter()
@@ -32,6 +45,16 @@ pub fn handle(broker: &Broker, request: &DescribeLogDirsRequest) -> ResponseKind
             .filter(|t| !t.partitions.is_empty())
             .collect(),
     };
+    topics.extend(
+        internal
+            .into_iter()
+            .filter(|(name, _)| internal_wanted(name))
+            .map(|(name, size)| {
+                DescribeLogDirsTopic::default()
+                    .with_name(TopicName(str_bytes(name)))
+                    .with_partitions(vec![partition(0, size)])
+            }),
+    );
     let result = DescribeLogDirsResult::default()
         .with_log_dir(str_bytes(broker.config.data_dir.display().to_string()))
         .with_topics(topics);
@@ -50,6 +73,13 @@ pub fn handle(broker: &Broker, request: &DescribeLogDirsRequest) -> ResponseKind
     ResponseKind::DescribeLogDirs(DescribeLogDirsResponse::default().with_results(vec![result]))
 }
 
+fn partition(index: i32, size_bytes: u64) -> DescribeLogDirsPartition {
+    DescribeLogDirsPartition::default()
+        .with_partition_index(index)
+        .with_partition_size(i64::try_from(size_bytes).unwrap_or(i64::MAX))
+        .with_offset_lag(0)
+}
+
 /// A topic's partitions in the log directory: all of them, or those of `wanted` it has.
 fn describe(name: &str, topic: &Topic, wanted: Option<&Vec<i32>>) -> DescribeLogDirsTopic {
     let partitions = topic
@@ -57,14 +87,7 @@ fn describe(name: &str, topic: &Topic, wanted: Option<&Vec<i32>>) -> DescribeLog
         .iter()
         .enumerate()
         .filter(|(index, _)| wanted.is_none_or(|w| w.contains(&(*index as i32))))
-        .map(|(index, partition)| {
-            DescribeLogDirsPartition::default()
-                .with_partition_index(index as i32)
-                .with_partition_size(
-                    i64::try_from(partition.log().size_bytes()).unwrap_or(i64::MAX),
-                )
-                .with_offset_lag(0)
-        })
+        .map(|(index, p)| partition(index as i32, p.log().size_bytes()))
         .collect();
     DescribeLogDirsTopic::default()
         .with_name(TopicName(str_bytes(name)))
