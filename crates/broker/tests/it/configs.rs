@@ -215,3 +215,24 @@ fn dynamic_broker_configs_change_the_defaults_of_topics_without_overrides() {
     );
     assert_eq!(produce_t(&mut broker, 2_000), 0);
 }
+
+#[test]
+fn describe_log_dirs_without_a_topic_list_names_every_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open(dir.path());
+    let ResponseKind::DescribeLogDirs(r) = respond(
+        &mut broker,
+        ApiKey::DescribeLogDirs,
+        4,
+        RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None)),
+    ) else {
+        panic!("not a DescribeLogDirs response");
+    };
+    let names: Vec<String> = r.results[0]
+        .topics
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(names, ["t", "__consumer_offsets", "__transaction_state"]);
+    assert!(r.results[0].total_bytes > 0);
+}
