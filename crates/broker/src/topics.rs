@@ -55,7 +55,12 @@ pub struct Topic {
     pub partitions: Vec<Partition>,
 }
 
+/// How many refused auto-creation names `first_refusal` remembers; past that it warns no more.
+const REFUSALS_REMEMBERED: usize = 1024;
+
 pub struct Topics {
+    /// Topic names whose auto-creation was refused (see `first_refusal`).
+    refused: std::collections::BTreeSet<String>,
     /// `max.partitions`: the most partitions all topics may hold together.
     max_partitions: usize,
     disk: Arc<dyn Disk>,
@@ -167,6 +172,7 @@ impl Topics {
         }
         let static_defaults = TopicConfig::defaults(log_base, message_max_bytes);
         let mut topics = Topics {
+            refused: Default::default(),
             max_partitions,
             defaults: static_defaults.with_overrides(&synonyms(&meta.broker_configs)),
             static_defaults,
@@ -269,6 +275,16 @@ impl Topics {
     /// The size and usable space of the data directory's file system.
     pub fn space(&self) -> std::io::Result<storage::Space> {
         self.disk.space(&self.data_dir)
+    }
+
+    /// Whether this is the first refused auto-creation of `name` (remembered for up to
+    /// `REFUSALS_REMEMBERED` names), so the operator is warned once per name, not per request.
+    pub fn first_refusal(&mut self, name: &str) -> bool {
+        if self.refused.contains(name) || self.refused.len() >= REFUSALS_REMEMBERED {
+            return false;
+        }
+        self.refused.insert(name.to_string());
+        true
     }
 
     /// How many partitions all topics hold.

@@ -22,6 +22,7 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::protocol::StrBytes;
 use storage::{LogError, SegmentRead};
 use wire::batch::{Batches, Compression};
 
@@ -85,7 +86,8 @@ struct PartitionRead {
     partition_max_bytes: usize,
     /// For a read-committed fetch: the transactions aborted in the range read.
     aborted: Option<Vec<AbortedTransaction>>,
-    topic: String,
+    /// The topic's name, for a read error's trace (the request's own bytes, not a copy).
+    topic: StrBytes,
 }
 
 /// What a [`PendingFetch`]'s reads came to.
@@ -135,7 +137,7 @@ impl PendingFetch {
                             Ok(records) => records,
                             Err(error) => {
                                 any_error = true;
-                                partitions.push(read_failed(data, &topic, error));
+                                partitions.push(read_failed(data, topic.as_str(), error));
                                 continue;
                             }
                         }
@@ -230,7 +232,7 @@ fn plan(
     let mut any_error = false;
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
-        let name = topic.topic.0.to_string();
+        let name = topic.topic.0.as_str();
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for wanted in &topic.partitions {
             let mut read = PartitionRead {
@@ -238,9 +240,9 @@ fn plan(
                 read: None,
                 partition_max_bytes: wanted.partition_max_bytes.max(0) as usize,
                 aborted: None,
-                topic: name.clone(),
+                topic: topic.topic.0.clone(),
             };
-            let Some(partition) = broker.topics.partition(&name, wanted.partition) else {
+            let Some(partition) = broker.topics.partition(name, wanted.partition) else {
                 any_error = true;
                 read.data = read
                     .data
@@ -278,7 +280,7 @@ fn plan(
                     .log()
                     .plan_read(offset, end)
                     .map_err(|source| BrokerError::Log {
-                        topic: name.clone(),
+                        topic: name.to_string(),
                         partition: wanted.partition,
                         source,
                     })?;

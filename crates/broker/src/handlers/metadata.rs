@@ -134,7 +134,12 @@ fn by_name(
     }
     let partitions = broker.config.num_partitions;
     if let Err(reason) = broker.topics.check_room(partitions as usize) {
-        tracing::warn!(topic = name, %reason, "topic not auto-created");
+        // Clients ask again every few hundred milliseconds: warn once per topic name.
+        if broker.topics.first_refusal(name) {
+            tracing::warn!(topic = name, %reason, "topic not auto-created");
+        } else {
+            tracing::debug!(topic = name, %reason, "topic not auto-created");
+        }
         return Ok(failed(ResponseError::PolicyViolation));
     }
     let topic = broker
