@@ -48,8 +48,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
     let (ticket, work) = locked(shared).take_sync_work();
     let work: Vec<_> = work.into_iter().map(Arc::new).collect();
-    // The appends' writes first, all logs at once: `acks=1` answers need only them.
-    run_all(&work, |sync| sync.run_writes(), "write").await;
+    // The appends' writes first, one log after another on one blocking thread (each is one
+    // `pwritev` into the page cache; a thread per log would add a wake-up per log to the
+    // round): `acks=1` answers need only them.
+    run_writes(&work).await;
     shared.written.send_replace(ticket);
     run_all(&work, |sync| sync.run_syncs(), "fsync").await;
     let synced = work
@@ -94,6 +96,22 @@ async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
         }
         broker.mark_checkpointed(written);
     }))
+}
+
+/// Runs every log's writes in order on one blocking thread; any failure is fatal.
+async fn run_writes(work: &[Arc<(LogId, SyncWork)>]) {
+    let work = work.to_vec();
+    let task = tokio::task::spawn_blocking(move || {
+        for item in &work {
+            let (log, sync) = &**item;
+            if let Err(error) = sync.run_writes() {
+                fatal(format!("write {log}: {error}"));
+            }
+        }
+    });
+    if let Err(error) = task.await {
+        fatal(format!("group commit write task failed: {error}"));
+    }
 }
 
 /// Runs `step` for every log's work on the blocking pool, all at once; any failure is fatal
