@@ -48,13 +48,18 @@ fn create_small(broker: &mut Broker) {
 
 /// The error code of producing `value_bytes` bytes to small-0.
 fn produce(broker: &mut Broker, value_bytes: usize) -> i16 {
+    produce_to(broker, "small", value_bytes)
+}
+
+/// The error code of producing `value_bytes` bytes to partition 0 of `topic`.
+fn produce_to(broker: &mut Broker, topic: &'static str, value_bytes: usize) -> i16 {
     let value = vec![b'x'; value_bytes];
     let batch = build_batch(&[(None, Some(&value[..]))], NOW_MS, ProducerFields::NONE, 0);
     let body =
         ProduceRequest::default()
             .with_acks(1)
             .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_static_str("small")))
+                .with_name(TopicName(StrBytes::from_static_str(topic)))
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(0)
                     .with_records(Some(batch.into()))])]);
@@ -154,21 +159,7 @@ fn alter_broker(
 
 /// Produces `value_bytes` bytes to t-0 (no override of max.message.bytes); the error code.
 fn produce_t(broker: &mut Broker, value_bytes: usize) -> i16 {
-    let value = vec![b'x'; value_bytes];
-    let batch = build_batch(&[(None, Some(&value[..]))], NOW_MS, ProducerFields::NONE, 0);
-    let body =
-        ProduceRequest::default()
-            .with_acks(1)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_static_str("t")))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(batch.into()))])]);
-    let ResponseKind::Produce(r) = respond(broker, ApiKey::Produce, 9, RequestKind::Produce(body))
-    else {
-        panic!("not a Produce response");
-    };
-    r.responses[0].partition_responses[0].error_code
+    produce_to(broker, "t", value_bytes)
 }
 
 #[test]
