@@ -132,6 +132,8 @@ impl Disk for FsDisk {
         File::open(path)?.sync_all()
     }
 
+    // statvfs's fields are 32-bit on some targets, so the casts are not all no-ops.
+    #[allow(clippy::unnecessary_cast)]
     fn space(&self, path: &Path) -> io::Result<Space> {
         use std::os::unix::ffi::OsStrExt;
         let path = std::ffi::CString::new(path.as_os_str().as_bytes())
