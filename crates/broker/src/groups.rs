@@ -17,14 +17,20 @@ use group::{
     GroupConfig, GroupCoordinator, Output, Record, RequestContext, Response, ResponseToken,
 };
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
 };
 use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::{
-    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, ResponseKind,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use storage::{Disk, PartitionLog};
@@ -231,6 +237,62 @@ fn response_kind(response: Response) -> ResponseKind {
     }
 }
 
+/// The topics of an OffsetCommit or OffsetDelete request, whose partitions of topics the broker
+/// does not have are answered before the group coordinator sees the request.
+trait RequestTopic {
+    type Partition;
+    fn name(&self) -> &TopicName;
+    fn partitions(&mut self) -> &mut Vec<Self::Partition>;
+    fn index(partition: &Self::Partition) -> i32;
+}
+
+impl RequestTopic for OffsetCommitRequestTopic {
+    type Partition = OffsetCommitRequestPartition;
+    fn name(&self) -> &TopicName {
+        &self.name
+    }
+    fn partitions(&mut self) -> &mut Vec<Self::Partition> {
+        &mut self.partitions
+    }
+    fn index(partition: &Self::Partition) -> i32 {
+        partition.partition_index
+    }
+}
+
+impl RequestTopic for OffsetDeleteRequestTopic {
+    type Partition = OffsetDeleteRequestPartition;
+    fn name(&self) -> &TopicName {
+        &self.name
+    }
+    fn partitions(&mut self) -> &mut Vec<Self::Partition> {
+        &mut self.partitions
+    }
+    fn index(partition: &Self::Partition) -> i32 {
+        partition.partition_index
+    }
+}
+
+/// Takes out of `topics` the partitions for which `exists` is false, dropping the topics left
+/// without partitions; returns them by topic.
+fn take_unknown<T: RequestTopic>(
+    topics: &mut Vec<T>,
+    exists: impl Fn(&str, i32) -> bool,
+) -> Vec<(TopicName, Vec<i32>)> {
+    let mut unknown = Vec::new();
+    for topic in topics.iter_mut() {
+        let name = topic.name().clone();
+        let (known, missing): (Vec<_>, Vec<_>) = std::mem::take(topic.partitions())
+            .into_iter()
+            .partition(|p| exists(name.as_str(), T::index(p)));
+        *topic.partitions() = known;
+        if !missing.is_empty() {
+            unknown.push((name, missing.iter().map(T::index).collect()));
+        }
+    }
+    topics.retain_mut(|t| !t.partitions().is_empty());
+    unknown
+}
+
 /// Takes out of an OffsetCommit the partitions for which `exists` is false and returns their
 /// answers, UNKNOWN_TOPIC_OR_PARTITION: Kafka's request handler answers them so before the group
 /// coordinator sees the commit (which then only holds the partitions that exist).
@@ -238,31 +300,22 @@ pub fn take_unknown_commits(
     request: &mut OffsetCommitRequest,
     exists: impl Fn(&str, i32) -> bool,
 ) -> Vec<OffsetCommitResponseTopic> {
-    let mut unknown = Vec::new();
-    for topic in &mut request.topics {
-        let (known, missing): (Vec<_>, Vec<_>) = std::mem::take(&mut topic.partitions)
-            .into_iter()
-            .partition(|p| exists(topic.name.as_str(), p.partition_index));
-        topic.partitions = known;
-        if missing.is_empty() {
-            continue;
-        }
-        let partitions = missing
-            .iter()
-            .map(|p| {
-                OffsetCommitResponsePartition::default()
-                    .with_partition_index(p.partition_index)
-                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-            })
-            .collect();
-        unknown.push(
+    take_unknown(&mut request.topics, exists)
+        .into_iter()
+        .map(|(name, indexes)| {
+            let partitions = indexes
+                .into_iter()
+                .map(|index| {
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                })
+                .collect();
             OffsetCommitResponseTopic::default()
-                .with_name(topic.name.clone())
-                .with_partitions(partitions),
-        );
-    }
-    request.topics.retain(|t| !t.partitions.is_empty());
-    unknown
+                .with_name(name)
+                .with_partitions(partitions)
+        })
+        .collect()
 }
 
 /// Takes out of an OffsetDelete the partitions for which `exists` is false and returns their
@@ -272,30 +325,22 @@ pub fn take_unknown_deletes(
     request: &mut OffsetDeleteRequest,
     exists: impl Fn(&str, i32) -> bool,
 ) -> Vec<OffsetDeleteResponseTopic> {
-    let mut unknown = Vec::new();
-    for topic in &mut request.topics {
-        let (known, missing): (Vec<_>, Vec<_>) = std::mem::take(&mut topic.partitions)
-            .into_iter()
-            .partition(|p| exists(topic.name.as_str(), p.partition_index));
-        topic.partitions = known;
-        if !missing.is_empty() {
-            let partitions = missing
-                .iter()
-                .map(|p| {
+    take_unknown(&mut request.topics, exists)
+        .into_iter()
+        .map(|(name, indexes)| {
+            let partitions = indexes
+                .into_iter()
+                .map(|index| {
                     OffsetDeleteResponsePartition::default()
-                        .with_partition_index(p.partition_index)
+                        .with_partition_index(index)
                         .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                 })
                 .collect();
-            unknown.push(
-                OffsetDeleteResponseTopic::default()
-                    .with_name(topic.name.clone())
-                    .with_partitions(partitions),
-            );
-        }
-    }
-    request.topics.retain(|t| !t.partitions.is_empty());
-    unknown
+            OffsetDeleteResponseTopic::default()
+                .with_name(name)
+                .with_partitions(partitions)
+        })
+        .collect()
 }
 
 /// The answer to an OffsetCommit none of whose partitions exists.
