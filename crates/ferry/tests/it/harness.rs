@@ -252,13 +252,26 @@ pub fn producer(bootstrap: &str, settings: &[(&str, &str)]) -> FutureProducer {
 
 /// A consumer assigned to partitions `0..partitions` of `topic` from the beginning.
 pub fn consumer_from_start(bootstrap: &str, topic: &str, partitions: i32) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
+    consumer_from_start_with(bootstrap, topic, partitions, &[])
+}
+
+/// `consumer_from_start` with more client settings (`isolation.level`, say).
+pub fn consumer_from_start_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    settings: &[(&str, &str)],
+) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "ferry-test-assign")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .expect("create consumer");
+        .set("enable.partition.eof", "false");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    let consumer: BaseConsumer = config.create().expect("create consumer");
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
         assignment

@@ -20,9 +20,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
 
-use crate::harness::{producer, Ferry};
+use crate::harness::{consumer_from_start_with, producer, Ferry};
 
 /// Acknowledged records of this topic are checked at the end.
 const KEPT: &str = "stress-kept";
@@ -267,23 +267,18 @@ fn read_along(bootstrap: &str, topic: &'static str, stop: &AtomicBool) -> Reader
     reader
 }
 
+/// A consumer of every partition of `topic` from the start; after retention deleted what it
+/// was to read next, it goes on from the new start.
 fn assigned(bootstrap: &str, topic: &str, isolation: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "stress-readers")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", isolation)
-        .create()
-        .expect("create consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("assign offset");
-    }
-    consumer.assign(&assignment).expect("assign");
-    consumer
+    consumer_from_start_with(
+        bootstrap,
+        topic,
+        PARTITIONS,
+        &[
+            ("auto.offset.reset", "earliest"),
+            ("isolation.level", isolation),
+        ],
+    )
 }
 
 /// Every record of `topic` as ((partition, offset), key).
