@@ -55,6 +55,9 @@ pub struct Broker {
     /// When `tick` next runs the housekeeping over every log (wall-clock milliseconds).
     housekeeping_due_ms: i64,
     retention_checked_ms: i64,
+    /// `storage::reopened_descriptors` at the last housekeeping: while it stays, only logs that
+    /// sealed a segment have descriptors to release.
+    reopened_seen: u64,
     groups: Groups,
     transactions: transactions::Transactions,
     /// Producer ids and the idempotence counters (the per-partition state is in `Partition`).
@@ -101,6 +104,7 @@ impl Broker {
             now,
             housekeeping_due_ms: now_ms,
             retention_checked_ms: now_ms,
+            reopened_seen: storage::reopened_descriptors(),
             groups,
             transactions,
             producers,

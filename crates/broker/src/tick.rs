@@ -36,9 +36,12 @@ impl Broker {
     /// deleted at most once per `log.retention.check.interval.ms`.
     fn housekeeping(&mut self, now_ms: i64) -> Result<(), BrokerError> {
         self.maintain_producers(now_ms);
+        let reopened_seen = storage::reopened_descriptors();
+        let reopened = reopened_seen != self.reopened_seen;
+        self.reopened_seen = reopened_seen;
         for (_, topic) in self.topics.iter_mut() {
             for partition in &mut topic.partitions {
-                partition.log_mut().release_idle_files();
+                partition.log_mut().release_idle_files(reopened);
             }
         }
         self.schedule_trailing_checkpoints(now_ms);

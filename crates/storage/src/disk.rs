@@ -161,6 +161,15 @@ const MAP_GRANULE_BYTES: u64 = 64 << 20;
 /// Descriptors of `FsDisk` files open right now, process-wide (see [`open_descriptors`]).
 static OPEN_DESCRIPTORS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// Released descriptors opened again, process-wide (see [`reopened_descriptors`]).
+static REOPENED_DESCRIPTORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many released descriptors were opened again so far (a read of a sealed segment): while
+/// it does not move, logs with nothing newly sealed have nothing to release.
+pub fn reopened_descriptors() -> u64 {
+    REOPENED_DESCRIPTORS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How many descriptors the files opened through [`FsDisk`] hold right now: the broker's logs
 /// hold one per active segment and per segment in use, not one per segment.
 pub fn open_descriptors() -> usize {
@@ -229,6 +238,7 @@ impl FsFile {
             return Ok(open.clone());
         }
         let open = Arc::new(Descriptor::open(&self.path, false)?);
+        REOPENED_DESCRIPTORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *file = Some(open.clone());
         Ok(open)
     }

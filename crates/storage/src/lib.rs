@@ -15,7 +15,7 @@ mod recovery;
 mod segment;
 pub mod sim;
 
-pub use crate::disk::{open_descriptors, Disk, DiskFile, FsDisk, Space};
+pub use crate::disk::{open_descriptors, reopened_descriptors, Disk, DiskFile, FsDisk, Space};
 pub use crate::error::LogError;
 pub use crate::log::{
     AppendInfo, LogConfig, PartitionLog, SyncWork, APPEND_BYTES_MAX, RECOVERY_POINT_INTERVAL_MS,

@@ -269,6 +269,9 @@ pub struct PartitionLog {
     recovery_point_written_ms: i64,
     /// Set by a roll, so the next sync moves the recovery point past the sealed segment.
     recovery_point_due: bool,
+    /// A segment was sealed (or the log opened) since `release_idle_files` last released every
+    /// sealed segment's descriptor.
+    release_due: bool,
 }
 
 impl PartitionLog {
@@ -322,21 +325,25 @@ impl PartitionLog {
             recovery_point: log_end_offset,
             recovery_point_written_ms: now_ms,
             recovery_point_due: false,
+            release_due: true,
         };
         // Recovery synced everything it read: the sealed segments hold no descriptor from now.
-        log.release_idle_files();
+        log.release_idle_files(false);
         Ok(log)
     }
 
     /// Closes the descriptors of the sealed segments whose data is synced and no sync work holds
     /// (they are opened again on their next read), so a partition holds one descriptor, its
     /// active segment's, however many segments it has. The broker calls it at open and from its
-    /// housekeeping (a read of an old segment opens it again meanwhile).
-    pub fn release_idle_files(&mut self) {
-        if self.in_flight.is_some() {
+    /// housekeeping. It looks at the segments only when one was sealed since it last released
+    /// them all, or when `reopened` says a released descriptor was opened again meanwhile (a read
+    /// of an old segment, anywhere: see `storage::reopened_descriptors`).
+    pub fn release_idle_files(&mut self, reopened: bool) {
+        if self.in_flight.is_some() || !(self.release_due || reopened) {
             return;
         }
         let sealed = self.segments.len() - 1;
+        let mut kept = false;
         for segment in &self.segments[..sealed] {
             let synced = segment.next_offset <= self.synced_offset;
             let dirty = self
@@ -345,8 +352,11 @@ impl PartitionLog {
                 .any(|(path, _)| *path == segment.log_path);
             if synced && !dirty {
                 segment.log.release();
+            } else {
+                kept = true;
             }
         }
+        self.release_due = kept;
     }
 
     pub fn dir(&self) -> &Path {
@@ -493,6 +503,7 @@ impl PartitionLog {
         let segment = create_segment(self.disk.as_ref(), &self.dir, base_offset)?;
         info!(path = %segment.log_path.display(), "rolled to a new segment");
         self.segments.push(segment);
+        self.release_due = true;
         self.dir_dirty = true;
         self.recovery_point_due = true;
         Ok(())

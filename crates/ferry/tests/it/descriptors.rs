@@ -12,7 +12,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::ClientConfig;
 
-use crate::harness::{producer, Ferry};
+use crate::harness::{consume, consumer_from_start, producer, Ferry};
 
 /// Enough segments per partition that one descriptor per segment would show.
 const PARTITIONS: i32 = 20;
@@ -63,6 +63,18 @@ async fn a_partition_holds_one_descriptor_however_many_segments_it_has() {
         held < PARTITIONS as usize + 40,
         "{held} descriptors for {segments} segments"
     );
+
+    // Reading every segment opens them again; the broker's housekeeping (once a second) closes
+    // them once read.
+    let consumer = consumer_from_start(&ferry.bootstrap(), "many-segments", PARTITIONS);
+    let total = PARTITIONS as usize * RECORDS_PER_PARTITION;
+    consume(&consumer, PARTITIONS, total, Duration::from_secs(60));
+    let right_after = ferry.open_descriptors();
+    drop(consumer);
+    std::thread::sleep(Duration::from_millis(2_500));
+    let later = ferry.open_descriptors();
+    eprintln!("after reading every segment: {right_after} descriptors, 2.5 s later {later}");
+    assert!(later < PARTITIONS as usize + 40, "{later} descriptors after the reads");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
