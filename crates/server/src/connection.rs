@@ -299,8 +299,10 @@ async fn write_loop(
     // `_permit` returns the request's bytes to the connection's budget at the end of each turn,
     // once its response is written.
     while let Some((item, _permit)) = pending.recv().await {
-        // Responses already written must not sit in the buffer while this one waits.
-        if !matches!(item, Pending::Ready { .. }) && writer.flush().await.is_err() {
+        // Responses already written must not sit in the buffer while this one waits (a Fetch
+        // flushes only if it comes to wait: most are answered at once).
+        let may_wait = !matches!(item, Pending::Ready { .. } | Pending::Fetch { .. });
+        if may_wait && writer.flush().await.is_err() {
             return;
         }
         let (reply, response) = match item {
@@ -321,7 +323,7 @@ async fn write_loop(
                 reply,
                 fetch,
                 visible: seen,
-            } => match fetch_response(&shared, &mut visible, fetch, seen).await {
+            } => match fetch_response(&shared, &mut writer, &mut visible, fetch, seen).await {
                 Some(response) => (reply, response),
                 None => return,
             },
@@ -388,9 +390,11 @@ async fn write_loop(
 /// Runs a Fetch's reads, outside the broker lock; while they come short of `min_bytes`, waits
 /// and has the broker plan it again each time the group commit makes data visible (a visible
 /// ticket after `seen`), at the fetch's deadline, and at shutdown (when the fetch stops
-/// waiting). None if the broker closed meanwhile.
+/// waiting). Before it waits, the responses already in `writer` are flushed. None if the broker
+/// closed meanwhile or the flush failed.
 async fn fetch_response(
     shared: &Shared,
+    writer: &mut BufWriter<OwnedWriteHalf>,
     visible: &mut watch::Receiver<u64>,
     mut fetch: PendingFetch,
     mut seen: u64,
@@ -401,6 +405,7 @@ async fn fetch_response(
             FetchRead::Ready(response) => return Some(ResponseKind::Fetch(response)),
             FetchRead::Short(waiting) => waiting,
         };
+        writer.flush().await.ok()?;
         let deadline = shared.clock_origin + waiting.deadline();
         tokio::select! {
             changed = visible.wait_for(|v| *v > seen) => if changed.is_err() { return None },

@@ -74,7 +74,10 @@ async fn a_partition_holds_one_descriptor_however_many_segments_it_has() {
     std::thread::sleep(Duration::from_millis(2_500));
     let later = ferry.open_descriptors();
     eprintln!("after reading every segment: {right_after} descriptors, 2.5 s later {later}");
-    assert!(later < PARTITIONS as usize + 40, "{later} descriptors after the reads");
+    assert!(
+        later < PARTITIONS as usize + 40,
+        "{later} descriptors after the reads"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
