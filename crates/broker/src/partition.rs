@@ -32,6 +32,8 @@ pub struct Partition {
     state_changed: bool,
     /// Open transactions and aborted ones, for the last stable offset and read_committed.
     txns: TxnIndex,
+    /// Bytes of producers' batches appended since the partition was opened (a metric).
+    appended_bytes: u64,
 }
 
 impl Partition {
@@ -59,6 +61,7 @@ impl Partition {
             snapshot_written_ms: now_ms,
             state_changed: false,
             txns,
+            appended_bytes: 0,
         };
         if bytes > 0 {
             tracing::info!(
@@ -139,6 +142,11 @@ impl Partition {
         self.log.log_start_offset()
     }
 
+    /// Bytes of producers' batches appended since the partition was opened.
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended_bytes
+    }
+
     /// Judges a produce request's batches against the producer state (see `producers::state`).
     pub fn check_producers(&self, headers: &[BatchHeader]) -> Verdict {
         self.producers.check(headers)
@@ -155,6 +163,7 @@ impl Partition {
     ) -> Result<AppendInfo, LogError> {
         let segments_before = self.log.segment_count();
         let info = self.log.append(batches.clone(), now_ms)?;
+        self.appended_bytes += batches.len() as u64;
         assert_eq!(
             info.batch_base_offsets.len(),
             headers.len(),

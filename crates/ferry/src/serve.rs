@@ -65,6 +65,12 @@ async fn serve(mut settings: Settings) -> Result<()> {
         .await
         .with_context(|| format!("listen on {}", settings.listen))?;
     let local = listener.local_addr().context("read listen address")?;
+    // The metrics endpoint serves from before recovery, so /healthz answers and /readyz says
+    // "not yet" while a large data directory is recovered.
+    let metrics = match settings.metrics_listen {
+        Some(address) => Some(serve_metrics(address).await?),
+        None => None,
+    };
     let mut config = settings.broker_config();
     config.max_partitions = descriptor_budget(&mut settings)?;
     let (host, port) = settings.advertised_host_port(local)?;
@@ -72,15 +78,50 @@ async fn serve(mut settings: Settings) -> Result<()> {
     config.advertised_port = port;
     // The one clock of the process: recovery and every later call into the broker read it.
     let mut clock = server::Clock::start();
+    let opening = std::time::Instant::now();
     let broker = broker::Broker::open(config, disk, clock.now())
         .with_context(|| format!("open data directory {}", settings.data_dir.display()))?;
-    let server = server::Server::from_listener(listener, broker, clock, settings.limits.clone());
-    // Tests and scripts read this line to learn the port when listening on port 0.
+    let recovery = opening.elapsed();
+    let server = server::Server::from_listener(
+        listener,
+        broker,
+        clock,
+        settings.limits.clone(),
+        metrics.as_ref().map(|(endpoint, _)| endpoint.server().clone()),
+    );
     let stop = stop_signal()?;
+    // Tests and scripts read this line to learn the port when listening on port 0.
     println!("ferry: listening on {local}");
-    tracing::info!(%local, data_dir = %settings.data_dir.display(), "serving");
+    tracing::info!(%local, data_dir = %settings.data_dir.display(), recovery_ms = recovery.as_millis() as u64, "serving");
+    let Some((endpoint, address)) = metrics else {
+        server.run(stop).await.map_err(ShutdownFailed)?;
+        return Ok(());
+    };
+    endpoint.server().recovered(recovery);
+    endpoint.serving(server.stats_source());
+    // The second line, for the same reason.
+    println!("ferry: metrics on {address}");
+    let stop = async {
+        stop.await;
+        endpoint.stopping();
+    };
     server.run(stop).await.map_err(ShutdownFailed)?;
     Ok(())
+}
+
+/// Binds `metrics.listen` and serves the endpoint on a task of its own; returns the endpoint
+/// and the bound address.
+async fn serve_metrics(
+    address: SocketAddr,
+) -> Result<(Arc<observe::Endpoint>, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("metrics.listen: bind {address}"))?;
+    let bound = listener.local_addr().context("read metrics address")?;
+    let endpoint = observe::Endpoint::new(Arc::new(observe::ServerMetrics::new()));
+    tokio::spawn(observe::http::serve(listener, endpoint.clone()));
+    tracing::info!(%bound, "metrics endpoint: /metrics, /healthz, /readyz");
+    Ok((endpoint, bound))
 }
 
 /// Raises the descriptor limit, caps `max.connections` to the connections' share of it, and

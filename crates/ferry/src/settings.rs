@@ -27,6 +27,8 @@ pub struct Settings {
     pub limits: Limits,
     /// `max.partitions` when set; otherwise `ferry serve` derives it from the descriptor limit.
     pub max_partitions: Option<usize>,
+    /// `metrics.listen`: where `/metrics`, `/healthz` and `/readyz` are served; off when unset.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -38,6 +40,7 @@ impl Default for Settings {
             broker: BrokerConfig::new(PathBuf::from("./ferry-data")),
             limits: Limits::default(),
             max_partitions: None,
+            metrics_listen: None,
         }
     }
 }
@@ -95,6 +98,13 @@ impl Settings {
                     .with_context(|| format!("listeners={value}"))?
             }
             "advertised.listeners" => self.advertised = Some(strip_scheme(value).to_string()),
+            "metrics.listen" => {
+                self.metrics_listen = Some(
+                    strip_scheme(value)
+                        .parse()
+                        .with_context(|| format!("metrics.listen={value}: expected host:port"))?,
+                )
+            }
             "node.id" | "broker.id" => broker.node_id = number(name, value)?,
             "num.partitions" => broker.num_partitions = positive(name, value)?,
             "auto.create.topics.enable" => broker.auto_create_topics = boolean(name, value)?,
@@ -235,6 +245,10 @@ mod tests {
         assert!(!settings.broker.auto_create_topics);
         assert_eq!(settings.listen.port(), 9999);
         assert!(settings.apply("num.partitions", "0").is_err());
+        assert_eq!(settings.metrics_listen, None);
+        settings.apply("metrics.listen", "127.0.0.1:9644").unwrap();
+        assert_eq!(settings.metrics_listen, Some("127.0.0.1:9644".parse().unwrap()));
+        assert!(settings.apply("metrics.listen", "9644").is_err());
         assert!(settings.apply("no.such.setting", "1").is_err());
         let ignored = [("FERRY_BIN".to_string(), "/x".to_string())];
         settings.apply_env(ignored.into_iter()).unwrap();

@@ -60,6 +60,8 @@ pub struct GroupDescription {
     pub leader_id: Option<StrBytes>,
     pub members: Vec<MemberDescription>,
     pub offsets: Vec<TopicPartitionOffset>,
+    /// Rebalances begun since this process loaded the group.
+    pub rebalances: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -799,6 +801,7 @@ impl GroupCoordinator {
             protocol_name: group.protocol_name().cloned(),
             generation_id: group.generation_id(),
             leader_id: group.leader_id().cloned(),
+            rebalances: group.rebalances(),
             members: group
                 .describe_members(false)
                 .into_iter()

@@ -4,6 +4,7 @@
 //! arrive during an fsync are covered by the next round, so one fsync serves many producers.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use broker::LogId;
 use storage::SyncWork;
@@ -51,9 +52,14 @@ async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
     // The appends' writes first, one log after another on one blocking thread (each is one
     // `pwritev` into the page cache; a thread per log would add a wake-up per log to the
     // round): `acks=1` answers need only them.
+    let writing = Instant::now();
     run_writes(&work).await;
     shared.written.send_replace(ticket);
+    let syncing = Instant::now();
     run_all(&work, |sync| sync.run_syncs(), "fsync").await;
+    if let Some(metrics) = &shared.metrics {
+        metrics.group_commit(work.len(), syncing - writing, syncing.elapsed());
+    }
     let synced = work
         .iter()
         .map(|item| (item.0.clone(), item.1.offset()))

@@ -8,12 +8,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use broker::{ClientInfo, FetchRead, Outcome, PendingFetch};
 use bytes::{Buf, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
+use observe::{CloseReason, ServerMetrics, Stage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -54,12 +55,15 @@ enum Pending {
     Close(String),
 }
 
-/// Where a response goes: its API, version and correlation id.
+/// Where a response goes: its API, version and correlation id; and when its request was read
+/// whole and when the broker had handled it, for the metrics.
 #[derive(Clone, Copy)]
 struct Reply {
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
+    received: Instant,
+    handled: Instant,
 }
 
 /// A queued response slot and the request bytes it holds of the connection's budget, returned
@@ -75,9 +79,16 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
     let client = ClientInfo {
         host: peer.ip().to_string(),
     };
-    read_loop(&shared, reader, queue, &client, peer).await;
+    let metrics = shared.metrics.clone();
+    if let Some(metrics) = &metrics {
+        metrics.connection_opened();
+    }
+    let end = read_loop(&shared, reader, queue, &client, peer).await;
     let _ = writer.await;
-    tracing::debug!(%peer, "connection closed");
+    if let Some(metrics) = &metrics {
+        metrics.connection_closed(end);
+    }
+    tracing::debug!(%peer, reason = end.as_str(), "connection closed");
 }
 
 /// Why a connection stopped reading.
@@ -123,13 +134,14 @@ async fn fill(
     Ok(())
 }
 
+/// Reads and handles requests until the connection ends; says why it ended.
 async fn read_loop(
     shared: &Shared,
     mut reader: OwnedReadHalf,
     queue: mpsc::Sender<Queued>,
     client: &ClientInfo,
     peer: SocketAddr,
-) {
+) -> CloseReason {
     let mut shutdown = shared.shutdown.subscribe();
     let idle = Duration::from_millis(shared.limits.connections_max_idle_ms);
     let budget_bytes = shared.limits.connection_budget_bytes();
@@ -141,9 +153,10 @@ async fn read_loop(
             Ok(()) => {}
             Err(ReadEnd::Idle) => {
                 tracing::info!(%peer, idle_ms = idle.as_millis() as u64, "closing idle connection (connections.max.idle.ms)");
-                return;
+                return CloseReason::Idle;
             }
-            Err(ReadEnd::Closed | ReadEnd::Shutdown) => return,
+            Err(ReadEnd::Closed) => return CloseReason::Client,
+            Err(ReadEnd::Shutdown) => return CloseReason::Shutdown,
         }
         let length = prefix.get_i32();
         if length < 8 || length as usize > shared.limits.request_bytes_max {
@@ -152,7 +165,7 @@ async fn read_loop(
                 shared.limits.request_bytes_max
             );
             let _ = queue.send((Pending::Close(reason), None)).await;
-            return;
+            return CloseReason::Protocol;
         }
         let length = length as usize;
         // The frame's bytes count against the connection's budget until its response is written;
@@ -160,9 +173,9 @@ async fn read_loop(
         let permit = tokio::select! {
             permit = budget.clone().acquire_many_owned(length as u32) => match permit {
                 Ok(permit) => permit,
-                Err(_) => return,
+                Err(_) => return CloseReason::Client,
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => return CloseReason::Shutdown,
         };
         // Read into spare capacity instead of zero-filling the buffer first; start small for a
         // large frame, so that a slow sender holds only what it sent.
@@ -181,22 +194,27 @@ async fn read_loop(
             Ok(()) => {}
             Err(ReadEnd::Closed) => {
                 tracing::warn!(%peer, length, "connection closed in the middle of a frame");
-                return;
+                return CloseReason::Client;
             }
             Err(ReadEnd::Idle) => {
                 tracing::warn!(%peer, length, "closing connection idle in the middle of a frame (connections.max.idle.ms)");
-                return;
+                return CloseReason::Idle;
             }
-            Err(ReadEnd::Shutdown) => return,
+            Err(ReadEnd::Shutdown) => return CloseReason::Shutdown,
         }
-        let pending = match request_pending(shared, body, client, peer) {
+        let received = Instant::now();
+        let pending = match request_pending(shared, body, client, peer, received) {
             Ok(Some(pending)) => pending,
             Ok(None) => continue,
             Err(reason) => Pending::Close(reason),
         };
+        // A close the broker asked for (an acks=0 produce error) is the protocol's too.
         let close = matches!(pending, Pending::Close(_));
-        if queue.send((pending, Some(permit))).await.is_err() || close {
-            return;
+        if queue.send((pending, Some(permit))).await.is_err() {
+            return CloseReason::Client;
+        }
+        if close {
+            return CloseReason::Protocol;
         }
     }
 }
@@ -207,6 +225,7 @@ fn request_pending(
     body: BytesMut,
     client: &ClientInfo,
     peer: SocketAddr,
+    received: Instant,
 ) -> Result<Option<Pending>, String> {
     let HeaderPrefix {
         api_key,
@@ -221,6 +240,8 @@ fn request_pending(
                 api_key: api,
                 version: 0,
                 correlation_id,
+                received,
+                handled: received,
             };
             let response = ResponseKind::ApiVersions(broker::api_versions_response(Some(
                 ResponseError::UnsupportedVersion,
@@ -238,19 +259,29 @@ fn request_pending(
         client_id = request.header.client_id.as_deref().unwrap_or(""),
         "request"
     );
-    let reply = Reply {
-        api_key: api,
-        version: api_version,
-        correlation_id,
-    };
     let token = shared.next_token();
     let Some(mut broker) = shared.lock() else {
         return Err("the broker is closed".into());
     };
+    let locked = Instant::now();
     let now = broker.now;
     let outcome = match broker.handle(now, token, client, request) {
         Ok(outcome) => outcome,
         Err(error) => fatal(error),
+    };
+    let handled = Instant::now();
+    if let Some(metrics) = &shared.metrics {
+        let name = versions::name(api);
+        metrics.request(name, api_version);
+        metrics.stage(name, Stage::Queued, locked - received);
+        metrics.stage(name, Stage::Handled, handled - locked);
+    }
+    let reply = Reply {
+        api_key: api,
+        version: api_version,
+        correlation_id,
+        received,
+        handled,
     };
     Ok(match outcome {
         Outcome::Respond(response) => Some(Pending::Ready { reply, response }),
@@ -305,6 +336,8 @@ async fn write_loop(
         if may_wait && writer.flush().await.is_err() {
             return;
         }
+        // Each response's time in the stages between handling and writing, for the metrics.
+        let mut stages = Stages::default();
         let (reply, response) = match item {
             Pending::Ready { reply, response } => (reply, response),
             Pending::AfterTicket {
@@ -317,16 +350,21 @@ async fn write_loop(
                 if reached.wait_for(|t| *t >= ticket).await.is_err() {
                     return;
                 }
+                stages.waited(Stage::GroupCommit, reply.handled.elapsed());
                 (reply, response)
             }
             Pending::Fetch {
                 reply,
                 fetch,
                 visible: seen,
-            } => match fetch_response(&shared, &mut writer, &mut visible, fetch, seen).await {
-                Some(response) => (reply, response),
-                None => return,
-            },
+            } => {
+                let fetched =
+                    fetch_response(&shared, &mut writer, &mut visible, fetch, seen, &mut stages);
+                match fetched.await {
+                    Some(response) => (reply, response),
+                    None => return,
+                }
+            }
             Pending::Routed { reply, delivery } => {
                 let delivery = tokio::select! {
                     delivery = delivery => match delivery {
@@ -341,6 +379,7 @@ async fn write_loop(
                         return;
                     }
                 }
+                stages.waited(Stage::Routed, reply.handled.elapsed());
                 (reply, delivery.response)
             }
             Pending::Close(reason) => {
@@ -349,14 +388,21 @@ async fn write_loop(
                 return;
             }
         };
+        let writing = Instant::now();
+        let metrics = shared.metrics.as_deref();
+        let errors = (metrics.is_some() || tracing::enabled!(tracing::Level::DEBUG))
+            .then(|| wire::errors::error_codes(&response));
         tracing::debug!(
             %peer,
             api = ?reply.api_key,
             version = reply.version,
             correlation_id = reply.correlation_id,
-            errors = %ErrorNames(wire::errors::error_codes(&response)),
+            errors = %ErrorNames(errors.clone().unwrap_or_default()),
             "response"
         );
+        if let (Some(metrics), ResponseKind::Fetch(fetch)) = (metrics, &response) {
+            count_fetched(metrics, fetch);
+        }
         // A Fetch response's record data goes out as the file's own bytes, not copied first.
         let frame = match &response {
             ResponseKind::Fetch(fetch) => {
@@ -383,6 +429,13 @@ async fn write_loop(
         if pending.is_empty() && writer.flush().await.is_err() {
             return;
         }
+        if let Some(metrics) = metrics {
+            let name = versions::name(reply.api_key);
+            stages.waited(Stage::Write, writing.elapsed());
+            stages.record(metrics, name);
+            metrics.duration(name, reply.received.elapsed());
+            metrics.errors(name, errors.as_deref().unwrap_or_default());
+        }
     }
     let _ = writer.flush().await;
 }
@@ -398,20 +451,26 @@ async fn fetch_response(
     visible: &mut watch::Receiver<u64>,
     mut fetch: PendingFetch,
     mut seen: u64,
+    stages: &mut Stages,
 ) -> Option<ResponseKind> {
     let mut shutdown = shared.shutdown.subscribe();
     loop {
-        let mut waiting = match fetch.read() {
+        let reading = Instant::now();
+        let read = fetch.read();
+        stages.waited(Stage::Read, reading.elapsed());
+        let mut waiting = match read {
             FetchRead::Ready(response) => return Some(ResponseKind::Fetch(response)),
             FetchRead::Short(waiting) => waiting,
         };
         writer.flush().await.ok()?;
         let deadline = shared.clock_origin + waiting.deadline();
+        let polling = Instant::now();
         tokio::select! {
             changed = visible.wait_for(|v| *v > seen) => if changed.is_err() { return None },
             _ = tokio::time::sleep_until(deadline) => {}
             _ = shutdown.wait_for(|stop| *stop) => waiting.stop_waiting(),
         }
+        stages.waited(Stage::LongPoll, polling.elapsed());
         let mut broker = shared.lock()?;
         seen = broker.visible;
         let now = broker.now;
@@ -420,6 +479,42 @@ async fn fetch_response(
             Ok(other) => unreachable!("a fetch planned again is a fetch: {other:?}"),
             Err(error) => fatal(error),
         };
+    }
+}
+
+/// A response's time in the stages after its handling (a Fetch reads and polls in turns),
+/// without allocating on the request path.
+#[derive(Default)]
+struct Stages {
+    took: [Option<Duration>; Stage::ALL.len()],
+}
+
+impl Stages {
+    fn waited(&mut self, stage: Stage, took: Duration) {
+        let total = &mut self.took[stage as usize];
+        *total = Some(total.unwrap_or_default() + took);
+    }
+
+    fn record(&self, metrics: &ServerMetrics, api: &str) {
+        for (stage, took) in Stage::ALL.into_iter().zip(self.took) {
+            if let Some(took) = took {
+                metrics.stage(api, stage, took);
+            }
+        }
+    }
+}
+
+/// Counts the record bytes a Fetch response carries, by topic.
+fn count_fetched(metrics: &ServerMetrics, fetch: &kafka_protocol::messages::FetchResponse) {
+    for topic in &fetch.responses {
+        let bytes: usize = topic
+            .partitions
+            .iter()
+            .filter_map(|p| p.records.as_ref().map(|r| r.len()))
+            .sum();
+        if bytes > 0 {
+            metrics.fetched(topic.topic.as_str(), bytes as u64);
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use broker::{Broker, BrokerError, Now};
+use observe::ServerMetrics;
 use kafka_protocol::messages::ResponseKind;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -60,6 +61,8 @@ pub(crate) struct Shared {
     /// broker's next deadline before it wakes the timer.
     timer_deadline_ms: AtomicI64,
     timer_wake: Notify,
+    /// What the request path measures; None when no metrics endpoint is configured.
+    metrics: Option<Arc<ServerMetrics>>,
 }
 
 struct Core {
@@ -174,12 +177,13 @@ pub struct Server {
 impl Server {
     /// Wraps a bound listener around an open (recovered) broker and the clock it was opened
     /// with. Binding first lets the caller learn the port (listen on port 0) before recovery and
-    /// advertise it.
+    /// advertise it. `metrics`, when given, is fed as requests pass.
     pub fn from_listener(
         listener: TcpListener,
         broker: Broker,
         clock: Clock,
         limits: Limits,
+        metrics: Option<Arc<ServerMetrics>>,
     ) -> Server {
         let ticket = broker.append_ticket();
         let shared = Arc::new(Shared {
@@ -195,8 +199,16 @@ impl Server {
             next_token: AtomicU64::new(1),
             timer_deadline_ms: AtomicI64::new(i64::MAX),
             timer_wake: Notify::new(),
+            metrics,
         });
         Server { shared, listener }
+    }
+
+    /// A snapshot of the broker's state for a metrics scrape, taken under the broker lock;
+    /// None once the broker is closed.
+    pub fn stats_source(&self) -> impl Fn() -> Option<broker::Stats> + Send + Sync + 'static {
+        let shared = Arc::downgrade(&self.shared);
+        move || Some(shared.upgrade()?.lock()?.stats())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -227,6 +239,9 @@ impl Server {
                         }
                     };
                     let Ok(permit) = connections.clone().try_acquire_owned() else {
+                        if let Some(metrics) = &shared.metrics {
+                            metrics.connection_refused_by_limit();
+                        }
                         tracing::warn!(%peer, limit = shared.limits.connections_max, "connection limit reached; closing new connection");
                         drop(stream);
                         continue;

@@ -33,9 +33,24 @@ pub struct TransactionDescription {
     pub staged_offsets: Vec<GroupOffsets>,
 }
 
+/// How many transactions this coordinator began and ended since it started, for metrics.
+/// Replayed history is not counted: these are the process's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxnCounters {
+    /// Transactions that became Ongoing (the first AddPartitionsToTxn or AddOffsetsToTxn).
+    pub begun: u64,
+    /// Transactions completed as committed (their markers written).
+    pub committed: u64,
+    /// Transactions completed as aborted, by the client or by a timeout.
+    pub aborted: u64,
+    /// Transactions the coordinator aborted because their timeout passed.
+    pub timed_out: u64,
+}
+
 /// Kafka's transaction coordinator for every transactional id of one broker. Not thread-safe by
 /// design: the broker drives it from one task.
 pub struct TxnCoordinator {
+    pub(crate) counters: TxnCounters,
     pub(crate) config: TxnConfig,
     pub(crate) txns: BTreeMap<StrBytes, TxnValue>,
     /// Offsets staged by TxnOffsetCommit, per transactional id, for its transaction in flight.
@@ -56,6 +71,7 @@ pub struct TxnCoordinator {
 impl TxnCoordinator {
     pub fn new(config: TxnConfig) -> TxnCoordinator {
         TxnCoordinator {
+            counters: TxnCounters::default(),
             config,
             txns: BTreeMap::new(),
             offsets: BTreeMap::new(),
@@ -68,6 +84,10 @@ impl TxnCoordinator {
 
     pub fn config(&self) -> &TxnConfig {
         &self.config
+    }
+
+    pub fn counters(&self) -> TxnCounters {
+        self.counters
     }
 
     /// Aborts every transaction whose timeout has passed (bumping the epoch, so the hung producer
@@ -89,6 +109,7 @@ impl TxnCoordinator {
                 && v.start_ms.saturating_add(i64::from(v.timeout_ms)) < now
             {
                 info!(transactional_id = %id, producer_id = v.producer_id, "aborting timed-out transaction");
+                self.counters.timed_out += 1;
                 self.fence_and_abort(now_ms, &id, &mut out);
             } else if v.state.may_expire()
                 && v.last_update_ms
@@ -387,6 +408,10 @@ impl TxnCoordinator {
         v.partitions.clear();
         v.groups.clear();
         v.last_update_ms = ms(now_ms);
+        match v.state {
+            TxnState::CompleteCommit => self.counters.committed += 1,
+            _ => self.counters.aborted += 1,
+        }
         info!(transactional_id = %id, producer_id = v.producer_id, state = v.state.as_str(), "transaction completed");
         for ((group, topic, partition), _) in
             self.offsets.remove(id.as_bytes()).into_iter().flatten()

@@ -386,6 +386,7 @@ impl TxnCoordinator {
         if v.state != TxnState::Ongoing {
             v.start_ms = ms(now_ms);
             v.state = TxnState::Ongoing;
+            self.counters.begun += 1;
         }
         v.partitions.extend(new_partitions);
         v.groups.extend(new_group);

@@ -53,7 +53,7 @@ pub use config::{
     TRANSACTION_PARTITIONS_MAX_DEFAULT,
     TRANSACTION_REMOVE_EXPIRED_TRANSACTION_CLEANUP_INTERVAL_MS_DEFAULT,
 };
-pub use coordinator::{TransactionDescription, TxnCoordinator};
+pub use coordinator::{TransactionDescription, TxnCoordinator, TxnCounters};
 pub use record::{
     compact, DecodedRecord, Record, RecordError, StagedOffset, TopicPartition, TxnValue,
 };

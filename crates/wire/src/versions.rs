@@ -89,6 +89,22 @@ pub fn is_group_api(api_key: ApiKey) -> bool {
 }
 
 /// The advertised range for `api_key`, if ferry implements it.
+/// The API's name as Kafka writes it (`Produce`, `OffsetCommit`), for traces and metric labels;
+/// `Unknown` for an API ferry does not advertise.
+pub fn name(api_key: ApiKey) -> &'static str {
+    static NAMES: std::sync::OnceLock<Vec<(ApiKey, &'static str)>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        SUPPORTED
+            .iter()
+            .map(|s| (s.api_key, &*Box::leak(format!("{:?}", s.api_key).into_boxed_str())))
+            .collect()
+    });
+    names
+        .iter()
+        .find(|(key, _)| *key == api_key)
+        .map_or("Unknown", |(_, name)| name)
+}
+
 pub fn supported(api_key: ApiKey) -> Option<Supported> {
     SUPPORTED.iter().copied().find(|s| s.api_key == api_key)
 }
@@ -115,6 +131,9 @@ mod tests {
     #[test]
     fn produce_below_v3_is_not_answered() {
         assert!(!is_supported(ApiKey::Produce, 2));
+        assert_eq!(name(ApiKey::Produce), "Produce");
+        assert_eq!(name(ApiKey::OffsetCommit), "OffsetCommit");
+        assert_eq!(name(ApiKey::DescribeQuorum), "Unknown");
         assert!(is_supported(ApiKey::Produce, 3));
         assert!(!is_supported(ApiKey::Fetch, 13));
     }

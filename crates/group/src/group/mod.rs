@@ -163,6 +163,8 @@ pub(crate) struct Group {
     pending_txn_offsets: BTreeMap<i64, BTreeMap<TopicPartition, CommittedOffset>>,
     /// The last group metadata value written to the log, for snapshots.
     persisted: Option<GroupValue>,
+    /// Rebalances begun since this process loaded the group (a metric; not persisted).
+    rebalances: u64,
 }
 
 /// Copies a string out of a request buffer so long-lived state does not pin the whole buffer.
@@ -196,6 +198,7 @@ impl Group {
             id,
             state: GroupState::Empty,
             state_timestamp_ms: now_ms,
+            rebalances: 0,
             protocol_type: None,
             protocol_name: None,
             generation_id: 0,
@@ -217,6 +220,10 @@ impl Group {
 
     pub(crate) fn id(&self) -> &StrBytes {
         &self.id
+    }
+
+    pub(crate) fn rebalances(&self) -> u64 {
+        self.rebalances
     }
 
     pub(crate) fn state(&self) -> GroupState {
@@ -270,6 +277,9 @@ impl Group {
     }
 
     fn transition(&mut self, state: GroupState, now_ms: u64) {
+        if state == GroupState::PreparingRebalance && self.state != state {
+            self.rebalances += 1;
+        }
         self.state = state;
         self.state_timestamp_ms = now_ms;
     }
