@@ -87,41 +87,47 @@ async fn serve(mut settings: Settings) -> Result<()> {
         broker,
         clock,
         settings.limits.clone(),
-        metrics.as_ref().map(|(endpoint, _)| endpoint.server().clone()),
+        metrics.as_ref().map(|(metrics, _, _)| metrics.clone()),
     );
     let stop = stop_signal()?;
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("ferry: listening on {local}");
     tracing::info!(%local, data_dir = %settings.data_dir.display(), recovery_ms = recovery.as_millis() as u64, "serving");
-    let Some((endpoint, address)) = metrics else {
+    let Some((metrics, endpoint, address)) = metrics else {
         server.run(stop).await.map_err(ShutdownFailed)?;
         return Ok(());
     };
-    endpoint.server().recovered(recovery);
-    endpoint.serving(server.stats_source());
+    metrics.recovered(recovery);
+    let stats = server.stats_source();
+    endpoint.add_source(move || stats().map_or_else(Vec::new, |s| observe::broker_families(&s)));
+    endpoint.set_ready(true);
     // The second line, for the same reason.
     println!("ferry: metrics on {address}");
     let stop = async {
         stop.await;
-        endpoint.stopping();
+        endpoint.set_ready(false);
     };
     server.run(stop).await.map_err(ShutdownFailed)?;
     Ok(())
 }
 
-/// Binds `metrics.listen` and serves the endpoint on a task of its own; returns the endpoint
-/// and the bound address.
+/// Binds `metrics.listen` and serves the endpoint on a task of its own, with the server's
+/// metrics (the broker's snapshot is added once it is open); returns those metrics, the
+/// endpoint and the bound address.
 async fn serve_metrics(
     address: SocketAddr,
-) -> Result<(Arc<observe::Endpoint>, SocketAddr)> {
+) -> Result<(Arc<observe::ServerMetrics>, Arc<observe::Endpoint>, SocketAddr)> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("metrics.listen: bind {address}"))?;
     let bound = listener.local_addr().context("read metrics address")?;
-    let endpoint = observe::Endpoint::new(Arc::new(observe::ServerMetrics::new()));
+    let metrics = Arc::new(observe::ServerMetrics::new());
+    let endpoint = observe::Endpoint::new();
+    let live = metrics.clone();
+    endpoint.add_source(move || live.gather());
     tokio::spawn(observe::http::serve(listener, endpoint.clone()));
     tracing::info!(%bound, "metrics endpoint: /metrics, /healthz, /readyz");
-    Ok((endpoint, bound))
+    Ok((metrics, endpoint, bound))
 }
 
 /// Raises the descriptor limit, caps `max.connections` to the connections' share of it, and

@@ -1,11 +1,12 @@
-//! The metrics endpoint (`metrics.listen`): `GET /metrics` in the Prometheus text format,
-//! `GET /healthz` (the process is up: 200 from the moment it listens), `GET /readyz` (200 once
-//! the data directory is recovered and the Kafka listener serves, 503 before that and while
-//! shutting down). HTTP/1.1 by `hyper`; anything else is 404, any method but GET or HEAD 405.
+//! The metrics endpoint (`ferry serve`'s `metrics.listen`, `ferry audit`'s `--metrics-listen`):
+//! `GET /metrics` in the Prometheus text format, `GET /healthz` (the process is up: 200 from the
+//! moment it listens), `GET /readyz` (200 once the process says it is ready, e.g. the data
+//! directory recovered and the Kafka listener serving; 503 before that and while shutting
+//! down). HTTP/1.1 by `hyper`; anything else is 404, any method but GET or HEAD 405.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,50 +15,43 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
 
-use crate::stats::broker_families;
-use crate::ServerMetrics;
 
 /// How long a scraper may take to send its request headers before its connection is closed.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-type StatsSource = Box<dyn Fn() -> Option<broker::Stats> + Send + Sync>;
+/// Where a scrape's families come from: a registry's `gather`, or a snapshot turned into
+/// families (`broker_families`).
+type Source = Box<dyn Fn() -> Vec<MetricFamily> + Send + Sync>;
 
-/// What the endpoint serves: the server's live metrics, the broker's snapshot once the broker
-/// is open, and whether the broker is ready.
+/// What the endpoint serves: the families of every source added, and whether the process is
+/// ready.
+#[derive(Default)]
 pub struct Endpoint {
-    server: Arc<ServerMetrics>,
-    broker: OnceLock<StatsSource>,
+    sources: Mutex<Vec<Source>>,
     ready: AtomicBool,
 }
 
 impl Endpoint {
-    pub fn new(server: Arc<ServerMetrics>) -> Arc<Endpoint> {
-        Arc::new(Endpoint {
-            server,
-            broker: OnceLock::new(),
-            ready: AtomicBool::new(false),
-        })
+    pub fn new() -> Arc<Endpoint> {
+        Arc::new(Endpoint::default())
     }
 
-    pub fn server(&self) -> &Arc<ServerMetrics> {
-        &self.server
+    /// From now on, every scrape includes what `source` returns (metric names must not repeat
+    /// across sources).
+    pub fn add_source(&self, source: impl Fn() -> Vec<MetricFamily> + Send + Sync + 'static) {
+        self.sources
+            .lock()
+            .expect("no scrape panics")
+            .push(Box::new(source));
     }
 
-    /// The broker is open and its listener serves: from now on scrapes include its snapshot
-    /// (taken by `source`; None once the broker is closed), and `/readyz` answers 200.
-    pub fn serving(&self, source: impl Fn() -> Option<broker::Stats> + Send + Sync + 'static) {
-        if self.broker.set(Box::new(source)).is_err() {
-            panic!("the broker's stats source is set once");
-        }
-        self.ready.store(true, Ordering::Release);
-    }
-
-    /// The broker is shutting down: `/readyz` answers 503 again.
-    pub fn stopping(&self) {
-        self.ready.store(false, Ordering::Release);
+    /// The process is ready (`/readyz` answers 200) or not (503: starting or shutting down).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
     }
 
     pub fn is_ready(&self) -> bool {
@@ -66,10 +60,13 @@ impl Endpoint {
 
     /// Every family, in the Prometheus text format.
     pub fn render(&self) -> String {
-        let mut families = self.server.gather();
-        if let Some(stats) = self.broker.get().and_then(|source| source()) {
-            families.extend(broker_families(&stats));
-        }
+        let mut families: Vec<MetricFamily> = self
+            .sources
+            .lock()
+            .expect("no scrape panics")
+            .iter()
+            .flat_map(|source| source())
+            .collect();
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut text = Vec::new();
         TextEncoder::new()
