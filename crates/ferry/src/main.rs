@@ -105,14 +105,25 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Traces go to stderr, filtered by `FERRY_LOG` (default `info`), as text, or as one JSON object
+/// per line with `FERRY_LOG_FORMAT=json` (for log pipelines: `timestamp`, `level`, `target`,
+/// `fields` with the message and every field, `spans`).
 fn init_traces() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let traces = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match std::env::var("FERRY_LOG_FORMAT").as_deref() {
+        Ok("json") => traces.json().init(),
+        Ok("text") | Err(_) => traces
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        Ok(other) => {
+            traces.init();
+            tracing::warn!(format = other, "FERRY_LOG_FORMAT: expected json or text; using text");
+        }
+    }
 }
 
 #[cfg(test)]

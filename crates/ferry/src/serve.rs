@@ -1,6 +1,7 @@
 //! `ferry serve`: resolve settings, open (recover) the data directory, bind, serve until SIGINT or
 //! SIGTERM, then shut down gracefully.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -101,8 +102,8 @@ async fn serve(mut settings: Settings) -> Result<()> {
     let stats = server.stats_source();
     endpoint.add_source(move || stats().map_or_else(Vec::new, |s| observe::broker_families(&s)));
     endpoint.set_ready(true);
-    // The second line, for the same reason.
-    println!("ferry: metrics on {address}");
+    // The second line, for the same reason; a reader gone after the first is no error.
+    let _ = writeln!(std::io::stdout(), "ferry: metrics on {address}");
     let stop = async {
         stop.await;
         endpoint.set_ready(false);

@@ -16,6 +16,7 @@ const FLAG_VARIABLES: &[&str] = &[
     "FERRY_ADVERTISED_LISTENER",
     "FERRY_CONFIG",
     "FERRY_LOG",
+    "FERRY_LOG_FORMAT",
 ];
 
 #[derive(Debug, Clone)]

@@ -400,8 +400,13 @@ async fn write_loop(
             errors = %ErrorNames(errors.clone().unwrap_or_default()),
             "response"
         );
-        if let (Some(metrics), ResponseKind::Fetch(fetch)) = (metrics, &response) {
-            count_fetched(metrics, fetch);
+        // Counted before the response goes out: a client that has its answer finds it counted.
+        if let Some(metrics) = metrics {
+            let name = versions::name(reply.api_key);
+            metrics.errors(name, errors.as_deref().unwrap_or_default());
+            if let ResponseKind::Fetch(fetch) = &response {
+                count_fetched(metrics, fetch);
+            }
         }
         // A Fetch response's record data goes out as the file's own bytes, not copied first.
         let frame = match &response {
@@ -434,7 +439,6 @@ async fn write_loop(
             stages.waited(Stage::Write, writing.elapsed());
             stages.record(metrics, name);
             metrics.duration(name, reply.received.elapsed());
-            metrics.errors(name, errors.as_deref().unwrap_or_default());
         }
     }
     let _ = writer.flush().await;

@@ -15,6 +15,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 pub struct Ferry {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The metrics endpoint, when started with `metrics.listen` set.
+    pub metrics: Option<SocketAddr>,
     pub data_dir: PathBuf,
     args: Vec<String>,
     /// The file descriptor limit (soft and hard) ferry runs under, if set.
@@ -28,7 +30,8 @@ impl Ferry {
         let (child, addr) = spawn(data_dir, "127.0.0.1:0", &args);
         Ferry {
             child: Some(child),
-            addr,
+            addr: addr.kafka,
+            metrics: addr.metrics,
             data_dir: data_dir.to_path_buf(),
             args,
             descriptor_limit: None,
@@ -42,7 +45,8 @@ impl Ferry {
         let (child, addr) = spawn_with(data_dir, "127.0.0.1:0", &args, None, Some(limit));
         Ferry {
             child: Some(child),
-            addr,
+            addr: addr.kafka,
+            metrics: addr.metrics,
             data_dir: data_dir.to_path_buf(),
             args,
             descriptor_limit: Some(limit),
@@ -74,7 +78,8 @@ impl Ferry {
         let (child, addr) = spawn_with(data_dir, "127.0.0.1:0", &args, Some((traces, level)), None);
         Ferry {
             child: Some(child),
-            addr,
+            addr: addr.kafka,
+            metrics: addr.metrics,
             data_dir: data_dir.to_path_buf(),
             args,
             descriptor_limit: None,
@@ -113,7 +118,8 @@ impl Ferry {
             None,
             self.descriptor_limit,
         );
-        assert_eq!(addr, self.addr);
+        assert_eq!(addr.kafka, self.addr);
+        self.metrics = addr.metrics;
         self.child = Some(child);
     }
 
@@ -161,7 +167,13 @@ impl Drop for Ferry {
     }
 }
 
-fn spawn(data_dir: &Path, listen: &str, settings: &[String]) -> (Child, SocketAddr) {
+/// Where a started ferry serves: the Kafka listener and, with `metrics.listen`, the metrics.
+struct Addresses {
+    kafka: SocketAddr,
+    metrics: Option<SocketAddr>,
+}
+
+fn spawn(data_dir: &Path, listen: &str, settings: &[String]) -> (Child, Addresses) {
     spawn_with(data_dir, listen, settings, None, None)
 }
 
@@ -172,7 +184,7 @@ fn spawn_with(
     settings: &[String],
     traces: Option<(&Path, &str)>,
     descriptor_limit: Option<u64>,
-) -> (Child, SocketAddr) {
+) -> (Child, Addresses) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
     if let Some(limit) = descriptor_limit {
         use std::os::unix::process::CommandExt;
@@ -224,17 +236,32 @@ fn spawn_with(
         .spawn()
         .expect("spawn ferry");
     let stdout = child.stdout.take().expect("piped stdout");
+    let mut stdout = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout)
+    stdout
         .read_line(&mut line)
         .expect("read ferry's first line");
-    let addr = line
+    let kafka = line
         .trim()
         .strip_prefix("ferry: listening on ")
         .unwrap_or_else(|| panic!("unexpected first line from ferry: {line:?}"))
         .parse()
         .expect("listen address");
-    (child, addr)
+    let metrics = settings
+        .iter()
+        .any(|s| s.starts_with("metrics.listen="))
+        .then(|| {
+            line.clear();
+            stdout
+                .read_line(&mut line)
+                .expect("read ferry's second line");
+            line.trim()
+                .strip_prefix("ferry: metrics on ")
+                .unwrap_or_else(|| panic!("unexpected second line from ferry: {line:?}"))
+                .parse()
+                .expect("metrics address")
+        });
+    (child, Addresses { kafka, metrics })
 }
 
 pub fn producer(bootstrap: &str, settings: &[(&str, &str)]) -> FutureProducer {

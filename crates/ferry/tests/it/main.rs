@@ -14,6 +14,7 @@ mod harness;
 mod hostile;
 mod idempotence;
 mod lab;
+mod metrics;
 mod roundtrip;
 mod sinks;
 mod stress;
