@@ -35,8 +35,14 @@ use crate::{progress, secs, Plan};
 
 /// A Kafka-protocol broker the bench can start.
 pub enum Server {
-    Ferry { exe: PathBuf },
-    Tansu { exe: PathBuf },
+    /// ferry, with its metrics endpoint on `metrics` when given.
+    Ferry {
+        exe: PathBuf,
+        metrics: Option<SocketAddr>,
+    },
+    Tansu {
+        exe: PathBuf,
+    },
 }
 
 impl Server {
@@ -49,7 +55,7 @@ impl Server {
 
     fn command(&self, data: &Path, addr: SocketAddr, partitions: i32) -> Command {
         match self {
-            Server::Ferry { exe } => {
+            Server::Ferry { exe, metrics } => {
                 let mut command = Command::new(exe);
                 command
                     .arg("serve")
@@ -59,6 +65,9 @@ impl Server {
                     .arg(data)
                     .arg("--set")
                     .arg(format!("num.partitions={partitions}"));
+                if let Some(metrics) = metrics {
+                    command.arg("--set").arg(format!("metrics.listen={metrics}"));
+                }
                 // The bench's own FERRY_* variables would read as broker settings.
                 for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("FERRY_")) {
                     command.env_remove(key);
@@ -261,6 +270,11 @@ impl<'a> Session<'a> {
         }
         if plan.wants("produce_1kib_txn") {
             rows.push(self.produce_transactional());
+        }
+        if let (Server::Ferry { exe, .. }, true) = (self.server, plan.wants("metrics_cost")) {
+            progress(&format!("{name}: produce 1 KiB with metrics off and on"));
+            let work = self.data.parent().expect("the data directory is in the work directory");
+            rows.push(row_or_failed(name, "metrics_cost", metrics_cost(exe, plan, work)));
         }
         if plan.wants("consume_1kib") && plan.wants("produce_1kib") {
             progress(&format!("{name}: consume 1 KiB"));
@@ -647,6 +661,118 @@ impl<'a> Session<'a> {
             .context("flush fill")?;
         producer.context().check()
     }
+}
+
+/// Rounds of the metrics cost: each runs durable produce on a fresh broker with the metrics
+/// endpoint off, then on, so drift on a shared machine hits both alike.
+const METRICS_COST_ROUNDS: usize = 3;
+
+/// How often the metrics cost scrapes `/metrics` while the endpoint is on: more often than
+/// Prometheus's default 1 minute, so the figure is an upper bound.
+const METRICS_SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Durable 1 KiB produce with the metrics endpoint off and on, in turns on fresh brokers, each
+/// for a third of the produce time; the median of each and their ratio.
+fn metrics_cost(exe: &Path, plan: &Plan, work: &Path) -> Result<Row> {
+    let plan = Plan {
+        produce_seconds: plan.produce_seconds / METRICS_COST_ROUNDS as f64,
+        ..plan.clone()
+    };
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut scrapes = 0;
+    for round in 0..METRICS_COST_ROUNDS {
+        for on in [false, true] {
+            let metrics = on.then(process::free_addr).transpose()?;
+            let server = Server::Ferry {
+                exe: exe.to_path_buf(),
+                metrics,
+            };
+            let data = work.join(format!("metrics-cost-{round}-{on}"));
+            let addr = process::free_addr()?;
+            let (broker, _, apis) = server.start(&data, addr, plan.partitions)?;
+            let mut session = Session {
+                server: &server,
+                plan: &plan,
+                broker,
+                data: data.clone(),
+                bootstrap: addr.to_string(),
+                apis,
+                idle_rss_bytes: None,
+            };
+            let scraper = metrics.map(Scraper::start);
+            let produced = session.produce("metrics_cost", "bench-metrics", 1024, Mode::durable(true));
+            if let Some(scraper) = scraper {
+                scrapes += scraper.finish()?;
+            }
+            session.broker.stop();
+            let _ = std::fs::remove_dir_all(&data);
+            let (row, _) = produced?;
+            rates[usize::from(on)].push(row.metrics["records_per_s"]);
+        }
+    }
+    let off = median(&mut rates[0]);
+    let on = median(&mut rates[1]);
+    Ok(Row::ok(
+        "ferry",
+        "metrics_cost",
+        &[
+            ("records_per_s_metrics_off", off),
+            ("records_per_s_metrics_on", on),
+            ("on_vs_off", on / off),
+            ("rounds", METRICS_COST_ROUNDS as f64),
+            ("scrapes", scrapes as f64),
+        ],
+    ))
+}
+
+/// Scrapes `/metrics` every `METRICS_SCRAPE_INTERVAL` on a thread of its own until finished.
+struct Scraper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Result<u64>>,
+}
+
+impl Scraper {
+    fn start(addr: SocketAddr) -> Scraper {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut scrapes = 0;
+            while !stopping.load(Ordering::Relaxed) {
+                scrape(addr)?;
+                scrapes += 1;
+                std::thread::sleep(METRICS_SCRAPE_INTERVAL);
+            }
+            Ok(scrapes)
+        });
+        Scraper { stop, thread }
+    }
+
+    /// Stops scraping; how many scrapes succeeded, or the first failure.
+    fn finish(self) -> Result<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow!("the scraper thread panicked"))?
+    }
+}
+
+/// One `GET /metrics`; fails unless the answer is 200 with ferry's metrics in it.
+fn scrape(addr: SocketAddr) -> Result<()> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).context("connect to /metrics")?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).context("read /metrics")?;
+    anyhow::ensure!(
+        response.starts_with("HTTP/1.1 200") && response.contains("ferry_requests_total"),
+        "unexpected /metrics answer: {}",
+        response.lines().next().unwrap_or("")
+    );
+    Ok(())
 }
 
 /// Where a transaction commit's time goes: waiting for the records still in flight (the

@@ -158,6 +158,7 @@ fn measure(args: &BenchArgs, ferry_exe: &Path, dir: &Path) -> Result<Report> {
     report.machine = machine::probe(&plan, work.path())?;
     let ferry = kafka::Server::Ferry {
         exe: ferry_exe.to_path_buf(),
+        metrics: None,
     };
     report.add_target(kafka::run_target(&ferry, &plan, work.path()));
     if args.no_peers {

@@ -523,6 +523,20 @@ const LINES: &[Line] = &[
         MachineRef::None,
     ),
     line(
+        "produce 1 KiB, metrics endpoint off",
+        "metrics_cost",
+        "records_per_s_metrics_off",
+        Unit::RecordsPerS,
+        MachineRef::None,
+    ),
+    line(
+        "  metrics on, scraped every second",
+        "metrics_cost",
+        "records_per_s_metrics_on",
+        Unit::RecordsPerS,
+        MachineRef::None,
+    ),
+    line(
         "consume 1 KiB",
         "consume_1kib",
         "bytes_per_s",
@@ -681,6 +695,16 @@ fn design_checks(report: &Report) -> Vec<DesignCheck> {
         |v| v >= 0.6,
         (!idempotent).then(|| "measured without idempotence: InitProducerId not available".into()),
         idempotent,
+    ));
+    checks.push(check(
+        "metrics_cost",
+        "metrics on cost <= 2% of durable produce",
+        report
+            .metric("ferry", "metrics_cost", "on_vs_off")
+            .map(|ratio| 1.0 - ratio),
+        |v| v <= 0.02,
+        None,
+        true,
     ));
     let txn = report.metric("ferry", "produce_1kib_txn", "records_per_s");
     let plain = report.metric("ferry", "produce_1kib", "records_per_s");
