@@ -84,6 +84,8 @@ fn latency_buckets() -> Vec<f64> {
 
 pub struct ServerMetrics {
     registry: Registry,
+    /// Every family's name, whether or not it has samples yet.
+    names: Vec<String>,
     requests: IntCounterVec,
     errors: IntCounterVec,
     duration: HistogramVec,
@@ -193,6 +195,7 @@ impl ServerMetrics {
             "How long opening the data directory (recovery) took at start.",
         )
         .expect("valid metric");
+        let mut names = Vec::new();
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
@@ -208,10 +211,12 @@ impl ServerMetrics {
             Box::new(connections_closed.clone()),
             Box::new(recovery_seconds.clone()),
         ] {
+            names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
             registry.register(collector).expect("metric names are distinct");
         }
         ServerMetrics {
             registry,
+            names,
             requests,
             errors,
             duration,
@@ -282,6 +287,11 @@ impl ServerMetrics {
 
     pub fn recovered(&self, took: Duration) {
         self.recovery_seconds.set(took.as_secs_f64());
+    }
+
+    /// The name of every family, with samples or not yet.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The live families, for a scrape.

@@ -316,6 +316,11 @@ async fn metrics_move_as_the_run_says() {
     assert!(after.get("ferry_connections_open") >= 1.0);
     assert!(after.sum("ferry_connections_closed_total", "") >= 1.0);
     promtool_check(&after.text);
+    let unlisted: Vec<_> = names_in(&after.text)
+        .difference(&exported_names())
+        .cloned()
+        .collect();
+    assert!(unlisted.is_empty(), "scraped but not listed: {unlisted:?}");
 }
 
 /// `FERRY_LOG_FORMAT=json`: every trace line is one JSON object with the time, level, target
@@ -365,4 +370,103 @@ fn json_traces_are_one_object_per_line() {
             assert!(traces.contains(r#""message":"serving""#), "{traces}");
         }
     }
+}
+
+/// Every family ferry can export: the server's (with samples or not) and the broker
+/// snapshot's, from a snapshot with one of everything.
+fn exported_names() -> std::collections::BTreeSet<String> {
+    use broker::stats::{GroupOffsetStats, GroupStats, PartitionStats, TransactionStats};
+    let stats = broker::Stats {
+        partitions: vec![PartitionStats {
+            topic: "t".into(),
+            partition: 0,
+            log_start_offset: 0,
+            log_end_offset: 1,
+            high_watermark: 1,
+            last_stable_offset: 1,
+            size_bytes: 1,
+            segments: 1,
+            appended_bytes: 1,
+            producers: 1,
+        }],
+        producers: Default::default(),
+        transactions: TransactionStats::default(),
+        groups: vec![GroupStats {
+            group_id: "g".into(),
+            state: "Stable",
+            members: 1,
+            generation: 1,
+            rebalances: 1,
+            offsets: vec![GroupOffsetStats {
+                topic: "t".into(),
+                partition: 0,
+                committed: 1,
+                lag: Some(0),
+            }],
+        }],
+    };
+    let mut names: std::collections::BTreeSet<String> = observe::broker_families(&stats)
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect();
+    names.extend(observe::ServerMetrics::new().names().iter().cloned());
+    names
+}
+
+/// The metric names in `text`: `ferry_` words, a histogram's series named by their family.
+fn names_in(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("ferry_") {
+        let word: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + word.len()..];
+        if word.ends_with('_') {
+            // A prefix in prose (`ferry_requests_*`), not a name.
+            continue;
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| word.strip_suffix(suffix))
+            .unwrap_or(&word);
+        names.insert(family.to_string());
+    }
+    names
+}
+
+/// docs/metrics.md lists every metric ferry exports, and the Grafana dashboard's expressions
+/// name only metrics ferry exports (and use some of each kind).
+#[test]
+fn docs_and_dashboard_name_exported_metrics() {
+    let exported = exported_names();
+    assert!(exported.len() >= 30, "{exported:?}");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let docs = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
+    let documented = names_in(&docs);
+    let undocumented: Vec<_> = exported.difference(&documented).collect();
+    assert!(undocumented.is_empty(), "not in docs/metrics.md: {undocumented:?}");
+    let stale: Vec<_> = documented.difference(&exported).collect();
+    assert!(stale.is_empty(), "docs/metrics.md names what ferry does not export: {stale:?}");
+
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("docs/grafana/ferry.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let mut expressions = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            expressions.push(target["expr"].as_str().expect("expr").to_string());
+        }
+    }
+    assert!(expressions.len() >= 20);
+    for expression in &expressions {
+        let named = names_in(expression);
+        assert!(!named.is_empty(), "names no metric: {expression}");
+        let unknown: Vec<_> = named.difference(&exported).collect();
+        assert!(unknown.is_empty(), "{expression}: not exported: {unknown:?}");
+    }
+    // Control: the check finds a name ferry does not export.
+    assert!(!names_in("rate(ferry_no_such_thing_total[1m])").is_subset(&exported));
 }
