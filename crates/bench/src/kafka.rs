@@ -498,6 +498,12 @@ impl<'a> Session<'a> {
             .create_with_context(deliveries)
             .context("create producer")?;
         let consumer = self.consumer(topic, Offset::Beginning)?;
+        // ferry's own stage timings of this workload's requests, when its metrics are on.
+        let metrics = match self.server {
+            Server::Ferry { metrics, .. } => *metrics,
+            Server::Tansu { .. } => None,
+        };
+        let before = metrics.map(crate::stages::scrape).transpose()?;
         let sent_total = Arc::new(AtomicU64::new(u64::MAX));
         let reader = {
             let sent_total = sent_total.clone();
@@ -525,6 +531,12 @@ impl<'a> Session<'a> {
             received_count == sent,
             "sent {sent}, received {received_count}"
         );
+        let stages = match (metrics, before) {
+            (Some(addr), Some(before)) => {
+                crate::stages::produce_breakdown(&before, &crate::stages::scrape(addr)?)
+            }
+            _ => Vec::new(),
+        };
         let e2e = e2e.percentiles();
         let ack = producer.context().ack_percentiles();
         let seconds = self.plan.latency_seconds;
@@ -543,7 +555,8 @@ impl<'a> Session<'a> {
                 ("ack_p99_us", ack.p99_us),
                 ("ack_p999_us", ack.p999_us),
             ],
-        ))
+        )
+        .with_metrics(stages))
     }
 
     fn memory(&self) -> Row {
@@ -738,7 +751,7 @@ impl Scraper {
         let thread = std::thread::spawn(move || {
             let mut scrapes = 0;
             while !stopping.load(Ordering::Relaxed) {
-                scrape(addr)?;
+                crate::stages::scrape(addr)?;
                 scrapes += 1;
                 std::thread::sleep(METRICS_SCRAPE_INTERVAL);
             }
@@ -754,25 +767,6 @@ impl Scraper {
             .join()
             .map_err(|_| anyhow!("the scraper thread panicked"))?
     }
-}
-
-/// One `GET /metrics`; fails unless the answer is 200 with ferry's metrics in it.
-fn scrape(addr: SocketAddr) -> Result<()> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).context("connect to /metrics")?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).context("read /metrics")?;
-    anyhow::ensure!(
-        response.starts_with("HTTP/1.1 200") && response.contains("ferry_requests_total"),
-        "unexpected /metrics answer: {}",
-        response.lines().next().unwrap_or("")
-    );
-    Ok(())
 }
 
 /// Where a transaction commit's time goes: waiting for the records still in flight (the

@@ -15,6 +15,7 @@ mod machine;
 mod nats;
 mod process;
 mod report;
+mod stages;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -156,9 +157,11 @@ fn measure(args: &BenchArgs, ferry_exe: &Path, dir: &Path) -> Result<Report> {
         work.path().display()
     ));
     report.machine = machine::probe(&plan, work.path())?;
+    // Measured as deployed, with the metrics endpoint on; its cost alone is the metrics_cost
+    // row, and the latency workload reads its stage timings from it.
     let ferry = kafka::Server::Ferry {
         exe: ferry_exe.to_path_buf(),
-        metrics: None,
+        metrics: Some(process::free_addr()?),
     };
     report.add_target(kafka::run_target(&ferry, &plan, work.path()));
     if args.no_peers {

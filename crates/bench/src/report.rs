@@ -108,6 +108,12 @@ impl Row {
         }
     }
 
+    /// Adds metrics named at run time.
+    pub fn with_metrics(mut self, metrics: Vec<(String, f64)>) -> Row {
+        self.metrics.extend(metrics);
+        self
+    }
+
     pub fn with_note(mut self, note: Option<String>) -> Row {
         self.note = note;
         self
@@ -605,6 +611,41 @@ const LINES: &[Line] = &[
         "ack_p99_us",
         Unit::Micros,
         MachineRef::RoundP99,
+    ),
+    line(
+        "  stage p99 (ferry metrics): queued",
+        "e2e_latency",
+        "produce_queued_p99_bound_us",
+        Unit::Micros,
+        MachineRef::None,
+    ),
+    line(
+        "  stage p99: handled under the lock",
+        "e2e_latency",
+        "produce_handled_p99_bound_us",
+        Unit::Micros,
+        MachineRef::None,
+    ),
+    line(
+        "  stage p99: waiting for group commit",
+        "e2e_latency",
+        "produce_group_commit_p99_bound_us",
+        Unit::Micros,
+        MachineRef::None,
+    ),
+    line(
+        "  stage p99: response written",
+        "e2e_latency",
+        "produce_write_p99_bound_us",
+        Unit::Micros,
+        MachineRef::None,
+    ),
+    line(
+        "  group commit fsync p99 (ferry metrics)",
+        "e2e_latency",
+        "fsync_p99_bound_us",
+        Unit::Micros,
+        MachineRef::None,
     ),
     line(
         "start-up to first answered request",
