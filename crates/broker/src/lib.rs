@@ -19,6 +19,7 @@ mod handlers;
 mod internal_log;
 mod now;
 mod outcome;
+mod prepared;
 pub mod partition;
 pub mod producers;
 pub mod reconcile;
@@ -42,6 +43,7 @@ use groups::Groups;
 pub use handlers::api_versions::response as api_versions_response;
 pub use now::Now;
 pub use outcome::{ClientInfo, FetchRead, Outcome, PendingFetch, Routed, WaitingFetch};
+pub use prepared::Prepared;
 pub use stats::Stats;
 pub use sync::LogId;
 pub use tick::HOUSEKEEPING_INTERVAL_MS;
@@ -126,22 +128,27 @@ impl Broker {
 
     /// Handles one request of any advertised API, at `now`. `token` names the request for an
     /// answer that comes later ([`Outcome::Later`], then [`Broker::take_routed`]); `client` is
-    /// who sent it.
+    /// who sent it. A [`Prepared`] request had its state-free checks done before (outside the
+    /// lock); a plain `Request` has them done here.
     pub fn handle(
         &mut self,
         now: Now,
         token: u64,
         client: &ClientInfo,
-        request: Request,
+        request: impl Into<Prepared>,
     ) -> Result<Outcome, BrokerError> {
         self.advance(now);
+        let Prepared { request, produce } = request.into();
         let Request { header, body, .. } = request;
         let version = header.request_api_version;
         let now_ms = now.wall_ms();
         let response = match body {
             RequestKind::ApiVersions(r) => handlers::api_versions::handle(&r, version),
             RequestKind::Metadata(r) => handlers::metadata::handle(self, now_ms, &r, version)?,
-            RequestKind::Produce(r) => return handlers::produce::handle(self, now_ms, r, version),
+            RequestKind::Produce(r) => {
+                let checks = produce.expect("a prepared Produce carries its checks");
+                return handlers::produce::handle(self, now_ms, r, checks, version);
+            }
             RequestKind::Fetch(r) => return handlers::fetch::begin(self, now, r, version),
             RequestKind::ListOffsets(r) => handlers::list_offsets::handle(self, &r, version)?,
             RequestKind::CreateTopics(r) => {

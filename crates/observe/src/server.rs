@@ -11,7 +11,8 @@ use prometheus::{
 /// A step of a request's life in the broker, for `ferry_request_stage_seconds`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
-    /// From the whole frame read to the broker lock taken: decoding, and other calls ahead.
+    /// From the whole frame read to the broker lock taken: decoding, the checks that need no
+    /// broker state (a produce's CRCs), and other calls ahead.
     Queued,
     /// The broker's handling under the lock: checks, producer state, the append to memory.
     Handled,

@@ -259,6 +259,9 @@ fn request_pending(
         client_id = request.header.client_id.as_deref().unwrap_or(""),
         "request"
     );
+    // The checks that need no broker state (a produce's CRCs) run here, in parallel across
+    // connections, not under the broker lock.
+    let request = broker::Prepared::new(request);
     let token = shared.next_token();
     let Some(mut broker) = shared.lock() else {
         return Err("the broker is closed".into());

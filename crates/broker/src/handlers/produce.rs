@@ -13,6 +13,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use wire::batch::{set_log_append_time, BatchError, BatchSpan, Batches};
 
 use super::{code, str_bytes};
+use crate::prepared::ProduceChecks;
 use crate::producers::{BatchHeader, Verdict};
 use crate::topic_config::TimestampType;
 use crate::{Broker, BrokerError, Outcome};
@@ -52,8 +53,10 @@ pub fn handle(
     broker: &mut Broker,
     now_ms: i64,
     request: ProduceRequest,
+    checks: ProduceChecks,
     version: i16,
 ) -> Result<Outcome, BrokerError> {
+    assert_eq!(checks.len(), request.topic_data.len(), "a check per topic");
     let acks = request.acks;
     let acks_valid = matches!(acks, ACKS_NONE | ACKS_LEADER | ACKS_ALL);
     let mut failed = false;
@@ -62,17 +65,18 @@ pub fn handle(
     let mut placed_any = false;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     let transactional_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
-    for topic in request.topic_data {
+    for (topic, checks) in request.topic_data.into_iter().zip(checks) {
         let name = topic.name.0.to_string();
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
-        for data in topic.partition_data {
+        assert_eq!(checks.len(), topic.partition_data.len(), "a check per partition");
+        for (data, checked) in topic.partition_data.into_iter().zip(checks) {
             let result = if acks_valid {
                 append(
                     broker,
                     now_ms,
                     &name,
                     data.index,
-                    data.records,
+                    (data.records, checked),
                     transactional_id.as_deref(),
                 )?
             } else {
@@ -123,13 +127,14 @@ pub fn handle(
     })
 }
 
-/// Validates, judges and appends one partition's records.
+/// Validates, judges and appends one partition's records (with their structure check, done
+/// outside the lock).
 fn append(
     broker: &mut Broker,
     now_ms: i64,
     topic: &str,
     index: i32,
-    records: Option<Bytes>,
+    (records, checked): (Option<Bytes>, StructureCheck),
     transactional_id: Option<&str>,
 ) -> Result<Result<Placed, Refused>, BrokerError> {
     let max_bytes = max_message_bytes(broker, topic);
@@ -139,7 +144,7 @@ fn append(
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Ok(Err(Refused::new(ResponseError::CorruptMessage)));
     };
-    let headers = match validate(&records, max_bytes) {
+    let headers = match validate(&records, max_bytes, checked) {
         Ok(headers) => headers,
         Err(error) => {
             tracing::debug!(topic, partition = index, %error, "rejected produce batch");
@@ -152,7 +157,7 @@ fn append(
     let (records, headers) = match log_append_time {
         Some(()) => {
             let stamped = stamp_log_append_time(&records, now_ms);
-            let headers = validate(&stamped, max_bytes)
+            let headers = validate(&stamped, max_bytes, check_structure(&stamped))
                 .expect("a batch stamped with the broker's time stays valid");
             (stamped, headers)
         }
@@ -346,26 +351,55 @@ fn max_message_bytes(broker: &Broker, topic: &str) -> usize {
         })
 }
 
-/// Kafka's checks on incoming batches, mapped to its error codes; returns their headers.
+/// The outcome of [`check_structure`]: `Err((batch index, error))` for the first batch that
+/// failed.
+pub(crate) type StructureCheck = Result<(), (usize, ResponseError)>;
+
+/// Kafka's checks on incoming batches that need nothing but their bytes (framing, CRC-32C,
+/// codec, record count, no client-written control batches), mapped to its error codes. The
+/// costly part of validation (the CRC reads every byte), run outside the broker lock.
+pub(crate) fn check_structure(records: &[u8]) -> StructureCheck {
+    for (index, item) in Batches::new(records).enumerate() {
+        let (_, batch) = item.map_err(|e| (index, batch_error(e)))?;
+        batch.validate().map_err(|e| (index, batch_error(e)))?;
+        if batch.is_control() || batch.record_count() == 0 {
+            return Err((index, ResponseError::InvalidRecord));
+        }
+    }
+    Ok(())
+}
+
+/// Kafka's checks on incoming batches, given their structure check (`checked`, from
+/// [`check_structure`] on these same bytes); returns their headers. A batch over `max_bytes`
+/// is refused before its structure is judged, as Kafka does.
 pub(crate) fn validate(
     records: &[u8],
     max_bytes: usize,
+    checked: StructureCheck,
 ) -> Result<Vec<BatchHeader>, ResponseError> {
+    let failed = checked.err();
     let mut headers = Vec::new();
-    for item in Batches::new(records) {
-        let (_, batch) = item.map_err(batch_error)?;
+    for (index, item) in Batches::new(records).enumerate() {
+        let batch = match item {
+            Ok((_, batch)) => batch,
+            Err(error) => {
+                debug_assert_eq!(failed.map(|(at, _)| at), Some(index), "checked the same bytes");
+                return Err(batch_error(error));
+            }
+        };
         if batch.total_bytes() > max_bytes {
             return Err(ResponseError::MessageTooLarge);
         }
-        batch.validate().map_err(batch_error)?;
-        if batch.is_control() {
-            return Err(ResponseError::InvalidRecord);
-        }
-        if batch.record_count() == 0 {
-            return Err(ResponseError::InvalidRecord);
+        if let Some((at, error)) = failed.filter(|(at, _)| *at == index) {
+            debug_assert_eq!(at, index);
+            return Err(error);
         }
         headers.push(BatchHeader::of(&batch));
     }
+    assert!(
+        failed.is_none(),
+        "a failed structure check names a batch of these bytes"
+    );
     assert!(
         !headers.is_empty(),
         "non-empty records hold at least one batch or an error"
@@ -398,7 +432,10 @@ mod tests {
     #[test]
     fn validation_maps_to_kafka_errors() {
         let check = |bytes: &[u8], max: usize, expect: Result<(), ResponseError>| {
-            assert_eq!(validate(bytes, max).map(|_| ()), expect);
+            assert_eq!(
+                validate(bytes, max, check_structure(bytes)).map(|_| ()),
+                expect
+            );
         };
         check(&batch(), 1 << 20, Ok(()));
         check(&batch(), 10, Err(ResponseError::MessageTooLarge));
@@ -441,7 +478,8 @@ mod tests {
             .unwrap();
         let produce = |broker: &mut Broker, topic: &str, timestamp: i64| {
             let batch = build_batch(&[(None, Some(b"v"))], timestamp, ProducerFields::NONE, 0);
-            append(broker, now_ms, topic, 0, Some(batch.into()), None)
+            let checked = check_structure(&batch);
+            append(broker, now_ms, topic, 0, (Some(batch.into()), checked), None)
                 .unwrap()
                 .map(|_| ())
                 .map_err(|refused| refused.error)
