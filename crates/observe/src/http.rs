@@ -140,3 +140,56 @@ pub async fn serve(listener: TcpListener, endpoint: Arc<Endpoint>) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: std::net::SocketAddr, request: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    fn request(method: &str, path: &str) -> String {
+        format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    }
+
+    #[tokio::test]
+    async fn readiness_health_and_metrics_over_http() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let endpoint = Endpoint::new();
+        let counter = prometheus::IntCounter::new("ferry_test_things_total", "Things.").unwrap();
+        let registry = prometheus::Registry::new();
+        registry.register(Box::new(counter.clone())).unwrap();
+        endpoint.add_source(move || registry.gather());
+        let server = tokio::spawn(serve(listener, endpoint.clone()));
+
+        // Starting (recovering): up, not ready.
+        assert!(get(addr, &request("GET", "/healthz")).await.starts_with("HTTP/1.1 200"));
+        let starting = get(addr, &request("GET", "/readyz")).await;
+        assert!(starting.starts_with("HTTP/1.1 503"), "{starting}");
+        endpoint.set_ready(true);
+        assert!(get(addr, &request("GET", "/readyz")).await.starts_with("HTTP/1.1 200"));
+        // Shutting down: not ready again.
+        endpoint.set_ready(false);
+        assert!(get(addr, &request("GET", "/readyz")).await.starts_with("HTTP/1.1 503"));
+
+        counter.inc_by(3);
+        let metrics = get(addr, &request("GET", "/metrics")).await;
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        assert!(metrics.contains("text/plain; version=0.0.4"), "{metrics}");
+        assert!(metrics.contains("\nferry_test_things_total 3\n"), "{metrics}");
+        assert!(get(addr, &request("GET", "/elsewhere")).await.starts_with("HTTP/1.1 404"));
+        assert!(get(addr, &request("POST", "/metrics")).await.starts_with("HTTP/1.1 405"));
+        // Garbage instead of HTTP closes that connection only.
+        let garbage = get(addr, "\x16\x03\x01 not http at all\r\n\r\n").await;
+        assert!(!garbage.contains("200 OK"), "{garbage}");
+        assert!(get(addr, &request("GET", "/healthz")).await.starts_with("HTTP/1.1 200"));
+        server.abort();
+    }
+}

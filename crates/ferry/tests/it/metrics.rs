@@ -470,3 +470,40 @@ fn docs_and_dashboard_name_exported_metrics() {
     // Control: the check finds a name ferry does not export.
     assert!(!names_in("rate(ferry_no_such_thing_total[1m])").is_subset(&exported));
 }
+
+/// Connections: open ones are counted, one over `max.connections` is refused and counted, and
+/// each that ends is counted by its reason.
+#[test]
+fn connections_are_counted_by_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(
+        dir.path(),
+        &["metrics.listen=127.0.0.1:0", "max.connections=2"],
+    );
+    let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(ferry.addr).unwrap()).collect();
+    let wait_for = |series: &str, value: f64| {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            let scraped = scrape(&ferry);
+            if scraped.or_zero(series) == value {
+                return scraped;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{series} never reached {value}:\n{}",
+                scraped.text
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("ferry_connections_open", 2.0);
+    let mut refused = TcpStream::connect(ferry.addr).unwrap();
+    refused.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(refused.read(&mut byte).unwrap_or(0), 0, "closed at once");
+    let scraped = wait_for("ferry_connections_refused_total{reason=\"limit\"}", 1.0);
+    assert_eq!(scraped.get("ferry_connections_accepted_total"), 2.0);
+    drop(held);
+    let scraped = wait_for("ferry_connections_closed_total{reason=\"client\"}", 2.0);
+    assert_eq!(scraped.get("ferry_connections_open"), 0.0);
+}
