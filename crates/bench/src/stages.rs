@@ -130,7 +130,11 @@ pub fn produce_breakdown(before: &str, after: &str) -> Vec<(String, f64)> {
     let mut requests = 0.0;
     let mut add = |what: &str, histogram: Histogram| {
         metrics.push((format!("{what}_mean_us"), histogram.mean_us()));
-        metrics.push((format!("{what}_p99_bound_us"), histogram.quantile_bound_us(0.99)));
+        // Past the last bound (or nothing counted), the bucket says nothing: left out.
+        let bound = histogram.quantile_bound_us(0.99);
+        if bound.is_finite() {
+            metrics.push((format!("{what}_p99_bound_us"), bound));
+        }
     };
     for stage in PRODUCE_STAGES {
         let labels = format!("api=\"Produce\",stage=\"{stage}\"");

@@ -13,6 +13,10 @@ const FERRY_WORKLOADS: &[(&str, &str)] = &[
     ("produce_100b", "records_per_s"),
     ("consume_1kib", "bytes_per_s"),
     ("e2e_latency", "p99_us"),
+    // ferry's own stage timings, scraped from its /metrics around the workload.
+    ("e2e_latency", "produce_requests"),
+    ("metrics_cost", "records_per_s_metrics_on"),
+    ("metrics_cost", "scrapes"),
     ("memory", "idle_rss_bytes"),
     ("recovery", "ready_ms"),
 ];
@@ -84,7 +88,7 @@ fn check_report(report: &Value) {
         "{txn}"
     );
     let checks = report["design_targets"].as_array().expect("design targets");
-    assert_eq!(checks.len(), 6);
+    assert_eq!(checks.len(), 7);
     positive(
         &report["machine"]["fsync_round_latency"]["p99_us"],
         "machine.fsync_round_latency.p99_us",
