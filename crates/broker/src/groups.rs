@@ -214,7 +214,7 @@ impl Groups {
     }
 
     /// Run-time compaction of the group log (see `internal_log`); returns whether records were
-    /// appended (the caller then takes a sync ticket).
+    /// appended or segments deleted (the caller then takes a sync ticket).
     pub fn maintain_log(&mut self, now_ms: i64, threshold_bytes: u64) -> Result<bool, BrokerError> {
         let coordinator = &self.coordinator;
         self.log

@@ -96,16 +96,18 @@ impl InternalLog {
 
     /// Run-time compaction: finishes one whose snapshot is fsynced, or begins one (appending
     /// `snapshot()`, the coordinator's live records) when the log wants it. Returns whether
-    /// records were appended: the caller then takes a sync ticket.
+    /// records were appended or segments deleted: the caller then takes a sync ticket (the
+    /// round writes the one and removes the files of the other).
     pub fn maintain<R: KeyValue>(
         &mut self,
         now_ms: i64,
         threshold_bytes: u64,
         snapshot: impl FnOnce() -> Vec<R>,
     ) -> Result<bool, BrokerError> {
-        self.finish_compaction()?;
+        // A finished compaction deleted segments, whose files the next sync removes.
+        let finished = self.finish_compaction()?;
         if !self.wants_compaction(threshold_bytes) {
-            return Ok(false);
+            return Ok(finished);
         }
         self.begin_compaction(&snapshot(), now_ms)?;
         Ok(true)
@@ -130,6 +132,12 @@ impl InternalLog {
         }
         let finished = self.finish_compaction()?;
         assert!(finished, "a synced snapshot finishes its compaction");
+        // The deleted segments' files go now, before anything else runs.
+        if let Some(work) = self.log.take_sync_work() {
+            work.run()
+                .map_err(|source| BrokerError::io("sync internal log", self.log.dir(), source))?;
+            self.log.mark_synced(work.offset());
+        }
         Ok(())
     }
 

@@ -64,6 +64,9 @@ impl Broker {
                     .map_err(|source| BrokerError::log(name, index as i32, source))?;
                 if deleted > 0 {
                     tracing::info!(topic = %name, partition = index, deleted, "retention deleted segments");
+                    // The group commit's next round removes their files, outside the lock.
+                    self.tickets
+                        .note(LogId::partition(topic.name.clone(), index as i32));
                 }
             }
         }

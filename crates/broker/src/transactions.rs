@@ -100,7 +100,7 @@ impl Transactions {
     }
 
     /// Runtime compaction of the transaction log (see `internal_log`); returns whether records
-    /// were appended (the caller then takes a sync ticket).
+    /// were appended or segments deleted (the caller then takes a sync ticket).
     pub fn maintain_log(&mut self, now_ms: i64, threshold_bytes: u64) -> Result<bool, BrokerError> {
         let coordinator = &self.coordinator;
         self.log

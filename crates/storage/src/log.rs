@@ -153,6 +153,12 @@ pub struct SyncWork {
     /// In append order: a file's writes are contiguous and in position order.
     writes: Vec<PendingWrite>,
     files: Vec<Unsynced>,
+    /// The files of segments deleted from the log (retention, DeleteRecords), removed after the
+    /// data fsyncs and before the directory's.
+    removals: Vec<PathBuf>,
+    /// Held while `removals` are pending: `PartitionLog::delete` waits for it, so a removal by
+    /// path never meets the files of a partition created again under the same name.
+    removal_guard: std::sync::Mutex<Option<Arc<()>>>,
     sync_dir: bool,
     /// The recovery point to checkpoint once the fsyncs succeeded.
     recovery_point: Option<i64>,
@@ -202,6 +208,19 @@ impl SyncWork {
             file.sync_data()
                 .map_err(|e| with_context(e, "sync file", path))?;
         }
+        for path in &self.removals {
+            match self.disk.remove_file(path) {
+                // Index files may never have been written.
+                Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                    return Err(with_context(error, "remove", path));
+                }
+                _ => {}
+            }
+        }
+        self.removal_guard
+            .lock()
+            .expect("no removal panics")
+            .take();
         if self.sync_dir {
             self.disk
                 .sync_dir(&self.dir)
@@ -244,6 +263,10 @@ struct InFlight {
     written: Vec<(i64, u64)>,
 }
 
+/// How long `PartitionLog::delete` waits for a `SyncWork` still removing this log's files before
+/// calling it a broken invariant (the group commit runs every work it takes at once).
+const REMOVAL_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub struct PartitionLog {
     disk: Arc<dyn Disk>,
     dir: PathBuf,
@@ -272,6 +295,12 @@ pub struct PartitionLog {
     /// A segment was sealed (or the log opened) since `release_idle_files` last released every
     /// sealed segment's descriptor.
     release_due: bool,
+    /// The files of segments deleted from the log, for the next `SyncWork` to remove (outside
+    /// the broker's lock: an unlink of a large file can stall, and the directory fsync that
+    /// follows is an fsync).
+    removals: Vec<PathBuf>,
+    /// Cloned into each `SyncWork` that removes files, until it has: see `PartitionLog::delete`.
+    removal_guard: Arc<()>,
 }
 
 impl PartitionLog {
@@ -326,6 +355,8 @@ impl PartitionLog {
             recovery_point_written_ms: now_ms,
             recovery_point_due: false,
             release_due: true,
+            removals: Vec::new(),
+            removal_guard: Arc::new(()),
         };
         // Recovery synced everything it read: the sealed segments hold no descriptor from now.
         log.release_idle_files(false);
@@ -691,14 +722,14 @@ impl PartitionLog {
         }
         for segment in self.segments.drain(..count) {
             info!(path = %segment.log_path.display(), "deleting segment");
-            segment.remove_files(self.disk.as_ref())?;
+            self.removals.extend(segment.file_paths());
         }
         self.log_start_offset = self.log_start_offset.max(self.segments[0].base_offset);
-        // Not needed for safety (a resurrected segment is deleted again) but it keeps the log
-        // start offset from moving back after a crash.
-        self.disk
-            .sync_dir(&self.dir)
-            .map_err(LogError::io("sync directory", &self.dir))
+        // The next `SyncWork` removes the files, then syncs the directory: not needed for
+        // safety (a segment resurrected by a crash before it is deleted again) but it keeps the
+        // log start offset from moving back after a crash.
+        self.dir_dirty = true;
+        Ok(())
     }
 
     /// The fsyncs needed to make everything appended so far durable, or None when there is
@@ -714,6 +745,7 @@ impl PartitionLog {
             files.push((active.log_path.clone(), active.log.clone()));
         }
         let sync_dir = std::mem::take(&mut self.dir_dirty);
+        let removals = std::mem::take(&mut self.removals);
         let offset = self.log_end_offset();
         let writes = std::mem::take(&mut self.pending);
         let mut written: Vec<(i64, u64)> = Vec::new();
@@ -733,6 +765,7 @@ impl PartitionLog {
                 .then_some(offset);
         if files.is_empty() && !sync_dir && recovery_point.is_none() {
             assert!(writes.is_empty(), "appended bytes mark their file dirty");
+            assert!(removals.is_empty(), "a deletion marks the directory dirty");
             return None;
         }
         if recovery_point.is_some() {
@@ -741,11 +774,14 @@ impl PartitionLog {
             self.checkpoint_in_flight = recovery_point;
         }
         self.in_flight = Some(InFlight { offset, written });
+        let removal_guard = (!removals.is_empty()).then(|| self.removal_guard.clone());
         Some(SyncWork {
             disk: self.disk.clone(),
             dir: self.dir.clone(),
             writes,
             files,
+            removals,
+            removal_guard: std::sync::Mutex::new(removal_guard),
             sync_dir,
             recovery_point,
             offset,
@@ -857,6 +893,14 @@ impl PartitionLog {
         for (path, file) in files {
             file.sync_data().map_err(LogError::io("sync file", &path))?;
         }
+        for path in std::mem::take(&mut self.removals) {
+            match self.disk.remove_file(&path) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                    return Err(LogError::io("remove", &path)(error));
+                }
+                _ => {}
+            }
+        }
         self.disk
             .sync_dir(&self.dir)
             .map_err(LogError::io("sync directory", &self.dir))?;
@@ -874,6 +918,18 @@ impl PartitionLog {
 
     /// Removes the partition directory and everything in it (topic deletion).
     pub fn delete(self) -> Result<(), LogError> {
+        // A `SyncWork` taken before still removes files by path: let it finish before a
+        // partition of the same name can be created here again (it runs without the broker's
+        // lock, so waiting for it under the lock cannot deadlock; it takes a few milliseconds).
+        let waited = std::time::Instant::now();
+        while Arc::strong_count(&self.removal_guard) > 1 {
+            assert!(
+                waited.elapsed() < REMOVAL_WAIT_MAX,
+                "a SyncWork of {} holds segment removals and never ran",
+                self.dir.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         self.disk
             .remove_dir_all(&self.dir)
             .map_err(LogError::io("remove directory", &self.dir))?;

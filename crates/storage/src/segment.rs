@@ -204,6 +204,16 @@ impl Segment {
         Ok(written)
     }
 
+    /// The segment's files: its log, index and time index (the index files may never have been
+    /// written).
+    pub fn file_paths(&self) -> [PathBuf; 3] {
+        [
+            self.log_path.clone(),
+            self.path(INDEX_SUFFIX),
+            self.path(TIME_INDEX_SUFFIX),
+        ]
+    }
+
     /// Removes the segment's files (the index files may never have been written).
     pub fn remove_files(&self, disk: &dyn Disk) -> Result<(), LogError> {
         disk.remove_file(&self.log_path)

@@ -52,6 +52,9 @@ pub fn handle(
                         partition: wanted.partition_index,
                         source,
                     })?;
+            // The files of the segments deleted are removed by the group commit's next round,
+            // outside the lock.
+            broker.note_append(&name, wanted.partition_index);
             partitions.push(result.with_low_watermark(low_watermark));
         }
         topics.push(

@@ -139,6 +139,31 @@ async fn concurrent_readers_and_writers_under_kill9_lose_and_garble_nothing() {
         churned > 0,
         "retention deleted nothing while the topic was read"
     );
+    // The deleted segments' files are gone from the disk too (the group commit removes them
+    // after retention moved the log start): none starts below its partition's log start.
+    let consumer = assigned(&bootstrap, CHURN, "read_uncommitted");
+    for partition in 0..PARTITIONS {
+        let (low, _) = consumer
+            .fetch_watermarks(CHURN, partition, Duration::from_secs(10))
+            .expect("watermarks");
+        let dir = ferry.data_dir.join(format!("{CHURN}-{partition}"));
+        let stale: Vec<i64> = std::fs::read_dir(&dir)
+            .expect("partition directory")
+            .filter_map(|entry| {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                name.strip_suffix(".log")?.parse::<i64>().ok()
+            })
+            .filter(|&base| {
+                // A segment holding the log start begins below it; only wholly deleted ones
+                // (the next segment also starts at or below it) are stale.
+                base < low
+            })
+            .collect();
+        assert!(
+            stale.len() <= 1,
+            "{CHURN}-{partition}: segment files {stale:?} below the log start {low} were not removed"
+        );
+    }
 }
 
 /// How many partitions of `topic` start after offset 0 (retention deleted their first records).

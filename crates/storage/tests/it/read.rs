@@ -170,6 +170,7 @@ fn a_planned_read_outlives_its_segment() {
     // Retention deletes the first segments, files included; the planned read still has the file.
     log.delete_records_before(end).unwrap();
     log.enforce_retention(0).unwrap();
+    sync(&mut log);
     assert!(!is_segment_start(&log, 0), "the first segment is gone");
     assert_eq!(read.run(usize::MAX, true).unwrap(), before);
     assert!(!before.is_empty());

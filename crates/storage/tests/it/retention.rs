@@ -210,6 +210,8 @@ fn delete_records_before() {
         .assert_eq(&log.delete_records_before(21).unwrap_err().to_string());
     assert_eq!(log.delete_records_before(20).unwrap(), 20);
     expect!["start 20 end 20 segments 1 bytes 258"].assert_eq(&describe(&log));
+    // The deleted segments' files go with the next sync.
+    sync(&mut log);
     drop(log);
     let log = open_sim(&disk, LogConfig::default());
     expect!["start 20 end 20 segments 1 bytes 258"].assert_eq(&describe(&log));
@@ -224,4 +226,52 @@ fn delete_removes_the_directory() {
     assert!(!disk.exists(Path::new(DIR)));
     disk.crash();
     assert!(!disk.exists(Path::new(DIR)), "the removal was synced");
+}
+
+/// A deletion moves the log start at once and leaves the files to the next `SyncWork`, which
+/// removes them after its data fsyncs and syncs the directory (outside the broker's lock).
+#[test]
+fn deleted_segments_are_removed_by_the_next_sync() {
+    let disk = SimDisk::new();
+    let mut log = ten_segments(&disk, LogConfig::default());
+    let first = Path::new(DIR).join(format!("{:020}.log", 0));
+    assert!(disk.exists(&first));
+    assert_eq!(log.delete_records_before(4).unwrap(), 4);
+    let after = describe(&log);
+    expect!["start 4 end 20 segments 8 bytes 2064"].assert_eq(&after);
+    assert!(disk.exists(&first), "no file I/O in the deletion itself");
+    let work = log.take_sync_work().expect("the removals need a sync");
+    work.run().unwrap();
+    log.mark_synced(work.offset());
+    assert!(!disk.exists(&first), "removed by the sync");
+    disk.crash();
+    assert!(!disk.exists(&first), "and the directory synced");
+    assert_eq!(describe(&open_sim(&disk, LogConfig::default())), after);
+}
+
+/// Deleting a partition waits for a `SyncWork` still removing its files by path, so a partition
+/// created again under the same name cannot lose its files to it.
+#[test]
+fn delete_waits_for_the_removals_in_flight() {
+    let disk = SimDisk::new();
+    let mut log = ten_segments(&disk, LogConfig::default());
+    log.delete_records_before(4).unwrap();
+    let work = log.take_sync_work().expect("the removals need a sync");
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let runner = {
+        let ran = ran.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            work.run().unwrap();
+            ran.store(true, std::sync::atomic::Ordering::SeqCst);
+            work
+        })
+    };
+    log.delete().unwrap();
+    assert!(
+        ran.load(std::sync::atomic::Ordering::SeqCst),
+        "delete returned before the removals ran"
+    );
+    runner.join().unwrap();
+    assert!(!disk.exists(Path::new(DIR)));
 }
