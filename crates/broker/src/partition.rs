@@ -170,7 +170,7 @@ impl Partition {
             "one header per appended batch"
         );
         if self.log.segment_count() > segments_before {
-            self.write_snapshot(info.first_offset, now_ms, false);
+            self.defer_snapshot(info.first_offset, now_ms);
         }
         self.index_txns(&batches, &info.batch_base_offsets)?;
         for (header, &base_offset) in headers.iter().zip(&info.batch_base_offsets) {
@@ -194,14 +194,41 @@ impl Partition {
         if self.state_changed
             && now_ms.saturating_sub(self.snapshot_written_ms) >= SNAPSHOT_INTERVAL_MS
         {
-            self.write_snapshot(self.log.log_end_offset(), now_ms, false);
+            self.defer_snapshot(self.log.log_end_offset(), now_ms);
         }
         expired
     }
 
+    /// Encodes a snapshot of the current producer state at `offset` (as `write_snapshot`) and
+    /// leaves writing it, and deleting older ones, to the log's next group-commit round,
+    /// outside the broker's lock; the caller makes sure one comes (an append does). Failure,
+    /// then or now, is only traced: a snapshot is a cache, the log stays the truth.
+    fn defer_snapshot(&mut self, offset: i64, now_ms: i64) {
+        let dir = self.log.dir();
+        self.txns.truncate_before(self.log.log_start_offset());
+        let bytes = match files::encode(dir, &self.producers, &self.txns, offset) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(%error, "cannot write a producer snapshot; recovery will replay more of the log");
+                return;
+            }
+        };
+        self.log.defer(Box::new(move |disk, dir| {
+            let written = files::write_encoded(disk, dir, offset, &bytes, false)
+                .and_then(|()| files::prune(disk, dir));
+            if let Err(error) = written {
+                tracing::warn!(%error, "cannot write a producer snapshot; recovery will replay more of the log");
+            }
+        }));
+        self.snapshot_offset = Some(offset);
+        self.snapshot_written_ms = now_ms;
+        self.state_changed = false;
+    }
+
     /// Writes a snapshot of the current producer state at `offset` (which must be the log end
     /// or, during an append, the base offset of the batches not yet recorded) and deletes older
-    /// ones. Failure is only traced: a snapshot is a cache, the log stays the truth.
+    /// ones, now: at open and at a clean close, when nothing else runs. Failure is only traced:
+    /// a snapshot is a cache, the log stays the truth.
     fn write_snapshot(&mut self, offset: i64, now_ms: i64, sync: bool) {
         let dir = self.log.dir();
         self.txns.truncate_before(self.log.log_start_offset());
@@ -230,7 +257,11 @@ impl Partition {
     /// next open replays nothing.
     pub fn close(mut self) -> Result<(), LogError> {
         let log_end = self.log.log_end_offset();
-        if self.snapshot_offset != Some(log_end) || self.state_changed {
+        // A snapshot still deferred would be written by the log's close after this one, and
+        // not fsynced: write it now, durably, once those have run.
+        let deferred = self.log.has_deferred_files();
+        if self.snapshot_offset != Some(log_end) || self.state_changed || deferred {
+            self.log.run_deferred_files()?;
             self.write_snapshot(log_end, self.snapshot_written_ms, true);
         }
         self.log.close()
@@ -456,6 +487,9 @@ mod tests {
         }
         let rolls = p.log().segment_count() - 1;
         assert!(rolls >= 3, "{rolls} rolls");
+        // Encoded at each roll, written by the next sync, outside the broker's lock.
+        assert!(snapshots(&disk).is_empty(), "no file I/O in the append");
+        sync(&mut p);
         assert_eq!(snapshots(&disk).len(), files::SNAPSHOTS_KEPT);
         p.close().unwrap();
         assert_eq!(*snapshots(&disk).last().unwrap(), 60);

@@ -81,9 +81,14 @@ impl Broker {
             .expiration_due(now_ms)
             .then_some(self.config.producer_id_expiration_ms);
         for (_, topic) in self.topics.iter_mut() {
-            for partition in &mut topic.partitions {
+            for (index, partition) in topic.partitions.iter_mut().enumerate() {
                 let expired = partition.maintain_producers(now_ms, expiration_ms);
                 self.producers.counters.expired += expired as u64;
+                if partition.log().has_deferred_files() {
+                    // A snapshot to write: the group commit's next round does it.
+                    self.tickets
+                        .note(LogId::partition(topic.name.clone(), index as i32));
+                }
             }
         }
         self.producers.trace_if_changed();

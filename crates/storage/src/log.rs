@@ -156,9 +156,11 @@ pub struct SyncWork {
     /// The files of segments deleted from the log (retention, DeleteRecords), removed after the
     /// data fsyncs and before the directory's.
     removals: Vec<PathBuf>,
-    /// Held while `removals` are pending: `PartitionLog::delete` waits for it, so a removal by
-    /// path never meets the files of a partition created again under the same name.
-    removal_guard: std::sync::Mutex<Option<Arc<()>>>,
+    /// The caller's file work for this log (`PartitionLog::defer`), run after the removals.
+    jobs: std::sync::Mutex<Vec<FileJob>>,
+    /// Held while `removals` or `jobs` are pending: `PartitionLog::delete` waits for it, so
+    /// work by path never meets the files of a partition created again under the same name.
+    path_guard: std::sync::Mutex<Option<Arc<()>>>,
     sync_dir: bool,
     /// The recovery point to checkpoint once the fsyncs succeeded.
     recovery_point: Option<i64>,
@@ -208,16 +210,13 @@ impl SyncWork {
             file.sync_data()
                 .map_err(|e| with_context(e, "sync file", path))?;
         }
-        for path in &self.removals {
-            match self.disk.remove_file(path) {
-                // Index files may never have been written.
-                Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                    return Err(with_context(error, "remove", path));
-                }
-                _ => {}
-            }
+        remove_all(self.disk.as_ref(), &self.removals)
+            .map_err(|(path, error)| with_context(error, "remove", &path))?;
+        let jobs = std::mem::take(&mut *self.jobs.lock().expect("no job panics"));
+        for job in jobs {
+            job(self.disk.as_ref(), &self.dir);
         }
-        self.removal_guard
+        self.path_guard
             .lock()
             .expect("no removal panics")
             .take();
@@ -250,6 +249,20 @@ impl SyncWork {
         }
         Ok(())
     }
+}
+
+/// Removes the files of deleted segments; one already gone is no error (index files may never
+/// have been written).
+fn remove_all(disk: &dyn Disk, paths: &[PathBuf]) -> Result<(), (PathBuf, io::Error)> {
+    for path in paths {
+        match disk.remove_file(path) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                return Err((path.clone(), error));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn with_context(error: io::Error, op: &str, path: &Path) -> io::Error {
@@ -299,9 +312,17 @@ pub struct PartitionLog {
     /// the broker's lock: an unlink of a large file can stall, and the directory fsync that
     /// follows is an fsync).
     removals: Vec<PathBuf>,
-    /// Cloned into each `SyncWork` that removes files, until it has: see `PartitionLog::delete`.
-    removal_guard: Arc<()>,
+    /// File work the caller deferred to the next `SyncWork` (`defer`).
+    jobs: Vec<FileJob>,
+    /// Cloned into each `SyncWork` that removes files or runs jobs, until it has: see
+    /// `PartitionLog::delete`.
+    path_guard: Arc<()>,
 }
+
+/// File work deferred to a log's next `SyncWork` (`PartitionLog::defer`), run outside the
+/// broker's lock with the disk and the log's directory. It handles its own errors: what must
+/// stop the process is not deferred.
+pub type FileJob = Box<dyn FnOnce(&dyn Disk, &Path) + Send + Sync>;
 
 impl PartitionLog {
     /// Opens the partition directory `dir`, creating it (and making its name durable) or
@@ -356,7 +377,8 @@ impl PartitionLog {
             recovery_point_due: false,
             release_due: true,
             removals: Vec::new(),
-            removal_guard: Arc::new(()),
+            jobs: Vec::new(),
+            path_guard: Arc::new(()),
         };
         // Recovery synced everything it read: the sealed segments hold no descriptor from now.
         log.release_idle_files(false);
@@ -746,6 +768,7 @@ impl PartitionLog {
         }
         let sync_dir = std::mem::take(&mut self.dir_dirty);
         let removals = std::mem::take(&mut self.removals);
+        let jobs = std::mem::take(&mut self.jobs);
         let offset = self.log_end_offset();
         let writes = std::mem::take(&mut self.pending);
         let mut written: Vec<(i64, u64)> = Vec::new();
@@ -766,6 +789,7 @@ impl PartitionLog {
         if files.is_empty() && !sync_dir && recovery_point.is_none() {
             assert!(writes.is_empty(), "appended bytes mark their file dirty");
             assert!(removals.is_empty(), "a deletion marks the directory dirty");
+            assert!(jobs.is_empty(), "a deferred job marks the directory dirty");
             return None;
         }
         if recovery_point.is_some() {
@@ -774,18 +798,45 @@ impl PartitionLog {
             self.checkpoint_in_flight = recovery_point;
         }
         self.in_flight = Some(InFlight { offset, written });
-        let removal_guard = (!removals.is_empty()).then(|| self.removal_guard.clone());
+        let by_path = !removals.is_empty() || !jobs.is_empty();
+        let path_guard = by_path.then(|| self.path_guard.clone());
         Some(SyncWork {
             disk: self.disk.clone(),
             dir: self.dir.clone(),
             writes,
             files,
             removals,
-            removal_guard: std::sync::Mutex::new(removal_guard),
+            jobs: std::sync::Mutex::new(jobs),
+            path_guard: std::sync::Mutex::new(path_guard),
             sync_dir,
             recovery_point,
             offset,
         })
+    }
+
+    /// Defers file work (a producer snapshot, say) to the log's next `SyncWork`, so it runs
+    /// outside the broker's lock, after that work's removals and before its directory fsync (or
+    /// at `close`). The caller must make sure a sync round comes (the broker notes the log).
+    pub fn defer(&mut self, job: FileJob) {
+        self.jobs.push(job);
+        self.dir_dirty = true;
+    }
+
+    /// Runs the deferred file work now (segment files removed, jobs run), for a caller that
+    /// closes the log and has work of its own to order after it.
+    pub fn run_deferred_files(&mut self) -> Result<(), LogError> {
+        remove_all(self.disk.as_ref(), &std::mem::take(&mut self.removals))
+            .map_err(|(path, error)| LogError::io("remove", &path)(error))?;
+        for job in std::mem::take(&mut self.jobs) {
+            job(self.disk.as_ref(), &self.dir);
+        }
+        Ok(())
+    }
+
+    /// Whether file work waits for the next `SyncWork` (segment files to remove, deferred jobs):
+    /// the broker then notes the log so that a round comes.
+    pub fn has_deferred_files(&self) -> bool {
+        !self.removals.is_empty() || !self.jobs.is_empty()
     }
 
     /// Whether the log is quiet with synced data past its recovery point and a checkpoint is
@@ -893,14 +944,7 @@ impl PartitionLog {
         for (path, file) in files {
             file.sync_data().map_err(LogError::io("sync file", &path))?;
         }
-        for path in std::mem::take(&mut self.removals) {
-            match self.disk.remove_file(&path) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                    return Err(LogError::io("remove", &path)(error));
-                }
-                _ => {}
-            }
-        }
+        self.run_deferred_files()?;
         self.disk
             .sync_dir(&self.dir)
             .map_err(LogError::io("sync directory", &self.dir))?;
@@ -922,7 +966,7 @@ impl PartitionLog {
         // partition of the same name can be created here again (it runs without the broker's
         // lock, so waiting for it under the lock cannot deadlock; it takes a few milliseconds).
         let waited = std::time::Instant::now();
-        while Arc::strong_count(&self.removal_guard) > 1 {
+        while Arc::strong_count(&self.path_guard) > 1 {
             assert!(
                 waited.elapsed() < REMOVAL_WAIT_MAX,
                 "a SyncWork of {} holds segment removals and never ran",

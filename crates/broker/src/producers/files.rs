@@ -2,10 +2,11 @@
 //! usable one at open, delete the stale and the damaged.
 //!
 //! A snapshot is written to `<name>.tmp` and renamed into place (storage's recovery removes
-//! leftover `*.tmp` files). It is not fsynced when written under the broker's lock (at a segment
-//! roll or periodically): the lock is never held across an fsync, and a snapshot lost or torn by
-//! a crash costs a longer replay, never correctness, because every snapshot is checked (CRC,
-//! offsets) before use. The one written by a clean close is fsynced.
+//! leftover `*.tmp` files). At a segment roll or periodically it is encoded under the broker's
+//! lock and written by the partition log's next group-commit round, outside the lock
+//! (`PartitionLog::defer`), without an fsync of its own: a snapshot lost or torn by a crash
+//! costs a longer replay, never correctness, because every snapshot is checked (CRC, offsets)
+//! before use. The one written by a clean close is fsynced.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,18 @@ pub fn write(
     offset: i64,
     sync: bool,
 ) -> Result<(), LogError> {
+    let bytes = encode(dir, table, txns, offset)?;
+    write_encoded(disk, dir, offset, &bytes, sync)
+}
+
+/// The snapshot of `table` and `txns` at `offset`, encoded; an error if it would exceed
+/// [`SNAPSHOT_BYTES_MAX`] (recovery would refuse it).
+pub fn encode(
+    dir: &Path,
+    table: &ProducerStateTable,
+    txns: &TxnIndex,
+    offset: i64,
+) -> Result<Vec<u8>, LogError> {
     let bytes = snapshot::encode(table, txns, offset);
     if bytes.len() as u64 > SNAPSHOT_BYTES_MAX {
         return Err(LogError::Io {
@@ -58,6 +71,17 @@ pub fn write(
             )),
         });
     }
+    Ok(bytes)
+}
+
+/// Writes an encoded snapshot at `offset`; with `sync`, durably (file, then directory).
+pub fn write_encoded(
+    disk: &dyn Disk,
+    dir: &Path,
+    offset: i64,
+    bytes: &[u8],
+    sync: bool,
+) -> Result<(), LogError> {
     let path = dir.join(snapshot::file_name(offset));
     let temp = dir.join(format!("{}.tmp", snapshot::file_name(offset)));
     let file = disk
@@ -65,7 +89,7 @@ pub fn write(
         .map_err(io_error("create snapshot", temp.clone()))?;
     file.truncate(0)
         .map_err(io_error("truncate snapshot", temp.clone()))?;
-    file.write_all_at(0, &bytes)
+    file.write_all_at(0, bytes)
         .map_err(io_error("write snapshot", temp.clone()))?;
     if sync {
         file.sync_data()
