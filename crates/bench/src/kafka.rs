@@ -692,6 +692,9 @@ fn metrics_cost(exe: &Path, plan: &Plan, work: &Path) -> Result<Row> {
         ..plan.clone()
     };
     let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    // The broker's CPU per GB: on a machine where the client is the limit, the steadier sign
+    // of what the metrics cost.
+    let mut cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     let mut scrapes = 0;
     for round in 0..METRICS_COST_ROUNDS {
         for on in [false, true] {
@@ -721,6 +724,9 @@ fn metrics_cost(exe: &Path, plan: &Plan, work: &Path) -> Result<Row> {
             let _ = std::fs::remove_dir_all(&data);
             let (row, _) = produced?;
             rates[usize::from(on)].push(row.metrics["records_per_s"]);
+            if let Some(seconds_per_gb) = row.metrics.get("broker_cpu_s_per_gb") {
+                cpu[usize::from(on)].push(*seconds_per_gb);
+            }
         }
     }
     let off = median(&mut rates[0]);
@@ -732,6 +738,8 @@ fn metrics_cost(exe: &Path, plan: &Plan, work: &Path) -> Result<Row> {
             ("records_per_s_metrics_off", off),
             ("records_per_s_metrics_on", on),
             ("on_vs_off", on / off),
+            ("broker_cpu_s_per_gb_metrics_off", median(&mut cpu[0])),
+            ("broker_cpu_s_per_gb_metrics_on", median(&mut cpu[1])),
             ("rounds", METRICS_COST_ROUNDS as f64),
             ("scrapes", scrapes as f64),
         ],

@@ -543,6 +543,20 @@ const LINES: &[Line] = &[
         MachineRef::None,
     ),
     line(
+        "  broker CPU per GB, metrics off",
+        "metrics_cost",
+        "broker_cpu_s_per_gb_metrics_off",
+        Unit::CpuSecondsPerGb,
+        MachineRef::None,
+    ),
+    line(
+        "  broker CPU per GB, metrics on",
+        "metrics_cost",
+        "broker_cpu_s_per_gb_metrics_on",
+        Unit::CpuSecondsPerGb,
+        MachineRef::None,
+    ),
+    line(
         "consume 1 KiB",
         "consume_1kib",
         "bytes_per_s",
