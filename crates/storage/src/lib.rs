@@ -10,6 +10,7 @@ mod checkpoint;
 pub mod disk;
 mod error;
 mod index;
+mod lazy;
 mod log;
 mod recovery;
 mod segment;

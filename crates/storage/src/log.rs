@@ -21,9 +21,11 @@ use wire::batch::{assign_base_offset, BatchSpan, Batches, HEADER_BYTES};
 use crate::checkpoint::{self, LOG_START_FILE, RECOVERY_POINT_FILE};
 use crate::disk::{Disk, DiskFile};
 use crate::error::LogError;
-use crate::recovery::{self, create_segment};
+use crate::lazy::LazyFile;
+use crate::recovery;
 use crate::segment::{
-    file_name, BatchMeta, Segment, SegmentRead, Unsynced, BATCH_BYTES_MAX, LOG_SUFFIX,
+    file_name, write_index_files, BatchMeta, IndexFile, Segment, SegmentRead, Unsynced,
+    BATCH_BYTES_MAX, LOG_SUFFIX,
 };
 
 /// Largest `segment_bytes`: positions in the offset index are u32, and a segment can exceed
@@ -153,6 +155,10 @@ pub struct SyncWork {
     /// In append order: a file's writes are contiguous and in position order.
     writes: Vec<PendingWrite>,
     files: Vec<Unsynced>,
+    /// The index files of a segment sealed by a roll, written by `run_writes` (outside the
+    /// broker's lock) and then synced with `files`.
+    index_writes: std::sync::Mutex<Vec<IndexFile>>,
+    index_files: std::sync::Mutex<Vec<Unsynced>>,
     /// The files of segments deleted from the log (retention, DeleteRecords), removed after the
     /// data fsyncs and before the directory's.
     removals: Vec<PathBuf>,
@@ -197,6 +203,15 @@ impl SyncWork {
                 .write()
                 .map_err(|e| with_context(e, "write segment", &write.path(&self.dir)))?;
         }
+        let encoded = std::mem::take(&mut *self.index_writes.lock().expect("no write panics"));
+        if !encoded.is_empty() {
+            let written =
+                write_index_files(self.disk.as_ref(), encoded).map_err(log_error_as_io)?;
+            self.index_files
+                .lock()
+                .expect("no write panics")
+                .extend(written);
+        }
         Ok(())
     }
 
@@ -206,10 +221,12 @@ impl SyncWork {
             // The deliberately broken control build: report durable without any fsync.
             return Ok(());
         }
-        for (path, file) in &self.files {
+        let index_files = self.index_files.lock().expect("no sync panics");
+        for (path, file) in self.files.iter().chain(index_files.iter()) {
             file.sync_data()
                 .map_err(|e| with_context(e, "sync file", path))?;
         }
+        drop(index_files);
         remove_all(self.disk.as_ref(), &self.removals)
             .map_err(|(path, error)| with_context(error, "remove", &path))?;
         let jobs = std::mem::take(&mut *self.jobs.lock().expect("no job panics"));
@@ -240,12 +257,8 @@ impl SyncWork {
     /// `run_data` (the log schedules no second checkpoint until this one is reported).
     pub fn run_checkpoint(&self) -> io::Result<()> {
         if let Some(offset) = self.recovery_point {
-            checkpoint::write(self.disk.as_ref(), &self.dir, RECOVERY_POINT_FILE, offset).map_err(
-                |error| match error {
-                    LogError::Io { op, path, source } => with_context(source, op, &path),
-                    other => io::Error::other(other.to_string()),
-                },
-            )?;
+            checkpoint::write(self.disk.as_ref(), &self.dir, RECOVERY_POINT_FILE, offset)
+                .map_err(log_error_as_io)?;
         }
         Ok(())
     }
@@ -263,6 +276,14 @@ fn remove_all(disk: &dyn Disk, paths: &[PathBuf]) -> Result<(), (PathBuf, io::Er
         }
     }
     Ok(())
+}
+
+/// A `LogError` from work a `SyncWork` runs, as the `io::Error` its callers treat as fatal.
+fn log_error_as_io(error: LogError) -> io::Error {
+    match error {
+        LogError::Io { op, path, source } => with_context(source, op, &path),
+        other => io::Error::other(other.to_string()),
+    }
 }
 
 fn with_context(error: io::Error, op: &str, path: &Path) -> io::Error {
@@ -314,6 +335,8 @@ pub struct PartitionLog {
     removals: Vec<PathBuf>,
     /// File work the caller deferred to the next `SyncWork` (`defer`).
     jobs: Vec<FileJob>,
+    /// The index files of segments sealed by a roll, for the next `SyncWork` to write.
+    index_writes: Vec<IndexFile>,
     /// Cloned into each `SyncWork` that removes files or runs jobs, until it has: see
     /// `PartitionLog::delete`.
     path_guard: Arc<()>,
@@ -378,6 +401,7 @@ impl PartitionLog {
             release_due: true,
             removals: Vec::new(),
             jobs: Vec::new(),
+            index_writes: Vec::new(),
             path_guard: Arc::new(()),
         };
         // Recovery synced everything it read: the sealed segments hold no descriptor from now.
@@ -547,13 +571,17 @@ impl PartitionLog {
             .segments
             .last_mut()
             .expect("a log has an active segment");
-        let index_files = active.write_indexes(self.disk.as_ref())?;
+        // No file I/O here (this runs in `append`, under the broker's lock): the sealed
+        // segment's indexes are encoded for the next `SyncWork` to write, and the new segment's
+        // file is created by its first write, in a `SyncWork` too.
+        self.index_writes.extend(active.seal_indexes());
         if std::mem::take(&mut self.active_dirty) {
             self.dirty_files
                 .push((active.log_path.clone(), active.log.clone()));
         }
-        self.dirty_files.extend(index_files);
-        let segment = create_segment(self.disk.as_ref(), &self.dir, base_offset)?;
+        let path = self.dir.join(file_name(base_offset, LOG_SUFFIX));
+        let file: Arc<dyn DiskFile> = Arc::new(LazyFile::new(self.disk.clone(), &path));
+        let segment = Segment::new(&self.dir, base_offset, file);
         info!(path = %segment.log_path.display(), "rolled to a new segment");
         self.segments.push(segment);
         self.release_due = true;
@@ -769,6 +797,7 @@ impl PartitionLog {
         let sync_dir = std::mem::take(&mut self.dir_dirty);
         let removals = std::mem::take(&mut self.removals);
         let jobs = std::mem::take(&mut self.jobs);
+        let index_writes = std::mem::take(&mut self.index_writes);
         let offset = self.log_end_offset();
         let writes = std::mem::take(&mut self.pending);
         let mut written: Vec<(i64, u64)> = Vec::new();
@@ -790,6 +819,7 @@ impl PartitionLog {
             assert!(writes.is_empty(), "appended bytes mark their file dirty");
             assert!(removals.is_empty(), "a deletion marks the directory dirty");
             assert!(jobs.is_empty(), "a deferred job marks the directory dirty");
+            assert!(index_writes.is_empty(), "a roll marks the directory dirty");
             return None;
         }
         if recovery_point.is_some() {
@@ -805,6 +835,8 @@ impl PartitionLog {
             dir: self.dir.clone(),
             writes,
             files,
+            index_writes: std::sync::Mutex::new(index_writes),
+            index_files: std::sync::Mutex::new(Vec::new()),
             removals,
             jobs: std::sync::Mutex::new(jobs),
             path_guard: std::sync::Mutex::new(path_guard),
@@ -940,6 +972,10 @@ impl PartitionLog {
             .expect("a log has an active segment");
         let mut files = active.write_indexes(self.disk.as_ref())?;
         files.push((active.log_path.clone(), active.log.clone()));
+        files.extend(write_index_files(
+            self.disk.as_ref(),
+            std::mem::take(&mut self.index_writes),
+        )?);
         files.append(&mut self.dirty_files);
         for (path, file) in files {
             file.sync_data().map_err(LogError::io("sync file", &path))?;

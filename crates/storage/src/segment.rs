@@ -49,6 +49,28 @@ pub(crate) fn parse_file_name(name: &str) -> Option<(i64, &'static str)> {
 /// A file written but not yet synced, with its path for the error message if the sync fails.
 pub(crate) type Unsynced = (PathBuf, Arc<dyn DiskFile>);
 
+/// An index file to write: its path and its whole content.
+pub(crate) type IndexFile = (PathBuf, Vec<u8>);
+
+/// Writes index files whole (created or replaced in place); returns them, still to be synced.
+pub(crate) fn write_index_files(
+    disk: &dyn Disk,
+    encoded: Vec<IndexFile>,
+) -> Result<Vec<Unsynced>, LogError> {
+    let mut written = Vec::new();
+    for (path, bytes) in encoded {
+        let file = disk
+            .open(&path, true)
+            .map_err(LogError::io("create index", &path))?;
+        file.write_all_at(0, &bytes)
+            .map_err(LogError::io("write index", &path))?;
+        file.truncate(bytes.len() as u64)
+            .map_err(LogError::io("truncate index", &path))?;
+        written.push((path, file));
+    }
+    Ok(written)
+}
+
 /// What the log keeps of one batch's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BatchMeta {
@@ -185,23 +207,19 @@ impl Segment {
     /// the time index with the segment's largest timestamp so that it survives a restart. Returns
     /// the written files, which still need a `sync_data`.
     pub fn write_indexes(&mut self, disk: &dyn Disk) -> Result<Vec<Unsynced>, LogError> {
+        write_index_files(disk, self.seal_indexes())
+    }
+
+    /// What `write_indexes` writes, encoded without I/O (the time index ended with the segment's
+    /// largest timestamp): each index file's path and bytes, for `write_index_files`.
+    pub fn seal_indexes(&mut self) -> Vec<IndexFile> {
         self.push_time_entry();
-        let mut written = Vec::new();
-        for (suffix, bytes) in [
+        [
             (INDEX_SUFFIX, self.index.encode()),
             (TIME_INDEX_SUFFIX, self.time_index.encode()),
-        ] {
-            let path = self.path(suffix);
-            let file = disk
-                .open(&path, true)
-                .map_err(LogError::io("create index", &path))?;
-            file.write_all_at(0, &bytes)
-                .map_err(LogError::io("write index", &path))?;
-            file.truncate(bytes.len() as u64)
-                .map_err(LogError::io("truncate index", &path))?;
-            written.push((path, file));
-        }
-        Ok(written)
+        ]
+        .map(|(suffix, bytes)| (self.path(suffix), bytes))
+        .into()
     }
 
     /// The segment's files: its log, index and time index (the index files may never have been

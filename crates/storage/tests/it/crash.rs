@@ -62,6 +62,32 @@ fn crash_keeps_synced_segments_after_rolls() {
     assert_eq!(read_all(&log), synced);
 }
 
+/// A roll does no file I/O (it runs in `append`, under the broker's lock): the sealed segment's
+/// index files and the new segment's file appear with the next sync, which makes them durable.
+#[test]
+fn a_roll_leaves_its_files_to_the_next_sync() {
+    let disk = SimDisk::new();
+    let mut log = open_sim(&disk, small_config());
+    let mut seed = 0;
+    while log.segment_count() == 1 {
+        append(&mut log, &batch(seed, 2, 50, 0), 0);
+        seed += 1;
+    }
+    let new_base = log.log_end_offset() - 2;
+    let index = Path::new(DIR).join(format!("{:020}.index", 0));
+    assert!(!disk.exists(&segment_path(new_base)), "no file created in the append");
+    assert!(!disk.exists(&index), "no index written in the append");
+    sync(&mut log);
+    assert!(disk.exists(&segment_path(new_base)));
+    assert!(disk.exists(&index));
+    let synced = read_all(&log);
+    drop(log);
+    disk.crash();
+    let log = open_sim(&disk, small_config());
+    assert_eq!(log.segment_count(), 2, "the new segment's name was synced");
+    assert_eq!(read_all(&log), synced);
+}
+
 fn check_tear(keep_bytes: usize, expect: Expect) {
     let disk = SimDisk::new();
     let mut log = open_sim(&disk, LogConfig::default());
