@@ -167,7 +167,7 @@ impl Broker {
             RequestKind::DescribeConfigs(r) => handlers::describe_configs::handle(self, &r),
             RequestKind::DescribeProducers(r) => handlers::describe_producers::handle(self, &r),
             RequestKind::DescribeLogDirs(r) => handlers::describe_log_dirs::handle(self, &r),
-            RequestKind::DeleteRecords(r) => handlers::delete_records::handle(self, &r)?,
+            RequestKind::DeleteRecords(r) => return handlers::delete_records::handle(self, &r),
             RequestKind::FindCoordinator(r) => {
                 handlers::find_coordinator::handle(self, &r, version)
             }

@@ -159,6 +159,9 @@ pub struct SyncWork {
     /// broker's lock) and then synced with `files`.
     index_writes: std::sync::Mutex<Vec<IndexFile>>,
     index_files: std::sync::Mutex<Vec<Unsynced>>,
+    /// A log start offset raised by DeleteRecords, checkpointed (durably) after the data fsyncs
+    /// and before the removals, so a crash never brings deleted records back into the log.
+    log_start: Option<i64>,
     /// The files of segments deleted from the log (retention, DeleteRecords), removed after the
     /// data fsyncs and before the directory's.
     removals: Vec<PathBuf>,
@@ -227,6 +230,10 @@ impl SyncWork {
                 .map_err(|e| with_context(e, "sync file", path))?;
         }
         drop(index_files);
+        if let Some(offset) = self.log_start {
+            checkpoint::write(self.disk.as_ref(), &self.dir, LOG_START_FILE, offset)
+                .map_err(log_error_as_io)?;
+        }
         remove_all(self.disk.as_ref(), &self.removals)
             .map_err(|(path, error)| with_context(error, "remove", &path))?;
         let jobs = std::mem::take(&mut *self.jobs.lock().expect("no job panics"));
@@ -337,6 +344,9 @@ pub struct PartitionLog {
     jobs: Vec<FileJob>,
     /// The index files of segments sealed by a roll, for the next `SyncWork` to write.
     index_writes: Vec<IndexFile>,
+    /// A log start offset raised by `delete_records_before`, for the next `SyncWork` to
+    /// checkpoint.
+    log_start_due: Option<i64>,
     /// Cloned into each `SyncWork` that removes files or runs jobs, until it has: see
     /// `PartitionLog::delete`.
     path_guard: Arc<()>,
@@ -402,6 +412,7 @@ impl PartitionLog {
             removals: Vec::new(),
             jobs: Vec::new(),
             index_writes: Vec::new(),
+            log_start_due: None,
             path_guard: Arc::new(()),
         };
         // Recovery synced everything it read: the sealed segments hold no descriptor from now.
@@ -699,8 +710,9 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// Raises the log start offset to `offset` (DeleteRecords), durably, and deletes the segments
-    /// wholly below it. Returns the new log start offset.
+    /// Raises the log start offset to `offset` (DeleteRecords) and deletes the segments wholly
+    /// below it; the next `SyncWork` makes it durable (the checkpoint, then the files' removal).
+    /// Returns the new log start offset.
     pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
         if offset < 0 || offset > self.log_end_offset() {
             return Err(LogError::OffsetOutOfRange {
@@ -712,7 +724,10 @@ impl PartitionLog {
         if offset <= self.log_start_offset {
             return Ok(self.log_start_offset);
         }
-        checkpoint::write(self.disk.as_ref(), &self.dir, LOG_START_FILE, offset)?;
+        // Checkpointed by the next `SyncWork`, outside the broker's lock, before it removes the
+        // segments deleted here; the broker answers once that round is done.
+        self.log_start_due = Some(offset);
+        self.dir_dirty = true;
         self.log_start_offset = offset;
         let count = self.segments[..self.segments.len() - 1]
             .iter()
@@ -798,6 +813,7 @@ impl PartitionLog {
         let removals = std::mem::take(&mut self.removals);
         let jobs = std::mem::take(&mut self.jobs);
         let index_writes = std::mem::take(&mut self.index_writes);
+        let log_start = self.log_start_due.take();
         let offset = self.log_end_offset();
         let writes = std::mem::take(&mut self.pending);
         let mut written: Vec<(i64, u64)> = Vec::new();
@@ -820,6 +836,7 @@ impl PartitionLog {
             assert!(removals.is_empty(), "a deletion marks the directory dirty");
             assert!(jobs.is_empty(), "a deferred job marks the directory dirty");
             assert!(index_writes.is_empty(), "a roll marks the directory dirty");
+            assert!(log_start.is_none(), "a deletion marks the directory dirty");
             return None;
         }
         if recovery_point.is_some() {
@@ -837,6 +854,7 @@ impl PartitionLog {
             files,
             index_writes: std::sync::Mutex::new(index_writes),
             index_files: std::sync::Mutex::new(Vec::new()),
+            log_start,
             removals,
             jobs: std::sync::Mutex::new(jobs),
             path_guard: std::sync::Mutex::new(path_guard),
@@ -857,6 +875,9 @@ impl PartitionLog {
     /// Runs the deferred file work now (segment files removed, jobs run), for a caller that
     /// closes the log and has work of its own to order after it.
     pub fn run_deferred_files(&mut self) -> Result<(), LogError> {
+        if let Some(offset) = self.log_start_due.take() {
+            checkpoint::write(self.disk.as_ref(), &self.dir, LOG_START_FILE, offset)?;
+        }
         remove_all(self.disk.as_ref(), &std::mem::take(&mut self.removals))
             .map_err(|(path, error)| LogError::io("remove", &path)(error))?;
         for job in std::mem::take(&mut self.jobs) {
@@ -865,10 +886,10 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Whether file work waits for the next `SyncWork` (segment files to remove, deferred jobs):
-    /// the broker then notes the log so that a round comes.
+    /// Whether file work waits for the next `SyncWork` (segment files to remove, deferred jobs,
+    /// a log start offset to checkpoint): the broker then notes the log so that a round comes.
     pub fn has_deferred_files(&self) -> bool {
-        !self.removals.is_empty() || !self.jobs.is_empty()
+        !self.removals.is_empty() || !self.jobs.is_empty() || self.log_start_due.is_some()
     }
 
     /// Whether the log is quiet with synced data past its recovery point and a checkpoint is

@@ -1,5 +1,7 @@
 //! DeleteRecords: advance a partition's log start offset (durably) to the given offset, -1
-//! meaning the high watermark; offsets beyond it are OFFSET_OUT_OF_RANGE.
+//! meaning the high watermark; offsets beyond it are OFFSET_OUT_OF_RANGE. Reads below it are
+//! refused at once; the answer goes once the group commit's round has checkpointed it and
+//! removed the deleted segments' files, outside the lock.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
@@ -8,12 +10,13 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, ResponseKind};
 
 use super::code;
-use crate::{Broker, BrokerError};
+use crate::{Broker, BrokerError, Outcome};
 
 pub fn handle(
     broker: &mut Broker,
     request: &DeleteRecordsRequest,
-) -> Result<ResponseKind, BrokerError> {
+) -> Result<Outcome, BrokerError> {
+    let mut deleted_any = false;
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let name = topic.name.0.to_string();
@@ -52,9 +55,10 @@ pub fn handle(
                         partition: wanted.partition_index,
                         source,
                     })?;
-            // The files of the segments deleted are removed by the group commit's next round,
-            // outside the lock.
+            // The group commit's next round checkpoints the log start and removes the deleted
+            // segments' files, outside the lock.
             broker.note_append(&name, wanted.partition_index);
+            deleted_any = true;
             partitions.push(result.with_low_watermark(low_watermark));
         }
         topics.push(
@@ -63,7 +67,13 @@ pub fn handle(
                 .with_partitions(partitions),
         );
     }
-    Ok(ResponseKind::DeleteRecords(
-        DeleteRecordsResponse::default().with_topics(topics),
-    ))
+    let response = ResponseKind::DeleteRecords(DeleteRecordsResponse::default().with_topics(topics));
+    Ok(if deleted_any {
+        Outcome::AfterSync {
+            ticket: broker.append_ticket(),
+            response,
+        }
+    } else {
+        Outcome::Respond(response)
+    })
 }

@@ -325,6 +325,14 @@ fn log_start_offset_survives_a_crash() {
     }
     sync(&mut log);
     assert_eq!(log.delete_records_before(13).unwrap(), 13);
+    // Durable with the next sync (the broker answers DeleteRecords after that round): a crash
+    // before it keeps the old log start.
+    drop(log);
+    disk.crash();
+    let mut log = open_sim(&disk, small_config());
+    assert_eq!(log.log_start_offset(), 0, "not durable before the sync");
+    assert_eq!(log.delete_records_before(13).unwrap(), 13);
+    sync(&mut log);
     drop(log);
     disk.crash();
     let log = open_sim(&disk, small_config());
