@@ -83,6 +83,11 @@ fn latency_buckets() -> Vec<f64> {
     exponential_buckets(0.000_05, 2.0, 19).expect("valid buckets")
 }
 
+fn latency_histogram(name: &str, help: &str) -> Histogram {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(latency_buckets()))
+        .expect("valid metric")
+}
+
 pub struct ServerMetrics {
     registry: Registry,
     /// Every family's name, whether or not it has samples yet.
@@ -144,22 +149,14 @@ impl ServerMetrics {
             &["topic"],
         )
         .expect("valid metric");
-        let write_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "ferry_log_write_duration_seconds",
-                "A group commit round's writes of appended batches to the OS (page cache).",
-            )
-            .buckets(latency_buckets()),
-        )
-        .expect("valid metric");
-        let fsync_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "ferry_fsync_duration_seconds",
-                "A group commit round's fdatasyncs, every log of the round at once.",
-            )
-            .buckets(latency_buckets()),
-        )
-        .expect("valid metric");
+        let write_seconds = latency_histogram(
+            "ferry_log_write_duration_seconds",
+            "A group commit round's writes of appended batches to the OS (page cache).",
+        );
+        let fsync_seconds = latency_histogram(
+            "ferry_fsync_duration_seconds",
+            "A group commit round's fdatasyncs, every log of the round at once.",
+        );
         let group_commit_logs = Histogram::with_opts(
             HistogramOpts::new(
                 "ferry_group_commit_logs",
