@@ -135,6 +135,14 @@ impl PendingFetch {
                                 continue;
                             }
                             Ok(records) => records,
+                            // Retention or DeleteRecords removed the segment after this read
+                            // was planned: nothing this time, as for a partition without new
+                            // data; planned again, the read meets the new log start
+                            // (OFFSET_OUT_OF_RANGE), as Kafka answers such a fetch.
+                            Err(error) if segment_gone(&error) => {
+                                tracing::debug!(topic = topic.as_str(), partition = data.partition_index, %error, "segment deleted after the fetch was planned");
+                                Bytes::new()
+                            }
                             Err(error) => {
                                 any_error = true;
                                 partitions.push(read_failed(data, topic.as_str(), error));
@@ -171,6 +179,13 @@ impl PendingFetch {
 fn holds_zstd(records: &[u8]) -> bool {
     Batches::new(records)
         .any(|batch| matches!(batch, Ok((_, view)) if view.compression() == Ok(Compression::Zstd)))
+}
+
+/// Whether a planned read failed because its segment's file is gone: a sealed segment holds no
+/// descriptor (`DiskFile::release`) and is opened again by path when read, after which its
+/// deletion may have removed it.
+fn segment_gone(error: &LogError) -> bool {
+    matches!(error, LogError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// A partition whose read failed: its error, loud in the log; the other partitions are served.

@@ -67,7 +67,7 @@ fn produce_one(broker: &mut Broker, topic: &str, index: i32) -> i16 {
 }
 
 /// What the server's group commit does, checkpoints included.
-fn group_commit(broker: &mut Broker) {
+pub(crate) fn group_commit(broker: &mut Broker) {
     let (ticket, work) = broker.take_sync_work();
     let mut synced = Vec::new();
     let mut checkpointed = Vec::new();

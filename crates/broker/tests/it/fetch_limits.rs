@@ -6,6 +6,7 @@
 use std::os::unix::fs::FileExt;
 
 use broker::{Broker, BrokerConfig, FetchRead};
+use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
@@ -212,4 +213,82 @@ fn zstd_batches_are_not_served_to_fetch_versions_before_10() {
     let (error, bytes) = fetch_at(&mut broker, 10);
     assert_eq!(error, 0);
     assert!(bytes > 0, "served from v10 on");
+}
+
+/// A consumer reading the oldest segment while retention or DeleteRecords deletes it: the read
+/// was planned with the segment in the log, its file (a sealed segment holds no descriptor) is
+/// removed before the read runs. The partition gets nothing that time, without an error; planned
+/// again, the fetch meets the new log start: OFFSET_OUT_OF_RANGE, as Kafka answers.
+#[test]
+fn a_segment_deleted_after_its_read_was_planned_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::new(dir.path().to_path_buf());
+    config.num_partitions = 1;
+    config.log.segment_bytes = 4096;
+    let mut broker = open_with(config.clone());
+    let value = vec![b'v'; 2_000];
+    for _ in 0..6 {
+        let batch = build_batch(&[(None, Some(&value[..]))], NOW_MS, ProducerFields::NONE, 0);
+        let body = ProduceRequest::default()
+            .with_acks(-1)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic())
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch.into()))])]);
+        call(&mut broker, request(ApiKey::Produce, 9, RequestKind::Produce(body)));
+    }
+    crate::data_dir::group_commit(&mut broker);
+    // Reopened, the sealed segments hold no descriptor: a read opens them again by path.
+    broker.close().unwrap();
+    let mut broker = open_with(config);
+    let fetch_from_0 = || {
+        RequestKind::Fetch(
+            FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![FetchTopic::default().with_topic(topic()).with_partitions(
+                    vec![FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20)],
+                )]),
+        )
+    };
+    let planned = match call(&mut broker, request(ApiKey::Fetch, 12, fetch_from_0())) {
+        broker::Outcome::Fetch(planned) => planned,
+        other => panic!("a fetch is planned: {other:?}"),
+    };
+    let delete = DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
+        .with_name(topic())
+        .with_partitions(vec![DeleteRecordsPartition::default()
+            .with_partition_index(0)
+            .with_offset(4)])]);
+    call(
+        &mut broker,
+        request(ApiKey::DeleteRecords, 2, RequestKind::DeleteRecords(delete)),
+    );
+    group_commit(&mut broker);
+    assert!(
+        !dir.path().join("t-0").join(format!("{:020}.log", 0)).exists(),
+        "the first segment's file is gone"
+    );
+    let FetchRead::Ready(response) = planned.read() else {
+        panic!("a fetch without wait is answered");
+    };
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0, "not a storage error");
+    assert_eq!(partition.records.as_ref().map_or(0, |r| r.len()), 0);
+    // Planned again: below the new log start.
+    let offset_out_of_range = 1;
+    let FetchRead::Ready(response) = read(call(
+        &mut broker,
+        request(ApiKey::Fetch, 12, fetch_from_0()),
+    )) else {
+        panic!("a fetch without wait is answered");
+    };
+    assert_eq!(
+        response.responses[0].partitions[0].error_code,
+        offset_out_of_range
+    );
 }
