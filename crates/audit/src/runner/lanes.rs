@@ -1,0 +1,320 @@
+//! One lane's clients: a producer thread sending stamped records at the lane's rate, and a
+//! consumer thread reading them back, both reporting to the lane's [`LaneState`] with the time
+//! they read from the [`Clock`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use client::dedup::{Applied, Idempotent, MemoryDedupStore, MessageId};
+use client::transactional::TxnProducer;
+use client::StepError;
+use client::{Consumer, Delivery, DeliveryHandler, Guarantee, NoObserver, Producer, Settings};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::BaseRecord;
+
+use super::clock::Clock;
+use crate::lane::LaneState;
+use crate::stamp::{Lane, Stamp};
+
+/// How long a consumer step waits for records.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// The exactly-once lane commits a transaction every this long (Kafka Streams' default).
+const TXN_INTERVAL: Duration = Duration::from_millis(100);
+/// The time allowed for each transaction call (init, commit, abort).
+const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a producer waits between attempts to come back after a fatal error.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// How long the producer may flush at the end of a run.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a lane's threads share.
+pub(crate) struct LaneShared {
+    pub lane: Lane,
+    pub state: Mutex<LaneState>,
+    pub clock: Arc<Clock>,
+    /// The producer stops sending (then flushes); the consumer goes on.
+    pub stop_producing: AtomicBool,
+    pub stop_consuming: AtomicBool,
+    /// The consumer has its partition: the producer may start.
+    pub assigned: AtomicBool,
+    pub settings: Settings,
+    pub rate_per_second: u64,
+    /// Exactly-once: one transaction in this many is aborted on purpose.
+    pub abort_every: u64,
+    pub first_seq: u64,
+}
+
+impl LaneShared {
+    fn state(&self) -> std::sync::MutexGuard<'_, LaneState> {
+        self.state
+            .lock()
+            .expect("no lane thread panics holding the state")
+    }
+
+    fn stamp(&self, seq: u64) -> Stamp {
+        let run = self.state().run();
+        Stamp {
+            lane: self.lane,
+            run,
+            seq,
+            sent_ms: self.clock.now_ms(),
+        }
+    }
+
+    /// When the `n`th record of the run is due.
+    fn due(&self, started: Instant, n: u64) -> Instant {
+        started + Duration::from_micros(n * 1_000_000 / self.rate_per_second.max(1))
+    }
+
+    /// Sleeps until `at`; false if told to stop first.
+    fn wait_until(&self, at: Instant) -> bool {
+        while let Some(left) = at.checked_duration_since(Instant::now()) {
+            if self.stop_producing.load(Ordering::Relaxed) {
+                return false;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+        !self.stop_producing.load(Ordering::Relaxed)
+    }
+}
+
+/// Hears the plain producer's delivery reports.
+struct Acks(Arc<LaneShared>);
+
+impl DeliveryHandler for Acks {
+    fn delivered(&self, tag: usize, delivery: Delivery) {
+        let ok = matches!(delivery, Delivery::Persisted { .. });
+        let now = self.0.clock.now_ms();
+        self.0.state().acked(tag as u64, ok, now);
+    }
+
+    // A broker down is what the auditor measures; librdkafka's complaints about it are noise.
+    fn client_error(&self, error: &KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, lane = %self.0.lane, "producer");
+    }
+
+    fn client_log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        tracing::debug!(?level, fac, message, lane = %self.0.lane, "producer");
+    }
+}
+
+/// The at-most-once and at-least-once producer: one record at each tick of the rate.
+pub(crate) fn produce_plain(shared: Arc<LaneShared>) -> Result<()> {
+    let topic = shared.lane.topic();
+    let guarantee = shared.lane.guarantee();
+    let producer = Producer::new(guarantee, &shared.settings, Acks(shared.clone()))
+        .context("create the producer")?;
+    let started = Instant::now();
+    for n in 0.. {
+        if !shared.wait_until(shared.due(started, n)) {
+            break;
+        }
+        let seq = shared.first_seq + n;
+        let stamp = shared.stamp(seq);
+        shared.state().sent(seq, stamp.sent_ms);
+        let (key, value) = (stamp.key(), stamp.encode());
+        loop {
+            match producer.send(&topic, Some(0), &key, &value, seq as usize) {
+                Ok(()) => break,
+                Err(error) if error.is_queue_full() => std::thread::sleep(Duration::from_millis(1)),
+                Err(error) => {
+                    tracing::debug!(%error, "enqueue");
+                    let now = shared.clock.now_ms();
+                    shared.state().acked(seq, false, now);
+                    break;
+                }
+            }
+        }
+    }
+    let _ = producer.flush(FLUSH_TIMEOUT);
+    producer.purge();
+    Ok(())
+}
+
+/// The transactional producer's context: delivery reports acknowledge records.
+struct TxnAcks(Arc<LaneShared>);
+
+impl rdkafka::ClientContext for TxnAcks {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        tracing::debug!(?level, fac, message, "transactional producer");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "transactional producer");
+    }
+}
+
+impl rdkafka::producer::ProducerContext for TxnAcks {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, seq: usize) {
+        let now = self.0.clock.now_ms();
+        self.0.state().acked(seq as u64, result.is_ok(), now);
+    }
+}
+
+type TxnLaneProducer = TxnProducer<TxnAcks>;
+
+fn new_txn_producer(shared: &Arc<LaneShared>) -> Option<TxnLaneProducer> {
+    let settings = shared
+        .settings
+        .clone()
+        .transactional_id(shared.lane.topic());
+    match TxnProducer::with_context(&settings, TxnAcks(shared.clone()), TXN_CALL_TIMEOUT) {
+        Ok(producer) => Some(producer),
+        Err(error) => {
+            tracing::debug!(%error, "create the transactional producer");
+            None
+        }
+    }
+}
+
+/// How a transaction ended, for its records.
+fn ended(shared: &LaneShared, seqs: &[u64], committed: Option<bool>) {
+    let now = shared.clock.now_ms();
+    let mut state = shared.state();
+    for seq in seqs {
+        state.transaction_ended(*seq, committed, now);
+    }
+}
+
+/// The exactly-once producer: records at the lane's rate in transactions of
+/// [`TXN_INTERVAL`], one in `abort_every` aborted on purpose; a transaction that fails is
+/// aborted (its records are then not expected), and one whose end is unknown is left unjudged
+/// while a new producer instance fences the old.
+pub(crate) fn produce_transactions(shared: Arc<LaneShared>) -> Result<()> {
+    let topic = shared.lane.topic();
+    let mut producer: Option<TxnLaneProducer> = None;
+    let started = Instant::now();
+    let mut n = 0u64;
+    for txn in 1u64.. {
+        if shared.stop_producing.load(Ordering::Relaxed) {
+            break;
+        }
+        let Some(current) = producer.as_ref() else {
+            producer = new_txn_producer(&shared);
+            if producer.is_none() {
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            continue;
+        };
+        if let Err(error) = current.begin() {
+            tracing::debug!(%error, "begin transaction");
+            producer = None;
+            continue;
+        }
+        let window_end = Instant::now() + TXN_INTERVAL;
+        let mut seqs = Vec::new();
+        while shared.due(started, n) < window_end && shared.wait_until(shared.due(started, n)) {
+            let seq = shared.first_seq + n;
+            n += 1;
+            let stamp = shared.stamp(seq);
+            shared.state().sent(seq, stamp.sent_ms);
+            seqs.push(seq);
+            let (key, value) = (stamp.key(), stamp.encode());
+            let record = BaseRecord::with_opaque_to(&topic, seq as usize)
+                .partition(0)
+                .key(&key)
+                .payload(&value);
+            if let Err(error) = current.send_record(record) {
+                tracing::debug!(%error, "send in transaction");
+                let now = shared.clock.now_ms();
+                shared.state().acked(seq, false, now);
+            }
+        }
+        let on_purpose = shared.abort_every > 0 && txn % shared.abort_every == 0;
+        let committed = if on_purpose {
+            current
+                .flush()
+                .and_then(|()| current.abort())
+                .map(|()| false)
+        } else {
+            current.commit().map(|()| true).or_else(|error| {
+                tracing::debug!(%error, "commit transaction");
+                current.abort().map(|()| false)
+            })
+        };
+        match committed {
+            Ok(true) => {}
+            Ok(false) => ended(&shared, &seqs, Some(false)),
+            Err(error) => {
+                tracing::debug!(%error, "end transaction");
+                ended(&shared, &seqs, None);
+                producer = None;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// librdkafka's consumer messages: debug traces only.
+pub(crate) struct QuietContext;
+
+impl rdkafka::ClientContext for QuietContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        tracing::debug!(?level, fac, message, "consumer");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "consumer");
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietContext {}
+
+/// The consumer: the guarantee's loop (`Consumer::step`), every record reported to the lane;
+/// the idempotent lane reports what `Idempotent` applied.
+pub(crate) fn consume(shared: Arc<LaneShared>) -> Result<()> {
+    let topic = shared.lane.topic();
+    let mut settings = shared.settings.clone().group_id(topic.clone());
+    let guarantee = match shared.lane {
+        Lane::AtMostOnce => Guarantee::AtMostOnce,
+        Lane::AtLeastOnce | Lane::AtLeastOnceIdempotent => Guarantee::AtLeastOnce,
+        // Read committed data only; the offsets are committed after processing, as the lab's
+        // exactly-once consumer does (its effects are the lane's counts, kept in memory).
+        Lane::ExactlyOnce => {
+            settings = settings.set("isolation.level", "read_committed");
+            Guarantee::AtLeastOnce
+        }
+    };
+    let mut consumer = Consumer::with_context(guarantee, &settings, QuietContext)
+        .context("create the consumer")?;
+    consumer.subscribe(&[&topic])?;
+    let mut dedup = (shared.lane == Lane::AtLeastOnceIdempotent)
+        .then(|| Idempotent::new(MemoryDedupStore::default(), MessageId::Key));
+    while !shared.stop_consuming.load(Ordering::Relaxed) {
+        let step = consumer.step(POLL_TIMEOUT, &mut NoObserver, |record| {
+            let now = shared.clock.now_ms();
+            let stamp = record
+                .payload
+                .as_deref()
+                .and_then(|p| Stamp::decode(p).ok());
+            let applied = match dedup.as_mut() {
+                Some(dedup) => {
+                    let applied = dedup.apply(record, |_| Ok::<(), std::convert::Infallible>(()));
+                    !matches!(applied, Ok(Applied::Duplicate))
+                }
+                None => true,
+            };
+            shared.state().consumed(stamp.as_ref(), applied, now);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        match step {
+            Ok(_) | Err(StepError::Commit { .. }) | Err(StepError::Handler { .. }) => {}
+            Err(StepError::Poll(error)) => {
+                tracing::debug!(%error, "poll");
+                std::thread::sleep(POLL_TIMEOUT);
+            }
+        }
+        if !shared.assigned.load(Ordering::Relaxed) {
+            let assigned = rdkafka::consumer::Consumer::assignment(consumer.inner())
+                .is_ok_and(|a| a.count() > 0);
+            shared.assigned.store(assigned, Ordering::Relaxed);
+        }
+    }
+    let _ = consumer.commit_window(&mut NoObserver);
+    Ok(())
+}
