@@ -155,14 +155,18 @@ impl LaneState {
             Some(false) => Expect::Aborted,
             None => Expect::Unknown,
         };
+        if state.expect == Expect::Aborted {
+            self.windows.count(Outcome::Aborted, at_ms, 1);
+        }
         if state.expect == Expect::Aborted && state.seen > 0 {
             let seen = u64::from(state.seen);
             self.windows.count(Outcome::AbortedRead, at_ms, seen);
         }
     }
 
-    /// A consumed record's stamp. `applied` is false when the idempotent consumer skipped it
-    /// as a duplicate (the lane then counts the effects only).
+    /// A consumed record's stamp. `applied` is false when the consumer skipped it (the
+    /// idempotent consumer's duplicate, a record read again below the exactly-once consumer's
+    /// position): the lane then counts the effects only.
     pub fn consumed(&mut self, stamp: Option<&Stamp>, applied: bool, at_ms: u64) {
         let Some(stamp) = stamp.filter(|s| s.lane == self.lane) else {
             self.windows.count(Outcome::Phantom, at_ms, 1);

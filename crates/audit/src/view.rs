@@ -26,7 +26,7 @@ fn availability(ratio: Option<f64>) -> String {
 
 fn row(lane: &str, w: &WindowSummary) -> String {
     format!(
-        "{lane:<25} {:<4} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>8}",
+        "{lane:<33} {:<4} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>8}",
         w.window.name(),
         w.get(Outcome::Sent),
         w.get(Outcome::Acked),
@@ -52,7 +52,7 @@ pub fn table(header: &Header<'_>, lanes: &[LaneSummary]) -> String {
         header.elapsed_ms / 1000
     );
     out.push_str(&format!(
-        "{:<25} {:<4} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>8}\n",
+        "{:<33} {:<4} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>8}\n",
         "lane",
         "win",
         "sent",
@@ -147,10 +147,10 @@ mod tests {
         };
         expect![[r#"
             ferry audit  127.0.0.1:9092  100/s per lane  grace 10000 ms  up 70 s
-            lane                      win      sent    acked consumed   lost   late    dup  reord  abort  p50 ms  p99 ms    avail
-            at-least-once (run 2)     1m          0        0        0      1      0      0      0      0       -       -        -
-                                      15m         3        3        3      1      0      1      0      0       3       4  100.00%
-                                      all         3        3        3      1      0      1      0      0       3       4  100.00%
+            lane                              win      sent    acked consumed   lost   late    dup  reord  abort  p50 ms  p99 ms    avail
+            at-least-once (run 2)             1m          0        0        0      1      0      0      0      0       -       -        -
+                                              15m         3        3        3      1      0      1      0      0       3       4  100.00%
+                                              all         3        3        3      1      0      1      0      0       3       4  100.00%
         "#]]
         .assert_eq(&table(&header, &lanes()));
         expect![[r#"

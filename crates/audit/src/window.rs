@@ -69,9 +69,12 @@ pub enum Outcome {
     Duplicated,
     /// Consumed for the first time after a record sent later.
     Reordered,
+    /// Sent in a transaction that was aborted (on purpose or after a failure): not expected.
+    Aborted,
     /// A record of an aborted transaction was consumed.
     AbortedRead,
-    /// Deliveries the idempotent consumer recognised and skipped.
+    /// Deliveries the consumer recognised and skipped: the idempotent consumer's duplicates,
+    /// the exactly-once consumer's records read again below its stored position.
     DedupSkipped,
     /// Sends acknowledged within the acknowledgement timeout.
     Available,
@@ -87,7 +90,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 15] = [
+    pub const ALL: [Outcome; 16] = [
         Outcome::Sent,
         Outcome::Acked,
         Outcome::SendFailed,
@@ -96,6 +99,7 @@ impl Outcome {
         Outcome::Late,
         Outcome::Duplicated,
         Outcome::Reordered,
+        Outcome::Aborted,
         Outcome::AbortedRead,
         Outcome::DedupSkipped,
         Outcome::Available,
@@ -115,6 +119,7 @@ impl Outcome {
             Outcome::Late => "late",
             Outcome::Duplicated => "duplicated",
             Outcome::Reordered => "reordered",
+            Outcome::Aborted => "aborted",
             Outcome::AbortedRead => "aborted_read",
             Outcome::DedupSkipped => "dedup_skipped",
             Outcome::Available => "available",

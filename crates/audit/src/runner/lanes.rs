@@ -285,6 +285,10 @@ pub(crate) fn consume(shared: Arc<LaneShared>) -> Result<()> {
     consumer.subscribe(&[&topic])?;
     let mut dedup = (shared.lane == Lane::AtLeastOnceIdempotent)
         .then(|| Idempotent::new(MemoryDedupStore::default(), MessageId::Key));
+    // Exactly-once keeps its position beside its effects (as the lab's consumer and the sinks
+    // do), so a record read again after a rebalance, its offset not yet committed, is not
+    // applied twice; a record written twice sits at two offsets and is counted twice.
+    let mut position: Option<i64> = None;
     while !shared.stop_consuming.load(Ordering::Relaxed) {
         let step = consumer.step(POLL_TIMEOUT, &mut NoObserver, |record| {
             let now = shared.clock.now_ms();
@@ -292,12 +296,18 @@ pub(crate) fn consume(shared: Arc<LaneShared>) -> Result<()> {
                 .payload
                 .as_deref()
                 .and_then(|p| Stamp::decode(p).ok());
-            let applied = match dedup.as_mut() {
-                Some(dedup) => {
+            let applied = match (shared.lane, dedup.as_mut()) {
+                (_, Some(dedup)) => {
                     let applied = dedup.apply(record, |_| Ok::<(), std::convert::Infallible>(()));
                     !matches!(applied, Ok(Applied::Duplicate))
                 }
-                None => true,
+                (Lane::ExactlyOnce, None) => {
+                    let applied = position.is_none_or(|next| record.offset >= next);
+                    position =
+                        Some(position.map_or(record.offset + 1, |n| n.max(record.offset + 1)));
+                    applied
+                }
+                _ => true,
             };
             shared.state().consumed(stamp.as_ref(), applied, now);
             Ok::<(), std::convert::Infallible>(())
