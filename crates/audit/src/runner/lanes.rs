@@ -269,7 +269,13 @@ impl rdkafka::consumer::ConsumerContext for QuietContext {}
 /// the idempotent lane reports what `Idempotent` applied.
 pub(crate) fn consume(shared: Arc<LaneShared>) -> Result<()> {
     let topic = shared.lane.topic();
-    let mut settings = shared.settings.clone().group_id(topic.clone());
+    // A static member (KIP-345): a restarted auditor takes over its predecessor's partition
+    // at once, even when the predecessor was killed and never left the group.
+    let mut settings = shared
+        .settings
+        .clone()
+        .group_id(topic.clone())
+        .set("group.instance.id", format!("{topic}-consumer"));
     let guarantee = match shared.lane {
         Lane::AtMostOnce => Guarantee::AtMostOnce,
         Lane::AtLeastOnce | Lane::AtLeastOnceIdempotent => Guarantee::AtLeastOnce,
