@@ -7,8 +7,10 @@
 //!   `stale`, `phantom`);
 //! - `ferry_audit_window_records{lane, window, outcome}` (gauge): the same over the sliding
 //!   windows `1m` and `15m` (and `all`);
-//! - `ferry_audit_latency_seconds{lane, window, quantile}` (gauge): send to first consumption,
-//!   quantiles 0.5 and 0.99;
+//! - `ferry_audit_latency_seconds{lane, window, percentile}` (gauge): send to first
+//!   consumption, percentiles `50` and `99` (not a `quantile` label: Prometheus keeps that
+//!   for summaries, and promtool refuses it on a gauge; a summary's count and sum would not
+//!   be counters over a sliding window);
 //! - `ferry_audit_availability_ratio{lane, window}` (gauge): sends acknowledged within the
 //!   acknowledgement timeout over sends judged;
 //! - `ferry_audit_pending_records{lane}` (gauge): expected, not yet seen, within the grace;
@@ -44,7 +46,7 @@ pub fn families(lanes: &[LaneSummary]) -> Vec<MetricFamily> {
             "ferry_audit_latency_seconds",
             "Send to first consumption of audit records, by quantile over a sliding window.",
         ),
-        &["lane", "window", "quantile"],
+        &["lane", "window", "percentile"],
     )
     .expect("valid metric");
     let availability = GaugeVec::new(
@@ -83,13 +85,10 @@ pub fn families(lanes: &[LaneSummary]) -> Vec<MetricFamily> {
                     records.with_label_values(&[name, outcome.name()]).inc_by(n);
                 }
             }
-            for (quantile, ms) in [
-                ("0.5", window.latency_p50_ms),
-                ("0.99", window.latency_p99_ms),
-            ] {
+            for (percentile, ms) in [("50", window.latency_p50_ms), ("99", window.latency_p99_ms)] {
                 if let Some(ms) = ms {
                     latency
-                        .with_label_values(&[name, w, quantile])
+                        .with_label_values(&[name, w, percentile])
                         .set(ms as f64 / 1000.0);
                 }
             }
@@ -143,7 +142,7 @@ mod tests {
             r#"ferry_audit_records_total{lane="at-least-once",outcome="duplicated"} 1"#,
             r#"ferry_audit_records_total{lane="at-least-once",outcome="consumed"} 2"#,
             r#"ferry_audit_records_total{lane="at-least-once",outcome="sent"} 1"#,
-            r#"ferry_audit_latency_seconds{lane="at-least-once",quantile="0.99",window="1m"} 0.005"#,
+            r#"ferry_audit_latency_seconds{lane="at-least-once",percentile="99",window="1m"} 0.005"#,
             r#"ferry_audit_availability_ratio{lane="at-least-once",window="all"} 1"#,
             r#"ferry_audit_run{lane="at-least-once"} 3"#,
         ] {

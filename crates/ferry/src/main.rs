@@ -71,7 +71,12 @@ fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("Error: {error:?}");
+            if error.downcast_ref::<audit::runner::ConditionsHeld>().is_some() {
+                // A verdict, not a fault of the program: no backtrace.
+                eprintln!("Error: {error}");
+            } else {
+                eprintln!("Error: {error:?}");
+            }
             std::process::ExitCode::from(exit_code(&error))
         }
     }

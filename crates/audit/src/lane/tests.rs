@@ -100,7 +100,10 @@ fn lane_as_data() {
     );
     // An aborted transaction's records are not expected; reading one is an aborted read,
     // whether the abort is heard before or after the read.
-    check("s0@0 x0@1 t@500", expect!["aborted=1 sent=1 unavailable=1 pending=0"]);
+    check(
+        "s0@0 x0@1 t@500",
+        expect!["aborted=1 sent=1 unavailable=1 pending=0"],
+    );
     check(
         "s0@0 x0@1 c0@2 s1@3 c1@4 x1@5 t@500",
         expect!["aborted=2 aborted_read=2 consumed=2 sent=2 unavailable=2 pending=0 p50=1 p99=2"],

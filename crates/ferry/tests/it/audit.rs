@@ -3,7 +3,7 @@
 //! fault test also shows the fault acted (its control), and a real Prometheus scrapes both
 //! processes.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -299,4 +299,172 @@ fn audit_of_acks_0_through_a_lossy_network_reports_loss() {
     assert_eq!(status.code(), Some(2), "ferry audit exited {status}");
     let failures = summary["failures"].as_array().expect("failures");
     assert!(failures[0].as_str().is_some_and(|f| f.starts_with("at-most-once:loss>0")));
+}
+
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+
+/// A `ferry serve` with its metrics endpoint: the broker's address and the endpoint's, from its
+/// first two stdout lines; stdout stays open (drained by a thread) so later lines never fail.
+fn serve_with_metrics(data_dir: &Path) -> (Child, SocketAddr, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--set")
+        .arg("metrics.listen=127.0.0.1:0")
+        .env("FERRY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn ferry serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let mut next = |prefix: &str| -> SocketAddr {
+        let line = lines.next().expect("a line").expect("read a line");
+        line.strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
+            .parse()
+            .expect("an address")
+    };
+    let kafka = next("ferry: listening on ");
+    let metrics = next("ferry: metrics on ");
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, kafka, metrics)
+}
+
+/// GET `path` from `address` over HTTP/1.0; the body.
+fn http_get(address: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send the request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read the response");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{head}");
+    body.to_string()
+}
+
+/// A PromQL instant query's result vector, percent-encoding the query.
+fn promql(prometheus: SocketAddr, query: &str) -> Vec<Value> {
+    let encoded: String = query
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let body = http_get(prometheus, &format!("/api/v1/query?query={encoded}"));
+    let answer: Value = serde_json::from_str(&body).expect("a JSON answer");
+    assert_eq!(answer["status"], "success", "{answer}");
+    answer["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn prometheus_scrapes_ferry_and_the_auditor() {
+    if !Path::new(PROMETHEUS).exists() {
+        eprintln!("skipped: {PROMETHEUS} is missing (scripts/install-deps installs prometheus)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (serve, kafka, serve_metrics) = serve_with_metrics(&dir.path().join("data"));
+    let _serve = Killed(serve);
+    let audit_metrics = format!("127.0.0.1:{}", reserve_port());
+    let auditor = audit_command(
+        &kafka.to_string(),
+        &[
+            "--lanes",
+            "at-least-once",
+            "--rate",
+            "20",
+            "--duration",
+            "60s",
+            "--metrics-listen",
+            &audit_metrics,
+        ],
+    )
+    .spawn()
+    .expect("spawn ferry audit");
+    let _auditor = Killed(auditor);
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: ferry\n    static_configs:\n      - targets: ['{serve_metrics}']\n  - job_name: ferry-audit\n    static_configs:\n      - targets: ['{audit_metrics}']\n"
+        ),
+    )
+    .expect("write prometheus.yml");
+    let web = SocketAddr::from(([127, 0, 0, 1], reserve_port()));
+    let prometheus = Command::new(PROMETHEUS)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn prometheus");
+    let _prometheus = Killed(prometheus);
+    let queries = [
+        r#"ferry_audit_records_total{lane="at-least-once",outcome="consumed"} > 0"#,
+        r#"ferry_requests_total{api="Produce"}"#,
+        r#"up{job="ferry-audit"} == 1"#,
+    ];
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut pending: Vec<&str> = queries.to_vec();
+    while !pending.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no series from Prometheus for {pending:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        if TcpStream::connect(web).is_err() {
+            continue;
+        }
+        pending.retain(|query| promql(web, query).is_empty());
+    }
+    // Control: a query for a series nobody exports comes back empty, so the checks above could
+    // have failed.
+    assert!(promql(web, "ferry_audit_records_total{lane=\"no-such-lane\"}").is_empty());
+    // The auditor's own endpoint is also ready and lints clean with promtool when present.
+    let text = http_get(audit_metrics.parse().expect("address"), "/metrics");
+    assert!(text.contains("# TYPE ferry_audit_records_total counter"), "{text}");
+    if Path::new("/usr/bin/promtool").exists() {
+        let lint = Command::new("/usr/bin/promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .output_with_stdin(text.as_bytes());
+        assert!(lint.status.success(), "promtool: {}", String::from_utf8_lossy(&lint.stderr));
+    }
+}
+
+/// Runs a command with `input` on its stdin.
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output;
+}
+
+impl OutputWithStdin for Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output {
+        let mut child = self
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(input)
+            .expect("write stdin");
+        child.wait_with_output().expect("wait")
+    }
 }
