@@ -71,8 +71,9 @@ fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            if error.downcast_ref::<audit::runner::ConditionsHeld>().is_some() {
-                // A verdict, not a fault of the program: no backtrace.
+            let verdict = error.downcast_ref::<audit::runner::ConditionsHeld>().is_some();
+            if verdict {
+                // A verdict on the audited cluster, not a fault of the program: no backtrace.
                 eprintln!("Error: {error}");
             } else {
                 eprintln!("Error: {error:?}");

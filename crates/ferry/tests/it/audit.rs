@@ -15,11 +15,7 @@ use serde_json::Value;
 use crate::harness::{reserve_port, Ferry};
 
 /// The acks=all lanes, which must lose nothing.
-const ACKS_ALL_LANES: [&str; 3] = [
-    "at-least-once",
-    "at-least-once-idempotent",
-    "exactly-once",
-];
+const ACKS_ALL_LANES: [&str; 3] = ["at-least-once", "at-least-once-idempotent", "exactly-once"];
 const ALL_LANES: [&str; 4] = [
     "at-most-once",
     "at-least-once",
@@ -61,7 +57,11 @@ fn finish(mut child: Child) -> (ExitStatus, Value) {
 
 /// Runs `ferry audit` to its end.
 fn audit(bootstrap: &str, args: &[&str]) -> (ExitStatus, Value) {
-    finish(audit_command(bootstrap, args).spawn().expect("spawn ferry audit"))
+    finish(
+        audit_command(bootstrap, args)
+            .spawn()
+            .expect("spawn ferry audit"),
+    )
 }
 
 /// A lane's summary.
@@ -117,8 +117,11 @@ struct Chaos {
 impl Chaos {
     fn start(dir: &Path, listen: SocketAddr, upstream: SocketAddr, plan: &Plan) -> Chaos {
         let plan_path = dir.join("plan.json");
-        std::fs::write(&plan_path, serde_json::to_string(plan).expect("plan as JSON"))
-            .expect("write the plan");
+        std::fs::write(
+            &plan_path,
+            serde_json::to_string(plan).expect("plan as JSON"),
+        )
+        .expect("write the plan");
         let events = dir.join("chaos-events.jsonl");
         let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
             .arg("chaos")
@@ -174,12 +177,22 @@ fn audit_of_a_clean_cluster_finds_nothing_wrong() {
     let ferry = Ferry::start(&dir.path().join("data"), &[]);
     let (status, summary) = audit(
         &ferry.bootstrap(),
-        &["--duration", "6s", "--grace", "3s", "--fail-on", "loss>0,duplicates>0,reordered>0,aborted_reads>0"],
+        &[
+            "--duration",
+            "6s",
+            "--grace",
+            "3s",
+            "--fail-on",
+            "loss>0,duplicates>0,reordered>0,aborted_reads>0",
+        ],
     );
     eprintln!("{}", figures(&summary));
     assert!(status.success(), "ferry audit exited {status}");
     for name in ALL_LANES {
-        assert!(count(&summary, name, "consumed") > 300, "{name} consumed little");
+        assert!(
+            count(&summary, name, "consumed") > 300,
+            "{name} consumed little"
+        );
         for outcome in ["lost", "duplicated", "reordered", "aborted_read", "phantom"] {
             assert_eq!(count(&summary, name, outcome), 0, "{name} {outcome}");
         }
@@ -198,7 +211,10 @@ fn audit_through_a_duplicating_network_sees_duplicates_only_where_allowed() {
     let (status, summary) = audit(&bootstrap, &["--duration", "8s", "--grace", "5s"]);
     eprintln!("{}", figures(&summary));
     assert!(status.success(), "ferry audit exited {status}");
-    assert!(chaos.faults("duplicate") > 0, "the proxy duplicated nothing");
+    assert!(
+        chaos.faults("duplicate") > 0,
+        "the proxy duplicated nothing"
+    );
     assert!(count(&summary, "at-least-once", "duplicated") > 0);
     // The idempotent consumer's topic held duplicates too (its control), and it skipped them.
     assert!(count(&summary, "at-least-once-idempotent", "dedup_skipped") > 0);
@@ -230,9 +246,15 @@ fn audit_across_a_broker_kill_shows_unavailability_and_no_loss_on_acks_all() {
         let availability = whole_run(&summary, name)["availability"]
             .as_f64()
             .expect("availability");
-        assert!(availability < 1.0, "{name}: the kill did not show ({availability})");
+        assert!(
+            availability < 1.0,
+            "{name}: the kill did not show ({availability})"
+        );
         assert_eq!(count(&summary, name, "lost"), 0, "{name} lost records");
-        assert!(count(&summary, name, "consumed") > 0, "{name} consumed nothing");
+        assert!(
+            count(&summary, name, "consumed") > 0,
+            "{name} consumed nothing"
+        );
     }
 }
 
@@ -256,7 +278,10 @@ fn a_restarted_auditor_reports_no_loss() {
     for name in ALL_LANES {
         assert_eq!(lane(&summary, name)["run"], 2, "{name} did not resume");
         assert_eq!(count(&summary, name, "lost"), 0, "{name} lost records");
-        assert!(count(&summary, name, "consumed") > 300, "{name} consumed little");
+        assert!(
+            count(&summary, name, "consumed") > 300,
+            "{name} consumed little"
+        );
     }
     // The second run read records of the first (the killed consumer had not committed them)
     // and did not count them as its own.
@@ -298,7 +323,9 @@ fn audit_of_acks_0_through_a_lossy_network_reports_loss() {
     // --fail-on held: exit status 2, the condition named in the summary.
     assert_eq!(status.code(), Some(2), "ferry audit exited {status}");
     let failures = summary["failures"].as_array().expect("failures");
-    assert!(failures[0].as_str().is_some_and(|f| f.starts_with("at-most-once:loss>0")));
+    assert!(failures[0]
+        .as_str()
+        .is_some_and(|f| f.starts_with("at-most-once:loss>0")));
 }
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
@@ -340,9 +367,14 @@ fn http_get(address: SocketAddr, path: &str) -> String {
         .expect("read timeout");
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send the request");
     let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read the response");
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
     body.to_string()
 }
 
@@ -358,7 +390,10 @@ fn promql(prometheus: SocketAddr, query: &str) -> Vec<Value> {
     let body = http_get(prometheus, &format!("/api/v1/query?query={encoded}"));
     let answer: Value = serde_json::from_str(&body).expect("a JSON answer");
     assert_eq!(answer["status"], "success", "{answer}");
-    answer["data"]["result"].as_array().cloned().unwrap_or_default()
+    answer["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 struct Killed(Child);
@@ -407,7 +442,10 @@ fn prometheus_scrapes_ferry_and_the_auditor() {
     let web = SocketAddr::from(([127, 0, 0, 1], reserve_port()));
     let prometheus = Command::new(PROMETHEUS)
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
         .arg(format!("--web.listen-address={web}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -437,13 +475,20 @@ fn prometheus_scrapes_ferry_and_the_auditor() {
     assert!(promql(web, "ferry_audit_records_total{lane=\"no-such-lane\"}").is_empty());
     // The auditor's own endpoint is also ready and lints clean with promtool when present.
     let text = http_get(audit_metrics.parse().expect("address"), "/metrics");
-    assert!(text.contains("# TYPE ferry_audit_records_total counter"), "{text}");
+    assert!(
+        text.contains("# TYPE ferry_audit_records_total counter"),
+        "{text}"
+    );
     if Path::new("/usr/bin/promtool").exists() {
         let lint = Command::new("/usr/bin/promtool")
             .args(["check", "metrics"])
             .stdin(Stdio::piped())
             .output_with_stdin(text.as_bytes());
-        assert!(lint.status.success(), "promtool: {}", String::from_utf8_lossy(&lint.stderr));
+        assert!(
+            lint.status.success(),
+            "promtool: {}",
+            String::from_utf8_lossy(&lint.stderr)
+        );
     }
 }
 
