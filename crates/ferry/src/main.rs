@@ -7,6 +7,7 @@ mod serve;
 mod settings;
 
 use anyhow::Result;
+use audit::runner::ConditionsHeld;
 use clap::{Parser, Subcommand};
 
 /// Huge allocations (a hostile array count) are mapped lazily instead of aborting the process.
@@ -71,8 +72,7 @@ fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            let verdict = error.downcast_ref::<audit::runner::ConditionsHeld>().is_some();
-            if verdict {
+            if error.downcast_ref::<ConditionsHeld>().is_some() {
                 // A verdict on the audited cluster, not a fault of the program: no backtrace.
                 eprintln!("Error: {error}");
             } else {
@@ -90,10 +90,7 @@ fn main() -> std::process::ExitCode {
 fn exit_code(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<serve::ShutdownFailed>().is_some() {
         server::EXIT_FATAL
-    } else if error
-        .downcast_ref::<audit::runner::ConditionsHeld>()
-        .is_some()
-    {
+    } else if error.downcast_ref::<ConditionsHeld>().is_some() {
         audit::runner::EXIT_CONDITION_HELD
     } else {
         1
@@ -149,7 +146,7 @@ mod tests {
             exit_code(&anyhow::anyhow!("--set x: expected NAME=VALUE")),
             1
         );
-        let held = audit::runner::ConditionsHeld(vec!["loss>0: at-most-once = 3".into()]);
+        let held = ConditionsHeld(vec!["loss>0: at-most-once = 3".into()]);
         assert_eq!(exit_code(&anyhow::Error::new(held)), 2);
     }
 }
