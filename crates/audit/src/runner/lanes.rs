@@ -54,19 +54,23 @@ impl LaneShared {
             .expect("no lane thread panics holding the state")
     }
 
-    fn stamp(&self, seq: u64) -> Stamp {
+    /// The stamp of the `n`th record of the run, sent at its due time (see [`Pace`]).
+    fn stamp(&self, pace: &Pace, n: u64) -> Stamp {
         let run = self.state().run();
         Stamp {
             lane: self.lane,
             run,
-            seq,
-            sent_ms: self.clock.now_ms(),
+            seq: self.first_seq + n,
+            sent_ms: pace.due_ms(n),
         }
     }
 
-    /// When the `n`th record of the run is due.
-    fn due(&self, started: Instant, n: u64) -> Instant {
-        started + Duration::from_micros(n * 1_000_000 / self.rate_per_second.max(1))
+    fn pace(&self) -> Pace {
+        Pace {
+            started: Instant::now(),
+            started_ms: self.clock.now_ms(),
+            rate_per_second: self.rate_per_second.max(1),
+        }
     }
 
     /// Sleeps until `at`; false if told to stop first.
@@ -78,6 +82,26 @@ impl LaneShared {
             std::thread::sleep(left.min(Duration::from_millis(50)));
         }
         !self.stop_producing.load(Ordering::Relaxed)
+    }
+}
+
+/// When each record of a run is due, by the rate. A record's send time is its due time, not
+/// the moment the producer got to it: a producer held up (a transaction's commit waiting out a
+/// broker restart) then shows its wait in latency and availability instead of hiding it by
+/// sending late (no coordinated omission).
+pub(crate) struct Pace {
+    started: Instant,
+    started_ms: u64,
+    rate_per_second: u64,
+}
+
+impl Pace {
+    fn due(&self, n: u64) -> Instant {
+        self.started + Duration::from_micros(n * 1_000_000 / self.rate_per_second)
+    }
+
+    fn due_ms(&self, n: u64) -> u64 {
+        self.started_ms + n * 1_000 / self.rate_per_second
     }
 }
 
@@ -107,13 +131,13 @@ pub(crate) fn produce_plain(shared: Arc<LaneShared>) -> Result<()> {
     let guarantee = shared.lane.guarantee();
     let producer = Producer::new(guarantee, &shared.settings, Acks(shared.clone()))
         .context("create the producer")?;
-    let started = Instant::now();
+    let pace = shared.pace();
     for n in 0.. {
-        if !shared.wait_until(shared.due(started, n)) {
+        if !shared.wait_until(pace.due(n)) {
             break;
         }
-        let seq = shared.first_seq + n;
-        let stamp = shared.stamp(seq);
+        let stamp = shared.stamp(&pace, n);
+        let seq = stamp.seq;
         shared.state().sent(seq, stamp.sent_ms);
         let (key, value) = (stamp.key(), stamp.encode());
         loop {
@@ -188,7 +212,7 @@ fn ended(shared: &LaneShared, seqs: &[u64], committed: Option<bool>) {
 pub(crate) fn produce_transactions(shared: Arc<LaneShared>) -> Result<()> {
     let topic = shared.lane.topic();
     let mut producer: Option<TxnLaneProducer> = None;
-    let started = Instant::now();
+    let pace = shared.pace();
     let mut n = 0u64;
     for txn in 1u64.. {
         if shared.stop_producing.load(Ordering::Relaxed) {
@@ -208,10 +232,10 @@ pub(crate) fn produce_transactions(shared: Arc<LaneShared>) -> Result<()> {
         }
         let window_end = Instant::now() + TXN_INTERVAL;
         let mut seqs = Vec::new();
-        while shared.due(started, n) < window_end && shared.wait_until(shared.due(started, n)) {
-            let seq = shared.first_seq + n;
+        while pace.due(n) < window_end && shared.wait_until(pace.due(n)) {
+            let stamp = shared.stamp(&pace, n);
+            let seq = stamp.seq;
             n += 1;
-            let stamp = shared.stamp(seq);
             shared.state().sent(seq, stamp.sent_ms);
             seqs.push(seq);
             let (key, value) = (stamp.key(), stamp.encode());
