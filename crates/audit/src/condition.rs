@@ -179,8 +179,7 @@ pub fn failures(conditions: &[Condition], lanes: &[LaneSummary]) -> Vec<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lane::{LaneState, Limits};
-    use crate::stamp::Stamp;
+    use crate::lane::scripted;
     use expect_test::{expect, Expect};
 
     fn check_parse(text: &str, expect: Expect) {
@@ -237,26 +236,10 @@ mod tests {
 
     #[test]
     fn failures_name_lane_and_value() {
-        let limits = Limits {
-            grace_ms: 10,
-            ack_timeout_ms: 10,
-        };
-        let mut lossy = LaneState::new(Lane::AtMostOnce, 1, limits, 0);
-        lossy.sent(0, 0);
-        lossy.acked(0, true, 1);
-        lossy.tick(100);
-        let mut clean = LaneState::new(Lane::AtLeastOnce, 1, limits, 0);
-        clean.sent(0, 0);
-        clean.acked(0, true, 1);
-        let stamp = Stamp {
-            lane: Lane::AtLeastOnce,
-            run: 1,
-            seq: 0,
-            sent_ms: 0,
-        };
-        clean.consumed(Some(&stamp), true, 2);
-        clean.tick(100);
-        let lanes = [lossy.summary(100), clean.summary(100)];
+        let lanes = [
+            scripted(Lane::AtMostOnce, 1, &[(0, 0)], &[], 100),
+            scripted(Lane::AtLeastOnce, 1, &[(0, 0)], &[(0, 2)], 100),
+        ];
         let conditions = parse_list("loss>0,at-least-once:loss>0,availability<1").unwrap();
         expect![[r#"["loss>0: at-most-once = 1"]"#]]
             .assert_eq(&format!("{:?}", failures(&conditions, &lanes)));

@@ -216,33 +216,21 @@ impl LaneState {
             grace_ms,
             ack_timeout_ms,
         } = self.limits;
-        let mut lost = 0;
-        let mut next = self.loss_cursor;
-        for (seq, state) in self.seqs.range_mut(self.loss_cursor..) {
-            if state.sent_ms + grace_ms > now_ms {
-                break;
-            }
-            next = seq + 1;
-            if state.expect == Expect::Yes && state.seen == 0 {
-                state.lost = true;
-                lost += 1;
-            }
-        }
-        self.loss_cursor = next;
+        let (cursor, lost) = judge_due(&mut self.seqs, self.loss_cursor, now_ms, grace_ms, |s| {
+            let lost = s.expect == Expect::Yes && s.seen == 0;
+            s.lost |= lost;
+            lost
+        });
+        self.loss_cursor = cursor;
         self.windows.count(Outcome::Lost, now_ms, lost);
-        let mut unavailable = 0;
-        let mut next = self.availability_cursor;
-        for (seq, state) in self.seqs.range_mut(self.availability_cursor..) {
-            if state.sent_ms + ack_timeout_ms > now_ms {
-                break;
-            }
-            next = seq + 1;
-            if !state.availability_judged {
-                state.availability_judged = true;
-                unavailable += 1;
-            }
-        }
-        self.availability_cursor = next;
+        let (cursor, unavailable) = judge_due(
+            &mut self.seqs,
+            self.availability_cursor,
+            now_ms,
+            ack_timeout_ms,
+            |s| !std::mem::replace(&mut s.availability_judged, true),
+        );
+        self.availability_cursor = cursor;
         self.windows
             .count(Outcome::Unavailable, now_ms, unavailable);
         let retain_ms = WINDOW_LONGEST_MS + grace_ms.max(ack_timeout_ms);
@@ -293,6 +281,27 @@ impl LaneState {
                 .collect(),
         }
     }
+}
+
+/// Runs `judge` over the sequences from `cursor` that were sent `wait_ms` or more before
+/// `now_ms` (sends come in sequence order, so they are a prefix); returns the next cursor and
+/// how many `judge` counted.
+fn judge_due(
+    seqs: &mut BTreeMap<u64, Seq>,
+    cursor: u64,
+    now_ms: u64,
+    wait_ms: u64,
+    mut judge: impl FnMut(&mut Seq) -> bool,
+) -> (u64, u64) {
+    let (mut next, mut counted) = (cursor, 0);
+    for (seq, state) in seqs.range_mut(cursor..) {
+        if state.sent_ms + wait_ms > now_ms {
+            break;
+        }
+        next = seq + 1;
+        counted += u64::from(judge(state));
+    }
+    (next, counted)
 }
 
 /// One window's figures, as reported (JSON, metrics, terminal).
@@ -350,6 +359,39 @@ impl LaneSummary {
             .find(|w| w.window == window)
             .expect("every window is summarised")
     }
+}
+
+/// For other modules' tests: a lane of `run` (grace and acknowledgement timeout 10 ms) that
+/// sent each of `sent` at its time and had it acknowledged 1 ms later, consumed each of
+/// `consumed` at its time, and was ticked at `now_ms`.
+#[cfg(test)]
+pub(crate) fn scripted(
+    lane: Lane,
+    run: u64,
+    sent: &[(u64, u64)],
+    consumed: &[(u64, u64)],
+    now_ms: u64,
+) -> LaneSummary {
+    let limits = Limits {
+        grace_ms: 10,
+        ack_timeout_ms: 10,
+    };
+    let mut state = LaneState::new(lane, run, limits, 0);
+    for (seq, at) in sent {
+        state.sent(*seq, *at);
+        state.acked(*seq, true, at + 1);
+    }
+    for (seq, at) in consumed {
+        let stamp = Stamp {
+            lane,
+            run,
+            seq: *seq,
+            sent_ms: 0,
+        };
+        state.consumed(Some(&stamp), true, *at);
+    }
+    state.tick(now_ms);
+    state.summary(now_ms)
 }
 
 #[cfg(test)]

@@ -113,27 +113,13 @@ pub fn families(lanes: &[LaneSummary]) -> Vec<MetricFamily> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lane::{LaneState, Limits};
-    use crate::stamp::{Lane, Stamp};
+    use crate::lane::scripted;
+    use crate::stamp::Lane;
 
     #[test]
     fn families_render_in_the_text_format() {
-        let limits = Limits {
-            grace_ms: 10,
-            ack_timeout_ms: 10,
-        };
-        let mut lane = LaneState::new(Lane::AtLeastOnce, 3, limits, 0);
-        lane.sent(0, 0);
-        lane.acked(0, true, 1);
-        let stamp = Stamp {
-            lane: Lane::AtLeastOnce,
-            run: 3,
-            seq: 0,
-            sent_ms: 0,
-        };
-        lane.consumed(Some(&stamp), true, 5);
-        lane.consumed(Some(&stamp), true, 6);
-        let families = families(&[lane.summary(100)]);
+        let lane = scripted(Lane::AtLeastOnce, 3, &[(0, 0)], &[(0, 5), (0, 6)], 100);
+        let families = families(&[lane]);
         let mut text = Vec::new();
         prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &families, &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
