@@ -183,8 +183,13 @@ pub fn run(args: AuditArgs) -> Result<()> {
         terminal: !args.json && std::io::stdout().is_terminal(),
     };
     let end = args.duration.map(|d| Instant::now() + d);
+    // A lane thread that ends early failed (its error comes out of `join_all`): stop then.
+    let failed = || {
+        let mut threads = producers.iter().chain(&consumers);
+        threads.any(|(_, handle)| handle.is_finished())
+    };
     looper.run_until(|_| {
-        interrupted.load(Ordering::Relaxed) || end.is_some_and(|e| Instant::now() >= e)
+        interrupted.load(Ordering::Relaxed) || end.is_some_and(|e| Instant::now() >= e) || failed()
     });
     for shared in &started {
         shared.stop_producing.store(true, Ordering::Relaxed);
