@@ -45,7 +45,11 @@ enum Expect {
 
 #[derive(Clone, Debug)]
 struct Seq {
+    /// When it was due by the rate: latency and availability count from here.
     sent_ms: u64,
+    /// When the producer took it: the grace counts from here, so a producer that fell behind
+    /// does not make its late records lost before they could arrive.
+    enqueued_ms: u64,
     expect: Expect,
     /// Consumptions so far.
     seen: u32,
@@ -100,8 +104,15 @@ impl LaneState {
 
     /// Record `seq` was handed to the producer at `at_ms` (sequences in increasing order).
     pub fn sent(&mut self, seq: u64, at_ms: u64) {
+        self.sent_late(seq, at_ms, at_ms);
+    }
+
+    /// Record `seq`, due at `due_ms`, was handed to the producer at `at_ms` (later, when the
+    /// producer fell behind its rate).
+    pub fn sent_late(&mut self, seq: u64, due_ms: u64, at_ms: u64) {
         let seq_state = Seq {
-            sent_ms: at_ms,
+            sent_ms: due_ms,
+            enqueued_ms: at_ms.max(due_ms),
             expect: Expect::Yes,
             seen: 0,
             lost: false,
@@ -216,18 +227,22 @@ impl LaneState {
             grace_ms,
             ack_timeout_ms,
         } = self.limits;
-        let (cursor, lost) = judge_due(&mut self.seqs, self.loss_cursor, now_ms, grace_ms, |s| {
-            let lost = s.expect == Expect::Yes && s.seen == 0;
-            s.lost |= lost;
-            lost
-        });
+        let (cursor, lost) = judge_due(
+            &mut self.seqs,
+            self.loss_cursor,
+            |s| s.enqueued_ms + grace_ms <= now_ms,
+            |s| {
+                let lost = s.expect == Expect::Yes && s.seen == 0;
+                s.lost |= lost;
+                lost
+            },
+        );
         self.loss_cursor = cursor;
         self.windows.count(Outcome::Lost, now_ms, lost);
         let (cursor, unavailable) = judge_due(
             &mut self.seqs,
             self.availability_cursor,
-            now_ms,
-            ack_timeout_ms,
+            |s| s.sent_ms + ack_timeout_ms <= now_ms,
             |s| !std::mem::replace(&mut s.availability_judged, true),
         );
         self.availability_cursor = cursor;
@@ -237,7 +252,7 @@ impl LaneState {
         while self
             .seqs
             .first_key_value()
-            .is_some_and(|(seq, s)| s.sent_ms + retain_ms <= now_ms && *seq < self.loss_cursor)
+            .is_some_and(|(seq, s)| s.enqueued_ms + retain_ms <= now_ms && *seq < self.loss_cursor)
         {
             self.forget_oldest();
         }
@@ -283,19 +298,18 @@ impl LaneState {
     }
 }
 
-/// Runs `judge` over the sequences from `cursor` that were sent `wait_ms` or more before
-/// `now_ms` (sends come in sequence order, so they are a prefix); returns the next cursor and
+/// Runs `judge` over the sequences from `cursor` that are `due` (a time after their send;
+/// sends come in sequence order, so the due ones are a prefix); returns the next cursor and
 /// how many `judge` counted.
 fn judge_due(
     seqs: &mut BTreeMap<u64, Seq>,
     cursor: u64,
-    now_ms: u64,
-    wait_ms: u64,
+    due: impl Fn(&Seq) -> bool,
     mut judge: impl FnMut(&mut Seq) -> bool,
 ) -> (u64, u64) {
     let (mut next, mut counted) = (cursor, 0);
     for (seq, state) in seqs.range_mut(cursor..) {
-        if state.sent_ms + wait_ms > now_ms {
+        if !due(state) {
             break;
         }
         next = seq + 1;

@@ -15,7 +15,7 @@ const LIMITS: Limits = Limits {
 
 /// Runs events on a lane of run 1 and prints the non-zero counts since the start, then the
 /// pending records. Events, space-separated, each `<op><seq>@<ms>`:
-/// `s` sent, `a` acked, `f` send failed, `c` consumed, `d` consumed but skipped by the dedup,
+/// `s` sent, `S<seq>@<due>/<ms>` sent at `ms` though due at `due`, `a` acked, `f` send failed, `c` consumed, `d` consumed but skipped by the dedup,
 /// `o` consumed from run 0, `x` its transaction aborted, `u` its transaction's outcome unknown,
 /// `t` a tick (no seq).
 fn check(events: &str, expect: Expect) {
@@ -24,7 +24,9 @@ fn check(events: &str, expect: Expect) {
     for event in events.split_whitespace() {
         let (op, rest) = event.split_at(1);
         let (seq, at) = rest.split_once('@').expect("<op><seq>@<ms>");
-        let at: u64 = at.parse().expect("time");
+        // `S<seq>@<due>/<ms>`: sent late.
+        let (due, at) = at.split_once('/').unwrap_or((at, at));
+        let (due, at): (u64, u64) = (due.parse().expect("time"), at.parse().expect("time"));
         let seq: u64 = seq.parse().unwrap_or(0);
         now = now.max(at);
         let stamp = |run| Stamp {
@@ -35,6 +37,7 @@ fn check(events: &str, expect: Expect) {
         };
         match op {
             "s" => lane.sent(seq, at),
+            "S" => lane.sent_late(seq, due, at),
             "a" => lane.acked(seq, true, at),
             "f" => lane.acked(seq, false, at),
             "c" => lane.consumed(Some(&stamp(1)), true, at),
@@ -86,6 +89,11 @@ fn lane_as_data() {
         "s0@0 a0@1 t@100 c0@150",
         expect!["acked=1 available=1 consumed=1 late=1 lost=1 sent=1 pending=0 p50=159 p99=159"],
     );
+    // Sent late (the producer fell behind): the grace counts from the send, latency and
+    // availability from when it was due.
+    check("S0@0/200 t@250", expect!["sent=1 unavailable=1 pending=1"]);
+    check("S0@0/200 a0@201 c0@210 t@400", expect!["acked=1 consumed=1 sent=1 unavailable=1 pending=0 p50=223 p99=223"]);
+    check("S0@0/200 t@300", expect!["lost=1 sent=1 unavailable=1 pending=0"]);
     // A duplicate and a reordering.
     check(
         "s0@0 s1@1 c1@5 c0@6 c0@7 t@500",

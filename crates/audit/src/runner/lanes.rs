@@ -138,7 +138,9 @@ pub(crate) fn produce_plain(shared: Arc<LaneShared>) -> Result<()> {
         }
         let stamp = shared.stamp(&pace, n);
         let seq = stamp.seq;
-        shared.state().sent(seq, stamp.sent_ms);
+        shared
+            .state()
+            .sent_late(seq, stamp.sent_ms, shared.clock.now_ms());
         let (key, value) = (stamp.key(), stamp.encode());
         loop {
             match producer.send(&topic, Some(0), &key, &value, seq as usize) {
@@ -236,7 +238,9 @@ pub(crate) fn produce_transactions(shared: Arc<LaneShared>) -> Result<()> {
             let stamp = shared.stamp(&pace, n);
             let seq = stamp.seq;
             n += 1;
-            shared.state().sent(seq, stamp.sent_ms);
+            shared
+                .state()
+                .sent_late(seq, stamp.sent_ms, shared.clock.now_ms());
             seqs.push(seq);
             let (key, value) = (stamp.key(), stamp.encode());
             let record = BaseRecord::with_opaque_to(&topic, seq as usize)
