@@ -92,8 +92,14 @@ fn lane_as_data() {
     // Sent late (the producer fell behind): the grace counts from the send, latency and
     // availability from when it was due.
     check("S0@0/200 t@250", expect!["sent=1 unavailable=1 pending=1"]);
-    check("S0@0/200 a0@201 c0@210 t@400", expect!["acked=1 consumed=1 sent=1 unavailable=1 pending=0 p50=223 p99=223"]);
-    check("S0@0/200 t@300", expect!["lost=1 sent=1 unavailable=1 pending=0"]);
+    check(
+        "S0@0/200 a0@201 c0@210 t@400",
+        expect!["acked=1 consumed=1 sent=1 unavailable=1 pending=0 p50=223 p99=223"],
+    );
+    check(
+        "S0@0/200 t@300",
+        expect!["lost=1 sent=1 unavailable=1 pending=0"],
+    );
     // A duplicate and a reordering.
     check(
         "s0@0 s1@1 c1@5 c0@6 c0@7 t@500",

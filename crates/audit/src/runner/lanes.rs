@@ -23,6 +23,9 @@ use crate::stamp::{Lane, Stamp};
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// The exactly-once lane commits a transaction every this long (Kafka Streams' default).
 const TXN_INTERVAL: Duration = Duration::from_millis(100);
+/// The most records one transaction carries: a producer catching up after a long stall sends
+/// its overdue records in several transactions, not one that may outgrow the broker's limits.
+const TXN_RECORDS_MAX: usize = 10_000;
 /// The time allowed for each transaction call (init, commit, abort).
 const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a producer waits between attempts to come back after a fatal error.
@@ -234,7 +237,10 @@ pub(crate) fn produce_transactions(shared: Arc<LaneShared>) -> Result<()> {
         }
         let window_end = Instant::now() + TXN_INTERVAL;
         let mut seqs = Vec::new();
-        while pace.due(n) < window_end && shared.wait_until(pace.due(n)) {
+        while seqs.len() < TXN_RECORDS_MAX
+            && pace.due(n) < window_end
+            && shared.wait_until(pace.due(n))
+        {
             let stamp = shared.stamp(&pace, n);
             let seq = stamp.seq;
             n += 1;
