@@ -75,8 +75,8 @@ pub struct AuditArgs {
     /// Serve /metrics, /healthz and /readyz here (e.g. 127.0.0.1:9464).
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
-    /// Stop after this long (default: run until Ctrl-C), then wait for records within their
-    /// grace and print the summary.
+    /// Stop after this long (default: run until Ctrl-C or SIGTERM), then wait for records
+    /// within their grace and print the summary.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
     /// Conditions on the whole run's figures, judged at the end: if any holds, exit with
@@ -134,10 +134,20 @@ pub fn run(args: AuditArgs) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("start the runtime")?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
+    // Ctrl-C or SIGTERM (a service manager's stop) ends the run as --duration does.
     runtime.spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, Ordering::Relaxed);
+        use tokio::signal::unix::{signal, SignalKind};
+        let terminate = async {
+            match signal(SignalKind::terminate()) {
+                Ok(mut terminate) => terminate.recv().await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
         }
+        flag.store(true, Ordering::Relaxed);
     });
     let snapshot: Arc<Mutex<Vec<LaneSummary>>> = Arc::default();
     let endpoint = match args.metrics_listen {
