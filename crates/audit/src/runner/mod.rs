@@ -26,6 +26,8 @@ use crate::view;
 
 /// How often the lanes are judged (loss past the grace, availability past the timeout).
 const TICK: Duration = Duration::from_millis(100);
+/// How often the figures are summarised for the view and `/metrics`.
+const SUMMARY_EVERY: Duration = Duration::from_secs(1);
 /// How often the view is drawn: in place on a terminal, as lines in a log.
 const REDRAW_TERMINAL: Duration = Duration::from_secs(1);
 const REDRAW_LOG: Duration = Duration::from_secs(10);
@@ -190,6 +192,7 @@ pub fn run(args: AuditArgs) -> Result<()> {
         args: &args,
         start: Instant::now(),
         drawn: None,
+        summarised: None,
         terminal: !args.json && std::io::stdout().is_terminal(),
     };
     let end = args.duration.map(|d| Instant::now() + d);
@@ -198,7 +201,7 @@ pub fn run(args: AuditArgs) -> Result<()> {
         let mut threads = producers.iter().chain(&consumers);
         threads.any(|(_, handle)| handle.is_finished())
     };
-    looper.run_until(|_| {
+    looper.run_until(|_pending| {
         interrupted.load(Ordering::Relaxed) || end.is_some_and(|e| Instant::now() >= e) || failed()
     });
     for shared in &started {
@@ -207,12 +210,13 @@ pub fn run(args: AuditArgs) -> Result<()> {
     join_all(producers)?;
     // The records still within their grace: wait until each is seen or judged lost.
     let drained_by = Instant::now() + args.grace + TICK * 5;
-    looper.run_until(|lanes| Instant::now() >= drained_by || lanes.iter().all(|l| l.pending == 0));
+    looper.run_until(|pending| pending == 0 || Instant::now() >= drained_by);
     for shared in &started {
         shared.stop_consuming.store(true, Ordering::Relaxed);
     }
     join_all(consumers)?;
-    let summaries = looper.tick();
+    looper.tick();
+    let summaries = looper.summarise();
     let failures = condition::failures(&conditions, &summaries);
     looper.finish(&summaries, &failures)?;
     if !failures.is_empty() {
@@ -284,33 +288,57 @@ struct Looper<'a> {
     args: &'a AuditArgs,
     start: Instant,
     drawn: Option<Instant>,
+    summarised: Option<Instant>,
     terminal: bool,
 }
 
 impl Looper<'_> {
-    /// Judges every lane as of now and publishes the summaries.
-    fn tick(&self) -> Vec<LaneSummary> {
+    /// Judges every lane as of now; returns the records still pending in all of them.
+    fn tick(&self) -> usize {
+        let now = self.clock.now_ms();
+        self.lanes
+            .iter()
+            .map(|shared| {
+                let mut state = shared.state.lock().expect("no lane thread panics");
+                state.tick(now);
+                state.pending()
+            })
+            .sum()
+    }
+
+    /// Every lane's figures as of now, published for `/metrics`.
+    fn summarise(&self) -> Vec<LaneSummary> {
         let now = self.clock.now_ms();
         let summaries: Vec<LaneSummary> = self
             .lanes
             .iter()
             .map(|shared| {
-                let mut state = shared.state.lock().expect("no lane thread panics");
-                state.tick(now);
-                state.summary(now)
+                shared
+                    .state
+                    .lock()
+                    .expect("no lane thread panics")
+                    .summary(now)
             })
             .collect();
         *self.snapshot.lock().expect("no scrape panics") = summaries.clone();
         summaries
     }
 
-    fn run_until(&mut self, done: impl Fn(&[LaneSummary]) -> bool) {
+    /// Ticks until `done(pending records)`; summarises (merging up to 15 minutes of slices per
+    /// window, the costly part) and draws once per [`SUMMARY_EVERY`].
+    fn run_until(&mut self, done: impl Fn(usize) -> bool) {
         loop {
-            let summaries = self.tick();
-            if done(&summaries) {
+            if done(self.tick()) {
                 return;
             }
-            self.draw(&summaries);
+            if self
+                .summarised
+                .is_none_or(|at| at.elapsed() >= SUMMARY_EVERY)
+            {
+                self.summarised = Some(Instant::now());
+                let summaries = self.summarise();
+                self.draw(&summaries);
+            }
             std::thread::sleep(TICK);
         }
     }
