@@ -76,6 +76,8 @@ pub struct LaneState {
     first_seen_max: Option<u64>,
     windows: Windows,
     started_ms: u64,
+    /// The run's first sequence number (where it resumed the lane's sequence).
+    first_seq: u64,
 }
 
 impl LaneState {
@@ -91,7 +93,15 @@ impl LaneState {
             first_seen_max: None,
             windows: Windows::default(),
             started_ms,
+            first_seq: 0,
         }
+    }
+
+    /// The run resumes the lane's sequence at `first_seq` (reported, not judged: sequences
+    /// below it belong to earlier runs, which the run id tells apart).
+    pub fn resuming_at(mut self, first_seq: u64) -> LaneState {
+        self.first_seq = first_seq;
+        self
     }
 
     pub fn lane(&self) -> Lane {
@@ -288,6 +298,7 @@ impl LaneState {
         LaneSummary {
             lane: self.lane,
             run: self.run,
+            first_seq: self.first_seq,
             elapsed_ms: now_ms.saturating_sub(self.started_ms),
             pending: self.pending() as u64,
             windows: WINDOWS
@@ -359,6 +370,8 @@ impl WindowSummary {
 pub struct LaneSummary {
     pub lane: Lane,
     pub run: u64,
+    /// Where the run resumed the lane's sequence.
+    pub first_seq: u64,
     pub elapsed_ms: u64,
     /// Expected records not yet seen and still within the grace.
     pub pending: u64,

@@ -62,7 +62,7 @@ pub struct AuditArgs {
     #[arg(short = 'X', value_name = "NAME=VALUE")]
     pub settings: Vec<String>,
     /// Records per second per lane.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: u64,
     /// Lanes to run, comma-separated (default all): at-most-once, at-least-once,
     /// at-least-once-idempotent, exactly-once.
@@ -162,7 +162,8 @@ pub fn run(args: AuditArgs) -> Result<()> {
         runtime.block_on(topic::create(&settings, *lane))?;
         let resume = topic::resume(&settings, *lane)?;
         tracing::info!(%lane, run = resume.run, first_seq = resume.first_seq, "lane starts");
-        let state = LaneState::new(*lane, resume.run, limits, clock.now_ms());
+        let state =
+            LaneState::new(*lane, resume.run, limits, clock.now_ms()).resuming_at(resume.first_seq);
         started.push(Arc::new(LaneShared {
             lane: *lane,
             state: Mutex::new(state),

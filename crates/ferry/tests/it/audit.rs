@@ -277,6 +277,12 @@ fn a_restarted_auditor_reports_no_loss() {
     assert!(status.success(), "ferry audit exited {status}");
     for name in ALL_LANES {
         assert_eq!(lane(&summary, name)["run"], 2, "{name} did not resume");
+        // The first run sent for 6 s at 100 records a second: the second continues its
+        // sequence.
+        let first_seq = lane(&summary, name)["first_seq"]
+            .as_u64()
+            .expect("first_seq");
+        assert!(first_seq > 100, "{name} resumed at {first_seq}");
         assert_eq!(count(&summary, name, "lost"), 0, "{name} lost records");
         assert!(
             count(&summary, name, "consumed") > 300,
