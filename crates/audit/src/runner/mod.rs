@@ -49,6 +49,12 @@ const CLIENT_SETTINGS: &[(&str, &str)] = &[
     ("log_level", "3"),
 ];
 
+/// How long the producers may take to stop: a flush, or a transaction's commit, each bounded
+/// by 10 s in `lanes.rs`.
+const PRODUCERS_STOP_TIMEOUT: Duration = Duration::from_secs(25);
+/// How long the consumers may take to commit and close.
+const CONSUMERS_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The exit code when a `--fail-on` condition holds at the end of the run.
 pub const EXIT_CONDITION_HELD: u8 = 2;
 
@@ -208,14 +214,14 @@ pub fn run(args: AuditArgs) -> Result<()> {
     for shared in &started {
         shared.stop_producing.store(true, Ordering::Relaxed);
     }
-    join_all(producers)?;
+    join_all(producers, PRODUCERS_STOP_TIMEOUT)?;
     // The records still within their grace: wait until each is seen or judged lost.
     let drained_by = Instant::now() + args.grace + TICK * 5;
     looper.run_until(|pending| pending == 0 || Instant::now() >= drained_by);
     for shared in &started {
         shared.stop_consuming.store(true, Ordering::Relaxed);
     }
-    join_all(consumers)?;
+    join_all(consumers, CONSUMERS_STOP_TIMEOUT)?;
     looper.tick();
     let summaries = looper.summarise();
     let failures = condition::failures(&conditions, &summaries);
@@ -264,8 +270,24 @@ fn spawn_all(
         .collect()
 }
 
-fn join_all(threads: Vec<LaneThread>) -> Result<()> {
+/// Joins the threads that stop within `within`, reporting their errors; a thread still
+/// running then (a librdkafka call stuck on a dead cluster) is left behind with a warning, so
+/// the auditor still reports and exits.
+fn join_all(threads: Vec<LaneThread>, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline && threads.iter().any(|(_, h)| !h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     for (lane, handle) in threads {
+        if !handle.is_finished() {
+            let name = handle
+                .thread()
+                .name()
+                .unwrap_or("a lane thread")
+                .to_string();
+            tracing::warn!(%lane, thread = name, ?within, "did not stop in time; left behind");
+            continue;
+        }
         match handle.join() {
             Ok(result) => result.with_context(|| format!("lane {lane}"))?,
             Err(_) => bail!("a thread of lane {lane} panicked"),

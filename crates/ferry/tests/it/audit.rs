@@ -40,16 +40,31 @@ fn audit_command(bootstrap: &str, args: &[&str]) -> Command {
     command
 }
 
-/// Waits for an audit child and parses its JSON summary.
+/// The longest an audit child of these tests may run: its --duration, the grace, and the
+/// stop timeouts, with room to spare on a loaded machine.
+const AUDIT_WAIT: Duration = Duration::from_secs(120);
+
+/// Waits for an audit child (killing it after [`AUDIT_WAIT`]) and parses its JSON summary.
 fn finish(mut child: Child) -> (ExitStatus, Value) {
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .expect("piped stdout")
-        .read_to_string(&mut out)
-        .expect("read the summary");
-    let status = child.wait().expect("wait for ferry audit");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).expect("read the summary");
+        out
+    });
+    let deadline = Instant::now() + AUDIT_WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll ferry audit") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ferry audit did not finish within {AUDIT_WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = reader.join().expect("the reader thread");
     let summary = serde_json::from_str(&out)
         .unwrap_or_else(|error| panic!("ferry audit ({status}) printed no JSON ({error}): {out}"));
     (status, summary)
