@@ -36,6 +36,9 @@ pub struct Limits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
     Yes,
+    /// Sent in a transaction not yet ended: read_committed readers cannot see it yet, so its
+    /// grace starts when the transaction commits.
+    Open,
     /// Sent in a transaction that was aborted: it must never be consumed.
     Aborted,
     /// Sent in a transaction whose outcome is unknown: neither its absence nor its presence
@@ -140,6 +143,15 @@ impl LaneState {
         }
     }
 
+    /// As [`LaneState::sent_late`], for a record of a transaction still open: it is expected
+    /// once [`LaneState::transaction_ended`] says the transaction committed.
+    pub fn sent_in_transaction(&mut self, seq: u64, due_ms: u64, at_ms: u64) {
+        self.sent_late(seq, due_ms, at_ms);
+        if let Some(state) = self.seqs.get_mut(&seq) {
+            state.expect = Expect::Open;
+        }
+    }
+
     /// The producer's report on `seq`: acknowledged (`ok`) or not.
     pub fn acked(&mut self, seq: u64, ok: bool, at_ms: u64) {
         let outcome = if ok {
@@ -165,12 +177,15 @@ impl LaneState {
         self.windows.count(outcome, at_ms, 1);
     }
 
-    /// `seq` was sent in a transaction that aborted (`committed` false) or whose outcome is
-    /// unknown (`None`).
+    /// `seq` was sent in a transaction that committed (`Some(true)`: its grace starts now),
+    /// aborted (`Some(false)`) or whose outcome is unknown (`None`).
     pub fn transaction_ended(&mut self, seq: u64, committed: Option<bool>, at_ms: u64) {
         let Some(state) = self.seqs.get_mut(&seq) else {
             return;
         };
+        if committed == Some(true) {
+            state.enqueued_ms = state.enqueued_ms.max(at_ms);
+        }
         state.expect = match committed {
             Some(true) => Expect::Yes,
             Some(false) => Expect::Aborted,
@@ -240,7 +255,8 @@ impl LaneState {
         let (cursor, lost) = judge_due(
             &mut self.seqs,
             self.loss_cursor,
-            |s| s.enqueued_ms + grace_ms <= now_ms,
+            // An open transaction stops the judging until it ends (transactions end in order).
+            |s| s.expect != Expect::Open && s.enqueued_ms + grace_ms <= now_ms,
             |s| {
                 let lost = s.expect == Expect::Yes && s.seen == 0;
                 s.lost |= lost;
@@ -280,7 +296,7 @@ impl LaneState {
     pub fn pending(&self) -> usize {
         self.seqs
             .range(self.loss_cursor..)
-            .filter(|(_, s)| s.expect == Expect::Yes && s.seen == 0)
+            .filter(|(_, s)| matches!(s.expect, Expect::Yes | Expect::Open) && s.seen == 0)
             .count()
     }
 

@@ -16,7 +16,8 @@ const LIMITS: Limits = Limits {
 /// Runs events on a lane of run 1 and prints the non-zero counts since the start, then the
 /// pending records. Events, space-separated, each `<op><seq>@<ms>`:
 /// `s` sent, `S<seq>@<due>/<ms>` sent at `ms` though due at `due`, `a` acked, `f` send failed, `c` consumed, `d` consumed but skipped by the dedup,
-/// `o` consumed from run 0, `x` its transaction aborted, `u` its transaction's outcome unknown,
+/// `o` consumed from run 0, `T` sent in a transaction, `k` its transaction committed, `x`
+/// aborted, `u` its transaction's outcome unknown,
 /// `t` a tick (no seq).
 fn check(events: &str, expect: Expect) {
     let mut lane = LaneState::new(Lane::ExactlyOnce, 1, LIMITS, 0);
@@ -38,6 +39,8 @@ fn check(events: &str, expect: Expect) {
         match op {
             "s" => lane.sent(seq, at),
             "S" => lane.sent_late(seq, due, at),
+            "T" => lane.sent_in_transaction(seq, at, at),
+            "k" => lane.transaction_ended(seq, Some(true), at),
             "a" => lane.acked(seq, true, at),
             "f" => lane.acked(seq, false, at),
             "c" => lane.consumed(Some(&stamp(1)), true, at),
@@ -99,6 +102,20 @@ fn lane_as_data() {
     check(
         "S0@0/200 t@300",
         expect!["lost=1 sent=1 unavailable=1 pending=0"],
+    );
+    // A transaction's records are expected from its commit: the grace starts there.
+    check("T0@0 t@500", expect!["sent=1 unavailable=1 pending=1"]);
+    check(
+        "T0@0 k0@450 t@500",
+        expect!["sent=1 unavailable=1 pending=1"],
+    );
+    check(
+        "T0@0 k0@450 t@550",
+        expect!["lost=1 sent=1 unavailable=1 pending=0"],
+    );
+    check(
+        "T0@0 c0@300 k0@450 t@600",
+        expect!["consumed=1 sent=1 unavailable=1 pending=0 p50=319 p99=319"],
     );
     // A duplicate and a reordering.
     check(

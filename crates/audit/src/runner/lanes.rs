@@ -246,7 +246,7 @@ pub(crate) fn produce_transactions(shared: Arc<LaneShared>) -> Result<()> {
             n += 1;
             shared
                 .state()
-                .sent_late(seq, stamp.sent_ms, shared.clock.now_ms());
+                .sent_in_transaction(seq, stamp.sent_ms, shared.clock.now_ms());
             seqs.push(seq);
             let (key, value) = (stamp.key(), stamp.encode());
             let record = BaseRecord::with_opaque_to(&topic, seq as usize)
@@ -272,7 +272,7 @@ pub(crate) fn produce_transactions(shared: Arc<LaneShared>) -> Result<()> {
             })
         };
         match committed {
-            Ok(true) => {}
+            Ok(true) => ended(&shared, &seqs, Some(true)),
             Ok(false) => ended(&shared, &seqs, Some(false)),
             Err(error) => {
                 tracing::debug!(%error, "end transaction");
