@@ -299,8 +299,43 @@ impl rdkafka::ClientContext for QuietContext {
 
 impl rdkafka::consumer::ConsumerContext for QuietContext {}
 
+/// What the lane's processing keeps beside its counts, outliving consumer instances as a
+/// database outlives the processes writing to it.
+struct Effects {
+    lane: Lane,
+    /// The idempotent lane's dedup store.
+    dedup: Option<Idempotent<MemoryDedupStore>>,
+    /// Exactly-once keeps its position beside its effects (as the lab's consumer and the sinks
+    /// do), so a record read again after a rebalance, its offset not yet committed, is not
+    /// applied twice; a record written twice sits at two offsets and is counted twice.
+    position: Option<i64>,
+}
+
+impl Effects {
+    /// Whether `record` takes effect (false: recognised as already applied).
+    fn apply(&mut self, record: &client::Record) -> bool {
+        match (self.lane, self.dedup.as_mut()) {
+            (_, Some(dedup)) => {
+                let applied = dedup.apply(record, |_| Ok::<(), std::convert::Infallible>(()));
+                !matches!(applied, Ok(Applied::Duplicate))
+            }
+            (Lane::ExactlyOnce, None) => {
+                let next = record.offset + 1;
+                let applied = self
+                    .position
+                    .is_none_or(|position| record.offset >= position);
+                self.position = Some(self.position.map_or(next, |position| position.max(next)));
+                applied
+            }
+            _ => true,
+        }
+    }
+}
+
 /// The consumer: the guarantee's loop (`Consumer::step`), every record reported to the lane;
-/// the idempotent lane reports what `Idempotent` applied.
+/// the idempotent lane reports what `Idempotent` applied. A consumer instance that hits a
+/// fatal error (a static member fenced, as when a duplicated JoinGroup gave its instance id to
+/// a second member id) is replaced by a new one.
 pub(crate) fn consume(shared: Arc<LaneShared>) -> Result<()> {
     let topic = shared.lane.topic();
     // A static member (KIP-345): a restarted auditor takes over its predecessor's partition
@@ -320,15 +355,34 @@ pub(crate) fn consume(shared: Arc<LaneShared>) -> Result<()> {
             Guarantee::AtLeastOnce
         }
     };
-    let mut consumer = Consumer::with_context(guarantee, &settings, QuietContext)
-        .context("create the consumer")?;
-    consumer.subscribe(&[&topic])?;
-    let mut dedup = (shared.lane == Lane::AtLeastOnceIdempotent)
-        .then(|| Idempotent::new(MemoryDedupStore::default(), MessageId::Key));
-    // Exactly-once keeps its position beside its effects (as the lab's consumer and the sinks
-    // do), so a record read again after a rebalance, its offset not yet committed, is not
-    // applied twice; a record written twice sits at two offsets and is counted twice.
-    let mut position: Option<i64> = None;
+    let mut effects = Effects {
+        lane: shared.lane,
+        dedup: (shared.lane == Lane::AtLeastOnceIdempotent)
+            .then(|| Idempotent::new(MemoryDedupStore::default(), MessageId::Key)),
+        position: None,
+    };
+    loop {
+        let mut consumer = Consumer::with_context(guarantee, &settings, QuietContext)
+            .context("create the consumer")?;
+        consumer.subscribe(&[&topic])?;
+        match consume_with(&shared, &mut consumer, &mut effects) {
+            None => {
+                let _ = consumer.commit_window(&mut NoObserver);
+                return Ok(());
+            }
+            Some((code, reason)) => {
+                tracing::warn!(lane = %shared.lane, ?code, reason, "consumer failed; a new one takes over");
+            }
+        }
+    }
+}
+
+/// Steps `consumer` until the lane stops consuming (`None`) or the consumer has a fatal error.
+fn consume_with(
+    shared: &LaneShared,
+    consumer: &mut Consumer<QuietContext>,
+    effects: &mut Effects,
+) -> Option<(rdkafka::types::RDKafkaErrorCode, String)> {
     while !shared.stop_consuming.load(Ordering::Relaxed) {
         let step = consumer.step(POLL_TIMEOUT, &mut NoObserver, |record| {
             let now = shared.clock.now_ms();
@@ -336,19 +390,7 @@ pub(crate) fn consume(shared: Arc<LaneShared>) -> Result<()> {
                 .payload
                 .as_deref()
                 .and_then(|p| Stamp::decode(p).ok());
-            let applied = match (shared.lane, dedup.as_mut()) {
-                (_, Some(dedup)) => {
-                    let applied = dedup.apply(record, |_| Ok::<(), std::convert::Infallible>(()));
-                    !matches!(applied, Ok(Applied::Duplicate))
-                }
-                (Lane::ExactlyOnce, None) => {
-                    let applied = position.is_none_or(|next| record.offset >= next);
-                    position =
-                        Some(position.map_or(record.offset + 1, |n| n.max(record.offset + 1)));
-                    applied
-                }
-                _ => true,
-            };
+            let applied = effects.apply(record);
             shared.state().consumed(stamp.as_ref(), applied, now);
             Ok::<(), std::convert::Infallible>(())
         });
@@ -359,12 +401,15 @@ pub(crate) fn consume(shared: Arc<LaneShared>) -> Result<()> {
                 std::thread::sleep(POLL_TIMEOUT);
             }
         }
+        let client = rdkafka::consumer::Consumer::client(consumer.inner());
+        if let Some(fatal) = client.fatal_error() {
+            return Some(fatal);
+        }
         if !shared.assigned.load(Ordering::Relaxed) {
             let assigned = rdkafka::consumer::Consumer::assignment(consumer.inner())
                 .is_ok_and(|a| a.count() > 0);
             shared.assigned.store(assigned, Ordering::Relaxed);
         }
     }
-    let _ = consumer.commit_window(&mut NoObserver);
-    Ok(())
+    None
 }

@@ -120,72 +120,19 @@ struct Summary<'a> {
 
 pub fn run(args: AuditArgs) -> Result<()> {
     let conditions = condition::parse_list(&args.fail_on)?;
-    let lanes: Vec<Lane> = if args.lanes.is_empty() {
-        Lane::ALL.to_vec()
-    } else {
-        args.lanes.clone()
-    };
-    let mut settings = Settings::new(args.bootstrap.clone());
-    for (name, value) in CLIENT_SETTINGS {
-        settings = settings.set(*name, *value);
-    }
-    for setting in &args.settings {
-        let Some((name, value)) = setting.split_once('=') else {
-            bail!("-X {setting}: expected NAME=VALUE");
-        };
-        settings = settings.set(name, value);
-    }
-    let limits = Limits {
-        grace_ms: args.grace.as_millis() as u64,
-        ack_timeout_ms: args.ack_timeout.as_millis() as u64,
-    };
+    let settings = client_settings(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("start the runtime")?;
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    // Ctrl-C or SIGTERM (a service manager's stop) ends the run as --duration does.
-    runtime.spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let terminate = async {
-            match signal(SignalKind::terminate()) {
-                Ok(mut terminate) => terminate.recv().await,
-                Err(_) => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate => {}
-        }
-        flag.store(true, Ordering::Relaxed);
-    });
+    let interrupted = watch_signals(&runtime);
     let snapshot: Arc<Mutex<Vec<LaneSummary>>> = Arc::default();
     let endpoint = match args.metrics_listen {
         Some(address) => Some(runtime.block_on(serve_metrics(address, snapshot.clone()))?),
         None => None,
     };
     let clock = Arc::new(Clock::default());
-    let mut started = Vec::new();
-    for lane in &lanes {
-        runtime.block_on(topic::create(&settings, *lane))?;
-        let resume = topic::resume(&settings, *lane)?;
-        tracing::info!(%lane, run = resume.run, first_seq = resume.first_seq, "lane starts");
-        let state =
-            LaneState::new(*lane, resume.run, limits, clock.now_ms()).resuming_at(resume.first_seq);
-        started.push(Arc::new(LaneShared {
-            lane: *lane,
-            state: Mutex::new(state),
-            clock: clock.clone(),
-            stop_producing: AtomicBool::new(false),
-            stop_consuming: AtomicBool::new(false),
-            assigned: AtomicBool::new(false),
-            settings: settings.clone(),
-            rate_per_second: args.rate,
-            abort_every: args.abort_every,
-            first_seq: resume.first_seq,
-        }));
-    }
-    let consumers = spawn_all(&started, "consume", lanes::consume)?;
-    wait_for_assignment(&started);
-    let producers = spawn_all(&started, "produce", |shared| match shared.lane {
+    let audited = prepare_lanes(&runtime, &settings, &args, &clock)?;
+    let consumers = spawn_all(&audited, "consume", lanes::consume)?;
+    wait_for_assignment(&audited);
+    let producers = spawn_all(&audited, "produce", |shared| match shared.lane {
         Lane::ExactlyOnce => lanes::produce_transactions(shared),
         _ => lanes::produce_plain(shared),
     })?;
@@ -193,7 +140,7 @@ pub fn run(args: AuditArgs) -> Result<()> {
         endpoint.set_ready(true);
     }
     let mut looper = Looper {
-        lanes: &started,
+        lanes: &audited,
         clock: &clock,
         snapshot: &snapshot,
         args: &args,
@@ -211,14 +158,14 @@ pub fn run(args: AuditArgs) -> Result<()> {
     looper.run_until(|_pending| {
         interrupted.load(Ordering::Relaxed) || end.is_some_and(|e| Instant::now() >= e) || failed()
     });
-    for shared in &started {
+    for shared in &audited {
         shared.stop_producing.store(true, Ordering::Relaxed);
     }
     join_all(producers, PRODUCERS_STOP_TIMEOUT)?;
     // The records still within their grace: wait until each is seen or judged lost.
     let drained_by = Instant::now() + args.grace + TICK * 5;
     looper.run_until(|pending| pending == 0 || Instant::now() >= drained_by);
-    for shared in &started {
+    for shared in &audited {
         shared.stop_consuming.store(true, Ordering::Relaxed);
     }
     join_all(consumers, CONSUMERS_STOP_TIMEOUT)?;
@@ -230,6 +177,82 @@ pub fn run(args: AuditArgs) -> Result<()> {
         return Err(ConditionsHeld(failures).into());
     }
     Ok(())
+}
+
+/// Every client's settings: the auditor's defaults, then `-X`.
+fn client_settings(args: &AuditArgs) -> Result<Settings> {
+    let mut settings = Settings::new(args.bootstrap.clone());
+    for (name, value) in CLIENT_SETTINGS {
+        settings = settings.set(*name, *value);
+    }
+    for setting in &args.settings {
+        let Some((name, value)) = setting.split_once('=') else {
+            bail!("-X {setting}: expected NAME=VALUE");
+        };
+        settings = settings.set(name, value);
+    }
+    Ok(settings)
+}
+
+/// A flag raised by Ctrl-C or SIGTERM (a service manager's stop), which end the run as
+/// `--duration` does.
+fn watch_signals(runtime: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    runtime.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let terminate = async {
+            match signal(SignalKind::terminate()) {
+                Ok(mut terminate) => terminate.recv().await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+        flag.store(true, Ordering::Relaxed);
+    });
+    interrupted
+}
+
+/// Each lane's topic (created if missing) and its state for this run, resumed from the topic.
+fn prepare_lanes(
+    runtime: &tokio::runtime::Runtime,
+    settings: &Settings,
+    args: &AuditArgs,
+    clock: &Arc<Clock>,
+) -> Result<Vec<Arc<LaneShared>>> {
+    let lanes = if args.lanes.is_empty() {
+        Lane::ALL.to_vec()
+    } else {
+        args.lanes.clone()
+    };
+    let limits = Limits {
+        grace_ms: args.grace.as_millis() as u64,
+        ack_timeout_ms: args.ack_timeout.as_millis() as u64,
+    };
+    let mut prepared = Vec::new();
+    for lane in lanes {
+        runtime.block_on(topic::create(settings, lane))?;
+        let resume = topic::resume(settings, lane)?;
+        tracing::info!(%lane, run = resume.run, first_seq = resume.first_seq, "lane starts");
+        let state =
+            LaneState::new(lane, resume.run, limits, clock.now_ms()).resuming_at(resume.first_seq);
+        prepared.push(Arc::new(LaneShared {
+            lane,
+            state: Mutex::new(state),
+            clock: clock.clone(),
+            stop_producing: AtomicBool::new(false),
+            stop_consuming: AtomicBool::new(false),
+            assigned: AtomicBool::new(false),
+            settings: settings.clone(),
+            rate_per_second: args.rate,
+            abort_every: args.abort_every,
+            first_seq: resume.first_seq,
+        }));
+    }
+    Ok(prepared)
 }
 
 /// Binds the metrics endpoint and serves the lanes' latest summaries.
