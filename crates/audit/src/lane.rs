@@ -81,6 +81,26 @@ pub struct LaneState {
     started_ms: u64,
     /// The run's first sequence number (where it resumed the lane's sequence).
     first_seq: u64,
+    /// Client instances replaced after a fatal error (a fenced consumer, a transactional
+    /// producer whose transaction's end is unknown), by client.
+    restarts: BTreeMap<Client, u64>,
+}
+
+/// A lane's clients, for their restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Client {
+    Producer,
+    Consumer,
+}
+
+impl Client {
+    pub fn name(self) -> &'static str {
+        match self {
+            Client::Producer => "producer",
+            Client::Consumer => "consumer",
+        }
+    }
 }
 
 impl LaneState {
@@ -97,7 +117,13 @@ impl LaneState {
             windows: Windows::default(),
             started_ms,
             first_seq: 0,
+            restarts: BTreeMap::new(),
         }
+    }
+
+    /// The lane's `client` was replaced by a new instance after a fatal error.
+    pub fn restarted(&mut self, client: Client) {
+        *self.restarts.entry(client).or_insert(0) += 1;
     }
 
     /// The run resumes the lane's sequence at `first_seq` (reported, not judged: sequences
@@ -315,6 +341,7 @@ impl LaneState {
             lane: self.lane,
             run: self.run,
             first_seq: self.first_seq,
+            restarts: self.restarts.clone(),
             elapsed_ms: now_ms.saturating_sub(self.started_ms),
             pending: self.pending() as u64,
             windows: WINDOWS
@@ -388,6 +415,8 @@ pub struct LaneSummary {
     pub run: u64,
     /// Where the run resumed the lane's sequence.
     pub first_seq: u64,
+    /// Client instances replaced after a fatal error, by client.
+    pub restarts: BTreeMap<Client, u64>,
     pub elapsed_ms: u64,
     /// Expected records not yet seen and still within the grace.
     pub pending: u64,

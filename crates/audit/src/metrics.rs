@@ -14,7 +14,9 @@
 //! - `ferry_audit_availability_ratio{lane, window}` (gauge): sends acknowledged within the
 //!   acknowledgement timeout over sends judged;
 //! - `ferry_audit_pending_records{lane}` (gauge): expected, not yet seen, within the grace;
-//! - `ferry_audit_run{lane}` (gauge): the auditor run the lane counts.
+//! - `ferry_audit_run{lane}` (gauge): the auditor run the lane counts;
+//! - `ferry_audit_client_restarts_total{lane, client}` (counter): a lane's producer or
+//!   consumer replaced after a fatal error (a fenced consumer, a transaction of unknown end).
 
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -70,8 +72,21 @@ pub fn families(lanes: &[LaneSummary]) -> Vec<MetricFamily> {
         &["lane"],
     )
     .expect("valid metric");
+    let restarts = IntCounterVec::new(
+        Opts::new(
+            "ferry_audit_client_restarts_total",
+            "A lane's producer or consumer replaced after a fatal error.",
+        ),
+        &["lane", "client"],
+    )
+    .expect("valid metric");
     for lane in lanes {
         let name = lane.lane.name();
+        for (client, n) in &lane.restarts {
+            restarts
+                .with_label_values(&[name, client.name()])
+                .inc_by(*n);
+        }
         pending.with_label_values(&[name]).set(lane.pending as i64);
         run.with_label_values(&[name]).set(lane.run as i64);
         for window in &lane.windows {
@@ -104,6 +119,7 @@ pub fn families(lanes: &[LaneSummary]) -> Vec<MetricFamily> {
         Box::new(availability),
         Box::new(pending),
         Box::new(run),
+        Box::new(restarts),
     ] {
         registry.register(collector).expect("names do not repeat");
     }
@@ -113,12 +129,13 @@ pub fn families(lanes: &[LaneSummary]) -> Vec<MetricFamily> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lane::scripted;
+    use crate::lane::{scripted, Client};
     use crate::stamp::Lane;
 
     #[test]
     fn families_render_in_the_text_format() {
-        let lane = scripted(Lane::AtLeastOnce, 3, &[(0, 0)], &[(0, 5), (0, 6)], 100);
+        let mut lane = scripted(Lane::AtLeastOnce, 3, &[(0, 0)], &[(0, 5), (0, 6)], 100);
+        lane.restarts.insert(Client::Consumer, 2);
         let families = families(&[lane]);
         let mut text = Vec::new();
         prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &families, &mut text).unwrap();
@@ -131,6 +148,7 @@ mod tests {
             r#"ferry_audit_latency_seconds{lane="at-least-once",percentile="99",window="1m"} 0.005"#,
             r#"ferry_audit_availability_ratio{lane="at-least-once",window="all"} 1"#,
             r#"ferry_audit_run{lane="at-least-once"} 3"#,
+            r#"ferry_audit_client_restarts_total{client="consumer",lane="at-least-once"} 2"#,
         ] {
             assert!(text.contains(line), "no {line:?} in\n{text}");
         }

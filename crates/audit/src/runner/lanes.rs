@@ -16,7 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::BaseRecord;
 
 use super::clock::Clock;
-use crate::lane::LaneState;
+use crate::lane::{Client, LaneState};
 use crate::stamp::{Lane, Stamp};
 
 /// How long a consumer step waits for records.
@@ -232,6 +232,7 @@ pub(crate) fn produce_transactions(shared: Arc<LaneShared>) -> Result<()> {
         };
         if let Err(error) = current.begin() {
             tracing::debug!(%error, "begin transaction");
+            shared.state().restarted(Client::Producer);
             producer = None;
             continue;
         }
@@ -277,6 +278,7 @@ pub(crate) fn produce_transactions(shared: Arc<LaneShared>) -> Result<()> {
             Err(error) => {
                 tracing::debug!(%error, "end transaction");
                 ended(&shared, &seqs, None);
+                shared.state().restarted(Client::Producer);
                 producer = None;
             }
         }
@@ -371,6 +373,7 @@ pub(crate) fn consume(shared: Arc<LaneShared>) -> Result<()> {
                 return Ok(());
             }
             Some((code, reason)) => {
+                shared.state().restarted(Client::Consumer);
                 tracing::warn!(lane = %shared.lane, ?code, reason, "consumer failed; a new one takes over");
             }
         }
