@@ -1,8 +1,10 @@
 //! One lane's incremental checker: the lab's words (`lab::check`: expected, lost, duplicated,
 //! reordered, aborted read), judged as events arrive instead of over a finished history, with
 //! time passed in. The lab can wait for the end of a run to call a record lost; a live auditor
-//! cannot, so a record is lost once it is expected and unseen `grace_ms` after its send ("not
-//! yet seen" before that). A lost record seen later is counted `late` as well.
+//! cannot, so a record is lost once it is expected and unseen `grace_ms` after the producer
+//! took it, or after its transaction committed ("not yet seen" before that). A lost record seen
+//! later is counted `late` as well. Latency and availability count from the time a record was
+//! due by the lane's rate, so a producer that fell behind shows its stall there.
 //!
 //! Only the current run's records are judged: records of earlier runs (an auditor restarted on
 //! the same topic) are counted as `earlier_run` and nothing else, so a restart never shows as
