@@ -47,6 +47,8 @@ pub(crate) struct LaneShared {
     pub rate_per_second: u64,
     /// Exactly-once: one transaction in this many is aborted on purpose.
     pub abort_every: u64,
+    /// Exactly-once: the consumer's `isolation.level` (`read_committed` but for a control).
+    pub exactly_once_isolation: String,
     pub first_seq: u64,
 }
 
@@ -353,7 +355,7 @@ pub(crate) fn consume(shared: Arc<LaneShared>) -> Result<()> {
         // Read committed data only; the offsets are committed after processing, as the lab's
         // exactly-once consumer does (its effects are the lane's counts, kept in memory).
         Lane::ExactlyOnce => {
-            settings = settings.set("isolation.level", "read_committed");
+            settings = settings.set("isolation.level", shared.exactly_once_isolation.as_str());
             Guarantee::AtLeastOnce
         }
     };

@@ -97,6 +97,10 @@ pub struct AuditArgs {
     /// Exactly-once lane: abort one transaction in this many on purpose (0: never).
     #[arg(long, default_value_t = 20)]
     pub abort_every: u64,
+    /// Exactly-once lane: the consumer's isolation level. `read_uncommitted` is a control: the
+    /// lane then reads aborted transactions, and its aborted-read check must say so.
+    #[arg(long, default_value = "read_committed", value_parser = ["read_committed", "read_uncommitted"])]
+    pub exactly_once_isolation: String,
 }
 
 /// Conditions of `--fail-on` held at the end of the run: the binary exits with
@@ -249,6 +253,7 @@ fn prepare_lanes(
             settings: settings.clone(),
             rate_per_second: args.rate,
             abort_every: args.abort_every,
+            exactly_once_isolation: args.exactly_once_isolation.clone(),
             first_seq: resume.first_seq,
         }));
     }

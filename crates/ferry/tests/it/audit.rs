@@ -351,6 +351,35 @@ fn audit_of_acks_0_through_a_lossy_network_reports_loss() {
         .is_some_and(|f| f.starts_with("at-most-once:loss>0")));
 }
 
+#[test]
+fn audit_reading_uncommitted_reports_aborted_reads() {
+    // The control of the exactly-once lane's zero aborted reads: a consumer reading
+    // uncommitted records sees the transactions aborted on purpose, and the lane says so.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ferry = Ferry::start(&dir.path().join("data"), &[]);
+    let (status, summary) = audit(
+        &ferry.bootstrap(),
+        &[
+            "--lanes",
+            "exactly-once",
+            "--exactly-once-isolation",
+            "read_uncommitted",
+            "--abort-every",
+            "3",
+            "--duration",
+            "4s",
+            "--grace",
+            "3s",
+            "--fail-on",
+            "aborted_reads>0",
+        ],
+    );
+    eprintln!("{}", figures(&summary));
+    assert!(count(&summary, "exactly-once", "aborted") > 0);
+    assert!(count(&summary, "exactly-once", "aborted_read") > 0);
+    assert_eq!(status.code(), Some(2), "ferry audit exited {status}");
+}
+
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 
 /// A `ferry serve` with its metrics endpoint: the broker's address and the endpoint's, from its
