@@ -7,6 +7,7 @@ mod serve;
 mod settings;
 
 use anyhow::Result;
+use audit::runner::ConditionsHeld;
 use clap::{Parser, Subcommand};
 
 /// Huge allocations (a hostile array count) are mapped lazily instead of aborting the process.
@@ -42,6 +43,9 @@ enum Command {
     Chaos(ChaosArgs),
     /// Run the guarantees lab: each guarantee under each fault profile, measured and checked.
     Lab(lab::LabArgs),
+    /// Audit a live cluster continuously: one lane per guarantee, checked for loss,
+    /// duplicates, reordering and aborted reads, with latency and produce availability.
+    Audit(audit::AuditArgs),
     /// Measure the machine's limits, ferry and installed peers; print a table, write JSON.
     Bench(bench::BenchArgs),
 }
@@ -68,18 +72,26 @@ fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("Error: {error:?}");
+            if error.downcast_ref::<ConditionsHeld>().is_some() {
+                // A verdict on the audited cluster, not a fault of the program: no backtrace.
+                eprintln!("Error: {error}");
+            } else {
+                eprintln!("Error: {error:?}");
+            }
             std::process::ExitCode::from(exit_code(&error))
         }
     }
 }
 
 /// The process's exit code for `error`: [`server::EXIT_FATAL`] for a failed clean shutdown (a
-/// failed write, as everywhere else in the broker), 1 for anything else (bad settings, a data
+/// failed write, as everywhere else in the broker), [`audit::runner::EXIT_CONDITION_HELD`] when
+/// a `ferry audit --fail-on` condition held, 1 for anything else (bad settings, a data
 /// directory that does not open).
 fn exit_code(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<serve::ShutdownFailed>().is_some() {
         server::EXIT_FATAL
+    } else if error.downcast_ref::<ConditionsHeld>().is_some() {
+        audit::runner::EXIT_CONDITION_HELD
     } else {
         1
     }
@@ -92,6 +104,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Groups { command } => admin::run(command),
         Command::Transactions { command } => admin::run_transactions(command),
         Command::Lab(args) => lab::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Chaos(args) => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(chaos::run(
@@ -144,5 +157,7 @@ mod tests {
             exit_code(&anyhow::anyhow!("--set x: expected NAME=VALUE")),
             1
         );
+        let held = ConditionsHeld(vec!["loss>0: at-most-once = 3".into()]);
+        assert_eq!(exit_code(&anyhow::Error::new(held)), 2);
     }
 }

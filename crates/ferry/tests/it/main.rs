@@ -2,6 +2,7 @@
 //! clients (the `rdkafka` crate, i.e. librdkafka) and by raw frames for hostile input.
 
 mod admin;
+mod audit;
 mod bench;
 mod commit_windows;
 mod crash;
