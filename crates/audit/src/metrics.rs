@@ -25,6 +25,17 @@ use crate::lane::LaneSummary;
 use crate::window::Outcome;
 
 /// The families for `lanes`, fresh for one scrape.
+/// Every family `families` exports (the docs and the Grafana dashboard are checked against it).
+pub const NAMES: [&str; 7] = [
+    "ferry_audit_records_total",
+    "ferry_audit_window_records",
+    "ferry_audit_latency_seconds",
+    "ferry_audit_availability_ratio",
+    "ferry_audit_pending_records",
+    "ferry_audit_run",
+    "ferry_audit_client_restarts_total",
+];
+
 pub fn families(lanes: &[LaneSummary]) -> Vec<MetricFamily> {
     let registry = Registry::new();
     let records = IntCounterVec::new(
@@ -131,6 +142,20 @@ mod tests {
     use super::*;
     use crate::lane::{scripted, Client};
     use crate::stamp::Lane;
+
+    #[test]
+    fn names_lists_every_family() {
+        let mut lane = scripted(Lane::AtLeastOnce, 3, &[(0, 0)], &[(0, 5), (0, 6)], 100);
+        lane.restarts.insert(Client::Consumer, 2);
+        let mut exported: Vec<String> = families(&[lane])
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        exported.sort();
+        let mut names: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();
+        names.sort();
+        assert_eq!(exported, names);
+    }
 
     #[test]
     fn families_render_in_the_text_format() {

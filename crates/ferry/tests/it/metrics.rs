@@ -410,6 +410,8 @@ fn exported_names() -> std::collections::BTreeSet<String> {
         .map(|f| f.name().to_string())
         .collect();
     names.extend(observe::ServerMetrics::new().names().iter().cloned());
+    // `ferry audit`'s own endpoint.
+    names.extend(audit::metrics::NAMES.iter().map(|n| n.to_string()));
     names
 }
 
