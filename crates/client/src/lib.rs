@@ -35,6 +35,7 @@ pub mod error;
 pub mod guarantee;
 pub mod probe;
 pub mod producer;
+pub mod retry;
 pub mod settings;
 pub mod transactional;
 
@@ -43,4 +44,5 @@ pub use consumer::{Consumer, NoObserver, Observer, Record, Step, StepError};
 pub use error::ClientError;
 pub use guarantee::{CommitPoint, Guarantee};
 pub use producer::{Delivery, DeliveryHandler, Producer, SendError};
+pub use retry::{Failure, RetryPolicy, RetryingConsumer};
 pub use settings::Settings;
