@@ -190,6 +190,11 @@ impl RetryingConsumer {
             .map_err(ClientError::kafka("subscribe"))
     }
 
+    /// How many partitions of retry topics wait for their next record to be due.
+    pub fn paused(&self) -> usize {
+        self.paused.len()
+    }
+
     /// The librdkafka consumer, for assignment and positions.
     pub fn inner(&self) -> &BaseConsumer<DefaultConsumerContext> {
         &self.consumer
