@@ -1,9 +1,11 @@
-//! `ferry retry-worker` (hidden): a consumer process with the client's retry policy and a
+//! `ferry retry-worker` (hidden): a consumer process with the client's retry policy (or, as the
+//! control, at-most-once's plain consumer without one) and a
 //! handler whose failures are written in the records themselves, so tests can `kill -9` a real
 //! consumer in the middle of its moves and look at what it left. Not a user command.
 //!
 //! A payload starting `poison` fails permanently; `flaky:N…` fails transiently until attempt N;
-//! anything else succeeds. Each success appends `KEY ATTEMPT` to `--processed`.
+//! anything else succeeds; with `--fixed` everything does. Each success appends `KEY ATTEMPT` to
+//! `--processed`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use client::retry::{Failure, Mode, RetryPolicy, RetryingConsumer};
-use client::{Guarantee, Record, Settings};
+use client::{Consumer, Guarantee, NoObserver, Record, Settings};
 
 #[derive(clap::Args)]
 pub struct RetryWorkerArgs {
@@ -39,7 +41,20 @@ pub struct RetryWorkerArgs {
     idle_exit_ms: Option<u64>,
     #[arg(long, default_value_t = 17)]
     seed: u64,
+    /// A static group member with this `group.instance.id`: a successor after a kill takes over
+    /// at once instead of after the session timeout.
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// The fix is deployed: poison records succeed too.
+    #[arg(long)]
+    fixed: bool,
+    /// How long the handler works on each record.
+    #[arg(long, default_value_t = 0)]
+    handler_ms: u64,
 }
+
+/// The most records a step handles.
+const BATCH_RECORDS_MAX: usize = 100;
 
 /// What the handler makes of `record` at `attempt`.
 pub fn verdict(record: &Record, attempt: u32) -> Result<(), Failure> {
@@ -61,11 +76,33 @@ pub fn verdict(record: &Record, attempt: u32) -> Result<(), Failure> {
 }
 
 pub fn run(args: RetryWorkerArgs) -> Result<()> {
-    let mut settings = Settings::new(&args.bootstrap).group_id(&args.group);
+    let mut settings = Settings::new(&args.bootstrap)
+        .group_id(&args.group);
     if args.guarantee == Guarantee::ExactlyOnce {
         settings = settings.transactional_id(format!("{}-worker", args.group));
     }
-    let settings = settings.set("session.timeout.ms", "6000");
+    if let Some(id) = &args.instance_id {
+        settings = settings.set("group.instance.id", id);
+    }
+    let mut processed = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.processed)
+        .with_context(|| format!("open {}", args.processed.display()))?;
+    let mut handler = |record: &Record, attempt: u32| {
+        std::thread::sleep(Duration::from_millis(args.handler_ms));
+        if !args.fixed {
+            verdict(record, attempt)?;
+        }
+        let key = String::from_utf8_lossy(record.key.as_deref().unwrap_or_default());
+        // One write per record, so a kill -9 keeps every success reported before it.
+        processed
+            .write_all(format!("{key} {attempt}\n").as_bytes())
+            .map_err(|e| Failure::transient(format!("append to processed: {e}")))
+    };
+    if args.guarantee == Guarantee::AtMostOnce {
+        return run_without_retries(&args, &settings, &mut handler);
+    }
     let mode = if args.blocking {
         Mode::Blocking
     } else {
@@ -75,34 +112,84 @@ pub fn run(args: RetryWorkerArgs) -> Result<()> {
     let policy = RetryPolicy::new(args.attempts, backoff, backoff * 8).jitter(0.2);
     let mut consumer =
         RetryingConsumer::new(args.guarantee, &settings, &args.topic, mode, policy, args.seed)
-            .context("create the retrying consumer")?;
+            .context("create the retrying consumer")?
+            .batch_records_max(BATCH_RECORDS_MAX);
     consumer.subscribe()?;
-    let mut processed = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&args.processed)
-        .with_context(|| format!("open {}", args.processed.display()))?;
-    let mut last_record = Instant::now();
+    let mut idle = Idle::new(args.idle_exit_ms);
     loop {
-        let step = consumer.step(Duration::from_millis(100), |record, attempt| {
-            verdict(record, attempt)?;
-            let key = String::from_utf8_lossy(record.key.as_deref().unwrap_or_default());
-            // One write per record, so a kill -9 keeps every success reported before it.
-            processed
-                .write_all(format!("{key} {attempt}\n").as_bytes())
-                .map_err(|e| Failure::transient(format!("append to processed: {e}")))
-        });
-        match step {
-            Ok(step) if step.polled > 0 => last_record = Instant::now(),
-            Ok(_) => {}
+        match consumer.step(Duration::from_millis(100), &mut handler) {
+            Ok(step) => idle.polled(step.polled),
             // The records come again; say so and go on, as a service would.
             Err(error) => eprintln!("retry-worker: {error}"),
         }
-        let idle = args
-            .idle_exit_ms
-            .is_some_and(|ms| last_record.elapsed() >= Duration::from_millis(ms));
-        if idle && consumer.paused() == 0 {
+        if idle.over() && consumer.paused() == 0 {
             return Ok(());
+        }
+    }
+}
+
+/// The control: at-most-once's plain consumer (commit, then process), no retries; a failed
+/// record is skipped, so it is lost.
+fn run_without_retries(
+    args: &RetryWorkerArgs,
+    settings: &Settings,
+    handler: &mut impl FnMut(&Record, u32) -> Result<(), Failure>,
+) -> Result<()> {
+    let mut consumer = Consumer::new(Guarantee::AtMostOnce, settings)?
+        .batch_records_max(BATCH_RECORDS_MAX);
+    consumer.subscribe(&[&args.topic])?;
+    let mut idle = Idle::new(args.idle_exit_ms);
+    loop {
+        let step = consumer.step(Duration::from_millis(100), &mut NoObserver, |record| {
+            if let Err(failure) = handler(record, 1) {
+                eprintln!("retry-worker: {failure}: skipped, lost");
+            }
+            Ok::<(), Failure>(())
+        });
+        match step {
+            Ok(step) => idle.polled(step.polled),
+            Err(error) => eprintln!("retry-worker: {error}"),
+        }
+        if idle.over() {
+            return Ok(());
+        }
+    }
+}
+
+/// How long a worker with `--idle-exit-ms` waits for its first record (joining the group and
+/// being assigned partitions takes a few seconds) before it counts as idle.
+const FIRST_RECORD_WAIT: Duration = Duration::from_secs(15);
+
+/// When to exit: after `--idle-exit-ms` without a record, counted from the last record (or from
+/// the start, plus [`FIRST_RECORD_WAIT`], while none came).
+struct Idle {
+    exit_after: Option<Duration>,
+    last_record: Option<Instant>,
+    started: Instant,
+}
+
+impl Idle {
+    fn new(exit_after_ms: Option<u64>) -> Idle {
+        Idle {
+            exit_after: exit_after_ms.map(Duration::from_millis),
+            last_record: None,
+            started: Instant::now(),
+        }
+    }
+
+    fn polled(&mut self, records: usize) {
+        if records > 0 {
+            self.last_record = Some(Instant::now());
+        }
+    }
+
+    fn over(&self) -> bool {
+        let Some(after) = self.exit_after else {
+            return false;
+        };
+        match self.last_record {
+            Some(last) => last.elapsed() >= after,
+            None => self.started.elapsed() >= after + FIRST_RECORD_WAIT,
         }
     }
 }

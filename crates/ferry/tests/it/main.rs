@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod commit_windows;
 mod crash;
+mod dead_letters;
 mod data_dir;
 mod descriptors;
 mod exactly_once;
