@@ -6,8 +6,8 @@
 //! `ferry dlq list|show|replay` puts the dead letters back once. Each has its control.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use client::retry::{headers as h, topics_needed, Mode, RetryPolicy};
@@ -393,6 +393,256 @@ fn permanent_failures_are_dead_lettered_once_with_their_headers() {
     // partitions was never handled.
     for key in ["k05", "k07", "k09", "k10", "k11"] {
         assert!(!handled.iter().any(|k| k == key), "{key} blocked: {handled:?}");
+    }
+}
+
+/// `n` records over two partitions: `p…` poison (every 30th), `f…` failing once (every 10th),
+/// `r…` plain.
+fn mixed_records(n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| match i {
+            i if i % 30 == 15 => (format!("p{i:03}"), "poison|order".to_string()),
+            i if i % 10 == 5 => (format!("f{i:03}"), "flaky:2|order".to_string()),
+            i => (format!("r{i:03}"), "order".to_string()),
+        })
+        .collect()
+}
+
+/// What a run with consumer kills left.
+struct Killed {
+    /// Successes the handler should have reported and never did.
+    lost: Vec<String>,
+    /// How often each key was reported processed.
+    processed: BTreeMap<String, usize>,
+    /// How often each key is in the dead-letter topic (read_committed).
+    dead: BTreeMap<String, usize>,
+    /// How often each key is in the first retry topic (read_committed).
+    retried: BTreeMap<String, usize>,
+    /// Successes reported when each kill came.
+    at_kills: Vec<usize>,
+}
+
+/// Runs the worker under `guarantee` over [`mixed_records`], kills it with `kill -9` at random
+/// moments while it works (each after at least 20 more successes), restarts it, and finally
+/// lets it finish.
+fn run_with_consumer_kills(test: &str, guarantee: Guarantee, topic: &str) -> Killed {
+    const RECORDS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(dir.path(), FAST_GROUPS);
+    let bootstrap = ferry.bootstrap();
+    create_topics(&bootstrap, topic, 2, Mode::NonBlocking, 3);
+    let records = mixed_records(RECORDS);
+    produce(&bootstrap, topic, &records, 2);
+    let mut w = worker(&ferry, &bootstrap, topic, guarantee, Mode::NonBlocking, 3);
+    // A static member, so a successor takes over the killed one's partitions at once; 3 ms of
+    // work per record, so a run lasts long enough to be killed in.
+    w.extra = ["--instance-id", "w", "--handler-ms", "3"]
+        .map(String::from)
+        .to_vec();
+    let (kills, mut rng) = kill_plan(test, 3, 10);
+    let mut at_kills = Vec::new();
+    for _ in 0..kills {
+        let before = w.processed().len();
+        let mut child = w.spawn();
+        let deadline = Instant::now() + WORKER_DEADLINE;
+        while w.processed().len() < before + 20 {
+            assert!(Instant::now() < deadline, "the worker made no progress");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..50)));
+        child.kill().expect("kill -9 the worker");
+        child.wait().expect("reap the worker");
+        at_kills.push(w.processed().len());
+    }
+    w.run_to_idle();
+    let processed = counts(w.processed().iter().map(|(k, _)| k.as_str()));
+    let lost = records
+        .iter()
+        .map(|(key, _)| key)
+        .filter(|key| !key.starts_with('p') && !processed.contains_key(*key))
+        .cloned()
+        .collect();
+    let read_keys = |topic: String| {
+        let records = read_topic(&bootstrap, &topic);
+        counts(records.iter().map(key_of).collect::<Vec<_>>().iter().map(String::as_str))
+    };
+    Killed {
+        lost,
+        processed,
+        dead: read_keys(format!("{topic}.dlq")),
+        retried: read_keys(format!("{topic}.retry.100ms")),
+        at_kills,
+    }
+}
+
+/// The keys of [`mixed_records`] that start with `prefix`, each `times` times.
+fn expected_keys(prefix: char, times: usize) -> BTreeMap<String, usize> {
+    mixed_records(300)
+        .into_iter()
+        .filter(|(key, _)| key.starts_with(prefix))
+        .map(|(key, _)| (key, times))
+        .collect()
+}
+
+fn assert_kills_came_mid_run(killed: &Killed) {
+    let successes = expected_keys('r', 1).len() + expected_keys('f', 1).len();
+    assert!(!killed.at_kills.is_empty());
+    assert!(
+        killed.at_kills.iter().all(|n| *n < successes),
+        "every kill came with work left: {:?} of {successes}",
+        killed.at_kills
+    );
+}
+
+#[test]
+fn exactly_once_moves_survive_consumer_kills_without_loss_or_duplicates() {
+    let killed = run_with_consumer_kills(
+        "exactly_once_moves_survive_consumer_kills",
+        Guarantee::ExactlyOnce,
+        "dl-kill-eos",
+    );
+    assert_kills_came_mid_run(&killed);
+    assert_eq!(killed.lost, Vec::<String>::new());
+    // Each move and its offsets were one transaction: every poison record is dead-lettered
+    // once, every flaky record went to the retry topic once, whatever the kills interrupted.
+    assert_eq!(killed.dead, expected_keys('p', 1));
+    assert_eq!(killed.retried, expected_keys('f', 1));
+    assert!(killed.processed.keys().all(|k| !k.starts_with('p')));
+}
+
+#[test]
+fn at_least_once_moves_survive_consumer_kills_without_loss() {
+    let killed = run_with_consumer_kills(
+        "at_least_once_moves_survive_consumer_kills",
+        Guarantee::AtLeastOnce,
+        "dl-kill-alo",
+    );
+    assert_kills_came_mid_run(&killed);
+    assert_eq!(killed.lost, Vec::<String>::new());
+    // Produced and acknowledged before the commit: every poison record is dead-lettered, a kill
+    // between the ack and the commit may move one twice (the guarantee's duplicates).
+    let dead: Vec<&String> = killed.dead.keys().collect();
+    assert_eq!(dead, expected_keys('p', 1).keys().collect::<Vec<_>>());
+    let duplicates: usize = killed.dead.values().map(|n| n - 1).sum::<usize>()
+        + killed.processed.values().map(|n| n - 1).sum::<usize>();
+    eprintln!("at-least-once under consumer kills: {duplicates} duplicates");
+}
+
+#[test]
+fn control_at_most_once_without_retries_loses_records_to_consumer_kills() {
+    let killed = run_with_consumer_kills(
+        "control_at_most_once_without_retries",
+        Guarantee::AtMostOnce,
+        "dl-kill-amo",
+    );
+    assert_kills_came_mid_run(&killed);
+    // The kills were real: at-most-once commits a batch before processing it, so a kill
+    // loses the rest of the batch. And without a retry policy the poison and flaky records are
+    // skipped: nothing is dead-lettered or retried.
+    assert!(!killed.lost.is_empty(), "kills cost records");
+    assert!(killed.lost.iter().any(|k| k.starts_with('r')));
+    assert!(killed.dead.is_empty());
+    assert!(killed.retried.is_empty());
+}
+
+/// Runs `ferry dlq ARGS…` and returns its standard output.
+fn dlq(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("dlq")
+        .args(args)
+        .env("FERRY_LOG", "warn")
+        .output()
+        .expect("run ferry dlq");
+    assert!(
+        output.status.success(),
+        "ferry dlq {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+#[test]
+fn dlq_replay_after_the_fix_puts_dead_letters_back_once() {
+    use client::dedup::{Applied, Idempotent, MemoryDedupStore, MessageId};
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(dir.path(), FAST_GROUPS);
+    let bootstrap = ferry.bootstrap();
+    let b = bootstrap.as_str();
+    create_topics(b, "dl-replay", 1, Mode::NonBlocking, 2);
+    produce(b, "dl-replay", &poison_records(), 1);
+    let mut w = worker(&ferry, b, "dl-replay", Guarantee::AtLeastOnce, Mode::NonBlocking, 2);
+    w.run_to_idle();
+    assert_eq!(w.processed().len(), 10);
+
+    let list = dlq(&["list", "--bootstrap", b, "dl-replay.dlq"]);
+    assert!(
+        list.contains("dl-replay                       2  permanent: poison record"),
+        "{list}"
+    );
+    let show = dlq(&["show", "--bootstrap", b, "dl-replay.dlq"]);
+    assert!(show.contains("dl-replay.dlq/0 @0 key=p03\n"), "{show}");
+    assert!(show.contains("  ferry.original.offset: 8\n"), "{show}");
+    // Control for the filter: no record has this error, so nothing is replayed.
+    let filtered = dlq(&[
+        "replay", "--bootstrap", b, "dl-replay.dlq", "--group", "filtered", "--error", "db down",
+    ]);
+    assert_eq!(filtered.trim(), "replayed 0 of 2 records read from dl-replay.dlq");
+
+    let replayed = dlq(&["replay", "--bootstrap", b, "dl-replay.dlq"]);
+    assert_eq!(replayed.trim(), "replayed 2 of 2 records read from dl-replay.dlq");
+    // The position is committed with the replay: a second one has nothing left.
+    let again = dlq(&["replay", "--bootstrap", b, "dl-replay.dlq"]);
+    assert_eq!(again.trim(), "replayed 0 of 0 records read from dl-replay.dlq");
+
+    let original = read_topic(b, "dl-replay");
+    assert_eq!(original.len(), 14);
+    let back: Vec<(String, Option<&str>)> = original[12..]
+        .iter()
+        .map(|r| (key_of(r), h::header_str(r, h::REPLAYED)))
+        .collect();
+    assert_eq!(
+        back,
+        [
+            ("p03".to_string(), Some("dl-replay.dlq/0/0")),
+            ("p08".to_string(), Some("dl-replay.dlq/0/1"))
+        ]
+    );
+    // After the fix the replayed records succeed: nothing is parked any more.
+    w.extra = vec!["--fixed".into()];
+    w.run_to_idle();
+    let processed = w.processed();
+    assert_eq!(keys(&processed[10..]), ["p03", "p08"]);
+    assert_eq!(read_topic(b, "dl-replay.dlq").len(), 2, "the dead letters stay, replayed");
+
+    // A replay under another group puts the records back a second time; the idempotent
+    // consumer, keyed on the record key that moves and replays keep, applies them once.
+    let twice = dlq(&["replay", "--bootstrap", b, "dl-replay.dlq", "--group", "again"]);
+    assert_eq!(twice.trim(), "replayed 2 of 2 records read from dl-replay.dlq");
+    // The effect fails for the poison record in its first life (before the fix) and succeeds
+    // for the replayed copies.
+    let mut idempotent = Idempotent::new(MemoryDedupStore::default(), MessageId::Key);
+    let mut outcomes: BTreeMap<String, Vec<Result<Applied, &str>>> = BTreeMap::new();
+    for record in read_topic(b, "dl-replay") {
+        let applied = idempotent.apply(&record, |r| {
+            let poison = r.payload.as_deref().unwrap_or_default().starts_with(b"poison");
+            match poison && h::header_str(r, h::REPLAYED).is_none() {
+                true => Err("poison record"),
+                false => Ok(()),
+            }
+        });
+        outcomes.entry(key_of(&record)).or_default().push(applied);
+    }
+    assert_eq!(outcomes.len(), 12);
+    assert_eq!(outcomes["k00"], [Ok(Applied::Applied)]);
+    for key in ["p03", "p08"] {
+        assert_eq!(
+            outcomes[key],
+            [
+                Err("poison record"),
+                Ok(Applied::Applied),
+                Ok(Applied::Duplicate)
+            ]
+        );
     }
 }
 
