@@ -96,7 +96,8 @@ impl Filter {
             }
         }
         let at = record.timestamp_ms.unwrap_or(i64::MIN);
-        self.since_ms.is_none_or(|since| at >= since) && self.until_ms.is_none_or(|until| at < until)
+        self.since_ms.is_none_or(|since| at >= since)
+            && self.until_ms.is_none_or(|until| at < until)
     }
 }
 
@@ -107,7 +108,9 @@ fn parse_time_ms(text: &str) -> Result<i64> {
     }
     let at = humantime::parse_rfc3339_weak(text)
         .with_context(|| format!("parse time {text:?} (RFC 3339 or epoch milliseconds)"))?;
-    Ok(at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
+    Ok(at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64))
 }
 
 pub fn run(command: DlqCommand) -> Result<()> {
@@ -143,7 +146,9 @@ pub fn run(command: DlqCommand) -> Result<()> {
 pub fn summary<'r>(records: impl Iterator<Item = &'r Record>) -> String {
     let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
     for record in records {
-        let topic = header_str(record, h::ORIGINAL_TOPIC).unwrap_or("?").to_string();
+        let topic = header_str(record, h::ORIGINAL_TOPIC)
+            .unwrap_or("?")
+            .to_string();
         let error = header_str(record, h::ERROR).unwrap_or("?").to_string();
         *counts.entry((topic, error)).or_default() += 1;
     }
@@ -174,7 +179,11 @@ pub fn show(record: &Record) -> String {
     }
     let payload = record.payload.as_deref().unwrap_or_default();
     let shown = &payload[..payload.len().min(SHOW_PAYLOAD_BYTES_MAX)];
-    let more = if shown.len() < payload.len() { "…" } else { "" };
+    let more = if shown.len() < payload.len() {
+        "…"
+    } else {
+        ""
+    };
     out.push_str(&format!("  payload: {}{more}\n", text(shown)));
     out
 }
@@ -216,7 +225,10 @@ fn partition_ends(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, 
         bail!("topic {topic} not found");
     };
     if let Some(error) = found.error() {
-        bail!("topic {topic}: {:?}", rdkafka::types::RDKafkaRespErr::from(error));
+        bail!(
+            "topic {topic}: {:?}",
+            rdkafka::types::RDKafkaRespErr::from(error)
+        );
     }
     let mut ends = BTreeMap::new();
     for partition in found.partitions() {
@@ -248,7 +260,10 @@ fn read_to_ends(
             last_record = Instant::now();
         }
         for record in batch {
-            if ends.get(&record.partition).is_some_and(|end| record.offset + 1 >= *end) {
+            if ends
+                .get(&record.partition)
+                .is_some_and(|end| record.offset + 1 >= *end)
+            {
                 ends.remove(&record.partition);
             }
             records.push(record);
@@ -383,7 +398,12 @@ mod tests {
     }
 
     /// (error filter, since, until) against a record with `error` dead-lettered at `at_ms`.
-    fn check(filter: (Option<&str>, Option<i64>, Option<i64>), error: &str, at_ms: i64, expect: bool) {
+    fn check(
+        filter: (Option<&str>, Option<i64>, Option<i64>),
+        error: &str,
+        at_ms: i64,
+        expect: bool,
+    ) {
         let filter = Filter {
             error: filter.0.map(String::from),
             since_ms: filter.1,
@@ -411,13 +431,20 @@ mod tests {
     #[test]
     fn times_parse_as_rfc3339_or_epoch_ms() {
         assert_eq!(parse_time_ms("1700000000000").unwrap(), 1_700_000_000_000);
-        assert_eq!(parse_time_ms("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000);
+        assert_eq!(
+            parse_time_ms("2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000
+        );
         assert!(parse_time_ms("yesterday").is_err());
     }
 
     #[test]
     fn summary_and_show() {
-        let records = [record("permanent: bad", 1), record("permanent: bad", 2), record("transient: db", 3)];
+        let records = [
+            record("permanent: bad", 1),
+            record("permanent: bad", 2),
+            record("transient: db", 3),
+        ];
         expect![[r#"
             ORIGINAL-TOPIC            RECORDS  ERROR
             orders                          2  permanent: bad

@@ -63,21 +63,26 @@ pub fn verdict(record: &Record, attempt: u32) -> Result<(), Failure> {
         return Err(Failure::permanent("poison record"));
     }
     if let Some(rest) = payload.strip_prefix(b"flaky:") {
-        let digits: Vec<u8> = rest.iter().copied().take_while(u8::is_ascii_digit).collect();
+        let digits: Vec<u8> = rest
+            .iter()
+            .copied()
+            .take_while(u8::is_ascii_digit)
+            .collect();
         let succeeds_at: u32 = std::str::from_utf8(&digits)
             .ok()
             .and_then(|d| d.parse().ok())
             .unwrap_or(u32::MAX);
         if attempt < succeeds_at {
-            return Err(Failure::transient(format!("flaky until attempt {succeeds_at}")));
+            return Err(Failure::transient(format!(
+                "flaky until attempt {succeeds_at}"
+            )));
         }
     }
     Ok(())
 }
 
 pub fn run(args: RetryWorkerArgs) -> Result<()> {
-    let mut settings = Settings::new(&args.bootstrap)
-        .group_id(&args.group);
+    let mut settings = Settings::new(&args.bootstrap).group_id(&args.group);
     if args.guarantee == Guarantee::ExactlyOnce {
         settings = settings.transactional_id(format!("{}-worker", args.group));
     }
@@ -110,10 +115,16 @@ pub fn run(args: RetryWorkerArgs) -> Result<()> {
     };
     let backoff = Duration::from_millis(args.backoff_ms);
     let policy = RetryPolicy::new(args.attempts, backoff, backoff * 8).jitter(0.2);
-    let mut consumer =
-        RetryingConsumer::new(args.guarantee, &settings, &args.topic, mode, policy, args.seed)
-            .context("create the retrying consumer")?
-            .batch_records_max(BATCH_RECORDS_MAX);
+    let mut consumer = RetryingConsumer::new(
+        args.guarantee,
+        &settings,
+        &args.topic,
+        mode,
+        policy,
+        args.seed,
+    )
+    .context("create the retrying consumer")?
+    .batch_records_max(BATCH_RECORDS_MAX);
     consumer.subscribe()?;
     let mut idle = Idle::new(args.idle_exit_ms);
     loop {
@@ -135,8 +146,8 @@ fn run_without_retries(
     settings: &Settings,
     handler: &mut impl FnMut(&Record, u32) -> Result<(), Failure>,
 ) -> Result<()> {
-    let mut consumer = Consumer::new(Guarantee::AtMostOnce, settings)?
-        .batch_records_max(BATCH_RECORDS_MAX);
+    let mut consumer =
+        Consumer::new(Guarantee::AtMostOnce, settings)?.batch_records_max(BATCH_RECORDS_MAX);
     consumer.subscribe(&[&args.topic])?;
     let mut idle = Idle::new(args.idle_exit_ms);
     loop {
@@ -216,8 +227,16 @@ mod tests {
         check("order", 1, Ok(()));
         check("poison", 1, Err(Failure::permanent("poison record")));
         check("poison", 9, Err(Failure::permanent("poison record")));
-        check("flaky:3|x", 1, Err(Failure::transient("flaky until attempt 3")));
-        check("flaky:3|x", 2, Err(Failure::transient("flaky until attempt 3")));
+        check(
+            "flaky:3|x",
+            1,
+            Err(Failure::transient("flaky until attempt 3")),
+        );
+        check(
+            "flaky:3|x",
+            2,
+            Err(Failure::transient("flaky until attempt 3")),
+        );
         check("flaky:3|x", 3, Ok(()));
     }
 }

@@ -30,7 +30,9 @@ use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::headers::{self, dlq_topic, moved, retry_topic, Moved, Origin};
-use super::policy::{retry_in_place, Decision, Failure, InPlace, RetryPolicy, Sleeper, ThreadSleeper};
+use super::policy::{
+    retry_in_place, Decision, Failure, InPlace, RetryPolicy, Sleeper, ThreadSleeper,
+};
 use crate::consumer::{next_offsets, offset_list, poll_records, seek_to_first, Record};
 use crate::error::ClientError;
 use crate::guarantee::Guarantee;
@@ -279,18 +281,14 @@ impl RetryingConsumer {
             Mode::Blocking => {
                 let first = origin.attempts_failed;
                 let mut first_failure_ms = None;
-                let outcome = retry_in_place(
-                    &self.policy,
-                    &mut self.rng,
-                    &mut *self.sleeper,
-                    |attempt| {
+                let outcome =
+                    retry_in_place(&self.policy, &mut self.rng, &mut *self.sleeper, |attempt| {
                         let result = handler(record, first + attempt);
                         if result.is_err() {
                             first_failure_ms.get_or_insert_with(now_ms);
                         }
                         result
-                    },
-                );
+                    });
                 match outcome {
                     InPlace::Succeeded { .. } => Handled::Succeeded,
                     InPlace::Failed { attempts, failure } => Handled::Move(

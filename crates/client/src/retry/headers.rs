@@ -214,7 +214,10 @@ mod tests {
         assert_eq!(name(1500), "1500ms");
         assert_eq!(name(30_000), "30s");
         assert_eq!(name(120_000), "2m");
-        assert_eq!(retry_topic("orders", Duration::from_secs(30)), "orders.retry.30s");
+        assert_eq!(
+            retry_topic("orders", Duration::from_secs(30)),
+            "orders.retry.30s"
+        );
         assert_eq!(dlq_topic("orders"), "orders.dlq");
     }
 
@@ -311,6 +314,10 @@ mod tests {
         // Replayed into the original topic: a new life, attempts start over.
         check_origin("orders", Some("orders"), ("orders", 2, 41, 1));
         // A header naming some other topic is not this record's retry history.
-        check_origin("payments.retry.1s", Some("orders"), ("payments.retry.1s", 2, 41, 1));
+        check_origin(
+            "payments.retry.1s",
+            Some("orders"),
+            ("payments.retry.1s", 2, 41, 1),
+        );
     }
 }

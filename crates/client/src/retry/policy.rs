@@ -186,7 +186,10 @@ pub fn retry_in_place(
                     failure,
                 }
             }
-            Decision::Retry { attempt: next, after } => {
+            Decision::Retry {
+                attempt: next,
+                after,
+            } => {
                 sleeper.sleep(after);
                 attempt = next;
             }
@@ -236,14 +239,20 @@ mod tests {
         let mut rng = rng();
         for attempt in 1..4 {
             let nominal = policy.nominal_backoff(attempt);
-            let drawn: Vec<Duration> = (0..200).map(|_| policy.backoff(attempt, &mut rng)).collect();
+            let drawn: Vec<Duration> = (0..200)
+                .map(|_| policy.backoff(attempt, &mut rng))
+                .collect();
             assert!(drawn.iter().all(|d| *d <= nominal && *d >= nominal / 2));
             // Control: the draws differ, so jitter is applied at all.
             assert!(drawn.iter().any(|d| *d != drawn[0]));
         }
         // The same seed draws the same backoffs.
-        let a: Vec<_> = (0..5).map(|_| policy.backoff(1, &mut rng.clone())).collect();
-        let b: Vec<_> = (0..5).map(|_| policy.backoff(1, &mut rng.clone())).collect();
+        let a: Vec<_> = (0..5)
+            .map(|_| policy.backoff(1, &mut rng.clone()))
+            .collect();
+        let b: Vec<_> = (0..5)
+            .map(|_| policy.backoff(1, &mut rng.clone()))
+            .collect();
         assert_eq!(a, b);
     }
 
@@ -287,30 +296,40 @@ mod tests {
         check_in_place(
             3,
             &["t", "t", "t", "ok"],
-            expect![[r#"Failed { attempts: 3, failure: Transient("timeout") } attempts [1, 2, 3] sleeps [100, 200]"#]],
+            expect![[
+                r#"Failed { attempts: 3, failure: Transient("timeout") } attempts [1, 2, 3] sleeps [100, 200]"#
+            ]],
         );
         // A permanent failure is not retried.
         check_in_place(
             5,
             &["p"],
-            expect![[r#"Failed { attempts: 1, failure: Permanent("bad record") } attempts [1] sleeps []"#]],
+            expect![[
+                r#"Failed { attempts: 1, failure: Permanent("bad record") } attempts [1] sleeps []"#
+            ]],
         );
         check_in_place(
             5,
             &["t", "p"],
-            expect![[r#"Failed { attempts: 2, failure: Permanent("bad record") } attempts [1, 2] sleeps [100]"#]],
+            expect![[
+                r#"Failed { attempts: 2, failure: Permanent("bad record") } attempts [1, 2] sleeps [100]"#
+            ]],
         );
         // Capped at 350 ms.
         check_in_place(
             5,
             &["t", "t", "t", "t", "ok"],
-            expect![[r#"Succeeded { attempts: 5 } attempts [1, 2, 3, 4, 5] sleeps [100, 200, 350, 350]"#]],
+            expect![[
+                r#"Succeeded { attempts: 5 } attempts [1, 2, 3, 4, 5] sleeps [100, 200, 350, 350]"#
+            ]],
         );
         // One attempt: no retry at all.
         check_in_place(
             1,
             &["t", "ok"],
-            expect![[r#"Failed { attempts: 1, failure: Transient("timeout") } attempts [1] sleeps []"#]],
+            expect![[
+                r#"Failed { attempts: 1, failure: Transient("timeout") } attempts [1] sleeps []"#
+            ]],
         );
     }
 

@@ -141,8 +141,8 @@ fn create_topics(bootstrap: &str, topic: &str, partitions: i32, mode: Mode, atte
         .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = futures::executor::block_on(admin.create_topics(&topics, &options))
-        .expect("create topics");
+    let results =
+        futures::executor::block_on(admin.create_topics(&topics, &options)).expect("create topics");
     for result in results {
         result.expect("topic created");
     }
@@ -150,7 +150,10 @@ fn create_topics(bootstrap: &str, topic: &str, partitions: i32, mode: Mode, atte
 
 /// Produces (key, payload) pairs to `topic`, partition by `partition_of`, acks=all, in order.
 fn produce(bootstrap: &str, topic: &str, records: &[(String, String)], partitions: i32) {
-    let producer = producer(bootstrap, &[("acks", "all"), ("enable.idempotence", "true")]);
+    let producer = producer(
+        bootstrap,
+        &[("acks", "all"), ("enable.idempotence", "true")],
+    );
     let sends = records.iter().enumerate().map(|(i, (key, payload))| {
         producer.send(
             FutureRecord::to(topic)
@@ -242,7 +245,14 @@ fn blocking_retries_succeed_in_place_and_keep_order() {
         produce(&bootstrap, topic, &flaky_records(), 1);
     }
 
-    let w = worker(&ferry, &bootstrap, "dl-block", Guarantee::AtLeastOnce, Mode::Blocking, 3);
+    let w = worker(
+        &ferry,
+        &bootstrap,
+        "dl-block",
+        Guarantee::AtLeastOnce,
+        Mode::Blocking,
+        3,
+    );
     w.run_to_idle();
     let processed = w.processed();
     let expected: Vec<String> = flaky_records().into_iter().map(|(k, _)| k).collect();
@@ -280,7 +290,14 @@ fn non_blocking_retries_move_on_and_come_back_when_due() {
     create_topics(&bootstrap, "dl-flow", 1, Mode::NonBlocking, 3);
     produce(&bootstrap, "dl-flow", &flaky_records(), 1);
 
-    let w = worker(&ferry, &bootstrap, "dl-flow", Guarantee::AtLeastOnce, Mode::NonBlocking, 3);
+    let w = worker(
+        &ferry,
+        &bootstrap,
+        "dl-flow",
+        Guarantee::AtLeastOnce,
+        Mode::NonBlocking,
+        3,
+    );
     w.run_to_idle();
     let processed = w.processed();
     assert_eq!(processed.len(), 20, "{processed:?}");
@@ -347,9 +364,16 @@ fn permanent_failures_are_dead_lettered_once_with_their_headers() {
         for record in &dead {
             // Records alternate between the two partitions: p03 is offset 1 of partition 1,
             // p08 offset 4 of partition 0.
-            let (partition, offset) = if key_of(record) == "p03" { (1, 1) } else { (0, 4) };
+            let (partition, offset) = if key_of(record) == "p03" {
+                (1, 1)
+            } else {
+                (0, 4)
+            };
             assert_eq!(h::header_str(record, h::ORIGINAL_TOPIC), Some(topic));
-            assert_eq!(h::header_num(record, h::ORIGINAL_PARTITION), Some(partition));
+            assert_eq!(
+                h::header_num(record, h::ORIGINAL_PARTITION),
+                Some(partition)
+            );
             assert_eq!(h::header_num(record, h::ORIGINAL_OFFSET), Some(offset));
             assert_eq!(
                 h::header_str(record, h::ERROR),
@@ -377,9 +401,17 @@ fn permanent_failures_are_dead_lettered_once_with_their_headers() {
     let before = ["k00", "k01", "k02", "k04", "k06"];
     let deadline = Instant::now() + Duration::from_secs(20);
     while failures < 5 || !before.iter().all(|key| handled.iter().any(|k| k == key)) {
-        assert!(Instant::now() < deadline, "control: {failures} failures, {handled:?}");
+        assert!(
+            Instant::now() < deadline,
+            "control: {failures} failures, {handled:?}"
+        );
         let step = consumer.step(Duration::from_millis(100), &mut NoObserver, |record| {
-            if record.payload.as_deref().unwrap_or_default().starts_with(b"poison") {
+            if record
+                .payload
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with(b"poison")
+            {
                 return Err("poison record");
             }
             handled.push(key_of(record));
@@ -392,7 +424,10 @@ fn permanent_failures_are_dead_lettered_once_with_their_headers() {
     // The poison records came back again and again, and what stands behind them in their
     // partitions was never handled.
     for key in ["k05", "k07", "k09", "k10", "k11"] {
-        assert!(!handled.iter().any(|k| k == key), "{key} blocked: {handled:?}");
+        assert!(
+            !handled.iter().any(|k| k == key),
+            "{key} blocked: {handled:?}"
+        );
     }
 }
 
@@ -464,7 +499,14 @@ fn run_with_consumer_kills(test: &str, guarantee: Guarantee, topic: &str) -> Kil
         .collect();
     let read_keys = |topic: String| {
         let records = read_topic(&bootstrap, &topic);
-        counts(records.iter().map(key_of).collect::<Vec<_>>().iter().map(String::as_str))
+        counts(
+            records
+                .iter()
+                .map(key_of)
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str),
+        )
     };
     Killed {
         lost,
@@ -570,7 +612,14 @@ fn dlq_replay_after_the_fix_puts_dead_letters_back_once() {
     let b = bootstrap.as_str();
     create_topics(b, "dl-replay", 1, Mode::NonBlocking, 2);
     produce(b, "dl-replay", &poison_records(), 1);
-    let mut w = worker(&ferry, b, "dl-replay", Guarantee::AtLeastOnce, Mode::NonBlocking, 2);
+    let mut w = worker(
+        &ferry,
+        b,
+        "dl-replay",
+        Guarantee::AtLeastOnce,
+        Mode::NonBlocking,
+        2,
+    );
     w.run_to_idle();
     assert_eq!(w.processed().len(), 10);
 
@@ -584,15 +633,31 @@ fn dlq_replay_after_the_fix_puts_dead_letters_back_once() {
     assert!(show.contains("  ferry.original.offset: 8\n"), "{show}");
     // Control for the filter: no record has this error, so nothing is replayed.
     let filtered = dlq(&[
-        "replay", "--bootstrap", b, "dl-replay.dlq", "--group", "filtered", "--error", "db down",
+        "replay",
+        "--bootstrap",
+        b,
+        "dl-replay.dlq",
+        "--group",
+        "filtered",
+        "--error",
+        "db down",
     ]);
-    assert_eq!(filtered.trim(), "replayed 0 of 2 records read from dl-replay.dlq");
+    assert_eq!(
+        filtered.trim(),
+        "replayed 0 of 2 records read from dl-replay.dlq"
+    );
 
     let replayed = dlq(&["replay", "--bootstrap", b, "dl-replay.dlq"]);
-    assert_eq!(replayed.trim(), "replayed 2 of 2 records read from dl-replay.dlq");
+    assert_eq!(
+        replayed.trim(),
+        "replayed 2 of 2 records read from dl-replay.dlq"
+    );
     // The position is committed with the replay: a second one has nothing left.
     let again = dlq(&["replay", "--bootstrap", b, "dl-replay.dlq"]);
-    assert_eq!(again.trim(), "replayed 0 of 0 records read from dl-replay.dlq");
+    assert_eq!(
+        again.trim(),
+        "replayed 0 of 0 records read from dl-replay.dlq"
+    );
 
     let original = read_topic(b, "dl-replay");
     assert_eq!(original.len(), 14);
@@ -612,19 +677,37 @@ fn dlq_replay_after_the_fix_puts_dead_letters_back_once() {
     w.run_to_idle();
     let processed = w.processed();
     assert_eq!(keys(&processed[10..]), ["p03", "p08"]);
-    assert_eq!(read_topic(b, "dl-replay.dlq").len(), 2, "the dead letters stay, replayed");
+    assert_eq!(
+        read_topic(b, "dl-replay.dlq").len(),
+        2,
+        "the dead letters stay, replayed"
+    );
 
     // A replay under another group puts the records back a second time; the idempotent
     // consumer, keyed on the record key that moves and replays keep, applies them once.
-    let twice = dlq(&["replay", "--bootstrap", b, "dl-replay.dlq", "--group", "again"]);
-    assert_eq!(twice.trim(), "replayed 2 of 2 records read from dl-replay.dlq");
+    let twice = dlq(&[
+        "replay",
+        "--bootstrap",
+        b,
+        "dl-replay.dlq",
+        "--group",
+        "again",
+    ]);
+    assert_eq!(
+        twice.trim(),
+        "replayed 2 of 2 records read from dl-replay.dlq"
+    );
     // The effect fails for the poison record in its first life (before the fix) and succeeds
     // for the replayed copies.
     let mut idempotent = Idempotent::new(MemoryDedupStore::default(), MessageId::Key);
     let mut outcomes: BTreeMap<String, Vec<Result<Applied, &str>>> = BTreeMap::new();
     for record in read_topic(b, "dl-replay") {
         let applied = idempotent.apply(&record, |r| {
-            let poison = r.payload.as_deref().unwrap_or_default().starts_with(b"poison");
+            let poison = r
+                .payload
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with(b"poison");
             match poison && h::header_str(r, h::REPLAYED).is_none() {
                 true => Err("poison record"),
                 false => Ok(()),
