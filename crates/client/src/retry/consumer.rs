@@ -368,21 +368,12 @@ impl RetryingConsumer {
     }
 
     fn send(&self, moved: &Moved) -> Result<(), ClientError> {
-        let mut headers = OwnedHeaders::new_with_capacity(moved.headers.len());
-        for (key, value) in &moved.headers {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value),
-            });
-        }
-        let mut record: BaseRecord<'_, [u8], [u8], ()> =
-            BaseRecord::to(&moved.topic).headers(headers);
-        if let Some(key) = &moved.key {
-            record = record.key(key.as_slice());
-        }
-        if let Some(payload) = &moved.payload {
-            record = record.payload(payload.as_slice());
-        }
+        let record = base_record(
+            &moved.topic,
+            moved.key.as_deref(),
+            moved.payload.as_deref(),
+            &moved.headers,
+        );
         match &self.mover {
             Mover::ExactlyOnce(producer) => producer.send_record(record),
             Mover::AtLeastOnce { producer, .. } => {
@@ -450,6 +441,30 @@ impl RetryingConsumer {
         seek_to_first(&self.consumer, handled);
         error
     }
+}
+
+/// The librdkafka record of `topic`, `key`, `payload` and `headers` (in order).
+pub(crate) fn base_record<'r>(
+    topic: &'r str,
+    key: Option<&'r [u8]>,
+    payload: Option<&'r [u8]>,
+    headers: &[(String, Vec<u8>)],
+) -> BaseRecord<'r, [u8], [u8], ()> {
+    let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+    for (name, value) in headers {
+        owned = owned.insert(Header {
+            key: name,
+            value: Some(value),
+        });
+    }
+    let mut record = BaseRecord::to(topic).headers(owned);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    if let Some(payload) = payload {
+        record = record.payload(payload);
+    }
+    record
 }
 
 /// What became of one record.
