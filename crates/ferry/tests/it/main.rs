@@ -9,6 +9,7 @@ mod data_dir;
 mod dead_letters;
 mod descriptors;
 mod exactly_once;
+mod examples;
 mod fetch_memory;
 mod groups;
 mod harness;
