@@ -41,19 +41,16 @@ impl Profile {
         Profile::Rebalance,
     ];
 
-    /// Every profile `--profile` takes: the fault profiles and `poison-messages`.
-    pub const SELECTABLE: [Profile; 10] = [
-        Profile::None,
-        Profile::LostAcks,
-        Profile::LossyNetwork,
-        Profile::DuplicatingNetwork,
-        Profile::SlowNetwork,
-        Profile::BrokerKill,
-        Profile::ConsumerCrash,
-        Profile::ProducerCrash,
-        Profile::Rebalance,
-        Profile::PoisonMessages,
-    ];
+    /// Every profile `--profile` takes: the fault profiles, then `poison-messages`.
+    pub const SELECTABLE: [Profile; Profile::ALL.len() + 1] = {
+        let mut selectable = [Profile::PoisonMessages; Profile::ALL.len() + 1];
+        let mut i = 0;
+        while i < Profile::ALL.len() {
+            selectable[i] = Profile::ALL[i];
+            i += 1;
+        }
+        selectable
+    };
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
