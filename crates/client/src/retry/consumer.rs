@@ -230,6 +230,9 @@ impl RetryingConsumer {
                 return Err(RetryError::Move(error));
             }
         }
+        // Delivery reports arrive on librdkafka's thread at any time: count from before the
+        // first send of this step.
+        let failed_before = self.failed_deliveries();
         let mut handled = Vec::new();
         let mut deferred = BTreeSet::new();
         for record in &batch {
@@ -259,12 +262,13 @@ impl RetryingConsumer {
                 }
             };
             if let Err(error) = sent {
-                handled.push(record.clone());
-                return Err(self.give_up(&handled, RetryError::Move(error)));
+                // The whole batch comes again, also the records after this one, which were
+                // polled and not handled: a later commit of their partition would skip them.
+                return Err(self.give_up(&batch, RetryError::Move(error)));
             }
             handled.push(record.clone());
         }
-        self.commit(&handled)?;
+        self.commit(&handled, failed_before)?;
         step.committed = !handled.is_empty();
         Ok(step)
     }
@@ -382,8 +386,17 @@ impl RetryingConsumer {
         }
     }
 
-    /// Commits the offsets after `handled`, once their moves are safe.
-    fn commit(&self, handled: &[Record]) -> Result<(), RetryError> {
+    /// Moved records whose delivery failed since the consumer started (at-least-once).
+    fn failed_deliveries(&self) -> u64 {
+        match &self.mover {
+            Mover::AtLeastOnce { failed, .. } => failed.load(Ordering::SeqCst),
+            Mover::ExactlyOnce(_) => 0,
+        }
+    }
+
+    /// Commits the offsets after `handled`, once their moves are safe: at-least-once, once
+    /// every move is acknowledged and none failed since `failed_before`.
+    fn commit(&self, handled: &[Record], failed_before: u64) -> Result<(), RetryError> {
         if handled.is_empty() {
             if let Mover::ExactlyOnce(producer) = &self.mover {
                 // Nothing was sent; the empty transaction ends here.
@@ -394,11 +407,9 @@ impl RetryingConsumer {
         let offsets = offset_list(&next_offsets(handled)).map_err(RetryError::Commit)?;
         let result = match &self.mover {
             Mover::AtLeastOnce { producer, failed } => {
-                let before = failed.load(Ordering::SeqCst);
                 crate::producer::drain(producer, MOVE_ACK_TIMEOUT)
                     .and_then(|()| {
-                        let after = failed.load(Ordering::SeqCst);
-                        if after == before {
+                        if failed.load(Ordering::SeqCst) == failed_before {
                             return Ok(());
                         }
                         Err(ClientError::Kafka {
@@ -431,14 +442,14 @@ impl RetryingConsumer {
     }
 
     /// After a failed move or commit: aborts the open transaction (exactly-once) and seeks back
-    /// so `handled` is delivered again.
-    fn give_up(&self, handled: &[Record], error: RetryError) -> RetryError {
+    /// so `records` are delivered again.
+    fn give_up(&self, records: &[Record], error: RetryError) -> RetryError {
         if let Mover::ExactlyOnce(producer) = &self.mover {
             if let Err(abort) = producer.abort() {
                 tracing::warn!(error = %abort, "abort the moves' transaction");
             }
         }
-        seek_to_first(&self.consumer, handled);
+        seek_to_first(&self.consumer, records);
         error
     }
 }
