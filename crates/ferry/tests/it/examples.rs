@@ -35,7 +35,10 @@ fn example(name: &str) -> PathBuf {
     });
     // This binary is <target>/<profile>/deps/it-…; examples are <target>/<profile>/examples/.
     let exe = std::env::current_exe().expect("this test binary");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("profile directory");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("profile directory");
     profile_dir.join("examples").join(name)
 }
 
@@ -67,5 +70,8 @@ fn the_examples_keep_their_promises() {
     assert!(orders.contains(" 3 parked in "), "{orders}");
     assert!(orders.contains("after the fix: 3 replayed, 1000 of 1000 mailed, 0 mailed twice"));
     let ledger = run(&ferry, "ledger_exactly_once");
-    assert!(ledger.contains("2000 transfers applied (2000 distinct) of 2000"), "{ledger}");
+    assert!(
+        ledger.contains("2000 transfers applied (2000 distinct) of 2000"),
+        "{ledger}"
+    );
 }
