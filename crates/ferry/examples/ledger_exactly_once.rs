@@ -49,7 +49,7 @@ fn transfer(id: u64) -> (i32, i32, i64) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bootstrap = common::bootstrap();
     let topic = common::fresh("ledger");
-    common::create_topics(&bootstrap, &[topic.clone()], 3)?;
+    common::create_topics(&bootstrap, std::slice::from_ref(&topic), 3)?;
 
     // A database of this run's own, on the given server or a throwaway one.
     let (_server, server_config) = match std::env::var("FERRY_EXAMPLE_POSTGRES") {

@@ -30,7 +30,7 @@ impl DeliveryHandler for FireAndForget {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bootstrap = common::bootstrap();
     let topic = common::fresh("telemetry");
-    common::create_topics(&bootstrap, &[topic.clone()], 3)?;
+    common::create_topics(&bootstrap, std::slice::from_ref(&topic), 3)?;
     let settings = Settings::new(&bootstrap).group_id(format!("{topic}-dashboard"));
 
     // Subscribe first: an at-most-once consumer that joins late starts at the end it finds.

@@ -42,6 +42,7 @@ pub const ERROR_BYTES_MAX: usize = 1024;
 /// A delay as a topic name part: `500ms`, `1s`, `30s`, `2m`.
 pub fn delay_name(delay: Duration) -> String {
     let ms = delay.as_millis();
+    // `%` rather than `is_multiple_of` (Rust 1.87), for the workspace's rust-version 1.85.
     if ms == 0 || ms % 1000 != 0 {
         format!("{ms}ms")
     } else if ms % 60_000 == 0 {
