@@ -490,14 +490,14 @@ fn mark(assignment: Option<rdkafka::TopicPartitionList>, assigned: &AtomicBool) 
     }
 }
 
-/// The poison-messages table, for the terminal.
+/// The poison-messages table, for the terminal (at most 100 columns, as the lab's others).
 pub fn render(results: &PoisonResults) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\npoison messages: {} records over {} partitions; {} fail transiently (succeed at \
-         attempt {TRANSIENT_SUCCEEDS_AT}), {} always fail; {ATTEMPTS} attempts, backoff {} ms \
-         doubling",
+        "\n━━ poison messages ━━ {} records, {} partitions: {} fail transiently (ok at attempt \
+         {TRANSIENT_SUCCEEDS_AT}),\n   {} always fail; {ATTEMPTS} attempts, backoff from {} ms doubling\n   after \
+         replay: lost/dup/parked once the fix is deployed and the dead letters replayed",
         results.records,
         results.partitions,
         results.transient,
@@ -506,7 +506,7 @@ pub fn render(results: &PoisonResults) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<14} {:<13} {:>5} {:>5} {:>6}  {:>8} {:>8} {:>8} {:>9}  {:>22}",
+        " {:<13} {:<12} {:>4} {:>4} {:>6} {:>7} {:>7} {:>7} {:>8}  {}",
         "guarantee",
         "retries",
         "lost",
@@ -516,14 +516,14 @@ pub fn render(results: &PoisonResults) -> String {
         "p99 ms",
         "max ms",
         "elapsed",
-        "after fix + replay"
+        "after replay"
     );
-    let ms = |us: u64| format!("{:.1}", us as f64 / 1000.0);
+    let ms = |us: u64| format!("{:.0}", us as f64 / 1000.0);
     for row in &results.rows {
         let (Some(t), None) = (&row.tally, &row.error) else {
             let _ = writeln!(
                 out,
-                "{:<14} {:<13} failed: {}",
+                " {:<13} {:<12} failed: {}",
                 row.guarantee,
                 row.row.retries(),
                 row.error.as_deref().unwrap_or("no tally")
@@ -532,11 +532,11 @@ pub fn render(results: &PoisonResults) -> String {
         };
         let latency = row.latency.as_ref();
         let after = row.after_replay.map_or("-".to_string(), |a| {
-            format!("lost {} dup {} parked {}", a.lost, a.duplicated, a.parked)
+            format!("{}/{}/{}", a.lost, a.duplicated, a.parked)
         });
         let _ = writeln!(
             out,
-            "{:<14} {:<13} {:>5} {:>5} {:>6}  {:>8} {:>8} {:>8} {:>7}ms  {:>22}",
+            " {:<13} {:<12} {:>4} {:>4} {:>6} {:>7} {:>7} {:>7} {:>6}ms  {after}",
             row.guarantee,
             row.row.retries(),
             t.lost,
@@ -546,7 +546,6 @@ pub fn render(results: &PoisonResults) -> String {
             latency.map_or("-".into(), |l| ms(l.p99_us)),
             latency.map_or("-".into(), |l| ms(l.max_us)),
             row.elapsed_ms,
-            after
         );
     }
     out

@@ -314,7 +314,7 @@ fn quick_lab_parks_poison_messages_and_a_replay_unparks_them() {
         }
     }
     assert!(
-        lab.table.contains("poison messages: 2000 records"),
+        lab.table.contains("━━ poison messages ━━ 2000 records"),
         "{}",
         lab.table
     );
