@@ -172,37 +172,6 @@ mod tests {
         }
     }
 
-    /// (error filter, since, until) against a record with `error` dead-lettered at `at_ms`.
-    fn check(
-        filter: (Option<&str>, Option<i64>, Option<i64>),
-        error: &str,
-        at_ms: i64,
-        expect: bool,
-    ) {
-        let filter = Filter {
-            error: filter.0.map(String::from),
-            since_ms: filter.1,
-            until_ms: filter.2,
-        };
-        assert_eq!(
-            filter.matches(&record(error, at_ms)),
-            expect,
-            "{filter:?} on {error:?} at {at_ms}"
-        );
-    }
-
-    #[test]
-    fn filters_as_data() {
-        check((None, None, None), "permanent: bad", 5, true);
-        check((Some("bad"), None, None), "permanent: bad", 5, true);
-        check((Some("db down"), None, None), "permanent: bad", 5, false);
-        check((None, Some(5), None), "x", 5, true);
-        check((None, Some(6), None), "x", 5, false);
-        check((None, None, Some(5)), "x", 5, false);
-        check((None, Some(1), Some(6)), "x", 5, true);
-        check((Some("x"), Some(1), Some(6)), "y", 5, false);
-    }
-
     #[test]
     fn times_parse_as_rfc3339_or_epoch_ms() {
         assert_eq!(parse_time_ms("1700000000000").unwrap(), 1_700_000_000_000);
