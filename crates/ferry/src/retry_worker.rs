@@ -4,8 +4,8 @@
 //! consumer in the middle of its moves and look at what it left. Not a user command.
 //!
 //! A payload starting `poison` fails permanently; `flaky:N…` fails transiently until attempt N;
-//! anything else succeeds; with `--fixed` everything does. Each success appends `KEY ATTEMPT` to
-//! `--processed`.
+//! anything else succeeds; with `--fixed` everything does. Each success appends
+//! `KEY ATTEMPT WALL_CLOCK_MS` to `--processed`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -33,7 +33,7 @@ pub struct RetryWorkerArgs {
     attempts: u32,
     #[arg(long, default_value_t = 200)]
     backoff_ms: u64,
-    /// Where each success is appended as `KEY ATTEMPT`.
+    /// Where each success is appended as `KEY ATTEMPT WALL_CLOCK_MS`.
     #[arg(long)]
     processed: PathBuf,
     /// Exit after this long without a record (and nothing waiting in a retry topic).
@@ -102,7 +102,7 @@ pub fn run(args: RetryWorkerArgs) -> Result<()> {
         let key = String::from_utf8_lossy(record.key.as_deref().unwrap_or_default());
         // One write per record, so a kill -9 keeps every success reported before it.
         processed
-            .write_all(format!("{key} {attempt}\n").as_bytes())
+            .write_all(format!("{key} {attempt} {}\n", now_ms()).as_bytes())
             .map_err(|e| Failure::transient(format!("append to processed: {e}")))
     };
     if args.guarantee == Guarantee::AtMostOnce {
@@ -165,6 +165,13 @@ fn run_without_retries(
             return Ok(());
         }
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch, as the `ferry.due.ms` header counts.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// How long a worker with `--idle-exit-ms` waits for its first record (joining the group and

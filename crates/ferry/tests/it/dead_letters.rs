@@ -93,11 +93,23 @@ impl Worker<'_> {
 
     /// The successes the worker reported, in order: (key, attempt).
     fn processed(&self) -> Vec<(String, u32)> {
+        self.processed_at()
+            .into_iter()
+            .map(|(key, attempt, _)| (key, attempt))
+            .collect()
+    }
+
+    /// The successes the worker reported, in order: (key, attempt, wall-clock ms).
+    fn processed_at(&self) -> Vec<(String, u32, i64)> {
         let text = std::fs::read_to_string(&self.processed).unwrap_or_default();
         text.lines()
             .map(|line| {
-                let (key, attempt) = line.split_once(' ').expect("KEY ATTEMPT");
-                (key.to_string(), attempt.parse().expect("attempt"))
+                let fields: Vec<&str> = line.split(' ').collect();
+                let [key, attempt, at_ms] = fields[..] else {
+                    panic!("KEY ATTEMPT MS: {line:?}");
+                };
+                let attempt = attempt.parse().expect("attempt");
+                (key.to_string(), attempt, at_ms.parse().expect("ms"))
             })
             .collect()
     }
@@ -321,6 +333,16 @@ fn non_blocking_retries_move_on_and_come_back_when_due() {
         assert_eq!(num(record, h::ATTEMPT), attempt);
         assert!(num(record, h::DUE_MS) > num(record, h::FIRST_FAILURE_MS));
     }
+    // A retried record is processed no earlier than the due time of the move that carried it.
+    let processed_ms = |key: &str| {
+        w.processed_at()
+            .into_iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, _, at_ms)| at_ms)
+            .unwrap()
+    };
+    assert!(processed_ms("k05") >= num(&second[0], h::DUE_MS));
+    assert!(processed_ms("k12") >= num(&first[1], h::DUE_MS));
     assert_eq!(num(&first[0], h::ORIGINAL_OFFSET), 5);
     assert_eq!(num(&second[0], h::ORIGINAL_OFFSET), 5);
     assert_eq!(
