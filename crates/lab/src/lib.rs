@@ -204,7 +204,9 @@ fn run_quietly(args: LabArgs) -> Result<()> {
             poison::RECORDS_THOROUGH
         });
     profiles.retain(|p| *p != Profile::PoisonMessages);
-    let intervals_ms: &[u64] = if args.no_curve {
+    // `--profile poison-messages` alone asks for that table only: no rows, no cost curve.
+    let only_poison = profiles.is_empty() && poison_records.is_some();
+    let intervals_ms: &[u64] = if args.no_curve || only_poison {
         &[]
     } else {
         curve::intervals_ms(args.quick)
@@ -284,7 +286,9 @@ fn run_quietly(args: LabArgs) -> Result<()> {
     };
     drop(target);
     drop(sinks);
-    print!("{}", report::table::render(&lab));
+    if !only_poison {
+        print!("{}", report::table::render(&lab));
+    }
     if let Some(poison) = &lab.poison {
         print!("{}", poison::render(poison));
     }
