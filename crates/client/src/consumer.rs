@@ -368,7 +368,7 @@ pub fn cached_high_watermark<C: ConsumerContext>(
 }
 
 /// The librdkafka list of `offsets`.
-pub(crate) fn offset_list(
+pub fn offset_list(
     offsets: &BTreeMap<(String, i32), i64>,
 ) -> Result<TopicPartitionList, ClientError> {
     let mut list = TopicPartitionList::new();

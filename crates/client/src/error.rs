@@ -17,6 +17,8 @@ pub enum ClientError {
     /// The broker does not advertise the APIs transactions need.
     #[error("the broker does not support transactions (missing API keys {missing:?})")]
     TransactionsUnsupported { missing: Vec<i16> },
+    #[error("topic {0} not found")]
+    UnknownTopic(String),
     #[error("probe {addr}: {source}")]
     ProbeIo {
         addr: String,

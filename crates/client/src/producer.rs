@@ -142,6 +142,43 @@ pub(crate) fn drain<C: ProducerContext + 'static>(
     Ok(())
 }
 
+/// How long one wait for queue room lasts inside [`send_waiting`].
+const QUEUE_FULL_STEP: Duration = Duration::from_millis(1);
+
+/// Enqueues `record`, waiting up to `wait` in all for room in librdkafka's queue (serving
+/// delivery reports meanwhile), for senders that must not drop a record on a full queue.
+pub(crate) fn send_waiting<C, K, P>(
+    producer: &ThreadedProducer<C>,
+    record: BaseRecord<'_, K, P, C::DeliveryOpaque>,
+    wait: Duration,
+) -> Result<(), ClientError>
+where
+    C: ProducerContext + 'static,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    let deadline = std::time::Instant::now() + wait;
+    let mut record = record;
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(code), returned))
+                if code == rdkafka::types::RDKafkaErrorCode::QueueFull
+                    && std::time::Instant::now() < deadline =>
+            {
+                record = returned;
+                producer.poll(QUEUE_FULL_STEP);
+            }
+            Err((source, _)) => {
+                return Err(ClientError::Kafka {
+                    action: "send record",
+                    source,
+                })
+            }
+        }
+    }
+}
+
 /// Why `send` did not enqueue a record. The record was not sent; the caller may try again.
 #[derive(Debug, thiserror::Error)]
 #[error("enqueue record: {0}")]

@@ -23,7 +23,6 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, DefaultConsumerContext};
-use rdkafka::error::KafkaError;
 use rdkafka::message::ToBytes;
 use rdkafka::producer::{
     BaseRecord, DefaultProducerContext, Producer as _, ProducerContext, ThreadedProducer,
@@ -35,7 +34,7 @@ use crate::consumer::{
 };
 use crate::error::ClientError;
 use crate::guarantee::Guarantee;
-use crate::producer::drain;
+use crate::producer::{drain, send_waiting};
 use crate::settings::Settings;
 
 /// The default time allowed for each transaction call (init, offsets, commit, abort).
@@ -52,9 +51,6 @@ pub struct Output {
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
 }
-
-/// How long one wait for queue room lasts inside `send`.
-const QUEUE_FULL_STEP: Duration = Duration::from_millis(1);
 
 /// A transactional producer: `begin`, `send`, then `commit` or `abort`. `C` is the librdkafka
 /// context that hears delivery reports (the lab's records each one in its history).
@@ -128,26 +124,7 @@ impl<C: ProducerContext + 'static> TxnProducer<C> {
         K: ToBytes + ?Sized,
         P: ToBytes + ?Sized,
     {
-        let deadline = Instant::now() + QUEUE_FULL_WAIT;
-        let mut record = record;
-        loop {
-            match self.inner.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(code), returned))
-                    if code == rdkafka::types::RDKafkaErrorCode::QueueFull
-                        && Instant::now() < deadline =>
-                {
-                    record = returned;
-                    self.inner.poll(QUEUE_FULL_STEP);
-                }
-                Err((source, _)) => {
-                    return Err(ClientError::Kafka {
-                        action: "send in transaction",
-                        source,
-                    })
-                }
-            }
-        }
+        send_waiting(&self.inner, record, QUEUE_FULL_WAIT)
     }
 
     /// Waits until every record sent has been acknowledged (or failed), serving the delivery

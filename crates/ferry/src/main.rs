@@ -3,6 +3,8 @@
 
 mod admin;
 mod descriptors;
+mod dlq;
+mod retry_worker;
 mod serve;
 mod settings;
 
@@ -39,6 +41,14 @@ enum Command {
         #[command(subcommand)]
         command: admin::TransactionsCommand,
     },
+    /// Dead-letter topics of the client's retrying consumer: list, show, replay.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
+    /// A consumer process with a retry policy and a scripted handler, for tests.
+    #[command(hide = true)]
+    RetryWorker(retry_worker::RetryWorkerArgs),
     /// Run the Kafka-aware fault proxy between clients and a broker.
     Chaos(ChaosArgs),
     /// Run the guarantees lab: each guarantee under each fault profile, measured and checked.
@@ -105,6 +115,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Transactions { command } => admin::run_transactions(command),
         Command::Lab(args) => lab::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Dlq { command } => dlq::run(command),
+        Command::RetryWorker(args) => retry_worker::run(args),
         Command::Chaos(args) => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(chaos::run(

@@ -206,10 +206,15 @@ pub struct Latency {
 /// For the ids in `ids`, the time from the send's invocation to the first processing.
 pub fn latency(history: &[Op], ids: Range<u64>) -> Option<Latency> {
     let (invoked, first_processed) = first_times(history, &ids);
-    let mut samples: Vec<u64> = first_processed
+    let samples: Vec<u64> = first_processed
         .iter()
         .filter_map(|(id, done)| Some(done.saturating_sub(*invoked.get(id)?)))
         .collect();
+    latency_of(samples)
+}
+
+/// The percentiles of latency `samples` (microseconds); `None` without samples.
+pub fn latency_of(mut samples: Vec<u64>) -> Option<Latency> {
     if samples.is_empty() {
         return None;
     }

@@ -16,6 +16,8 @@
 //! - [`results`] and [`report`]: verdicts, JSON, the terminal table and the HTML page.
 //! - [`require`]: `--require`, the cheapest row meeting a requirement.
 //! - [`recheck`]: `ferry lab check`, a saved history judged again.
+//! - [`poison`]: the poison-messages profile, handlers that fail, retried and dead-lettered
+//!   by the client's `RetryingConsumer`, with its own table (lost, duplicated, parked).
 //!
 //! Errors are `anyhow`: the lab is one of the binary's commands, and its errors are reported to
 //! the person running it, never matched on.
@@ -24,6 +26,7 @@ pub mod check;
 pub mod curve;
 pub mod history;
 pub mod judge;
+pub mod poison;
 pub mod profile;
 pub mod recheck;
 pub mod report;
@@ -79,7 +82,8 @@ pub struct LabArgs {
     #[arg(long, default_value_t = 1)]
     pub replication_factor: i32,
     /// Run only these fault profiles (repeatable): none, lost-acks, lossy-network,
-    /// duplicating-network, slow-network, broker-kill, consumer-crash, producer-crash.
+    /// duplicating-network, slow-network, broker-kill, consumer-crash, producer-crash,
+    /// rebalance, poison-messages.
     #[arg(long = "profile", value_name = "NAME")]
     pub profiles: Vec<Profile>,
     /// Seeds the fault plans; printed, so a run can be repeated.
@@ -186,12 +190,23 @@ fn run_quietly(args: LabArgs) -> Result<()> {
     } else {
         trials::TRIALS_THOROUGH
     });
-    let profiles = if args.profiles.is_empty() {
-        Profile::ALL.to_vec()
+    let mut profiles = if args.profiles.is_empty() {
+        Profile::SELECTABLE.to_vec()
     } else {
         args.profiles.clone()
     };
-    let intervals_ms: &[u64] = if args.no_curve {
+    // Poison messages are not a fault the rows run under: they have their own table.
+    let poison_records = profiles
+        .contains(&Profile::PoisonMessages)
+        .then_some(if args.quick {
+            poison::RECORDS_QUICK
+        } else {
+            poison::RECORDS_THOROUGH
+        });
+    profiles.retain(|p| *p != Profile::PoisonMessages);
+    // `--profile poison-messages` alone asks for that table only: no rows, no cost curve.
+    let only_poison = profiles.is_empty() && poison_records.is_some();
+    let intervals_ms: &[u64] = if args.no_curve || only_poison {
         &[]
     } else {
         curve::intervals_ms(args.quick)
@@ -238,6 +253,10 @@ fn run_quietly(args: LabArgs) -> Result<()> {
     let results = session.profiles(&profiles, &params, trials);
     let baseline = results.iter().find(|p| p.profile == Profile::None);
     let cost_curve = session.cost_curve(&params, intervals_ms, curve_rows, baseline);
+    let poison = poison_records.map(|records| {
+        bar.set_message("poison-messages");
+        poison::run(&target, seed, records, params.partitions)
+    });
     bar.finish_and_clear();
     let summary = results::summarize(&results);
     let recommendation = args
@@ -263,10 +282,16 @@ fn run_quietly(args: LabArgs) -> Result<()> {
         summary,
         cost_curve,
         recommendation,
+        poison,
     };
     drop(target);
     drop(sinks);
-    print!("{}", report::table::render(&lab));
+    if !only_poison {
+        print!("{}", report::table::render(&lab));
+    }
+    if let Some(poison) = &lab.poison {
+        print!("{}", poison::render(poison));
+    }
     print!("{}", report::recommendation::text(&lab));
     let paths = report::files::paths(args.html.as_deref(), args.json.as_deref(), args.no_report);
     if let Some(path) = &paths.html {

@@ -23,6 +23,9 @@ pub enum Profile {
     ProducerCrash,
     /// A third consumer joins the group mid-run and leaves again (sink rows only).
     Rebalance,
+    /// 1% of records fail transiently, 0.1% always: the retry policy's own table
+    /// (`poison.rs`), not a run of the rows above. Not in [`Profile::ALL`].
+    PoisonMessages,
 }
 
 impl Profile {
@@ -38,6 +41,17 @@ impl Profile {
         Profile::Rebalance,
     ];
 
+    /// Every profile `--profile` takes: the fault profiles, then `poison-messages`.
+    pub const SELECTABLE: [Profile; Profile::ALL.len() + 1] = {
+        let mut selectable = [Profile::PoisonMessages; Profile::ALL.len() + 1];
+        let mut i = 0;
+        while i < Profile::ALL.len() {
+            selectable[i] = Profile::ALL[i];
+            i += 1;
+        }
+        selectable
+    };
+
     /// The command-line name.
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +64,7 @@ impl Profile {
             Profile::ConsumerCrash => "consumer-crash",
             Profile::ProducerCrash => "producer-crash",
             Profile::Rebalance => "rebalance",
+            Profile::PoisonMessages => "poison-messages",
         }
     }
 
@@ -65,6 +80,7 @@ impl Profile {
             Profile::ConsumerCrash => "consumer crash between processing and commit",
             Profile::ProducerCrash => "producer crash inside a transaction",
             Profile::Rebalance => "a consumer joins the group and leaves again",
+            Profile::PoisonMessages => "poison messages: handlers that fail",
         }
     }
 
@@ -103,6 +119,11 @@ impl Profile {
                  and leaves (another)"
                     .into()
             }
+            Profile::PoisonMessages => {
+                "1% of records fail transiently, 0.1% always; retried in place or through retry \
+                 topics, dead-lettered, replayed after the fix"
+                    .into()
+            }
         }
     }
 
@@ -121,7 +142,8 @@ impl Profile {
             | Profile::BrokerKill
             | Profile::ConsumerCrash
             | Profile::ProducerCrash
-            | Profile::Rebalance => Plan::none(seed),
+            | Profile::Rebalance
+            | Profile::PoisonMessages => Plan::none(seed),
         }
     }
 
@@ -163,11 +185,11 @@ impl std::str::FromStr for Profile {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Profile, String> {
-        Profile::ALL
+        Profile::SELECTABLE
             .into_iter()
             .find(|p| p.name() == s)
             .ok_or_else(|| {
-                let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
+                let names: Vec<&str> = Profile::SELECTABLE.iter().map(|p| p.name()).collect();
                 format!(
                     "unknown fault profile {s}: expected one of {}",
                     names.join(", ")
@@ -293,7 +315,7 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_plans_are_valid() {
-        for profile in Profile::ALL {
+        for profile in Profile::SELECTABLE {
             assert_eq!(profile.name().parse::<Profile>(), Ok(profile));
             for params in [Params::quick(), Params::thorough()] {
                 profile.plan(1, &params).validate().unwrap();

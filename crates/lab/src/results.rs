@@ -31,6 +31,9 @@ pub struct LabResults {
     /// The cheapest row meeting `--require`; absent without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recommendation: Option<crate::require::Recommendation>,
+    /// The poison-messages profile's table; absent when it did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poison: Option<crate::poison::PoisonResults>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

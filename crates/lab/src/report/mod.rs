@@ -129,6 +129,7 @@ pub(crate) mod tests {
             profiles,
             cost_curve: sample_curve(),
             recommendation: None,
+            poison: None,
         }
     }
 

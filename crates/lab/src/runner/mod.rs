@@ -36,7 +36,7 @@ mod consume;
 mod drain;
 mod nemesis;
 mod produce;
-mod settings;
+pub(crate) mod settings;
 pub(crate) mod sinks;
 mod transactions;
 
