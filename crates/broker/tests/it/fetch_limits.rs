@@ -34,21 +34,23 @@ fn filled(dir: &std::path::Path, fetch_max_bytes: Option<usize>) -> Broker {
     let mut broker = open_with(config);
     let value = vec![b'v'; VALUE_BYTES];
     for partition in 0..PARTITIONS {
-        let batch = build_batch(&[(None, Some(&value[..]))], NOW_MS, ProducerFields::NONE, 0);
-        let body = ProduceRequest::default()
-            .with_acks(-1)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic())
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(partition)
-                    .with_records(Some(batch.into()))])]);
-        call(
-            &mut broker,
-            request(ApiKey::Produce, 9, RequestKind::Produce(body)),
-        );
+        produce(&mut broker, partition, &value);
     }
     group_commit(&mut broker);
     broker
+}
+
+/// Appends one batch of one record holding `value` to partition `partition` of `t`.
+fn produce(broker: &mut Broker, partition: i32, value: &[u8]) {
+    let batch = build_batch(&[(None, Some(value))], NOW_MS, ProducerFields::NONE, 0);
+    let body = ProduceRequest::default()
+        .with_acks(-1)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic())
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch.into()))])]);
+    call(broker, request(ApiKey::Produce, 9, RequestKind::Produce(body)));
 }
 
 /// (error code, record bytes) of each partition in a fetch of all three from offset 0.
@@ -226,17 +228,8 @@ fn a_segment_deleted_after_its_read_was_planned_is_not_an_error() {
     config.num_partitions = 1;
     config.log.segment_bytes = 4096;
     let mut broker = open_with(config.clone());
-    let value = vec![b'v'; 2_000];
     for _ in 0..6 {
-        let batch = build_batch(&[(None, Some(&value[..]))], NOW_MS, ProducerFields::NONE, 0);
-        let body = ProduceRequest::default()
-            .with_acks(-1)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic())
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(batch.into()))])]);
-        call(&mut broker, request(ApiKey::Produce, 9, RequestKind::Produce(body)));
+        produce(&mut broker, 0, &[b'v'; 2_000]);
     }
     crate::data_dir::group_commit(&mut broker);
     // Reopened, the sealed segments hold no descriptor: a read opens them again by path.
