@@ -231,6 +231,10 @@ impl Sink<'_> {
 enum InstanceEnd {
     Stopped,
     Crashed,
+    /// librdkafka raised a fatal error: a static member fenced (FENCED_INSTANCE_ID), as when a
+    /// duplicated JoinGroup gave its instance id to a second member id. Such a consumer never
+    /// polls a record again; a new instance takes over from the committed offsets.
+    Fatal,
 }
 
 /// What the consumer thread takes from the run.
@@ -244,8 +248,8 @@ struct ConsumerEnv {
     client_log: Arc<ClientLog>,
 }
 
-/// The consumer thread: one consumer instance after another (a crash starts the next), until
-/// drained or stopped.
+/// The consumer thread: one consumer instance after another (a crash, or a fatal client error
+/// such as a fenced static member, starts the next), until drained or stopped.
 fn consume(env: &ConsumerEnv) -> Result<()> {
     let (row, topic, recorder, shared) = (env.row, &env.topic, &*env.recorder, &*env.shared);
     let mut settings = settings::with(env.settings.clone(), CONSUMER_SETTINGS);
@@ -279,6 +283,7 @@ fn consume(env: &ConsumerEnv) -> Result<()> {
                 recorder.record(Kind::Info, Process::Nemesis, event);
                 shared.crashes_done.fetch_add(1, Ordering::Relaxed);
             }
+            InstanceEnd::Fatal => {}
         }
     }
     unreachable!("consumer instances are counted by a u32 that a run never exhausts")
@@ -335,6 +340,13 @@ fn run_instance(
                 shared.note(format!("consumer poll error: {error}"));
                 std::thread::sleep(Duration::from_millis(10));
             }
+        }
+        let client = rdkafka::consumer::Consumer::client(consumer.inner());
+        if let Some((code, reason)) = client.fatal_error() {
+            shared.note(format!(
+                "consumer instance {instance} failed ({code:?}: {reason}); a new one takes over"
+            ));
+            return Ok(InstanceEnd::Fatal);
         }
     }
 }
