@@ -13,6 +13,8 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, ResponseKind};
 
 use super::code;
+use storage::LogError;
+
 use crate::{Broker, BrokerError};
 
 const LATEST: i64 = -1;
@@ -49,11 +51,6 @@ pub fn handle(
                 );
                 continue;
             };
-            let log_error = |source| BrokerError::Log {
-                topic: name.clone(),
-                partition: wanted.partition_index,
-                source,
-            };
             let last_fetchable = if read_committed {
                 partition.last_stable_offset()
             } else {
@@ -65,35 +62,46 @@ pub fn handle(
                     .filter(|&(offset, _)| offset < last_fetchable)
                     .unwrap_or((-1, -1))
             };
-            let (offset, timestamp) = match wanted.timestamp {
-                EARLIEST => (partition.log_start_offset(), -1),
-                LATEST => (last_fetchable, -1),
-                timestamp if timestamp >= 0 => fetchable(
-                    partition
-                        .log()
-                        .offset_for_timestamp(timestamp)
-                        .map_err(log_error)?,
-                ),
+            let by_timestamp = |timestamp: i64| partition.log().offset_for_timestamp(timestamp);
+            let found = match wanted.timestamp {
+                EARLIEST => Ok((partition.log_start_offset(), -1)),
+                LATEST => Ok((last_fetchable, -1)),
+                timestamp if timestamp >= 0 => by_timestamp(timestamp).map(fetchable),
                 MAX_TIMESTAMP if version >= MAX_TIMESTAMP_MIN_VERSION => {
                     match partition.log().max_timestamp() {
-                        Some(max) => fetchable(
-                            partition
-                                .log()
-                                .offset_for_timestamp(max)
-                                .map_err(log_error)?,
-                        ),
-                        None => (-1, -1),
+                        Some(max) => by_timestamp(max).map(fetchable),
+                        None => Ok((-1, -1)),
                     }
                 }
                 EARLIEST_LOCAL if version >= EARLIEST_LOCAL_MIN_VERSION => {
-                    (partition.log_start_offset(), -1)
+                    Ok((partition.log_start_offset(), -1))
                 }
-                LATEST_TIERED if version >= LATEST_TIERED_MIN_VERSION => (-1, -1),
+                LATEST_TIERED if version >= LATEST_TIERED_MIN_VERSION => Ok((-1, -1)),
                 _ => {
                     partitions.push(
                         response
                             .with_error_code(code(ResponseError::InvalidRequest))
                             .with_offset(-1),
+                    );
+                    continue;
+                }
+            };
+            let (offset, timestamp) = match found {
+                Ok(found) => found,
+                // A damaged batch (or a failed read) found while looking up a timestamp fails
+                // this partition's answer, loudly, as a fetch's read does; the broker and the
+                // other partitions go on.
+                Err(error) => {
+                    let answer = match error {
+                        LogError::Corrupt { .. } => ResponseError::CorruptMessage,
+                        _ => ResponseError::KafkaStorageError,
+                    };
+                    tracing::error!(topic = %name, partition = wanted.partition_index, %error, "ListOffsets read failed; answering {answer:?} for this partition");
+                    partitions.push(
+                        response
+                            .with_error_code(code(answer))
+                            .with_offset(-1)
+                            .with_timestamp(-1),
                     );
                     continue;
                 }

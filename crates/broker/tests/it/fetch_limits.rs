@@ -285,3 +285,55 @@ fn a_segment_deleted_after_its_read_was_planned_is_not_an_error() {
         offset_out_of_range
     );
 }
+
+/// (error code, offset) of each partition for a ListOffsets by timestamp 0.
+fn offsets_for_timestamp_0(broker: &mut Broker) -> Vec<(i16, i64)> {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let body = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default().with_name(topic()).with_partitions(
+            (0..PARTITIONS)
+                .map(|p| {
+                    ListOffsetsPartition::default()
+                        .with_partition_index(p)
+                        .with_timestamp(0)
+                })
+                .collect(),
+        )]);
+    let outcome = call(
+        broker,
+        request(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(body)),
+    );
+    let broker::Outcome::Respond(ResponseKind::ListOffsets(response)) = outcome else {
+        panic!("ListOffsets is answered at once: {outcome:?}");
+    };
+    response.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.error_code, p.offset))
+        .collect()
+}
+
+/// A batch damaged in synced data, met by ListOffsets looking up a timestamp: that partition is
+/// answered CORRUPT_MESSAGE and the broker goes on (it used to stop: a `BrokerError`).
+#[test]
+fn a_damaged_batch_found_by_a_timestamp_lookup_fails_its_partition_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = filled(dir.path(), None);
+    // Control: undamaged, every partition finds its first record.
+    assert_eq!(offsets_for_timestamp_0(&mut broker), [(0, 0), (0, 0), (0, 0)]);
+    // Partition 1's batch claims a length past the end of its segment.
+    let segment = dir.path().join("t-1").join(format!("{:020}.log", 0));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.write_all_at(&i32::MAX.to_be_bytes(), 8).unwrap();
+    let corrupt_message = 2;
+    for _ in 0..2 {
+        assert_eq!(
+            offsets_for_timestamp_0(&mut broker),
+            [(0, 0), (corrupt_message, -1), (0, 0)]
+        );
+    }
+}
