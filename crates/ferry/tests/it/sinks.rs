@@ -251,6 +251,9 @@ struct Stats {
     paused_kills: usize,
     /// Commits the database rejected: a paused consumer's, or any other.
     fenced: usize,
+    /// Paused consumers whose successor had not claimed within `TAKEOVER_TIMEOUT` (a slow
+    /// rebalance on a loaded machine): their commit went through, as it may, unfenced.
+    unclaimed_pauses: usize,
     /// Lives that restarted under a new instance id (a new member: a rebalance).
     new_identities: usize,
     /// The partitions this slot's instances applied batches of.
@@ -456,10 +459,13 @@ fn pause<D: LedgerDb>(
         }
     }
     match zombie.apply(polled, |records, tx| D::apply(tx, &ids(records))) {
-        Ok(step) => eprintln!(
-            "a paused consumer committed {} records: its successor had not claimed yet",
-            step.applied
-        ),
+        Ok(step) => {
+            stats.unclaimed_pauses += 1;
+            eprintln!(
+                "a paused consumer committed {} records: its successor had not claimed yet",
+                step.applied
+            )
+        }
         Err(error) => sink_error(error, stats),
     }
     successor
@@ -628,11 +634,13 @@ fn assert_exactly_once(outcome: &Outcome) {
         new_identities, 2,
         "each slot came back once as a new member"
     );
-    // Each paused consumer's successor claimed before it resumed: every one of them is fenced
-    // (more fences may come from rebalances racing a commit).
+    // Each paused consumer whose successor claimed before it resumed is fenced (more fences may
+    // come from rebalances racing a commit); one whose successor had not claimed in time
+    // committed, as it may. Fencing must have been seen.
+    let unclaimed = sum(|s| s.unclaimed_pauses);
     assert!(
-        fenced >= paused,
-        "{fenced} fenced commits for {paused} paused consumers"
+        fenced + unclaimed >= paused && fenced >= 1,
+        "{fenced} fenced commits and {unclaimed} unclaimed pauses for {paused} paused consumers"
     );
     assert_no_unexpected_errors(outcome);
 }
