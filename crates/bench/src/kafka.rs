@@ -66,7 +66,9 @@ impl Server {
                     .arg("--set")
                     .arg(format!("num.partitions={partitions}"));
                 if let Some(metrics) = metrics {
-                    command.arg("--set").arg(format!("metrics.listen={metrics}"));
+                    command
+                        .arg("--set")
+                        .arg(format!("metrics.listen={metrics}"));
                 }
                 // The bench's own FERRY_* variables would read as broker settings.
                 for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("FERRY_")) {
@@ -273,8 +275,15 @@ impl<'a> Session<'a> {
         }
         if let (Server::Ferry { exe, .. }, true) = (self.server, plan.wants("metrics_cost")) {
             progress(&format!("{name}: produce 1 KiB with metrics off and on"));
-            let work = self.data.parent().expect("the data directory is in the work directory");
-            rows.push(row_or_failed(name, "metrics_cost", metrics_cost(exe, plan, work)));
+            let work = self
+                .data
+                .parent()
+                .expect("the data directory is in the work directory");
+            rows.push(row_or_failed(
+                name,
+                "metrics_cost",
+                metrics_cost(exe, plan, work),
+            ));
         }
         if plan.wants("consume_1kib") && plan.wants("produce_1kib") {
             progress(&format!("{name}: consume 1 KiB"));
@@ -716,7 +725,8 @@ fn metrics_cost(exe: &Path, plan: &Plan, work: &Path) -> Result<Row> {
                 idle_rss_bytes: None,
             };
             let scraper = metrics.map(Scraper::start);
-            let produced = session.produce("metrics_cost", "bench-metrics", 1024, Mode::durable(true));
+            let produced =
+                session.produce("metrics_cost", "bench-metrics", 1024, Mode::durable(true));
             if let Some(scraper) = scraper {
                 scrapes += scraper.finish()?;
             }

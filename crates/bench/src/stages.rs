@@ -146,7 +146,10 @@ pub fn produce_breakdown(before: &str, after: &str) -> Vec<(String, f64)> {
         add(&format!("produce_{stage}"), measured);
     }
     let name = "ferry_fsync_duration_seconds";
-    add("fsync", histogram(after, name, "").since(&histogram(before, name, "")));
+    add(
+        "fsync",
+        histogram(after, name, "").since(&histogram(before, name, "")),
+    );
     metrics.push(("produce_requests".into(), requests));
     metrics
 }

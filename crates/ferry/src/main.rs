@@ -146,7 +146,10 @@ fn init_traces() {
             .init(),
         Ok(other) => {
             traces.init();
-            tracing::warn!(format = other, "FERRY_LOG_FORMAT: expected json or text; using text");
+            tracing::warn!(
+                format = other,
+                "FERRY_LOG_FORMAT: expected json or text; using text"
+            );
         }
     }
 }

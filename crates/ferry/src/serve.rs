@@ -117,7 +117,11 @@ async fn serve(mut settings: Settings) -> Result<()> {
 /// endpoint and the bound address.
 async fn serve_metrics(
     address: SocketAddr,
-) -> Result<(Arc<observe::ServerMetrics>, Arc<observe::Endpoint>, SocketAddr)> {
+) -> Result<(
+    Arc<observe::ServerMetrics>,
+    Arc<observe::Endpoint>,
+    SocketAddr,
+)> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("metrics.listen: bind {address}"))?;

@@ -248,7 +248,10 @@ mod tests {
         assert!(settings.apply("num.partitions", "0").is_err());
         assert_eq!(settings.metrics_listen, None);
         settings.apply("metrics.listen", "127.0.0.1:9644").unwrap();
-        assert_eq!(settings.metrics_listen, Some("127.0.0.1:9644".parse().unwrap()));
+        assert_eq!(
+            settings.metrics_listen,
+            Some("127.0.0.1:9644".parse().unwrap())
+        );
         assert!(settings.apply("metrics.listen", "9644").is_err());
         assert!(settings.apply("no.such.setting", "1").is_err());
         let ignored = [("FERRY_BIN".to_string(), "/x".to_string())];

@@ -19,7 +19,6 @@ use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
 
-
 /// How long a scraper may take to send its request headers before its connection is closed.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -170,26 +169,41 @@ mod tests {
         let server = tokio::spawn(serve(listener, endpoint.clone()));
 
         // Starting (recovering): up, not ready.
-        assert!(get(addr, &request("GET", "/healthz")).await.starts_with("HTTP/1.1 200"));
+        assert!(get(addr, &request("GET", "/healthz"))
+            .await
+            .starts_with("HTTP/1.1 200"));
         let starting = get(addr, &request("GET", "/readyz")).await;
         assert!(starting.starts_with("HTTP/1.1 503"), "{starting}");
         endpoint.set_ready(true);
-        assert!(get(addr, &request("GET", "/readyz")).await.starts_with("HTTP/1.1 200"));
+        assert!(get(addr, &request("GET", "/readyz"))
+            .await
+            .starts_with("HTTP/1.1 200"));
         // Shutting down: not ready again.
         endpoint.set_ready(false);
-        assert!(get(addr, &request("GET", "/readyz")).await.starts_with("HTTP/1.1 503"));
+        assert!(get(addr, &request("GET", "/readyz"))
+            .await
+            .starts_with("HTTP/1.1 503"));
 
         counter.inc_by(3);
         let metrics = get(addr, &request("GET", "/metrics")).await;
         assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
         assert!(metrics.contains("text/plain; version=0.0.4"), "{metrics}");
-        assert!(metrics.contains("\nferry_test_things_total 3\n"), "{metrics}");
-        assert!(get(addr, &request("GET", "/elsewhere")).await.starts_with("HTTP/1.1 404"));
-        assert!(get(addr, &request("POST", "/metrics")).await.starts_with("HTTP/1.1 405"));
+        assert!(
+            metrics.contains("\nferry_test_things_total 3\n"),
+            "{metrics}"
+        );
+        assert!(get(addr, &request("GET", "/elsewhere"))
+            .await
+            .starts_with("HTTP/1.1 404"));
+        assert!(get(addr, &request("POST", "/metrics"))
+            .await
+            .starts_with("HTTP/1.1 405"));
         // Garbage instead of HTTP closes that connection only.
         let garbage = get(addr, "\x16\x03\x01 not http at all\r\n\r\n").await;
         assert!(!garbage.contains("200 OK"), "{garbage}");
-        assert!(get(addr, &request("GET", "/healthz")).await.starts_with("HTTP/1.1 200"));
+        assert!(get(addr, &request("GET", "/healthz"))
+            .await
+            .starts_with("HTTP/1.1 200"));
         server.abort();
     }
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry,
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry,
 };
 
 /// A step of a request's life in the broker, for `ferry_request_stage_seconds`.
@@ -111,7 +111,10 @@ impl ServerMetrics {
     pub fn new() -> ServerMetrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("ferry_requests_total", "Requests decoded, by API and version."),
+            Opts::new(
+                "ferry_requests_total",
+                "Requests decoded, by API and version.",
+            ),
             &["api", "version"],
         )
         .expect("valid metric");
@@ -210,7 +213,9 @@ impl ServerMetrics {
             Box::new(recovery_seconds.clone()),
         ] {
             names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
-            registry.register(collector).expect("metric names are distinct");
+            registry
+                .register(collector)
+                .expect("metric names are distinct");
         }
         ServerMetrics {
             registry,

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use broker::{Broker, BrokerError, Now};
-use observe::ServerMetrics;
 use kafka_protocol::messages::ResponseKind;
+use observe::ServerMetrics;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Notify, Semaphore};

@@ -19,8 +19,8 @@ pub mod sim;
 pub use crate::disk::{open_descriptors, reopened_descriptors, Disk, DiskFile, FsDisk, Space};
 pub use crate::error::LogError;
 pub use crate::log::{
-    AppendInfo, FileJob, LogConfig, PartitionLog, SyncWork, APPEND_BYTES_MAX, RECOVERY_POINT_INTERVAL_MS,
-    SEGMENT_BYTES_MAX,
+    AppendInfo, FileJob, LogConfig, PartitionLog, SyncWork, APPEND_BYTES_MAX,
+    RECOVERY_POINT_INTERVAL_MS, SEGMENT_BYTES_MAX,
 };
 pub use crate::segment::{SegmentRead, BATCH_BYTES_MAX};
 pub use crate::sim::SimDisk;

@@ -240,10 +240,7 @@ impl SyncWork {
         for job in jobs {
             job(self.disk.as_ref(), &self.dir);
         }
-        self.path_guard
-            .lock()
-            .expect("no removal panics")
-            .take();
+        self.path_guard.lock().expect("no removal panics").take();
         if self.sync_dir {
             self.disk
                 .sync_dir(&self.dir)

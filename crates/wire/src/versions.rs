@@ -96,7 +96,12 @@ pub fn name(api_key: ApiKey) -> &'static str {
     let names = NAMES.get_or_init(|| {
         SUPPORTED
             .iter()
-            .map(|s| (s.api_key, &*Box::leak(format!("{:?}", s.api_key).into_boxed_str())))
+            .map(|s| {
+                (
+                    s.api_key,
+                    &*Box::leak(format!("{:?}", s.api_key).into_boxed_str()),
+                )
+            })
             .collect()
     });
     names

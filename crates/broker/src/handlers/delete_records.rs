@@ -12,10 +12,7 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, Resp
 use super::code;
 use crate::{Broker, BrokerError, Outcome};
 
-pub fn handle(
-    broker: &mut Broker,
-    request: &DeleteRecordsRequest,
-) -> Result<Outcome, BrokerError> {
+pub fn handle(broker: &mut Broker, request: &DeleteRecordsRequest) -> Result<Outcome, BrokerError> {
     let mut deleted_any = false;
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
@@ -67,7 +64,8 @@ pub fn handle(
                 .with_partitions(partitions),
         );
     }
-    let response = ResponseKind::DeleteRecords(DeleteRecordsResponse::default().with_topics(topics));
+    let response =
+        ResponseKind::DeleteRecords(DeleteRecordsResponse::default().with_topics(topics));
     Ok(if deleted_any {
         Outcome::AfterSync {
             ticket: broker.append_ticket(),

@@ -68,7 +68,11 @@ pub fn handle(
     for (topic, checks) in request.topic_data.into_iter().zip(checks) {
         let name = topic.name.0.to_string();
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
-        assert_eq!(checks.len(), topic.partition_data.len(), "a check per partition");
+        assert_eq!(
+            checks.len(),
+            topic.partition_data.len(),
+            "a check per partition"
+        );
         for (data, checked) in topic.partition_data.into_iter().zip(checks) {
             let result = if acks_valid {
                 append(
@@ -383,7 +387,11 @@ pub(crate) fn validate(
         let batch = match item {
             Ok((_, batch)) => batch,
             Err(error) => {
-                debug_assert_eq!(failed.map(|(at, _)| at), Some(index), "checked the same bytes");
+                debug_assert_eq!(
+                    failed.map(|(at, _)| at),
+                    Some(index),
+                    "checked the same bytes"
+                );
                 return Err(batch_error(error));
             }
         };
@@ -479,10 +487,17 @@ mod tests {
         let produce = |broker: &mut Broker, topic: &str, timestamp: i64| {
             let batch = build_batch(&[(None, Some(b"v"))], timestamp, ProducerFields::NONE, 0);
             let checked = check_structure(&batch);
-            append(broker, now_ms, topic, 0, (Some(batch.into()), checked), None)
-                .unwrap()
-                .map(|_| ())
-                .map_err(|refused| refused.error)
+            append(
+                broker,
+                now_ms,
+                topic,
+                0,
+                (Some(batch.into()), checked),
+                None,
+            )
+            .unwrap()
+            .map(|_| ())
+            .map_err(|refused| refused.error)
         };
         let future = now_ms + 10 * 60_000;
         assert_eq!(

@@ -6,7 +6,9 @@
 use std::os::unix::fs::FileExt;
 
 use broker::{Broker, BrokerConfig, FetchRead};
-use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
@@ -50,7 +52,10 @@ fn produce(broker: &mut Broker, partition: i32, value: &[u8]) {
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
                 .with_records(Some(batch.into()))])]);
-    call(broker, request(ApiKey::Produce, 9, RequestKind::Produce(body)));
+    call(
+        broker,
+        request(ApiKey::Produce, 9, RequestKind::Produce(body)),
+    );
 }
 
 /// (error code, record bytes) of each partition in a fetch of all three from offset 0.
@@ -240,12 +245,12 @@ fn a_segment_deleted_after_its_read_was_planned_is_not_an_error() {
             FetchRequest::default()
                 .with_max_wait_ms(0)
                 .with_max_bytes(1 << 20)
-                .with_topics(vec![FetchTopic::default().with_topic(topic()).with_partitions(
-                    vec![FetchPartition::default()
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(topic())
+                    .with_partitions(vec![FetchPartition::default()
                         .with_partition(0)
                         .with_fetch_offset(0)
-                        .with_partition_max_bytes(1 << 20)],
-                )]),
+                        .with_partition_max_bytes(1 << 20)])]),
         )
     };
     let planned = match call(&mut broker, request(ApiKey::Fetch, 12, fetch_from_0())) {
@@ -263,7 +268,10 @@ fn a_segment_deleted_after_its_read_was_planned_is_not_an_error() {
     );
     group_commit(&mut broker);
     assert!(
-        !dir.path().join("t-0").join(format!("{:020}.log", 0)).exists(),
+        !dir.path()
+            .join("t-0")
+            .join(format!("{:020}.log", 0))
+            .exists(),
         "the first segment's file is gone"
     );
     let FetchRead::Ready(response) = planned.read() else {
@@ -291,15 +299,17 @@ fn offsets_for_timestamp_0(broker: &mut Broker) -> Vec<(i16, i64)> {
     use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
     let body = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
-        .with_topics(vec![ListOffsetsTopic::default().with_name(topic()).with_partitions(
-            (0..PARTITIONS)
-                .map(|p| {
-                    ListOffsetsPartition::default()
-                        .with_partition_index(p)
-                        .with_timestamp(0)
-                })
-                .collect(),
-        )]);
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic())
+            .with_partitions(
+                (0..PARTITIONS)
+                    .map(|p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(p)
+                            .with_timestamp(0)
+                    })
+                    .collect(),
+            )]);
     let outcome = call(
         broker,
         request(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(body)),
@@ -321,7 +331,10 @@ fn a_damaged_batch_found_by_a_timestamp_lookup_fails_its_partition_only() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = filled(dir.path(), None);
     // Control: undamaged, every partition finds its first record.
-    assert_eq!(offsets_for_timestamp_0(&mut broker), [(0, 0), (0, 0), (0, 0)]);
+    assert_eq!(
+        offsets_for_timestamp_0(&mut broker),
+        [(0, 0), (0, 0), (0, 0)]
+    );
     // Partition 1's batch claims a length past the end of its segment.
     let segment = dir.path().join("t-1").join(format!("{:020}.log", 0));
     let file = std::fs::OpenOptions::new()

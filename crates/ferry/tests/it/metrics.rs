@@ -47,9 +47,7 @@ impl Scrape {
     fn sum(&self, name: &str, labels: &str) -> f64 {
         self.samples
             .iter()
-            .filter(|(series, _)| {
-                series.split('{').next() == Some(name) && series.contains(labels)
-            })
+            .filter(|(series, _)| series.split('{').next() == Some(name) && series.contains(labels))
             .map(|(_, value)| value)
             .sum()
     }
@@ -230,8 +228,16 @@ async fn metrics_move_as_the_run_says() {
     let id = init_producer_id(&ferry);
     let duplicates = produced.get("ferry_idempotent_duplicate_batches_total");
     assert_eq!(produce_raw(&ferry, topic, id, 0), 0);
-    assert_eq!(produce_raw(&ferry, topic, id, 0), 0, "a duplicate is acknowledged");
-    assert_eq!(produce_raw(&ferry, topic, id, 5), 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
+    assert_eq!(
+        produce_raw(&ferry, topic, id, 0),
+        0,
+        "a duplicate is acknowledged"
+    );
+    assert_eq!(
+        produce_raw(&ferry, topic, id, 5),
+        45,
+        "OUT_OF_ORDER_SEQUENCE_NUMBER"
+    );
     let raw = scrape(&ferry);
     assert_eq!(
         raw.get("ferry_idempotent_duplicate_batches_total"),
@@ -282,7 +288,11 @@ async fn metrics_move_as_the_run_says() {
         consumed.get(&format!("ferry_group_members{{group=\"{group}\"}}")),
         1.0
     );
-    assert!(consumed.get(&format!("ferry_group_rebalances_total{{group=\"{group}\"}}")) >= 1.0);
+    assert!(
+        consumed.get(&format!(
+            "ferry_group_rebalances_total{{group=\"{group}\"}}"
+        )) >= 1.0
+    );
     let size = consumed.get(&format!("ferry_partition_size_bytes{partition}"));
     assert!(consumed.get(&format!("ferry_topic_bytes_out_total{{topic=\"{topic}\"}}")) >= size);
     drop(consumer);
@@ -296,9 +306,13 @@ async fn metrics_move_as_the_run_says() {
     txn.init_transactions(TIMEOUT).unwrap();
     for commit in [true, false] {
         txn.begin_transaction().unwrap();
-        txn.send(BaseRecord::<(), _>::to(topic).partition(0).payload("in a transaction"))
-            .map_err(|(e, _)| e)
-            .unwrap();
+        txn.send(
+            BaseRecord::<(), _>::to(topic)
+                .partition(0)
+                .payload("in a transaction"),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
         txn.flush(TIMEOUT).unwrap();
         if commit {
             txn.commit_transaction(TIMEOUT).unwrap();
@@ -307,8 +321,12 @@ async fn metrics_move_as_the_run_says() {
         }
     }
     let after = scrape(&ferry);
-    for (event, moved) in [("begun", 2.0), ("committed", 1.0), ("aborted", 1.0), ("timed_out", 0.0)]
-    {
+    for (event, moved) in [
+        ("begun", 2.0),
+        ("committed", 1.0),
+        ("aborted", 1.0),
+        ("timed_out", 0.0),
+    ] {
         let series = format!("ferry_transactions_total{{event=\"{event}\"}}");
         assert_eq!(after.get(&series), consumed.get(&series) + moved, "{event}");
     }
@@ -364,7 +382,10 @@ fn json_traces_are_one_object_per_line() {
             for key in ["timestamp", "level", "target"] {
                 assert!(object[key].is_string(), "no {key}: {line}");
             }
-            assert!(object["fields"]["message"].is_string(), "no message: {line}");
+            assert!(
+                object["fields"]["message"].is_string(),
+                "no message: {line}"
+            );
         }
         if json {
             assert!(traces.contains(r#""message":"serving""#), "{traces}");
@@ -448,9 +469,15 @@ fn docs_and_dashboard_name_exported_metrics() {
     let docs = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
     let documented = names_in(&docs);
     let undocumented: Vec<_> = exported.difference(&documented).collect();
-    assert!(undocumented.is_empty(), "not in docs/metrics.md: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "not in docs/metrics.md: {undocumented:?}"
+    );
     let stale: Vec<_> = documented.difference(&exported).collect();
-    assert!(stale.is_empty(), "docs/metrics.md names what ferry does not export: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "docs/metrics.md names what ferry does not export: {stale:?}"
+    );
 
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root.join("docs/grafana/ferry.json")).unwrap(),
@@ -467,7 +494,10 @@ fn docs_and_dashboard_name_exported_metrics() {
         let named = names_in(expression);
         assert!(!named.is_empty(), "names no metric: {expression}");
         let unknown: Vec<_> = named.difference(&exported).collect();
-        assert!(unknown.is_empty(), "{expression}: not exported: {unknown:?}");
+        assert!(
+            unknown.is_empty(),
+            "{expression}: not exported: {unknown:?}"
+        );
     }
     // Control: the check finds a name ferry does not export.
     assert!(!names_in("rate(ferry_no_such_thing_total[1m])").is_subset(&exported));
@@ -482,7 +512,9 @@ fn connections_are_counted_by_outcome() {
         dir.path(),
         &["metrics.listen=127.0.0.1:0", "max.connections=2"],
     );
-    let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(ferry.addr).unwrap()).collect();
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(ferry.addr).unwrap())
+        .collect();
     let wait_for = |series: &str, value: f64| {
         let deadline = std::time::Instant::now() + TIMEOUT;
         loop {

@@ -75,7 +75,10 @@ fn a_roll_leaves_its_files_to_the_next_sync() {
     }
     let new_base = log.log_end_offset() - 2;
     let index = Path::new(DIR).join(format!("{:020}.index", 0));
-    assert!(!disk.exists(&segment_path(new_base)), "no file created in the append");
+    assert!(
+        !disk.exists(&segment_path(new_base)),
+        "no file created in the append"
+    );
     assert!(!disk.exists(&index), "no index written in the append");
     sync(&mut log);
     assert!(disk.exists(&segment_path(new_base)));
