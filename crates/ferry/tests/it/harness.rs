@@ -26,30 +26,32 @@ pub struct Ferry {
 impl Ferry {
     /// Starts ferry on a free port with `data_dir` and extra `--set name=value` settings.
     pub fn start(data_dir: &Path, settings: &[&str]) -> Ferry {
-        let args: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(data_dir, "127.0.0.1:0", &args);
-        Ferry {
-            child: Some(child),
-            addr: addr.kafka,
-            metrics: addr.metrics,
-            data_dir: data_dir.to_path_buf(),
-            args,
-            descriptor_limit: None,
-        }
+        Ferry::launch(data_dir, settings, None, None)
     }
 
     /// `start`, under a file descriptor limit of `limit` (soft and hard, as `ulimit -n`), kept
     /// across restarts.
     pub fn start_with_descriptor_limit(data_dir: &Path, settings: &[&str], limit: u64) -> Ferry {
+        Ferry::launch(data_dir, settings, None, Some(limit))
+    }
+
+    /// Starts ferry on a free port, its traces to a file at a level if given, under a
+    /// descriptor limit if given.
+    fn launch(
+        data_dir: &Path,
+        settings: &[&str],
+        traces: Option<(&Path, &str)>,
+        descriptor_limit: Option<u64>,
+    ) -> Ferry {
         let args: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn_with(data_dir, "127.0.0.1:0", &args, None, Some(limit));
+        let (child, addr) = spawn_with(data_dir, "127.0.0.1:0", &args, traces, descriptor_limit);
         Ferry {
             child: Some(child),
             addr: addr.kafka,
             metrics: addr.metrics,
             data_dir: data_dir.to_path_buf(),
             args,
-            descriptor_limit: Some(limit),
+            descriptor_limit,
         }
     }
 
@@ -74,16 +76,7 @@ impl Ferry {
         traces: &Path,
         level: &str,
     ) -> Ferry {
-        let args: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn_with(data_dir, "127.0.0.1:0", &args, Some((traces, level)), None);
-        Ferry {
-            child: Some(child),
-            addr: addr.kafka,
-            metrics: addr.metrics,
-            data_dir: data_dir.to_path_buf(),
-            args,
-            descriptor_limit: None,
-        }
+        Ferry::launch(data_dir, settings, Some((traces, level)), None)
     }
 
     pub fn bootstrap(&self) -> String {
@@ -173,11 +166,8 @@ struct Addresses {
     metrics: Option<SocketAddr>,
 }
 
-fn spawn(data_dir: &Path, listen: &str, settings: &[String]) -> (Child, Addresses) {
-    spawn_with(data_dir, listen, settings, None, None)
-}
-
-/// `spawn`, with the traces (stderr) appended to a file at a level (`FERRY_LOG` wins) if given.
+/// Spawns `ferry serve` on `listen`, with the traces (stderr) appended to a file at a level
+/// (`FERRY_LOG` wins) if given, under a descriptor limit if given; waits for its first lines.
 fn spawn_with(
     data_dir: &Path,
     listen: &str,
