@@ -17,8 +17,6 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -331,21 +329,10 @@ impl<'a> Session<'a> {
     }
 
     fn create_topic(&self, topic: &str) -> Result<()> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()
-            .context("create admin client")?;
-        let new = NewTopic::new(topic, self.plan.partitions, TopicReplication::Fixed(1));
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = futures::executor::block_on(admin.create_topics([&new], &options))
-            .with_context(|| format!("create topic {topic}"))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => bail!("create topic {name}: {code}"),
-            }
-        }
-        Ok(())
+        let settings = client::Settings::new(&self.bootstrap);
+        let topics = [(topic, self.plan.partitions)];
+        let created = client::admin::create_topics(&settings, &topics, Duration::from_secs(30));
+        futures::executor::block_on(created).with_context(|| format!("create topic {topic}"))
     }
 
     /// Sends `record_bytes` records as fast as the client queue allows for the plan's

@@ -19,6 +19,11 @@ pub enum ClientError {
     TransactionsUnsupported { missing: Vec<i16> },
     #[error("topic {0} not found")]
     UnknownTopic(String),
+    #[error("create topic {topic}: {code}")]
+    CreateTopic {
+        topic: String,
+        code: rdkafka::types::RDKafkaErrorCode,
+    },
     #[error("probe {addr}: {source}")]
     ProbeIo {
         addr: String,

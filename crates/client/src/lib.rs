@@ -49,6 +49,7 @@
 //! [`probe::api_versions`] tells whether a broker has what a guarantee needs (exactly-once needs
 //! the transaction APIs) before librdkafka fails on it.
 
+pub mod admin;
 pub mod commit;
 pub mod consumer;
 pub mod dedup;

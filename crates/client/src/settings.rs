@@ -79,7 +79,7 @@ impl Settings {
         Ok(config)
     }
 
-    fn base_config(&self) -> ClientConfig {
+    pub(crate) fn base_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
         for (name, value) in &self.extra {

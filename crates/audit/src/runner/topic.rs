@@ -6,10 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use client::Settings;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 
 use crate::stamp::{Lane, Stamp};
@@ -23,29 +20,10 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Creates the lane's topic with one partition; an existing one is left as it is.
 pub(crate) async fn create(settings: &Settings, lane: Lane) -> Result<()> {
-    let mut config = rdkafka::ClientConfig::new();
-    config.set("bootstrap.servers", &settings.bootstrap);
-    for (name, value) in &settings.extra {
-        config.set(name, value);
-    }
-    let admin: AdminClient<DefaultClientContext> =
-        config.create().context("create the admin client")?;
     let topic = lane.topic();
-    let options = AdminOptions::new().operation_timeout(Some(CREATE_TIMEOUT));
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &options,
-        )
+    client::admin::create_topics(settings, &[(&topic, 1)], CREATE_TIMEOUT)
         .await
-        .with_context(|| format!("create topic {topic}"))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => bail!("create topic {name}: {code}"),
-        }
-    }
-    Ok(())
+        .with_context(|| format!("create topic {topic}"))
 }
 
 /// Where a lane starts: its run id and first sequence number.

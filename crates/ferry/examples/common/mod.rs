@@ -2,11 +2,6 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
-
 /// The broker: `FERRY_BOOTSTRAP`, else the first argument, else `ferry serve`'s default.
 pub fn bootstrap() -> String {
     std::env::var("FERRY_BOOTSTRAP")
@@ -30,19 +25,8 @@ pub fn create_topics(
     topics: &[String],
     partitions: i32,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in futures::executor::block_on(admin.create_topics(&new, &options))? {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(format!("create topic {topic}: {code}").into()),
-        }
-    }
-    Ok(())
+    let topics: Vec<(&str, i32)> = topics.iter().map(|t| (t.as_str(), partitions)).collect();
+    let settings = client::Settings::new(bootstrap);
+    let created = client::admin::create_topics(&settings, &topics, Duration::from_secs(10));
+    Ok(futures::executor::block_on(created)?)
 }
