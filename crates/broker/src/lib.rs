@@ -42,7 +42,7 @@ pub use error::BrokerError;
 use groups::Groups;
 pub use handlers::api_versions::response as api_versions_response;
 pub use now::Now;
-pub use outcome::{ClientInfo, FetchRead, Outcome, PendingFetch, Routed, WaitingFetch};
+pub use outcome::{ClientInfo, FetchRead, Outcome, PendingFetch, Principal, Routed, WaitingFetch};
 pub use prepared::Prepared;
 pub use stats::Stats;
 pub use sync::LogId;

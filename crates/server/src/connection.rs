@@ -78,6 +78,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
     let writer = tokio::spawn(write_loop(shared.clone(), writer, pending, peer));
     let client = ClientInfo {
         host: peer.ip().to_string(),
+        ..ClientInfo::default()
     };
     let metrics = shared.metrics.clone();
     if let Some(metrics) = &metrics {

@@ -29,6 +29,7 @@ fn a_join_group_is_answered_by_the_tick_at_its_deadline() {
         .with_metadata(bytes::Bytes::from_static(b"m"))]);
     let client = ClientInfo {
         host: "127.0.0.1".to_string(),
+        ..ClientInfo::default()
     };
     let token = 42;
     let outcome = broker

@@ -302,6 +302,7 @@ fn every_advertised_version_answers_with_an_encodable_response() {
     .unwrap();
     let client = ClientInfo {
         host: "127.0.0.1".to_string(),
+        ..ClientInfo::default()
     };
     let mut clock = Now::at_wall_ms(1_700_000_000_000);
     let mut token = 0;
