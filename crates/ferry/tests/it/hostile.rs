@@ -249,6 +249,40 @@ async fn hostile_frames_close_only_their_connection() {
     );
     healthy(&bootstrap, 6).await;
 
+    // A zstd batch on Produce v6 (zstd needs v7, KIP-110): UNSUPPORTED_COMPRESSION_TYPE, as
+    // Kafka answers; the same batch on v7 is taken (control).
+    let mut zstd = build_batch(
+        &[(Some(b"k"), Some(b"v"))],
+        1_700_000_000_000,
+        ProducerFields::NONE,
+        0,
+    );
+    zstd[22] |= 4; // the codec bits: zstd (the structure check does not inflate)
+    let crc = crc32c::crc32c(&zstd[21..]);
+    zstd[17..21].copy_from_slice(&crc.to_be_bytes());
+    for (version, expected) in [(6, 76), (7, 0)] {
+        let produce = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("hostile-healthy")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(zstd.clone().into()))])]);
+        let mut stream = connect(&ferry);
+        stream
+            .write_all(&request_frame(
+                ApiKey::Produce,
+                version,
+                &RequestKind::Produce(produce),
+            ))
+            .unwrap();
+        let mut body = read_response(&mut stream, 4);
+        let response = ProduceResponse::decode(&mut body, version).expect("Produce response");
+        let partition = &response.responses[0].partition_responses[0];
+        assert_eq!(partition.error_code, expected, "zstd on Produce v{version}");
+    }
+
     assert!(ferry.is_running(), "ferry survived every hostile case");
 }
 
