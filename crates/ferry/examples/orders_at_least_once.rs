@@ -115,7 +115,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         service.sent.len() + dead_lettered >= ORDERS as usize
     })?;
     let dlq = client::retry::headers::dlq_topic(&topic);
-    let parked = read_all(&bootstrap, &dlq)?;
+    let cluster = Settings::new(&bootstrap);
+    let parked = read_all(&cluster, &dlq)?;
     println!(
         "orders: {} of {ORDERS} mailed, {} parked in {dlq}",
         service.sent.len(),
@@ -124,7 +125,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     service.fixed = true;
     let replayed = replay(
-        &bootstrap,
+        &cluster,
         &dlq,
         &format!("{topic}-replay"),
         &Filter::default(),
