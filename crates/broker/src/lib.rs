@@ -30,6 +30,7 @@ pub mod topic_config;
 pub mod topics;
 pub mod transactions;
 pub mod txn_index;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -68,6 +69,8 @@ pub struct Broker {
     producers: producers::Producers,
     /// Responses to requests answered later, until the server takes them (`take_routed`).
     routed: Vec<Routed>,
+    /// The SCRAM credential store (`users.json`).
+    users: users::Users,
 }
 
 impl Broker {
@@ -87,6 +90,7 @@ impl Broker {
             now_ms,
         )?;
         let producers = producers::Producers::open(disk.clone(), &config.data_dir)?;
+        let users = users::Users::open(disk.clone(), &config.data_dir)?;
         let groups = Groups::open(
             disk.clone(),
             &config.data_dir,
@@ -113,6 +117,7 @@ impl Broker {
             transactions,
             producers,
             routed: Vec::new(),
+            users,
         };
         broker.recover_transactions(now)?;
         Ok(broker)
@@ -124,6 +129,16 @@ impl Broker {
 
     pub fn topics(&self) -> &Topics {
         &self.topics
+    }
+
+    /// A user's SCRAM credential for `mechanism`, for the server's SASL exchanges (PLAIN logins
+    /// are checked against these too).
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: sasl::ScramMechanism,
+    ) -> Option<sasl::ScramCredential> {
+        self.users.credential(user, mechanism).cloned()
     }
 
     /// Handles one request of any advertised API, at `now`. `token` names the request for an
@@ -168,6 +183,14 @@ impl Broker {
             RequestKind::DescribeProducers(r) => handlers::describe_producers::handle(self, &r),
             RequestKind::DescribeLogDirs(r) => handlers::describe_log_dirs::handle(self, &r),
             RequestKind::DeleteRecords(r) => return handlers::delete_records::handle(self, &r),
+            RequestKind::SaslHandshake(_) => handlers::sasl::handshake(),
+            RequestKind::SaslAuthenticate(_) => handlers::sasl::authenticate(),
+            RequestKind::DescribeUserScramCredentials(r) => {
+                handlers::describe_user_scram_credentials::handle(self, &r)
+            }
+            RequestKind::AlterUserScramCredentials(r) => {
+                handlers::alter_user_scram_credentials::handle(self, &r)?
+            }
             RequestKind::FindCoordinator(r) => {
                 handlers::find_coordinator::handle(self, &r, version)
             }

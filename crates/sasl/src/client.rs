@@ -5,7 +5,8 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
-use crate::credential::{client_key, hash, hmac, salted_password, xor};
+pub use crate::credential::salted_password;
+use crate::credential::{client_key, hash, hmac, xor};
 use crate::scram::encode_name;
 use crate::{SaslError, ScramMechanism};
 

@@ -112,7 +112,7 @@ pub(crate) fn check_iterations(iterations: i64) -> Result<(), SaslError> {
 }
 
 /// SaltedPassword := Hi(password, salt, i), PBKDF2 with the mechanism's HMAC.
-pub(crate) fn salted_password(
+pub fn salted_password(
     mechanism: ScramMechanism,
     password: &[u8],
     salt: &[u8],
