@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::settings::Settings;
@@ -78,18 +78,26 @@ async fn serve(mut settings: Settings) -> Result<()> {
     config.advertised_host = host;
     config.advertised_port = port;
     // The one clock of the process: recovery and every later call into the broker read it.
+    if settings.listener_sasl && settings.sasl_mechanisms.is_empty() {
+        bail!("listener SASL_PLAINTEXT: sasl.enabled.mechanisms is empty; name at least one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512");
+    }
+    let _lock = crate::data_dir_lock::DataDirLock::acquire(&settings.data_dir)?;
     let mut clock = server::Clock::start();
     let opening = std::time::Instant::now();
     let broker = broker::Broker::open(config, disk, clock.now())
         .with_context(|| format!("open data directory {}", settings.data_dir.display()))?;
     let recovery = opening.elapsed();
-    let server = server::Server::from_listener(
+    let mut server = server::Server::from_listener(
         listener,
         broker,
         clock,
         settings.limits.clone(),
         metrics.as_ref().map(|(metrics, _, _)| metrics.clone()),
     );
+    if settings.listener_sasl {
+        let mechanisms = settings.sasl_mechanisms.clone();
+        server = server.with_sasl(server::sasl::SaslConfig { mechanisms });
+    }
     let stop = stop_signal()?;
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("ferry: listening on {local}");

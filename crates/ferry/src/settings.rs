@@ -30,6 +30,13 @@ pub struct Settings {
     pub max_partitions: Option<usize>,
     /// `metrics.listen`: where `/metrics`, `/healthz` and `/readyz` are served; off when unset.
     pub metrics_listen: Option<SocketAddr>,
+    /// `sasl.enabled.mechanisms`: what SASL listeners offer, in order (Kafka's default is
+    /// GSSAPI, which ferry does not have; ferry's is SCRAM-SHA-512,SCRAM-SHA-256).
+    pub sasl_mechanisms: Vec<sasl::Mechanism>,
+    /// Whether the listener is `SASL_PLAINTEXT` (from the `listeners` scheme): its connections
+    /// authenticate before anything else. A stand-in until listeners carry their security
+    /// protocol.
+    pub listener_sasl: bool,
 }
 
 impl Default for Settings {
@@ -42,6 +49,8 @@ impl Default for Settings {
             limits: Limits::default(),
             max_partitions: None,
             metrics_listen: None,
+            sasl_mechanisms: vec![sasl::Mechanism::ScramSha512, sasl::Mechanism::ScramSha256],
+            listener_sasl: false,
         }
     }
 }
@@ -94,6 +103,11 @@ impl Settings {
         match name {
             "log.dirs" | "log.dir" => self.data_dir = PathBuf::from(value),
             "listeners" => {
+                self.listener_sasl = match value.split_once("://") {
+                    None | Some(("PLAINTEXT", _)) => false,
+                    Some(("SASL_PLAINTEXT", _)) => true,
+                    Some((other, _)) => bail!("listeners={value}: security protocol {other} is not supported (PLAINTEXT, SASL_PLAINTEXT)"),
+                };
                 self.listen = strip_scheme(value)
                     .parse()
                     .with_context(|| format!("listeners={value}"))?
@@ -106,6 +120,7 @@ impl Settings {
                         .with_context(|| format!("metrics.listen={value}: expected host:port"))?,
                 )
             }
+            "sasl.enabled.mechanisms" => self.sasl_mechanisms = mechanisms(value)?,
             "node.id" | "broker.id" => broker.node_id = number(name, value)?,
             "num.partitions" => broker.num_partitions = positive(name, value)?,
             "auto.create.topics.enable" => broker.auto_create_topics = boolean(name, value)?,
@@ -209,6 +224,21 @@ fn positive<T: std::str::FromStr + PartialOrd + Default>(name: &str, value: &str
     Ok(n)
 }
 
+/// A comma-separated list of SASL mechanisms by Kafka's names; an unknown one is an error (a
+/// typo must not quietly leave a listener without the mechanism its clients use).
+fn mechanisms(value: &str) -> Result<Vec<sasl::Mechanism>> {
+    let mut mechanisms = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let Some(mechanism) = sasl::Mechanism::parse(name) else {
+            bail!("sasl.enabled.mechanisms: unknown mechanism {name} (ferry has PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)");
+        };
+        if !mechanisms.contains(&mechanism) {
+            mechanisms.push(mechanism);
+        }
+    }
+    Ok(mechanisms)
+}
+
 fn boolean(name: &str, value: &str) -> Result<bool> {
     value
         .parse()
@@ -254,6 +284,19 @@ mod tests {
         );
         assert!(settings.apply("metrics.listen", "9644").is_err());
         assert!(settings.apply("no.such.setting", "1").is_err());
+        assert_eq!(
+            settings.sasl_mechanisms,
+            [sasl::Mechanism::ScramSha512, sasl::Mechanism::ScramSha256]
+        );
+        settings
+            .apply("sasl.enabled.mechanisms", "PLAIN, SCRAM-SHA-256")
+            .unwrap();
+        assert_eq!(
+            settings.sasl_mechanisms,
+            [sasl::Mechanism::Plain, sasl::Mechanism::ScramSha256]
+        );
+        let unknown = settings.apply("sasl.enabled.mechanisms", "PLAIN,GSSAPI");
+        assert!(unknown.unwrap_err().to_string().contains("GSSAPI"));
         let ignored = [("FERRY_BIN".to_string(), "/x".to_string())];
         settings.apply_env(ignored.into_iter()).unwrap();
     }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker::{ClientInfo, FetchRead, Outcome, PendingFetch};
+use broker::{ClientInfo, FetchRead, Outcome, PendingFetch, Principal};
 use bytes::{Buf, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
@@ -27,7 +27,7 @@ use crate::limits::FRAME_BUFFER_INITIAL_BYTES_MAX;
 use crate::{fatal, routes, Delivery, Shared};
 
 /// A response slot, queued in request order.
-enum Pending {
+pub(crate) enum Pending {
     Ready {
         reply: Reply,
         response: ResponseKind,
@@ -58,25 +58,25 @@ enum Pending {
 /// Where a response goes: its API, version and correlation id; and when its request was read
 /// whole and when the broker had handled it, for the metrics.
 #[derive(Clone, Copy)]
-struct Reply {
-    api_key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    received: Instant,
-    handled: Instant,
+pub(crate) struct Reply {
+    pub(crate) api_key: ApiKey,
+    pub(crate) version: i16,
+    pub(crate) correlation_id: i32,
+    pub(crate) received: Instant,
+    pub(crate) handled: Instant,
 }
 
 /// A queued response slot and the request bytes it holds of the connection's budget, returned
 /// once the response is written.
-type Queued = (Pending, Option<OwnedSemaphorePermit>);
+pub(crate) type Queued = (Pending, Option<OwnedSemaphorePermit>);
 
 pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     tracing::debug!(%peer, "connection opened");
-    let (reader, writer) = stream.into_split();
+    let (mut reader, writer) = stream.into_split();
     let (queue, pending) = mpsc::channel(shared.limits.in_flight_requests_per_connection);
     let writer = tokio::spawn(write_loop(shared.clone(), writer, pending, peer));
-    let client = ClientInfo {
+    let mut client = ClientInfo {
         host: peer.ip().to_string(),
         ..ClientInfo::default()
     };
@@ -84,7 +84,27 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
     if let Some(metrics) = &metrics {
         metrics.connection_opened();
     }
-    let end = read_loop(&shared, reader, queue, &client, peer).await;
+    // On a SASL listener nothing reaches the broker but ApiVersions until the client has
+    // authenticated; every later request carries the principal.
+    let authenticated = match &shared.sasl {
+        Some(sasl) => {
+            crate::sasl::authenticate(&shared, sasl, &mut reader, &queue, &client, peer).await
+        }
+        None => Ok(String::new()),
+    };
+    let end = match authenticated {
+        Ok(user) => {
+            if shared.sasl.is_some() {
+                client.principal = Principal::user(user);
+            }
+            read_loop(&shared, reader, queue, &client, peer).await
+        }
+        Err(end) => {
+            // The writer ends once the queue is closed, after what was queued is written.
+            drop(queue);
+            end
+        }
+    };
     let _ = writer.await;
     if let Some(metrics) = &metrics {
         metrics.connection_closed(end);
@@ -93,7 +113,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
 }
 
 /// Why a connection stopped reading.
-enum ReadEnd {
+pub(crate) enum ReadEnd {
     /// The client closed it, or the read failed.
     Closed,
     /// Nothing arrived for `connections.max.idle.ms` and no request was outstanding.
@@ -104,7 +124,7 @@ enum ReadEnd {
 /// Reads from the socket until `buf` holds `want` bytes, growing it as the bytes arrive. Gives
 /// up when the client closes, on shutdown, or when nothing arrives for the idle time while the
 /// connection has no outstanding request (all of `budget` is free).
-async fn fill(
+pub(crate) async fn fill(
     reader: &mut OwnedReadHalf,
     shutdown: &mut watch::Receiver<bool>,
     idle: Duration,
@@ -221,7 +241,7 @@ async fn read_loop(
 }
 
 /// Checks, decodes and handles one request frame; `Err` is a reason to close the connection.
-fn request_pending(
+pub(crate) fn request_pending(
     shared: &Shared,
     body: BytesMut,
     client: &ClientInfo,

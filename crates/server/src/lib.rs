@@ -12,6 +12,7 @@ mod commit;
 mod connection;
 pub mod limits;
 mod routes;
+pub mod sasl;
 mod timer;
 
 use std::collections::HashMap;
@@ -63,6 +64,9 @@ pub(crate) struct Shared {
     timer_wake: Notify,
     /// What the request path measures; None when no metrics endpoint is configured.
     metrics: Option<Arc<ServerMetrics>>,
+    /// The listener's SASL settings: connections authenticate first (`sasl.rs`); None on a
+    /// listener without SASL.
+    sasl: Option<sasl::SaslState>,
 }
 
 struct Core {
@@ -200,8 +204,17 @@ impl Server {
             timer_deadline_ms: AtomicI64::new(i64::MAX),
             timer_wake: Notify::new(),
             metrics,
+            sasl: None,
         });
         Server { shared, listener }
+    }
+
+    /// Makes the listener a SASL listener: every connection authenticates with one of
+    /// `config.mechanisms` before its first request other than ApiVersions reaches the broker.
+    pub fn with_sasl(mut self, config: sasl::SaslConfig) -> Server {
+        let shared = Arc::get_mut(&mut self.shared).expect("no connection before the server runs");
+        shared.sasl = Some(sasl::SaslState::new(config));
+        self
     }
 
     /// A snapshot of the broker's state for a metrics scrape, taken under the broker lock;

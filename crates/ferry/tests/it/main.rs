@@ -19,6 +19,7 @@ mod idempotence;
 mod lab;
 mod metrics;
 mod roundtrip;
+mod sasl;
 mod sinks;
 mod stress;
 mod torture;
