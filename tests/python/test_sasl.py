@@ -86,8 +86,8 @@ def test_python_clients_and_kcat_round_trip_over_sasl(sasl_broker, mechanism):
             "-X", "sasl.username=alice", "-X", "sasl.password=alice-secret"]
     lines = b"".join(b"kcat %d\n" % i for i in range(100))
     topic = f"sasl-kcat-{tag}"
-    subprocess.run([kcat, "-P", "-b", bootstrap, "-t", topic, *auth], input=lines, check=True, timeout=TIMEOUT_S)
-    got = subprocess.run([kcat, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", *auth],
+    subprocess.run([kcat, "-P", "-b", bootstrap, "-t", topic, "-p", "0", *auth], input=lines, check=True, timeout=TIMEOUT_S)
+    got = subprocess.run([kcat, "-C", "-b", bootstrap, "-t", topic, "-p", "0", "-o", "beginning", "-e", "-q", *auth],
                          capture_output=True, check=True, timeout=TIMEOUT_S).stdout
     assert got == lines
 
@@ -109,8 +109,8 @@ def test_a_user_created_online_logs_in_and_survives_kill_9(sasl_broker):
         "dave", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), b"dave-secret")
     for user, future in admin.alter_user_scram_credentials([upsert]).items():
         future.result(timeout=TIMEOUT_S)
-    described = admin.describe_user_scram_credentials(["dave"]).result(timeout=TIMEOUT_S)
-    infos = described["dave"].scram_credential_infos
+    described = admin.describe_user_scram_credentials(["dave"])["dave"].result(timeout=TIMEOUT_S)
+    infos = described.scram_credential_infos
     assert [(i.mechanism, i.iterations) for i in infos] == [(ScramMechanism.SCRAM_SHA_512, 8192)]
 
     expected = Expected("dave", 50, 1)

@@ -29,11 +29,24 @@ pub(crate) struct Sent {
     client_first_bare: String,
     server_first: String,
     nonce: String,
+    client_nonce: String,
 }
 
 impl Sent {
     pub(crate) fn user(&self) -> &str {
         &self.user
+    }
+
+    /// Whether the client-final nonce is this exchange's: the combined nonce, or the client
+    /// nonce followed by the combined nonce, which librdkafka up to 2.0 sends (it prefixes the
+    /// server's `r=` value, already the combined nonce, with its own nonce again; Kafka accepts
+    /// it, checking only that the final nonce ends with the combined one). Either way it holds
+    /// this exchange's fresh server nonce, so a final message from another exchange fails.
+    fn accepts_nonce(&self, nonce: &str) -> bool {
+        nonce == self.nonce
+            || nonce
+                .strip_prefix(self.client_nonce.as_str())
+                .is_some_and(|rest| rest == self.nonce)
     }
 }
 
@@ -171,6 +184,7 @@ impl ScramServer {
             client_first_bare: first.bare.to_string(),
             server_first: server_first.clone(),
             nonce,
+            client_nonce: first.nonce.to_string(),
         };
         Ok((sent, server_first))
     }
@@ -198,7 +212,7 @@ impl ScramServer {
         if binding != BASE64.encode(&sent.gs2_header) {
             return Err(SaslError::ChannelBinding);
         }
-        if nonce != sent.nonce {
+        if !sent.accepts_nonce(nonce) {
             return Err(SaslError::NonceMismatch);
         }
         let proof = BASE64

@@ -216,6 +216,69 @@ fn malformed_client_final_messages() {
         "malformed client-final message: no proof (`p=`) at the end",
     );
     check(&flip_a_proof_bit, "wrong password for user \"user\"");
+    // librdkafka up to 2.0 repeats its client nonce before the combined nonce: accepted when
+    // the proof is computed over what it sent, as Kafka accepts it.
+    check(
+        &|good| good.replace("r=cnoncesnonce", "r=cnoncecnoncesnonce"),
+        "wrong password for user \"user\"",
+    );
+    check(
+        &|good| good.replace("r=cnoncesnonce", "r=xcnoncesnonce"),
+        "client-final nonce is not this exchange's",
+    );
+}
+
+#[test]
+fn the_nonce_librdkafka_2_0_sends_is_accepted() {
+    let mechanism = ScramMechanism::Sha512;
+    let client = ScramClient::new(mechanism, "user", "pencil", "cn");
+    let mut server = Authenticator::new(mechanism.mechanism(), "sn".into(), SECRET);
+    let first = text(
+        server
+            .step(client.client_first().as_bytes(), &lookup)
+            .unwrap(),
+    );
+    assert!(first.starts_with("r=cnsn,"));
+    // The client-final message librdkafka 2.0.2 (Debian's kcat) builds, with its proof.
+    let last = sasl_client_final_with_nonce(
+        mechanism,
+        "pencil",
+        &client.client_first()[3..],
+        &first,
+        "cncnsn",
+    );
+    assert!(matches!(
+        server.step(last.as_bytes(), &lookup),
+        Ok(Step::Done { .. })
+    ));
+}
+
+/// A client-final message with `nonce` in place of the combined one, its proof computed over it.
+fn sasl_client_final_with_nonce(
+    mechanism: ScramMechanism,
+    password: &str,
+    client_first_bare: &str,
+    server_first: &str,
+    nonce: &str,
+) -> String {
+    use crate::credential::{client_key, hash, hmac, salted_password, xor};
+    use base64::Engine;
+    let salt = base64_decode(
+        server_first
+            .split(",s=")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap(),
+    );
+    let salted = salted_password(mechanism, password.as_bytes(), &salt, 4096);
+    let key = client_key(mechanism, &salted);
+    let without_proof = format!("c=biws,r={nonce}");
+    let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
+    let signature = hmac(mechanism, &hash(mechanism, &key), auth_message.as_bytes());
+    let proof = base64::engine::general_purpose::STANDARD.encode(xor(&key, &signature));
+    format!("{without_proof},p={proof}")
 }
 
 #[test]

@@ -22,7 +22,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{
     BaseRecord, DefaultProducerContext, FutureRecord, Producer, ThreadedProducer,
 };
-use rdkafka::{ClientConfig, Message};
+use rdkafka::ClientConfig;
 use sasl::client::{plain_message, ScramClient};
 use sasl::ScramMechanism;
 
@@ -45,6 +45,7 @@ fn users_add(dir: &Path, name: &str, password: &str, extra: &[&str]) -> bool {
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("spawn ferry users add");
     writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
