@@ -37,12 +37,14 @@ use kafka_protocol::messages::RequestKind;
 use storage::Disk;
 use wire::Request;
 
-pub use config::BrokerConfig;
+pub use config::{Advertised, BrokerConfig};
 pub use error::BrokerError;
 use groups::Groups;
 pub use handlers::api_versions::response as api_versions_response;
 pub use now::Now;
-pub use outcome::{ClientInfo, FetchRead, Outcome, PendingFetch, Principal, Routed, WaitingFetch};
+pub use outcome::{
+    ClientInfo, FetchRead, ListenerName, Outcome, PendingFetch, Principal, Routed, WaitingFetch,
+};
 pub use prepared::Prepared;
 pub use stats::Stats;
 pub use sync::LogId;
@@ -144,7 +146,9 @@ impl Broker {
         let now_ms = now.wall_ms();
         let response = match body {
             RequestKind::ApiVersions(r) => handlers::api_versions::handle(&r, version),
-            RequestKind::Metadata(r) => handlers::metadata::handle(self, now_ms, &r, version)?,
+            RequestKind::Metadata(r) => {
+                handlers::metadata::handle(self, now_ms, client, &r, version)?
+            }
             RequestKind::Produce(r) => {
                 let checks = produce.expect("a prepared Produce carries its checks");
                 return handlers::produce::handle(self, now_ms, r, checks, version);
@@ -169,7 +173,7 @@ impl Broker {
             RequestKind::DescribeLogDirs(r) => handlers::describe_log_dirs::handle(self, &r),
             RequestKind::DeleteRecords(r) => return handlers::delete_records::handle(self, &r),
             RequestKind::FindCoordinator(r) => {
-                handlers::find_coordinator::handle(self, &r, version)
+                handlers::find_coordinator::handle(self, client, &r, version)
             }
             // Without a transactional id it is the idempotent producer's; with one, the
             // transaction coordinator's (below).

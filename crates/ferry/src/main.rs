@@ -4,6 +4,7 @@
 mod admin;
 mod descriptors;
 mod dlq;
+mod listeners;
 mod retry_worker;
 mod serve;
 mod settings;

@@ -65,6 +65,8 @@ pub enum CloseReason {
     Protocol,
     /// The broker is shutting down.
     Shutdown,
+    /// A TLS listener's handshake failed or did not finish in `ssl.handshake.timeout.ms`.
+    Handshake,
 }
 
 impl CloseReason {
@@ -74,6 +76,7 @@ impl CloseReason {
             CloseReason::Idle => "idle",
             CloseReason::Protocol => "protocol_error",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::Handshake => "tls_handshake",
         }
     }
 }

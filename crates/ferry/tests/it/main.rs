@@ -21,5 +21,6 @@ mod metrics;
 mod roundtrip;
 mod sinks;
 mod stress;
+mod tls;
 mod torture;
 mod transactions;
