@@ -128,7 +128,7 @@ mod tests {
         check("CN=née", "CN=née");
         // emailAddress has no RFC 2253 keyword: Java prints its OID and the DER value in hex.
         check(
-            "1.2.840.113549.1.9.1=#160b6140666572722e726f636b,CN=x",
+            "CN=x,1.2.840.113549.1.9.1=#160b6140666572722e726f636b",
             "CN=x,1.2.840.113549.1.9.1=#160b6140666572722e726f636b",
         );
     }
