@@ -5,6 +5,7 @@ salts the password) logs in with kafka-python and survives a kill -9; a wrong pa
 while the right one (the control) works."""
 
 import shutil
+import socket
 import subprocess
 
 import confluent_kafka
@@ -23,10 +24,17 @@ TIMEOUT_S = 30
 MECHANISMS = ["SCRAM-SHA-512", "PLAIN"]
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture
 def broker_settings():
+    # A fixed port, so the broker's restarts find it again.
     return {
-        "listeners": "SASL_PLAINTEXT://127.0.0.1:0",
+        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{free_port()}",
         "sasl.enabled.mechanisms": "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
         "group.initial.rebalance.delay.ms": "0",
         "num.partitions": "2",

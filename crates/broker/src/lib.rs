@@ -38,12 +38,14 @@ use kafka_protocol::messages::RequestKind;
 use storage::Disk;
 use wire::Request;
 
-pub use config::BrokerConfig;
+pub use config::{Advertised, BrokerConfig};
 pub use error::BrokerError;
 use groups::Groups;
 pub use handlers::api_versions::response as api_versions_response;
 pub use now::Now;
-pub use outcome::{ClientInfo, FetchRead, Outcome, PendingFetch, Principal, Routed, WaitingFetch};
+pub use outcome::{
+    ClientInfo, FetchRead, ListenerName, Outcome, PendingFetch, Principal, Routed, WaitingFetch,
+};
 pub use prepared::Prepared;
 pub use stats::Stats;
 pub use sync::LogId;
@@ -159,7 +161,9 @@ impl Broker {
         let now_ms = now.wall_ms();
         let response = match body {
             RequestKind::ApiVersions(r) => handlers::api_versions::handle(&r, version),
-            RequestKind::Metadata(r) => handlers::metadata::handle(self, now_ms, &r, version)?,
+            RequestKind::Metadata(r) => {
+                handlers::metadata::handle(self, now_ms, client, &r, version)?
+            }
             RequestKind::Produce(r) => {
                 let checks = produce.expect("a prepared Produce carries its checks");
                 return handlers::produce::handle(self, now_ms, r, checks, version);
@@ -192,7 +196,7 @@ impl Broker {
                 handlers::alter_user_scram_credentials::handle(self, &r)?
             }
             RequestKind::FindCoordinator(r) => {
-                handlers::find_coordinator::handle(self, &r, version)
+                handlers::find_coordinator::handle(self, client, &r, version)
             }
             // Without a transactional id it is the idempotent producer's; with one, the
             // transaction coordinator's (below).

@@ -5,6 +5,7 @@ mod admin;
 mod data_dir_lock;
 mod descriptors;
 mod dlq;
+mod listeners;
 mod retry_worker;
 mod serve;
 mod settings;

@@ -22,8 +22,10 @@ const FLAG_VARIABLES: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
-    pub listen: SocketAddr,
-    pub advertised: Option<String>,
+    /// `--listen`: the shorthand for one PLAINTEXT listener.
+    pub listen: Option<SocketAddr>,
+    /// `listeners`, `advertised.listeners` and the rest of the listener settings.
+    pub network: crate::listeners::NetworkSettings,
     pub broker: BrokerConfig,
     pub limits: Limits,
     /// `max.partitions` when set; otherwise `ferry serve` derives it from the descriptor limit.
@@ -33,24 +35,19 @@ pub struct Settings {
     /// `sasl.enabled.mechanisms`: what SASL listeners offer, in order (Kafka's default is
     /// GSSAPI, which ferry does not have; ferry's is SCRAM-SHA-512,SCRAM-SHA-256).
     pub sasl_mechanisms: Vec<sasl::Mechanism>,
-    /// Whether the listener is `SASL_PLAINTEXT` (from the `listeners` scheme): its connections
-    /// authenticate before anything else. A stand-in until listeners carry their security
-    /// protocol.
-    pub listener_sasl: bool,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
             data_dir: PathBuf::from("./ferry-data"),
-            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
-            advertised: None,
+            listen: None,
+            network: Default::default(),
             broker: BrokerConfig::new(PathBuf::from("./ferry-data")),
             limits: Limits::default(),
             max_partitions: None,
             metrics_listen: None,
             sasl_mechanisms: vec![sasl::Mechanism::ScramSha512, sasl::Mechanism::ScramSha256],
-            listener_sasl: false,
         }
     }
 }
@@ -98,21 +95,13 @@ impl Settings {
 
     /// Sets one setting by its Kafka name.
     pub fn apply(&mut self, name: &str, value: &str) -> Result<()> {
+        if self.network.apply(name, value)? {
+            return Ok(());
+        }
         let broker = &mut self.broker;
         let limits = &mut self.limits;
         match name {
             "log.dirs" | "log.dir" => self.data_dir = PathBuf::from(value),
-            "listeners" => {
-                self.listener_sasl = match value.split_once("://") {
-                    None | Some(("PLAINTEXT", _)) => false,
-                    Some(("SASL_PLAINTEXT", _)) => true,
-                    Some((other, _)) => bail!("listeners={value}: security protocol {other} is not supported (PLAINTEXT, SASL_PLAINTEXT)"),
-                };
-                self.listen = strip_scheme(value)
-                    .parse()
-                    .with_context(|| format!("listeners={value}"))?
-            }
-            "advertised.listeners" => self.advertised = Some(strip_scheme(value).to_string()),
             "metrics.listen" => {
                 self.metrics_listen = Some(
                     strip_scheme(value)
@@ -168,6 +157,10 @@ impl Settings {
                 limits.in_flight_requests_per_connection = positive(name, value)?
             }
             "connections.max.idle.ms" => limits.connections_max_idle_ms = positive(name, value)?,
+            "ssl.handshake.timeout.ms" => {
+                limits.tls_handshake_timeout =
+                    std::time::Duration::from_millis(positive(name, value)?)
+            }
             "connection.queued.max.request.bytes" => {
                 limits.connection_queued_request_bytes_max = positive(name, value)?
             }
@@ -180,20 +173,6 @@ impl Settings {
         let mut config = self.broker.clone();
         config.data_dir = self.data_dir.clone();
         config
-    }
-
-    /// The host and port to advertise: the configured listener, else the bound address.
-    pub fn advertised_host_port(&self, bound: SocketAddr) -> Result<(String, i32)> {
-        let Some(advertised) = &self.advertised else {
-            return Ok((bound.ip().to_string(), i32::from(bound.port())));
-        };
-        let (host, port) = advertised
-            .rsplit_once(':')
-            .with_context(|| format!("advertised listener {advertised}: expected host:port"))?;
-        let port = port
-            .parse()
-            .with_context(|| format!("advertised listener {advertised}: bad port"))?;
-        Ok((host.trim_matches(['[', ']']).to_string(), port))
     }
 }
 
@@ -254,9 +233,6 @@ mod tests {
         let mut settings = Settings::default();
         settings.apply("num.partitions", "4").unwrap();
         settings
-            .apply("listeners", "PLAINTEXT://127.0.0.1:9999")
-            .unwrap();
-        settings
             .apply_env(
                 [(
                     "FERRY_AUTO_CREATE_TOPICS_ENABLE".to_string(),
@@ -274,7 +250,6 @@ mod tests {
             .is_err());
         assert_eq!(settings.broker.num_partitions, 4);
         assert!(!settings.broker.auto_create_topics);
-        assert_eq!(settings.listen.port(), 9999);
         assert!(settings.apply("num.partitions", "0").is_err());
         assert_eq!(settings.metrics_listen, None);
         settings.apply("metrics.listen", "127.0.0.1:9644").unwrap();
@@ -299,20 +274,5 @@ mod tests {
         assert!(unknown.unwrap_err().to_string().contains("GSSAPI"));
         let ignored = [("FERRY_BIN".to_string(), "/x".to_string())];
         settings.apply_env(ignored.into_iter()).unwrap();
-    }
-
-    #[test]
-    fn advertised_listener_parses() {
-        let mut settings = Settings::default();
-        let bound: SocketAddr = "127.0.0.1:1234".parse().unwrap();
-        assert_eq!(
-            settings.advertised_host_port(bound).unwrap(),
-            ("127.0.0.1".to_string(), 1234)
-        );
-        settings.advertised = Some("localhost:29092".into());
-        assert_eq!(
-            settings.advertised_host_port(bound).unwrap(),
-            ("localhost".to_string(), 29092)
-        );
     }
 }

@@ -67,6 +67,8 @@ pub enum CloseReason {
     Shutdown,
     /// SASL authentication failed, or a request came before it ended.
     Authentication,
+    /// A TLS listener's handshake failed or did not finish in `ssl.handshake.timeout.ms`.
+    Handshake,
 }
 
 impl CloseReason {
@@ -77,6 +79,7 @@ impl CloseReason {
             CloseReason::Protocol => "protocol_error",
             CloseReason::Shutdown => "shutdown",
             CloseReason::Authentication => "authentication",
+            CloseReason::Handshake => "tls_handshake",
         }
     }
 }

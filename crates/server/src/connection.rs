@@ -15,8 +15,7 @@ use bytes::{Buf, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use observe::{CloseReason, ServerMetrics, Stage};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use wire::frame::{decode_request, encode_response, header_prefix, HeaderPrefix};
@@ -24,6 +23,7 @@ use wire::pieces::encode_fetch_pieces;
 use wire::versions;
 
 use crate::limits::FRAME_BUFFER_INITIAL_BYTES_MAX;
+use crate::listener::{Arrival, SecurityProtocol};
 use crate::{fatal, routes, Delivery, Shared};
 
 /// A response slot, queued in request order.
@@ -70,46 +70,90 @@ pub(crate) struct Reply {
 /// once the response is written.
 pub(crate) type Queued = (Pending, Option<OwnedSemaphorePermit>);
 
-pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+/// Serves one accepted connection: the listener's TLS handshake first if it has one, then its
+/// requests until it ends; counts it open and closed, with why.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    arrival: Arrival,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
     let _ = stream.set_nodelay(true);
-    tracing::debug!(%peer, "connection opened");
-    let (mut reader, writer) = stream.into_split();
-    let (queue, pending) = mpsc::channel(shared.limits.in_flight_requests_per_connection);
-    let writer = tokio::spawn(write_loop(shared.clone(), writer, pending, peer));
-    let mut client = ClientInfo {
-        host: peer.ip().to_string(),
-        ..ClientInfo::default()
-    };
+    tracing::debug!(%peer, listener = %arrival.name, protocol = %arrival.protocol, "connection opened");
     let metrics = shared.metrics.clone();
     if let Some(metrics) = &metrics {
         metrics.connection_opened();
     }
-    // On a SASL listener nothing reaches the broker but ApiVersions until the client has
-    // authenticated; every later request carries the principal.
-    let authenticated = match &shared.sasl {
-        Some(sasl) => {
-            crate::sasl::authenticate(&shared, sasl, &mut reader, &queue, &client, peer).await
+    let mut client = ClientInfo {
+        host: peer.ip().to_string(),
+        listener: arrival.name.clone(),
+        ..ClientInfo::default()
+    };
+    let end = match &arrival.tls {
+        // The plaintext path keeps the socket's own halves: no lock between reader and writer.
+        None => {
+            let (reader, writer) = stream.into_split();
+            serve_requests(&shared, reader, writer, client, arrival.protocol, peer).await
         }
-        None => Ok(String::new()),
+        Some(config) => match crate::tls::handshake(&shared, config, stream, peer).await {
+            Ok((stream, principal)) => {
+                if let Some(principal) = principal {
+                    client.principal = principal;
+                }
+                let (reader, writer) = tokio::io::split(stream);
+                serve_requests(&shared, reader, writer, client, arrival.protocol, peer).await
+            }
+            Err(end) => end,
+        },
+    };
+    if let Some(metrics) = &metrics {
+        metrics.connection_closed(end);
+    }
+    tracing::debug!(%peer, reason = end.as_str(), "connection closed");
+}
+
+/// Reads, handles and answers requests on a connection's two halves until it ends; says why it
+/// ended. Every stream (TCP, TLS) goes through this same code. On a SASL listener the client
+/// authenticates first (`sasl.rs`): nothing but ApiVersions reaches the broker before, and every
+/// request after carries the authenticated principal.
+async fn serve_requests<R, W>(
+    shared: &Arc<Shared>,
+    mut reader: R,
+    writer: W,
+    mut client: ClientInfo,
+    protocol: SecurityProtocol,
+    peer: SocketAddr,
+) -> CloseReason
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (queue, pending) = mpsc::channel(shared.limits.in_flight_requests_per_connection);
+    let writer = tokio::spawn(write_loop(shared.clone(), writer, pending, peer));
+    let authenticated = match &shared.sasl {
+        Some(sasl) if protocol.uses_sasl() => {
+            crate::sasl::authenticate(shared, sasl, &mut reader, &queue, &client, peer)
+                .await
+                .map(|user| client.principal = Principal::user(user))
+        }
+        _ => {
+            assert!(
+                !protocol.uses_sasl(),
+                "a SASL listener without SASL settings"
+            );
+            Ok(())
+        }
     };
     let end = match authenticated {
-        Ok(user) => {
-            if shared.sasl.is_some() {
-                client.principal = Principal::user(user);
-            }
-            read_loop(&shared, reader, queue, &client, peer).await
-        }
+        Ok(()) => read_loop(shared, reader, queue, &client, peer).await,
         Err(end) => {
-            // The writer ends once the queue is closed, after what was queued is written.
+            // The writer ends once the queue is closed, after writing what was queued.
             drop(queue);
             end
         }
     };
     let _ = writer.await;
-    if let Some(metrics) = &metrics {
-        metrics.connection_closed(end);
-    }
-    tracing::debug!(%peer, reason = end.as_str(), "connection closed");
+    end
 }
 
 /// Why a connection stopped reading.
@@ -124,8 +168,8 @@ pub(crate) enum ReadEnd {
 /// Reads from the socket until `buf` holds `want` bytes, growing it as the bytes arrive. Gives
 /// up when the client closes, on shutdown, or when nothing arrives for the idle time while the
 /// connection has no outstanding request (all of `budget` is free).
-pub(crate) async fn fill(
-    reader: &mut OwnedReadHalf,
+pub(crate) async fn fill<R: AsyncRead + Unpin>(
+    reader: &mut R,
     shutdown: &mut watch::Receiver<bool>,
     idle: Duration,
     budget: (&Semaphore, usize),
@@ -156,9 +200,9 @@ pub(crate) async fn fill(
 }
 
 /// Reads and handles requests until the connection ends; says why it ended.
-async fn read_loop(
+async fn read_loop<R: AsyncRead + Unpin>(
     shared: &Shared,
-    mut reader: OwnedReadHalf,
+    mut reader: R,
     queue: mpsc::Sender<Queued>,
     client: &ClientInfo,
     peer: SocketAddr,
@@ -339,9 +383,9 @@ pub(crate) fn request_pending(
     })
 }
 
-async fn write_loop(
+async fn write_loop<W: AsyncWrite + Unpin>(
     shared: Arc<Shared>,
-    writer: OwnedWriteHalf,
+    writer: W,
     mut pending: mpsc::Receiver<Queued>,
     peer: SocketAddr,
 ) {
@@ -473,9 +517,9 @@ async fn write_loop(
 /// ticket after `seen`), at the fetch's deadline, and at shutdown (when the fetch stops
 /// waiting). Before it waits, the responses already in `writer` are flushed. None if the broker
 /// closed meanwhile or the flush failed.
-async fn fetch_response(
+async fn fetch_response<W: AsyncWrite + Unpin>(
     shared: &Shared,
-    writer: &mut BufWriter<OwnedWriteHalf>,
+    writer: &mut BufWriter<W>,
     visible: &mut watch::Receiver<u64>,
     mut fetch: PendingFetch,
     mut seen: u64,

@@ -11,9 +11,12 @@ mod clock;
 mod commit;
 mod connection;
 pub mod limits;
+mod listener;
+pub mod principal;
 mod routes;
 pub mod sasl;
 mod timer;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,11 +28,11 @@ use broker::{Broker, BrokerError, Now};
 use kafka_protocol::messages::ResponseKind;
 use observe::ServerMetrics;
 use thiserror::Error;
-use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
 pub use clock::Clock;
 pub use limits::Limits;
+pub use listener::{Listener, SecurityProtocol};
 
 #[derive(Debug, Error)]
 pub enum ServerError {
@@ -175,15 +178,15 @@ pub fn fatal(reason: impl std::fmt::Display) -> ! {
 /// A running server.
 pub struct Server {
     shared: Arc<Shared>,
-    listener: TcpListener,
+    listeners: Vec<Listener>,
 }
 
 impl Server {
-    /// Wraps a bound listener around an open (recovered) broker and the clock it was opened
-    /// with. Binding first lets the caller learn the port (listen on port 0) before recovery and
-    /// advertise it. `metrics`, when given, is fed as requests pass.
-    pub fn from_listener(
-        listener: TcpListener,
+    /// Wraps bound listeners around an open (recovered) broker and the clock it was opened
+    /// with. Binding first lets the caller learn the ports (listen on port 0) before recovery and
+    /// advertise them. `metrics`, when given, is fed as requests pass.
+    pub fn new(
+        listeners: Vec<Listener>,
         broker: Broker,
         clock: Clock,
         limits: Limits,
@@ -206,7 +209,8 @@ impl Server {
             metrics,
             sasl: None,
         });
-        Server { shared, listener }
+        assert!(!listeners.is_empty(), "a server needs a listener");
+        Server { shared, listeners }
     }
 
     /// Makes the listener a SASL listener: every connection authenticates with one of
@@ -224,16 +228,18 @@ impl Server {
         move || Some(shared.upgrade()?.lock()?.stats())
     }
 
+    /// The first listener's bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("bound listener has an address")
+        self.listeners[0].local_addr()
     }
 
     /// Serves until `stop` resolves, then stops accepting, lets connections finish the requests
     /// they have read, fsyncs everything and returns.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
-        let Server { shared, listener } = self;
+        let Server { shared, listeners } = self;
+        let arrivals: Vec<listener::Arrival> = listeners.iter().map(Listener::arrival).collect();
+        // Listeners are polled in turn from a rotating start, so a busy one cannot starve another.
+        let mut turn = 0;
         let commit = tokio::spawn(commit::run(shared.clone()));
         let timer = tokio::spawn(timer::run(shared.clone()));
         let connections = Arc::new(Semaphore::new(shared.limits.connections_max));
@@ -242,7 +248,7 @@ impl Server {
         loop {
             tokio::select! {
                 () = &mut stop => break,
-                accepted = listener.accept() => {
+                (index, accepted) = listener::accept_any(&listeners, &mut turn) => {
                     let (stream, peer) = match accepted {
                         Ok(accepted) => accepted,
                         Err(error) => {
@@ -260,8 +266,9 @@ impl Server {
                         continue;
                     };
                     let shared = shared.clone();
+                    let arrival = arrivals[index].clone();
                     tasks.spawn(async move {
-                        connection::serve(shared, stream, peer).await;
+                        connection::serve(shared, arrival, stream, peer).await;
                         drop(permit);
                     });
                 }
@@ -269,7 +276,7 @@ impl Server {
             }
         }
         tracing::info!("shutting down: finishing in-flight requests");
-        drop(listener);
+        drop(listeners);
         shared.shutdown.send_replace(true);
         let drain = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(shared.limits.shutdown_grace, drain)

@@ -22,7 +22,7 @@ use observe::CloseReason;
 use rand::distributions::{Alphanumeric, DistString};
 use rand::RngCore;
 use sasl::{Authenticator, Mechanism, SaslError, ScramMechanism, Step};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::AsyncRead;
 use tokio::sync::{mpsc, watch, Semaphore};
 use wire::frame::{decode_request, header_prefix};
 use wire::versions;
@@ -76,10 +76,10 @@ enum Phase {
 }
 
 /// Runs the SASL phase; the authenticated user, or why the connection ends.
-pub(crate) async fn authenticate(
+pub(crate) async fn authenticate<R: AsyncRead + Unpin>(
     shared: &Shared,
     sasl: &SaslState,
-    reader: &mut OwnedReadHalf,
+    reader: &mut R,
     queue: &mpsc::Sender<Queued>,
     client: &ClientInfo,
     peer: SocketAddr,
@@ -184,8 +184,8 @@ pub(crate) async fn authenticate(
 
 /// Reads one frame of at most [`SASL_RECEIVE_BYTES_MAX`] bytes: a longer length closes at once,
 /// before anything is reserved for it.
-async fn read_frame(
-    reader: &mut OwnedReadHalf,
+async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
     shutdown: &mut watch::Receiver<bool>,
     idle: Duration,
     peer: SocketAddr,

@@ -22,5 +22,6 @@ mod roundtrip;
 mod sasl;
 mod sinks;
 mod stress;
+mod tls;
 mod torture;
 mod transactions;

@@ -26,16 +26,23 @@ use rdkafka::ClientConfig;
 use sasl::client::{plain_message, ScramClient};
 use sasl::ScramMechanism;
 
-use crate::harness::{consume, consumer_from_start_with, producer, Ferry};
+use crate::harness::{consume, consumer_from_start_with, producer, reserve_port, Ferry};
 use crate::hostile::{read_response, request_frame};
 
-/// The listener and mechanisms every test here starts ferry with.
-const SETTINGS: &[&str] = &[
-    "listeners=SASL_PLAINTEXT://127.0.0.1:0",
-    "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
-    "group.initial.rebalance.delay.ms=0",
-    "metrics.listen=127.0.0.1:0",
-];
+/// Starts ferry with one SASL_PLAINTEXT listener on a fixed free port (so a restart finds it
+/// again) offering every mechanism.
+fn start(dir: &Path) -> Ferry {
+    let listeners = format!("listeners=SASL_PLAINTEXT://127.0.0.1:{}", reserve_port());
+    Ferry::start(
+        dir,
+        &[
+            &listeners,
+            "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
+            "group.initial.rebalance.delay.ms=0",
+            "metrics.listen=127.0.0.1:0",
+        ],
+    )
+}
 
 /// `ferry users add NAME --data-dir DIR`, the password on stdin; the command's success.
 fn users_add(dir: &Path, name: &str, password: &str, extra: &[&str]) -> bool {
@@ -169,7 +176,7 @@ async fn librdkafka_logs_in_with_every_mechanism_and_users_survive_kill_9() {
         !text.contains("carol") && !text.contains("secret"),
         "{text}"
     );
-    let mut ferry = Ferry::start(dir.path(), SETTINGS);
+    let mut ferry = start(dir.path());
     let bootstrap = ferry.bootstrap();
     // A running broker holds the data directory: the offline tool refuses.
     let (listed, text) = users_list(dir.path());
@@ -368,7 +375,7 @@ const SASL_AUTHENTICATION_FAILED: i16 = 58;
 async fn refused_logins_close_only_their_connection() {
     let dir = tempfile::tempdir().unwrap();
     assert!(users_add(dir.path(), "alice", "alice-secret", &[]));
-    let ferry = Ferry::start(dir.path(), SETTINGS);
+    let ferry = start(dir.path());
     let bootstrap = ferry.bootstrap();
     // A producer on its own connection, every record acknowledged throughout.
     let stop = Arc::new(AtomicBool::new(false));
@@ -550,4 +557,26 @@ async fn refused_logins_close_only_their_connection() {
         let value = metrics.get(series);
         assert!(value >= at_least, "{series} = {value}");
     }
+}
+
+#[test]
+fn a_sasl_listener_without_a_known_mechanism_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |mechanisms: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .args(["--set", "listeners=SASL_PLAINTEXT://127.0.0.1:0", "--set"])
+            .arg(format!("sasl.enabled.mechanisms={mechanisms}"))
+            .env("FERRY_LOG", "off")
+            .output()
+            .expect("run ferry serve");
+        assert!(!output.status.success(), "{mechanisms:?} started");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let empty = serve("");
+    assert!(empty.contains("needs sasl.enabled.mechanisms"), "{empty}");
+    let unknown = serve("SCRAM-SHA-512,GSSAPI");
+    assert!(unknown.contains("unknown mechanism GSSAPI"), "{unknown}");
+    // The control, a known mechanism, starts: every other test here.
 }
