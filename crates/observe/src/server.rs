@@ -189,7 +189,7 @@ impl ServerMetrics {
         let connections_closed = IntCounterVec::new(
             Opts::new(
                 "ferry_connections_closed_total",
-                "Client connections ended, by reason (client, idle, protocol_error, shutdown).",
+                "Client connections ended, by reason (client, idle, protocol_error, shutdown, tls_handshake).",
             ),
             &["reason"],
         )
