@@ -112,9 +112,14 @@ impl Ferry {
         }
     }
 
-    /// Starts again on the same data directory and the same port.
+    /// Starts again on the same data directory and the same port (a broker started with
+    /// `listeners=` binds those again, so its port-0 listeners would move: not supported).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart of a running broker");
+        assert!(
+            !self.args.iter().any(|s| s.starts_with("listeners=")),
+            "restart of a broker started with listeners="
+        );
         let listen = self.addr.to_string();
         let (child, addr) = spawn_with(
             &self.data_dir,
