@@ -33,14 +33,16 @@ def pki(tmp_path_factory):
     d = tmp_path_factory.mktemp("pki")
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
             "/CN=ferry test CA", "-keyout", "ca.key", "-out", "ca.pem", cwd=d)
-    (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    for name, subject, ext in [("broker", "/CN=localhost", True),
-                               ("client", "/O=ferry/CN=python", False)]:
+    # Extensions make them X.509 v3 certificates: rustls (webpki) refuses v1 ones.
+    (d / "broker.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                                  "extendedKeyUsage=serverAuth\n")
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, subject in [("broker", "/CN=localhost"), ("client", "/O=ferry/CN=python")]:
         openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
                 "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
                 "-CAcreateserial", "-days", "2", "-out", f"{name}.crt",
-                *(["-extfile", "san.ext"] if ext else []), cwd=d)
+                "-extfile", f"{name}.ext", cwd=d)
     (d / "broker.pem").write_bytes(
         (d / "broker.key").read_bytes() + (d / "broker.crt").read_bytes()
         + (d / "ca.pem").read_bytes())

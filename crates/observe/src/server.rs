@@ -193,7 +193,7 @@ impl ServerMetrics {
         let connections_closed = IntCounterVec::new(
             Opts::new(
                 "ferry_connections_closed_total",
-                "Client connections ended, by reason (client, idle, protocol_error, shutdown, authentication).",
+                "Client connections ended, by reason (client, idle, protocol_error, shutdown, tls_handshake, authentication).",
             ),
             &["reason"],
         )

@@ -112,9 +112,20 @@ impl Ferry {
         }
     }
 
-    /// Starts again on the same data directory and the same port.
+    /// Starts again on the same data directory and the same port (a broker started with
+    /// `listeners=` binds those again, so port-0 listeners would move: only fixed ports are
+    /// supported, as `reserve_port` gives).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart of a running broker");
+        let moving = self
+            .args
+            .iter()
+            .filter_map(|s| s.strip_prefix("listeners="))
+            .any(|list| list.split(',').any(|entry| entry.trim().ends_with(":0")));
+        assert!(
+            !moving,
+            "restart of a broker started with port-0 listeners="
+        );
         let listen = self.addr.to_string();
         let (child, addr) = spawn_with(
             &self.data_dir,

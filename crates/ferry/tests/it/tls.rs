@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
+    KeyUsagePurpose,
 };
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{
@@ -52,7 +53,9 @@ impl Pki {
 
         let client_key = KeyPair::generate().unwrap();
         let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        // In ASN.1 order (O first); printed last RDN first: CN=client,O=ferry.
+        // In ASN.1 order (O first; rcgen's default name holds a CN, which would come first);
+        // printed last RDN first: CN=client,O=ferry.
+        client_params.distinguished_name = DistinguishedName::new();
         client_params
             .distinguished_name
             .push(DnType::OrganizationName, "ferry");
@@ -246,9 +249,13 @@ fn ssl_listener_serves_produce_groups_and_transactions_beside_plaintext() {
 
     // The certificate's subject is the connection's principal, as Kafka prints it.
     let text = std::fs::read_to_string(&traces).unwrap();
+    let authenticated: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("authenticated"))
+        .collect();
     assert!(
         text.contains("principal=User:CN=client,O=ferry"),
-        "no principal from the client certificate in the traces"
+        "no principal from the client certificate in the traces: {authenticated:#?}"
     );
     assert!(
         text.contains("principal=User:ANONYMOUS"),
