@@ -580,3 +580,49 @@ fn a_sasl_listener_without_a_known_mechanism_refuses_to_start() {
     assert!(unknown.contains("unknown mechanism GSSAPI"), "{unknown}");
     // The control, a known mechanism, starts: every other test here.
 }
+
+/// SASL inside TLS: librdkafka over SASL_SSL (rustls on the broker) logs in with SCRAM-SHA-512
+/// and PLAIN and produces, consumes in a group and commits a transaction; a wrong password over
+/// the same TLS is refused (the control of the logins).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_logs_in_over_sasl_ssl() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = crate::tls::Pki::new(dir.path());
+    let data = dir.path().join("data");
+    assert!(users_add(&data, "alice", "alice-secret", &[]));
+    let mut settings = vec![
+        "listeners=SASL_SSL://127.0.0.1:0".to_string(),
+        "sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN".to_string(),
+        "group.initial.rebalance.delay.ms=0".to_string(),
+    ];
+    settings.extend(pki.broker_settings("none"));
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let ferry = Ferry::start(&data, &settings);
+    let bootstrap = ferry.bootstrap();
+    let ca = pki.ca.display().to_string();
+    for (mechanism, topic) in [
+        ("SCRAM-SHA-512", "sasl-ssl-512"),
+        ("PLAIN", "sasl-ssl-plain"),
+    ] {
+        let who = vec![
+            ("security.protocol", "SASL_SSL"),
+            ("ssl.ca.location", ca.as_str()),
+            ("sasl.mechanism", mechanism),
+            ("sasl.username", "alice"),
+            ("sasl.password", "alice-secret"),
+        ];
+        produce_consume_transact(&bootstrap, topic, &who).await;
+        let mut wrong = who.clone();
+        wrong[4] = ("sasl.password", "wrong");
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &bootstrap);
+        for (key, value) in &wrong {
+            config.set(*key, *value);
+        }
+        let client: BaseConsumer = config.create().unwrap();
+        assert!(
+            client.fetch_metadata(None, Duration::from_secs(3)).is_err(),
+            "{mechanism}: a wrong password over TLS"
+        );
+    }
+}

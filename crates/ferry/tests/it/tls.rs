@@ -26,15 +26,15 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A test CA, the broker's keystore (key and chain in one PEM) for 127.0.0.1 and localhost,
 /// and a client certificate `CN=client,O=ferry`, as files.
-struct Pki {
-    ca: PathBuf,
+pub(crate) struct Pki {
+    pub(crate) ca: PathBuf,
     keystore: PathBuf,
     client_cert: PathBuf,
     client_key: PathBuf,
 }
 
 impl Pki {
-    fn new(dir: &Path) -> Pki {
+    pub(crate) fn new(dir: &Path) -> Pki {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
@@ -80,7 +80,7 @@ impl Pki {
 
     /// The broker settings of a TLS listener with this keystore, checking client certificates
     /// against this CA as `client_auth` says.
-    fn broker_settings(&self, client_auth: &str) -> Vec<String> {
+    pub(crate) fn broker_settings(&self, client_auth: &str) -> Vec<String> {
         vec![
             "ssl.keystore.type=PEM".into(),
             format!("ssl.keystore.location={}", self.keystore.display()),
