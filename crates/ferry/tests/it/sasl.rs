@@ -560,7 +560,7 @@ async fn refused_logins_close_only_their_connection() {
 }
 
 #[test]
-fn a_sasl_listener_without_a_known_mechanism_refuses_to_start() {
+fn no_known_mechanism_or_a_damaged_store_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let serve = |mechanisms: &str| {
         let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -578,7 +578,15 @@ fn a_sasl_listener_without_a_known_mechanism_refuses_to_start() {
     assert!(empty.contains("needs sasl.enabled.mechanisms"), "{empty}");
     let unknown = serve("SCRAM-SHA-512,GSSAPI");
     assert!(unknown.contains("unknown mechanism GSSAPI"), "{unknown}");
-    // The control, a known mechanism, starts: every other test here.
+    // A damaged credential store refuses the start, naming the file, rather than serve with no
+    // users; the control, a known mechanism and an intact store, starts: every other test here.
+    std::fs::write(
+        dir.path().join("users.json"),
+        "{\"version\": 1, \"users\": {",
+    )
+    .unwrap();
+    let damaged = serve("PLAIN");
+    assert!(damaged.contains("users.json is damaged"), "{damaged}");
 }
 
 /// SASL inside TLS: librdkafka over SASL_SSL (rustls on the broker) logs in with SCRAM-SHA-512
