@@ -53,6 +53,8 @@ pub(crate) enum Pending {
         delivery: oneshot::Receiver<Delivery>,
     },
     Close(String),
+    /// A SASL token of a SaslHandshake v0 exchange: length-prefixed raw bytes, no Kafka header.
+    SaslToken(bytes::Bytes),
 }
 
 /// Where a response goes: its API, version and correlation id; and when its request was read
@@ -400,7 +402,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     while let Some((item, _permit)) = pending.recv().await {
         // Responses already written must not sit in the buffer while this one waits (a Fetch
         // flushes only if it comes to wait: most are answered at once).
-        let may_wait = !matches!(item, Pending::Ready { .. } | Pending::Fetch { .. });
+        let may_wait = !matches!(
+            item,
+            Pending::Ready { .. } | Pending::Fetch { .. } | Pending::SaslToken(_)
+        );
         if may_wait && writer.flush().await.is_err() {
             return;
         }
@@ -454,6 +459,16 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 tracing::warn!(%peer, "closing connection: {reason}");
                 let _ = writer.flush().await;
                 return;
+            }
+            Pending::SaslToken(token) => {
+                let length = (token.len() as u32).to_be_bytes();
+                if writer.write_all(&length).await.is_err()
+                    || writer.write_all(&token).await.is_err()
+                    || writer.flush().await.is_err()
+                {
+                    return;
+                }
+                continue;
             }
         };
         let writing = Instant::now();

@@ -4,9 +4,9 @@
 //! (`sasl::Authenticator`) ends. Anything else before it ends closes the connection with a WARN
 //! naming the peer, as Kafka does (ILLEGAL_SASL_STATE). A failed authentication is answered with
 //! SASL_AUTHENTICATION_FAILED after a short delay, counted, logged with the peer and the user, and
-//! the connection closed. SaslHandshake v0 (raw tokens without Kafka headers) is not offered:
-//! v0 is refused with UNSUPPORTED_VERSION by the version check, and every client in the test
-//! suite (librdkafka, kafka-python 3, the Java client) uses v1.
+//! the connection closed. After SaslHandshake v0 (the legacy form, before KIP-152) the
+//! mechanism's messages come as raw length-prefixed tokens without Kafka headers, answered the
+//! same way; a failure there has no way to say so and just closes the connection, as in Kafka.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -73,6 +73,8 @@ enum Phase {
     Handshake,
     /// After SaslHandshake v1: SaslAuthenticate requests only.
     Authenticate(Authenticator),
+    /// After SaslHandshake v0: raw tokens only.
+    Raw(Authenticator),
 }
 
 /// Runs the SASL phase; the authenticated user, or why the connection ends.
@@ -89,6 +91,18 @@ pub(crate) async fn authenticate<R: AsyncRead + Unpin>(
     let mut phase = Phase::Handshake;
     loop {
         let frame = read_frame(reader, &mut shutdown, idle, peer).await?;
+        if let Phase::Raw(authenticator) = &mut phase {
+            let token = |message: Vec<u8>| Pending::SaslToken(message.into());
+            match exchange(shared, authenticator, &frame, peer).await {
+                Ok(Step::Continue(message)) => send(queue, token(message)).await?,
+                Ok(Step::Done { user, response }) => {
+                    send(queue, token(response)).await?;
+                    return Ok(user);
+                }
+                Err(_) => return Err(CloseReason::Authentication),
+            }
+            continue;
+        }
         let received = Instant::now();
         let refuse = |reason: String| {
             tracing::warn!(%peer, "closing connection before SASL authentication: {reason}");
@@ -118,8 +132,8 @@ pub(crate) async fn authenticate<R: AsyncRead + Unpin>(
                     unreachable!("decoded as its API key")
                 };
                 let offered = &sasl.config.mechanisms;
-                let chosen = Mechanism::parse(request.mechanism.as_str())
-                    .filter(|m| offered.contains(m) && prefix.api_version >= 1);
+                let chosen =
+                    Mechanism::parse(request.mechanism.as_str()).filter(|m| offered.contains(m));
                 let mechanisms = offered.iter().map(|m| StrBytes::from_static_str(m.name()));
                 let mut response =
                     SaslHandshakeResponse::default().with_mechanisms(mechanisms.collect());
@@ -134,37 +148,28 @@ pub(crate) async fn authenticate<R: AsyncRead + Unpin>(
                     ));
                 };
                 let nonce = Alphanumeric.sample_string(&mut rand::thread_rng(), SERVER_NONCE_CHARS);
-                phase = Phase::Authenticate(Authenticator::new(
-                    mechanism,
-                    nonce,
-                    &sasl.unknown_user_secret,
-                ));
+                let authenticator = Authenticator::new(mechanism, nonce, &sasl.unknown_user_secret);
+                phase = if prefix.api_version == 0 {
+                    Phase::Raw(authenticator)
+                } else {
+                    Phase::Authenticate(authenticator)
+                };
             }
             (Some(ApiKey::SaslAuthenticate), Phase::Authenticate(authenticator)) => {
                 let RequestKind::SaslAuthenticate(request) = decode(api, frame.freeze(), peer)?
                 else {
                     unreachable!("decoded as its API key")
                 };
-                let lookup = |user: &str, mechanism: ScramMechanism| {
-                    shared.lock()?.scram_credential(user, mechanism)
-                };
-                let step = authenticator.step(&request.auth_bytes, &lookup);
                 let mechanism = authenticator.mechanism();
-                match step {
+                match exchange(shared, authenticator, &request.auth_bytes, peer).await {
                     Ok(Step::Continue(message)) => {
                         send(queue, ready(reply, authenticated(message))).await?;
                     }
                     Ok(Step::Done { user, response }) => {
-                        count(shared, mechanism, true);
-                        tracing::debug!(%peer, %mechanism, user, "SASL authentication succeeded");
                         send(queue, ready(reply, authenticated(response))).await?;
                         return Ok(user);
                     }
                     Err(error) => {
-                        count(shared, mechanism, false);
-                        let user = authenticator.user().unwrap_or("");
-                        tracing::warn!(%peer, %mechanism, user, %error, "SASL authentication failed; closing connection");
-                        tokio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
                         let failed = failed(&error, mechanism);
                         send(queue, ready(reply, failed)).await?;
                         return Err(CloseReason::Authentication);
@@ -180,6 +185,34 @@ pub(crate) async fn authenticate<R: AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// One client message through the exchange: the outcome counted and traced (a failure at
+/// WARN with the peer and the user), and a failure delayed by [`FAILED_AUTHENTICATION_DELAY`].
+async fn exchange(
+    shared: &Shared,
+    authenticator: &mut Authenticator,
+    message: &[u8],
+    peer: SocketAddr,
+) -> Result<Step, SaslError> {
+    let lookup =
+        |user: &str, mechanism: ScramMechanism| shared.lock()?.scram_credential(user, mechanism);
+    let step = authenticator.step(message, &lookup);
+    let mechanism = authenticator.mechanism();
+    match &step {
+        Ok(Step::Continue(_)) => {}
+        Ok(Step::Done { user, .. }) => {
+            count(shared, mechanism, true);
+            tracing::debug!(%peer, %mechanism, user, "SASL authentication succeeded");
+        }
+        Err(error) => {
+            count(shared, mechanism, false);
+            let user = authenticator.user().unwrap_or("");
+            tracing::warn!(%peer, %mechanism, user, %error, "SASL authentication failed; closing connection");
+            tokio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
+        }
+    }
+    step
 }
 
 /// Reads one frame of at most [`SASL_RECEIVE_BYTES_MAX`] bytes: a longer length closes at once,

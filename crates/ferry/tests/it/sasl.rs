@@ -268,13 +268,35 @@ impl SaslConn {
 
     /// SaslHandshake v1; the error code.
     fn handshake(&mut self, mechanism: &str) -> i16 {
+        self.handshake_at(1, mechanism)
+    }
+
+    /// SaslHandshake at `version` (v0: raw tokens follow); the error code.
+    fn handshake_at(&mut self, version: i16, mechanism: &str) -> i16 {
         let body =
             SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(mechanism.into()));
-        self.send(ApiKey::SaslHandshake, 1, RequestKind::SaslHandshake(body));
+        self.send(
+            ApiKey::SaslHandshake,
+            version,
+            RequestKind::SaslHandshake(body),
+        );
         let mut bytes = read_response(&mut self.stream, 4);
-        SaslHandshakeResponse::decode(&mut bytes, 1)
+        SaslHandshakeResponse::decode(&mut bytes, version)
             .unwrap()
             .error_code
+    }
+
+    /// A raw SASL token (after SaslHandshake v0); the server's raw answer, or None when the
+    /// connection closed.
+    fn raw(&mut self, token: &[u8]) -> Option<Vec<u8>> {
+        let mut frame = (token.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(token);
+        self.stream.write_all(&frame).unwrap();
+        let mut length = [0; 4];
+        self.stream.read_exact(&mut length).ok()?;
+        let mut answer = vec![0; u32::from_be_bytes(length) as usize];
+        self.stream.read_exact(&mut answer).ok()?;
+        Some(answer)
     }
 
     /// SaslAuthenticate v1 with `message`; the error code and the server's message, or None
@@ -416,6 +438,35 @@ async fn refused_logins_close_only_their_connection() {
     );
     assert!(conn.metadata_answered());
 
+    // SaslHandshake v0: raw tokens without Kafka headers, PLAIN and SCRAM, then requests.
+    let mut conn = SaslConn::connect(&ferry);
+    assert_eq!(conn.handshake_at(0, "PLAIN"), 0);
+    assert_eq!(
+        conn.raw(&plain_message("alice", "alice-secret")),
+        Some(vec![])
+    );
+    assert!(conn.metadata_answered(), "after a v0 PLAIN login");
+    let mut conn = SaslConn::connect(&ferry);
+    assert_eq!(conn.handshake_at(0, "SCRAM-SHA-512"), 0);
+    let mut client = ScramClient::new(ScramMechanism::Sha512, "alice", "alice-secret", "v0nonce");
+    let first = conn.raw(client.client_first().as_bytes()).unwrap();
+    let last = client
+        .client_final(std::str::from_utf8(&first).unwrap())
+        .unwrap();
+    let server_final = conn.raw(last.as_bytes()).unwrap();
+    client
+        .verify_server_final(std::str::from_utf8(&server_final).unwrap())
+        .unwrap();
+    assert!(conn.metadata_answered(), "after a v0 SCRAM login");
+    // ... and a wrong password there is a closed connection (v0 has no error answer).
+    let mut conn = SaslConn::connect(&ferry);
+    assert_eq!(conn.handshake_at(0, "PLAIN"), 0);
+    assert_eq!(
+        conn.raw(&plain_message("alice", "wrong")),
+        None,
+        "v0 wrong password"
+    );
+
     // A wrong password, with SCRAM and with PLAIN.
     let mut conn = SaslConn::connect(&ferry);
     assert_eq!(
@@ -535,7 +586,7 @@ async fn refused_logins_close_only_their_connection() {
     for (series, at_least) in [
         (
             "ferry_sasl_authentications_total{mechanism=\"PLAIN\",outcome=\"failure\"}",
-            1.0,
+            2.0,
         ),
         (
             "ferry_sasl_authentications_total{mechanism=\"PLAIN\",outcome=\"success\"}",
