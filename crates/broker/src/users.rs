@@ -102,7 +102,7 @@ impl Users {
     }
 
     /// Applies deletions then upserts, all at once, durably (the file is replaced before this
-    /// returns). Returns whether anything changed; nothing is written when nothing did.
+    /// returns); nothing is written when nothing changes.
     pub fn apply(
         &mut self,
         deletions: &[(String, ScramMechanism)],
