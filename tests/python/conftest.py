@@ -48,6 +48,17 @@ class Broker:
         assert self.port, "broker was never started"
         return f"127.0.0.1:{self.port}"
 
+    def listener(self, name):
+        """The bound "host:port" of the listener `name`, from its `ferry: listener` line."""
+        prefix = f"ferry: listener {name} on "
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for line in list(self._stdout_lines):
+                if line.startswith(prefix):
+                    return line[len(prefix):].strip()
+            time.sleep(0.01)
+        pytest.fail(f"no listener {name} in {self._stdout_lines!r}", pytrace=False)
+
     def stderr_path(self, start):
         return self.log_dir / f"ferry-stderr-{start}.log"
 
@@ -59,9 +70,10 @@ class Broker:
             "serve",
             "--data-dir",
             str(self.data_dir),
-            "--listen",
-            f"127.0.0.1:{self.port}",
         ]
+        # With `listeners` set, the broker opens those (--listen beside it is refused).
+        if "listeners" not in self.settings:
+            command += ["--listen", f"127.0.0.1:{self.port}"]
         for name, value in self.settings.items():
             command += ["--set", f"{name}={value}"]
         # ferry reads every FERRY_* variable as a setting (FERRY_NUM_PARTITIONS=4) and rejects

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use storage::LogConfig;
 
+use crate::ListenerName;
+
 /// Kafka's default `message.max.bytes`: the largest record batch a producer may send (1 MiB plus
 /// the batch overhead Kafka counts in).
 pub const MESSAGE_MAX_BYTES_DEFAULT: usize = 1_048_588;
@@ -22,9 +24,9 @@ pub const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
 pub struct BrokerConfig {
     /// `node.id`: the id this broker reports in Metadata.
     pub node_id: i32,
-    /// Host and port clients are told to connect to (`advertised.listeners`).
-    pub advertised_host: String,
-    pub advertised_port: i32,
+    /// Host and port clients are told to connect to (`advertised.listeners`), by the listener
+    /// their request came in on.
+    pub advertised: Vec<Advertised>,
     /// `log.dirs`: where partitions and metadata live.
     pub data_dir: PathBuf,
     /// `auto.create.topics.enable`.
@@ -54,12 +56,35 @@ pub struct BrokerConfig {
     pub internal_log_compact_bytes: u64,
 }
 
+/// One listener's entry of `advertised.listeners`: where a client that came in on `listener` is
+/// told to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertised {
+    pub listener: ListenerName,
+    pub host: String,
+    pub port: i32,
+}
+
 impl BrokerConfig {
+    /// The address advertised to a client that came in on `listener`. A name without an entry
+    /// (a broker driven without a server, as in tests) gets the first listener's; none at all
+    /// is a configuration the binary never builds.
+    pub fn advertised_for(&self, listener: &ListenerName) -> &Advertised {
+        self.advertised
+            .iter()
+            .find(|a| &a.listener == listener)
+            .or_else(|| self.advertised.first())
+            .expect("at least one advertised listener")
+    }
+
     pub fn new(data_dir: PathBuf) -> BrokerConfig {
         BrokerConfig {
             node_id: 1,
-            advertised_host: "127.0.0.1".to_string(),
-            advertised_port: 9092,
+            advertised: vec![Advertised {
+                listener: ListenerName::default(),
+                host: "127.0.0.1".to_string(),
+                port: 9092,
+            }],
             data_dir,
             auto_create_topics: true,
             num_partitions: 1,

@@ -25,6 +25,9 @@ pub enum BrokerError {
     },
     #[error("metadata: {0}")]
     Meta(String),
+    /// The credential store could not be read (damaged, named) or written.
+    #[error("credential store: {0}")]
+    Users(#[from] crate::users::UsersError),
     /// The data directory holds more partitions than `max.partitions` allows (by default what
     /// the file descriptor limit leaves room for): serving them would run out of descriptors.
     #[error(

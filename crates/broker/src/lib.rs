@@ -30,6 +30,7 @@ pub mod topic_config;
 pub mod topics;
 pub mod transactions;
 pub mod txn_index;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -37,12 +38,14 @@ use kafka_protocol::messages::RequestKind;
 use storage::Disk;
 use wire::Request;
 
-pub use config::BrokerConfig;
+pub use config::{Advertised, BrokerConfig};
 pub use error::BrokerError;
 use groups::Groups;
 pub use handlers::api_versions::response as api_versions_response;
 pub use now::Now;
-pub use outcome::{ClientInfo, FetchRead, Outcome, PendingFetch, Principal, Routed, WaitingFetch};
+pub use outcome::{
+    ClientInfo, FetchRead, ListenerName, Outcome, PendingFetch, Principal, Routed, WaitingFetch,
+};
 pub use prepared::Prepared;
 pub use stats::Stats;
 pub use sync::LogId;
@@ -68,6 +71,8 @@ pub struct Broker {
     producers: producers::Producers,
     /// Responses to requests answered later, until the server takes them (`take_routed`).
     routed: Vec<Routed>,
+    /// The SCRAM credential store (`users.json`).
+    users: users::Users,
 }
 
 impl Broker {
@@ -87,6 +92,7 @@ impl Broker {
             now_ms,
         )?;
         let producers = producers::Producers::open(disk.clone(), &config.data_dir)?;
+        let users = users::Users::open(disk.clone(), &config.data_dir)?;
         let groups = Groups::open(
             disk.clone(),
             &config.data_dir,
@@ -113,6 +119,7 @@ impl Broker {
             transactions,
             producers,
             routed: Vec::new(),
+            users,
         };
         broker.recover_transactions(now)?;
         Ok(broker)
@@ -124,6 +131,16 @@ impl Broker {
 
     pub fn topics(&self) -> &Topics {
         &self.topics
+    }
+
+    /// A user's SCRAM credential for `mechanism`, for the server's SASL exchanges (PLAIN logins
+    /// are checked against these too).
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: sasl::ScramMechanism,
+    ) -> Option<sasl::ScramCredential> {
+        self.users.credential(user, mechanism).cloned()
     }
 
     /// Handles one request of any advertised API, at `now`. `token` names the request for an
@@ -144,7 +161,9 @@ impl Broker {
         let now_ms = now.wall_ms();
         let response = match body {
             RequestKind::ApiVersions(r) => handlers::api_versions::handle(&r, version),
-            RequestKind::Metadata(r) => handlers::metadata::handle(self, now_ms, &r, version)?,
+            RequestKind::Metadata(r) => {
+                handlers::metadata::handle(self, now_ms, client, &r, version)?
+            }
             RequestKind::Produce(r) => {
                 let checks = produce.expect("a prepared Produce carries its checks");
                 return handlers::produce::handle(self, now_ms, r, checks, version);
@@ -168,8 +187,16 @@ impl Broker {
             RequestKind::DescribeProducers(r) => handlers::describe_producers::handle(self, &r),
             RequestKind::DescribeLogDirs(r) => handlers::describe_log_dirs::handle(self, &r),
             RequestKind::DeleteRecords(r) => return handlers::delete_records::handle(self, &r),
+            RequestKind::SaslHandshake(_) => handlers::sasl::handshake(),
+            RequestKind::SaslAuthenticate(_) => handlers::sasl::authenticate(),
+            RequestKind::DescribeUserScramCredentials(r) => {
+                handlers::describe_user_scram_credentials::handle(self, &r)
+            }
+            RequestKind::AlterUserScramCredentials(r) => {
+                handlers::alter_user_scram_credentials::handle(self, &r)?
+            }
             RequestKind::FindCoordinator(r) => {
-                handlers::find_coordinator::handle(self, &r, version)
+                handlers::find_coordinator::handle(self, client, &r, version)
             }
             // Without a transactional id it is the idempotent producer's; with one, the
             // transaction coordinator's (below).

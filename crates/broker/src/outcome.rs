@@ -48,6 +48,41 @@ pub struct ClientInfo {
     /// Who the connection authenticated as; `User:ANONYMOUS` on a listener without
     /// authentication.
     pub principal: Principal,
+    /// The listener the connection came in on: Metadata and FindCoordinator answer with that
+    /// listener's advertised address, as Kafka does, so a client on an SSL port is never sent
+    /// to the plaintext one.
+    pub listener: ListenerName,
+}
+
+/// A listener's name, as in Kafka's `listeners` (`PLAINTEXT`, `SSL`, or a custom name mapped by
+/// `listener.security.protocol.map`); upper case, as Kafka compares them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListenerName(String);
+
+impl ListenerName {
+    /// The name of the listener `--listen` opens, and of a connection made without a server.
+    pub const PLAINTEXT: &'static str = "PLAINTEXT";
+
+    /// The name, upper-cased (Kafka upper-cases listener names when it parses them).
+    pub fn new(name: &str) -> ListenerName {
+        ListenerName(name.to_ascii_uppercase())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for ListenerName {
+    fn default() -> ListenerName {
+        ListenerName(ListenerName::PLAINTEXT.to_string())
+    }
+}
+
+impl std::fmt::Display for ListenerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A Kafka principal, `type:name`: `User:alice` after SASL, `User:CN=client,O=ferry` for a TLS

@@ -2,11 +2,14 @@
 //! the admin commands.
 
 mod admin;
+mod data_dir_lock;
 mod descriptors;
 mod dlq;
+mod listeners;
 mod retry_worker;
 mod serve;
 mod settings;
+mod users;
 
 use anyhow::Result;
 use audit::runner::ConditionsHeld;
@@ -45,6 +48,11 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: dlq::DlqCommand,
+    },
+    /// SCRAM users of a stopped broker's data directory: add, delete, list.
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
     },
     /// A consumer process with a retry policy and a scripted handler, for tests.
     #[command(hide = true)]
@@ -116,6 +124,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Lab(args) => lab::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Dlq { command } => dlq::run(command),
+        Command::Users { command } => users::run(command),
         Command::RetryWorker(args) => retry_worker::run(args),
         Command::Chaos(args) => {
             let runtime = tokio::runtime::Runtime::new()?;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use crate::listeners::ListenerSpec;
 use crate::settings::Settings;
 
 #[derive(Args)]
@@ -16,11 +17,12 @@ pub struct ServeArgs {
     /// Where partitions and metadata live (Kafka: log.dirs).
     #[arg(long, env = "FERRY_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Address to listen on (default 127.0.0.1:9092; port 0 picks a free port).
+    /// Address of the one PLAINTEXT listener (default 127.0.0.1:9092; port 0 picks a free port);
+    /// the shorthand for listeners=PLAINTEXT://ADDR, which opens several (PLAINTEXT, SSL).
     #[arg(long, env = "FERRY_LISTEN")]
     listen: Option<SocketAddr>,
-    /// host:port that clients are told to connect to (Kafka: advertised.listeners); defaults to
-    /// the listen address.
+    /// host:port that clients are told to connect to (Kafka: advertised.listeners, here for the
+    /// first listener); defaults to the bound address.
     #[arg(long, env = "FERRY_ADVERTISED_LISTENER")]
     advertised_listener: Option<String>,
     /// A TOML file of settings by their Kafka names, e.g. `"num.partitions" = 4`.
@@ -47,10 +49,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         settings.data_dir = dir;
     }
     if let Some(listen) = args.listen {
-        settings.listen = listen;
+        settings.listen = Some(listen);
     }
     if let Some(advertised) = args.advertised_listener {
-        settings.advertised = Some(advertised);
+        settings.network.advertised = Some(advertised);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -62,10 +64,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
 
 async fn serve(mut settings: Settings) -> Result<()> {
     let disk: Arc<dyn storage::Disk> = Arc::new(storage::FsDisk);
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("listen on {}", settings.listen))?;
-    let local = listener.local_addr().context("read listen address")?;
+    let specs = settings.network.resolve(settings.listen)?;
+    if let Some(spec) = specs.iter().find(|s| s.protocol.uses_sasl()) {
+        anyhow::ensure!(
+            !settings.sasl_mechanisms.is_empty(),
+            "listener {}: a {} listener needs sasl.enabled.mechanisms (PLAIN, SCRAM-SHA-256, \
+             SCRAM-SHA-512), and it is empty",
+            spec.name,
+            spec.protocol
+        );
+    }
+    let (listeners, advertised) = bind(&specs, &settings.network.tls).await?;
+    let local = listeners[0].local_addr();
     // The metrics endpoint serves from before recovery, so /healthz answers and /readyz says
     // "not yet" while a large data directory is recovered.
     let metrics = match settings.metrics_listen {
@@ -74,25 +84,38 @@ async fn serve(mut settings: Settings) -> Result<()> {
     };
     let mut config = settings.broker_config();
     config.max_partitions = descriptor_budget(&mut settings)?;
-    let (host, port) = settings.advertised_host_port(local)?;
-    config.advertised_host = host;
-    config.advertised_port = port;
+    config.advertised = advertised;
     // The one clock of the process: recovery and every later call into the broker read it.
+    let _lock = crate::data_dir_lock::DataDirLock::acquire(&settings.data_dir)?;
     let mut clock = server::Clock::start();
     let opening = std::time::Instant::now();
     let broker = broker::Broker::open(config, disk, clock.now())
         .with_context(|| format!("open data directory {}", settings.data_dir.display()))?;
     let recovery = opening.elapsed();
-    let server = server::Server::from_listener(
-        listener,
+    let bound: Vec<_> = listeners
+        .iter()
+        .map(|l| (l.name.clone(), l.local_addr()))
+        .collect();
+    let sasl = listeners.iter().any(|l| l.protocol.uses_sasl());
+    let mut server = server::Server::new(
+        listeners,
         broker,
         clock,
         settings.limits.clone(),
         metrics.as_ref().map(|(metrics, _, _)| metrics.clone()),
     );
+    if sasl {
+        let mechanisms = settings.sasl_mechanisms.clone();
+        server = server.with_sasl(server::sasl::SaslConfig { mechanisms });
+    }
     let stop = stop_signal()?;
-    // Tests and scripts read this line to learn the port when listening on port 0.
+    // Tests and scripts read this line to learn the port when listening on port 0: the first
+    // listener's. Then one line per listener, by name, for those that open several; a reader
+    // gone after the first line is no error.
     println!("ferry: listening on {local}");
+    for (name, address) in &bound {
+        let _ = writeln!(std::io::stdout(), "ferry: listener {name} on {address}");
+    }
     tracing::info!(%local, data_dir = %settings.data_dir.display(), recovery_ms = recovery.as_millis() as u64, "serving");
     let Some((metrics, endpoint, address)) = metrics else {
         server.run(stop).await.map_err(ShutdownFailed)?;
@@ -102,7 +125,7 @@ async fn serve(mut settings: Settings) -> Result<()> {
     let stats = server.stats_source();
     endpoint.add_source(move || stats().map_or_else(Vec::new, |s| observe::broker_families(&s)));
     endpoint.set_ready(true);
-    // The second line, for the same reason; a reader gone after the first is no error.
+    // After the listeners' lines, for the same reason.
     let _ = writeln!(std::io::stdout(), "ferry: metrics on {address}");
     let stop = async {
         stop.await;
@@ -110,6 +133,50 @@ async fn serve(mut settings: Settings) -> Result<()> {
     };
     server.run(stop).await.map_err(ShutdownFailed)?;
     Ok(())
+}
+
+/// Binds every listener (with the TLS configuration, built once, on those that use TLS) and
+/// returns them with what each advertises: its `advertised.listeners` entry, or else its bound
+/// address.
+async fn bind(
+    specs: &[ListenerSpec],
+    tls: &server::tls::TlsSettings,
+) -> Result<(Vec<server::Listener>, Vec<broker::Advertised>)> {
+    let tls_config = match specs.iter().find(|s| s.protocol.uses_tls()) {
+        Some(spec) => Some(
+            server::tls::server_config(tls).with_context(|| format!("listener {}", spec.name))?,
+        ),
+        None => None,
+    };
+    let mut listeners = Vec::new();
+    let mut advertised = Vec::new();
+    for spec in specs {
+        let socket = tokio::net::TcpListener::bind((spec.host.as_str(), spec.port))
+            .await
+            .with_context(|| format!("listen on {}://{}:{}", spec.name, spec.host, spec.port))?;
+        let bound = socket.local_addr().context("read listen address")?;
+        let (host, port) = spec
+            .advertised
+            .clone()
+            .unwrap_or_else(|| (bound.ip().to_string(), bound.port()));
+        advertised.push(broker::Advertised {
+            listener: spec.name.clone(),
+            host,
+            port: i32::from(port),
+        });
+        tracing::info!(listener = %spec.name, protocol = %spec.protocol, %bound, "listening");
+        listeners.push(server::Listener {
+            name: spec.name.clone(),
+            protocol: spec.protocol,
+            socket,
+            tls: spec
+                .protocol
+                .uses_tls()
+                .then(|| tls_config.clone())
+                .flatten(),
+        });
+    }
+    Ok((listeners, advertised))
 }
 
 /// Binds `metrics.listen` and serves the endpoint on a task of its own, with the server's

@@ -22,26 +22,32 @@ const FLAG_VARIABLES: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
-    pub listen: SocketAddr,
-    pub advertised: Option<String>,
+    /// `--listen`: the shorthand for one PLAINTEXT listener.
+    pub listen: Option<SocketAddr>,
+    /// `listeners`, `advertised.listeners` and the rest of the listener settings.
+    pub network: crate::listeners::NetworkSettings,
     pub broker: BrokerConfig,
     pub limits: Limits,
     /// `max.partitions` when set; otherwise `ferry serve` derives it from the descriptor limit.
     pub max_partitions: Option<usize>,
     /// `metrics.listen`: where `/metrics`, `/healthz` and `/readyz` are served; off when unset.
     pub metrics_listen: Option<SocketAddr>,
+    /// `sasl.enabled.mechanisms`: what SASL listeners offer, in order (Kafka's default is
+    /// GSSAPI, which ferry does not have; ferry's is SCRAM-SHA-512,SCRAM-SHA-256).
+    pub sasl_mechanisms: Vec<sasl::Mechanism>,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
             data_dir: PathBuf::from("./ferry-data"),
-            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
-            advertised: None,
+            listen: None,
+            network: Default::default(),
             broker: BrokerConfig::new(PathBuf::from("./ferry-data")),
             limits: Limits::default(),
             max_partitions: None,
             metrics_listen: None,
+            sasl_mechanisms: vec![sasl::Mechanism::ScramSha512, sasl::Mechanism::ScramSha256],
         }
     }
 }
@@ -89,16 +95,13 @@ impl Settings {
 
     /// Sets one setting by its Kafka name.
     pub fn apply(&mut self, name: &str, value: &str) -> Result<()> {
+        if self.network.apply(name, value)? {
+            return Ok(());
+        }
         let broker = &mut self.broker;
         let limits = &mut self.limits;
         match name {
             "log.dirs" | "log.dir" => self.data_dir = PathBuf::from(value),
-            "listeners" => {
-                self.listen = strip_scheme(value)
-                    .parse()
-                    .with_context(|| format!("listeners={value}"))?
-            }
-            "advertised.listeners" => self.advertised = Some(strip_scheme(value).to_string()),
             "metrics.listen" => {
                 self.metrics_listen = Some(
                     strip_scheme(value)
@@ -106,6 +109,7 @@ impl Settings {
                         .with_context(|| format!("metrics.listen={value}: expected host:port"))?,
                 )
             }
+            "sasl.enabled.mechanisms" => self.sasl_mechanisms = mechanisms(value)?,
             "node.id" | "broker.id" => broker.node_id = number(name, value)?,
             "num.partitions" => broker.num_partitions = positive(name, value)?,
             "auto.create.topics.enable" => broker.auto_create_topics = boolean(name, value)?,
@@ -153,6 +157,10 @@ impl Settings {
                 limits.in_flight_requests_per_connection = positive(name, value)?
             }
             "connections.max.idle.ms" => limits.connections_max_idle_ms = positive(name, value)?,
+            "ssl.handshake.timeout.ms" => {
+                limits.tls_handshake_timeout =
+                    std::time::Duration::from_millis(positive(name, value)?)
+            }
             "connection.queued.max.request.bytes" => {
                 limits.connection_queued_request_bytes_max = positive(name, value)?
             }
@@ -165,20 +173,6 @@ impl Settings {
         let mut config = self.broker.clone();
         config.data_dir = self.data_dir.clone();
         config
-    }
-
-    /// The host and port to advertise: the configured listener, else the bound address.
-    pub fn advertised_host_port(&self, bound: SocketAddr) -> Result<(String, i32)> {
-        let Some(advertised) = &self.advertised else {
-            return Ok((bound.ip().to_string(), i32::from(bound.port())));
-        };
-        let (host, port) = advertised
-            .rsplit_once(':')
-            .with_context(|| format!("advertised listener {advertised}: expected host:port"))?;
-        let port = port
-            .parse()
-            .with_context(|| format!("advertised listener {advertised}: bad port"))?;
-        Ok((host.trim_matches(['[', ']']).to_string(), port))
     }
 }
 
@@ -209,6 +203,21 @@ fn positive<T: std::str::FromStr + PartialOrd + Default>(name: &str, value: &str
     Ok(n)
 }
 
+/// A comma-separated list of SASL mechanisms by Kafka's names; an unknown one is an error (a
+/// typo must not quietly leave a listener without the mechanism its clients use).
+fn mechanisms(value: &str) -> Result<Vec<sasl::Mechanism>> {
+    let mut mechanisms = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let Some(mechanism) = sasl::Mechanism::parse(name) else {
+            bail!("sasl.enabled.mechanisms: unknown mechanism {name} (ferry has PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)");
+        };
+        if !mechanisms.contains(&mechanism) {
+            mechanisms.push(mechanism);
+        }
+    }
+    Ok(mechanisms)
+}
+
 fn boolean(name: &str, value: &str) -> Result<bool> {
     value
         .parse()
@@ -223,9 +232,6 @@ mod tests {
     fn settings_resolve_by_kafka_names() {
         let mut settings = Settings::default();
         settings.apply("num.partitions", "4").unwrap();
-        settings
-            .apply("listeners", "PLAINTEXT://127.0.0.1:9999")
-            .unwrap();
         settings
             .apply_env(
                 [(
@@ -244,7 +250,6 @@ mod tests {
             .is_err());
         assert_eq!(settings.broker.num_partitions, 4);
         assert!(!settings.broker.auto_create_topics);
-        assert_eq!(settings.listen.port(), 9999);
         assert!(settings.apply("num.partitions", "0").is_err());
         assert_eq!(settings.metrics_listen, None);
         settings.apply("metrics.listen", "127.0.0.1:9644").unwrap();
@@ -254,22 +259,20 @@ mod tests {
         );
         assert!(settings.apply("metrics.listen", "9644").is_err());
         assert!(settings.apply("no.such.setting", "1").is_err());
+        assert_eq!(
+            settings.sasl_mechanisms,
+            [sasl::Mechanism::ScramSha512, sasl::Mechanism::ScramSha256]
+        );
+        settings
+            .apply("sasl.enabled.mechanisms", "PLAIN, SCRAM-SHA-256")
+            .unwrap();
+        assert_eq!(
+            settings.sasl_mechanisms,
+            [sasl::Mechanism::Plain, sasl::Mechanism::ScramSha256]
+        );
+        let unknown = settings.apply("sasl.enabled.mechanisms", "PLAIN,GSSAPI");
+        assert!(unknown.unwrap_err().to_string().contains("GSSAPI"));
         let ignored = [("FERRY_BIN".to_string(), "/x".to_string())];
         settings.apply_env(ignored.into_iter()).unwrap();
-    }
-
-    #[test]
-    fn advertised_listener_parses() {
-        let mut settings = Settings::default();
-        let bound: SocketAddr = "127.0.0.1:1234".parse().unwrap();
-        assert_eq!(
-            settings.advertised_host_port(bound).unwrap(),
-            ("127.0.0.1".to_string(), 1234)
-        );
-        settings.advertised = Some("localhost:29092".into());
-        assert_eq!(
-            settings.advertised_host_port(bound).unwrap(),
-            ("localhost".to_string(), 29092)
-        );
     }
 }

@@ -65,6 +65,10 @@ pub enum CloseReason {
     Protocol,
     /// The broker is shutting down.
     Shutdown,
+    /// SASL authentication failed, or a request came before it ended.
+    Authentication,
+    /// A TLS listener's handshake failed or did not finish in `ssl.handshake.timeout.ms`.
+    Handshake,
 }
 
 impl CloseReason {
@@ -74,6 +78,8 @@ impl CloseReason {
             CloseReason::Idle => "idle",
             CloseReason::Protocol => "protocol_error",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::Authentication => "authentication",
+            CloseReason::Handshake => "tls_handshake",
         }
     }
 }
@@ -105,6 +111,7 @@ pub struct ServerMetrics {
     connections_refused: IntCounterVec,
     connections_closed: IntCounterVec,
     recovery_seconds: prometheus::Gauge,
+    sasl_authentications: IntCounterVec,
 }
 
 impl ServerMetrics {
@@ -186,7 +193,7 @@ impl ServerMetrics {
         let connections_closed = IntCounterVec::new(
             Opts::new(
                 "ferry_connections_closed_total",
-                "Client connections ended, by reason (client, idle, protocol_error, shutdown).",
+                "Client connections ended, by reason (client, idle, protocol_error, shutdown, tls_handshake, authentication).",
             ),
             &["reason"],
         )
@@ -194,6 +201,14 @@ impl ServerMetrics {
         let recovery_seconds = prometheus::Gauge::new(
             "ferry_recovery_duration_seconds",
             "How long opening the data directory (recovery) took at start.",
+        )
+        .expect("valid metric");
+        let sasl_authentications = IntCounterVec::new(
+            Opts::new(
+                "ferry_sasl_authentications_total",
+                "SASL authentications ended, by mechanism and outcome (success, failure).",
+            ),
+            &["mechanism", "outcome"],
         )
         .expect("valid metric");
         let mut names = Vec::new();
@@ -211,6 +226,7 @@ impl ServerMetrics {
             Box::new(connections_refused.clone()),
             Box::new(connections_closed.clone()),
             Box::new(recovery_seconds.clone()),
+            Box::new(sasl_authentications.clone()),
         ] {
             names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
             registry
@@ -233,6 +249,7 @@ impl ServerMetrics {
             connections_refused,
             connections_closed,
             recovery_seconds,
+            sasl_authentications,
         }
     }
 
@@ -286,6 +303,14 @@ impl ServerMetrics {
 
     pub fn connection_refused_by_limit(&self) {
         self.connections_refused.with_label_values(&["limit"]).inc();
+    }
+
+    /// A SASL authentication ended: `mechanism` by Kafka's name, `success` or not.
+    pub fn sasl_authentication(&self, mechanism: &str, success: bool) {
+        let outcome = if success { "success" } else { "failure" };
+        self.sasl_authentications
+            .with_label_values(&[mechanism, outcome])
+            .inc();
     }
 
     pub fn recovered(&self, took: Duration) {

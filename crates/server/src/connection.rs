@@ -10,13 +10,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker::{ClientInfo, FetchRead, Outcome, PendingFetch};
+use broker::{ClientInfo, FetchRead, Outcome, PendingFetch, Principal};
 use bytes::{Buf, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use observe::{CloseReason, ServerMetrics, Stage};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use wire::frame::{decode_request, encode_response, header_prefix, HeaderPrefix};
@@ -24,10 +23,11 @@ use wire::pieces::encode_fetch_pieces;
 use wire::versions;
 
 use crate::limits::FRAME_BUFFER_INITIAL_BYTES_MAX;
+use crate::listener::{Arrival, SecurityProtocol};
 use crate::{fatal, routes, Delivery, Shared};
 
 /// A response slot, queued in request order.
-enum Pending {
+pub(crate) enum Pending {
     Ready {
         reply: Reply,
         response: ResponseKind,
@@ -53,47 +53,113 @@ enum Pending {
         delivery: oneshot::Receiver<Delivery>,
     },
     Close(String),
+    /// A SASL token of a SaslHandshake v0 exchange: length-prefixed raw bytes, no Kafka header.
+    SaslToken(bytes::Bytes),
 }
 
 /// Where a response goes: its API, version and correlation id; and when its request was read
 /// whole and when the broker had handled it, for the metrics.
 #[derive(Clone, Copy)]
-struct Reply {
-    api_key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    received: Instant,
-    handled: Instant,
+pub(crate) struct Reply {
+    pub(crate) api_key: ApiKey,
+    pub(crate) version: i16,
+    pub(crate) correlation_id: i32,
+    pub(crate) received: Instant,
+    pub(crate) handled: Instant,
 }
 
 /// A queued response slot and the request bytes it holds of the connection's budget, returned
 /// once the response is written.
-type Queued = (Pending, Option<OwnedSemaphorePermit>);
+pub(crate) type Queued = (Pending, Option<OwnedSemaphorePermit>);
 
-pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+/// Serves one accepted connection: the listener's TLS handshake first if it has one, then its
+/// requests until it ends; counts it open and closed, with why.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    arrival: Arrival,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
     let _ = stream.set_nodelay(true);
-    tracing::debug!(%peer, "connection opened");
-    let (reader, writer) = stream.into_split();
-    let (queue, pending) = mpsc::channel(shared.limits.in_flight_requests_per_connection);
-    let writer = tokio::spawn(write_loop(shared.clone(), writer, pending, peer));
-    let client = ClientInfo {
-        host: peer.ip().to_string(),
-        ..ClientInfo::default()
-    };
+    tracing::debug!(%peer, listener = %arrival.name, protocol = %arrival.protocol, "connection opened");
     let metrics = shared.metrics.clone();
     if let Some(metrics) = &metrics {
         metrics.connection_opened();
     }
-    let end = read_loop(&shared, reader, queue, &client, peer).await;
-    let _ = writer.await;
+    let mut client = ClientInfo {
+        host: peer.ip().to_string(),
+        listener: arrival.name.clone(),
+        ..ClientInfo::default()
+    };
+    let end = match &arrival.tls {
+        // The plaintext path keeps the socket's own halves: no lock between reader and writer.
+        None => {
+            let (reader, writer) = stream.into_split();
+            serve_requests(&shared, reader, writer, client, arrival.protocol, peer).await
+        }
+        Some(config) => match crate::tls::handshake(&shared, config, stream, peer).await {
+            Ok((stream, principal)) => {
+                if let Some(principal) = principal {
+                    client.principal = principal;
+                }
+                let (reader, writer) = tokio::io::split(stream);
+                serve_requests(&shared, reader, writer, client, arrival.protocol, peer).await
+            }
+            Err(end) => end,
+        },
+    };
     if let Some(metrics) = &metrics {
         metrics.connection_closed(end);
     }
     tracing::debug!(%peer, reason = end.as_str(), "connection closed");
 }
 
+/// Reads, handles and answers requests on a connection's two halves until it ends; says why it
+/// ended. Every stream (TCP, TLS) goes through this same code. On a SASL listener the client
+/// authenticates first (`sasl.rs`): nothing but ApiVersions reaches the broker before, and every
+/// request after carries the authenticated principal.
+async fn serve_requests<R, W>(
+    shared: &Arc<Shared>,
+    mut reader: R,
+    writer: W,
+    mut client: ClientInfo,
+    protocol: SecurityProtocol,
+    peer: SocketAddr,
+) -> CloseReason
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (queue, pending) = mpsc::channel(shared.limits.in_flight_requests_per_connection);
+    let writer = tokio::spawn(write_loop(shared.clone(), writer, pending, peer));
+    let authenticated = match &shared.sasl {
+        Some(sasl) if protocol.uses_sasl() => {
+            crate::sasl::authenticate(shared, sasl, &mut reader, &queue, &client, peer)
+                .await
+                .map(|user| client.principal = Principal::user(user))
+        }
+        _ => {
+            assert!(
+                !protocol.uses_sasl(),
+                "a SASL listener without SASL settings"
+            );
+            Ok(())
+        }
+    };
+    let end = match authenticated {
+        Ok(()) => read_loop(shared, reader, queue, &client, peer).await,
+        Err(end) => {
+            // The writer ends once the queue is closed, after writing what was queued.
+            drop(queue);
+            end
+        }
+    };
+    let _ = writer.await;
+    end
+}
+
 /// Why a connection stopped reading.
-enum ReadEnd {
+pub(crate) enum ReadEnd {
     /// The client closed it, or the read failed.
     Closed,
     /// Nothing arrived for `connections.max.idle.ms` and no request was outstanding.
@@ -104,8 +170,8 @@ enum ReadEnd {
 /// Reads from the socket until `buf` holds `want` bytes, growing it as the bytes arrive. Gives
 /// up when the client closes, on shutdown, or when nothing arrives for the idle time while the
 /// connection has no outstanding request (all of `budget` is free).
-async fn fill(
-    reader: &mut OwnedReadHalf,
+pub(crate) async fn fill<R: AsyncRead + Unpin>(
+    reader: &mut R,
     shutdown: &mut watch::Receiver<bool>,
     idle: Duration,
     budget: (&Semaphore, usize),
@@ -136,9 +202,9 @@ async fn fill(
 }
 
 /// Reads and handles requests until the connection ends; says why it ended.
-async fn read_loop(
+async fn read_loop<R: AsyncRead + Unpin>(
     shared: &Shared,
-    mut reader: OwnedReadHalf,
+    mut reader: R,
     queue: mpsc::Sender<Queued>,
     client: &ClientInfo,
     peer: SocketAddr,
@@ -221,7 +287,7 @@ async fn read_loop(
 }
 
 /// Checks, decodes and handles one request frame; `Err` is a reason to close the connection.
-fn request_pending(
+pub(crate) fn request_pending(
     shared: &Shared,
     body: BytesMut,
     client: &ClientInfo,
@@ -319,9 +385,9 @@ fn request_pending(
     })
 }
 
-async fn write_loop(
+async fn write_loop<W: AsyncWrite + Unpin>(
     shared: Arc<Shared>,
-    writer: OwnedWriteHalf,
+    writer: W,
     mut pending: mpsc::Receiver<Queued>,
     peer: SocketAddr,
 ) {
@@ -336,7 +402,10 @@ async fn write_loop(
     while let Some((item, _permit)) = pending.recv().await {
         // Responses already written must not sit in the buffer while this one waits (a Fetch
         // flushes only if it comes to wait: most are answered at once).
-        let may_wait = !matches!(item, Pending::Ready { .. } | Pending::Fetch { .. });
+        let may_wait = !matches!(
+            item,
+            Pending::Ready { .. } | Pending::Fetch { .. } | Pending::SaslToken(_)
+        );
         if may_wait && writer.flush().await.is_err() {
             return;
         }
@@ -390,6 +459,16 @@ async fn write_loop(
                 tracing::warn!(%peer, "closing connection: {reason}");
                 let _ = writer.flush().await;
                 return;
+            }
+            Pending::SaslToken(token) => {
+                let length = (token.len() as u32).to_be_bytes();
+                if writer.write_all(&length).await.is_err()
+                    || writer.write_all(&token).await.is_err()
+                    || writer.flush().await.is_err()
+                {
+                    return;
+                }
+                continue;
             }
         };
         let writing = Instant::now();
@@ -453,9 +532,9 @@ async fn write_loop(
 /// ticket after `seen`), at the fetch's deadline, and at shutdown (when the fetch stops
 /// waiting). Before it waits, the responses already in `writer` are flushed. None if the broker
 /// closed meanwhile or the flush failed.
-async fn fetch_response(
+async fn fetch_response<W: AsyncWrite + Unpin>(
     shared: &Shared,
-    writer: &mut BufWriter<OwnedWriteHalf>,
+    writer: &mut BufWriter<W>,
     visible: &mut watch::Receiver<u64>,
     mut fetch: PendingFetch,
     mut seen: u64,

@@ -11,8 +11,12 @@ mod clock;
 mod commit;
 mod connection;
 pub mod limits;
+mod listener;
+pub mod principal;
 mod routes;
+pub mod sasl;
 mod timer;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,11 +28,11 @@ use broker::{Broker, BrokerError, Now};
 use kafka_protocol::messages::ResponseKind;
 use observe::ServerMetrics;
 use thiserror::Error;
-use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
 pub use clock::Clock;
 pub use limits::Limits;
+pub use listener::{Listener, SecurityProtocol};
 
 #[derive(Debug, Error)]
 pub enum ServerError {
@@ -63,6 +67,9 @@ pub(crate) struct Shared {
     timer_wake: Notify,
     /// What the request path measures; None when no metrics endpoint is configured.
     metrics: Option<Arc<ServerMetrics>>,
+    /// The listener's SASL settings: connections authenticate first (`sasl.rs`); None on a
+    /// listener without SASL.
+    sasl: Option<sasl::SaslState>,
 }
 
 struct Core {
@@ -171,15 +178,15 @@ pub fn fatal(reason: impl std::fmt::Display) -> ! {
 /// A running server.
 pub struct Server {
     shared: Arc<Shared>,
-    listener: TcpListener,
+    listeners: Vec<Listener>,
 }
 
 impl Server {
-    /// Wraps a bound listener around an open (recovered) broker and the clock it was opened
-    /// with. Binding first lets the caller learn the port (listen on port 0) before recovery and
-    /// advertise it. `metrics`, when given, is fed as requests pass.
-    pub fn from_listener(
-        listener: TcpListener,
+    /// Wraps bound listeners around an open (recovered) broker and the clock it was opened
+    /// with. Binding first lets the caller learn the ports (listen on port 0) before recovery and
+    /// advertise them. `metrics`, when given, is fed as requests pass.
+    pub fn new(
+        listeners: Vec<Listener>,
         broker: Broker,
         clock: Clock,
         limits: Limits,
@@ -200,8 +207,18 @@ impl Server {
             timer_deadline_ms: AtomicI64::new(i64::MAX),
             timer_wake: Notify::new(),
             metrics,
+            sasl: None,
         });
-        Server { shared, listener }
+        assert!(!listeners.is_empty(), "a server needs a listener");
+        Server { shared, listeners }
+    }
+
+    /// Makes the listener a SASL listener: every connection authenticates with one of
+    /// `config.mechanisms` before its first request other than ApiVersions reaches the broker.
+    pub fn with_sasl(mut self, config: sasl::SaslConfig) -> Server {
+        let shared = Arc::get_mut(&mut self.shared).expect("no connection before the server runs");
+        shared.sasl = Some(sasl::SaslState::new(config));
+        self
     }
 
     /// A snapshot of the broker's state for a metrics scrape, taken under the broker lock;
@@ -211,16 +228,18 @@ impl Server {
         move || Some(shared.upgrade()?.lock()?.stats())
     }
 
+    /// The first listener's bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("bound listener has an address")
+        self.listeners[0].local_addr()
     }
 
     /// Serves until `stop` resolves, then stops accepting, lets connections finish the requests
     /// they have read, fsyncs everything and returns.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
-        let Server { shared, listener } = self;
+        let Server { shared, listeners } = self;
+        let arrivals: Vec<listener::Arrival> = listeners.iter().map(Listener::arrival).collect();
+        // Listeners are polled in turn from a rotating start, so a busy one cannot starve another.
+        let mut turn = 0;
         let commit = tokio::spawn(commit::run(shared.clone()));
         let timer = tokio::spawn(timer::run(shared.clone()));
         let connections = Arc::new(Semaphore::new(shared.limits.connections_max));
@@ -229,7 +248,7 @@ impl Server {
         loop {
             tokio::select! {
                 () = &mut stop => break,
-                accepted = listener.accept() => {
+                (index, accepted) = listener::accept_any(&listeners, &mut turn) => {
                     let (stream, peer) = match accepted {
                         Ok(accepted) => accepted,
                         Err(error) => {
@@ -247,8 +266,9 @@ impl Server {
                         continue;
                     };
                     let shared = shared.clone();
+                    let arrival = arrivals[index].clone();
                     tasks.spawn(async move {
-                        connection::serve(shared, stream, peer).await;
+                        connection::serve(shared, arrival, stream, peer).await;
                         drop(permit);
                     });
                 }
@@ -256,7 +276,7 @@ impl Server {
             }
         }
         tracing::info!("shutting down: finishing in-flight requests");
-        drop(listener);
+        drop(listeners);
         shared.shutdown.send_replace(true);
         let drain = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(shared.limits.shutdown_grace, drain)

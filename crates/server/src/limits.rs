@@ -22,6 +22,10 @@ pub const CONNECTION_QUEUED_REQUEST_BYTES_MAX_DEFAULT: usize = 128 * 1024 * 1024
 /// that announces a large frame and trickles it (slow loris) holds little more than it sent, while
 /// a common request is read without a copy.
 pub const FRAME_BUFFER_INITIAL_BYTES_MAX: usize = 1024 * 1024;
+/// `ssl.handshake.timeout.ms` (ferry's own): a connection on a TLS listener that has not
+/// finished its handshake this long after it was accepted is closed, so a peer that connects and
+/// sends nothing (or no ClientHello) holds a connection slot for no longer than this.
+pub const TLS_HANDSHAKE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// How long a graceful shutdown waits for connections to finish.
 pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(10);
 
@@ -33,6 +37,7 @@ pub struct Limits {
     pub connections_max_idle_ms: u64,
     pub connection_queued_request_bytes_max: usize,
     pub shutdown_grace: Duration,
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Limits {
@@ -53,6 +58,7 @@ impl Default for Limits {
             connections_max_idle_ms: CONNECTIONS_MAX_IDLE_MS_DEFAULT,
             connection_queued_request_bytes_max: CONNECTION_QUEUED_REQUEST_BYTES_MAX_DEFAULT,
             shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
+            tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT_DEFAULT,
         }
     }
 }

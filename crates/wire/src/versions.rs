@@ -55,6 +55,13 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::TxnOffsetCommit, 0, 3),
     api(ApiKey::ListTransactions, 0, 1),
     api(ApiKey::DescribeTransactions, 0, 0),
+    // SASL (KIP-43, KIP-152): answered by the server's connection during its SASL phase; the
+    // broker answers ILLEGAL_SASL_STATE outside it.
+    api(ApiKey::SaslHandshake, 0, 1),
+    api(ApiKey::SaslAuthenticate, 0, 2),
+    // SCRAM credentials (KIP-554).
+    api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    api(ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// Whether requests of `api_key` go to the transaction coordinator (InitProducerId does only

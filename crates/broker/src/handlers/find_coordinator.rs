@@ -8,13 +8,20 @@ use kafka_protocol::messages::{
 };
 
 use super::{code, str_bytes};
-use crate::Broker;
+use crate::{Broker, ClientInfo};
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub fn handle(broker: &Broker, request: &FindCoordinatorRequest, version: i16) -> ResponseKind {
+/// The coordinator's address is the one advertised on the listener `client` came in on.
+pub fn handle(
+    broker: &Broker,
+    client: &ClientInfo,
+    request: &FindCoordinatorRequest,
+    version: i16,
+) -> ResponseKind {
     let config = &broker.config;
+    let advertised = config.advertised_for(&client.listener);
     let answer = |key_type: i8| -> Result<(), ResponseError> {
         match key_type {
             KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => Ok(()),
@@ -22,7 +29,7 @@ pub fn handle(broker: &Broker, request: &FindCoordinatorRequest, version: i16) -
         }
     };
     let node = BrokerId(config.node_id);
-    let host = str_bytes(config.advertised_host.clone());
+    let host = str_bytes(advertised.host.clone());
     let response = if version >= 4 {
         let coordinators = request
             .coordinator_keys
@@ -33,7 +40,7 @@ pub fn handle(broker: &Broker, request: &FindCoordinatorRequest, version: i16) -
                     Ok(()) => coordinator
                         .with_node_id(node)
                         .with_host(host.clone())
-                        .with_port(config.advertised_port),
+                        .with_port(advertised.port),
                     Err(error) => coordinator
                         .with_node_id(BrokerId(-1))
                         .with_error_code(code(error)),
@@ -46,7 +53,7 @@ pub fn handle(broker: &Broker, request: &FindCoordinatorRequest, version: i16) -
             Ok(()) => FindCoordinatorResponse::default()
                 .with_node_id(node)
                 .with_host(host)
-                .with_port(config.advertised_port),
+                .with_port(advertised.port),
             Err(error) => FindCoordinatorResponse::default()
                 .with_node_id(BrokerId(-1))
                 .with_error_code(code(error))

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Resp
 
 use super::{code, str_bytes, topic_name};
 use crate::topics::{validate_topic_name, Topic};
-use crate::{Broker, BrokerError};
+use crate::{Broker, BrokerError, ClientInfo};
 
 /// Kafka's ACL operation codes, as bits of an authorized-operations field.
 const READ: i32 = 1 << 3;
@@ -41,6 +41,7 @@ const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 pub fn handle(
     broker: &mut Broker,
     now_ms: i64,
+    client: &ClientInfo,
     request: &MetadataRequest,
     version: i16,
 ) -> Result<ResponseKind, BrokerError> {
@@ -76,13 +77,14 @@ pub fn handle(
         } else {
             AUTHORIZED_OPERATIONS_OMITTED
         };
-    let config = &broker.config;
+    // The broker as the client's listener advertises it (Kafka answers by listener too).
+    let advertised = broker.config.advertised_for(&client.listener);
     let response = MetadataResponse::default()
         .with_cluster_authorized_operations(cluster_operations)
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(node)
-            .with_host(str_bytes(config.advertised_host.clone()))
-            .with_port(config.advertised_port)])
+            .with_host(str_bytes(advertised.host.clone()))
+            .with_port(advertised.port)])
         .with_cluster_id(Some(str_bytes(broker.topics.cluster_id())))
         .with_controller_id(node)
         .with_topics(topics);

@@ -2,6 +2,7 @@
 //! the time where it matters) and returns the response; none of them does socket I/O.
 
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -10,12 +11,14 @@ pub mod delete_topics;
 pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_user_scram_credentials;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
+pub mod sasl;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::TopicName;

@@ -6,6 +6,7 @@ mod configs;
 mod data_dir;
 mod fetch_limits;
 mod idempotence;
+mod scram;
 mod timers;
 mod versions;
 mod visibility;

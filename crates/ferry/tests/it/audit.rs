@@ -383,7 +383,7 @@ fn audit_reading_uncommitted_reports_aborted_reads() {
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 
 /// A `ferry serve` with its metrics endpoint: the broker's address and the endpoint's, from its
-/// first two stdout lines; stdout stays open (drained by a thread) so later lines never fail.
+/// stdout lines; stdout stays open (drained by a thread) so later lines never fail.
 fn serve_with_metrics(data_dir: &Path) -> (Child, SocketAddr, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .arg("serve")
@@ -399,7 +399,12 @@ fn serve_with_metrics(data_dir: &Path) -> (Child, SocketAddr, SocketAddr) {
         .expect("spawn ferry serve");
     let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
     let mut next = |prefix: &str| -> SocketAddr {
-        let line = lines.next().expect("a line").expect("read a line");
+        // The listener lines (one here) come between the first line and the metrics line.
+        let line = lines
+            .by_ref()
+            .map(|line| line.expect("read a line"))
+            .find(|line| !line.starts_with("ferry: listener "))
+            .expect("a line");
         line.strip_prefix(prefix)
             .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
             .parse()

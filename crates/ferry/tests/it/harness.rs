@@ -17,6 +17,8 @@ pub struct Ferry {
     pub addr: SocketAddr,
     /// The metrics endpoint, when started with `metrics.listen` set.
     pub metrics: Option<SocketAddr>,
+    /// Every listener by name, as ferry printed them (`PLAINTEXT` alone unless `listeners=`).
+    pub listeners: Vec<(String, SocketAddr)>,
     pub data_dir: PathBuf,
     args: Vec<String>,
     /// The file descriptor limit (soft and hard) ferry runs under, if set.
@@ -49,6 +51,7 @@ impl Ferry {
             child: Some(child),
             addr: addr.kafka,
             metrics: addr.metrics,
+            listeners: addr.listeners,
             data_dir: data_dir.to_path_buf(),
             args,
             descriptor_limit,
@@ -83,6 +86,15 @@ impl Ferry {
         self.addr.to_string()
     }
 
+    /// The bound address of the listener `name` (`PLAINTEXT`, `SSL`, ...).
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no listener {name} in {:?}", self.listeners))
+            .1
+    }
+
     /// `kill -9`: no shutdown, no final fsync.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -100,9 +112,20 @@ impl Ferry {
         }
     }
 
-    /// Starts again on the same data directory and the same port.
+    /// Starts again on the same data directory and the same port (a broker started with
+    /// `listeners=` binds those again, so port-0 listeners would move: only fixed ports are
+    /// supported, as `reserve_port` gives).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart of a running broker");
+        let moving = self
+            .args
+            .iter()
+            .filter_map(|s| s.strip_prefix("listeners="))
+            .any(|list| list.split(',').any(|entry| entry.trim().ends_with(":0")));
+        assert!(
+            !moving,
+            "restart of a broker started with port-0 listeners="
+        );
         let listen = self.addr.to_string();
         let (child, addr) = spawn_with(
             &self.data_dir,
@@ -160,13 +183,15 @@ impl Drop for Ferry {
     }
 }
 
-/// Where a started ferry serves: the Kafka listener and, with `metrics.listen`, the metrics.
+/// Where a started ferry serves: the first Kafka listener, every listener by name and, with
+/// `metrics.listen`, the metrics.
 struct Addresses {
     kafka: SocketAddr,
+    listeners: Vec<(String, SocketAddr)>,
     metrics: Option<SocketAddr>,
 }
 
-/// Spawns `ferry serve` on `listen`, with the traces (stderr) appended to a file at a level
+/// Spawns `ferry serve` on `listen` (unless the settings hold `listeners=`), with the traces (stderr) appended to a file at a level
 /// (`FERRY_LOG` wins) if given, under a descriptor limit if given; waits for its first lines.
 fn spawn_with(
     data_dir: &Path,
@@ -192,12 +217,14 @@ fn spawn_with(
             });
         }
     }
-    command
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--listen")
-        .arg(listen);
+    command.arg("serve").arg("--data-dir").arg(data_dir);
+    let listeners = settings
+        .iter()
+        .find_map(|s| s.strip_prefix("listeners="))
+        .map_or(1, |list| list.split(',').count());
+    if !settings.iter().any(|s| s.starts_with("listeners=")) {
+        command.arg("--listen").arg(listen);
+    }
     for setting in settings {
         command.arg("--set").arg(setting);
     }
@@ -237,6 +264,19 @@ fn spawn_with(
         .unwrap_or_else(|| panic!("unexpected first line from ferry: {line:?}"))
         .parse()
         .expect("listen address");
+    // One line per listener follows, then the metrics line.
+    let listeners = (0..listeners)
+        .map(|_| {
+            line.clear();
+            stdout.read_line(&mut line).expect("read a listener line");
+            let (name, address) = line
+                .trim()
+                .strip_prefix("ferry: listener ")
+                .and_then(|rest| rest.split_once(" on "))
+                .unwrap_or_else(|| panic!("unexpected listener line from ferry: {line:?}"));
+            (name.to_string(), address.parse().expect("listener address"))
+        })
+        .collect();
     let metrics = settings
         .iter()
         .any(|s| s.starts_with("metrics.listen="))
@@ -244,14 +284,21 @@ fn spawn_with(
             line.clear();
             stdout
                 .read_line(&mut line)
-                .expect("read ferry's second line");
+                .expect("read ferry's metrics line");
             line.trim()
                 .strip_prefix("ferry: metrics on ")
-                .unwrap_or_else(|| panic!("unexpected second line from ferry: {line:?}"))
+                .unwrap_or_else(|| panic!("unexpected metrics line from ferry: {line:?}"))
                 .parse()
                 .expect("metrics address")
         });
-    (child, Addresses { kafka, metrics })
+    (
+        child,
+        Addresses {
+            kafka,
+            listeners,
+            metrics,
+        },
+    )
 }
 
 pub fn producer(bootstrap: &str, settings: &[(&str, &str)]) -> FutureProducer {

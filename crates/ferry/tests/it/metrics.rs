@@ -26,13 +26,13 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// One scrape: every sample by its name and labels as written (`name{a="b"}`).
 #[derive(Debug)]
-struct Scrape {
+pub(crate) struct Scrape {
     text: String,
     samples: BTreeMap<String, f64>,
 }
 
 impl Scrape {
-    fn get(&self, series: &str) -> f64 {
+    pub(crate) fn get(&self, series: &str) -> f64 {
         *self
             .samples
             .get(series)
@@ -73,7 +73,7 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
-fn scrape(ferry: &Ferry) -> Scrape {
+pub(crate) fn scrape(ferry: &Ferry) -> Scrape {
     let (status, text) = http_get(ferry.metrics.expect("metrics.listen set"), "/metrics");
     assert_eq!(status, 200, "{text}");
     let samples = text
