@@ -665,6 +665,7 @@ impl<'a> Session<'a> {
         self.broker = broker;
         self.data = data;
         self.bootstrap = addr.to_string();
+        self.admin_bootstrap = addr.to_string();
         Ok(())
     }
 
