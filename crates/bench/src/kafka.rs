@@ -33,10 +33,13 @@ use crate::{progress, secs, Plan};
 
 /// A Kafka-protocol broker the bench can start.
 pub enum Server {
-    /// ferry, with its metrics endpoint on `metrics` when given.
+    /// ferry, with its metrics endpoint on `metrics` when given, and an SSL listener on the
+    /// address given with its keystore (beside the PLAINTEXT one, which start-up and topic
+    /// creation use).
     Ferry {
         exe: PathBuf,
         metrics: Option<SocketAddr>,
+        tls: Option<(SocketAddr, PathBuf)>,
     },
     Tansu {
         exe: PathBuf,
@@ -53,12 +56,18 @@ impl Server {
 
     fn command(&self, data: &Path, addr: SocketAddr, partitions: i32) -> Command {
         match self {
-            Server::Ferry { exe, metrics } => {
+            Server::Ferry { exe, metrics, tls } => {
                 let mut command = Command::new(exe);
+                command.arg("serve");
+                match tls {
+                    None => command.arg("--listen").arg(addr.to_string()),
+                    Some((ssl, keystore)) => command
+                        .arg("--set")
+                        .arg(format!("listeners=PLAINTEXT://{addr},SSL://{ssl}"))
+                        .arg("--set")
+                        .arg(format!("ssl.keystore.location={}", keystore.display())),
+                };
                 command
-                    .arg("serve")
-                    .arg("--listen")
-                    .arg(addr.to_string())
                     .arg("--data-dir")
                     .arg(data)
                     .arg("--set")
@@ -194,7 +203,11 @@ struct Session<'a> {
     plan: &'a Plan,
     broker: Broker,
     data: PathBuf,
+    /// Where producers and consumers connect, with `client_tls` (SSL on a TLS row).
     bootstrap: String,
+    client_tls: Vec<(&'static str, String)>,
+    /// Where topics are created: the PLAINTEXT listener.
+    admin_bootstrap: String,
     apis: Vec<i16>,
     idle_rss_bytes: Option<u64>,
 }
@@ -213,6 +226,8 @@ impl<'a> Session<'a> {
             broker,
             data,
             bootstrap: addr.to_string(),
+            client_tls: Vec::new(),
+            admin_bootstrap: addr.to_string(),
             apis,
             idle_rss_bytes,
         })
@@ -283,9 +298,17 @@ impl<'a> Session<'a> {
                 metrics_cost(exe, plan, work),
             ));
         }
+        if let (Server::Ferry { exe, .. }, true) = (self.server, plan.wants("produce_1kib_tls")) {
+            progress(&format!("{name}: produce and consume 1 KiB over SSL"));
+            let work = self
+                .data
+                .parent()
+                .expect("the data directory is in the work directory");
+            rows.extend(tls_rows(exe, plan, work));
+        }
         if plan.wants("consume_1kib") && plan.wants("produce_1kib") {
             progress(&format!("{name}: consume 1 KiB"));
-            let result = self.consume("bench-1kib", produced_1kib);
+            let result = self.consume("consume_1kib", "bench-1kib", produced_1kib);
             rows.push(row_or_failed(name, "consume_1kib", result));
         }
         if plan.wants("e2e_latency") {
@@ -325,11 +348,14 @@ impl<'a> Session<'a> {
             .set("queue.buffering.max.messages", "100000")
             .set("queue.buffering.max.kbytes", "16384")
             .set("linger.ms", "5");
+        for (name, value) in &self.client_tls {
+            config.set(*name, value);
+        }
         config
     }
 
     fn create_topic(&self, topic: &str) -> Result<()> {
-        let settings = client::Settings::new(&self.bootstrap);
+        let settings = client::Settings::new(&self.admin_bootstrap);
         let topics = [(topic, self.plan.partitions)];
         let created = client::admin::create_topics(&settings, &topics, Duration::from_secs(30));
         futures::executor::block_on(created).with_context(|| format!("create topic {topic}"))
@@ -419,7 +445,7 @@ impl<'a> Session<'a> {
     }
 
     /// Reads the first `expected` records of `topic` from the beginning, all partitions.
-    fn consume(&self, topic: &str, expected: u64) -> Result<Row> {
+    fn consume(&self, workload: &str, topic: &str, expected: u64) -> Result<Row> {
         anyhow::ensure!(expected > 0, "nothing was produced to consume");
         let consumer = self.consumer(topic, Offset::Beginning)?;
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -444,7 +470,7 @@ impl<'a> Session<'a> {
         let seconds = start.map_or(0.0, |s| s.elapsed().as_secs_f64()).max(1e-6);
         Ok(Row::ok(
             self.name(),
-            "consume_1kib",
+            workload,
             &[
                 ("records", received as f64),
                 ("seconds", seconds),
@@ -458,14 +484,17 @@ impl<'a> Session<'a> {
     }
 
     fn consumer(&self, topic: &str, offset: Offset) -> Result<BaseConsumer> {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &self.bootstrap)
             .set("group.id", "ferry-bench")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "100")
-            .create()
-            .context("create consumer")?;
+            .set("fetch.wait.max.ms", "100");
+        for (name, value) in &self.client_tls {
+            config.set(*name, value);
+        }
+        let consumer: BaseConsumer = config.create().context("create consumer")?;
         let mut assignment = TopicPartitionList::new();
         for partition in 0..self.plan.partitions {
             assignment
@@ -636,6 +665,7 @@ impl<'a> Session<'a> {
         self.broker = broker;
         self.data = data;
         self.bootstrap = addr.to_string();
+        self.admin_bootstrap = addr.to_string();
         Ok(())
     }
 
@@ -698,6 +728,7 @@ fn metrics_cost(exe: &Path, plan: &Plan, work: &Path) -> Result<Row> {
             let server = Server::Ferry {
                 exe: exe.to_path_buf(),
                 metrics,
+                tls: None,
             };
             let data = work.join(format!("metrics-cost-{round}-{on}"));
             let addr = process::free_addr()?;
@@ -708,6 +739,8 @@ fn metrics_cost(exe: &Path, plan: &Plan, work: &Path) -> Result<Row> {
                 broker,
                 data: data.clone(),
                 bootstrap: addr.to_string(),
+                client_tls: Vec::new(),
+                admin_bootstrap: addr.to_string(),
                 apis,
                 idle_rss_bytes: None,
             };
@@ -741,6 +774,66 @@ fn metrics_cost(exe: &Path, plan: &Plan, work: &Path) -> Result<Row> {
             ("scrapes", scrapes as f64),
         ],
     ))
+}
+
+/// Durable 1 KiB produce and then consume over an SSL listener (rustls) on a fresh broker, the
+/// same sizes and time as the PLAINTEXT rows, with the broker's CPU per GB: what TLS costs.
+fn tls_rows(exe: &Path, plan: &Plan, work: &Path) -> Vec<Row> {
+    let fail = |workload: &str, error: anyhow::Error| {
+        progress(&format!("ferry/{workload}: FAILED: {error:#}"));
+        Row::not_ok("ferry", workload, Status::Failed, format!("{error:#}"))
+    };
+    let started = (|| -> Result<_> {
+        let pki_dir = work.join("tls-pki");
+        std::fs::create_dir_all(&pki_dir)?;
+        let pki = crate::tls::Pki::generate(&pki_dir)?;
+        let ssl = process::free_addr()?;
+        let server = Server::Ferry {
+            exe: exe.to_path_buf(),
+            metrics: None,
+            tls: Some((ssl, pki.keystore.clone())),
+        };
+        let data = work.join("tls-data");
+        let addr = process::free_addr()?;
+        let (broker, _, apis) = server.start(&data, addr, plan.partitions)?;
+        Ok((server, pki, ssl, addr, data, broker, apis))
+    })();
+    let (server, pki, ssl, addr, data, broker, apis) = match started {
+        Ok(started) => started,
+        Err(error) => return vec![fail("produce_1kib_tls", error)],
+    };
+    let mut session = Session {
+        server: &server,
+        plan,
+        broker,
+        data,
+        bootstrap: ssl.to_string(),
+        client_tls: pki.client_settings(false),
+        admin_bootstrap: addr.to_string(),
+        apis,
+        idle_rss_bytes: None,
+    };
+    let mut rows = Vec::new();
+    let durable = Mode::durable(true);
+    let produced = match session.produce("produce_1kib_tls", "bench-tls", 1024, durable) {
+        Ok((row, records)) => {
+            rows.push(row);
+            records
+        }
+        Err(error) => {
+            rows.push(fail("produce_1kib_tls", error));
+            0
+        }
+    };
+    if produced > 0 {
+        rows.push(
+            session
+                .consume("consume_1kib_tls", "bench-tls", produced)
+                .unwrap_or_else(|error| fail("consume_1kib_tls", error)),
+        );
+    }
+    session.broker.stop();
+    rows
 }
 
 /// Scrapes `/metrics` every `METRICS_SCRAPE_INTERVAL` on a thread of its own until finished.

@@ -17,6 +17,7 @@ mod process;
 mod report;
 mod stages;
 mod stats;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -162,6 +163,7 @@ fn measure(args: &BenchArgs, ferry_exe: &Path, dir: &Path) -> Result<Report> {
     let ferry = kafka::Server::Ferry {
         exe: ferry_exe.to_path_buf(),
         metrics: Some(process::free_addr()?),
+        tls: None,
     };
     report.add_target(kafka::run_target(&ferry, &plan, work.path()));
     if args.no_peers {

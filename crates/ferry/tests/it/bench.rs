@@ -12,6 +12,8 @@ const FERRY_WORKLOADS: &[(&str, &str)] = &[
     ("produce_1kib", "bytes_per_s"),
     ("produce_100b", "records_per_s"),
     ("consume_1kib", "bytes_per_s"),
+    ("produce_1kib_tls", "bytes_per_s"),
+    ("consume_1kib_tls", "bytes_per_s"),
     ("e2e_latency", "p99_us"),
     // ferry's own stage timings, scraped from its /metrics around the workload.
     ("e2e_latency", "produce_requests"),

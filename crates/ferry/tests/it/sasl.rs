@@ -646,7 +646,7 @@ fn no_known_mechanism_or_a_damaged_store_refuses_to_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn librdkafka_logs_in_over_sasl_ssl() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = crate::tls::Pki::new(dir.path());
+    let pki = bench::tls::Pki::generate(dir.path()).unwrap();
     let data = dir.path().join("data");
     assert!(users_add(&data, "alice", "alice-secret", &[]));
     let mut settings = vec![
@@ -654,7 +654,7 @@ async fn librdkafka_logs_in_over_sasl_ssl() {
         "sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN".to_string(),
         "group.initial.rebalance.delay.ms=0".to_string(),
     ];
-    settings.extend(pki.broker_settings("none"));
+    settings.extend(crate::tls::broker_settings(&pki, "none"));
     let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
     let ferry = Ferry::start(&data, &settings);
     let bootstrap = ferry.bootstrap();

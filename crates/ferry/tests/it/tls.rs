@@ -3,17 +3,14 @@
 //! commits and a transaction; Metadata on each listener advertises that listener's port; a
 //! client certificate becomes the principal; `ssl.client.auth=required` refuses a client without
 //! one; a silent peer and a peer sending garbage on the SSL port lose only their own connections.
-//! Every certificate is made here, with rcgen.
+//! Every certificate is made here (`bench::tls::Pki`, with rcgen).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+use bench::tls::Pki;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{
     BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord, Producer, ThreadedProducer,
@@ -24,94 +21,32 @@ use crate::harness::Ferry;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A test CA, the broker's keystore (key and chain in one PEM) for 127.0.0.1 and localhost,
-/// and a client certificate `CN=client,O=ferry`, as files.
-pub(crate) struct Pki {
-    pub(crate) ca: PathBuf,
-    keystore: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
+/// The broker settings of a TLS listener with this keystore, checking client certificates
+/// against this CA as `client_auth` says.
+pub(crate) fn broker_settings(pki: &Pki, client_auth: &str) -> Vec<String> {
+    vec![
+        "ssl.keystore.type=PEM".into(),
+        format!("ssl.keystore.location={}", pki.keystore.display()),
+        format!("ssl.truststore.location={}", pki.ca.display()),
+        format!("ssl.client.auth={client_auth}"),
+    ]
 }
 
-impl Pki {
-    pub(crate) fn new(dir: &Path) -> Pki {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "ferry test CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-
-        let server_key = KeyPair::generate().unwrap();
-        let mut server_params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-        server_params
-            .distinguished_name
-            .push(DnType::CommonName, "ferry broker");
-        let server = server_params.signed_by(&server_key, &ca).unwrap();
-
-        let client_key = KeyPair::generate().unwrap();
-        let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        // In ASN.1 order (O first; rcgen's default name holds a CN, which would come first);
-        // printed last RDN first: CN=client,O=ferry.
-        client_params.distinguished_name = DistinguishedName::new();
-        client_params
-            .distinguished_name
-            .push(DnType::OrganizationName, "ferry");
-        client_params
-            .distinguished_name
-            .push(DnType::CommonName, "client");
-        let client = client_params.signed_by(&client_key, &ca).unwrap();
-
-        let pki = Pki {
-            ca: dir.join("ca.pem"),
-            keystore: dir.join("broker.pem"),
-            client_cert: dir.join("client.pem"),
-            client_key: dir.join("client.key"),
-        };
-        std::fs::write(&pki.ca, ca.pem()).unwrap();
-        let keystore = format!("{}{}{}", server_key.serialize_pem(), server.pem(), ca.pem());
-        std::fs::write(&pki.keystore, keystore).unwrap();
-        std::fs::write(&pki.client_cert, client.pem()).unwrap();
-        std::fs::write(&pki.client_key, client_key.serialize_pem()).unwrap();
-        pki
+/// librdkafka's settings for SSL to `address`, with the client certificate or without.
+fn client(pki: &Pki, address: SocketAddr, with_certificate: bool) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", address.to_string())
+        .set("message.timeout.ms", "30000");
+    for (name, value) in pki.client_settings(with_certificate) {
+        config.set(name, value);
     }
-
-    /// The broker settings of a TLS listener with this keystore, checking client certificates
-    /// against this CA as `client_auth` says.
-    pub(crate) fn broker_settings(&self, client_auth: &str) -> Vec<String> {
-        vec![
-            "ssl.keystore.type=PEM".into(),
-            format!("ssl.keystore.location={}", self.keystore.display()),
-            format!("ssl.truststore.location={}", self.ca.display()),
-            format!("ssl.client.auth={client_auth}"),
-        ]
-    }
-
-    /// librdkafka's settings for SSL to `address`, with the client certificate or without.
-    fn client(&self, address: SocketAddr, with_certificate: bool) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", address.to_string())
-            .set("security.protocol", "SSL")
-            .set("ssl.ca.location", self.ca.display().to_string())
-            .set("message.timeout.ms", "30000");
-        if with_certificate {
-            config
-                .set(
-                    "ssl.certificate.location",
-                    self.client_cert.display().to_string(),
-                )
-                .set("ssl.key.location", self.client_key.display().to_string());
-        }
-        config
-    }
+    config
 }
 
 fn start(dir: &Path, pki: &Pki, client_auth: &str, extra: &[&str], traces: &Path) -> Ferry {
     let mut settings = vec!["listeners=PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0".to_string()];
-    settings.extend(pki.broker_settings(client_auth));
+    settings.extend(broker_settings(pki, client_auth));
     settings.extend(extra.iter().map(|s| s.to_string()));
     let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
     Ferry::start_traced_at(&dir.join("data"), &settings, traces, "info,server=debug")
@@ -131,7 +66,7 @@ fn advertised_port(config: &ClientConfig) -> Result<u16, String> {
 #[test]
 fn ssl_listener_serves_produce_groups_and_transactions_beside_plaintext() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
+    let pki = Pki::generate(dir.path()).unwrap();
     let traces = dir.path().join("traces");
     let ferry = start(
         dir.path(),
@@ -151,12 +86,12 @@ fn ssl_listener_serves_produce_groups_and_transactions_beside_plaintext() {
     plaintext.set("bootstrap.servers", plain.to_string());
     assert_eq!(advertised_port(&plaintext), Ok(plain.port()));
     assert_eq!(
-        advertised_port(&pki.client(ssl, true)),
+        advertised_port(&client(&pki, ssl, true)),
         Ok(ssl.port()),
         "SSL with a certificate"
     );
     // ssl.client.auth=requested: a client without a certificate is served too.
-    assert_eq!(advertised_port(&pki.client(ssl, false)), Ok(ssl.port()));
+    assert_eq!(advertised_port(&client(&pki, ssl, false)), Ok(ssl.port()));
 
     // Hostile peers on the SSL port, left open while the run goes on: one silent, one that
     // sends bytes that are no ClientHello.
@@ -169,8 +104,7 @@ fn ssl_listener_serves_produce_groups_and_transactions_beside_plaintext() {
     // Idempotent produce with acks=all over SSL: every record acknowledged.
     let topic = "tls-records";
     let records = 200;
-    let producer: FutureProducer = pki
-        .client(ssl, true)
+    let producer: FutureProducer = client(&pki, ssl, true)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
@@ -205,7 +139,7 @@ fn ssl_listener_serves_produce_groups_and_transactions_beside_plaintext() {
     }
 
     // A consumer group over SSL reads every record and commits its position.
-    let mut group = pki.client(ssl, true);
+    let mut group = client(&pki, ssl, true);
     group
         .set("group.id", "tls-group")
         .set("enable.auto.commit", "false")
@@ -224,8 +158,7 @@ fn ssl_listener_serves_produce_groups_and_transactions_beside_plaintext() {
     assert_eq!(committed, rdkafka::Offset::Offset(records as i64));
 
     // A transaction over SSL: its records are visible to read_committed once committed.
-    let txn: ThreadedProducer<DefaultProducerContext> = pki
-        .client(ssl, true)
+    let txn: ThreadedProducer<DefaultProducerContext> = client(&pki, ssl, true)
         .set("transactional.id", "tls-txn")
         .create()
         .unwrap();
@@ -238,7 +171,7 @@ fn ssl_listener_serves_produce_groups_and_transactions_beside_plaintext() {
             .unwrap();
     }
     txn.commit_transaction(TIMEOUT).unwrap();
-    let mut committed_reader = pki.client(ssl, false);
+    let mut committed_reader = client(&pki, ssl, false);
     committed_reader
         .set("group.id", "tls-txn-reader")
         .set("isolation.level", "read_committed")
@@ -289,13 +222,13 @@ fn consume(consumer: &BaseConsumer, count: usize, what: &str) -> Vec<String> {
 #[test]
 fn required_client_auth_refuses_a_client_without_a_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
+    let pki = Pki::generate(dir.path()).unwrap();
     let traces = dir.path().join("traces");
     let ferry = start(dir.path(), &pki, "required", &[], &traces);
     let ssl = ferry.listener("SSL");
     // Control: with its certificate the client is served.
-    assert_eq!(advertised_port(&pki.client(ssl, true)), Ok(ssl.port()));
-    let refused = advertised_port(&pki.client(ssl, false));
+    assert_eq!(advertised_port(&client(&pki, ssl, true)), Ok(ssl.port()));
+    let refused = advertised_port(&client(&pki, ssl, false));
     assert!(
         refused.is_err(),
         "served without a certificate: {refused:?}"
@@ -307,7 +240,7 @@ fn required_client_auth_refuses_a_client_without_a_certificate() {
 #[test]
 fn bad_tls_settings_refuse_start_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
+    let pki = Pki::generate(dir.path()).unwrap();
     let missing = dir.path().join("missing.pem");
     // A keystore holding only a certificate (no key), and one whose key is not the certificate's.
     let no_key = dir.path().join("no-key.pem");
