@@ -10,6 +10,8 @@
 //! [`Broker::synced`]. Disk access goes through the `storage` crate's `Disk` trait, so tests can
 //! run the whole broker on a simulated disk.
 
+mod acls;
+mod authorize;
 pub mod config;
 mod coordinators;
 mod durable;
@@ -68,6 +70,8 @@ pub struct Broker {
     producers: producers::Producers,
     /// Responses to requests answered later, until the server takes them (`take_routed`).
     routed: Vec<Routed>,
+    /// The ACLs, and the authorizer when `authorizer.enabled` is on.
+    acls: acls::Acls,
 }
 
 impl Broker {
@@ -94,6 +98,12 @@ impl Broker {
             config.internal_log_compact_bytes,
             now,
         )?;
+        let acls = acls::Acls::open(
+            disk.clone(),
+            &config.data_dir,
+            config.authorizer_enabled,
+            &config.authorizer,
+        )?;
         let transactions = transactions::Transactions::open(
             disk,
             &config.data_dir,
@@ -113,6 +123,7 @@ impl Broker {
             transactions,
             producers,
             routed: Vec::new(),
+            acls,
         };
         broker.recover_transactions(now)?;
         Ok(broker)
@@ -168,6 +179,9 @@ impl Broker {
             RequestKind::DescribeProducers(r) => handlers::describe_producers::handle(self, &r),
             RequestKind::DescribeLogDirs(r) => handlers::describe_log_dirs::handle(self, &r),
             RequestKind::DeleteRecords(r) => return handlers::delete_records::handle(self, &r),
+            RequestKind::DescribeAcls(r) => handlers::describe_acls::handle(self, client, &r),
+            RequestKind::CreateAcls(r) => handlers::create_acls::handle(self, client, &r)?,
+            RequestKind::DeleteAcls(r) => handlers::delete_acls::handle(self, client, &r)?,
             RequestKind::FindCoordinator(r) => {
                 handlers::find_coordinator::handle(self, &r, version)
             }
