@@ -1,6 +1,7 @@
 //! FindCoordinator: this broker coordinates every group (key type 0) and every transactional id
 //! (key type 1).
 
+use acl::{Operation, Resource};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{
@@ -8,15 +9,28 @@ use kafka_protocol::messages::{
 };
 
 use super::{code, str_bytes};
-use crate::Broker;
+use crate::{Broker, ClientInfo};
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub fn handle(broker: &Broker, request: &FindCoordinatorRequest, version: i16) -> ResponseKind {
+pub fn handle(
+    broker: &Broker,
+    client: &ClientInfo,
+    request: &FindCoordinatorRequest,
+    version: i16,
+) -> ResponseKind {
     let config = &broker.config;
-    let answer = |key_type: i8| -> Result<(), ResponseError> {
+    // Finding a coordinator needs DESCRIBE on its group or transactional id.
+    let answer = |key_type: i8, key: &str| -> Result<(), ResponseError> {
+        let allows = |resource| broker.allows(client, Operation::Describe, resource);
         match key_type {
+            KEY_TYPE_GROUP if !allows(Resource::group(key)) => {
+                Err(ResponseError::GroupAuthorizationFailed)
+            }
+            KEY_TYPE_TRANSACTION if !allows(Resource::transactional_id(key)) => {
+                Err(ResponseError::TransactionalIdAuthorizationFailed)
+            }
             KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => Ok(()),
             _ => Err(ResponseError::CoordinatorNotAvailable),
         }
@@ -29,7 +43,7 @@ pub fn handle(broker: &Broker, request: &FindCoordinatorRequest, version: i16) -
             .iter()
             .map(|key| {
                 let coordinator = Coordinator::default().with_key(key.clone());
-                match answer(request.key_type) {
+                match answer(request.key_type, key) {
                     Ok(()) => coordinator
                         .with_node_id(node)
                         .with_host(host.clone())
@@ -42,7 +56,7 @@ pub fn handle(broker: &Broker, request: &FindCoordinatorRequest, version: i16) -
             .collect();
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
-        match answer(request.key_type) {
+        match answer(request.key_type, &request.key) {
             Ok(()) => FindCoordinatorResponse::default()
                 .with_node_id(node)
                 .with_host(host)

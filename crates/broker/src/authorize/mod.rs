@@ -5,9 +5,18 @@
 //! `authorize/txn.rs`), which know nothing of ACLs. With the authorizer off every answer is
 //! yes after one branch, and nothing else runs.
 
+mod groups;
+mod txn;
+
 use acl::{Operation, Resource, ResourceType};
+use kafka_protocol::error::ResponseError;
 
 use crate::{Broker, ClientInfo};
+
+/// DescribeConfigs' and AlterConfigs' resource types (Kafka's `ConfigResource.Type`).
+const CONFIG_TOPIC: i8 = 2;
+const CONFIG_BROKER: i8 = 4;
+const CONFIG_BROKER_LOGGER: i8 = 8;
 
 impl Broker {
     /// Whether `client` may do `operation` on `resource` (always, with the authorizer off).
@@ -31,6 +40,52 @@ impl Broker {
             );
         }
         allowed
+    }
+
+    /// TOPIC_AUTHORIZATION_FAILED if `client` may not do `operation` on topic `name`.
+    pub(crate) fn topic_denied(
+        &self,
+        client: &ClientInfo,
+        operation: Operation,
+        name: &str,
+    ) -> Option<ResponseError> {
+        let allowed = self.allows(client, operation, Resource::topic(name));
+        (!allowed).then_some(ResponseError::TopicAuthorizationFailed)
+    }
+
+    /// For each of `names`, whether `client` may not do `operation` on that topic; empty (no
+    /// allocation) with the authorizer off.
+    pub(crate) fn denied_topics<'a>(
+        &self,
+        client: &ClientInfo,
+        operation: Operation,
+        names: impl Iterator<Item = &'a str>,
+    ) -> Vec<bool> {
+        if !self.authorizing() {
+            return Vec::new();
+        }
+        names
+            .map(|name| !self.allows(client, operation, Resource::topic(name)))
+            .collect()
+    }
+
+    /// The error for a config resource `client` may not do `operation` (DESCRIBE_CONFIGS or
+    /// ALTER_CONFIGS) on: a topic's own, the broker's on the cluster.
+    pub(crate) fn config_denied(
+        &self,
+        client: &ClientInfo,
+        operation: Operation,
+        resource_type: i8,
+        name: &str,
+    ) -> Option<ResponseError> {
+        match resource_type {
+            CONFIG_TOPIC => self.topic_denied(client, operation, name),
+            CONFIG_BROKER | CONFIG_BROKER_LOGGER => {
+                let allowed = self.allows(client, operation, Resource::CLUSTER);
+                (!allowed).then_some(ResponseError::ClusterAuthorizationFailed)
+            }
+            _ => None,
+        }
     }
 
     /// Whether `client` may create topic `name`: CREATE on the cluster or on the topic.
