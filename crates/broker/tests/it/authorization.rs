@@ -775,3 +775,331 @@ fn every_api_is_refused_until_its_acls_are_there() {
         }
     }
 }
+
+/// The error of producing one record to `topic` as `principal`.
+fn produce_as(broker: &mut Broker, principal: &str, topic: &str) -> i16 {
+    let (api, version, body) = produce(topic, None);
+    code(&answer(broker, principal, api, version, body))
+}
+
+#[test]
+fn deny_beats_allow_and_prefixed_wildcard_and_super_users_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = setup(dir.path(), false);
+    for topic in ["orders", "orders-secret", "other"] {
+        let (api, version, body) = metadata(Some(&[topic]), 9);
+        assert_eq!(
+            code(&answer(&mut broker, ADMIN, api, version, body)),
+            0,
+            "{topic}"
+        );
+    }
+    let acls = [
+        "ALLOW User:alice * WRITE TOPIC PREFIXED orders",
+        "DENY User:alice * WRITE TOPIC LITERAL orders-secret",
+        "ALLOW User:* * WRITE TOPIC LITERAL other",
+        "DENY User:mallory * ALL TOPIC LITERAL *",
+        "ALLOW User:bob 10.9.9.9 WRITE TOPIC LITERAL orders",
+    ];
+    assert_eq!(create_acls(&mut broker, ADMIN, &acls), [0; 5]);
+    // (principal, topic, error)
+    let cases = [
+        ("User:alice", "orders", 0),
+        ("User:alice", "orders-secret", TOPIC_DENIED),
+        ("User:alice", "other", 0),
+        ("User:alice", "t", TOPIC_DENIED),
+        ("User:carol", "other", 0),
+        ("User:carol", "orders", TOPIC_DENIED),
+        ("User:mallory", "other", TOPIC_DENIED),
+        // bob's ACL is for another host than the test client's 127.0.0.1.
+        ("User:bob", "orders", TOPIC_DENIED),
+        // A super user passes every ACL, the DENYs included.
+        (ADMIN, "orders-secret", 0),
+        (ADMIN, "t", 0),
+    ];
+    for (principal, topic, expect) in cases {
+        assert_eq!(
+            produce_as(&mut broker, principal, topic),
+            expect,
+            "{principal} to {topic}"
+        );
+    }
+}
+
+#[test]
+fn allow_everyone_if_no_acl_found_applies_only_where_no_acl_is() {
+    for allow_everyone in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut broker = setup(dir.path(), allow_everyone);
+        let open = if allow_everyone { 0 } else { TOPIC_DENIED };
+        assert_eq!(produce_as(&mut broker, "User:alice", "t"), open);
+        assert_eq!(produce_as(&mut broker, "User:alice", "p"), open);
+        // One ACL on `t`, for someone else: `t` is no longer without ACLs.
+        let bob = ["ALLOW User:bob * WRITE TOPIC LITERAL t"];
+        assert_eq!(create_acls(&mut broker, ADMIN, &bob), [0]);
+        assert_eq!(produce_as(&mut broker, "User:alice", "t"), TOPIC_DENIED);
+        assert_eq!(produce_as(&mut broker, "User:bob", "t"), 0);
+        assert_eq!(
+            produce_as(&mut broker, "User:alice", "p"),
+            open,
+            "p has no ACL"
+        );
+    }
+}
+
+#[test]
+fn listings_leave_out_what_the_client_may_not_describe() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = setup(dir.path(), false);
+    let (api, version, body) = offset_commit("sg2", "t");
+    assert_eq!(code(&answer(&mut broker, ADMIN, api, version, body)), 0);
+    let acls = [
+        "ALLOW User:alice * DESCRIBE TOPIC LITERAL t",
+        "ALLOW User:alice * READ GROUP LITERAL sg",
+        "ALLOW User:alice * DESCRIBE GROUP LITERAL sg2",
+        "ALLOW User:ops * DESCRIBE CLUSTER LITERAL kafka-cluster",
+    ];
+    assert_eq!(create_acls(&mut broker, ADMIN, &acls), [0; 4]);
+
+    // Metadata of every topic: only `t`; asked by name, `p` is refused, `nope` too (whether a
+    // topic exists is not told to whoever may not describe it).
+    let topics = |response: ResponseKind| match response {
+        ResponseKind::Metadata(r) => r
+            .topics
+            .iter()
+            .map(|t| (t.name.as_ref().unwrap().to_string(), t.error_code))
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    let (api, version, body) = metadata(None, 12);
+    assert_eq!(
+        topics(answer(&mut broker, "User:alice", api, version, body)),
+        [("t".into(), 0)]
+    );
+    let (api, version, body) = metadata(None, 12);
+    assert_eq!(
+        topics(answer(&mut broker, ADMIN, api, version, body)).len(),
+        3
+    );
+    let (api, version, body) = metadata(Some(&["t", "p", "nope"]), 12);
+    let asked = topics(answer(&mut broker, "User:alice", api, version, body));
+    let expect = [("t", 0), ("p", TOPIC_DENIED), ("nope", TOPIC_DENIED)];
+    assert_eq!(asked, expect.map(|(n, c)| (n.to_string(), c)));
+
+    // ListGroups: the groups alice may describe; everything with DESCRIBE on the cluster.
+    let groups = |broker: &mut Broker, principal: &str| {
+        let body = RequestKind::ListGroups(ListGroupsRequest::default());
+        match answer(broker, principal, ApiKey::ListGroups, 4, body) {
+            ResponseKind::ListGroups(r) => {
+                let mut ids: Vec<String> =
+                    r.groups.iter().map(|g| g.group_id.to_string()).collect();
+                ids.sort();
+                ids
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(groups(&mut broker, "User:alice"), ["sg", "sg2"]);
+    assert_eq!(groups(&mut broker, "User:bob"), Vec::<String>::new());
+    assert_eq!(groups(&mut broker, "User:ops"), ["sg", "sg2"]);
+
+    // OffsetFetch of every topic leaves out the topics alice may not describe; `p` has an
+    // offset in sg2 after this.
+    let (api, version, body) = offset_commit("sg2", "p");
+    assert_eq!(code(&answer(&mut broker, ADMIN, api, version, body)), 0);
+    let fetched = |broker: &mut Broker, principal: &str| {
+        let (api, version, body) = offset_fetch("sg2", None);
+        match answer(broker, principal, api, version, body) {
+            ResponseKind::OffsetFetch(r) => r
+                .topics
+                .iter()
+                .map(|t| t.name.to_string())
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(fetched(&mut broker, "User:alice"), ["t"]);
+    assert_eq!(fetched(&mut broker, ADMIN), ["p", "t"]);
+}
+
+#[test]
+fn transactions_are_listed_and_described_as_far_as_the_client_may_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = setup(dir.path(), false);
+    for id in ["tx", "tx2"] {
+        let (api, version, _) = sample("InitProducerId txn");
+        let body = InitProducerIdRequest::default()
+            .with_transactional_id(Some(txn_id(id)))
+            .with_transaction_timeout_ms(60_000);
+        let init = answer(
+            &mut broker,
+            ADMIN,
+            api,
+            version,
+            RequestKind::InitProducerId(body),
+        );
+        let ResponseKind::InitProducerId(init) = init else {
+            panic!()
+        };
+        let add = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(txn_id(id))
+            .with_v3_and_below_producer_id(init.producer_id)
+            .with_v3_and_below_producer_epoch(init.producer_epoch)
+            .with_v3_and_below_topics(
+                ["t", "p"]
+                    .map(|t| {
+                        add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                            .with_name(name(t))
+                            .with_partitions(vec![0])
+                    })
+                    .to_vec(),
+            );
+        let added = answer(
+            &mut broker,
+            ADMIN,
+            ApiKey::AddPartitionsToTxn,
+            3,
+            RequestKind::AddPartitionsToTxn(add),
+        );
+        assert_eq!(code(&added), 0);
+    }
+    let acls = [
+        "ALLOW User:alice * DESCRIBE TRANSACTIONAL_ID LITERAL tx",
+        "ALLOW User:alice * DESCRIBE TOPIC LITERAL t",
+    ];
+    assert_eq!(create_acls(&mut broker, ADMIN, &acls), [0, 0]);
+    let list = RequestKind::ListTransactions(ListTransactionsRequest::default());
+    let ResponseKind::ListTransactions(listed) =
+        answer(&mut broker, "User:alice", ApiKey::ListTransactions, 1, list)
+    else {
+        panic!()
+    };
+    let ids: Vec<String> = listed
+        .transaction_states
+        .iter()
+        .map(|t| t.transactional_id.to_string())
+        .collect();
+    assert_eq!(ids, ["tx"]);
+    let describe = DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![txn_id("tx"), txn_id("tx2")]);
+    let described = answer(
+        &mut broker,
+        "User:alice",
+        ApiKey::DescribeTransactions,
+        0,
+        RequestKind::DescribeTransactions(describe.clone()),
+    );
+    let ResponseKind::DescribeTransactions(described) = described else {
+        panic!()
+    };
+    let shown: Vec<(String, i16, Vec<String>)> = described
+        .transaction_states
+        .iter()
+        .map(|s| {
+            (
+                s.transactional_id.to_string(),
+                s.error_code,
+                s.topics.iter().map(|t| t.topic.to_string()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("tx".into(), 0, vec!["t".into()]),
+            ("tx2".into(), TXN_DENIED, vec![])
+        ]
+    );
+    // Control: the super user sees both transactions, each with both topics.
+    let described = answer(
+        &mut broker,
+        ADMIN,
+        ApiKey::DescribeTransactions,
+        0,
+        RequestKind::DescribeTransactions(describe),
+    );
+    let ResponseKind::DescribeTransactions(described) = described else {
+        panic!()
+    };
+    assert!(described
+        .transaction_states
+        .iter()
+        .all(|s| s.error_code == 0 && s.topics.len() == 2));
+}
+
+/// KIP-430: the bits of what the client may do, when asked; every operation without an
+/// authorizer; INT32_MIN when not asked.
+#[test]
+fn authorized_operations_are_the_clients() {
+    use acl::{bit_field, Operation::*};
+    let not_asked = i32::MIN;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = setup(dir.path(), false);
+    let acls = [
+        "ALLOW User:alice * READ TOPIC LITERAL t",
+        "ALLOW User:alice * ALTER CLUSTER LITERAL kafka-cluster",
+        "ALLOW User:alice * READ GROUP LITERAL sg",
+    ];
+    assert_eq!(create_acls(&mut broker, ADMIN, &acls), [0; 3]);
+    let metadata_ops = |broker: &mut Broker, principal: &str, version: i16| {
+        let (api, _, body) = metadata(Some(&["t"]), version);
+        match answer(broker, principal, api, version, body) {
+            ResponseKind::Metadata(r) => (
+                r.topics[0].topic_authorized_operations,
+                r.cluster_authorized_operations,
+            ),
+            other => panic!("{other:?}"),
+        }
+    };
+    let topic_all = bit_field(acl::ResourceType::Topic.operations().iter().copied());
+    let cluster_all = bit_field(acl::ResourceType::Cluster.operations().iter().copied());
+    assert_eq!(
+        metadata_ops(&mut broker, "User:alice", 10),
+        (bit_field([Read, Describe]), bit_field([Alter, Describe]))
+    );
+    assert_eq!(
+        metadata_ops(&mut broker, ADMIN, 10),
+        (topic_all, cluster_all)
+    );
+    // v11+ has no cluster field; v7 has neither.
+    assert_eq!(
+        metadata_ops(&mut broker, "User:alice", 11),
+        (bit_field([Read, Describe]), not_asked)
+    );
+    assert_eq!(
+        metadata_ops(&mut broker, "User:alice", 7),
+        (not_asked, not_asked)
+    );
+    let group_ops = |broker: &mut Broker, principal: &str, include: bool| {
+        let body = DescribeGroupsRequest::default()
+            .with_groups(vec![group("sg")])
+            .with_include_authorized_operations(include);
+        match answer(
+            broker,
+            principal,
+            ApiKey::DescribeGroups,
+            5,
+            RequestKind::DescribeGroups(body),
+        ) {
+            ResponseKind::DescribeGroups(r) => r.groups[0].authorized_operations,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        group_ops(&mut broker, "User:alice", true),
+        bit_field([Read, Describe])
+    );
+    assert_eq!(group_ops(&mut broker, "User:alice", false), not_asked);
+    assert_eq!(
+        group_ops(&mut broker, ADMIN, true),
+        bit_field([Read, Describe, Delete])
+    );
+
+    // Control: without an authorizer every operation, as Kafka reports.
+    let dir = tempfile::tempdir().unwrap();
+    let mut off = crate::idempotence::open(dir.path());
+    assert_eq!(
+        metadata_ops(&mut off, "User:alice", 10),
+        (topic_all, cluster_all)
+    );
+}
