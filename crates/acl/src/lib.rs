@@ -34,6 +34,10 @@ pub enum AclError {
     #[error("unknown {field} code {code}")]
     UnknownCode { field: &'static str, code: i8 },
     #[error(
+        "ACL line {0:?} is not PERMISSION PRINCIPAL HOST OPERATION RESOURCE_TYPE PATTERN NAME"
+    )]
+    Line(String),
+    #[error(
         "could not parse principal {0:?}: no colon separates the principal type from the \
          principal name (write User:NAME)"
     )]

@@ -235,19 +235,61 @@ impl AclBinding {
     }
 }
 
+/// One line, the form traces, the documentation and tests write an ACL in:
+/// `ALLOW User:alice 10.0.0.1 READ TOPIC PREFIXED orders-` (permission, principal, host,
+/// operation, resource type, pattern type, name). The name is the rest of the line; the
+/// principal and host hold no blanks.
 impl std::fmt::Display for AclBinding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} {} from {} to {} {} {}:{}",
+            "{} {} {} {} {} {} {}",
             self.permission,
             self.principal,
             self.host,
             self.operation,
-            self.pattern,
             self.resource_type,
+            self.pattern,
             self.name
         )
+    }
+}
+
+impl std::str::FromStr for AclBinding {
+    type Err = AclError;
+
+    fn from_str(line: &str) -> Result<AclBinding, AclError> {
+        let line_error = || AclError::Line(line.to_string());
+        let mut words = line.trim().splitn(7, char::is_whitespace);
+        let mut word = || {
+            words
+                .next()
+                .filter(|w| !w.is_empty())
+                .ok_or_else(line_error)
+        };
+        fn named<T: Copy + std::fmt::Display>(all: &[T], word: &str) -> Option<T> {
+            all.iter()
+                .copied()
+                .find(|v| v.to_string().eq_ignore_ascii_case(word))
+        }
+        let permission = named(Permission::ALL, word()?).ok_or_else(line_error)?;
+        let principal = crate::parse_principal(word()?)?;
+        let host = word()?.to_string();
+        let operation = named(Operation::ALL, word()?).ok_or_else(line_error)?;
+        let resource_type = named(ResourceType::ALL, word()?).ok_or_else(line_error)?;
+        let pattern = named(PatternType::ALL, word()?).ok_or_else(line_error)?;
+        let name = word()?.trim().to_string();
+        let binding = AclBinding {
+            resource_type,
+            name,
+            pattern,
+            principal,
+            host,
+            operation,
+            permission,
+        };
+        binding.validate()?;
+        Ok(binding)
     }
 }
 
@@ -341,6 +383,34 @@ mod tests {
         ];
         for (kind, bits) in expect {
             assert_eq!(bit_field(kind.operations().iter().copied()), bits, "{kind}");
+        }
+    }
+
+    #[test]
+    fn one_line_form_round_trips() {
+        let cases = [
+            ("ALLOW User:alice * READ TOPIC LITERAL orders", true),
+            ("DENY User:* 10.0.0.1 ALL GROUP PREFIXED g-", true),
+            (
+                "ALLOW User:CN=a,O=b * WRITE TRANSACTIONAL_ID LITERAL tx with blanks",
+                true,
+            ),
+            ("allow User:alice * read topic literal t", true),
+            ("ALLOW alice * READ TOPIC LITERAL t", false),
+            ("ALLOW User:alice * READ TOPIC MATCH t", false),
+            ("ALLOW User:alice * READ TOPIC LITERAL", false),
+            ("ALLOW User:alice * READ CLUSTER LITERAL c", false),
+        ];
+        for (line, valid) in cases {
+            let parsed = line.parse::<AclBinding>();
+            assert_eq!(parsed.is_ok(), valid, "{line}: {parsed:?}");
+            if let Ok(binding) = parsed {
+                assert_eq!(
+                    binding.to_string().parse::<AclBinding>(),
+                    Ok(binding.clone())
+                );
+                assert!(binding.to_string().eq_ignore_ascii_case(line), "{binding}");
+            }
         }
     }
 

@@ -7,7 +7,8 @@
 //! refuses the start, naming the file, rather than start with fewer ACLs than were granted or
 //! denied. With the authorizer off the file is neither read nor written.
 //!
-//! Also here: the wire's ACL fields (codes and strings) to the `acl` crate's types and back.
+//! Also here: the wire's ACL fields (codes and strings) to the `acl` crate's types and back,
+//! for the handlers and for clients (tools, tests) that speak the ACL APIs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -297,6 +298,50 @@ pub fn describe_resources(bindings: &[&AclBinding]) -> Vec<DescribeAclsResource>
         }
     }
     resources
+}
+
+/// The CreateAcls creation of `binding` (what a client sends).
+pub fn creation(binding: &AclBinding) -> AclCreation {
+    AclCreation::default()
+        .with_resource_type(binding.resource_type.code())
+        .with_resource_name(StrBytes::from_string(binding.name.clone()))
+        .with_resource_pattern_type(binding.pattern.code())
+        .with_principal(StrBytes::from_string(binding.principal.to_string()))
+        .with_host(StrBytes::from_string(binding.host.clone()))
+        .with_operation(binding.operation.code())
+        .with_permission_type(binding.permission.code())
+}
+
+/// The ACLs of a DescribeAcls answer (what a client reads); an entry with a code or principal
+/// that is no ACL's is an error.
+pub fn described(resources: &[DescribeAclsResource]) -> Result<Vec<AclBinding>, AclError> {
+    let mut bindings = Vec::new();
+    for resource in resources {
+        for acl in &resource.acls {
+            bindings.push(AclBinding {
+                resource_type: code(
+                    resource.resource_type,
+                    "resource type",
+                    acl::ResourceType::from_code,
+                )?,
+                name: resource.resource_name.to_string(),
+                pattern: code(
+                    resource.pattern_type,
+                    "pattern type",
+                    acl::PatternType::from_code,
+                )?,
+                principal: acl::parse_principal(&acl.principal)?,
+                host: acl.host.to_string(),
+                operation: code(acl.operation, "operation", acl::Operation::from_code)?,
+                permission: code(
+                    acl.permission_type,
+                    "permission type",
+                    acl::Permission::from_code,
+                )?,
+            });
+        }
+    }
+    Ok(bindings)
 }
 
 /// One ACL a DeleteAcls filter removed, as its answer lists it.

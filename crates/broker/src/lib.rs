@@ -10,7 +10,7 @@
 //! [`Broker::synced`]. Disk access goes through the `storage` crate's `Disk` trait, so tests can
 //! run the whole broker on a simulated disk.
 
-mod acls;
+pub mod acls;
 mod authorize;
 pub mod config;
 mod coordinators;

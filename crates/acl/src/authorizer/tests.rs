@@ -13,21 +13,8 @@ fn by_name<T: Copy + std::fmt::Display>(all: &[T], text: &str) -> T {
         .unwrap_or_else(|| panic!("no value named {text}"))
 }
 
-/// `ALLOW User:alice * READ TOPIC LITERAL orders`
 fn acl(line: &str) -> AclBinding {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let [permission, principal, host, operation, kind, pattern, name] = words[..] else {
-        panic!("an ACL line has 7 words: {line}");
-    };
-    AclBinding {
-        resource_type: by_name(ResourceType::ALL, kind),
-        name: name.to_string(),
-        pattern: by_name(PatternType::ALL, pattern),
-        principal: Principal::parse(principal).unwrap(),
-        host: host.to_string(),
-        operation: by_name(Operation::ALL, operation),
-        permission: by_name(Permission::ALL, permission),
-    }
+    line.parse().unwrap_or_else(|e| panic!("{line}: {e}"))
 }
 
 fn authorizer(config: AuthorizerConfig, acls: &[&str]) -> Authorizer {
@@ -551,7 +538,10 @@ fn adding_removing_and_listing() {
         Ok(false)
     );
     assert_eq!(
-        authorizer.add(acl("ALLOW User:alice * READ CLUSTER LITERAL c")),
+        authorizer.add(AclBinding {
+            name: "c".into(),
+            ..acl("ALLOW User:alice * READ CLUSTER LITERAL kafka-cluster")
+        }),
         Err(AclError::ClusterName("c".into()))
     );
     assert_eq!(authorizer.len(), 3);

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use acl::{AuthorizerConfig, Operation, PatternType, Permission, Principal, ResourceType};
+use acl::{AuthorizerConfig, Principal};
 use broker::{Broker, BrokerConfig, BrokerError, ClientInfo, FetchRead, Outcome};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_acls_request::AclCreation;
@@ -86,26 +86,10 @@ pub(crate) fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
-fn by_name<T: Copy + std::fmt::Display>(all: &[T], name: &str) -> T {
-    *all.iter()
-        .find(|v| v.to_string() == name)
-        .unwrap_or_else(|| panic!("no value named {name}"))
-}
-
 /// `ALLOW User:alice * READ TOPIC LITERAL orders` as a CreateAcls creation.
 pub(crate) fn creation(line: &str) -> AclCreation {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let [permission, principal, host, operation, kind, pattern, name] = words[..] else {
-        panic!("an ACL line has 7 words: {line}");
-    };
-    AclCreation::default()
-        .with_resource_type(by_name(ResourceType::ALL, kind).code())
-        .with_resource_name(text(name))
-        .with_resource_pattern_type(by_name(PatternType::ALL, pattern).code())
-        .with_principal(text(principal))
-        .with_host(text(host))
-        .with_operation(by_name(Operation::ALL, operation).code())
-        .with_permission_type(by_name(Permission::ALL, permission).code())
+    let binding = line.parse().unwrap_or_else(|e| panic!("{line}: {e}"));
+    broker::acls::creation(&binding)
 }
 
 /// CreateAcls of `lines` as `principal`: each creation's error code.
@@ -152,23 +136,10 @@ fn describe_all(broker: &mut Broker, principal: &str) -> (i16, Vec<String>) {
     ) else {
         panic!("not a DescribeAcls response");
     };
-    let lines = r
-        .resources
+    let lines = broker::acls::described(&r.resources)
+        .unwrap()
         .iter()
-        .flat_map(|resource| {
-            resource.acls.iter().map(move |acl| {
-                format!(
-                    "{} {} {} {} {} {} {}",
-                    Permission::from_code(acl.permission_type).unwrap(),
-                    acl.principal,
-                    acl.host,
-                    Operation::from_code(acl.operation).unwrap(),
-                    ResourceType::from_code(resource.resource_type).unwrap(),
-                    PatternType::from_code(resource.pattern_type).unwrap(),
-                    resource.resource_name
-                )
-            })
-        })
+        .map(|b| b.to_string())
         .collect();
     (r.error_code, lines)
 }
@@ -240,7 +211,8 @@ fn creations_are_checked_as_kafka_checks_them() {
         ),
         (
             "cluster with another name",
-            creation("ALLOW User:alice * ALTER CLUSTER LITERAL c"),
+            creation("ALLOW User:alice * ALTER CLUSTER LITERAL kafka-cluster")
+                .with_resource_name(text("c")),
             INVALID_REQUEST,
         ),
         (
