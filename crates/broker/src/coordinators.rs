@@ -8,6 +8,7 @@
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{RequestHeader, ResponseKind};
 
+use crate::authorize::{GroupCheck, TxnCheck};
 use crate::{groups, transactions, txn_index};
 use crate::{Broker, BrokerError, ClientInfo, LogId, Now, Outcome, Routed};
 
@@ -26,8 +27,8 @@ impl Broker {
         let client_id = header.client_id.as_deref().unwrap_or("");
         let version = header.request_api_version;
         let check = match self.authorize_group(client, version, &mut body) {
-            Ok(check) => check,
-            Err(refused) => return Ok(Outcome::Respond(refused)),
+            GroupCheck::Refused(answer) => return Ok(Outcome::Respond(*answer)),
+            check => check,
         };
         // Partitions of topics the client may not READ, or that do not exist, are answered
         // before the coordinator sees the request, as Kafka's request handler answers them.
@@ -82,8 +83,8 @@ impl Broker {
         body: txn::Request,
     ) -> Result<Outcome, BrokerError> {
         let check = match self.authorize_txn(client, &body) {
-            Ok(check) => check,
-            Err(refused) => return Ok(Outcome::Respond(refused)),
+            TxnCheck::Refused(answer) => return Ok(Outcome::Respond(*answer)),
+            check => check,
         };
         let added = match &body {
             txn::Request::AddPartitionsToTxn(r) => Some((

@@ -344,10 +344,18 @@ fn kafkas_rules() {
     }
 }
 
+/// ACLs, principal, resource type, name, the operations it may do.
+type OperationsCase<'a> = (
+    &'a [&'a str],
+    &'a str,
+    ResourceType,
+    &'a str,
+    &'a [Operation],
+);
+
 #[test]
 fn authorized_operations_are_kafkas_bit_fields() {
-    // (ACLs, principal, resource type, name, operations)
-    let cases: &[(&[&str], &str, ResourceType, &str, &[Operation])] = &[
+    let cases: &[OperationsCase] = &[
         (&[], "User:alice", ResourceType::Topic, "t", &[]),
         (
             &["ALLOW User:alice * READ TOPIC LITERAL t"],

@@ -20,8 +20,10 @@ use kafka_protocol::messages::{GroupId, ResponseKind};
 
 use crate::{Broker, ClientInfo};
 
-/// What the coordinator's answer to a group request needs from authorization.
+/// What authorization made of a group request, and what the coordinator's answer to it needs.
 pub(crate) enum GroupCheck {
+    /// Refused whole: this is the answer; the coordinator never sees the request.
+    Refused(Box<ResponseKind>),
     /// Nothing (the authorizer is off, or the request needed no more).
     Unchanged,
     /// DeleteGroups: these groups were taken out, answered GROUP_AUTHORIZATION_FAILED.
@@ -35,23 +37,23 @@ pub(crate) enum GroupCheck {
 }
 
 impl Broker {
-    /// Checks a group request before the coordinator sees it: `Err` is its whole answer.
+    /// Checks a group request before the coordinator sees it.
     pub(crate) fn authorize_group(
         &self,
         client: &ClientInfo,
         version: i16,
         request: &mut group::Request,
-    ) -> Result<GroupCheck, ResponseKind> {
+    ) -> GroupCheck {
         use group::Request as R;
         if !self.authorizing() {
-            return Ok(GroupCheck::Unchanged);
+            return GroupCheck::Unchanged;
         }
         if let R::DeleteGroups(r) = request {
             let (allowed, refused) = std::mem::take(&mut r.groups_names)
                 .into_iter()
                 .partition(|g| self.allows(client, Operation::Delete, Resource::group(g)));
             r.groups_names = allowed;
-            return Ok(GroupCheck::DeleteRefused(refused));
+            return GroupCheck::DeleteRefused(refused);
         }
         let (operation, group) = match &*request {
             R::JoinGroup(r) => (Operation::Read, &r.group_id),
@@ -61,20 +63,20 @@ impl Broker {
             R::OffsetCommit(r) => (Operation::Read, &r.group_id),
             R::OffsetFetch(r) => (Operation::Describe, &r.group_id),
             R::OffsetDelete(r) => (Operation::Delete, &r.group_id),
-            R::ListGroups(_) => return Ok(GroupCheck::ListGroups),
-            R::DescribeGroups(_) => return Ok(GroupCheck::DescribeGroups),
+            R::ListGroups(_) => return GroupCheck::ListGroups,
+            R::DescribeGroups(_) => return GroupCheck::DescribeGroups,
             R::DeleteGroups(_) => unreachable!("answered above"),
         };
         if !self.allows(client, operation, Resource::group(group)) {
             let refused = group::refusal(version, request, ResponseError::GroupAuthorizationFailed);
-            return Err(crate::groups::response_kind(refused));
+            return GroupCheck::Refused(Box::new(crate::groups::response_kind(refused)));
         }
-        Ok(match request {
+        match request {
             R::OffsetFetch(r) => GroupCheck::OffsetFetch {
                 all_topics: r.topics.is_none(),
             },
             _ => GroupCheck::Unchanged,
-        })
+        }
     }
 
     /// Why a topic of an OffsetCommit or OffsetDelete is refused: READ on it is needed.
@@ -90,7 +92,7 @@ impl Broker {
         answer: &mut ResponseKind,
     ) {
         match (check, answer) {
-            (GroupCheck::Unchanged, _) => {}
+            (GroupCheck::Unchanged | GroupCheck::Refused(_), _) => {}
             (GroupCheck::DeleteRefused(refused), ResponseKind::DeleteGroups(r)) => {
                 r.results.extend(refused.into_iter().map(|group_id| {
                     DeletableGroupResult::default()

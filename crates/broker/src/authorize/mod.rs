@@ -8,6 +8,9 @@
 mod groups;
 mod txn;
 
+pub(crate) use groups::GroupCheck;
+pub(crate) use txn::TxnCheck;
+
 use acl::{Operation, Resource, ResourceType};
 use kafka_protocol::error::ResponseError;
 

@@ -19,9 +19,11 @@ use kafka_protocol::messages::ResponseKind;
 
 use crate::{transactions, Broker, ClientInfo};
 
-/// What a transaction request and its answer need from authorization past the whole-request
-/// checks.
+/// What authorization made of a transaction request, and what the coordinator's answer to it
+/// needs.
 pub(crate) enum TxnCheck {
+    /// Refused whole: this is the answer; the coordinator never sees the request.
+    Refused(Box<ResponseKind>),
     /// Nothing (the authorizer is off, or the request needed no more).
     Unchanged,
     /// AddPartitionsToTxn or TxnOffsetCommit: the topics the client may not WRITE (READ),
@@ -42,20 +44,20 @@ impl TxnCheck {
 }
 
 impl Broker {
-    /// Checks a transaction request before the coordinator sees it: `Err` is its whole answer.
-    pub(crate) fn authorize_txn(
-        &self,
-        client: &ClientInfo,
-        request: &txn::Request,
-    ) -> Result<TxnCheck, ResponseKind> {
+    /// Checks a transaction request before the coordinator sees it.
+    pub(crate) fn authorize_txn(&self, client: &ClientInfo, request: &txn::Request) -> TxnCheck {
         use txn::Request as R;
         if !self.authorizing() {
-            return Ok(TxnCheck::Unchanged);
+            return TxnCheck::Unchanged;
         }
         let writes =
             |id: &str| self.allows(client, Operation::Write, Resource::transactional_id(id));
         let reads = |group: &str| self.allows(client, Operation::Read, Resource::group(group));
-        let refused = |error| Err(transactions::response_kind(txn::refusal(request, error)));
+        let refused = |error| {
+            TxnCheck::Refused(Box::new(transactions::response_kind(txn::refusal(
+                request, error,
+            ))))
+        };
         let id_refused = ResponseError::TransactionalIdAuthorizationFailed;
         let group_refused = ResponseError::GroupAuthorizationFailed;
         let refused_topics = |operation, names: Vec<&str>| {
@@ -64,7 +66,7 @@ impl Broker {
                 .filter(|name| self.topic_denied(client, operation, name).is_some())
                 .map(str::to_string)
                 .collect();
-            Ok(TxnCheck::RefusedTopics(refused))
+            TxnCheck::RefusedTopics(refused)
         };
         match request {
             R::InitProducerId(r) => {
@@ -72,7 +74,7 @@ impl Broker {
                 if !writes(id) {
                     return refused(id_refused);
                 }
-                Ok(TxnCheck::Unchanged)
+                TxnCheck::Unchanged
             }
             R::AddPartitionsToTxn(r) => {
                 if !writes(&r.v3_and_below_transactional_id) {
@@ -88,13 +90,13 @@ impl Broker {
                 if !reads(&r.group_id) {
                     return refused(group_refused);
                 }
-                Ok(TxnCheck::Unchanged)
+                TxnCheck::Unchanged
             }
             R::EndTxn(r) => {
                 if !writes(&r.transactional_id) {
                     return refused(id_refused);
                 }
-                Ok(TxnCheck::Unchanged)
+                TxnCheck::Unchanged
             }
             R::TxnOffsetCommit(r) => {
                 if !writes(&r.transactional_id) {
@@ -106,8 +108,8 @@ impl Broker {
                 let topics = r.topics.iter().map(|t| t.name.as_str());
                 refused_topics(Operation::Read, topics.collect())
             }
-            R::ListTransactions(_) => Ok(TxnCheck::ListTransactions),
-            R::DescribeTransactions(_) => Ok(TxnCheck::DescribeTransactions),
+            R::ListTransactions(_) => TxnCheck::ListTransactions,
+            R::DescribeTransactions(_) => TxnCheck::DescribeTransactions,
         }
     }
 
@@ -121,7 +123,7 @@ impl Broker {
         let describes_id =
             |id: &str| self.allows(client, Operation::Describe, Resource::transactional_id(id));
         match (check, answer) {
-            (TxnCheck::Unchanged | TxnCheck::RefusedTopics(_), _) => {}
+            (TxnCheck::Unchanged | TxnCheck::Refused(_) | TxnCheck::RefusedTopics(_), _) => {}
             (TxnCheck::ListTransactions, ResponseKind::ListTransactions(r)) => {
                 r.transaction_states
                     .retain(|t| describes_id(&t.transactional_id));
