@@ -156,7 +156,7 @@ impl Broker {
         let response = match body {
             RequestKind::ApiVersions(r) => handlers::api_versions::handle(&r, version),
             RequestKind::Metadata(r) => {
-                handlers::metadata::handle(self, client, now_ms, &r, version)?
+                handlers::metadata::handle(self, now_ms, client, &r, version)?
             }
             RequestKind::Produce(r) => {
                 let checks = produce.expect("a prepared Produce carries its checks");

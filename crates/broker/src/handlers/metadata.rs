@@ -23,8 +23,8 @@ const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub fn handle(
     broker: &mut Broker,
-    client: &ClientInfo,
     now_ms: i64,
+    client: &ClientInfo,
     request: &MetadataRequest,
     version: i16,
 ) -> Result<ResponseKind, BrokerError> {
