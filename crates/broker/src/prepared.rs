@@ -22,6 +22,7 @@ pub(crate) type ProduceChecks = Vec<Vec<Result<(), (usize, ResponseError)>>>;
 impl Prepared {
     /// Checks `request` (CPU work: a produce's CRCs), without the broker.
     pub fn new(request: Request) -> Prepared {
+        let version = request.header.request_api_version;
         let produce = match &request.body {
             RequestKind::Produce(produce) => Some(
                 produce
@@ -31,7 +32,9 @@ impl Prepared {
                         topic
                             .partition_data
                             .iter()
-                            .map(|p| check_structure(p.records.as_deref().unwrap_or_default()))
+                            .map(|p| {
+                                check_structure(p.records.as_deref().unwrap_or_default(), version)
+                            })
                             .collect()
                     })
                     .collect(),

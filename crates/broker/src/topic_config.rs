@@ -63,8 +63,8 @@ pub fn topic_synonym(broker_config: &str) -> Option<&'static str> {
 /// Kafka's default of `message.timestamp.before.max.ms`: a record may be any age.
 pub const MESSAGE_TIMESTAMP_BEFORE_MAX_MS_DEFAULT: i64 = i64::MAX;
 /// Kafka's default of `message.timestamp.after.max.ms` since 4.0 (KIP-1030; `Long.MAX_VALUE`
-/// in 3.6 to 3.9): a record may be at most an hour ahead of the broker's clock. ferry speaks
-/// Kafka 4.0's protocol versions, so it takes 4.0's default.
+/// in 3.6 to 3.9): a record may be at most an hour ahead of the broker's clock. ferry takes the
+/// newer default, also for clients on older protocol versions.
 pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS_DEFAULT: i64 = 3_600_000;
 /// Kafka's default of the older `message.timestamp.difference.max.ms` (deprecated in 3.6,
 /// removed in 4.0): no limit.

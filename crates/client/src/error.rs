@@ -30,6 +30,11 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    #[error("client config {}: {reason}", path.display())]
+    ClientConfig {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("probe {addr}: {reason}")]
     ProbeDecode { addr: String, reason: String },
 }

@@ -51,6 +51,7 @@
 
 pub mod admin;
 pub mod commit;
+pub mod connect;
 pub mod consumer;
 pub mod dedup;
 pub mod error;

@@ -42,6 +42,13 @@ impl Settings {
         self
     }
 
+    /// Adds a tool's command-line client settings (`-X`, `--client-config`: security and the
+    /// like) to `extra`.
+    pub fn with_client(mut self, client: &crate::connect::ClientSettings) -> Settings {
+        self.extra.extend(client.pairs.iter().cloned());
+        self
+    }
+
     pub fn set(mut self, name: impl Into<String>, value: impl Into<String>) -> Settings {
         self.extra.push((name.into(), value.into()));
         self
@@ -79,7 +86,8 @@ impl Settings {
         Ok(config)
     }
 
-    pub(crate) fn base_config(&self) -> ClientConfig {
+    /// The configuration every client starts from: the bootstrap and `extra`.
+    pub fn base_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
         for (name, value) in &self.extra {

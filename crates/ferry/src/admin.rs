@@ -1,8 +1,9 @@
-//! Admin commands over the Kafka protocol, so they work against ferry or any Kafka-compatible
-//! cluster: `ferry groups list` and `ferry groups describe GROUP` (members, assignments,
-//! committed offsets and lag per partition).
+//! Admin commands against ferry or any Kafka-compatible cluster. `ferry groups list` and
+//! `ferry groups describe GROUP` (members, assignments, committed offsets and lag per
+//! partition) go through librdkafka, so every client setting works (`-X`, `--client-config`:
+//! TLS, SASL). `ferry transactions list` speaks ListTransactions and DescribeTransactions
+//! itself, since librdkafka has no API for them, and so reaches PLAINTEXT listeners only.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -10,13 +11,13 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::Subcommand;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use client::connect::ConnectArgs;
 use kafka_protocol::messages::{
-    ApiKey, ConsumerProtocolAssignment, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetFetchRequest, RequestHeader,
-    RequestKind, ResponseKind,
+    ApiKey, ConsumerProtocolAssignment, RequestHeader, RequestKind, ResponseKind,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 
 /// Largest response frame the admin client accepts.
 const RESPONSE_BYTES_MAX: usize = 100 * 1024 * 1024;
@@ -28,12 +29,16 @@ pub enum GroupsCommand {
     List {
         #[arg(long, default_value = "127.0.0.1:9092")]
         bootstrap: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
     /// Show a group's state, members, assignments, committed offsets and lag.
     Describe {
         group: String,
         #[arg(long, default_value = "127.0.0.1:9092")]
         bootstrap: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
 }
 
@@ -43,12 +48,23 @@ pub enum TransactionsCommand {
     List {
         #[arg(long, default_value = "127.0.0.1:9092")]
         bootstrap: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
 }
 
 /// `ferry transactions list`: ListTransactions, then DescribeTransactions of every id found.
 pub fn run_transactions(command: TransactionsCommand) -> Result<()> {
-    let TransactionsCommand::List { bootstrap } = command;
+    let TransactionsCommand::List { bootstrap, connect } = command;
+    let settings = connect.resolve()?;
+    if !settings.plaintext() {
+        bail!(
+            "ferry transactions speaks ListTransactions and DescribeTransactions itself (librdkafka \
+             has no API for them) and reaches PLAINTEXT listeners only, not {}; use a PLAINTEXT \
+             listener of the cluster",
+            settings.security_protocol()
+        );
+    }
     let mut connection = Connection::connect(&bootstrap)?;
     let ResponseKind::ListTransactions(listed) = connection.call(
         ApiKey::ListTransactions,
@@ -104,8 +120,12 @@ pub fn run_transactions(command: TransactionsCommand) -> Result<()> {
 
 pub fn run(command: GroupsCommand) -> Result<()> {
     match command {
-        GroupsCommand::List { bootstrap } => list(&bootstrap),
-        GroupsCommand::Describe { group, bootstrap } => describe(&bootstrap, &group),
+        GroupsCommand::List { bootstrap, connect } => list(&bootstrap, &connect),
+        GroupsCommand::Describe {
+            group,
+            bootstrap,
+            connect,
+        } => describe(&bootstrap, &connect, &group),
     }
 }
 
@@ -166,223 +186,115 @@ impl Connection {
     }
 }
 
-fn group_id(group: &str) -> GroupId {
-    GroupId(StrBytes::from_string(group.to_string()))
+/// A client of `bootstrap` in `group` that never joins it: it reads the group's listing and
+/// committed offsets, and the partitions' ends.
+fn group_reader(bootstrap: &str, connect: &ConnectArgs, group: &str) -> Result<BaseConsumer> {
+    let mut config = connect.resolve()?.config(bootstrap);
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("client.id", "ferry-admin");
+    config.create().context("create the admin client")
 }
 
-fn list(bootstrap: &str) -> Result<()> {
-    let mut connection = Connection::connect(bootstrap)?;
-    let ResponseKind::ListGroups(response) = connection.call(
-        ApiKey::ListGroups,
-        4,
-        RequestKind::ListGroups(ListGroupsRequest::default()),
-    )?
-    else {
-        bail!("unexpected response to ListGroups");
-    };
-    check(response.error_code, "ListGroups")?;
+fn list(bootstrap: &str, connect: &ConnectArgs) -> Result<()> {
+    // librdkafka asks every broker (ListGroups) and describes what they list (DescribeGroups).
+    let client = group_reader(bootstrap, connect, "ferry-admin")?;
+    let listed = client
+        .fetch_group_list(None, IO_TIMEOUT)
+        .context("list the consumer groups")?;
+    let mut groups: Vec<_> = listed.groups().iter().collect();
+    groups.sort_by_key(|g| g.name());
     println!("{:<40} {:<20} {:<10}", "GROUP", "STATE", "TYPE");
-    for group in response.groups {
+    for group in groups {
         println!(
             "{:<40} {:<20} {:<10}",
-            group.group_id.0.as_str(),
-            group.group_state.as_str(),
-            group.protocol_type.as_str()
+            group.name(),
+            group.state(),
+            group.protocol_type()
         );
     }
     Ok(())
 }
 
-fn describe(bootstrap: &str, group: &str) -> Result<()> {
-    let mut bootstrap_connection = Connection::connect(bootstrap)?;
-    let mut coordinator = coordinator(&mut bootstrap_connection, group)?;
-    let ResponseKind::DescribeGroups(described) = coordinator.call(
-        ApiKey::DescribeGroups,
-        5,
-        RequestKind::DescribeGroups(
-            DescribeGroupsRequest::default().with_groups(vec![group_id(group)]),
-        ),
-    )?
-    else {
-        bail!("unexpected response to DescribeGroups");
-    };
-    let described = described
-        .groups
-        .into_iter()
-        .next()
-        .context("DescribeGroups returned no group")?;
-    check(described.error_code, "DescribeGroups")?;
+fn describe(bootstrap: &str, connect: &ConnectArgs, group: &str) -> Result<()> {
+    let client = group_reader(bootstrap, connect, group)?;
+    let listed = client
+        .fetch_group_list(Some(group), IO_TIMEOUT)
+        .with_context(|| format!("describe group {group}"))?;
+    let described = listed
+        .groups()
+        .iter()
+        .find(|g| g.name() == group)
+        .with_context(|| format!("group {group} was not described"))?;
     println!(
         "group {group}  state {}  protocol {} ({})",
-        described.group_state.as_str(),
-        described.protocol_data.as_str(),
-        described.protocol_type.as_str()
+        described.state(),
+        described.protocol(),
+        described.protocol_type()
     );
     println!(
         "{:<50} {:<20} {:<16} ASSIGNMENT",
         "MEMBER", "CLIENT-ID", "HOST"
     );
-    for member in &described.members {
-        let assignment = describe_assignment(&member.member_assignment);
+    for member in described.members() {
+        let assignment = describe_assignment(member.assignment().unwrap_or_default());
         println!(
             "{:<50} {:<20} {:<16} {assignment}",
-            member.member_id.as_str(),
-            member.client_id.as_str(),
-            member.client_host.as_str()
+            member.id(),
+            member.client_id(),
+            member.client_host()
         );
     }
-    let ResponseKind::OffsetFetch(offsets) = coordinator.call(
-        ApiKey::OffsetFetch,
-        7,
-        RequestKind::OffsetFetch(
-            OffsetFetchRequest::default()
-                .with_group_id(group_id(group))
-                .with_topics(None),
-        ),
-    )?
-    else {
-        bail!("unexpected response to OffsetFetch");
-    };
-    check(offsets.error_code, "OffsetFetch")?;
-    let mut committed: BTreeMap<(String, i32), (i64, String)> = BTreeMap::new();
-    for topic in offsets.topics {
-        for partition in topic.partitions {
-            check(partition.error_code, "OffsetFetch partition")?;
-            let metadata = partition
-                .metadata
-                .map(|m| m.to_string())
-                .unwrap_or_default();
-            committed.insert(
-                (topic.name.0.to_string(), partition.partition_index),
-                (partition.committed_offset, metadata),
-            );
+    // The group's committed offsets over every partition of every topic (one OffsetFetch);
+    // partitions without a commit are left out.
+    let metadata = client
+        .fetch_metadata(None, IO_TIMEOUT)
+        .context("read the cluster's topics")?;
+    let mut partitions = TopicPartitionList::new();
+    for topic in metadata
+        .topics()
+        .iter()
+        .filter(|t| !t.name().starts_with("__"))
+    {
+        for partition in topic.partitions() {
+            partitions.add_partition(topic.name(), partition.id());
         }
     }
-    let ends = end_offsets(&mut bootstrap_connection, committed.keys())?;
+    let committed = client
+        .committed_offsets(partitions, IO_TIMEOUT)
+        .with_context(|| format!("read the committed offsets of {group}"))?;
     println!(
         "{:<30} {:>9} {:>12} {:>12} {:>8}  METADATA",
         "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"
     );
-    for ((topic, partition), (offset, metadata)) in &committed {
-        let end = ends.get(&(topic.clone(), *partition)).copied();
-        let lag = end
-            .filter(|_| *offset >= 0)
-            .map(|end| (end - offset).max(0));
+    for entry in committed.elements() {
+        let Offset::Offset(offset) = entry.offset() else {
+            continue;
+        };
+        let (topic, partition) = (entry.topic(), entry.partition());
+        let end = client
+            .fetch_watermarks(topic, partition, IO_TIMEOUT)
+            .ok()
+            .map(|(_, high)| high);
+        let lag = end.map(|end| (end - offset).max(0));
         let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
         println!(
-            "{topic:<30} {partition:>9} {offset:>12} {:>12} {:>8}  {metadata}",
+            "{topic:<30} {partition:>9} {offset:>12} {:>12} {:>8}  {}",
             show(end),
-            show(lag)
+            show(lag),
+            entry.metadata()
         );
     }
     Ok(())
 }
 
-/// Connects to the group's coordinator (in a cluster, another broker than the bootstrap one).
-fn coordinator(connection: &mut Connection, group: &str) -> Result<Connection> {
-    let ResponseKind::FindCoordinator(found) = connection.call(
-        ApiKey::FindCoordinator,
-        2,
-        RequestKind::FindCoordinator(
-            FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string())),
-        ),
-    )?
-    else {
-        bail!("unexpected response to FindCoordinator");
-    };
-    check(found.error_code, "FindCoordinator")?;
-    Connection::connect(&format!("{}:{}", found.host.as_str(), found.port))
-}
-
-/// The high watermark of each partition, asked of its leader.
-fn end_offsets<'a>(
-    connection: &mut Connection,
-    partitions: impl Iterator<Item = &'a (String, i32)>,
-) -> Result<BTreeMap<(String, i32), i64>> {
-    let partitions: Vec<&(String, i32)> = partitions.collect();
-    let ResponseKind::Metadata(metadata) = connection.call(
-        ApiKey::Metadata,
-        9,
-        RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
-    )?
-    else {
-        bail!("unexpected response to Metadata");
-    };
-    let brokers: BTreeMap<i32, String> = metadata
-        .brokers
-        .iter()
-        .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
-        .collect();
-    let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
-    for topic in &metadata.topics {
-        let Some(name) = topic.name.as_ref().map(|n| n.0.to_string()) else {
-            continue;
-        };
-        for partition in &topic.partitions {
-            if partitions.contains(&&(name.clone(), partition.partition_index)) {
-                by_leader
-                    .entry(partition.leader_id.0)
-                    .or_default()
-                    .entry(name.clone())
-                    .or_default()
-                    .push(partition.partition_index);
-            }
-        }
-    }
-    let mut ends = BTreeMap::new();
-    for (leader, topics) in by_leader {
-        let address = brokers
-            .get(&leader)
-            .with_context(|| format!("leader {leader} is not in the metadata"))?;
-        let mut leader_connection = Connection::connect(address)?;
-        let request = ListOffsetsRequest::default()
-            .with_replica_id((-1).into())
-            .with_topics(
-                topics
-                    .iter()
-                    .map(|(name, indexes)| {
-                        ListOffsetsTopic::default()
-                            .with_name(kafka_protocol::messages::TopicName(StrBytes::from_string(
-                                name.clone(),
-                            )))
-                            .with_partitions(
-                                indexes
-                                    .iter()
-                                    .map(|i| {
-                                        ListOffsetsPartition::default()
-                                            .with_partition_index(*i)
-                                            .with_timestamp(-1)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            );
-        let ResponseKind::ListOffsets(response) =
-            leader_connection.call(ApiKey::ListOffsets, 5, RequestKind::ListOffsets(request))?
-        else {
-            bail!("unexpected response to ListOffsets");
-        };
-        for topic in response.topics {
-            for partition in topic.partitions {
-                if partition.error_code == 0 {
-                    ends.insert(
-                        (topic.name.0.to_string(), partition.partition_index),
-                        partition.offset,
-                    );
-                }
-            }
-        }
-    }
-    Ok(ends)
-}
-
 /// "topic[0,1,2] other[3]" from the standard consumer protocol assignment bytes.
-fn describe_assignment(bytes: &Bytes) -> String {
+fn describe_assignment(bytes: &[u8]) -> String {
     if bytes.len() < 2 {
         return "-".to_string();
     }
-    let mut body = bytes.clone();
+    let mut body = Bytes::copy_from_slice(bytes);
     let version = i16::from_be_bytes([bytes[0], bytes[1]]);
     let _ = bytes::Buf::get_i16(&mut body);
     match ConsumerProtocolAssignment::decode(&mut body, version.clamp(0, 3)) {

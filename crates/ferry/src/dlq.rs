@@ -9,9 +9,10 @@ use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use client::connect::ConnectArgs;
 use client::retry::headers::{self as h, header_str};
 use client::retry::replay::{read_all, replay, Filter, REPLAY_GROUP_DEFAULT};
-use client::Record;
+use client::{Record, Settings};
 
 /// The most bytes of a payload `show` prints.
 const SHOW_PAYLOAD_BYTES_MAX: usize = 200;
@@ -40,7 +41,16 @@ pub struct Target {
     #[arg(long, default_value = "127.0.0.1:9092")]
     bootstrap: String,
     #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
     filter: FilterArgs,
+}
+
+impl Target {
+    /// The cluster to read: the bootstrap with the client settings.
+    fn cluster(&self) -> Result<Settings> {
+        Ok(Settings::new(&self.bootstrap).with_client(&self.connect.resolve()?))
+    }
 }
 
 #[derive(clap::Args)]
@@ -81,13 +91,13 @@ pub fn run(command: DlqCommand) -> Result<()> {
     match command {
         DlqCommand::List(target) => {
             let filter = filter(&target.filter)?;
-            let records = read_all(&target.bootstrap, &target.topic)?;
+            let records = read_all(&target.cluster()?, &target.topic)?;
             print!("{}", summary(records.iter().filter(|r| filter.matches(r))));
             Ok(())
         }
         DlqCommand::Show(target) => {
             let filter = filter(&target.filter)?;
-            for record in read_all(&target.bootstrap, &target.topic)? {
+            for record in read_all(&target.cluster()?, &target.topic)? {
                 if filter.matches(&record) {
                     print!("{}", show(&record));
                 }
@@ -96,7 +106,7 @@ pub fn run(command: DlqCommand) -> Result<()> {
         }
         DlqCommand::Replay { target, group } => {
             let filter = filter(&target.filter)?;
-            let replayed = replay(&target.bootstrap, &target.topic, &group, &filter)?;
+            let replayed = replay(&target.cluster()?, &target.topic, &group, &filter)?;
             println!(
                 "replayed {} of {} records read from {}",
                 replayed.replayed, replayed.read, target.topic

@@ -19,6 +19,8 @@ use client::{Consumer, Guarantee, NoObserver, Record, Settings};
 pub struct RetryWorkerArgs {
     #[arg(long)]
     bootstrap: String,
+    #[command(flatten)]
+    connect: client::connect::ConnectArgs,
     #[arg(long)]
     topic: String,
     #[arg(long)]
@@ -82,7 +84,9 @@ pub fn verdict(record: &Record, attempt: u32) -> Result<(), Failure> {
 }
 
 pub fn run(args: RetryWorkerArgs) -> Result<()> {
-    let mut settings = Settings::new(&args.bootstrap).group_id(&args.group);
+    let mut settings = Settings::new(&args.bootstrap)
+        .with_client(&args.connect.resolve()?)
+        .group_id(&args.group);
     if args.guarantee == Guarantee::ExactlyOnce {
         settings = settings.transactional_id(format!("{}-worker", args.group));
     }

@@ -78,6 +78,15 @@ pub struct LabArgs {
     /// Where the chaos proxy listens with --bootstrap (the address the cluster advertises).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:0")]
     pub proxy_listen: SocketAddr,
+    /// Client settings for every client with --bootstrap (`-X`, `--client-config`), such as
+    /// `-X security.protocol=SASL_SSL`.
+    #[command(flatten)]
+    pub connect: client::connect::ConnectArgs,
+    /// With --bootstrap over TLS: a listener of the same cluster without TLS (PLAINTEXT or
+    /// SASL_PLAINTEXT) that advertises --proxy-listen, for the runs with proxy faults (the
+    /// proxy cannot read frames inside TLS); without it those runs are skipped.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub proxy_upstream: Option<String>,
     /// Replication factor of the lab's topics with --bootstrap.
     #[arg(long, default_value_t = 1)]
     pub replication_factor: i32,
@@ -217,7 +226,13 @@ fn run_quietly(args: LabArgs) -> Result<()> {
             let exe = std::env::current_exe().context("find the ferry binary to run the broker")?;
             Target::embedded(&exe, args.dir.as_deref())?
         }
-        Some(bootstrap) => Target::external(bootstrap, args.proxy_listen, args.replication_factor)?,
+        Some(bootstrap) => Target::external(
+            bootstrap,
+            args.proxy_listen,
+            args.replication_factor,
+            args.connect.resolve()?,
+            args.proxy_upstream.as_deref(),
+        )?,
     };
     if let Some(dir) = &args.histories {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
@@ -396,10 +411,7 @@ fn precondition(target: &Target, spec: &RunSpec, quick: bool, sinks: &SinkEnv) -
         }
     }
     if guarantee == Guarantee::ExactlyOnce {
-        let missing = target
-            .apis()
-            .map_or_else(|| vec![-1], |apis| apis.missing_for(Guarantee::ExactlyOnce));
-        if !missing.is_empty() {
+        if !target.missing_for(Guarantee::ExactlyOnce).is_empty() {
             return Some(Status::NeedsTransactions {
                 reason: NEEDS_TRANSACTIONS.into(),
             });
@@ -410,13 +422,10 @@ fn precondition(target: &Target, spec: &RunSpec, quick: bool, sinks: &SinkEnv) -
             reason: "needs the lab's own broker to kill (--bootstrap)".into(),
         });
     }
-    if spec.profile.uses_proxy() && !target.proxy_in_path() {
-        return Some(Status::Skipped {
-            reason: format!(
-                "the cluster advertises {}, not the proxy",
-                target.advertised().join(", ")
-            ),
-        });
+    if spec.profile.uses_proxy() {
+        if let Some(reason) = target.proxy_unusable() {
+            return Some(Status::Skipped { reason });
+        }
     }
     None
 }
@@ -471,12 +480,22 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("write {}", path.display()))
 }
 
-/// Checks that `--bootstrap` and the proxy listen address make sense together.
+/// Checks that `--bootstrap`, the proxy's addresses and the client settings make sense
+/// together.
 pub fn validate(args: &LabArgs) -> Result<()> {
-    if args.bootstrap.is_none() && args.proxy_listen.port() != 0 {
+    if args.bootstrap.is_some() {
+        return Ok(());
+    }
+    if args.proxy_listen.port() != 0 {
         bail!(
             "--proxy-listen is for --bootstrap; the lab's own broker advertises its proxy itself"
         );
+    }
+    if args.proxy_upstream.is_some() {
+        bail!("--proxy-upstream is for --bootstrap");
+    }
+    if !args.connect.settings.is_empty() || args.connect.client_config.is_some() {
+        bail!("-X and --client-config are for --bootstrap; the lab's own broker needs none");
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ use rdkafka::consumer::Consumer as _;
 use serde::{Deserialize, Serialize};
 
 use crate::check::{latency_of, Latency};
+use crate::profile::Profile;
 use crate::runner::settings::{client_settings, with, CONSUMER_SETTINGS, PRODUCER_SETTINGS};
 use crate::target::Target;
 use crate::workload::Workload;
@@ -287,8 +288,11 @@ fn run_row(
         target.create_topic(name, partitions)?;
     }
     let group = format!("{topic}-group");
-    let settings = with(client_settings(target, &group), CONSUMER_SETTINGS)
-        .transactional_id(format!("{topic}-txn"));
+    let settings = with(
+        client_settings(target, Profile::PoisonMessages, &group),
+        CONSUMER_SETTINGS,
+    )
+    .transactional_id(format!("{topic}-txn"));
     let seen = Arc::new(Mutex::new(Seen::default()));
     let assigned = Arc::new(AtomicBool::new(false));
     let sent_at = std::thread::scope(|scope| -> Result<Vec<Instant>> {
@@ -333,14 +337,14 @@ fn run_row(
         if row.mode().is_none() {
             return Ok(Vec::new());
         }
-        Ok(ids(&read_all(&target.bootstrap(), &dlq)?))
+        Ok(ids(&read_all(&target.cluster(false), &dlq)?))
     };
     let tally_before = tally(records, &processed, &dead(target)?);
     let after_replay = match row.mode() {
         None => None,
         Some(_) => {
             replay(
-                &target.bootstrap(),
+                &target.cluster(false),
                 &dlq,
                 &format!("{topic}-replay"),
                 &Filter::default(),
@@ -390,7 +394,10 @@ fn produce(target: &Target, topic: &str, records: u64) -> Result<Vec<Instant>> {
     impl client::DeliveryHandler for Ignore {
         fn delivered(&self, _: usize, _: client::Delivery) {}
     }
-    let settings = with(client_settings(target, "unused"), PRODUCER_SETTINGS);
+    let settings = with(
+        client_settings(target, Profile::PoisonMessages, "unused"),
+        PRODUCER_SETTINGS,
+    );
     let producer = Producer::new(Guarantee::AtLeastOnce, &settings, Ignore)?;
     let mut sent_at = Vec::with_capacity(records as usize);
     for id in 0..records {

@@ -6,6 +6,11 @@
 //! address: the embedded broker is started with `--advertised-listener` set to it. A cluster
 //! given by `--bootstrap` advertises whatever it advertises; [`Target::proxy_in_path`] says
 //! whether that is the proxy (see docs/lab.md for setting a listener up that way).
+//!
+//! A cluster reached over TLS (`-X security.protocol=SSL` or `SASL_SSL`) hides its frames from
+//! the proxy. Runs without proxy faults then go to the secured listener directly; runs with
+//! proxy faults go through the proxy to `--proxy-upstream`, a listener of the same cluster
+//! without TLS (PLAINTEXT or SASL_PLAINTEXT, the SASL settings kept), or are skipped.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -16,11 +21,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use chaos::{FaultEvent, Plan, Proxy, ProxyHandle};
+use client::connect::ClientSettings;
 use client::probe::{self, BrokerApis};
+use client::{Guarantee, Settings};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 
 /// Time allowed for a metadata, admin or probe request during setup.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -116,6 +122,13 @@ pub struct Target {
     broker: Mutex<Option<EmbeddedBroker>>,
     /// The broker's own address (not through the proxy).
     broker_addr: String,
+    /// The client settings of runs through the proxy (without TLS).
+    proxied: ClientSettings,
+    /// A cluster reached over TLS: its bootstrap and client settings, for the runs and the
+    /// setup that need no proxy.
+    secured: Option<(String, ClientSettings)>,
+    /// Where the ApiVersions probe can talk (a listener without TLS), if anywhere.
+    probe_addr: Option<String>,
     apis: Option<BrokerApis>,
     proxy_in_path: bool,
     advertised: Vec<String>,
@@ -148,31 +161,59 @@ impl Target {
         };
         broker.spawn()?;
         let broker_addr = broker.listen.to_string();
-        let mut target = Target::with_proxy(proxy_addr, broker.listen, broker_addr, 1)?;
+        let mut target = Target::with_proxy(
+            proxy_addr,
+            broker.listen,
+            broker_addr.clone(),
+            1,
+            ClientSettings::default(),
+        )?;
+        target.probe_addr = Some(broker_addr);
         target.broker = Mutex::new(Some(broker));
         target._dir = Some(dir);
-        target.inspect()?;
+        target.inspect(false)?;
         Ok(target)
     }
 
-    /// Uses the cluster at `bootstrap`, with a proxy listening on `proxy_listen`.
+    /// Uses the cluster at `bootstrap` with the client settings `client`, with a proxy
+    /// listening on `proxy_listen` and forwarding to `bootstrap`, or to `proxy_upstream` (a
+    /// listener without TLS) when `client` says TLS.
     pub fn external(
         bootstrap: &str,
         proxy_listen: SocketAddr,
         replication_factor: i32,
+        client: ClientSettings,
+        proxy_upstream: Option<&str>,
     ) -> Result<Target> {
-        let upstream = bootstrap
-            .to_socket_addrs()
-            .with_context(|| format!("resolve {bootstrap}"))?
-            .next()
-            .with_context(|| format!("{bootstrap} resolves to no address"))?;
+        if proxy_upstream.is_some() && !client.encrypted() {
+            bail!(
+                "--proxy-upstream is for a cluster reached over TLS (-X security.protocol=SSL or \
+                 SASL_SSL); without TLS the proxy forwards to --bootstrap"
+            );
+        }
+        let resolve = |address: &str| -> Result<SocketAddr> {
+            address
+                .to_socket_addrs()
+                .with_context(|| format!("resolve {address}"))?
+                .next()
+                .with_context(|| format!("{address} resolves to no address"))
+        };
+        let encrypted = client.encrypted();
+        let upstream = proxy_upstream.unwrap_or(bootstrap);
         let mut target = Target::with_proxy(
             proxy_listen,
-            upstream,
+            resolve(upstream)?,
             bootstrap.to_string(),
             replication_factor,
+            client.without_tls(),
         )?;
-        target.inspect()?;
+        // The probe speaks ApiVersions without TLS (SASL listeners answer it before
+        // authentication).
+        target.probe_addr = (!encrypted || proxy_upstream.is_some()).then(|| upstream.to_string());
+        if encrypted {
+            target.secured = Some((bootstrap.to_string(), client));
+        }
+        target.inspect(encrypted && proxy_upstream.is_none())?;
         Ok(target)
     }
 
@@ -181,6 +222,7 @@ impl Target {
         upstream: SocketAddr,
         broker_addr: String,
         replication_factor: i32,
+        proxied: ClientSettings,
     ) -> Result<Target> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -201,6 +243,9 @@ impl Target {
             proxy_addr,
             broker: Mutex::new(None),
             broker_addr,
+            proxied,
+            secured: None,
+            probe_addr: None,
             apis: None,
             proxy_in_path: false,
             advertised: Vec::new(),
@@ -209,31 +254,40 @@ impl Target {
         })
     }
 
-    /// Asks the broker what it supports and what it advertises.
-    fn inspect(&mut self) -> Result<()> {
-        self.apis = match probe::api_versions(&self.broker_addr, SETUP_TIMEOUT) {
-            Ok(apis) => Some(apis),
-            Err(error) => {
-                tracing::warn!(%error, "probe broker APIs");
-                None
-            }
+    /// Asks the broker what it supports and what it advertises: through the proxy, or
+    /// directly when `proxy_unusable` (TLS and no listener without it).
+    fn inspect(&mut self, proxy_unusable: bool) -> Result<()> {
+        self.apis = match &self.probe_addr {
+            None => None,
+            Some(address) => match probe::api_versions(address, SETUP_TIMEOUT) {
+                Ok(apis) => Some(apis),
+                Err(error) => {
+                    tracing::warn!(%error, "probe broker APIs");
+                    None
+                }
+            },
         };
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
+        let consumer: BaseConsumer = self
+            .cluster(!proxy_unusable)
+            .base_config()
             .create()
             .context("create metadata client")?;
+        let through = if proxy_unusable {
+            "directly"
+        } else {
+            "through the proxy"
+        };
         let metadata = consumer
             .fetch_metadata(None, SETUP_TIMEOUT)
-            .with_context(|| {
-                format!("fetch metadata through the proxy from {}", self.broker_addr)
-            })?;
+            .with_context(|| format!("fetch metadata {through} from {}", self.broker_addr))?;
         self.advertised = metadata
             .brokers()
             .iter()
             .map(|b| format!("{}:{}", b.host(), b.port()))
             .collect();
         let proxy = self.proxy_addr;
-        self.proxy_in_path = !self.advertised.is_empty()
+        self.proxy_in_path = !proxy_unusable
+            && !self.advertised.is_empty()
             && self.advertised.iter().all(|a| {
                 a.to_socket_addrs()
                     .map(|mut addrs| addrs.any(|addr| addr == proxy))
@@ -242,9 +296,49 @@ impl Target {
         Ok(())
     }
 
-    /// The address clients bootstrap from: the proxy.
+    /// The proxy's address: where clients subject to proxy faults bootstrap from.
     pub fn bootstrap(&self) -> String {
         self.proxy_addr.to_string()
+    }
+
+    /// Where a run's clients connect and with which client settings: through the proxy when
+    /// `through_proxy` or when the cluster is not reached over TLS; otherwise the secured
+    /// listener directly.
+    pub fn cluster(&self, through_proxy: bool) -> Settings {
+        match &self.secured {
+            Some((bootstrap, client)) if !through_proxy => {
+                Settings::new(bootstrap.clone()).with_client(client)
+            }
+            _ => Settings::new(self.bootstrap()).with_client(&self.proxied),
+        }
+    }
+
+    /// Why runs with proxy faults cannot reach the cluster through the proxy, if they cannot.
+    pub fn proxy_unusable(&self) -> Option<String> {
+        if self.proxy_in_path {
+            return None;
+        }
+        if self.secured.is_some() && self.probe_addr.is_none() {
+            return Some(
+                "TLS hides the Kafka frames from the chaos proxy: give --proxy-upstream a \
+                 listener of the cluster without TLS that advertises --proxy-listen"
+                    .into(),
+            );
+        }
+        Some(format!(
+            "the cluster advertises {}, not the proxy",
+            self.advertised.join(", ")
+        ))
+    }
+
+    /// The APIs `guarantee` needs that the broker does not advertise; empty when it has them
+    /// or when they cannot be probed (TLS without a listener without it: the run finds out).
+    pub fn missing_for(&self, guarantee: Guarantee) -> Vec<i16> {
+        match (&self.apis, &self.probe_addr) {
+            (Some(apis), _) => apis.missing_for(guarantee),
+            (None, Some(_)) => vec![-1],
+            (None, None) => Vec::new(),
+        }
     }
 
     pub fn broker_addr(&self) -> &str {
@@ -326,8 +420,9 @@ impl Target {
     /// Creates `topic` with `partitions` partitions, directly on the broker (setup is not
     /// subject to faults).
     pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
+        let admin: AdminClient<DefaultClientContext> = self
+            .cluster(false)
+            .base_config()
             .create()
             .context("create admin client")?;
         let new_topic = NewTopic::new(

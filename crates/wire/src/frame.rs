@@ -8,6 +8,8 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 use thiserror::Error;
 
+use crate::legacy;
+
 /// Bytes of the length prefix of every frame.
 pub const LENGTH_BYTES: usize = 4;
 
@@ -54,7 +56,8 @@ pub struct Request {
 }
 
 /// Decodes a request frame body (without the length prefix). The caller has already checked that
-/// the API and version are supported. Bytes after the body are ignored, as Kafka does: librdkafka
+/// the API and version are supported. A version older than the codec's (see [`legacy`]) comes
+/// back as its stand-in's request, the header saying the stand-in version. Bytes after the body are ignored, as Kafka does: librdkafka
 /// sends Metadata v12 with fields newer schemas dropped.
 pub fn decode_request(mut body: Bytes) -> Result<Request, FrameError> {
     let prefix = header_prefix(&body)?;
@@ -67,10 +70,19 @@ pub fn decode_request(mut body: Bytes) -> Result<Request, FrameError> {
         reason,
     };
     let header_version = api_key.request_header_version(version);
-    let header = RequestHeader::decode(&mut body, header_version)
+    let mut header = RequestHeader::decode(&mut body, header_version)
         .map_err(|e| decode_error(e.to_string()))?;
-    let request = RequestKind::decode(api_key, &mut body, version)
-        .map_err(|e| decode_error(e.to_string()))?;
+    // A version older than the codec knows is read as its stand-in, which the broker handles.
+    let request = match legacy::stand_in(api_key, version) {
+        Some(stand_in) => {
+            let request =
+                legacy::decode_request(api_key, version, &mut body).map_err(decode_error)?;
+            header.request_api_version = stand_in;
+            request
+        }
+        None => RequestKind::decode(api_key, &mut body, version)
+            .map_err(|e| decode_error(e.to_string()))?,
+    };
     Ok(Request {
         api_key,
         header,
@@ -102,9 +114,13 @@ pub fn encode_response(
         .with_correlation_id(correlation_id)
         .encode(&mut frame, header_version)
         .map_err(|e| encode_error(e.to_string()))?;
-    response
-        .encode(&mut frame, version)
-        .map_err(|e| encode_error(e.to_string()))?;
+    if legacy::stand_in(api_key, version).is_some() {
+        legacy::encode_response(api_key, version, response, &mut frame).map_err(encode_error)?;
+    } else {
+        response
+            .encode(&mut frame, version)
+            .map_err(|e| encode_error(e.to_string()))?;
+    }
     let length = (frame.len() - LENGTH_BYTES) as i32;
     frame[0..4].copy_from_slice(&length.to_be_bytes());
     Ok(frame.freeze())

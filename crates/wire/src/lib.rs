@@ -9,6 +9,7 @@ pub mod batch;
 pub mod errors;
 pub mod fields;
 pub mod frame;
+pub mod legacy;
 pub mod pieces;
 pub mod versions;
 

@@ -32,6 +32,12 @@ pub fn encode_fetch_pieces(
         version,
         reason,
     };
+    if crate::legacy::stand_in(ApiKey::Fetch, version).is_some() {
+        // Old consumers get message sets, converted in the heap: one piece.
+        let response = kafka_protocol::messages::ResponseKind::Fetch(response.clone());
+        return crate::frame::encode_response(ApiKey::Fetch, version, correlation_id, &response)
+            .map(|frame| vec![frame]);
+    }
     let mut pieces = Pieces {
         shared: shared_records(response),
         ..Pieces::default()

@@ -16,24 +16,24 @@ const fn api(api_key: ApiKey, min: i16, max: i16) -> Supported {
     Supported { api_key, min, max }
 }
 
-/// Everything the broker answers. Produce starts at 3 because librdkafka falls back to the old
-/// message format below it; Fetch starts at 4 for the same reason and stops at 12 because 13+
-/// needs topic ids.
+/// Everything the broker answers: every version Kafka 3.9 answers of the APIs ferry implements,
+/// versions older than the codec's read and written by `legacy` (Produce v0–2 and Fetch v0–3
+/// with old message sets converted). Fetch stops at 12 because 13+ needs topic ids.
 pub const SUPPORTED: &[Supported] = &[
-    api(ApiKey::Produce, 3, 9),
-    api(ApiKey::Fetch, 4, 12),
-    api(ApiKey::ListOffsets, 1, 10),
+    api(ApiKey::Produce, 0, 9),
+    api(ApiKey::Fetch, 0, 12),
+    api(ApiKey::ListOffsets, 0, 10),
     api(ApiKey::Metadata, 0, 12),
     api(ApiKey::ApiVersions, 0, 3),
-    api(ApiKey::CreateTopics, 2, 7),
-    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::CreateTopics, 0, 7),
+    api(ApiKey::DeleteTopics, 0, 6),
     api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::CreatePartitions, 0, 3),
-    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::DescribeConfigs, 0, 4),
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeProducers, 0, 0),
-    api(ApiKey::DescribeLogDirs, 1, 4),
+    api(ApiKey::DescribeLogDirs, 0, 4),
     // Idempotent producers; transactional ids are refused until transactions land.
     api(ApiKey::InitProducerId, 0, 4),
     // The classic consumer group protocol.
@@ -42,8 +42,8 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::SyncGroup, 0, 3),
     api(ApiKey::Heartbeat, 0, 3),
     api(ApiKey::LeaveGroup, 0, 3),
-    api(ApiKey::OffsetCommit, 2, 8),
-    api(ApiKey::OffsetFetch, 1, 7),
+    api(ApiKey::OffsetCommit, 0, 8),
+    api(ApiKey::OffsetFetch, 0, 7),
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
@@ -129,18 +129,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn advertised_ranges_are_within_the_codec() {
+    fn advertised_ranges_are_within_the_codec_or_its_stand_ins() {
         for s in SUPPORTED {
             let codec = s.api_key.valid_versions();
-            assert!(s.min >= codec.min, "{:?} min below codec", s.api_key);
+            for old in s.min..codec.min {
+                assert!(
+                    crate::legacy::stand_in(s.api_key, old).is_some(),
+                    "{:?} v{old} is below the codec and has no stand-in",
+                    s.api_key
+                );
+            }
             assert!(s.max <= codec.max, "{:?} max above codec", s.api_key);
             assert!(s.min <= s.max, "{:?} empty range", s.api_key);
         }
     }
 
     #[test]
-    fn produce_below_v3_is_not_answered() {
-        assert!(!is_supported(ApiKey::Produce, 2));
+    fn every_kafka_3_produce_version_ferry_handles_is_answered() {
+        assert!(is_supported(ApiKey::Produce, 0));
+        assert!(is_supported(ApiKey::OffsetCommit, 1));
+        assert!(!is_supported(ApiKey::Produce, 10));
         assert_eq!(name(ApiKey::Produce), "Produce");
         assert_eq!(name(ApiKey::OffsetCommit), "OffsetCommit");
         assert_eq!(name(ApiKey::DescribeQuorum), "Unknown");

@@ -63,10 +63,10 @@ pub struct AuditArgs {
     /// The cluster to audit (host:port, comma-separated).
     #[arg(long)]
     pub bootstrap: String,
-    /// A librdkafka setting for every client, NAME=VALUE (repeatable); a lane's guarantee
-    /// settings still win.
-    #[arg(short = 'X', value_name = "NAME=VALUE")]
-    pub settings: Vec<String>,
+    /// Client settings for every client (`-X`, `--client-config`); a lane's guarantee settings
+    /// still win.
+    #[command(flatten)]
+    pub connect: client::connect::ConnectArgs,
     /// Records per second per lane.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: u64,
@@ -189,13 +189,7 @@ fn client_settings(args: &AuditArgs) -> Result<Settings> {
     for (name, value) in CLIENT_SETTINGS {
         settings = settings.set(*name, *value);
     }
-    for setting in &args.settings {
-        let Some((name, value)) = setting.split_once('=') else {
-            bail!("-X {setting}: expected NAME=VALUE");
-        };
-        settings = settings.set(name, value);
-    }
-    Ok(settings)
+    Ok(settings.with_client(&args.connect.resolve()?))
 }
 
 /// A flag raised by Ctrl-C or SIGTERM (a service manager's stop), which end the run as

@@ -36,15 +36,11 @@ pub(crate) struct Resume {
 /// The run after the last one the topic's tail holds, and the sequence after its largest.
 pub(crate) fn resume(settings: &Settings, lane: Lane) -> Result<Resume> {
     let topic = lane.topic();
-    let mut config = rdkafka::ClientConfig::new();
+    let mut config = settings.base_config();
     config
-        .set("bootstrap.servers", &settings.bootstrap)
         .set("group.id", format!("{topic}-resume"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
-    for (name, value) in &settings.extra {
-        config.set(name, value);
-    }
     let consumer: BaseConsumer = config.create().context("create the resume consumer")?;
     let (low, high) = consumer
         .fetch_watermarks(&topic, 0, RESUME_TIMEOUT)

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
-use wire::batch::{set_log_append_time, BatchError, BatchSpan, Batches};
+use wire::batch::{set_log_append_time, BatchError, BatchSpan, Batches, Compression};
 
 use super::{code, str_bytes};
 use crate::prepared::ProduceChecks;
@@ -172,7 +172,9 @@ fn append(
     let (records, headers) = match log_append_time {
         Some(()) => {
             let stamped = stamp_log_append_time(&records, now_ms);
-            let headers = validate(&stamped, max_bytes, check_structure(&stamped))
+            // The producer's version passed the codec check already.
+            let checked = check_structure(&stamped, ZSTD_PRODUCE_VERSION_MIN);
+            let headers = validate(&stamped, max_bytes, checked)
                 .expect("a batch stamped with the broker's time stays valid");
             (stamped, headers)
         }
@@ -370,15 +372,23 @@ fn max_message_bytes(broker: &Broker, topic: &str) -> usize {
 /// failed.
 pub(crate) type StructureCheck = Result<(), (usize, ResponseError)>;
 
-/// Kafka's checks on incoming batches that need nothing but their bytes (framing, CRC-32C,
-/// codec, record count, no client-written control batches), mapped to its error codes. The
-/// costly part of validation (the CRC reads every byte), run outside the broker lock.
-pub(crate) fn check_structure(records: &[u8]) -> StructureCheck {
+/// The first Produce version whose clients may send zstd batches (KIP-110); Kafka answers an
+/// older one UNSUPPORTED_COMPRESSION_TYPE.
+pub(crate) const ZSTD_PRODUCE_VERSION_MIN: i16 = 7;
+
+/// Kafka's checks on incoming batches of a Produce `version` that need nothing but their bytes
+/// (framing, CRC-32C, codec, zstd only from v7, record count, no client-written control
+/// batches), mapped to its error codes. The costly part of validation (the CRC reads every
+/// byte), run outside the broker lock.
+pub(crate) fn check_structure(records: &[u8], version: i16) -> StructureCheck {
     for (index, item) in Batches::new(records).enumerate() {
         let (_, batch) = item.map_err(|e| (index, batch_error(e)))?;
         batch.validate().map_err(|e| (index, batch_error(e)))?;
         if batch.is_control() || batch.record_count() == 0 {
             return Err((index, ResponseError::InvalidRecord));
+        }
+        if version < ZSTD_PRODUCE_VERSION_MIN && batch.compression() == Ok(Compression::Zstd) {
+            return Err((index, ResponseError::UnsupportedCompressionType));
         }
     }
     Ok(())
@@ -449,10 +459,28 @@ mod tests {
     }
 
     #[test]
+    fn zstd_is_refused_below_produce_v7() {
+        let mut zstd = batch();
+        zstd[22] |= 4; // the codec bits of the attributes: zstd
+        let crc = crc32c::crc32c(&zstd[21..]);
+        zstd[17..21].copy_from_slice(&crc.to_be_bytes());
+        for (version, expected) in [
+            (3, Err((0, ResponseError::UnsupportedCompressionType))),
+            (6, Err((0, ResponseError::UnsupportedCompressionType))),
+            (7, Ok(())),
+            (9, Ok(())),
+        ] {
+            assert_eq!(check_structure(&zstd, version), expected, "v{version}");
+        }
+        // Control: an uncompressed batch is fine on any version.
+        assert_eq!(check_structure(&batch(), 3), Ok(()));
+    }
+
+    #[test]
     fn validation_maps_to_kafka_errors() {
         let check = |bytes: &[u8], max: usize, expect: Result<(), ResponseError>| {
             assert_eq!(
-                validate(bytes, max, check_structure(bytes)).map(|_| ()),
+                validate(bytes, max, check_structure(bytes, 9)).map(|_| ()),
                 expect
             );
         };
@@ -497,7 +525,7 @@ mod tests {
             .unwrap();
         let produce = |broker: &mut Broker, topic: &str, timestamp: i64| {
             let batch = build_batch(&[(None, Some(b"v"))], timestamp, ProducerFields::NONE, 0);
-            let checked = check_structure(&batch);
+            let checked = check_structure(&batch, 9);
             append(
                 broker,
                 now_ms,

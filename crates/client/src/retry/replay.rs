@@ -56,10 +56,10 @@ impl Filter {
     }
 }
 
-/// Every record of `topic` from the beginning, read_committed (a move's aborted transaction
+/// Every record of `topic` of `cluster` (its bootstrap and client settings) from the beginning, read_committed (a move's aborted transaction
 /// is not a dead letter).
-pub fn read_all(bootstrap: &str, topic: &str) -> Result<Vec<Record>, ClientError> {
-    let consumer: BaseConsumer = reader_config(bootstrap, READER_GROUP)
+pub fn read_all(cluster: &Settings, topic: &str) -> Result<Vec<Record>, ClientError> {
+    let consumer: BaseConsumer = reader_config(cluster, READER_GROUP)
         .create()
         .map_err(ClientError::kafka("create consumer"))?;
     let ends = partition_ends(&consumer, topic)?;
@@ -74,10 +74,10 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Result<Vec<Record>, ClientError
     read_to_ends(&consumer, ends, usize::MAX)
 }
 
-fn reader_config(bootstrap: &str, group: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
+/// A reader of `cluster` (its bootstrap and client settings) in `group`.
+fn reader_config(cluster: &Settings, group: &str) -> ClientConfig {
+    let mut config = cluster.base_config();
     config
-        .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -147,15 +147,16 @@ pub struct Replayed {
     pub replayed: usize,
 }
 
-/// Replays `topic` from `group`'s committed position to its end, in transactions of up to
+/// Replays `topic` of `cluster` (its bootstrap and client settings; its own group and
+/// transactional ids are not used) from `group`'s committed position to its end, in transactions of up to
 /// [`REPLAY_BATCH_RECORDS_MAX`] records that also commit the position.
 pub fn replay(
-    bootstrap: &str,
+    cluster: &Settings,
     topic: &str,
     group: &str,
     filter: &Filter,
 ) -> Result<Replayed, ClientError> {
-    let consumer: BaseConsumer = reader_config(bootstrap, group)
+    let consumer: BaseConsumer = reader_config(cluster, group)
         .create()
         .map_err(ClientError::kafka("create consumer"))?;
     let ends = partition_ends(&consumer, topic)?;
@@ -170,7 +171,8 @@ pub fn replay(
     consumer
         .assign(&committed)
         .map_err(ClientError::kafka("assign partitions"))?;
-    let settings = Settings::new(bootstrap)
+    let settings = cluster
+        .clone()
         .group_id(group)
         .transactional_id(format!("ferry-dlq-replay-{group}-{topic}"));
     let producer = TxnProducer::new(&settings)?;

@@ -119,16 +119,16 @@ async fn hostile_frames_close_only_their_connection() {
     stream.write_all(&frame).unwrap();
     assert!(closed_by_broker(stream), "unknown API key");
 
-    // A known API on an unadvertised version (Produce v2 would drop idempotence).
+    // A known API on an unadvertised version (Produce v12: ferry answers up to v9).
     let mut stream = connect(&ferry);
     let mut frame = request_frame(
         ApiKey::Produce,
         3,
         &RequestKind::Produce(Default::default()),
     );
-    frame[6..8].copy_from_slice(&2i16.to_be_bytes());
+    frame[6..8].copy_from_slice(&12i16.to_be_bytes());
     stream.write_all(&frame).unwrap();
-    assert!(closed_by_broker(stream), "Produce v2");
+    assert!(closed_by_broker(stream), "Produce v12");
 
     // A body that does not decode: Metadata v1 with one topic whose name claims 100 bytes.
     let mut stream = connect(&ferry);
@@ -176,7 +176,7 @@ async fn hostile_frames_close_only_their_connection() {
     assert!(response
         .api_keys
         .iter()
-        .any(|k| k.api_key == ApiKey::Produce as i16 && k.min_version == 3));
+        .any(|k| k.api_key == ApiKey::Produce as i16 && k.min_version == 0 && k.max_version == 9));
 
     // A batch whose CRC does not match: CORRUPT_MESSAGE, connection stays usable.
     let mut batch = build_batch(
@@ -208,6 +208,80 @@ async fn hostile_frames_close_only_their_connection() {
     let partition = &response.responses[0].partition_responses[0];
     assert_eq!(partition.error_code, 2, "CORRUPT_MESSAGE");
     healthy(&bootstrap, 5).await;
+
+    // The same for an old message set (Produce v2, magic 1) with a wrong CRC: it is not
+    // converted, and the partition answers CORRUPT_MESSAGE.
+    let mut message = Vec::new();
+    message.extend_from_slice(&0i64.to_be_bytes()); // offset
+    message.extend_from_slice(&(4 + 1 + 1 + 8 + 4 + 4 + 1i32).to_be_bytes()); // size
+    message.extend_from_slice(&0u32.to_be_bytes()); // crc: wrong
+    message.extend_from_slice(&[1, 0]); // magic 1, no codec
+    message.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+    message.extend_from_slice(&(-1i32).to_be_bytes()); // null key
+    message.extend_from_slice(&1i32.to_be_bytes());
+    message.push(b'v');
+    let mut body = Vec::new();
+    body.extend_from_slice(&(ApiKey::Produce as i16).to_be_bytes());
+    body.extend_from_slice(&2i16.to_be_bytes());
+    body.extend_from_slice(&42i32.to_be_bytes()); // correlation id
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // acks
+    body.extend_from_slice(&5000i32.to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&(b"hostile-healthy".len() as i16).to_be_bytes());
+    body.extend_from_slice(b"hostile-healthy");
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&0i32.to_be_bytes()); // partition
+    body.extend_from_slice(&(message.len() as i32).to_be_bytes());
+    body.extend_from_slice(&message);
+    let mut stream = connect(&ferry);
+    stream
+        .write_all(&(body.len() as i32).to_be_bytes())
+        .unwrap();
+    stream.write_all(&body).unwrap();
+    let mut response = read_response(&mut stream, 4);
+    // Produce v2's response is v3's, which the codec reads.
+    let response = ProduceResponse::decode(&mut response, 3).expect("Produce v2 response");
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(
+        partition.error_code, 2,
+        "CORRUPT_MESSAGE for an old message set"
+    );
+    healthy(&bootstrap, 6).await;
+
+    // A zstd batch on Produce v6 (zstd needs v7, KIP-110): UNSUPPORTED_COMPRESSION_TYPE, as
+    // Kafka answers; the same batch on v7 is taken (control).
+    let mut zstd = build_batch(
+        &[(Some(b"k"), Some(b"v"))],
+        1_700_000_000_000,
+        ProducerFields::NONE,
+        0,
+    );
+    zstd[22] |= 4; // the codec bits: zstd (the structure check does not inflate)
+    let crc = crc32c::crc32c(&zstd[21..]);
+    zstd[17..21].copy_from_slice(&crc.to_be_bytes());
+    for (version, expected) in [(6, 76), (7, 0)] {
+        let produce = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("hostile-healthy")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(zstd.clone().into()))])]);
+        let mut stream = connect(&ferry);
+        stream
+            .write_all(&request_frame(
+                ApiKey::Produce,
+                version,
+                &RequestKind::Produce(produce),
+            ))
+            .unwrap();
+        let mut body = read_response(&mut stream, 4);
+        let response = ProduceResponse::decode(&mut body, version).expect("Produce response");
+        let partition = &response.responses[0].partition_responses[0];
+        assert_eq!(partition.error_code, expected, "zstd on Produce v{version}");
+    }
 
     assert!(ferry.is_running(), "ferry survived every hostile case");
 }

@@ -199,7 +199,7 @@ fn run_with<C: Consumers>(
         progress,
         recorder: Arc::new(Recorder::new()),
         shared: Arc::new(Shared::default()),
-        settings: settings::client_settings(target, &spec.group),
+        settings: settings::client_settings(target, spec.profile, &spec.group),
         client_log: ClientLog::new(spec.profile),
     };
     run.client_log
@@ -311,10 +311,7 @@ fn finish(
 
 /// Exactly-once runs need the transaction APIs; without them a run is refused rather than faked.
 fn check_transaction_apis(target: &Target) -> Result<()> {
-    let missing = target
-        .apis()
-        .map(|apis| apis.missing_for(Guarantee::ExactlyOnce))
-        .unwrap_or_default();
+    let missing = target.missing_for(Guarantee::ExactlyOnce);
     if !missing.is_empty() {
         bail!("the broker does not advertise the transaction APIs {missing:?}");
     }

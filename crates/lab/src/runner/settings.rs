@@ -3,6 +3,7 @@
 
 use client::Settings;
 
+use crate::profile::Profile;
 use crate::target::Target;
 
 /// librdkafka settings shared by the lab's clients: short timeouts, so a dropped frame costs a
@@ -38,10 +39,11 @@ pub(crate) const CONSUMER_SETTINGS: &[(&str, &str)] = &[
     ("fetch.queue.backoff.ms", "10"),
 ];
 
-/// The settings every client of a run starts from: the target's bootstrap, the run's group.
-pub(crate) fn client_settings(target: &Target, group: &str) -> Settings {
+/// The settings every client of a run under `profile` starts from: where the target says such
+/// a run connects (with its client settings), the run's group.
+pub(crate) fn client_settings(target: &Target, profile: Profile, group: &str) -> Settings {
     with(
-        Settings::new(target.bootstrap()).group_id(group),
+        target.cluster(profile.uses_proxy()).group_id(group),
         CLIENT_SETTINGS,
     )
 }

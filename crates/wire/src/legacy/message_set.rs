@@ -1,0 +1,462 @@
+//! Message sets, the record format before v2 batches (magic 0 and 1, KIP-32): what producers on
+//! Produce v0–2 send and consumers on Fetch v0–3 expect. ferry's log holds v2 batches only, as
+//! Kafka 3's does: old message sets are converted up on produce and v2 batches down on fetch.
+//!
+//! A message is `offset i64, size i32, crc u32 (CRC-32 over the rest), magic i8, attributes i8,
+//! [timestamp i64, magic 1], key bytes, value bytes`; a compressed message's value is a whole
+//! inner message set, inflated here within [`INFLATED_BYTES_MAX`].
+
+use std::io::Read;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType, IEEE, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
+    NO_TIMESTAMP,
+};
+
+use crate::batch::Batches;
+
+/// The most bytes one compressed message or batch may inflate to while converting. Kafka
+/// inflates old message sets too; the bound keeps a compression bomb from taking the broker's
+/// memory (a v2 batch is stored and served compressed, never inflated, so only conversion
+/// needs it).
+pub const INFLATED_BYTES_MAX: usize = 32 << 20;
+
+/// Bytes of a message before its magic byte: offset, size, crc.
+const MESSAGE_PREFIX_BYTES: usize = 8 + 4 + 4;
+/// Bytes of the smallest magic 0 message after `size`: crc, magic, attributes, two null
+/// lengths.
+const MESSAGE_MIN_BYTES: usize = 4 + 1 + 1 + 4 + 4;
+const CODEC_MASK: i8 = 0x07;
+const LOG_APPEND_TIME_FLAG: i8 = 0x08;
+
+/// One message, with compression unwrapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Message {
+    timestamp: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+}
+
+/// Converts a Produce v0–2 message set into one uncompressed v2 batch (offsets from 0, no
+/// producer id, magic 0 messages without a timestamp). An error says what is wrong with the
+/// set (a CRC, a length, a codec).
+pub fn up_convert(set: Bytes) -> Result<Bytes, String> {
+    let mut messages = Vec::new();
+    read_messages(set, false, &mut messages)?;
+    if messages.is_empty() {
+        return Err("message set holds no message".into());
+    }
+    let records: Vec<Record> = messages
+        .into_iter()
+        .enumerate()
+        .map(|(index, message)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            // The encoder keeps records in one batch while offset minus sequence stays the
+            // same; the batch's base sequence is set back to none below.
+            sequence: index as i32,
+            timestamp: message.timestamp,
+            key: message.key,
+            value: message.value,
+            headers: Default::default(),
+        })
+        .collect();
+    let mut batch = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut batch, &records, &options).map_err(|e| e.to_string())?;
+    batch[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&NO_SEQUENCE.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_FROM..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    debug_assert_eq!(
+        crate::batch::BatchView::parse(&batch).map(|b| b.total_bytes()),
+        Ok(batch.len()),
+        "one batch"
+    );
+    Ok(batch.freeze())
+}
+
+/// Where a v2 batch's base sequence, CRC and CRC-covered bytes start.
+const BASE_SEQUENCE_AT: usize = 53;
+const CRC_AT: usize = 17;
+const CRC_FROM: usize = 21;
+
+fn read_messages(mut set: Bytes, inner: bool, out: &mut Vec<Message>) -> Result<(), String> {
+    while set.has_remaining() {
+        if set.remaining() < MESSAGE_PREFIX_BYTES - 4 {
+            return Err(format!(
+                "{} trailing bytes after the last message",
+                set.remaining()
+            ));
+        }
+        let _offset = set.get_i64();
+        let size = set.get_i32();
+        if size < MESSAGE_MIN_BYTES as i32 || size as usize > set.remaining() {
+            return Err(format!(
+                "message size {size} with {} bytes left",
+                set.remaining()
+            ));
+        }
+        let mut message = set.split_to(size as usize);
+        let crc = message.get_u32();
+        let computed = IEEE.checksum(&message);
+        if crc != computed {
+            return Err(format!(
+                "message CRC mismatch: stored {crc:#010x}, computed {computed:#010x}"
+            ));
+        }
+        let magic = message.get_i8();
+        let attributes = message.get_i8();
+        let timestamp = match magic {
+            0 => NO_TIMESTAMP,
+            1 if message.remaining() >= 8 => message.get_i64(),
+            1 => return Err("magic 1 message without its timestamp".into()),
+            other => return Err(format!("message magic {other} in a message set")),
+        };
+        let key = nullable_bytes(&mut message, "key")?;
+        let value = nullable_bytes(&mut message, "value")?;
+        let codec = attributes & CODEC_MASK;
+        if codec == 0 {
+            out.push(Message {
+                timestamp,
+                key,
+                value,
+            });
+            continue;
+        }
+        if inner {
+            return Err("a compressed message inside a compressed message".into());
+        }
+        let compression = match codec {
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            other => return Err(format!("unknown message codec {other}")),
+        };
+        let value = value.ok_or("compressed message without a value")?;
+        let first = out.len();
+        read_messages(inflate(compression, &value)?, true, out)?;
+        // A wrapper stamped with the log-append time stamps what it wraps.
+        if magic == 1 && attributes & LOG_APPEND_TIME_FLAG != 0 {
+            for message in &mut out[first..] {
+                message.timestamp = timestamp;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn nullable_bytes(message: &mut Bytes, field: &str) -> Result<Option<Bytes>, String> {
+    if message.remaining() < 4 {
+        return Err(format!("message {field} length missing"));
+    }
+    let length = message.get_i32();
+    if length < 0 {
+        return Ok(None);
+    }
+    if length as usize > message.remaining() {
+        return Err(format!(
+            "message {field} of {length} bytes overruns the message"
+        ));
+    }
+    Ok(Some(message.split_to(length as usize)))
+}
+
+/// Converts the v2 batches of a fetched record set into a message set of `magic` (0 for Fetch
+/// v0–1, 1 for v2–3), uncompressed, offsets absolute; control batches are left out and a
+/// partial batch at the end (the fetch's size limit) is dropped, as old consumers expect.
+pub fn down_convert(records: &[u8], magic: i8) -> Result<Bytes, String> {
+    debug_assert!(magic == 0 || magic == 1);
+    let mut out = BytesMut::new();
+    for batch in Batches::new(records) {
+        let Ok((_, batch)) = batch else {
+            // A partial batch can only be the last: the fetch's size limit cut it.
+            break;
+        };
+        if batch.is_control() {
+            continue;
+        }
+        let mut bytes = Bytes::copy_from_slice(batch.as_bytes());
+        let set = RecordBatchDecoder::decode_with_custom_compression(
+            &mut bytes,
+            Some(|compressed: &mut Bytes, compression| {
+                inflate(compression, compressed).map_err(anyhow::Error::msg)
+            }),
+        )
+        .map_err(|e| format!("batch at offset {}: {e}", batch.base_offset()))?;
+        for record in &set.records {
+            let log_append = record.timestamp_type == TimestampType::LogAppend;
+            put_message(&mut out, magic, record, log_append);
+        }
+    }
+    Ok(out.freeze())
+}
+
+fn put_message(out: &mut BytesMut, magic: i8, record: &Record, log_append: bool) {
+    let start = out.len();
+    out.put_i64(record.offset);
+    out.put_i32(0); // size, written below
+    out.put_u32(0); // crc, written below
+    let checked = out.len();
+    out.put_i8(magic);
+    let attributes = if magic == 1 && log_append {
+        LOG_APPEND_TIME_FLAG
+    } else {
+        0
+    };
+    out.put_i8(attributes);
+    if magic == 1 {
+        out.put_i64(record.timestamp);
+    }
+    for field in [&record.key, &record.value] {
+        match field {
+            None => out.put_i32(-1),
+            Some(bytes) => {
+                out.put_i32(bytes.len() as i32);
+                out.put_slice(bytes);
+            }
+        }
+    }
+    let size = (out.len() - start - 12) as i32;
+    out[start + 8..start + 12].copy_from_slice(&size.to_be_bytes());
+    let crc = IEEE.checksum(&out[checked..]);
+    out[start + 12..start + 16].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Inflates `compressed` within [`INFLATED_BYTES_MAX`].
+fn inflate(compression: Compression, compressed: &[u8]) -> Result<Bytes, String> {
+    let limit = INFLATED_BYTES_MAX as u64 + 1;
+    let mut out = Vec::new();
+    let read = match compression {
+        Compression::None => return Ok(Bytes::copy_from_slice(compressed)),
+        Compression::Gzip => flate2::read::MultiGzDecoder::new(compressed)
+            .take(limit)
+            .read_to_end(&mut out),
+        Compression::Lz4 => lz4::Decoder::new(compressed)
+            .and_then(|decoder| decoder.take(limit).read_to_end(&mut out)),
+        Compression::Zstd => zstd::stream::read::Decoder::new(compressed)
+            .and_then(|decoder| decoder.take(limit).read_to_end(&mut out)),
+        Compression::Snappy => return inflate_snappy(compressed),
+    };
+    read.map_err(|e| format!("inflate {compression:?}: {e}"))?;
+    if out.len() > INFLATED_BYTES_MAX {
+        return Err(format!(
+            "{compression:?} data inflates beyond {INFLATED_BYTES_MAX} bytes"
+        ));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// The framing Kafka's Java clients write around snappy blocks (snappy-java's stream format).
+const XERIAL_HEADER: &[u8] = b"\x82SNAPPY\x00";
+/// The xerial header: magic (8 bytes), version and compatible version (4 bytes each).
+const XERIAL_HEADER_BYTES: usize = 16;
+
+/// Snappy as Kafka clients write it: xerial blocks (a 16-byte header, then length-prefixed
+/// raw blocks), or one raw block (librdkafka without the framing).
+fn inflate_snappy(compressed: &[u8]) -> Result<Bytes, String> {
+    let mut blocks = Vec::new();
+    if compressed.starts_with(XERIAL_HEADER) && compressed.len() >= XERIAL_HEADER_BYTES {
+        let mut rest = &compressed[XERIAL_HEADER_BYTES..];
+        while !rest.is_empty() {
+            if rest.len() < 4 {
+                return Err("snappy block length cut short".into());
+            }
+            let length = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            rest = &rest[4..];
+            if length > rest.len() {
+                return Err("snappy block overruns the data".into());
+            }
+            blocks.push(&rest[..length]);
+            rest = &rest[length..];
+        }
+    } else {
+        blocks.push(compressed);
+    }
+    let mut out = Vec::new();
+    for block in blocks {
+        let length = snap::raw::decompress_len(block).map_err(|e| format!("snappy: {e}"))?;
+        if out.len() + length > INFLATED_BYTES_MAX {
+            return Err(format!(
+                "Snappy data inflates beyond {INFLATED_BYTES_MAX} bytes"
+            ));
+        }
+        let start = out.len();
+        out.resize(start + length, 0);
+        snap::raw::Decoder::new()
+            .decompress(block, &mut out[start..])
+            .map_err(|e| format!("snappy: {e}"))?;
+    }
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(magic: i8, offset: i64, key: &[u8], value: &[u8], timestamp: i64) -> BytesMut {
+        let record = Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: -1,
+            timestamp,
+            key: Some(Bytes::copy_from_slice(key)),
+            value: Some(Bytes::copy_from_slice(value)),
+            headers: Default::default(),
+        };
+        let mut out = BytesMut::new();
+        put_message(&mut out, magic, &record, false);
+        out
+    }
+
+    /// A gzip wrapper message around `inner`, as an old producer writes it.
+    fn gzip_wrapper(magic: i8, inner: &[u8]) -> BytesMut {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(inner).unwrap();
+        let compressed = encoder.finish().unwrap();
+        let mut wrapper = message(magic, 0, b"", &compressed, 1_700_000_000_000);
+        // Set the codec bits and recompute the CRC.
+        let attributes = MESSAGE_PREFIX_BYTES + 1;
+        wrapper[attributes] = 1;
+        let crc = IEEE.checksum(&wrapper[MESSAGE_PREFIX_BYTES..]);
+        wrapper[12..16].copy_from_slice(&crc.to_be_bytes());
+        wrapper
+    }
+
+    fn batch_records(batch: &Bytes) -> Vec<Record> {
+        let mut bytes = batch.clone();
+        RecordBatchDecoder::decode(&mut bytes).unwrap().records
+    }
+
+    #[test]
+    fn old_message_sets_convert_up_to_one_v2_batch() {
+        let mut set = message(0, 0, b"k0", b"v0", 0);
+        set.extend_from_slice(&message(1, 1, b"k1", b"v1", 1_700_000_000_123));
+        let mut inner = message(1, 0, b"k2", b"v2", 1_700_000_000_200);
+        inner.extend_from_slice(&message(1, 1, b"k3", b"v3", 1_700_000_000_300));
+        set.extend_from_slice(&gzip_wrapper(1, &inner));
+        let batch = up_convert(set.freeze()).unwrap();
+        let view = crate::batch::BatchView::parse(&batch).unwrap();
+        view.validate().unwrap();
+        view.verify_crc().unwrap();
+        assert_eq!(view.record_count(), 4);
+        assert!(!view.has_producer_id());
+        let records = batch_records(&batch);
+        let got: Vec<_> = records
+            .iter()
+            .map(|r| (r.offset, r.timestamp, r.key.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, NO_TIMESTAMP, Bytes::from_static(b"k0")),
+                (1, 1_700_000_000_123, Bytes::from_static(b"k1")),
+                (2, 1_700_000_000_200, Bytes::from_static(b"k2")),
+                (3, 1_700_000_000_300, Bytes::from_static(b"k3")),
+            ]
+        );
+    }
+
+    #[test]
+    fn damaged_message_sets_are_refused_with_a_reason() {
+        let good = message(1, 0, b"k", b"v", 5);
+        let mut flipped = good.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        let mut bad_magic = message(1, 0, b"k", b"v", 5);
+        bad_magic[MESSAGE_PREFIX_BYTES] = 2;
+        let crc = IEEE.checksum(&bad_magic[MESSAGE_PREFIX_BYTES..]);
+        bad_magic[12..16].copy_from_slice(&crc.to_be_bytes());
+        let cases: [(&str, Bytes, &str); 5] = [
+            ("flipped bit", flipped.freeze(), "CRC mismatch"),
+            ("magic 2", bad_magic.freeze(), "magic 2"),
+            (
+                "cut short",
+                good.clone().freeze().slice(..good.len() - 3),
+                "size",
+            ),
+            ("empty", Bytes::new(), "no message"),
+            (
+                "trailing",
+                {
+                    let mut t = good.clone();
+                    t.extend_from_slice(&[0, 0, 0]);
+                    t.freeze()
+                },
+                "trailing",
+            ),
+        ];
+        for (name, set, expected) in cases {
+            let error = up_convert(set).unwrap_err();
+            assert!(error.contains(expected), "{name}: {error}");
+        }
+        // Control: the undamaged message converts.
+        assert!(up_convert(good.freeze()).is_ok());
+    }
+
+    #[test]
+    fn a_compression_bomb_is_refused_not_inflated() {
+        // Zeros compress about 1000:1; this inflates to twice the limit.
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..((2 * INFLATED_BYTES_MAX) >> 20) {
+            encoder.write_all(&zeros).unwrap();
+        }
+        let bomb = encoder.finish().unwrap();
+        assert!(bomb.len() < 1 << 20, "the bomb is small: {}", bomb.len());
+        let error = inflate(Compression::Gzip, &bomb).unwrap_err();
+        assert!(error.contains("beyond"), "{error}");
+    }
+
+    #[test]
+    fn v2_batches_convert_down_to_both_magics_and_back() {
+        let mut set = message(1, 0, b"a", b"1", 1_700_000_000_001);
+        set.extend_from_slice(&message(1, 1, b"b", b"2", 1_700_000_000_002));
+        let mut batch = BytesMut::from(&up_convert(set.freeze()).unwrap()[..]);
+        crate::batch::assign_base_offset(&mut batch, 40, 0);
+        // A partial batch after it (the fetch's size limit) is dropped.
+        let mut fetched = batch.clone();
+        fetched.extend_from_slice(&batch[..20]);
+        for magic in [0, 1] {
+            let old = down_convert(&fetched, magic).unwrap();
+            let mut messages = Vec::new();
+            read_messages(old.clone(), false, &mut messages).unwrap();
+            let keys: Vec<_> = messages.iter().map(|m| m.key.clone().unwrap()).collect();
+            assert_eq!(keys, [Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+            let offsets: Vec<i64> = (0..2)
+                .scan(old.clone(), |rest, _| {
+                    let offset = rest.get_i64();
+                    let size = rest.get_i32() as usize;
+                    rest.advance(size);
+                    Some(offset)
+                })
+                .collect();
+            assert_eq!(offsets, [40, 41], "absolute offsets, magic {magic}");
+            let timestamp = messages[0].timestamp;
+            let expected = if magic == 1 {
+                1_700_000_000_001
+            } else {
+                NO_TIMESTAMP
+            };
+            assert_eq!(timestamp, expected, "magic {magic}");
+        }
+    }
+}
