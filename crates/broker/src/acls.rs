@@ -347,6 +347,7 @@ pub fn described(resources: &[DescribeAclsResource]) -> Result<Vec<AclBinding>, 
 /// One ACL a DeleteAcls filter removed, as its answer lists it.
 pub fn deleted(binding: &AclBinding) -> DeleteAclsMatchingAcl {
     DeleteAclsMatchingAcl::default()
+        .with_error_message(None)
         .with_resource_type(binding.resource_type.code())
         .with_resource_name(StrBytes::from_string(binding.name.clone()))
         .with_pattern_type(binding.pattern.code())

@@ -55,11 +55,10 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::TxnOffsetCommit, 0, 3),
     api(ApiKey::ListTransactions, 0, 1),
     api(ApiKey::DescribeTransactions, 0, 0),
-    // ACLs (answered SECURITY_DISABLED unless `authorizer.enabled`); v1+ as Kafka 4, which
-    // dropped v0 (KIP-896): librdkafka and kafka-python send v1.
-    api(ApiKey::DescribeAcls, 1, 3),
-    api(ApiKey::CreateAcls, 1, 3),
-    api(ApiKey::DeleteAcls, 1, 3),
+    // ACLs (answered SECURITY_DISABLED unless `authorizer.enabled`); v0 through `legacy`.
+    api(ApiKey::DescribeAcls, 0, 3),
+    api(ApiKey::CreateAcls, 0, 3),
+    api(ApiKey::DeleteAcls, 0, 3),
 ];
 
 /// Whether requests of `api_key` go to the transaction coordinator (InitProducerId does only

@@ -40,7 +40,7 @@ pub fn handle(
             .create(bindings)?
             .into_iter()
             .map(|answer| match answer {
-                Ok(()) => AclCreationResult::default(),
+                Ok(()) => AclCreationResult::default().with_error_message(None),
                 Err(CreateRefused::Invalid(error)) => {
                     refused(ResponseError::InvalidRequest, error.to_string())
                 }

@@ -47,6 +47,7 @@ pub fn handle(
                 Ok(_) => {
                     let gone = removed.next().expect("one answer per valid filter");
                     DeleteAclsFilterResult::default()
+                        .with_error_message(None)
                         .with_matching_acls(gone.iter().map(acls::deleted).collect())
                 }
             })

@@ -23,6 +23,7 @@ pub fn handle(broker: &Broker, client: &ClientInfo, request: &DescribeAclsReques
         Some(authorizer) => match acls::filter(request.into()) {
             Err(error) => failed(ResponseError::InvalidRequest, error.to_string()),
             Ok(filter) => DescribeAclsResponse::default()
+                .with_error_message(None)
                 .with_resources(acls::describe_resources(&authorizer.matching(&filter))),
         },
     };

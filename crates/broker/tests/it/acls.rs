@@ -394,3 +394,44 @@ fn acls_survive_a_reopen_and_a_damaged_file_refuses_the_start() {
     let mut broker = open_authorizing(dir.path(), false);
     assert_eq!(describe_all(&mut broker, ADMIN).1.len(), 1);
 }
+
+/// A v0 client (Kafka 1.x, before prefixed ACLs) sees only LITERAL ACLs: its filters mean
+/// LITERAL (`wire::legacy` reads them so), and its answers, written without a pattern type,
+/// never carry a PREFIXED one.
+#[test]
+fn v0_clients_see_only_literal_acls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open_authorizing(dir.path(), false);
+    let lines = [
+        "ALLOW User:alice * READ TOPIC LITERAL orders",
+        "ALLOW User:alice * READ TOPIC PREFIXED ord",
+    ];
+    assert_eq!(create_acls(&mut broker, ADMIN, &lines), [0, 0]);
+    let literal_filter = DescribeAclsRequest::default()
+        .with_resource_type_filter(1)
+        .with_resource_name_filter(None)
+        .with_pattern_type_filter(3)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_operation(1)
+        .with_permission_type(1);
+    let body = RequestKind::DescribeAcls(literal_filter);
+    let ResponseKind::DescribeAcls(r) = answer(&mut broker, ADMIN, ApiKey::DescribeAcls, 0, body)
+    else {
+        panic!("not a DescribeAcls response");
+    };
+    let described: Vec<String> = broker::acls::described(&r.resources)
+        .unwrap()
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    assert_eq!(described, lines[..1]);
+    let delete = acls_of("User:alice").with_pattern_type_filter(3);
+    let body = RequestKind::DeleteAcls(DeleteAclsRequest::default().with_filters(vec![delete]));
+    let ResponseKind::DeleteAcls(r) = answer(&mut broker, ADMIN, ApiKey::DeleteAcls, 0, body)
+    else {
+        panic!("not a DeleteAcls response");
+    };
+    assert_eq!(r.filter_results[0].matching_acls.len(), 1);
+    assert_eq!(describe_all(&mut broker, ADMIN).1, lines[1..]);
+}
