@@ -54,6 +54,13 @@ pub struct BrokerConfig {
     /// The group and transaction logs are compacted once larger than this (Kafka compacts its
     /// `__consumer_offsets` and `__transaction_state` topics with its log cleaner).
     pub internal_log_compact_bytes: u64,
+    /// `authorizer.enabled` (ferry's switch for what Kafka's `authorizer.class.name` turns on):
+    /// every request is checked against the ACLs (`acls.json`). Off by default, as in Kafka: a
+    /// broker without authentication has nothing to tell clients apart by, and the ACL APIs
+    /// answer SECURITY_DISABLED.
+    pub authorizer_enabled: bool,
+    /// `super.users` and `allow.everyone.if.no.acl.found`, used when the authorizer is on.
+    pub authorizer: acl::AuthorizerConfig,
 }
 
 /// One listener's entry of `advertised.listeners`: where a client that came in on `listener` is
@@ -97,6 +104,8 @@ impl BrokerConfig {
             txn: txn::TxnConfig::default(),
             producer_id_expiration_ms: crate::producers::PRODUCER_ID_EXPIRATION_MS_DEFAULT,
             internal_log_compact_bytes: crate::internal_log::INTERNAL_LOG_COMPACT_BYTES_DEFAULT,
+            authorizer_enabled: false,
+            authorizer: acl::AuthorizerConfig::default(),
         }
     }
 }

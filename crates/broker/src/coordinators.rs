@@ -8,6 +8,7 @@
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{RequestHeader, ResponseKind};
 
+use crate::authorize::{GroupCheck, TxnCheck};
 use crate::{groups, transactions, txn_index};
 use crate::{Broker, BrokerError, ClientInfo, LogId, Now, Outcome, Routed};
 
@@ -24,47 +25,47 @@ impl Broker {
         mut body: group::Request,
     ) -> Result<Outcome, BrokerError> {
         let client_id = header.client_id.as_deref().unwrap_or("");
-        let mut unknown_deletes = Vec::new();
+        let version = header.request_api_version;
+        let check = match self.authorize_group(client, version, &mut body) {
+            GroupCheck::Refused(answer) => return Ok(Outcome::Respond(*answer)),
+            check => check,
+        };
+        // Partitions of topics the client may not READ, or that do not exist, are answered
+        // before the coordinator sees the request, as Kafka's request handler answers them.
+        let topic_refusal = |topic: &str| self.commit_refusal(client, topic);
+        let exists = |topic: &str, partition| self.topics.partition(topic, partition).is_some();
+        let mut refused_deletes = Vec::new();
         if let group::Request::OffsetDelete(delete) = &mut body {
-            unknown_deletes = groups::take_unknown_deletes(delete, |topic, partition| {
-                self.topics.partition(topic, partition).is_some()
-            });
+            refused_deletes = groups::take_refused_deletes(delete, &topic_refusal, exists);
         }
-        let mut unknown = Vec::new();
+        let mut refused = Vec::new();
         if let group::Request::OffsetCommit(commit) = &mut body {
             let had_topics = !commit.topics.is_empty();
-            unknown = groups::take_unknown_commits(commit, |topic, partition| {
-                self.topics.partition(topic, partition).is_some()
-            });
+            refused = groups::take_refused_commits(commit, &topic_refusal, exists);
             if had_topics && commit.topics.is_empty() {
-                return Ok(Outcome::Respond(groups::unknown_commits_response(unknown)));
+                return Ok(Outcome::Respond(groups::refused_commits_response(refused)));
             }
         }
-        let (mut responses, appended) = self.groups.handle(
-            now,
-            token,
-            header.request_api_version,
-            client_id,
-            &client.host,
-            body,
-        )?;
-        if !unknown.is_empty() {
-            for (answered, response) in &mut responses {
-                if let (true, ResponseKind::OffsetCommit(r)) = (*answered == token, response) {
-                    r.topics.extend(std::mem::take(&mut unknown));
-                }
+        let (mut responses, appended) =
+            self.groups
+                .handle(now, token, version, client_id, &client.host, body)?;
+        let own = responses
+            .iter_mut()
+            .find_map(|(answered, response)| (*answered == token).then_some(response));
+        match own {
+            Some(ResponseKind::OffsetCommit(r)) => r.topics.append(&mut refused),
+            // A group-level error is the whole answer, as in Kafka.
+            Some(ResponseKind::OffsetDelete(r)) if r.error_code == 0 => {
+                r.topics.append(&mut refused_deletes)
             }
-            debug_assert!(unknown.is_empty(), "an OffsetCommit is answered at once");
+            _ => {}
         }
-        if !unknown_deletes.is_empty() {
-            for (answered, response) in &mut responses {
-                if let (true, ResponseKind::OffsetDelete(r)) = (*answered == token, response) {
-                    // A group-level error is the whole answer, as in Kafka.
-                    if r.error_code == 0 {
-                        r.topics.extend(std::mem::take(&mut unknown_deletes));
-                    }
-                }
-            }
+        debug_assert!(refused.is_empty(), "an OffsetCommit is answered at once");
+        if let Some(own) = responses
+            .iter_mut()
+            .find(|(answered, _)| *answered == token)
+        {
+            self.authorize_group_answer(client, check, &mut own.1);
         }
         let sync_ticket = appended.then(|| self.tickets.note(LogId::Groups));
         Ok(self.answer(token, sync_ticket, responses))
@@ -77,9 +78,14 @@ impl Broker {
         &mut self,
         now: Now,
         token: u64,
+        client: &ClientInfo,
         version: i16,
         body: txn::Request,
     ) -> Result<Outcome, BrokerError> {
+        let check = match self.authorize_txn(client, &body) {
+            TxnCheck::Refused(answer) => return Ok(Outcome::Respond(*answer)),
+            check => check,
+        };
         let added = match &body {
             txn::Request::AddPartitionsToTxn(r) => Some((
                 r.v3_and_below_transactional_id.0.to_string(),
@@ -102,7 +108,18 @@ impl Broker {
             groups,
             ..
         } = self;
-        let exists = |topic: &str, partition: i32| topics.partition(topic, partition).is_some();
+        // A partition of a topic the client may not use, or that does not exist, is refused
+        // before the transaction is looked at, as in Kafka.
+        let refused_topics = check.refused_topics();
+        let check_partition = |topic: &str, partition: i32| {
+            if refused_topics.iter().any(|t| t == topic) {
+                Err(ResponseError::TopicAuthorizationFailed)
+            } else if topics.partition(topic, partition).is_some() {
+                Ok(())
+            } else {
+                Err(ResponseError::UnknownTopicOrPartition)
+            }
+        };
         let groups = groups.coordinator();
         // KIP-447: TxnOffsetCommit's member fields are checked as OffsetCommit's are.
         let members = |m: &txn::GroupMember| {
@@ -124,10 +141,16 @@ impl Broker {
             &context,
             body,
             &mut allocate,
-            &exists,
+            &check_partition,
             &members,
         );
-        let (sync_ticket, responses) = self.apply_txn_output(output, added, now)?;
+        let (sync_ticket, mut responses) = self.apply_txn_output(output, added, now)?;
+        if let Some(own) = responses
+            .iter_mut()
+            .find(|(answered, _)| *answered == token)
+        {
+            self.authorize_txn_answer(client, check, &mut own.1);
+        }
         Ok(self.answer(token, Some(sync_ticket), responses))
     }
 

@@ -35,6 +35,14 @@ pub enum BrokerError {
          file descriptor limit (ulimit -n) or max.partitions"
     )]
     TooManyPartitions { held: usize, max: usize },
+    /// `acls.json` cannot be read back as the ACLs it was written with: starting with fewer
+    /// ACLs (a lost DENY) could let in whom they kept out.
+    #[error(
+        "ACL file {} is damaged: {reason}; refusing to start: restore it, or move it away to \
+         start with no ACLs",
+        path.display()
+    )]
+    AclFile { path: PathBuf, reason: String },
     /// The partition directories and `meta.json` differ (see `reconcile.rs`): the broker
     /// refuses to start rather than guess which one is right.
     #[error(

@@ -222,7 +222,7 @@ impl Groups {
     }
 }
 
-fn response_kind(response: Response) -> ResponseKind {
+pub(crate) fn response_kind(response: Response) -> ResponseKind {
     match response {
         Response::JoinGroup(r) => ResponseKind::JoinGroup(r),
         Response::SyncGroup(r) => ResponseKind::SyncGroup(r),
@@ -272,43 +272,59 @@ impl RequestTopic for OffsetDeleteRequestTopic {
     }
 }
 
-/// Takes out of `topics` the partitions for which `exists` is false, dropping the topics left
-/// without partitions; returns them by topic.
-fn take_unknown<T: RequestTopic>(
+/// Why a topic of an OffsetCommit or OffsetDelete is refused before the group coordinator sees
+/// it (the client may not READ it), if it is.
+pub(crate) type TopicRefusal<'a> = &'a dyn Fn(&str) -> Option<ResponseError>;
+
+/// Takes out of `topics` the partitions refused: every partition of a topic `topic_refusal`
+/// refuses, then those for which `exists` is false (UNKNOWN_TOPIC_OR_PARTITION); drops the
+/// topics left without partitions; returns the refused ones by topic, with their errors.
+fn take_refused<T: RequestTopic>(
     topics: &mut Vec<T>,
+    topic_refusal: TopicRefusal,
     exists: impl Fn(&str, i32) -> bool,
-) -> Vec<(TopicName, Vec<i32>)> {
-    let mut unknown = Vec::new();
+) -> Vec<(TopicName, Vec<(i32, ResponseError)>)> {
+    let mut refused = Vec::new();
     for topic in topics.iter_mut() {
         let name = topic.name().clone();
-        let (known, missing): (Vec<_>, Vec<_>) = std::mem::take(topic.partitions())
+        let whole = topic_refusal(name.as_str());
+        let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(topic.partitions())
             .into_iter()
-            .partition(|p| exists(name.as_str(), T::index(p)));
-        *topic.partitions() = known;
-        if !missing.is_empty() {
-            unknown.push((name, missing.iter().map(T::index).collect()));
+            .map(|p| {
+                let error = whole.or_else(|| {
+                    let unknown = !exists(name.as_str(), T::index(&p));
+                    unknown.then_some(ResponseError::UnknownTopicOrPartition)
+                });
+                (p, error)
+            })
+            .partition(|(_, error)| error.is_none());
+        *topic.partitions() = kept.into_iter().map(|(p, _)| p).collect();
+        if !gone.is_empty() {
+            let answers = gone.iter().map(|(p, e)| (T::index(p), e.expect("refused")));
+            refused.push((name, answers.collect()));
         }
     }
     topics.retain_mut(|t| !t.partitions().is_empty());
-    unknown
+    refused
 }
 
-/// Takes out of an OffsetCommit the partitions for which `exists` is false and returns their
-/// answers, UNKNOWN_TOPIC_OR_PARTITION: Kafka's request handler answers them so before the group
-/// coordinator sees the commit (which then only holds the partitions that exist).
-pub fn take_unknown_commits(
+/// Takes out of an OffsetCommit the partitions refused (see [`take_refused`]) and returns their
+/// answers: Kafka's request handler answers them so before the group coordinator sees the
+/// commit (which then only holds the others).
+pub fn take_refused_commits(
     request: &mut OffsetCommitRequest,
+    topic_refusal: TopicRefusal,
     exists: impl Fn(&str, i32) -> bool,
 ) -> Vec<OffsetCommitResponseTopic> {
-    take_unknown(&mut request.topics, exists)
+    take_refused(&mut request.topics, topic_refusal, exists)
         .into_iter()
-        .map(|(name, indexes)| {
-            let partitions = indexes
+        .map(|(name, answers)| {
+            let partitions = answers
                 .into_iter()
-                .map(|index| {
+                .map(|(index, error)| {
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(index)
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_error_code(error.code())
                 })
                 .collect();
             OffsetCommitResponseTopic::default()
@@ -318,22 +334,23 @@ pub fn take_unknown_commits(
         .collect()
 }
 
-/// Takes out of an OffsetDelete the partitions for which `exists` is false and returns their
-/// answers, UNKNOWN_TOPIC_OR_PARTITION, as Kafka's request handler answers them before the group
-/// coordinator sees the request.
-pub fn take_unknown_deletes(
+/// Takes out of an OffsetDelete the partitions refused (see [`take_refused`]) and returns their
+/// answers, as Kafka's request handler answers them before the group coordinator sees the
+/// request.
+pub fn take_refused_deletes(
     request: &mut OffsetDeleteRequest,
+    topic_refusal: TopicRefusal,
     exists: impl Fn(&str, i32) -> bool,
 ) -> Vec<OffsetDeleteResponseTopic> {
-    take_unknown(&mut request.topics, exists)
+    take_refused(&mut request.topics, topic_refusal, exists)
         .into_iter()
-        .map(|(name, indexes)| {
-            let partitions = indexes
+        .map(|(name, answers)| {
+            let partitions = answers
                 .into_iter()
-                .map(|index| {
+                .map(|(index, error)| {
                     OffsetDeleteResponsePartition::default()
                         .with_partition_index(index)
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_error_code(error.code())
                 })
                 .collect();
             OffsetDeleteResponseTopic::default()
@@ -343,8 +360,8 @@ pub fn take_unknown_deletes(
         .collect()
 }
 
-/// The answer to an OffsetCommit none of whose partitions exists.
-pub fn unknown_commits_response(unknown: Vec<OffsetCommitResponseTopic>) -> ResponseKind {
+/// The answer to an OffsetCommit all of whose partitions were refused.
+pub fn refused_commits_response(unknown: Vec<OffsetCommitResponseTopic>) -> ResponseKind {
     ResponseKind::OffsetCommit(OffsetCommitResponse::default().with_topics(unknown))
 }
 

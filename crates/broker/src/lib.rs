@@ -10,6 +10,8 @@
 //! [`Broker::synced`]. Disk access goes through the `storage` crate's `Disk` trait, so tests can
 //! run the whole broker on a simulated disk.
 
+pub mod acls;
+mod authorize;
 pub mod config;
 mod coordinators;
 mod durable;
@@ -73,6 +75,8 @@ pub struct Broker {
     routed: Vec<Routed>,
     /// The SCRAM credential store (`users.json`).
     users: users::Users,
+    /// The ACLs, and the authorizer when `authorizer.enabled` is on.
+    acls: acls::Acls,
 }
 
 impl Broker {
@@ -100,6 +104,12 @@ impl Broker {
             config.internal_log_compact_bytes,
             now,
         )?;
+        let acls = acls::Acls::open(
+            disk.clone(),
+            &config.data_dir,
+            config.authorizer_enabled,
+            &config.authorizer,
+        )?;
         let transactions = transactions::Transactions::open(
             disk,
             &config.data_dir,
@@ -120,6 +130,7 @@ impl Broker {
             producers,
             routed: Vec::new(),
             users,
+            acls,
         };
         broker.recover_transactions(now)?;
         Ok(broker)
@@ -166,34 +177,47 @@ impl Broker {
             }
             RequestKind::Produce(r) => {
                 let checks = produce.expect("a prepared Produce carries its checks");
-                return handlers::produce::handle(self, now_ms, r, checks, version);
+                return handlers::produce::handle(self, client, now_ms, r, checks, version);
             }
-            RequestKind::Fetch(r) => return handlers::fetch::begin(self, now, r, version),
-            RequestKind::ListOffsets(r) => handlers::list_offsets::handle(self, &r, version)?,
+            RequestKind::Fetch(r) => return handlers::fetch::begin(self, client, now, r, version),
+            RequestKind::ListOffsets(r) => {
+                handlers::list_offsets::handle(self, client, &r, version)?
+            }
             RequestKind::CreateTopics(r) => {
-                handlers::create_topics::handle(self, now_ms, &r, version)?
+                handlers::create_topics::handle(self, client, now_ms, &r, version)?
             }
             RequestKind::DeleteTopics(r) => {
-                handlers::delete_topics::handle(self, now, &r, version)?
+                handlers::delete_topics::handle(self, client, now, &r, version)?
             }
             RequestKind::CreatePartitions(r) => {
-                handlers::create_partitions::handle(self, now_ms, &r)?
+                handlers::create_partitions::handle(self, client, now_ms, &r)?
             }
-            RequestKind::AlterConfigs(r) => handlers::alter_configs::handle_alter(self, &r)?,
+            RequestKind::AlterConfigs(r) => {
+                handlers::alter_configs::handle_alter(self, client, &r)?
+            }
             RequestKind::IncrementalAlterConfigs(r) => {
-                handlers::alter_configs::handle_incremental(self, &r)?
+                handlers::alter_configs::handle_incremental(self, client, &r)?
             }
-            RequestKind::DescribeConfigs(r) => handlers::describe_configs::handle(self, &r),
-            RequestKind::DescribeProducers(r) => handlers::describe_producers::handle(self, &r),
-            RequestKind::DescribeLogDirs(r) => handlers::describe_log_dirs::handle(self, &r),
-            RequestKind::DeleteRecords(r) => return handlers::delete_records::handle(self, &r),
+            RequestKind::DescribeConfigs(r) => handlers::describe_configs::handle(self, client, &r),
+            RequestKind::DescribeProducers(r) => {
+                handlers::describe_producers::handle(self, client, &r)
+            }
+            RequestKind::DescribeLogDirs(r) => {
+                handlers::describe_log_dirs::handle(self, client, &r, version)
+            }
+            RequestKind::DeleteRecords(r) => {
+                return handlers::delete_records::handle(self, client, &r)
+            }
+            RequestKind::DescribeAcls(r) => handlers::describe_acls::handle(self, client, &r),
+            RequestKind::CreateAcls(r) => handlers::create_acls::handle(self, client, &r)?,
+            RequestKind::DeleteAcls(r) => handlers::delete_acls::handle(self, client, &r)?,
             RequestKind::SaslHandshake(_) => handlers::sasl::handshake(),
             RequestKind::SaslAuthenticate(_) => handlers::sasl::authenticate(),
             RequestKind::DescribeUserScramCredentials(r) => {
-                handlers::describe_user_scram_credentials::handle(self, &r)
+                handlers::describe_user_scram_credentials::handle(self, client, &r)
             }
             RequestKind::AlterUserScramCredentials(r) => {
-                handlers::alter_user_scram_credentials::handle(self, &r)?
+                handlers::alter_user_scram_credentials::handle(self, client, &r)?
             }
             RequestKind::FindCoordinator(r) => {
                 handlers::find_coordinator::handle(self, client, &r, version)
@@ -201,7 +225,7 @@ impl Broker {
             // Without a transactional id it is the idempotent producer's; with one, the
             // transaction coordinator's (below).
             RequestKind::InitProducerId(r) if r.transactional_id.is_none() => {
-                handlers::init_producer_id::handle(self, &r)?
+                handlers::init_producer_id::handle(self, client, &r)?
             }
             body => {
                 let body = match groups::group_request(body) {
@@ -209,7 +233,7 @@ impl Broker {
                     Err(body) => body,
                 };
                 return match transactions::txn_request(body) {
-                    Ok(body) => self.handle_txn(now, token, version, body),
+                    Ok(body) => self.handle_txn(now, token, client, version, body),
                     Err(other) => panic!("server passed an unadvertised API: {other:?}"),
                 };
             }

@@ -3,6 +3,9 @@
 
 use kafka_protocol::messages::ResponseKind;
 
+/// Who a request acts as: the `acl` crate's, since the authorizer matches ACLs against it.
+pub use acl::Principal;
+
 pub use crate::handlers::fetch::{FetchRead, PendingFetch, WaitingFetch};
 
 /// What the server must do with a handled request.
@@ -82,67 +85,5 @@ impl Default for ListenerName {
 impl std::fmt::Display for ListenerName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// A Kafka principal, `type:name`: `User:alice` after SASL, `User:CN=client,O=ferry` for a TLS
-/// client certificate, `User:ANONYMOUS` without authentication.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Principal {
-    pub kind: String,
-    pub name: String,
-}
-
-impl Principal {
-    /// Kafka's only principal type.
-    pub const USER: &'static str = "User";
-
-    pub fn user(name: impl Into<String>) -> Principal {
-        Principal {
-            kind: Principal::USER.to_string(),
-            name: name.into(),
-        }
-    }
-
-    /// The principal of an unauthenticated connection.
-    pub fn anonymous() -> Principal {
-        Principal::user("ANONYMOUS")
-    }
-
-    /// Parses `type:name` (the name may itself hold colons, as a certificate subject can); None
-    /// without a colon or with an empty type.
-    pub fn parse(text: &str) -> Option<Principal> {
-        let (kind, name) = text.split_once(':')?;
-        (!kind.is_empty()).then(|| Principal {
-            kind: kind.to_string(),
-            name: name.to_string(),
-        })
-    }
-}
-
-impl Default for Principal {
-    fn default() -> Principal {
-        Principal::anonymous()
-    }
-}
-
-impl std::fmt::Display for Principal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.kind, self.name)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Principal;
-
-    #[test]
-    fn principals_print_and_parse_as_kafka_writes_them() {
-        let cert = Principal::parse("User:CN=client,O=ferry").unwrap();
-        assert_eq!(cert, Principal::user("CN=client,O=ferry"));
-        assert_eq!(cert.to_string(), "User:CN=client,O=ferry");
-        assert_eq!(Principal::default().to_string(), "User:ANONYMOUS");
-        assert_eq!(Principal::parse("alice"), None);
-        assert_eq!(Principal::parse(":alice"), None);
     }
 }

@@ -150,6 +150,14 @@ impl Settings {
             "producer.id.expiration.ms" => {
                 broker.producer_id_expiration_ms = positive(name, value)?
             }
+            "authorizer.enabled" => broker.authorizer_enabled = boolean(name, value)?,
+            "super.users" => {
+                broker.authorizer.super_users =
+                    acl::parse_super_users(value).with_context(|| format!("{name}={value}"))?
+            }
+            "allow.everyone.if.no.acl.found" => {
+                broker.authorizer.allow_everyone_if_no_acl_found = boolean(name, value)?
+            }
             "socket.request.max.bytes" => limits.request_bytes_max = positive(name, value)?,
             "max.connections" => limits.connections_max = positive(name, value)?,
             "max.partitions" => self.max_partitions = Some(positive(name, value)?),
@@ -272,6 +280,25 @@ mod tests {
         );
         let unknown = settings.apply("sasl.enabled.mechanisms", "PLAIN,GSSAPI");
         assert!(unknown.unwrap_err().to_string().contains("GSSAPI"));
+        assert!(
+            !settings.broker.authorizer_enabled,
+            "the authorizer is off by default"
+        );
+        settings.apply("authorizer.enabled", "true").unwrap();
+        settings
+            .apply("super.users", "User:admin;User:ops")
+            .unwrap();
+        settings
+            .apply("allow.everyone.if.no.acl.found", "true")
+            .unwrap();
+        let authorizer = &settings.broker.authorizer;
+        assert!(settings.broker.authorizer_enabled);
+        assert_eq!(
+            authorizer.super_users,
+            [acl::Principal::user("admin"), acl::Principal::user("ops")]
+        );
+        assert!(authorizer.allow_everyone_if_no_acl_found);
+        assert!(settings.apply("super.users", "admin").is_err());
         let ignored = [("FERRY_BIN".to_string(), "/x".to_string())];
         settings.apply_env(ignored.into_iter()).unwrap();
     }

@@ -919,7 +919,7 @@ fn unknown_members(leaving: &[MemberIdentity]) -> Vec<MemberResponse> {
 
 /// Kafka's `LeaveGroupResponse` constructor: before v3 there is no member list, and the
 /// top-level error carries the first member error.
-fn leave_response(
+pub(crate) fn leave_response(
     version: i16,
     error: Option<ResponseError>,
     answers: Vec<MemberResponse>,
@@ -940,7 +940,7 @@ fn leave_response(
     r
 }
 
-fn partition_v0(partition: i32, f: Fetched) -> OffsetFetchResponsePartition {
+pub(crate) fn partition_v0(partition: i32, f: Fetched) -> OffsetFetchResponsePartition {
     let mut p = OffsetFetchResponsePartition::default();
     p.partition_index = partition;
     p.committed_offset = f.offset;

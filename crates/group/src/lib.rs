@@ -31,6 +31,7 @@ mod coordinator;
 mod group;
 mod ids;
 mod record;
+mod refusal;
 
 pub use api::{EncodeError, Output, Request, RequestContext, Response, ResponseToken};
 pub use config::{
@@ -47,3 +48,4 @@ pub use record::{
     compact, CommittedOffset, DecodedRecord, GroupValue, MemberValue, Record, RecordError,
     RecordKey,
 };
+pub use refusal::{described_error, refusal};

@@ -42,9 +42,11 @@ impl<F: FnMut() -> i64> ProducerIdSource for F {
     }
 }
 
-/// Whether a topic partition exists (AddPartitionsToTxn and TxnOffsetCommit answer
-/// UNKNOWN_TOPIC_OR_PARTITION for the others, as Kafka's request handlers do).
-pub type PartitionExists<'a> = &'a dyn Fn(&str, i32) -> bool;
+/// The broker's verdict on a topic partition of an AddPartitionsToTxn or TxnOffsetCommit, before
+/// the transaction's: `Err` when the partition does not exist (UNKNOWN_TOPIC_OR_PARTITION) or
+/// its topic is not the client's to use (TOPIC_AUTHORIZATION_FAILED), answered for it as
+/// Kafka's request handlers do.
+pub type PartitionCheck<'a> = &'a dyn Fn(&str, i32) -> Result<(), ResponseError>;
 
 /// The consumer-group member fields of a TxnOffsetCommit v3+ (KIP-447). Before v3 a request
 /// carries none: generation -1, an empty member id and no instance id.

@@ -27,7 +27,7 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 
 use crate::api::{
-    GroupMember, GroupOffsets, MemberCheck, Output, PartitionExists, ProducerIdSource, Request,
+    GroupMember, GroupOffsets, MemberCheck, Output, PartitionCheck, ProducerIdSource, Request,
     RequestContext, Response, TxnOffset,
 };
 use crate::coordinator::{fenced, ms, TxnCoordinator};
@@ -54,18 +54,18 @@ impl TxnCoordinator {
         ctx: &RequestContext,
         request: Request,
         ids: &mut dyn ProducerIdSource,
-        exists: PartitionExists,
+        check: PartitionCheck,
         members: MemberCheck,
     ) -> Output {
         match request {
             Request::InitProducerId(r) => self.handle_init_producer_id(now_ms, ctx, r, ids),
             Request::AddPartitionsToTxn(r) => {
-                self.handle_add_partitions_to_txn(now_ms, ctx, r, exists)
+                self.handle_add_partitions_to_txn(now_ms, ctx, r, check)
             }
             Request::AddOffsetsToTxn(r) => self.handle_add_offsets_to_txn(now_ms, ctx, r),
             Request::EndTxn(r) => self.handle_end_txn(now_ms, ctx, r),
             Request::TxnOffsetCommit(r) => {
-                self.handle_txn_offset_commit(now_ms, ctx, r, exists, members)
+                self.handle_txn_offset_commit(now_ms, ctx, r, check, members)
             }
             Request::ListTransactions(r) => self.handle_list_transactions(now_ms, ctx, r),
             Request::DescribeTransactions(r) => self.handle_describe_transactions(now_ms, ctx, r),
@@ -233,14 +233,15 @@ impl TxnCoordinator {
         Ok((producer_id, epoch))
     }
 
-    /// AddPartitionsToTxn v0–3. Unknown partitions fail the whole request (the others are
-    /// OPERATION_NOT_ATTEMPTED); otherwise every partition gets the same answer.
+    /// AddPartitionsToTxn v0–3. Partitions `check` refuses (unknown, or a topic the client may
+    /// not write) fail the whole request (the others are OPERATION_NOT_ATTEMPTED); otherwise
+    /// every partition gets the same answer.
     pub fn handle_add_partitions_to_txn(
         &mut self,
         now_ms: u64,
         ctx: &RequestContext,
         req: AddPartitionsToTxnRequest,
-        exists: PartitionExists,
+        check: PartitionCheck,
     ) -> Output {
         self.assert_recovered();
         let mut out = Output::default();
@@ -253,14 +254,12 @@ impl TxnCoordinator {
                 }
             }
         }
-        let any_unknown = wanted.iter().any(|(t, p)| !exists(t, *p));
-        let answers: Vec<(TopicPartition, Option<ResponseError>)> = if any_unknown {
+        let any_refused = wanted.iter().any(|(t, p)| check(t, *p).is_err());
+        let answers: Vec<(TopicPartition, Option<ResponseError>)> = if any_refused {
             let answer = |(t, p): &TopicPartition| {
-                if exists(t, *p) {
-                    ResponseError::OperationNotAttempted
-                } else {
-                    ResponseError::UnknownTopicOrPartition
-                }
+                check(t, *p)
+                    .err()
+                    .unwrap_or(ResponseError::OperationNotAttempted)
             };
             wanted
                 .into_iter()
@@ -482,13 +481,13 @@ impl TxnCoordinator {
     /// (INVALID_PRODUCER_EPOCH before v3), CONCURRENT_TRANSACTIONS or INVALID_TXN_STATE. Then
     /// `members`, the group coordinator, checks the generation, member id and instance id of v3
     /// (KIP-447), so a consumer that lost its partitions in a rebalance cannot commit offsets for
-    /// them; then the metadata size. Unknown partitions fail before all of it, as in Kafka.
+    /// them; then the metadata size. Partitions `check` refuses fail before all of it, as in Kafka.
     pub fn handle_txn_offset_commit(
         &mut self,
         now_ms: u64,
         ctx: &RequestContext,
         req: TxnOffsetCommitRequest,
-        exists: PartitionExists,
+        check: PartitionCheck,
         members: MemberCheck,
     ) -> Output {
         self.assert_recovered();
@@ -519,8 +518,8 @@ impl TxnCoordinator {
                     .committed_metadata
                     .as_ref()
                     .map_or_else(StrBytes::new, owned);
-                let error = if !exists(&topic.name.0, p.partition_index) {
-                    Some(ResponseError::UnknownTopicOrPartition)
+                let error = if let Err(refused) = check(&topic.name.0, p.partition_index) {
+                    Some(refused)
                 } else if request_error.is_some() {
                     request_error
                 } else if metadata.len() > self.config.offset_metadata_max_bytes {

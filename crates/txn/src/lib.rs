@@ -38,11 +38,12 @@ mod config;
 mod coordinator;
 mod handlers;
 mod record;
+mod refusal;
 mod state;
 
 pub use admin::GROUP_LOG_TOPIC;
 pub use api::{
-    EncodeError, GroupMember, GroupOffsets, MarkerRequest, MemberCheck, Output, PartitionExists,
+    EncodeError, GroupMember, GroupOffsets, MarkerRequest, MemberCheck, Output, PartitionCheck,
     ProducerIdSource, Request, RequestContext, Response, ResponseToken, TxnOffset,
 };
 pub use config::{
@@ -57,4 +58,5 @@ pub use coordinator::{TransactionDescription, TxnCoordinator, TxnCounters};
 pub use record::{
     compact, DecodedRecord, Record, RecordError, StagedOffset, TopicPartition, TxnValue,
 };
+pub use refusal::refusal;
 pub use state::TxnState;

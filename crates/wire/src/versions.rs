@@ -62,6 +62,10 @@ pub const SUPPORTED: &[Supported] = &[
     // SCRAM credentials (KIP-554).
     api(ApiKey::DescribeUserScramCredentials, 0, 0),
     api(ApiKey::AlterUserScramCredentials, 0, 0),
+    // ACLs (answered SECURITY_DISABLED unless `authorizer.enabled`); v0 through `legacy`.
+    api(ApiKey::DescribeAcls, 0, 3),
+    api(ApiKey::CreateAcls, 0, 3),
+    api(ApiKey::DeleteAcls, 0, 3),
 ];
 
 /// Whether requests of `api_key` go to the transaction coordinator (InitProducerId does only

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use acl::Operation;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult;
@@ -20,7 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{code, str_bytes};
 use crate::topic_config::{topic_synonym, validate_topic_config, DYNAMIC_BROKER_CONFIGS};
-use crate::{Broker, BrokerError};
+use crate::{Broker, BrokerError, ClientInfo};
 
 /// Kafka's `ConfigResource.Type.TOPIC`.
 const RESOURCE_TOPIC: i8 = 2;
@@ -50,6 +51,7 @@ type Answer = (i8, StrBytes, i16, Option<StrBytes>);
 
 pub fn handle_alter(
     broker: &mut Broker,
+    client: &ClientInfo,
     request: &AlterConfigsRequest,
 ) -> Result<ResponseKind, BrokerError> {
     let alterations = request.resources.iter().map(|r| Alteration {
@@ -66,7 +68,7 @@ pub fn handle_alter(
             .collect(),
         replace: true,
     });
-    let responses = alter_all(broker, alterations, request.validate_only)?
+    let responses = alter_all(broker, client, alterations, request.validate_only)?
         .into_iter()
         .map(|(resource_type, name, error, message)| {
             AlterConfigsResourceResponse::default()
@@ -83,6 +85,7 @@ pub fn handle_alter(
 
 pub fn handle_incremental(
     broker: &mut Broker,
+    client: &ClientInfo,
     request: &IncrementalAlterConfigsRequest,
 ) -> Result<ResponseKind, BrokerError> {
     let alterations = request.resources.iter().map(|r| Alteration {
@@ -98,7 +101,7 @@ pub fn handle_incremental(
             .collect(),
         replace: false,
     });
-    let responses = alter_all(broker, alterations, request.validate_only)?
+    let responses = alter_all(broker, client, alterations, request.validate_only)?
         .into_iter()
         .map(|(resource_type, name, error, message)| {
             IncrementalResult::default()
@@ -115,12 +118,17 @@ pub fn handle_incremental(
 
 fn alter_all(
     broker: &mut Broker,
+    client: &ClientInfo,
     alterations: impl Iterator<Item = Alteration>,
     validate_only: bool,
 ) -> Result<Vec<Answer>, BrokerError> {
     let mut answers = Vec::new();
     for alteration in alterations {
-        let outcome = apply(broker, &alteration, validate_only)?;
+        let (kind, name) = (alteration.resource_type, &alteration.resource_name);
+        let outcome = match broker.config_denied(client, Operation::AlterConfigs, kind, name) {
+            Some(error) => Err((error, "ALTER_CONFIGS is needed".to_string())),
+            None => apply(broker, &alteration, validate_only)?,
+        };
         let (error, message) = match outcome {
             Ok(()) => (0, None),
             Err((error, message)) => (code(error), Some(str_bytes(message))),

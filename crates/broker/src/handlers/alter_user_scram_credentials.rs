@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use acl::{Operation, Resource};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::{
@@ -15,7 +16,7 @@ use sasl::{ScramCredential, ScramMechanism};
 
 use super::{code, str_bytes};
 use crate::users::check_user_name;
-use crate::{Broker, BrokerError};
+use crate::{Broker, BrokerError, ClientInfo};
 
 /// One user's failure: the error and its message.
 type Refusal = (ResponseError, String);
@@ -28,8 +29,31 @@ struct Alteration {
 
 pub fn handle(
     broker: &mut Broker,
+    client: &ClientInfo,
     request: &AlterUserScramCredentialsRequest,
 ) -> Result<ResponseKind, BrokerError> {
+    // Altering credentials needs ALTER on the cluster; Kafka answers each user with the error.
+    if !broker.allows(client, Operation::Alter, Resource::CLUSTER) {
+        let error = ResponseError::ClusterAuthorizationFailed;
+        let users: std::collections::BTreeSet<&str> = request
+            .deletions
+            .iter()
+            .map(|d| d.name.as_str())
+            .chain(request.upsertions.iter().map(|u| u.name.as_str()))
+            .collect();
+        let results = users
+            .into_iter()
+            .map(|name| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(str_bytes(name))
+                    .with_error_code(code(error))
+                    .with_error_message(Some(str_bytes(error.to_string())))
+            })
+            .collect();
+        return Ok(ResponseKind::AlterUserScramCredentials(
+            AlterUserScramCredentialsResponse::default().with_results(results),
+        ));
+    }
     let mut by_user = BTreeMap::<&str, Vec<Alteration>>::new();
     for deletion in &request.deletions {
         by_user

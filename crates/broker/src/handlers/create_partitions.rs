@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use acl::Operation;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -13,10 +14,11 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 
 use super::{code, str_bytes};
 use crate::topics::PARTITIONS_PER_TOPIC_MAX;
-use crate::{Broker, BrokerError};
+use crate::{Broker, BrokerError, ClientInfo};
 
 pub fn handle(
     broker: &mut Broker,
+    client: &ClientInfo,
     now_ms: i64,
     request: &CreatePartitionsRequest,
 ) -> Result<ResponseKind, BrokerError> {
@@ -33,6 +35,8 @@ pub fn handle(
                 ResponseError::InvalidRequest,
                 format!("topic {name} appears more than once in the request"),
             ))
+        } else if let Some(error) = broker.topic_denied(client, Operation::Alter, name) {
+            Err((error, format!("ALTER on topic {name} is needed")))
         } else {
             check(broker, name, topic)
         };

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use acl::Operation;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
@@ -13,7 +14,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, Respon
 use super::{code, str_bytes};
 use crate::topic_config::validate_topic_config;
 use crate::topics::{validate_topic_name, PARTITIONS_PER_TOPIC_MAX};
-use crate::{Broker, BrokerError};
+use crate::{Broker, BrokerError, ClientInfo};
 
 /// Kafka's DescribeConfigs/CreateTopics config source for a value set on the topic.
 pub(crate) const SOURCE_TOPIC: i8 = 1;
@@ -22,6 +23,7 @@ pub(crate) const SOURCE_DEFAULT: i8 = 5;
 
 pub fn handle(
     broker: &mut Broker,
+    client: &ClientInfo,
     now_ms: i64,
     request: &CreateTopicsRequest,
     version: i16,
@@ -30,7 +32,15 @@ pub fn handle(
     for topic in &request.topics {
         let name = topic.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
-        let result = match check(broker, &name, topic) {
+        let checked = if broker.allows_create_topic(client, &name) {
+            check(broker, &name, topic)
+        } else {
+            Err((
+                ResponseError::TopicAuthorizationFailed,
+                format!("CREATE on the cluster or on topic {name} is needed"),
+            ))
+        };
+        let result = match checked {
             Err((error, message)) => result
                 .with_error_code(code(error))
                 .with_error_message(Some(str_bytes(message)))
@@ -48,13 +58,21 @@ pub fn handle(
                 };
                 let result =
                     result.with_topic_id(if version >= 7 { id } else { uuid::Uuid::nil() });
-                if version >= 5 {
+                if version < 5 {
+                    result
+                } else if let Some(error) =
+                    broker.topic_denied(client, Operation::DescribeConfigs, &name)
+                {
+                    // Created, but its configs are not the client's to see (as in Kafka).
+                    result
+                        .with_num_partitions(partitions)
+                        .with_replication_factor(1)
+                        .with_topic_config_error_code(code(error))
+                } else {
                     result
                         .with_num_partitions(partitions)
                         .with_replication_factor(1)
                         .with_configs(Some(describe(&configs)))
-                } else {
-                    result
                 }
             }
         };

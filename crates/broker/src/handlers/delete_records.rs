@@ -3,6 +3,7 @@
 //! refused at once; the answer goes once the group commit's round has checkpointed it and
 //! removed the deleted segments' files, outside the lock.
 
+use acl::Operation;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -10,23 +11,26 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, ResponseKind};
 
 use super::code;
-use crate::{Broker, BrokerError, Outcome};
+use crate::{Broker, BrokerError, ClientInfo, Outcome};
 
-pub fn handle(broker: &mut Broker, request: &DeleteRecordsRequest) -> Result<Outcome, BrokerError> {
+pub fn handle(
+    broker: &mut Broker,
+    client: &ClientInfo,
+    request: &DeleteRecordsRequest,
+) -> Result<Outcome, BrokerError> {
     let mut deleted_any = false;
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let name = topic.name.0.to_string();
+        let denied = broker.topic_denied(client, Operation::Delete, &name);
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for wanted in &topic.partitions {
             let result = DeleteRecordsPartitionResult::default()
                 .with_partition_index(wanted.partition_index);
-            let Some(partition) = broker.topics.partition_mut(&name, wanted.partition_index) else {
-                partitions.push(
-                    result
-                        .with_error_code(code(ResponseError::UnknownTopicOrPartition))
-                        .with_low_watermark(-1),
-                );
+            let partition = broker.topics.partition_mut(&name, wanted.partition_index);
+            let (None, Some(partition)) = (denied, partition) else {
+                let error = denied.unwrap_or(ResponseError::UnknownTopicOrPartition);
+                partitions.push(result.with_error_code(code(error)).with_low_watermark(-1));
                 continue;
             };
             let high_watermark = partition.high_watermark();

@@ -3,15 +3,17 @@
 //! Every group's committed offsets of the topic go with it (tombstones in the group log), as in
 //! Kafka, so a topic created again under the same name starts without stale offsets.
 
+use acl::Operation;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, ResponseKind};
 
 use super::{code, topic_name};
-use crate::{Broker, BrokerError, Now};
+use crate::{Broker, BrokerError, ClientInfo, Now};
 
 pub fn handle(
     broker: &mut Broker,
+    client: &ClientInfo,
     now: Now,
     request: &DeleteTopicsRequest,
     version: i16,
@@ -38,12 +40,24 @@ pub fn handle(
         let result = DeletableTopicResult::default()
             .with_name(name.as_deref().map(topic_name))
             .with_topic_id(id);
-        let result = match resolved {
-            None if name.is_some() => {
+        // Needs DELETE on the topic; one named by id also DESCRIBE (Kafka's rule), and its
+        // answer carries only the id, so a refusal does not tell its name. An unknown id is
+        // UNKNOWN_TOPIC_ID first; an unknown name is UNKNOWN_TOPIC_OR_PARTITION only to whoever
+        // may delete it.
+        let denied = match (&name, &resolved) {
+            (Some(name), _) => broker.topic_denied(client, Operation::Delete, name),
+            (None, Some((name, _))) => broker
+                .topic_denied(client, Operation::Describe, name)
+                .or_else(|| broker.topic_denied(client, Operation::Delete, name)),
+            (None, None) => None,
+        };
+        let result = match (denied, resolved) {
+            (Some(error), _) => result.with_error_code(code(error)),
+            (None, None) if name.is_some() => {
                 result.with_error_code(code(ResponseError::UnknownTopicOrPartition))
             }
-            None => result.with_error_code(code(ResponseError::UnknownTopicId)),
-            Some((name, id)) => {
+            (None, None) => result.with_error_code(code(ResponseError::UnknownTopicId)),
+            (None, Some((name, id))) => {
                 broker.topics.delete(&name)?;
                 if broker.groups.delete_topic_offsets(now, &name)? {
                     broker.tickets.note(crate::LogId::Groups);

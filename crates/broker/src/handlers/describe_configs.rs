@@ -2,6 +2,7 @@
 //! is a topic override, a broker setting changed at run time, or a default) and for the broker
 //! (its main settings: those that can change at run time with their source, the rest read-only).
 
+use acl::Operation;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
@@ -11,7 +12,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, 
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use super::{code, str_bytes};
 use crate::topic_config::{DYNAMIC_BROKER_CONFIGS, TOPIC_CONFIG_NAMES};
-use crate::Broker;
+use crate::{Broker, ClientInfo};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -20,7 +21,11 @@ const SOURCE_DYNAMIC_BROKER: i8 = 2;
 /// Config source of a static broker setting.
 const SOURCE_STATIC_BROKER: i8 = 4;
 
-pub fn handle(broker: &Broker, request: &DescribeConfigsRequest) -> ResponseKind {
+pub fn handle(
+    broker: &Broker,
+    client: &ClientInfo,
+    request: &DescribeConfigsRequest,
+) -> ResponseKind {
     let results = request
         .resources
         .iter()
@@ -28,10 +33,13 @@ pub fn handle(broker: &Broker, request: &DescribeConfigsRequest) -> ResponseKind
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
-            let entries = match resource.resource_type {
-                RESOURCE_TOPIC => topic_entries(broker, &resource.resource_name),
-                RESOURCE_BROKER => Ok(broker_entries(broker)),
-                _ => Err(ResponseError::InvalidRequest),
+            let (kind, name) = (resource.resource_type, &resource.resource_name);
+            let denied = broker.config_denied(client, Operation::DescribeConfigs, kind, name);
+            let entries = match (denied, kind) {
+                (Some(error), _) => Err(error),
+                (None, RESOURCE_TOPIC) => topic_entries(broker, name),
+                (None, RESOURCE_BROKER) => Ok(broker_entries(broker)),
+                (None, _) => Err(ResponseError::InvalidRequest),
             };
             let wanted = resource.configuration_keys.as_ref();
             match entries {

@@ -5,6 +5,7 @@
 //! included, as Kafka lists `__consumer_offsets` and `__transaction_state` (one partition each
 //! here). Offset lag is 0: there is no future replica.
 
+use acl::{Operation, Resource};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
@@ -17,9 +18,28 @@ use super::{code, str_bytes};
 use crate::groups::GROUP_LOG_NAME;
 use crate::topics::Topic;
 use crate::transactions::TXN_LOG_NAME;
-use crate::Broker;
+use crate::{Broker, ClientInfo};
 
-pub fn handle(broker: &Broker, request: &DescribeLogDirsRequest) -> ResponseKind {
+/// The first version with a top-level error code.
+const ERROR_CODE_VERSION: i16 = 3;
+
+pub fn handle(
+    broker: &Broker,
+    client: &ClientInfo,
+    request: &DescribeLogDirsRequest,
+    version: i16,
+) -> ResponseKind {
+    if !broker.allows(client, Operation::Describe, Resource::CLUSTER) {
+        // As Kafka: no directory, and (v3+) the error; before v3 only the empty answer tells.
+        let error = if version >= ERROR_CODE_VERSION {
+            code(ResponseError::ClusterAuthorizationFailed)
+        } else {
+            0
+        };
+        return ResponseKind::DescribeLogDirs(
+            DescribeLogDirsResponse::default().with_error_code(error),
+        );
+    }
     let internal = [
         (GROUP_LOG_NAME, broker.groups.log_size_bytes()),
         (TXN_LOG_NAME, broker.transactions.log_size_bytes()),

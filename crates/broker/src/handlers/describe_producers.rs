@@ -2,6 +2,7 @@
 //! its producer state knows them (epoch, last sequence, last write time, and the first offset of
 //! the transaction it has open, or -1). ferry keeps no coordinator epoch per producer: -1.
 
+use acl::Operation;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
@@ -11,23 +12,30 @@ use kafka_protocol::messages::{
 };
 
 use super::code;
-use crate::Broker;
+use crate::{Broker, ClientInfo};
 
-pub fn handle(broker: &Broker, request: &DescribeProducersRequest) -> ResponseKind {
+pub fn handle(
+    broker: &Broker,
+    client: &ClientInfo,
+    request: &DescribeProducersRequest,
+) -> ResponseKind {
     let topics = request
         .topics
         .iter()
         .map(|topic| {
+            let denied = broker.topic_denied(client, Operation::Read, topic.name.as_str());
             let partitions = topic
                 .partition_indexes
                 .iter()
                 .map(|&index| {
                     let answer = PartitionResponse::default().with_partition_index(index);
-                    match broker.topics.partition(topic.name.as_str(), index) {
-                        Some(partition) => answer.with_active_producers(producers(partition)),
-                        None => {
-                            answer.with_error_code(code(ResponseError::UnknownTopicOrPartition))
+                    match (denied, broker.topics.partition(topic.name.as_str(), index)) {
+                        (None, Some(partition)) => {
+                            answer.with_active_producers(producers(partition))
                         }
+                        (denied, _) => answer.with_error_code(code(
+                            denied.unwrap_or(ResponseError::UnknownTopicOrPartition),
+                        )),
                     }
                 })
                 .collect();

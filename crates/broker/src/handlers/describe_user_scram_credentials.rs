@@ -13,10 +13,25 @@ use kafka_protocol::messages::{
     DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse, ResponseKind,
 };
 
-use super::{code, str_bytes};
-use crate::Broker;
+use acl::{Operation, Resource};
 
-pub fn handle(broker: &Broker, request: &DescribeUserScramCredentialsRequest) -> ResponseKind {
+use super::{code, str_bytes};
+use crate::{Broker, ClientInfo};
+
+pub fn handle(
+    broker: &Broker,
+    client: &ClientInfo,
+    request: &DescribeUserScramCredentialsRequest,
+) -> ResponseKind {
+    // Describing credentials needs DESCRIBE on the cluster; Kafka refuses the whole request.
+    if !broker.allows(client, Operation::Describe, Resource::CLUSTER) {
+        let error = ResponseError::ClusterAuthorizationFailed;
+        return ResponseKind::DescribeUserScramCredentials(
+            DescribeUserScramCredentialsResponse::default()
+                .with_error_code(code(error))
+                .with_error_message(Some(str_bytes(error.to_string()))),
+        );
+    }
     let listed: BTreeMap<&str, Vec<CredentialInfo>> = broker
         .users
         .list()

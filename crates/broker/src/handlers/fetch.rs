@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use acl::Operation;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
@@ -28,7 +29,7 @@ use wire::batch::{Batches, Compression};
 
 use super::code;
 use crate::config::FETCH_WAIT_MAX;
-use crate::{Broker, BrokerError, Now, Outcome};
+use crate::{Broker, BrokerError, ClientInfo, Now, Outcome};
 
 const READ_COMMITTED: i8 = 1;
 
@@ -41,6 +42,10 @@ const ZSTD_MIN_VERSION: i16 = 10;
 pub struct WaitingFetch {
     request: Box<FetchRequest>,
     version: i16,
+    /// Per topic of the request, whether its client may not READ it (judged once, when the
+    /// Fetch arrived); empty with the authorizer off. A denied topic answers at once, so such
+    /// a Fetch never waits.
+    denied: Vec<bool>,
     /// When the wait is over, on the monotonic clock (`Now::mono`).
     deadline: Duration,
 }
@@ -208,14 +213,18 @@ fn read_failed(data: PartitionData, topic: &str, error: LogError) -> PartitionDa
 /// A Fetch as it arrives: planned now, its reads run by the server.
 pub(crate) fn begin(
     broker: &mut Broker,
+    client: &ClientInfo,
     now: Now,
     request: FetchRequest,
     version: i16,
 ) -> Result<Outcome, BrokerError> {
     let wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
+    let topics = request.topics.iter().map(|t| t.topic.0.as_str());
+    let denied = broker.denied_topics(client, Operation::Read, topics);
     let waiting = WaitingFetch {
         request: Box::new(request),
         version,
+        denied,
         deadline: now.mono() + wait.min(FETCH_WAIT_MAX),
     };
     again(broker, now, waiting)
@@ -246,8 +255,9 @@ fn plan(
     };
     let mut any_error = false;
     let mut topics = Vec::with_capacity(request.topics.len());
-    for topic in &request.topics {
+    for (at, topic) in request.topics.iter().enumerate() {
         let name = topic.topic.0.as_str();
+        let denied = waiting.denied.get(at).copied().unwrap_or(false);
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for wanted in &topic.partitions {
             let mut read = PartitionRead {
@@ -257,11 +267,16 @@ fn plan(
                 aborted: None,
                 topic: topic.topic.0.clone(),
             };
-            let Some(partition) = broker.topics.partition(name, wanted.partition) else {
+            let partition = broker.topics.partition(name, wanted.partition);
+            let refused = match partition {
+                _ if denied => Some(ResponseError::TopicAuthorizationFailed),
+                None => Some(ResponseError::UnknownTopicOrPartition),
+                Some(_) => None,
+            };
+            let (None, Some(partition)) = (refused, partition) else {
                 any_error = true;
-                read.data = read
-                    .data
-                    .with_error_code(code(ResponseError::UnknownTopicOrPartition));
+                let error = refused.expect("refused or found");
+                read.data = read.data.with_error_code(code(error));
                 partitions.push(read);
                 continue;
             };

@@ -1,6 +1,7 @@
 //! FindCoordinator: this broker coordinates every group (key type 0) and every transactional id
 //! (key type 1).
 
+use acl::{Operation, Resource};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{
@@ -22,8 +23,16 @@ pub fn handle(
 ) -> ResponseKind {
     let config = &broker.config;
     let advertised = config.advertised_for(&client.listener);
-    let answer = |key_type: i8| -> Result<(), ResponseError> {
+    // Finding a coordinator needs DESCRIBE on its group or transactional id.
+    let answer = |key_type: i8, key: &str| -> Result<(), ResponseError> {
+        let allows = |resource| broker.allows(client, Operation::Describe, resource);
         match key_type {
+            KEY_TYPE_GROUP if !allows(Resource::group(key)) => {
+                Err(ResponseError::GroupAuthorizationFailed)
+            }
+            KEY_TYPE_TRANSACTION if !allows(Resource::transactional_id(key)) => {
+                Err(ResponseError::TransactionalIdAuthorizationFailed)
+            }
             KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => Ok(()),
             _ => Err(ResponseError::CoordinatorNotAvailable),
         }
@@ -36,7 +45,7 @@ pub fn handle(
             .iter()
             .map(|key| {
                 let coordinator = Coordinator::default().with_key(key.clone());
-                match answer(request.key_type) {
+                match answer(request.key_type, key) {
                     Ok(()) => coordinator
                         .with_node_id(node)
                         .with_host(host.clone())
@@ -49,7 +58,7 @@ pub fn handle(
             .collect();
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
-        match answer(request.key_type) {
+        match answer(request.key_type, &request.key) {
             Ok(()) => FindCoordinatorResponse::default()
                 .with_node_id(node)
                 .with_host(host)

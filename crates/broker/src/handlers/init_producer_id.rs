@@ -12,22 +12,33 @@
 //! error (TRANSACTIONAL_ID_AUTHORIZATION_FAILED would blame ACLs ferry does not have) or
 //! spinning; Kafka answers the same while its transaction log is not loaded.
 
+use acl::{Operation, Resource, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProducerId, ResponseKind,
 };
 
 use super::code;
-use crate::{Broker, BrokerError};
+use crate::{Broker, BrokerError, ClientInfo};
 
 const NO_PRODUCER_ID: i64 = -1;
 const NO_PRODUCER_EPOCH: i16 = -1;
 
 pub fn handle(
     broker: &mut Broker,
+    client: &ClientInfo,
     request: &InitProducerIdRequest,
 ) -> Result<ResponseKind, BrokerError> {
-    let response = match refusal(request) {
+    // An idempotent producer needs IDEMPOTENT_WRITE on the cluster or, since Kafka 3.0
+    // (KIP-679), WRITE on some topic.
+    let allowed = broker.allows(client, Operation::IdempotentWrite, Resource::CLUSTER)
+        || broker.allows_any(client, Operation::Write, ResourceType::Topic);
+    let refused = if allowed {
+        refusal(request)
+    } else {
+        Some(ResponseError::ClusterAuthorizationFailed)
+    };
+    let response = match refused {
         Some(error) => {
             tracing::debug!(
                 transactional_id = ?request.transactional_id.as_ref().map(|t| t.0.as_str()),

@@ -13,9 +13,10 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, ResponseKind};
 
 use super::code;
+use acl::Operation;
 use storage::LogError;
 
-use crate::{Broker, BrokerError};
+use crate::{Broker, BrokerError, ClientInfo};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -30,6 +31,7 @@ const READ_COMMITTED: i8 = 1;
 
 pub fn handle(
     broker: &Broker,
+    client: &ClientInfo,
     request: &ListOffsetsRequest,
     version: i16,
 ) -> Result<ResponseKind, BrokerError> {
@@ -37,15 +39,18 @@ pub fn handle(
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let name = topic.name.0.to_string();
+        let denied = broker.topic_denied(client, Operation::Describe, &name);
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for wanted in &topic.partitions {
             let response = ListOffsetsPartitionResponse::default()
                 .with_partition_index(wanted.partition_index)
                 .with_leader_epoch(if version >= 4 { 0 } else { -1 });
-            let Some(partition) = broker.topics.partition(&name, wanted.partition_index) else {
+            let partition = broker.topics.partition(&name, wanted.partition_index);
+            let (None, Some(partition)) = (denied, partition) else {
+                let error = denied.unwrap_or(ResponseError::UnknownTopicOrPartition);
                 partitions.push(
                     response
-                        .with_error_code(code(ResponseError::UnknownTopicOrPartition))
+                        .with_error_code(code(error))
                         .with_offset(-1)
                         .with_timestamp(-1),
                 );

@@ -1,8 +1,13 @@
 //! Metadata: this broker as the only node and leader of every partition, and topic
 //! auto-creation (`auto.create.topics.enable`, and the request's own flag from v4).
+//!
+//! Authorization as in Kafka: the topics listed are those the client may DESCRIBE; a topic asked
+//! for by name that it may not DESCRIBE is TOPIC_AUTHORIZATION_FAILED whether it exists or not
+//! (its existence is not told), and auto-creating one needs CREATE on the cluster or the topic.
 
 use std::collections::BTreeMap;
 
+use acl::{Operation, Resource};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -13,28 +18,6 @@ use super::{code, str_bytes, topic_name};
 use crate::topics::{validate_topic_name, Topic};
 use crate::{Broker, BrokerError, ClientInfo};
 
-/// Kafka's ACL operation codes, as bits of an authorized-operations field.
-const READ: i32 = 1 << 3;
-const WRITE: i32 = 1 << 4;
-const CREATE: i32 = 1 << 5;
-const DELETE: i32 = 1 << 6;
-const ALTER: i32 = 1 << 7;
-const DESCRIBE: i32 = 1 << 8;
-const CLUSTER_ACTION: i32 = 1 << 9;
-const DESCRIBE_CONFIGS: i32 = 1 << 10;
-const ALTER_CONFIGS: i32 = 1 << 11;
-const IDEMPOTENT_WRITE: i32 = 1 << 12;
-/// Every operation that applies to a topic.
-const TOPIC_AUTHORIZED_OPERATIONS_ALL: i32 =
-    READ | WRITE | CREATE | DELETE | ALTER | DESCRIBE | DESCRIBE_CONFIGS | ALTER_CONFIGS;
-/// Every operation that applies to the cluster.
-const CLUSTER_AUTHORIZED_OPERATIONS_ALL: i32 = CREATE
-    | CLUSTER_ACTION
-    | DESCRIBE_CONFIGS
-    | ALTER_CONFIGS
-    | IDEMPOTENT_WRITE
-    | ALTER
-    | DESCRIBE;
 /// An authorized-operations field the client did not ask for.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
@@ -49,31 +32,37 @@ pub fn handle(
     let mut topics = Vec::new();
     match &request.topics {
         // A null list asks for every topic; v0 used an empty list for the same.
-        None => topics.extend(all_topics(broker, node, version)),
+        None => topics.extend(all_topics(broker, client, node, version)),
         Some(requested) if requested.is_empty() && version == 0 => {
-            topics.extend(all_topics(broker, node, version))
+            topics.extend(all_topics(broker, client, node, version))
         }
         Some(requested) => {
             let allow_create = version < 4 || request.allow_auto_topic_creation;
             for entry in requested {
                 let Some(name) = entry.name.as_ref().map(|n| n.0.to_string()) else {
-                    topics.push(by_id(broker, node, entry.topic_id, version));
+                    topics.push(by_id(broker, client, node, entry.topic_id, version));
                     continue;
                 };
-                topics.push(by_name(broker, now_ms, node, &name, allow_create, version)?);
+                let asked = Asked {
+                    name: &name,
+                    allow_create,
+                };
+                topics.push(by_name(broker, client, now_ms, node, asked, version)?);
             }
         }
     }
-    // With no authorizer every operation is allowed, and Kafka reports them all (v8+, when
-    // asked); otherwise the field keeps its "not asked" value.
+    // KIP-430 (v8+, when asked): what the client may do; every operation without an
+    // authorizer, as Kafka reports. Otherwise the field keeps its "not asked" value.
     if version >= 8 && request.include_topic_authorized_operations {
         for topic in topics.iter_mut().filter(|t| t.error_code == 0) {
-            topic.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS_ALL;
+            let name = topic.name.as_ref().map_or("", |n| n.0.as_str());
+            let operations = broker.authorized_operations(client, Resource::topic(name));
+            topic.topic_authorized_operations = operations;
         }
     }
     let cluster_operations =
         if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
-            CLUSTER_AUTHORIZED_OPERATIONS_ALL
+            broker.authorized_operations(client, Resource::CLUSTER)
         } else {
             AUTHORIZED_OPERATIONS_OMITTED
         };
@@ -91,48 +80,80 @@ pub fn handle(
     Ok(ResponseKind::Metadata(response))
 }
 
-fn all_topics(broker: &Broker, node: BrokerId, version: i16) -> Vec<MetadataResponseTopic> {
+/// Every topic `client` may DESCRIBE.
+fn all_topics(
+    broker: &Broker,
+    client: &ClientInfo,
+    node: BrokerId,
+    version: i16,
+) -> Vec<MetadataResponseTopic> {
     broker
         .topics
         .iter()
+        .filter(|(name, _)| broker.allows(client, Operation::Describe, Resource::topic(name)))
         .map(|(name, topic)| describe(name, topic, node, version))
         .collect()
 }
 
-fn by_id(broker: &Broker, node: BrokerId, id: uuid::Uuid, version: i16) -> MetadataResponseTopic {
-    match broker.topics.name_by_id(id) {
-        Some(name) => {
+fn by_id(
+    broker: &Broker,
+    client: &ClientInfo,
+    node: BrokerId,
+    id: uuid::Uuid,
+    version: i16,
+) -> MetadataResponseTopic {
+    let name = broker.topics.name_by_id(id);
+    let refused = match name {
+        None => Some(ResponseError::UnknownTopicId),
+        Some(name) => broker.topic_denied(client, Operation::Describe, name),
+    };
+    match (name, refused) {
+        (Some(name), None) => {
             let topic = broker.topics.get(name).expect("name from registry");
             describe(name, topic, node, version)
         }
-        None => MetadataResponseTopic::default()
+        // Refused by its id, its name is not told.
+        (_, refused) => MetadataResponseTopic::default()
             .with_name(None)
             .with_topic_id(id)
-            .with_error_code(code(ResponseError::UnknownTopicId)),
+            .with_error_code(code(refused.expect("refused or found"))),
     }
+}
+
+/// A topic asked for by name, and whether the request lets it be auto-created.
+struct Asked<'a> {
+    name: &'a str,
+    allow_create: bool,
 }
 
 fn by_name(
     broker: &mut Broker,
+    client: &ClientInfo,
     now_ms: i64,
     node: BrokerId,
-    name: &str,
-    allow_create: bool,
+    asked: Asked<'_>,
     version: i16,
 ) -> Result<MetadataResponseTopic, BrokerError> {
-    if let Some(topic) = broker.topics.get(name) {
-        return Ok(describe(name, topic, node, version));
-    }
+    let name = asked.name;
     let failed = |error: ResponseError| {
         MetadataResponseTopic::default()
             .with_name(Some(topic_name(name)))
             .with_error_code(code(error))
     };
+    if let Some(error) = broker.topic_denied(client, Operation::Describe, name) {
+        return Ok(failed(error));
+    }
+    if let Some(topic) = broker.topics.get(name) {
+        return Ok(describe(name, topic, node, version));
+    }
     if validate_topic_name(name).is_err() {
         return Ok(failed(ResponseError::InvalidTopicException));
     }
-    if !(allow_create && broker.config.auto_create_topics) {
+    if !(asked.allow_create && broker.config.auto_create_topics) {
         return Ok(failed(ResponseError::UnknownTopicOrPartition));
+    }
+    if !broker.allows_create_topic(client, name) {
+        return Ok(failed(ResponseError::TopicAuthorizationFailed));
     }
     let partitions = broker.config.num_partitions;
     if let Err(reason) = broker.topics.check_room(partitions as usize) {

@@ -4,10 +4,13 @@
 pub mod alter_configs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod describe_producers;
@@ -23,6 +26,9 @@ pub mod sasl;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
+
+/// The ACL APIs' message without an authorizer (Kafka's words).
+const NO_AUTHORIZER: &str = "No Authorizer is configured on the broker";
 
 pub(crate) fn code(error: ResponseError) -> i16 {
     error.code()

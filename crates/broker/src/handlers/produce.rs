@@ -6,6 +6,7 @@
 //! fsynced it. A duplicate's answer under `acks=all` waits for the fsync too: its original may
 //! have been written a moment ago and not be durable yet.
 
+use acl::{Operation, Resource};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -16,6 +17,7 @@ use super::{code, str_bytes};
 use crate::prepared::ProduceChecks;
 use crate::producers::{BatchHeader, Verdict};
 use crate::topic_config::TimestampType;
+use crate::ClientInfo;
 use crate::{Broker, BrokerError, Outcome};
 
 const ACKS_NONE: i16 = 0;
@@ -51,6 +53,7 @@ impl Refused {
 
 pub fn handle(
     broker: &mut Broker,
+    client: &ClientInfo,
     now_ms: i64,
     request: ProduceRequest,
     checks: ProduceChecks,
@@ -65,8 +68,14 @@ pub fn handle(
     let mut placed_any = false;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     let transactional_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
+    // A transactional produce needs WRITE on its transactional id, then each topic WRITE.
+    let txn_denied = transactional_id.as_deref().and_then(|id| {
+        let allowed = broker.allows(client, Operation::Write, Resource::transactional_id(id));
+        (!allowed).then_some(ResponseError::TransactionalIdAuthorizationFailed)
+    });
     for (topic, checks) in request.topic_data.into_iter().zip(checks) {
         let name = topic.name.0.to_string();
+        let denied = txn_denied.or_else(|| broker.topic_denied(client, Operation::Write, &name));
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         assert_eq!(
             checks.len(),
@@ -74,7 +83,9 @@ pub fn handle(
             "a check per partition"
         );
         for (data, checked) in topic.partition_data.into_iter().zip(checks) {
-            let result = if acks_valid {
+            let result = if let Some(error) = denied {
+                Err(Refused::new(error))
+            } else if acks_valid {
                 append(
                     broker,
                     now_ms,

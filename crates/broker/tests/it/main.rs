@@ -1,6 +1,8 @@
 //! Broker-level tests without sockets: requests go straight into `Broker::handle`, on a real
 //! directory, and every response must encode at the version it was asked for.
 
+mod acls;
+mod authorization;
 mod compaction;
 mod configs;
 mod data_dir;

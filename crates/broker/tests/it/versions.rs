@@ -306,6 +306,17 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
         ApiKey::SaslAuthenticate => {
             RequestKind::SaslAuthenticate(SaslAuthenticateRequest::default())
         }
+        // Without an authorizer (the broker here) every ACL API answers SECURITY_DISABLED;
+        // `acls.rs` encodes them with one.
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(DescribeAclsRequest::default()),
+        ApiKey::CreateAcls => RequestKind::CreateAcls(
+            CreateAclsRequest::default()
+                .with_creations(vec![create_acls_request::AclCreation::default()]),
+        ),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(
+            DeleteAclsRequest::default()
+                .with_filters(vec![delete_acls_request::DeleteAclsFilter::default()]),
+        ),
         other => panic!("no sample request for advertised API {other:?}"),
     }
 }

@@ -1,6 +1,7 @@
 //! ferry's integration tests: the real `ferry` binary as a child process, driven by real Kafka
 //! clients (the `rdkafka` crate, i.e. librdkafka) and by raw frames for hostile input.
 
+mod acls;
 mod admin;
 mod audit;
 mod bench;

@@ -69,12 +69,15 @@ fn s(v: &str) -> StrBytes {
 }
 
 /// Partitions that exist: `t` has four, `u` two; any other topic is unknown.
-fn partition_exists(topic: &str, partition: i32) -> bool {
-    match topic {
+fn partition_exists(topic: &str, partition: i32) -> Result<(), ResponseError> {
+    let exists = match topic {
         "t" => (0..4).contains(&partition),
         "u" => (0..2).contains(&partition),
         _ => false,
-    }
+    };
+    exists
+        .then_some(())
+        .ok_or(ResponseError::UnknownTopicOrPartition)
 }
 
 /// A transaction as the checker names it: the transactional id and how many transactions it

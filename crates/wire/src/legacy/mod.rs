@@ -8,6 +8,7 @@
 //! written back here at the old version. Produce v0–2 message sets are converted up to a v2
 //! batch and Fetch v0–3 record data down to message sets ([`message_set`]).
 
+mod acls;
 mod codec;
 pub mod message_set;
 
@@ -37,7 +38,10 @@ pub fn stand_in(api: ApiKey, version: i16) -> Option<i16> {
         | ApiKey::CreateTopics
         | ApiKey::DeleteTopics
         | ApiKey::DescribeConfigs
-        | ApiKey::DescribeLogDirs => Some(oldest),
+        | ApiKey::DescribeLogDirs
+        | ApiKey::DescribeAcls
+        | ApiKey::CreateAcls
+        | ApiKey::DeleteAcls => Some(oldest),
         _ => None,
     }
 }
@@ -56,6 +60,9 @@ pub fn decode_request(api: ApiKey, version: i16, body: &mut Bytes) -> ReadResult
             RequestKind::CreateTopics(create_topics_v0(&mut r)?)
         }
         ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(describe_configs_v0(&mut r)?),
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(acls::describe_request(&mut r)?),
+        ApiKey::CreateAcls => RequestKind::CreateAcls(acls::create_request(&mut r)?),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(acls::delete_request(&mut r)?),
         // The same bytes as the stand-in's (OffsetFetch v0, CreateTopics v1, DeleteTopics v0,
         // DescribeLogDirs v0 differ from the next version in meaning only).
         _ => RequestKind::decode(api, body, stand_in).map_err(|e| e.to_string())?,
@@ -161,8 +168,14 @@ pub fn encode_response(
                 });
             });
         }
+        (ApiKey::DescribeAcls, ResponseKind::DescribeAcls(response)) => {
+            acls::describe_response(&mut w, response)
+        }
+        (ApiKey::DeleteAcls, ResponseKind::DeleteAcls(response)) => {
+            acls::delete_response(&mut w, response)
+        }
         // The same bytes as the stand-in's: Produce v2, OffsetCommit v0–1, OffsetFetch v0,
-        // DescribeLogDirs v0.
+        // DescribeLogDirs v0, CreateAcls v0.
         (_, response) => response.encode(out, stand_in).map_err(|e| e.to_string())?,
     }
     Ok(())
