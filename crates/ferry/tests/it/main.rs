@@ -21,6 +21,7 @@ mod lab;
 mod metrics;
 mod roundtrip;
 mod sasl;
+mod secured_lab;
 mod sinks;
 mod stress;
 mod tls;

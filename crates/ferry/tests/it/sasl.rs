@@ -45,7 +45,7 @@ fn start(dir: &Path) -> Ferry {
 }
 
 /// `ferry users add NAME --data-dir DIR`, the password on stdin; the command's success.
-fn users_add(dir: &Path, name: &str, password: &str, extra: &[&str]) -> bool {
+pub(crate) fn users_add(dir: &Path, name: &str, password: &str, extra: &[&str]) -> bool {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["users", "add", name, "--data-dir"])
         .arg(dir)
