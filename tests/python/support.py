@@ -5,10 +5,13 @@ key and value carry `seq`, so a reader can check every record is present, once, 
 partition, at the expected offset, with its bytes intact.
 """
 
+import shutil
+import subprocess
 import time
 
 import confluent_kafka
 import kafka
+import pytest
 
 DEADLINE_S = 60.0
 
@@ -280,3 +283,21 @@ def check_segments(data_dir, topic, expected, codec):
             next_offset += count
         assert next_offset == len(expected.seqs(partition)), (partition, next_offset)
         assert compressed_records * 2 > next_offset, (partition, "mostly not in the requested codec")
+
+
+# --- kcat ----------------------------------------------------------------------------------------
+
+KCAT_TIMEOUT_S = 30
+
+
+def kcat(*args, stdin=None):
+    """Runs kcat with `args`; fails the test unless it exits 0; returns its stdout."""
+    path = shutil.which("kcat")
+    if path is None:
+        pytest.fail("kcat is not installed (scripts/install-deps installs it)", pytrace=False)
+    done = subprocess.run(
+        [path, *args], input=stdin, capture_output=True, timeout=KCAT_TIMEOUT_S, check=False
+    )
+    assert done.returncode == 0, (args, done.returncode, done.stderr.decode(errors="replace"))
+    return done.stdout
+

@@ -1,23 +1,7 @@
 """kcat (librdkafka's command-line client): list metadata, produce lines from stdin, read them
 back exactly."""
 
-import shutil
-import subprocess
-
-import pytest
-
-TIMEOUT_S = 30
-
-
-def kcat(*args, stdin=None):
-    path = shutil.which("kcat")
-    if path is None:
-        pytest.fail("kcat is not installed (scripts/install-deps installs it)", pytrace=False)
-    done = subprocess.run(
-        [path, *args], input=stdin, capture_output=True, timeout=TIMEOUT_S, check=False
-    )
-    assert done.returncode == 0, (args, done.returncode, done.stderr.decode(errors="replace"))
-    return done.stdout
+from support import kcat
 
 
 def test_kcat_metadata_produce_consume(broker):

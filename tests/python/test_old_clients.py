@@ -5,9 +5,6 @@ v0-1, OffsetFetch v0, CreateTopics v0, DeleteTopics v0 and DescribeConfigs v0; l
 without ApiVersions on a 0.9/0.10 fallback does the same. Each test reads back what the old client
 wrote with a current client too (the log holds v2 batches only), and the other way round."""
 
-import shutil
-import subprocess
-
 import confluent_kafka
 import confluent_kafka.admin
 import kafka
@@ -16,11 +13,17 @@ import kafka.errors
 import pytest
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from support import Expected, confluent_produce, confluent_read, kafka_python_produce, kafka_python_read
+from support import (
+    Expected,
+    confluent_produce,
+    confluent_read,
+    kafka_python_produce,
+    kafka_python_read,
+    kcat,
+)
 
 PARTITIONS = 2
 RECORDS = 400
-TIMEOUT_S = 30
 
 
 @pytest.fixture
@@ -159,15 +162,6 @@ def test_old_admin_creates_describes_and_deletes_topics(broker):
     assert "old-admin" not in topics or topics["old-admin"].error is not None
 
 
-def kcat(*args, stdin=None):
-    path = shutil.which("kcat")
-    if path is None:
-        pytest.fail("kcat is not installed (scripts/install-deps installs it)", pytrace=False)
-    done = subprocess.run(
-        [path, *args], input=stdin, capture_output=True, timeout=TIMEOUT_S, check=False
-    )
-    assert done.returncode == 0, (args, done.returncode, done.stderr.decode(errors="replace"))
-    return done.stdout
 
 
 @pytest.mark.parametrize("fallback", ["0.9.0", "0.10.0"])
