@@ -3,7 +3,6 @@
 //! otherwise; the others added and written to `acls.json` durably before the answer. Needs
 //! ALTER on the cluster; without an authorizer every creation is SECURITY_DISABLED.
 
-use acl::{Operation, Resource};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse, ResponseKind};
@@ -22,35 +21,27 @@ pub fn handle(
             .with_error_code(code(error))
             .with_error_message(Some(str_bytes(message)))
     };
-    let every = |result: AclCreationResult| vec![result; request.creations.len()];
-    let results = if broker.acls.authorizer().is_none() {
-        every(refused(
-            ResponseError::SecurityDisabled,
-            super::NO_AUTHORIZER.into(),
-        ))
-    } else if !broker.allows(client, Operation::Alter, Resource::CLUSTER) {
-        every(refused(
-            ResponseError::ClusterAuthorizationFailed,
-            "CreateAcls needs ALTER on the cluster".into(),
-        ))
-    } else {
-        let bindings = request.creations.iter().map(acls::binding).collect();
-        broker
-            .acls
-            .create(bindings)?
-            .into_iter()
-            .map(|answer| match answer {
-                Ok(()) => AclCreationResult::default().with_error_message(None),
-                Err(CreateRefused::Invalid(error)) => {
-                    refused(ResponseError::InvalidRequest, error.to_string())
-                }
-                Err(CreateRefused::TooMany) => refused(
-                    ResponseError::PolicyViolation,
-                    format!("the broker holds {ACLS_MAX} ACLs, its limit"),
-                ),
-            })
-            .collect()
-    };
+    let results =
+        if let Some((error, message)) = super::acl_change_refused(broker, client, "CreateAcls") {
+            vec![refused(error, message); request.creations.len()]
+        } else {
+            let bindings = request.creations.iter().map(acls::binding).collect();
+            broker
+                .acls
+                .create(bindings)?
+                .into_iter()
+                .map(|answer| match answer {
+                    Ok(()) => AclCreationResult::default().with_error_message(None),
+                    Err(CreateRefused::Invalid(error)) => {
+                        refused(ResponseError::InvalidRequest, error.to_string())
+                    }
+                    Err(CreateRefused::TooMany) => refused(
+                        ResponseError::PolicyViolation,
+                        format!("the broker holds {ACLS_MAX} ACLs, its limit"),
+                    ),
+                })
+                .collect()
+        };
     Ok(ResponseKind::CreateAcls(
         CreateAclsResponse::default().with_results(results),
     ))

@@ -3,7 +3,6 @@
 //! INVALID_REQUEST. Needs ALTER on the cluster; without an authorizer every filter is
 //! SECURITY_DISABLED.
 
-use acl::{Operation, Resource};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
 use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse, ResponseKind};
@@ -21,38 +20,30 @@ pub fn handle(
             .with_error_code(code(error))
             .with_error_message(Some(str_bytes(message)))
     };
-    let every = |result: DeleteAclsFilterResult| vec![result; request.filters.len()];
-    let results = if broker.acls.authorizer().is_none() {
-        every(refused(
-            ResponseError::SecurityDisabled,
-            super::NO_AUTHORIZER.into(),
-        ))
-    } else if !broker.allows(client, Operation::Alter, Resource::CLUSTER) {
-        every(refused(
-            ResponseError::ClusterAuthorizationFailed,
-            "DeleteAcls needs ALTER on the cluster".into(),
-        ))
-    } else {
-        let parsed: Vec<_> = request
-            .filters
-            .iter()
-            .map(|f| acls::filter(f.into()))
-            .collect();
-        let valid: Vec<_> = parsed.iter().flatten().cloned().collect();
-        let mut removed = broker.acls.delete(&valid)?.into_iter();
-        parsed
-            .into_iter()
-            .map(|filter| match filter {
-                Err(error) => refused(ResponseError::InvalidRequest, error.to_string()),
-                Ok(_) => {
-                    let gone = removed.next().expect("one answer per valid filter");
-                    DeleteAclsFilterResult::default()
-                        .with_error_message(None)
-                        .with_matching_acls(gone.iter().map(acls::deleted).collect())
-                }
-            })
-            .collect()
-    };
+    let results =
+        if let Some((error, message)) = super::acl_change_refused(broker, client, "DeleteAcls") {
+            vec![refused(error, message); request.filters.len()]
+        } else {
+            let parsed: Vec<_> = request
+                .filters
+                .iter()
+                .map(|f| acls::filter(f.into()))
+                .collect();
+            let valid: Vec<_> = parsed.iter().flatten().cloned().collect();
+            let mut removed = broker.acls.delete(&valid)?.into_iter();
+            parsed
+                .into_iter()
+                .map(|filter| match filter {
+                    Err(error) => refused(ResponseError::InvalidRequest, error.to_string()),
+                    Ok(_) => {
+                        let gone = removed.next().expect("one answer per valid filter");
+                        DeleteAclsFilterResult::default()
+                            .with_error_message(None)
+                            .with_matching_acls(gone.iter().map(acls::deleted).collect())
+                    }
+                })
+                .collect()
+        };
     Ok(ResponseKind::DeleteAcls(
         DeleteAclsResponse::default().with_filter_results(results),
     ))

@@ -30,6 +30,24 @@ use kafka_protocol::protocol::StrBytes;
 /// The ACL APIs' message without an authorizer (Kafka's words).
 const NO_AUTHORIZER: &str = "No Authorizer is configured on the broker";
 
+/// Why a change to the ACLs (`api`: CreateAcls, DeleteAcls) is refused as a whole, if it is:
+/// no authorizer (SECURITY_DISABLED), or no ALTER on the cluster.
+fn acl_change_refused(
+    broker: &crate::Broker,
+    client: &crate::ClientInfo,
+    api: &str,
+) -> Option<(kafka_protocol::error::ResponseError, String)> {
+    use kafka_protocol::error::ResponseError;
+    if broker.acls.authorizer().is_none() {
+        return Some((ResponseError::SecurityDisabled, NO_AUTHORIZER.into()));
+    }
+    if !broker.allows(client, acl::Operation::Alter, acl::Resource::CLUSTER) {
+        let message = format!("{api} needs ALTER on the cluster");
+        return Some((ResponseError::ClusterAuthorizationFailed, message));
+    }
+    None
+}
+
 pub(crate) fn code(error: ResponseError) -> i16 {
     error.code()
 }
