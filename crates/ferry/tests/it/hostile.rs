@@ -187,26 +187,7 @@ async fn hostile_frames_close_only_their_connection() {
     );
     let last = batch.len() - 1;
     batch[last] ^= 0xff;
-    let produce = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str("hostile-healthy")))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch.into()))])]);
-    let mut stream = connect(&ferry);
-    stream
-        .write_all(&request_frame(
-            ApiKey::Produce,
-            9,
-            &RequestKind::Produce(produce),
-        ))
-        .unwrap();
-    let mut body = read_response(&mut stream, 5);
-    let response = ProduceResponse::decode(&mut body, 9).expect("Produce v9 response");
-    let partition = &response.responses[0].partition_responses[0];
-    assert_eq!(partition.error_code, 2, "CORRUPT_MESSAGE");
+    assert_eq!(produce_error(&ferry, 9, batch), 2, "CORRUPT_MESSAGE");
     healthy(&bootstrap, 5).await;
 
     // The same for an old message set (Produce v2, magic 1) with a wrong CRC: it is not
@@ -261,29 +242,32 @@ async fn hostile_frames_close_only_their_connection() {
     let crc = crc32c::crc32c(&zstd[21..]);
     zstd[17..21].copy_from_slice(&crc.to_be_bytes());
     for (version, expected) in [(6, 76), (7, 0)] {
-        let produce = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_static_str("hostile-healthy")))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(zstd.clone().into()))])]);
-        let mut stream = connect(&ferry);
-        stream
-            .write_all(&request_frame(
-                ApiKey::Produce,
-                version,
-                &RequestKind::Produce(produce),
-            ))
-            .unwrap();
-        let mut body = read_response(&mut stream, 4);
-        let response = ProduceResponse::decode(&mut body, version).expect("Produce response");
-        let partition = &response.responses[0].partition_responses[0];
-        assert_eq!(partition.error_code, expected, "zstd on Produce v{version}");
+        let error = produce_error(&ferry, version, zstd.clone());
+        assert_eq!(error, expected, "zstd on Produce v{version}");
     }
 
     assert!(ferry.is_running(), "ferry survived every hostile case");
+}
+
+/// The error code of partition 0 of `hostile-healthy` for one acks=all Produce `version` of
+/// `records`, on a connection of its own.
+fn produce_error(ferry: &Ferry, version: i16, records: Vec<u8>) -> i16 {
+    let produce = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("hostile-healthy")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records.into()))])]);
+    let mut stream = connect(ferry);
+    let frame = request_frame(ApiKey::Produce, version, &RequestKind::Produce(produce));
+    stream.write_all(&frame).unwrap();
+    // Produce v9 answers with the flexible header (a tagged-field byte after the id).
+    let header_bytes = if version >= 9 { 5 } else { 4 };
+    let mut body = read_response(&mut stream, header_bytes);
+    let response = ProduceResponse::decode(&mut body, version).expect("Produce response");
+    response.responses[0].partition_responses[0].error_code
 }
 
 /// Produces one `acks=all` record every 20 ms until `stop`, on its own connections, and
