@@ -91,12 +91,16 @@ def test_old_kafka_python_commits_offsets(broker, api_version):
     expected = Expected(topic, 20, PARTITIONS)
     confluent_produce(broker.bootstrap, topic, expected)
     tp = TopicPartition(topic, 0)
-    consumer = kafka.KafkaConsumer(
-        bootstrap_servers=broker.bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        api_version=api_version,
-    )
+
+    def old_consumer():
+        return kafka.KafkaConsumer(
+            bootstrap_servers=broker.bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            api_version=api_version,
+        )
+
+    consumer = old_consumer()
     try:
         consumer.assign([tp])
         consumer.commit({tp: OffsetAndMetadata(7, "old", -1)})
@@ -116,12 +120,7 @@ def test_old_kafka_python_commits_offsets(broker, api_version):
     finally:
         current.close()
 
-    consumer = kafka.KafkaConsumer(
-        bootstrap_servers=broker.bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        api_version=api_version,
-    )
+    consumer = old_consumer()
     try:
         assert consumer.committed(tp) == 9
     finally:

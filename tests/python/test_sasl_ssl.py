@@ -6,7 +6,7 @@ import confluent_kafka
 import pytest
 
 from support import Expected, confluent_produce, confluent_read, kafka_python_produce, kafka_python_read, kcat
-from test_sasl import free_port, users_add
+from test_sasl import free_port, sasl_broker  # noqa: F401 (the broker with user alice)
 from test_tls import pki  # noqa: F401 (the module's certificates, a fixture)
 
 MECHANISMS = ["SCRAM-SHA-512", "PLAIN"]
@@ -24,17 +24,9 @@ def broker_settings(pki):  # noqa: F811
     }
 
 
-@pytest.fixture
-def sasl_ssl_broker(broker):
-    broker.stop()
-    users_add(broker.data_dir, "alice", "alice-secret")
-    broker.start()
-    return broker
-
-
 @pytest.mark.parametrize("mechanism", MECHANISMS)
-def test_python_clients_and_kcat_over_sasl_ssl(sasl_ssl_broker, pki, mechanism):  # noqa: F811
-    bootstrap = sasl_ssl_broker.bootstrap
+def test_python_clients_and_kcat_over_sasl_ssl(sasl_broker, pki, mechanism):  # noqa: F811
+    bootstrap = sasl_broker.bootstrap
     tag = mechanism.lower().replace("-", "")
     librdkafka = {
         "security.protocol": "SASL_SSL",
