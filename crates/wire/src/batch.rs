@@ -282,7 +282,7 @@ impl<'a> BatchView<'a> {
     }
 }
 
-fn take_bytes<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+pub(crate) fn take_bytes<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     if rest.len() < n {
         return None;
     }
@@ -291,7 +291,7 @@ fn take_bytes<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     Some(taken)
 }
 
-fn take_varlong(rest: &mut &[u8]) -> Option<i64> {
+pub(crate) fn take_varlong(rest: &mut &[u8]) -> Option<i64> {
     let mut zigzag = 0u64;
     for shift in (0..70).step_by(7) {
         let byte = *take_bytes(rest, 1)?.first()?;
@@ -303,7 +303,7 @@ fn take_varlong(rest: &mut &[u8]) -> Option<i64> {
     None
 }
 
-fn take_nullable<'a>(rest: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
+pub(crate) fn take_nullable<'a>(rest: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
     match take_varlong(rest)? {
         -1 => Some(None),
         n if n >= 0 => take_bytes(rest, usize::try_from(n).ok()?).map(Some),

@@ -6,11 +6,13 @@
 //! decodes individual records) and the limits on frames.
 
 pub mod batch;
+pub mod compression;
 pub mod errors;
 pub mod fields;
 pub mod frame;
 pub mod legacy;
 pub mod pieces;
+pub mod retain;
 pub mod versions;
 
 pub use frame::{decode_request, encode_response, header_prefix, HeaderPrefix, Request};
