@@ -15,6 +15,12 @@ use crate::error::LogError;
 pub(crate) const LOG_START_FILE: &str = "log-start-offset.checkpoint";
 /// The offset up to which the log was known synced: recovery trusts what lies before it.
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point.checkpoint";
+/// The offset below which compaction has cleaned the log, written once a cleaning's segments
+/// are in place: the segments after it are dirty (absent until the first compaction).
+pub(crate) const CLEANER_FILE: &str = "cleaner-offset.checkpoint";
+/// The offset below which segments may have offset gaps, written before a cleaning renames its
+/// segments into place (so at least the cleaner checkpoint; more after a crash mid-install).
+pub(crate) const COMPACTED_FILE: &str = "compacted-offset.checkpoint";
 /// Suffix of the temporary file a checkpoint is written to before the rename.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
 

@@ -80,6 +80,12 @@ pub trait DiskFile: Send + Sync {
     /// writeback error is reported to the descriptors open when it happens, so a descriptor
     /// opened later could miss one. A no-op where there are no descriptors.
     fn release(&self) {}
+    /// Opens the descriptor if it was released and keeps it open from now on: for a file whose
+    /// name is about to be given to another file (compaction renames a cleaned segment over
+    /// it), so that reads still under way see this file, never the one now under its name.
+    fn keep_open(&self) -> io::Result<()> {
+        Ok(())
+    }
     /// The file's last-modified time: retention's age of a segment whose batches carry no
     /// valid timestamp, as in Kafka.
     fn modified(&self) -> io::Result<std::time::SystemTime>;
@@ -108,6 +114,7 @@ impl Disk for FsDisk {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn DiskFile>> {
         let file = Descriptor::open(path, create)?;
         Ok(Arc::new(FsFile {
+            kept_open: std::sync::atomic::AtomicBool::new(false),
             path: path.to_path_buf(),
             file: Mutex::new(Some(Arc::new(file))),
             map: Mutex::new(None),
@@ -211,6 +218,8 @@ struct FsFile {
     /// The descriptor; None once released, until the next use. Each use holds its own `Arc`, so
     /// a release during a call closes the descriptor only when the call is done.
     file: Mutex<Option<Arc<Descriptor>>>,
+    /// Set by `keep_open`: `release` does nothing from then on.
+    kept_open: std::sync::atomic::AtomicBool,
     /// The file mapped for `read_shared`, and the file length last seen: the mapping is only read
     /// below that length (a page wholly past the end of a file raises SIGBUS when touched).
     map: Mutex<Option<Mapped>>,
@@ -359,7 +368,15 @@ impl DiskFile for FsFile {
     }
 
     fn release(&self) {
-        self.file.lock().take();
+        if !self.kept_open.load(std::sync::atomic::Ordering::Acquire) {
+            self.file.lock().take();
+        }
+    }
+
+    fn keep_open(&self) -> io::Result<()> {
+        self.kept_open
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.file().map(drop)
     }
 }
 

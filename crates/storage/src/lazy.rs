@@ -89,6 +89,10 @@ impl DiskFile for LazyFile {
         }
     }
 
+    fn keep_open(&self) -> io::Result<()> {
+        self.file()?.keep_open()
+    }
+
     fn modified(&self) -> io::Result<std::time::SystemTime> {
         self.file()?.modified()
     }

@@ -7,6 +7,7 @@
 
 pub mod arbitrary;
 mod checkpoint;
+mod clean;
 pub mod disk;
 mod error;
 mod index;
@@ -16,6 +17,9 @@ mod recovery;
 mod segment;
 pub mod sim;
 
+pub use crate::clean::{
+    CleanContext, CleanJob, CleanStats, Cleaned, CompactionConfig, KEY_MAP_BYTES_MAX,
+};
 pub use crate::disk::{open_descriptors, reopened_descriptors, Disk, DiskFile, FsDisk, Space};
 pub use crate::error::LogError;
 pub use crate::log::{

@@ -19,6 +19,7 @@ use tracing::info;
 use wire::batch::{assign_base_offset, BatchSpan, Batches, HEADER_BYTES};
 
 use crate::checkpoint::{self, LOG_START_FILE, RECOVERY_POINT_FILE};
+use crate::clean::CompactionConfig;
 use crate::disk::{Disk, DiskFile};
 use crate::error::LogError;
 use crate::lazy::LazyFile;
@@ -55,6 +56,8 @@ pub struct LogConfig {
     /// `log.flush.offset.checkpoint.interval.ms`: how often, at most, the recovery point is
     /// checkpointed (see `RECOVERY_POINT_INTERVAL_MS`).
     pub recovery_point_interval_ms: i64,
+    /// `cleanup.policy` with `compact`: the compaction settings; None for `delete` alone.
+    pub compaction: Option<CompactionConfig>,
 }
 
 impl Default for LogConfig {
@@ -66,6 +69,7 @@ impl Default for LogConfig {
             retention_ms: 7 * 24 * 60 * 60 * 1000,
             index_interval_bytes: 4096,
             recovery_point_interval_ms: RECOVERY_POINT_INTERVAL_MS,
+            compaction: None,
         }
     }
 }
@@ -91,6 +95,18 @@ impl LogConfig {
                 "recovery_point_interval_ms {} must be positive",
                 self.recovery_point_interval_ms
             )));
+        }
+        if let Some(compaction) = &self.compaction {
+            let ratio = compaction.min_cleanable_dirty_ratio_ppm;
+            if compaction.delete_retention_ms < 0
+                || compaction.min_compaction_lag_ms < 0
+                || compaction.max_compaction_lag_ms < 1
+                || ratio > 1_000_000
+            {
+                return Err(LogError::Config(format!(
+                    "compaction settings out of range: {compaction:?}"
+                )));
+            }
         }
         if self.retention_bytes < -1 || self.retention_ms < -1 {
             return Err(LogError::Config(
@@ -306,12 +322,12 @@ struct InFlight {
 const REMOVAL_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct PartitionLog {
-    disk: Arc<dyn Disk>,
-    dir: PathBuf,
-    config: LogConfig,
+    pub(crate) disk: Arc<dyn Disk>,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
     /// In offset order, never empty; the last one takes the appends.
-    segments: Vec<Segment>,
-    log_start_offset: i64,
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) log_start_offset: i64,
     /// The latest `now_ms` seen: the log's only notion of time.
     clock_ms: i64,
     /// Appended batches waiting for the next `SyncWork` to write them, in append order.
@@ -324,15 +340,15 @@ pub struct PartitionLog {
     /// The recovery point a `SyncWork` carries whose checkpoint is not reported written yet;
     /// no other is scheduled meanwhile, so two writers never share the temporary file.
     checkpoint_in_flight: Option<i64>,
-    synced_offset: i64,
+    pub(crate) synced_offset: i64,
     /// The value in the recovery point checkpoint file.
-    recovery_point: i64,
+    pub(crate) recovery_point: i64,
     recovery_point_written_ms: i64,
     /// Set by a roll, so the next sync moves the recovery point past the sealed segment.
     recovery_point_due: bool,
     /// A segment was sealed (or the log opened) since `release_idle_files` last released every
     /// sealed segment's descriptor.
-    release_due: bool,
+    pub(crate) release_due: bool,
     /// The files of segments deleted from the log, for the next `SyncWork` to remove (outside
     /// the broker's lock: an unlink of a large file can stall, and the directory fsync that
     /// follows is an fsync).
@@ -347,6 +363,12 @@ pub struct PartitionLog {
     /// Cloned into each `SyncWork` that removes files or runs jobs, until it has: see
     /// `PartitionLog::delete`.
     path_guard: Arc<()>,
+    /// The cleaner checkpoint: compaction cleaned the segments below it (`crate::clean`).
+    pub(crate) cleaned_offset: i64,
+    /// The compacted checkpoint: segments ending at or below it may have offset gaps.
+    pub(crate) compacted_offset: i64,
+    /// A cleaning was planned and not yet installed.
+    pub(crate) cleaning: bool,
 }
 
 /// File work deferred to a log's next `SyncWork` (`PartitionLog::defer`), run outside the
@@ -411,6 +433,9 @@ impl PartitionLog {
             index_writes: Vec::new(),
             log_start_due: None,
             path_guard: Arc::new(()),
+            cleaned_offset: recovered.cleaned_offset,
+            compacted_offset: recovered.compacted_offset,
+            cleaning: false,
         };
         // Recovery synced everything it read: the sealed segments hold no descriptor from now.
         log.release_idle_files(false);
@@ -1074,7 +1099,7 @@ impl PartitionLog {
 
 /// The time retention ages a segment by: its newest batch's timestamp or, when no batch
 /// carries a valid one, the `.log` file's last-modified time (Kafka's `largestTimestamp`).
-fn segment_time_ms(segment: &Segment) -> Result<i64, LogError> {
+pub(crate) fn segment_time_ms(segment: &Segment) -> Result<i64, LogError> {
     if segment.max_timestamp_ms >= 0 {
         return Ok(segment.max_timestamp_ms);
     }

@@ -17,7 +17,10 @@ use std::sync::Arc;
 use tracing::{info, warn};
 use wire::batch::HEADER_BYTES;
 
-use crate::checkpoint::{self, LOG_START_FILE, RECOVERY_POINT_FILE, TEMP_SUFFIX};
+use crate::checkpoint::{
+    self, CLEANER_FILE, COMPACTED_FILE, LOG_START_FILE, RECOVERY_POINT_FILE, TEMP_SUFFIX,
+};
+use crate::clean::CLEANED_SUFFIX;
 use crate::disk::{Disk, DiskFile};
 use crate::error::LogError;
 use crate::index::{OffsetIndex, TimeIndex};
@@ -30,6 +33,10 @@ use crate::segment::{
 pub(crate) struct Recovered {
     pub segments: Vec<Segment>,
     pub log_start_offset: i64,
+    /// The cleaner checkpoint: compaction cleaned the segments below it (0 when none was).
+    pub cleaned_offset: i64,
+    /// Segments ending at or below it may have offset gaps (0 when none may).
+    pub compacted_offset: i64,
 }
 
 /// A `.log` file found in the directory.
@@ -65,6 +72,8 @@ pub(crate) fn recover(
     let mut found = list_segments(disk, dir)?;
     let log_start_checkpoint = checkpoint::read(disk, dir, LOG_START_FILE)?;
     let recovery_point = checkpoint::read(disk, dir, RECOVERY_POINT_FILE)?;
+    let cleaned_offset = checkpoint::read(disk, dir, CLEANER_FILE)?.unwrap_or(0);
+    let compacted_offset = checkpoint::read(disk, dir, COMPACTED_FILE)?.unwrap_or(0);
     if found.is_empty() {
         let base_offset = log_start_checkpoint.unwrap_or(0);
         let segment = create_segment(disk, dir, base_offset)?;
@@ -80,6 +89,7 @@ pub(crate) fn recover(
         index_interval_bytes,
         now_ms,
         recovery_point,
+        compacted_offset,
     };
     // A sealed segment is trusted once the next segment starts before the recovery point: the
     // sync that covered an offset of the next segment also synced the index files written when
@@ -128,6 +138,8 @@ pub(crate) fn recover(
     Ok(Recovered {
         segments,
         log_start_offset,
+        cleaned_offset,
+        compacted_offset,
     })
 }
 
@@ -143,8 +155,17 @@ fn list_segments(disk: &dyn Disk, dir: &Path) -> Result<Vec<Found>, LogError> {
         match segment::parse_file_name(name) {
             Some((base_offset, LOG_SUFFIX)) => logs.push(base_offset),
             Some((base_offset, _)) => indexes.push((base_offset, name)),
-            None if name.ends_with(TEMP_SUFFIX) => remove(disk, &dir.join(name))?,
-            None if name == LOG_START_FILE || name == RECOVERY_POINT_FILE => {}
+            // A checkpoint being replaced, or a compaction's output never renamed into place.
+            None if name.ends_with(TEMP_SUFFIX) || name.ends_with(CLEANED_SUFFIX) => {
+                remove(disk, &dir.join(name))?
+            }
+            None if [
+                LOG_START_FILE,
+                RECOVERY_POINT_FILE,
+                CLEANER_FILE,
+                COMPACTED_FILE,
+            ]
+            .contains(&name.as_str()) => {}
             // The broker's producer state snapshots (docs/producer-snapshot-format.md).
             None if name.ends_with(".snapshot") => {}
             None => {
@@ -207,9 +228,16 @@ struct Rules<'a> {
     index_interval_bytes: u32,
     now_ms: i64,
     recovery_point: Option<i64>,
+    /// Segments that end at or below it were compacted and may have offset gaps.
+    compacted_offset: i64,
 }
 
 impl Rules<'_> {
+    /// Whether a segment that ends where `next_base_offset` begins may have offset gaps.
+    fn gaps(&self, next_base_offset: i64) -> bool {
+        next_base_offset <= self.compacted_offset
+    }
+
     /// Loads a trusted sealed segment from its index files, rebuilding them from the log when they
     /// fail their checks. Returns the segment and whether it was rebuilt.
     fn load_sealed(
@@ -231,6 +259,7 @@ impl Rules<'_> {
         };
         info!(path = %path.display(), reason, "rebuilding the indexes of a segment");
         let mut segment = Segment::new(self.dir, found.base_offset, found.file.clone());
+        segment.gaps = self.gaps(next_base_offset);
         let synced = |reason: String| {
             format!(
                 "{reason}; the segment lies before the recovery point {:?}, so it was synced",
@@ -239,6 +268,11 @@ impl Rules<'_> {
         };
         match self.scan(&mut segment, found.len)? {
             ScanEnd::Clean if segment.next_offset == next_base_offset => Ok((segment, true)),
+            // Compaction removed the segment's last batches; its offsets still reach the next.
+            ScanEnd::Clean if segment.gaps && segment.next_offset < next_base_offset => {
+                segment.next_offset = next_base_offset;
+                Ok((segment, true))
+            }
             ScanEnd::Clean => {
                 let reason = format!(
                     "segment ends at offset {} but the next one starts at {next_base_offset}",
@@ -293,6 +327,7 @@ impl Rules<'_> {
             time_index,
         };
         let mut segment = Segment::sealed(self.dir, found.base_offset, found.file.clone(), loaded);
+        segment.gaps = self.gaps(next_base_offset);
         let mut cursor = Cursor::new(found.file.as_ref(), found.len, start, SCAN_CHUNK_BYTES);
         loop {
             let step = cursor
@@ -307,7 +342,12 @@ impl Rules<'_> {
                     if let Err(error) = view.validate() {
                         return Ok(Err(format!("tail batch at byte {position}: {error}")));
                     }
-                    if view.base_offset() != expected {
+                    let misplaced = if segment.gaps {
+                        view.base_offset() < expected
+                    } else {
+                        view.base_offset() != expected
+                    };
+                    if misplaced {
                         return Ok(Err(format!(
                             "tail batch at byte {position} has offset {}, expected {expected}",
                             view.base_offset()
@@ -321,7 +361,7 @@ impl Rules<'_> {
                 }
             }
         }
-        if expected != next_base_offset {
+        if expected > next_base_offset || (!segment.gaps && expected != next_base_offset) {
             return Ok(Err(format!("last batch ends before offset {expected}, the next segment starts at {next_base_offset}")));
         }
         Ok(Ok(segment))
@@ -355,7 +395,8 @@ impl Rules<'_> {
             let expected = segments
                 .last()
                 .map_or(current.base_offset, |s: &Segment| s.next_offset);
-            if current.base_offset != expected {
+            let compacted_gap = current.base_offset > expected && self.gaps(current.base_offset);
+            if current.base_offset != expected && !compacted_gap {
                 // The previous segment lost its end but the directory kept this newer file.
                 let path = self.dir.join(file_name(current.base_offset, LOG_SUFFIX));
                 let reason = format!(
@@ -367,7 +408,17 @@ impl Rules<'_> {
                 }
                 return self.drop_tail(None, &found[i..], expected, &reason);
             }
+            if compacted_gap {
+                // Compaction removed the last batches of the segment before.
+                segments
+                    .last_mut()
+                    .expect("a gap follows a segment")
+                    .next_offset = current.base_offset;
+            }
             let mut segment = Segment::new(self.dir, current.base_offset, current.file.clone());
+            segment.gaps = found
+                .get(i + 1)
+                .is_some_and(|next| self.gaps(next.base_offset));
             match self.scan(&mut segment, current.len)? {
                 ScanEnd::Clean => segments.push(segment),
                 ScanEnd::Misplaced { position, reason } => {
@@ -523,7 +574,12 @@ impl Rules<'_> {
                     successor,
                 });
             }
-            if view.base_offset() != segment.next_offset {
+            let misplaced = if segment.gaps {
+                view.base_offset() < segment.next_offset
+            } else {
+                view.base_offset() != segment.next_offset
+            };
+            if misplaced {
                 let reason = format!(
                     "batch has offset {}, expected {}",
                     view.base_offset(),

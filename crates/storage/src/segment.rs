@@ -112,6 +112,10 @@ pub(crate) struct Segment {
     bytes_since_index_entry: u64,
     /// When the segment started to fill, for `segment_ms`; None while it is empty.
     pub roll_base_ms: Option<i64>,
+    /// Compaction rewrote the segment (or it lies below the cleaner checkpoint): batches it
+    /// removed leave offset gaps between the batches that remain, so a batch may start after
+    /// the offset the previous one ended at (never before).
+    pub gaps: bool,
 }
 
 impl Segment {
@@ -130,6 +134,7 @@ impl Segment {
             offset_of_max_timestamp: base_offset,
             bytes_since_index_entry: 0,
             roll_base_ms: None,
+            gaps: false,
         }
     }
 
@@ -174,7 +179,11 @@ impl Segment {
             meta.position, self.size_bytes,
             "batches are recorded in file order"
         );
-        assert_eq!(meta.base_offset, self.next_offset, "offsets are contiguous");
+        if self.gaps {
+            assert!(meta.base_offset >= self.next_offset, "offsets increase");
+        } else {
+            assert_eq!(meta.base_offset, self.next_offset, "offsets are contiguous");
+        }
         if meta.max_timestamp_ms > self.max_timestamp_ms {
             self.max_timestamp_ms = meta.max_timestamp_ms;
             self.offset_of_max_timestamp = meta.base_offset;
@@ -269,6 +278,7 @@ impl Segment {
             written_bytes: self.written_bytes,
             offset,
             offset_end,
+            gaps: self.gaps,
         }
     }
 
@@ -338,6 +348,8 @@ pub struct SegmentRead {
     /// offset): no batch whose base offset is at or above it is served.
     offset: i64,
     offset_end: i64,
+    /// The segment was compacted: a batch may start after the offset the one before ended at.
+    gaps: bool,
 }
 
 impl std::fmt::Debug for SegmentRead {
@@ -384,7 +396,12 @@ impl SegmentRead {
                 );
                 return Err(LogError::corrupt(&self.path, position, reason));
             }
-            if span.base_offset != expected || span.last_offset < span.base_offset {
+            let misplaced = if self.gaps {
+                span.base_offset < expected
+            } else {
+                span.base_offset != expected
+            };
+            if misplaced || span.last_offset < span.base_offset {
                 let reason = format!(
                     "batch header says offset {}, expected {expected}",
                     span.base_offset
@@ -431,7 +448,7 @@ impl SegmentRead {
                     if view.base_offset() >= self.offset_end {
                         break true;
                     }
-                    if let Err(reason) = verify_read_back(&view, expected) {
+                    if let Err(reason) = verify_read_back(&view, expected, self.gaps) {
                         return Err(LogError::corrupt(&self.path, at, reason));
                     }
                     expected = Some(view.last_offset() + 1);
@@ -464,7 +481,7 @@ impl SegmentRead {
 }
 
 /// The checks a batch passes on its way out, pairing the ones it passed on its way in.
-fn verify_read_back(view: &BatchView<'_>, expected: Option<i64>) -> Result<(), String> {
+fn verify_read_back(view: &BatchView<'_>, expected: Option<i64>, gaps: bool) -> Result<(), String> {
     view.validate().map_err(|error| {
         format!(
             "batch at offset {} read back invalid: {error}",
@@ -480,10 +497,14 @@ fn verify_read_back(view: &BatchView<'_>, expected: Option<i64>) -> Result<(), S
         ));
     }
     match expected {
-        Some(expected) if view.base_offset() != expected => Err(format!(
-            "batch at offset {} follows a batch ending before {expected}",
-            view.base_offset()
-        )),
+        Some(expected)
+            if view.base_offset() < expected || (!gaps && view.base_offset() != expected) =>
+        {
+            Err(format!(
+                "batch at offset {} follows a batch ending before {expected}",
+                view.base_offset()
+            ))
+        }
         _ => Ok(()),
     }
 }

@@ -38,6 +38,8 @@ struct SimState {
     inode_next: u64,
     write_sequence_next: u64,
     fail_next_sync: bool,
+    /// Syncs to let through before one fails (`fail_sync_after`).
+    syncs_before_failure: Option<u64>,
     fail_next_write: bool,
     fail_next_remove: bool,
     /// Every write fails with ENOSPC until cleared (`set_full`).
@@ -148,6 +150,7 @@ impl SimDisk {
         state.files = files;
         // An injected failure that did not fire is gone with the power.
         state.fail_next_sync = false;
+        state.syncs_before_failure = None;
         state.fail_next_write = false;
         state.fail_next_remove = false;
     }
@@ -155,6 +158,12 @@ impl SimDisk {
     /// Makes the next `sync_data` or `sync_dir` fail (and not sync anything).
     pub fn fail_next_sync(&self) {
         self.state.lock().fail_next_sync = true;
+    }
+
+    /// Lets `syncs` more `sync_data` or `sync_dir` calls through, then makes the next one fail:
+    /// with a crash after it, a power cut at each point of a multi-step file operation.
+    pub fn fail_sync_after(&self, syncs: u64) {
+        self.state.lock().syncs_before_failure = Some(syncs);
     }
 
     /// Makes the next `write_all_at` fail (and not write anything).
@@ -298,6 +307,14 @@ impl SimState {
     }
 
     fn take_sync_failure(&mut self) -> io::Result<()> {
+        match self.syncs_before_failure {
+            Some(0) => {
+                self.syncs_before_failure = None;
+                return Err(io::Error::other("injected fsync failure"));
+            }
+            Some(n) => self.syncs_before_failure = Some(n - 1),
+            None => {}
+        }
         if std::mem::take(&mut self.fail_next_sync) {
             return Err(io::Error::other("injected fsync failure"));
         }

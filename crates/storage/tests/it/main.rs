@@ -3,6 +3,7 @@
 
 mod arbitrary;
 mod checkpoint;
+mod compaction;
 mod crash;
 mod powerloss;
 mod props;
