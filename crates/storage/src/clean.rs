@@ -309,6 +309,12 @@ impl PartitionLog {
         Ok(stats)
     }
 
+    /// Forgets a planned cleaning whose run failed (its `.cleaned` files are replaced by the next
+    /// cleaning or removed by recovery), so that another can be planned.
+    pub fn abandon_clean(&mut self) {
+        self.cleaning = false;
+    }
+
     /// The cleaner checkpoint: compaction cleaned the log below it.
     pub fn cleaned_offset(&self) -> i64 {
         self.cleaned_offset

@@ -693,7 +693,7 @@ impl PartitionLog {
         Ok(self.segments[first..]
             .iter()
             .take_while(|segment| segment.base_offset < end_offset_exclusive)
-            .find(|segment| segment.next_offset > start_offset && segment.written_bytes > 0)
+            .find(|segment| segment.data_end_offset > start_offset && segment.written_bytes > 0)
             .map(|segment| segment.plan_read(start_offset, end_offset_exclusive)))
     }
 

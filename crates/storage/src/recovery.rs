@@ -361,6 +361,7 @@ impl Rules<'_> {
                 }
             }
         }
+        segment.data_end_offset = expected;
         if expected > next_base_offset || (!segment.gaps && expected != next_base_offset) {
             return Ok(Err(format!("last batch ends before offset {expected}, the next segment starts at {next_base_offset}")));
         }

@@ -95,8 +95,12 @@ impl BatchMeta {
 
 pub(crate) struct Segment {
     pub base_offset: i64,
-    /// The offset after the last batch; `base_offset` when the segment is empty.
+    /// The offset after the last batch; `base_offset` when the segment is empty. A compacted
+    /// segment's offsets reach the next segment's base even when its last batches were removed.
     pub next_offset: i64,
+    /// The offset after the last batch the file holds: `next_offset`, except in a compacted
+    /// segment whose last batches were removed (a read past it goes on to the next segment).
+    pub data_end_offset: i64,
     pub size_bytes: u64,
     /// How many of `size_bytes` are in the file: appends reach the OS only when the group commit
     /// runs their `SyncWork`, so readers stop here (what lies beyond is not synced either, so no
@@ -124,6 +128,7 @@ impl Segment {
         Segment {
             base_offset,
             next_offset: base_offset,
+            data_end_offset: base_offset,
             size_bytes: 0,
             written_bytes: 0,
             log,
@@ -142,6 +147,7 @@ impl Segment {
     pub fn sealed(dir: &Path, base_offset: i64, log: Arc<dyn DiskFile>, loaded: Loaded) -> Segment {
         let mut segment = Segment::new(dir, base_offset, log);
         segment.next_offset = loaded.next_offset;
+        segment.data_end_offset = loaded.next_offset;
         segment.size_bytes = loaded.size_bytes;
         segment.written_bytes = loaded.size_bytes;
         segment.index = loaded.index;
@@ -200,6 +206,7 @@ impl Segment {
         self.bytes_since_index_entry += meta.total_bytes;
         self.size_bytes = meta.position + meta.total_bytes;
         self.next_offset = meta.last_offset + 1;
+        self.data_end_offset = self.next_offset;
     }
 
     fn push_time_entry(&mut self) {

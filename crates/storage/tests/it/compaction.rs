@@ -107,6 +107,28 @@ fn check_compacted(log: &PartitionLog, written: i64, now_ms: i64) {
             "offset {offset}"
         );
     }
+    // A fetch from any offset, one in a gap included, starts at the first batch holding a
+    // record at or after it (reads go on past a segment whose last batches were removed).
+    let last_read = read.keys().next_back().copied().unwrap_or(-1);
+    for offset in log.log_start_offset()..written {
+        let batches = match log.plan_read(offset, i64::MAX).expect("plan") {
+            Some(planned) => planned.run(usize::MAX, true).expect("read"),
+            None => bytes::Bytes::new(),
+        };
+        let first = Batches::new(&batches)
+            .next()
+            .map(|b| b.expect("whole").1.last_offset());
+        match first {
+            Some(last) => assert!(
+                last >= offset,
+                "a fetch at {offset} starts at a batch ending at {last}"
+            ),
+            None => assert!(
+                offset > last_read,
+                "a fetch at {offset} found nothing, the log holds {last_read}"
+            ),
+        }
+    }
     let cleaned = log.cleaned_offset();
     let mut seen: HashMap<&Option<String>, i64> = HashMap::new();
     for (offset, (key, _)) in read.range(..cleaned) {
