@@ -45,6 +45,8 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval_ms: i64,
+    /// `log.cleaner.backoff.ms`: how often compacted partitions are checked for a cleaning.
+    pub cleaner_backoff_ms: i64,
     /// Consumer group settings (`group.min.session.timeout.ms`, ...).
     pub group: group::GroupConfig,
     /// Transaction coordinator settings (`transaction.max.timeout.ms`, ...).
@@ -100,6 +102,7 @@ impl BrokerConfig {
             max_partitions: usize::MAX,
             log: LogConfig::default(),
             retention_check_interval_ms: 300_000,
+            cleaner_backoff_ms: crate::cleaner::CLEANER_BACKOFF_MS_DEFAULT,
             group: group::GroupConfig::default(),
             txn: txn::TxnConfig::default(),
             producer_id_expiration_ms: crate::producers::PRODUCER_ID_EXPIRATION_MS_DEFAULT,

@@ -12,6 +12,7 @@
 
 pub mod acls;
 mod authorize;
+pub mod cleaner;
 pub mod config;
 mod coordinators;
 mod durable;
@@ -77,6 +78,8 @@ pub struct Broker {
     users: users::Users,
     /// The ACLs, and the authorizer when `authorizer.enabled` is on.
     acls: acls::Acls,
+    /// Compacted topics' log cleaner.
+    cleaner: cleaner::Cleaner,
 }
 
 impl Broker {
@@ -131,6 +134,7 @@ impl Broker {
             routed: Vec::new(),
             users,
             acls,
+            cleaner: cleaner::Cleaner::default(),
         };
         broker.recover_transactions(now)?;
         Ok(broker)

@@ -17,6 +17,8 @@ pub struct Stats {
     pub transactions: TransactionStats,
     /// Every group the coordinator knows, by id.
     pub groups: Vec<GroupStats>,
+    /// What the compacted topics' cleaner did since start.
+    pub compaction: crate::cleaner::CompactionCounters,
 }
 
 #[derive(Clone, Debug)]
@@ -133,6 +135,7 @@ impl Broker {
             producers: self.producers.counters,
             transactions,
             groups,
+            compaction: self.cleaner.counters,
         }
     }
 }

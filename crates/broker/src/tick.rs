@@ -1,7 +1,8 @@
 //! `Broker::tick`: all of the broker's timed work, at the time the server passes in, and
 //! `Broker::next_deadline`, when it is next due. The coordinators' timeouts fire on every tick
 //! that reaches them; the housekeeping that walks every log (retention, trailing recovery-point
-//! checkpoints, internal-log compaction, producer maintenance) runs at most once per
+//! checkpoints, internal-log compaction, compacted topics' cleaning, producer maintenance) runs
+//! at most once per
 //! [`HOUSEKEEPING_INTERVAL_MS`].
 
 use crate::{Broker, BrokerError, LogId, Now};
@@ -52,6 +53,7 @@ impl Broker {
         if self.transactions.maintain_log(now_ms, compact_bytes)? {
             self.tickets.note(LogId::Transactions);
         }
+        self.maintain_compaction(now_ms)?;
         if now_ms - self.retention_checked_ms < self.config.retention_check_interval_ms {
             return Ok(());
         }

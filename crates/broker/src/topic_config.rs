@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use storage::LogConfig;
+use storage::{CompactionConfig, LogConfig};
 
 /// A record's or batch's timestamp when it has none (Kafka's `RecordBatch.NO_TIMESTAMP`).
 pub const NO_TIMESTAMP: i64 = -1;
@@ -13,6 +13,10 @@ pub const NO_TIMESTAMP: i64 = -1;
 /// Topic-level settings ferry understands, by their Kafka names.
 pub const TOPIC_CONFIG_NAMES: &[&str] = &[
     "cleanup.policy",
+    "delete.retention.ms",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
     "retention.ms",
     "retention.bytes",
     "segment.bytes",
@@ -70,16 +74,65 @@ pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS_DEFAULT: i64 = 3_600_000;
 /// removed in 4.0): no limit.
 pub const MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS_DEFAULT: i64 = i64::MAX;
 
-/// `cleanup.policy`: ferry deletes old segments; it does not compact topics.
+/// `cleanup.policy`: delete old segments (retention), compact by key, or both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CleanupPolicy {
     Delete,
+    Compact,
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// Kafka's list syntax: `delete`, `compact`, or both in either order, comma-separated.
+    pub fn parse(value: &str) -> Option<CleanupPolicy> {
+        let (mut compact, mut delete) = (false, false);
+        for item in value.split(',').map(str::trim) {
+            match item {
+                "compact" => compact = true,
+                "delete" => delete = true,
+                _ => return None,
+            }
+        }
+        Some(match (compact, delete) {
+            (true, true) => CleanupPolicy::CompactDelete,
+            (true, false) => CleanupPolicy::Compact,
+            (false, _) => CleanupPolicy::Delete,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        }
+    }
+
+    pub fn compacts(self) -> bool {
+        self != CleanupPolicy::Delete
+    }
+
+    /// Whether retention deletes old segments (`compact` alone keeps every key forever).
+    pub fn deletes(self) -> bool {
+        self != CleanupPolicy::Compact
+    }
+}
+
+/// `min.cleanable.dirty.ratio` as a number of millionths, from Kafka's decimal form.
+fn parse_ratio(value: &str) -> Option<u32> {
+    let ratio: f64 = value.parse().ok()?;
+    (0.0..=1.0)
+        .contains(&ratio)
+        .then(|| (ratio * 1_000_000.0).round() as u32)
 }
 
 /// The effective settings of a topic (see the module comment).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicConfig {
     pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`, `min.cleanable.dirty.ratio`, `min.compaction.lag.ms` and
+    /// `max.compaction.lag.ms`: used when `cleanup_policy` compacts.
+    pub compaction: CompactionConfig,
     /// `retention.ms`: -1 for unlimited.
     pub retention_ms: i64,
     /// `retention.bytes`: -1 for unlimited.
@@ -108,6 +161,7 @@ impl TopicConfig {
     pub fn defaults(log: &LogConfig, message_max_bytes: usize) -> TopicConfig {
         TopicConfig {
             cleanup_policy: CleanupPolicy::Delete,
+            compaction: CompactionConfig::default(),
             retention_ms: log.retention_ms,
             retention_bytes: log.retention_bytes,
             segment_bytes: log.segment_bytes,
@@ -135,11 +189,30 @@ impl TopicConfig {
             if name == "message.timestamp.type" && value == "LogAppendTime" {
                 config.timestamp_type = TimestampType::LogAppendTime;
             }
+            if name == "cleanup.policy" {
+                if let Some(policy) = CleanupPolicy::parse(value) {
+                    config.cleanup_policy = policy;
+                }
+            }
+            if name == "min.cleanable.dirty.ratio" {
+                if let Some(ppm) = parse_ratio(value) {
+                    config.compaction.min_cleanable_dirty_ratio_ppm = ppm;
+                }
+            }
             let Ok(number) = value.parse::<i64>() else {
                 continue;
             };
             match name.as_str() {
                 "retention.ms" => config.retention_ms = number,
+                "delete.retention.ms" if number >= 0 => {
+                    config.compaction.delete_retention_ms = number
+                }
+                "min.compaction.lag.ms" if number >= 0 => {
+                    config.compaction.min_compaction_lag_ms = number
+                }
+                "max.compaction.lag.ms" if number >= 1 => {
+                    config.compaction.max_compaction_lag_ms = number
+                }
                 "retention.bytes" => config.retention_bytes = number,
                 "segment.bytes" if number > 0 => config.segment_bytes = number as u64,
                 "segment.ms" if number > 0 => config.segment_ms = number,
@@ -191,12 +264,19 @@ impl TopicConfig {
 
     /// The partition logs' settings: `base` (the broker's, for what a topic cannot override)
     /// with this topic's segment and retention settings.
+    /// A topic that compacts only keeps old segments whatever their age or size (retention is
+    /// the `delete` policy's).
     pub fn log_config(&self, base: &LogConfig) -> LogConfig {
+        let deletes = self.cleanup_policy.deletes();
         LogConfig {
             segment_bytes: self.segment_bytes,
             segment_ms: self.segment_ms,
-            retention_bytes: self.retention_bytes,
-            retention_ms: self.retention_ms,
+            retention_bytes: if deletes { self.retention_bytes } else { -1 },
+            retention_ms: if deletes { self.retention_ms } else { -1 },
+            compaction: self
+                .cleanup_policy
+                .compacts()
+                .then_some(self.compaction),
             ..base.clone()
         }
     }
@@ -204,9 +284,13 @@ impl TopicConfig {
     /// A setting's value by its Kafka name, as DescribeConfigs shows it.
     pub fn value(&self, name: &str) -> Option<String> {
         Some(match name {
-            "cleanup.policy" => match self.cleanup_policy {
-                CleanupPolicy::Delete => "delete".to_string(),
-            },
+            "cleanup.policy" => self.cleanup_policy.name().to_string(),
+            "delete.retention.ms" => self.compaction.delete_retention_ms.to_string(),
+            "min.cleanable.dirty.ratio" => {
+                (f64::from(self.compaction.min_cleanable_dirty_ratio_ppm) / 1_000_000.0).to_string()
+            }
+            "min.compaction.lag.ms" => self.compaction.min_compaction_lag_ms.to_string(),
+            "max.compaction.lag.ms" => self.compaction.max_compaction_lag_ms.to_string(),
             "retention.ms" => self.retention_ms.to_string(),
             "retention.bytes" => self.retention_bytes.to_string(),
             "segment.bytes" => self.segment_bytes.to_string(),
@@ -233,10 +317,16 @@ pub fn validate_topic_config(name: &str, value: Option<&str>) -> Result<(), Stri
     }
     let Some(value) = value else { return Ok(()) };
     match name {
-        "cleanup.policy" if value == "delete" => Ok(()),
+        "cleanup.policy" if CleanupPolicy::parse(value).is_some() => Ok(()),
         "cleanup.policy" => Err(format!(
-            "cleanup.policy={value} is not supported (only delete)"
+            "cleanup.policy={value} is not a list of delete and compact"
         )),
+        "min.cleanable.dirty.ratio" if parse_ratio(value).is_some() => Ok(()),
+        "min.cleanable.dirty.ratio" => Err(format!(
+            "min.cleanable.dirty.ratio={value} is not a number from 0 to 1"
+        )),
+        "delete.retention.ms" | "min.compaction.lag.ms" => at_least(name, value, 0),
+        "max.compaction.lag.ms" => at_least(name, value, 1),
         "message.timestamp.type" if matches!(value, "CreateTime" | "LogAppendTime") => Ok(()),
         "message.timestamp.type" => Err(format!(
             "message.timestamp.type={value} is not CreateTime or LogAppendTime"
@@ -291,7 +381,16 @@ mod tests {
         check("retention.ms", "-1", true);
         check("retention.ms", "soon", false);
         check("cleanup.policy", "delete", true);
-        check("cleanup.policy", "compact", false);
+        check("cleanup.policy", "compact", true);
+        check("cleanup.policy", "compact,delete", true);
+        check("cleanup.policy", "delete, compact", true);
+        check("cleanup.policy", "compacted", false);
+        check("cleanup.policy", "", false);
+        check("min.cleanable.dirty.ratio", "0.01", true);
+        check("min.cleanable.dirty.ratio", "1.5", false);
+        check("delete.retention.ms", "0", true);
+        check("delete.retention.ms", "-1", false);
+        check("max.compaction.lag.ms", "0", false);
         check("message.timestamp.after.max.ms", "0", true);
         check("message.timestamp.after.max.ms", "-1", false);
         check(
@@ -311,6 +410,38 @@ mod tests {
         check("segment.ms", "0", false);
         check("max.message.bytes", "-1", false);
         check("no.such.config", "1", false);
+    }
+
+    #[test]
+    fn the_cleanup_policy_sets_compaction_and_retention() {
+        let base = LogConfig::default();
+        let defaults = TopicConfig::defaults(&base, 1 << 20);
+        let with = |pairs: &[(&str, &str)]| {
+            let overrides = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            defaults.with_overrides(&overrides).log_config(&base)
+        };
+        let delete = with(&[]);
+        assert_eq!((delete.compaction, delete.retention_ms), (None, base.retention_ms));
+        let compact = with(&[
+            ("cleanup.policy", "compact"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("delete.retention.ms", "100"),
+        ]);
+        let settings = compact.compaction.expect("compacts");
+        assert_eq!(settings.min_cleanable_dirty_ratio_ppm, 10_000);
+        assert_eq!(settings.delete_retention_ms, 100);
+        assert_eq!((compact.retention_ms, compact.retention_bytes), (-1, -1));
+        let both = with(&[("cleanup.policy", "delete,compact")]);
+        assert!(both.compaction.is_some());
+        assert_eq!(both.retention_ms, base.retention_ms);
+        let config = defaults.with_overrides(
+            &[("cleanup.policy".to_string(), "delete,compact".to_string())].into(),
+        );
+        assert_eq!(config.value("cleanup.policy").as_deref(), Some("compact,delete"));
+        assert_eq!(defaults.value("min.cleanable.dirty.ratio").as_deref(), Some("0.5"));
     }
 
     #[test]

@@ -126,6 +126,7 @@ impl Settings {
             "log.retention.check.interval.ms" => {
                 broker.retention_check_interval_ms = positive(name, value)?
             }
+            "log.cleaner.backoff.ms" => broker.cleaner_backoff_ms = positive(name, value)?,
             "log.index.interval.bytes" => broker.log.index_interval_bytes = positive(name, value)?,
             "log.flush.offset.checkpoint.interval.ms" => {
                 broker.log.recovery_point_interval_ms = positive(name, value)?

@@ -11,7 +11,36 @@ pub fn broker_families(stats: &broker::Stats) -> Vec<MetricFamily> {
     idempotence(&mut f, &stats.producers);
     transactions(&mut f, &stats.transactions);
     groups(&mut f, stats);
+    compaction(&mut f, &stats.compaction);
     f.finish()
+}
+
+fn compaction(f: &mut Families, counters: &broker::cleaner::CompactionCounters) {
+    let counted = [
+        (
+            "ferry_log_cleanings_total",
+            "Cleanings of compacted partitions put in place (cleanup.policy=compact).",
+            counters.cleanings,
+        ),
+        (
+            "ferry_log_cleaning_failures_total",
+            "Cleanings that failed on an I/O error or damaged data; the partition is left as it was.",
+            counters.failures,
+        ),
+        (
+            "ferry_log_cleaner_records_removed_total",
+            "Records compaction removed: superseded by a later record of their key, keyless, or tombstones past delete.retention.ms.",
+            counters.records_removed,
+        ),
+        (
+            "ferry_log_cleaner_bytes_reclaimed_total",
+            "Bytes of segment files compaction freed.",
+            counters.bytes_reclaimed,
+        ),
+    ];
+    for (name, help, value) in counted {
+        f.counter(name, help).sample(&[], value as f64);
+    }
 }
 
 fn partitions(f: &mut Families, stats: &broker::Stats) {

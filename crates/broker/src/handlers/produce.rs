@@ -188,6 +188,10 @@ fn append(
             log_start_offset: -1,
         }));
     }
+    if let Err(refused) = check_keys(broker, topic, index, &records) {
+        tracing::debug!(topic, partition = index, reason = ?refused.message, "refused produce batch on a compacted topic");
+        return Ok(Err(refused));
+    }
     if let Err(error) = check_transaction(broker, transactional_id, &records, topic, index) {
         tracing::debug!(topic, partition = index, %error, "refused transactional produce");
         return Ok(Err(Refused::new(error)));
@@ -214,6 +218,40 @@ fn append(
         log_start_offset,
         log_append_time_ms: log_append_time.map_or(-1, |()| now_ms),
     }))
+}
+
+/// Kafka's check on a compacted topic: every record has a key (compaction keeps a record by its
+/// key, so a keyless one could never be kept). The records are inflated for it, within
+/// `wire::compression::INFLATED_BYTES_MAX`; other topics never inflate a produced batch.
+fn check_keys(broker: &Broker, topic: &str, index: i32, records: &[u8]) -> Result<(), Refused> {
+    let config = &broker
+        .topics
+        .get(topic)
+        .expect("partition looked up by the caller")
+        .config;
+    if !config.cleanup_policy.compacts() {
+        return Ok(());
+    }
+    for (_, batch) in Batches::new(records).flatten() {
+        if batch.is_control() {
+            continue;
+        }
+        let inflated = wire::retain::Inflated::of(&batch).map_err(|reason| Refused {
+            error: ResponseError::CorruptMessage,
+            message: Some(reason),
+            log_start_offset: -1,
+        })?;
+        if inflated.records().any(|record| record.key.is_none()) {
+            return Err(Refused {
+                error: ResponseError::InvalidRecord,
+                message: Some(format!(
+                    "Compacted topic cannot accept message without key in topic partition {topic}-{index}."
+                )),
+                log_start_offset: -1,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `Some` when the topic's `message.timestamp.type` is LogAppendTime.
