@@ -273,10 +273,7 @@ impl TopicConfig {
             segment_ms: self.segment_ms,
             retention_bytes: if deletes { self.retention_bytes } else { -1 },
             retention_ms: if deletes { self.retention_ms } else { -1 },
-            compaction: self
-                .cleanup_policy
-                .compacts()
-                .then_some(self.compaction),
+            compaction: self.cleanup_policy.compacts().then_some(self.compaction),
             ..base.clone()
         }
     }
@@ -424,7 +421,10 @@ mod tests {
             defaults.with_overrides(&overrides).log_config(&base)
         };
         let delete = with(&[]);
-        assert_eq!((delete.compaction, delete.retention_ms), (None, base.retention_ms));
+        assert_eq!(
+            (delete.compaction, delete.retention_ms),
+            (None, base.retention_ms)
+        );
         let compact = with(&[
             ("cleanup.policy", "compact"),
             ("min.cleanable.dirty.ratio", "0.01"),
@@ -437,11 +437,16 @@ mod tests {
         let both = with(&[("cleanup.policy", "delete,compact")]);
         assert!(both.compaction.is_some());
         assert_eq!(both.retention_ms, base.retention_ms);
-        let config = defaults.with_overrides(
-            &[("cleanup.policy".to_string(), "delete,compact".to_string())].into(),
+        let config = defaults
+            .with_overrides(&[("cleanup.policy".to_string(), "delete,compact".to_string())].into());
+        assert_eq!(
+            config.value("cleanup.policy").as_deref(),
+            Some("compact,delete")
         );
-        assert_eq!(config.value("cleanup.policy").as_deref(), Some("compact,delete"));
-        assert_eq!(defaults.value("min.cleanable.dirty.ratio").as_deref(), Some("0.5"));
+        assert_eq!(
+            defaults.value("min.cleanable.dirty.ratio").as_deref(),
+            Some("0.5")
+        );
     }
 
     #[test]

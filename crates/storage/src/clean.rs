@@ -269,7 +269,13 @@ impl PartitionLog {
                 .iter()
                 .position(|s| s.base_offset == output.source.base_offset)
                 .expect("checked above");
-            let mut segment = Segment::new(&self.dir, output.source.base_offset, output.file);
+            // Opened again under its new name: a released descriptor is reopened by path.
+            let path = &output.source.path;
+            let file = disk
+                .open(path, false)
+                .map_err(LogError::io("open cleaned segment", path))?;
+            drop(output.file);
+            let mut segment = Segment::new(&self.dir, output.source.base_offset, file);
             segment.gaps = true;
             for meta in output.metas {
                 segment.record(meta, index_interval_bytes);

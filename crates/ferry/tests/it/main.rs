@@ -6,6 +6,7 @@ mod admin;
 mod audit;
 mod bench;
 mod commit_windows;
+mod compaction;
 mod crash;
 mod data_dir;
 mod dead_letters;

@@ -39,7 +39,7 @@ impl Scrape {
             .unwrap_or_else(|| panic!("no series {series} in:\n{}", self.text))
     }
 
-    fn or_zero(&self, series: &str) -> f64 {
+    pub(crate) fn or_zero(&self, series: &str) -> f64 {
         self.samples.get(series).copied().unwrap_or(0.0)
     }
 
@@ -425,6 +425,7 @@ fn exported_names() -> std::collections::BTreeSet<String> {
                 lag: Some(0),
             }],
         }],
+        compaction: Default::default(),
     };
     let mut names: std::collections::BTreeSet<String> = observe::broker_families(&stats)
         .iter()

@@ -398,3 +398,28 @@ fn a_power_cut_at_any_sync_of_the_install_keeps_every_keys_last_record() {
     }
     assert!(cut_points >= 4, "only {cut_points} cut points");
 }
+
+#[test]
+fn a_compacted_log_on_the_file_system_reads_after_its_descriptors_are_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        PartitionLog::open(
+            std::sync::Arc::new(storage::FsDisk),
+            dir.path(),
+            compacted_config(),
+            0,
+        )
+        .expect("open")
+    };
+    let mut log = open();
+    fill(&mut log, 0, 60, ProducerFields::NONE);
+    clean(&mut log, 1_100, everything());
+    // Sealed segments' descriptors are closed and opened again by name on the next read: the
+    // name a cleaned segment has now.
+    log.release_idle_files(true);
+    check_compacted(&log, 60, 1_100);
+    let compacted = values(&log);
+    drop(log);
+    let log = open();
+    assert_eq!(values(&log), compacted, "reopened from the files");
+}
