@@ -6,7 +6,7 @@
 //! batches, so offsets and the producer's sequence bookkeeping survive; only the record count,
 //! the length and the CRC change. Each kept record's bytes are copied as they were (offset and
 //! timestamp deltas stay relative to the same base), then compressed again with the batch's
-//! codec.
+//! codec. A batch left with no record is a bare header without a codec, as Kafka writes one.
 
 use crate::batch::{take_bytes, take_nullable, take_varlong, BatchView, HEADER_BYTES};
 use crate::compression::{deflate, inflate};
@@ -17,6 +17,8 @@ const CRC_FROM: usize = 21;
 const LENGTH_AT: usize = 8;
 const LENGTH_FROM: usize = 12;
 const RECORD_COUNT_AT: usize = 57;
+const ATTRIBUTES_AT: usize = 21;
+const CODEC_MASK: i16 = 0x07;
 
 /// One record as compaction sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,10 +133,16 @@ impl Inflated {
             count += 1;
         }
         let codec = view.compression().map_err(|e| e.to_string())?;
-        let records = deflate(codec, &body)?;
-        let mut batch = Vec::with_capacity(HEADER_BYTES + records.len());
+        let mut batch = Vec::with_capacity(HEADER_BYTES + body.len());
         batch.extend_from_slice(&view.as_bytes()[..HEADER_BYTES]);
-        batch.extend_from_slice(&records);
+        if count == 0 {
+            // No record left: a bare header, uncompressed, as Kafka writes an empty batch
+            // (librdkafka asserts on a compressed batch that inflates to nothing).
+            let attributes = view.attributes() & !CODEC_MASK;
+            batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+        } else {
+            batch.extend_from_slice(&deflate(codec, &body)?);
+        }
         let length = i32::try_from(batch.len() - LENGTH_FROM).map_err(|_| "batch too large")?;
         batch[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
         batch[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
@@ -235,6 +243,8 @@ mod tests {
             let empty = BatchView::parse(&empty).unwrap();
             empty.validate().unwrap();
             assert_eq!((empty.record_count(), empty.last_offset()), (0, 103));
+            assert_eq!(empty.total_bytes(), HEADER_BYTES, "a bare header");
+            assert_eq!(empty.compression().unwrap(), Compression::None);
         }
     }
 
