@@ -1,14 +1,12 @@
 //! The log cleaner of compacted topics (`cleanup.policy=compact`): the housekeeping plans a
-//! cleaning per partition under the broker's lock (`PartitionLog::plan_clean`), one background
-//! thread runs it (`CleanJob::run`: reading, mapping keys, writing and syncing the cleaned
-//! segments, all without the lock), and a later housekeeping installs the result under the lock
-//! (`PartitionLog::install_clean`: a few renames and fsyncs). As Kafka's `log.cleaner.threads`
-//! defaults to one, one thread cleans one partition at a time; it starts with the first
-//! cleaning, so a broker without compacted topics has none.
+//! cleaning per partition under the broker's lock (`PartitionLog::plan_clean`), the server takes
+//! the plans (`Broker::take_clean_tasks`) and runs them one at a time on a blocking thread
+//! (`CleanTask::run`: reading, mapping keys, writing and syncing the cleaned segments, all
+//! without the lock), and reports each back under the lock (`Broker::clean_done`), which puts it
+//! in place (`PartitionLog::install_clean`: a few renames and fsyncs). One at a time, as Kafka's
+//! `log.cleaner.threads` defaults to one.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Mutex};
 
 use storage::{CleanContext, CleanJob, Cleaned, LogError};
 
@@ -18,8 +16,26 @@ use crate::{Broker, BrokerError};
 /// clean.
 pub const CLEANER_BACKOFF_MS_DEFAULT: i64 = 15_000;
 
-/// A finished cleaning, waiting to be installed.
-struct Finished {
+/// A cleaning planned for one partition, for the server to run outside the lock.
+pub struct CleanTask {
+    topic: String,
+    partition: i32,
+    job: CleanJob,
+}
+
+impl CleanTask {
+    /// The cleaning's file work (see the module comment).
+    pub fn run(self) -> CleanDone {
+        CleanDone {
+            topic: self.topic,
+            partition: self.partition,
+            result: self.job.run(),
+        }
+    }
+}
+
+/// A cleaning run, for [`Broker::clean_done`].
+pub struct CleanDone {
     topic: String,
     partition: i32,
     result: Result<Cleaned, LogError>,
@@ -27,11 +43,9 @@ struct Finished {
 
 #[derive(Default)]
 pub(crate) struct Cleaner {
-    jobs: Option<Sender<(String, i32, CleanJob)>>,
-    done: Arc<Mutex<Vec<Finished>>>,
+    /// Planned and not yet taken by the server.
+    planned: Vec<CleanTask>,
     checked_ms: i64,
-    /// Cleanings sent and not yet installed.
-    in_flight: usize,
     pub counters: CompactionCounters,
 }
 
@@ -59,75 +73,56 @@ impl CompactionCounters {
     }
 }
 
-impl Cleaner {
-    fn send(&mut self, topic: String, partition: i32, job: CleanJob) {
-        let done = self.done.clone();
-        let jobs = self.jobs.get_or_insert_with(|| {
-            let (sender, receiver) = channel::<(String, i32, CleanJob)>();
-            std::thread::Builder::new()
-                .name("ferry-cleaner".into())
-                .spawn(move || {
-                    for (topic, partition, job) in receiver {
-                        let result = job.run();
-                        done.lock().expect("cleaner results").push(Finished {
-                            topic,
-                            partition,
-                            result,
-                        });
-                    }
-                })
-                .expect("spawn the log cleaner thread");
-            sender
-        });
-        jobs.send((topic, partition, job))
-            .expect("the cleaner thread lives as long as the broker");
-        self.in_flight += 1;
-    }
-
-    fn take_finished(&mut self) -> Vec<Finished> {
-        let finished = std::mem::take(&mut *self.done.lock().expect("cleaner results"));
-        self.in_flight -= finished.len();
-        finished
-    }
-}
-
 impl Broker {
-    /// Installs the cleanings the cleaner finished, then, every `log.cleaner.backoff.ms`, plans
-    /// one for each compacted partition that is due.
-    pub(crate) fn maintain_compaction(&mut self, now_ms: i64) -> Result<(), BrokerError> {
-        for finished in self.cleaner.take_finished() {
-            let Finished {
-                topic,
-                partition,
-                result,
-            } = finished;
-            // A topic deleted meanwhile took its files with it.
-            let Some(log) = self
-                .topics
-                .partition_mut(&topic, partition)
-                .map(|p| p.log_mut())
-            else {
-                continue;
-            };
-            match result {
-                Ok(cleaned) => {
-                    let stats = log
-                        .install_clean(cleaned)
-                        .map_err(|source| BrokerError::log(&topic, partition, source))?;
-                    self.cleaner.counters.add(&stats);
-                }
-                Err(error) => {
-                    tracing::warn!(topic, partition, %error, "log cleaning failed; the partition is left as it was and cleaned again later");
-                    self.cleaner.counters.failures += 1;
-                    log.abandon_clean();
-                }
+    /// The cleanings planned since the last call, for the server to run one at a time and
+    /// report with [`Broker::clean_done`].
+    pub fn take_clean_tasks(&mut self) -> Vec<CleanTask> {
+        std::mem::take(&mut self.cleaner.planned)
+    }
+
+    /// Puts a cleaning the server ran in place. An error is an I/O error on the partition's
+    /// directory during the install: the process must stop, as for a failed fsync. A cleaning
+    /// whose run failed leaves the partition as it was, with a WARN, to be cleaned again later.
+    pub fn clean_done(&mut self, done: CleanDone) -> Result<(), BrokerError> {
+        let CleanDone {
+            topic,
+            partition,
+            result,
+        } = done;
+        // A topic deleted meanwhile took its files with it.
+        let Some(log) = self
+            .topics
+            .partition_mut(&topic, partition)
+            .map(|p| p.log_mut())
+        else {
+            return Ok(());
+        };
+        match result {
+            Ok(cleaned) => {
+                let stats = log
+                    .install_clean(cleaned)
+                    .map_err(|source| BrokerError::log(&topic, partition, source))?;
+                self.cleaner.counters.add(&stats);
+                // The next group commit round finishes the install (see `install_clean`).
+                self.tickets
+                    .note(crate::LogId::partition(topic.as_str(), partition));
+            }
+            Err(error) => {
+                tracing::warn!(topic, partition, %error, "log cleaning failed; the partition is left as it was and cleaned again later");
+                self.cleaner.counters.failures += 1;
+                log.abandon_clean();
             }
         }
+        Ok(())
+    }
+
+    /// Every `log.cleaner.backoff.ms`, plans a cleaning for each compacted partition that is
+    /// due and has none under way.
+    pub(crate) fn plan_compaction(&mut self, now_ms: i64) {
         if now_ms - self.cleaner.checked_ms < self.config.cleaner_backoff_ms {
-            return Ok(());
+            return;
         }
         self.cleaner.checked_ms = now_ms;
-        let mut due = Vec::new();
         for (name, topic) in self.topics.iter_mut() {
             if !topic.config.cleanup_policy.compacts() {
                 continue;
@@ -144,14 +139,14 @@ impl Broker {
                     producer_last_offsets: producer_last_offsets(partition),
                 };
                 if let Some(job) = partition.log_mut().plan_clean(now_ms, context) {
-                    due.push((name.clone(), index as i32, job));
+                    self.cleaner.planned.push(CleanTask {
+                        topic: name.clone(),
+                        partition: index as i32,
+                        job,
+                    });
                 }
             }
         }
-        for (topic, partition, job) in due {
-            self.cleaner.send(topic, partition, job);
-        }
-        Ok(())
     }
 }
 

@@ -53,7 +53,7 @@ impl Broker {
         if self.transactions.maintain_log(now_ms, compact_bytes)? {
             self.tickets.note(LogId::Transactions);
         }
-        self.maintain_compaction(now_ms)?;
+        self.plan_compaction(now_ms);
         if now_ms - self.retention_checked_ms < self.config.retention_check_interval_ms {
             return Ok(());
         }

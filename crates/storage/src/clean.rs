@@ -10,12 +10,13 @@
 //! - [`CleanJob::run`] (anywhere, I/O only on files nobody writes) maps every key of the dirty
 //!   segments to its last offset, then writes each cleanable segment again as `<name>.cleaned`
 //!   with the records that are the last of their key (and tombstones younger than
-//!   `delete.retention.ms`), and syncs those files.
-//! - [`PartitionLog::install_clean`] (under the lock) checks that the segments are still the
-//!   ones it read, writes the compacted checkpoint (recovery accepts offset gaps below it),
-//!   removes their index files and syncs the directory, renames each `.cleaned` file over its
-//!   segment and syncs the directory, writes new index files, and last the cleaner checkpoint
-//!   (the end of the clean part; what follows it is dirty).
+//!   `delete.retention.ms`), and syncs those files; then it raises the compacted checkpoint
+//!   (recovery accepts offset gaps below it), removes the segments' index files and syncs the
+//!   directory.
+//! - [`PartitionLog::install_clean`] (under the lock, no fsync) checks that the segments are
+//!   still the ones it read, renames each `.cleaned` file over its segment and swaps the
+//!   segments in memory; the log's next `SyncWork` then syncs the directory, writes the new index
+//!   files, and last the cleaner checkpoint (the end of the clean part; what follows is dirty).
 //!
 //! A crash before the compacted checkpoint leaves `.cleaned` files, which recovery removes;
 //! after it, each segment is the old file or the new one, both valid below that checkpoint, and
@@ -129,6 +130,9 @@ struct Source {
 /// A cleaning planned under the lock, to run without it.
 pub struct CleanJob {
     disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    /// The log's compacted checkpoint when the cleaning was planned.
+    compacted_offset: i64,
     sources: Vec<Source>,
     /// The first source after the cleaner checkpoint.
     first_dirty: usize,
@@ -149,6 +153,8 @@ struct Output {
 /// A cleaning's result, for [`PartitionLog::install_clean`].
 pub struct Cleaned {
     outputs: Vec<Output>,
+    /// The compacted checkpoint as the run left it on disk.
+    compacted_offset: i64,
     pub stats: CleanStats,
 }
 
@@ -204,6 +210,8 @@ impl PartitionLog {
         self.cleaning = true;
         Some(CleanJob {
             disk: self.disk.clone(),
+            dir: self.dir.clone(),
+            compacted_offset: self.compacted_offset,
             sources,
             first_dirty,
             config,
@@ -212,11 +220,18 @@ impl PartitionLog {
         })
     }
 
-    /// Puts a finished cleaning in place (see the module comment). An error is an I/O error
-    /// on this log's directory: the broker must stop, as for a failed fsync.
+    /// Puts a finished cleaning in place (see the module comment): renames and the in-memory
+    /// swap now, the rest deferred to the log's next `SyncWork` (the caller makes sure one
+    /// comes, as for any deferred file work). An error is an I/O error on this log's directory:
+    /// the broker must stop, as for a failed write.
     pub fn install_clean(&mut self, cleaned: Cleaned) -> Result<CleanStats, LogError> {
         self.cleaning = false;
-        let Cleaned { outputs, mut stats } = cleaned;
+        let Cleaned {
+            outputs,
+            compacted_offset,
+            mut stats,
+        } = cleaned;
+        self.compacted_offset = self.compacted_offset.max(compacted_offset);
         let unchanged = outputs.iter().all(|output| {
             self.segments[..self.segments.len() - 1]
                 .iter()
@@ -227,81 +242,67 @@ impl PartitionLog {
                 })
         });
         if !unchanged || outputs.is_empty() {
-            for output in &outputs {
-                remove_if_present(self.disk.as_ref(), &output.path)?;
-            }
             stats.discarded = !outputs.is_empty();
+            let paths: Vec<PathBuf> = outputs.into_iter().map(|output| output.path).collect();
+            if !paths.is_empty() {
+                self.defer(Box::new(move |disk, _| {
+                    for path in paths {
+                        if let Err(error) = remove_if_present(disk, &path) {
+                            warn!(%error, "removing a discarded cleaned segment");
+                        }
+                    }
+                }));
+            }
             return Ok(stats);
         }
         let end_offset = outputs.last().expect("outputs").source.next_offset;
-        if end_offset > self.compacted_offset {
-            checkpoint::write(self.disk.as_ref(), &self.dir, COMPACTED_FILE, end_offset)?;
-            self.compacted_offset = end_offset;
-        }
         let disk = self.disk.clone();
-        // The old index files go first, durably: a renamed segment must never be found beside
-        // its predecessor's indexes.
-        for output in &outputs {
-            for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-                let path = self.dir.join(file_name(output.source.base_offset, suffix));
-                remove_if_present(disk.as_ref(), &path)?;
-            }
-        }
-        disk.sync_dir(&self.dir)
-            .map_err(LogError::io("sync directory", &self.dir))?;
-        for output in &outputs {
-            // A read planned before this rename still reads the old file.
-            output
-                .source
-                .file
-                .keep_open()
-                .map_err(LogError::io("open segment", &output.source.path))?;
-            disk.rename(&output.path, &output.source.path)
-                .map_err(LogError::io("rename cleaned segment", &output.path))?;
-        }
-        disk.sync_dir(&self.dir)
-            .map_err(LogError::io("sync directory", &self.dir))?;
         let index_interval_bytes = self.config.index_interval_bytes;
         let mut index_files = Vec::new();
         for output in outputs {
+            let source = &output.source;
+            // A read planned before this rename still reads the old file.
+            source
+                .file
+                .keep_open()
+                .map_err(LogError::io("open segment", &source.path))?;
+            disk.rename(&output.path, &source.path)
+                .map_err(LogError::io("rename cleaned segment", &output.path))?;
+            // Opened again under its new name: a released descriptor is reopened by path.
+            let file = disk
+                .open(&source.path, false)
+                .map_err(LogError::io("open cleaned segment", &source.path))?;
+            drop(output.file);
             let at = self
                 .segments
                 .iter()
-                .position(|s| s.base_offset == output.source.base_offset)
+                .position(|s| s.base_offset == source.base_offset)
                 .expect("checked above");
-            // Opened again under its new name: a released descriptor is reopened by path.
-            let path = &output.source.path;
-            let file = disk
-                .open(path, false)
-                .map_err(LogError::io("open cleaned segment", path))?;
-            drop(output.file);
-            let mut segment = Segment::new(&self.dir, output.source.base_offset, file);
+            let mut segment = Segment::new(&self.dir, source.base_offset, file);
             segment.gaps = true;
             for meta in output.metas {
                 segment.record(meta, index_interval_bytes);
             }
             assert_eq!(segment.size_bytes, output.len, "the metas cover the file");
             assert!(
-                segment.next_offset <= output.source.next_offset,
+                segment.next_offset <= source.next_offset,
                 "offsets stay inside"
             );
-            segment.next_offset = output.source.next_offset;
+            segment.next_offset = source.next_offset;
             segment.written_bytes = segment.size_bytes;
             index_files.extend(segment.seal_indexes());
             self.segments[at] = segment;
         }
-        for (path, file) in write_index_files(disk.as_ref(), index_files)? {
-            file.sync_data()
-                .map_err(LogError::io("sync index", &path))?;
-        }
-        disk.sync_dir(&self.dir)
-            .map_err(LogError::io("sync directory", &self.dir))?;
-        // Only now are these segments clean: after a crash before this, they are cleaned again.
-        if end_offset > self.cleaned_offset {
-            checkpoint::write(self.disk.as_ref(), &self.dir, CLEANER_FILE, end_offset)?;
-            self.cleaned_offset = end_offset;
-        }
         self.release_due = true;
+        self.cleaned_offset = self.cleaned_offset.max(end_offset);
+        self.defer(Box::new(move |disk, dir| {
+            if let Err(error) = finish_install(disk, dir, index_files, end_offset) {
+                // Nothing is lost: each segment is its old file or its cleaned one, both valid
+                // below the compacted checkpoint; missing indexes are rebuilt at the next
+                // start, and without the cleaner checkpoint the segments are cleaned again.
+                warn!(%error, "finishing a log cleaning's install");
+            }
+        }));
         info!(
             dir = %self.dir.display(),
             segments = stats.segments,
@@ -347,7 +348,30 @@ impl CleanJob {
             outputs.push(output);
         }
         stats.segments = outputs.len();
-        Ok(Cleaned { outputs, stats })
+        let mut compacted_offset = self.compacted_offset;
+        if let Some(last) = outputs.last() {
+            // Before any rename: recovery must accept the gaps of whichever segments are renamed.
+            let end_offset = last.source.next_offset;
+            if end_offset > compacted_offset {
+                checkpoint::write(self.disk.as_ref(), &self.dir, COMPACTED_FILE, end_offset)?;
+                compacted_offset = end_offset;
+            }
+            // A renamed segment must never be found beside its predecessor's index files.
+            for output in &outputs {
+                for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                    let path = self.dir.join(file_name(output.source.base_offset, suffix));
+                    remove_if_present(self.disk.as_ref(), &path)?;
+                }
+            }
+            self.disk
+                .sync_dir(&self.dir)
+                .map_err(LogError::io("sync directory", &self.dir))?;
+        }
+        Ok(Cleaned {
+            outputs,
+            compacted_offset,
+            stats,
+        })
     }
 
     /// Every key of the dirty segments with the offset of its last record, and how many of the
@@ -472,6 +496,23 @@ fn clean_segment(
         metas,
         len: out.len() as u64,
     })
+}
+
+/// The install's deferred half: the renames made durable, the new index files written and
+/// synced, and last the cleaner checkpoint.
+fn finish_install(
+    disk: &dyn Disk,
+    dir: &std::path::Path,
+    index_files: Vec<crate::segment::IndexFile>,
+    end_offset: i64,
+) -> Result<(), LogError> {
+    for (path, file) in write_index_files(disk, index_files)? {
+        file.sync_data()
+            .map_err(LogError::io("sync index", &path))?;
+    }
+    disk.sync_dir(dir)
+        .map_err(LogError::io("sync directory", dir))?;
+    checkpoint::write(disk, dir, CLEANER_FILE, end_offset)
 }
 
 fn read_all(source: &Source) -> Result<bytes::Bytes, LogError> {

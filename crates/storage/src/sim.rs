@@ -166,6 +166,11 @@ impl SimDisk {
         self.state.lock().syncs_before_failure = Some(syncs);
     }
 
+    /// Whether a failure set by `fail_sync_after` has yet to fire.
+    pub fn sync_failure_pending(&self) -> bool {
+        self.state.lock().syncs_before_failure.is_some()
+    }
+
     /// Makes the next `write_all_at` fail (and not write anything).
     pub fn fail_next_write(&self) {
         self.state.lock().fail_next_write = true;
