@@ -38,9 +38,7 @@ fn compaction(f: &mut Families, counters: &broker::cleaner::CompactionCounters) 
             counters.bytes_reclaimed,
         ),
     ];
-    for (name, help, value) in counted {
-        f.counter(name, help).sample(&[], value as f64);
-    }
+    unlabelled_counters(f, &counted);
 }
 
 fn partitions(f: &mut Families, stats: &broker::Stats) {
@@ -133,7 +131,12 @@ fn idempotence(f: &mut Families, counters: &broker::producers::Counters) {
             counters.expired,
         ),
     ];
-    for (name, help, value) in counted {
+    unlabelled_counters(f, &counted);
+}
+
+/// Counters without labels: (name, help, value).
+fn unlabelled_counters(f: &mut Families, counted: &[(&str, &str, u64)]) {
+    for &(name, help, value) in counted {
         f.counter(name, help).sample(&[], value as f64);
     }
 }

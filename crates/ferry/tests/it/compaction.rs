@@ -98,6 +98,24 @@ fn read_until(consumer: &BaseConsumer, high: i64) -> Vec<Row> {
     rows
 }
 
+/// What a compacted topic promises a reader: every record read is the one written at its
+/// offset, and every key's last record written is there.
+fn check_compacted(produced: &[Row], read: &[Row], when: &str) {
+    let written: HashMap<i64, &Row> = produced.iter().map(|row| (row.0, row)).collect();
+    for row in read {
+        assert_eq!(
+            Some(&row),
+            written.get(&row.0),
+            "{when}: what was written at {}",
+            row.0
+        );
+    }
+    let kept = last_by_key(read);
+    for (key, last) in last_by_key(produced) {
+        assert_eq!(kept.get(&key), Some(&last), "{when}: {key:?}'s last record");
+    }
+}
+
 /// Each key's last record, by key.
 fn last_by_key(rows: &[Row]) -> HashMap<Option<String>, Row> {
     rows.iter()
@@ -156,19 +174,7 @@ async fn a_compacted_topic_keeps_each_keys_last_value_at_its_offset() {
     eprintln!("compaction: {removed} records removed, {reclaimed} bytes reclaimed");
 
     let read = read_all(&bootstrap, "compacted");
-    let written: HashMap<i64, &Row> = produced.iter().map(|row| (row.0, row)).collect();
-    for row in &read {
-        assert_eq!(
-            Some(&row),
-            written.get(&row.0),
-            "what was written at {}",
-            row.0
-        );
-    }
-    let kept = last_by_key(&read);
-    for (key, last) in last_by_key(&produced) {
-        assert_eq!(kept.get(&key), Some(&last), "{key:?}'s last record");
-    }
+    check_compacted(&produced, &read, "after the cleaning");
     assert!(
         read.len() < RECORDS / 2,
         "compaction removed superseded records: {} of {RECORDS} read",
@@ -257,23 +263,7 @@ async fn kill9_during_cleanings_keeps_each_keys_last_record() {
         ferry.kill9();
         ferry.restart();
         let read = read_all(&bootstrap, "churn");
-        let written: HashMap<i64, &Row> = produced.iter().map(|row| (row.0, row)).collect();
-        for row in &read {
-            assert_eq!(
-                Some(&row),
-                written.get(&row.0),
-                "round {round}: offset {}",
-                row.0
-            );
-        }
-        let kept = last_by_key(&read);
-        for (key, last) in last_by_key(&produced) {
-            assert_eq!(
-                kept.get(&key),
-                Some(&last),
-                "round {round}: {key:?}'s last record"
-            );
-        }
+        check_compacted(&produced, &read, &format!("round {round}"));
         eprintln!(
             "round {round}: {} of {} records left",
             read.len(),

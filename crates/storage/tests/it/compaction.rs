@@ -51,18 +51,7 @@ fn record(i: i64) -> (Option<String>, Option<String>) {
 /// Appends records `from..to` one batch each, at time `1_000 + i`, syncing each.
 fn fill(log: &mut PartitionLog, from: i64, to: i64, producer: ProducerFields) {
     for i in from..to {
-        let (key, value) = record(i);
-        let batch = build_batch(
-            &[(
-                key.as_deref().map(str::as_bytes),
-                value.as_deref().map(str::as_bytes),
-            )],
-            1_000 + i,
-            producer,
-            0,
-        );
-        append(log, &batch, 1_000 + i);
-        sync(log);
+        fill_one(log, i, producer);
     }
 }
 
