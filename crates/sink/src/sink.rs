@@ -6,6 +6,7 @@
 //! by default), up to its record cap: a database commit (an fsync) is paid once per window, and
 //! a record waits at most the interval before its transaction starts.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ use crate::plan::{Claims, Plan};
 pub const BATCH_RECORDS_MAX_DEFAULT: usize = 5_000;
 /// How long a seek back after a failed transaction may take.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most queued events a dropped sink serves before librdkafka's close begins.
+const DRAIN_EVENTS_MAX: usize = 10_000;
 
 /// What one step did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,6 +47,9 @@ struct Shared<B> {
     claim_error: Mutex<Option<DbError>>,
     /// Assigned partitions whose claim failed: claimed again before the next poll.
     unclaimed: Mutex<Vec<(String, i32)>>,
+    /// The sink is being dropped: an assignment is declined, not claimed, so a consumer on its
+    /// way out never bumps an epoch and fences the instance that replaces it.
+    closing: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -75,46 +81,67 @@ impl<B: Backend> ConsumerContext for SinkContext<B> {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        let closing = self.shared.closing.load(Ordering::Relaxed);
         match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let partitions: Vec<(String, i32)> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
-                    .collect();
-                let claimed = lock(&self.shared.backend).claim(&self.shared.group, &partitions);
-                match claimed {
-                    Ok(claims) => {
-                        for claim in &claims {
-                            let offset =
-                                claim.next_offset.map_or(Offset::Beginning, Offset::Offset);
-                            if let Err(error) =
-                                tpl.set_partition_offset(&claim.topic, claim.partition, offset)
-                            {
-                                tracing::warn!(%error, "set assigned offset");
-                            }
-                        }
-                        lock(&self.shared.claims).assign(&claims);
-                    }
-                    Err(error) => {
-                        // Reported by the next step, which claims them again.
-                        *lock(&self.shared.claim_error) = Some(error);
-                        *lock(&self.shared.unclaimed) = partitions;
-                    }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS if !closing => {
+                self.claim_assigned(tpl);
+                if consumer.closed() {
+                    return;
                 }
                 if let Err(error) = consumer.assign(tpl) {
                     tracing::warn!(%error, "assign partitions");
                 }
             }
             other => {
-                if other != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                if other != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
+                    && other != RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+                {
                     tracing::warn!(?other, "rebalance error; dropping the assignment");
                 }
                 lock(&self.shared.claims).revoke_all();
                 lock(&self.shared.unclaimed).clear();
+                // librdkafka answers assign and unassign from its group thread and waits for
+                // the answer without a timeout. Once the group has terminated (a rebalance
+                // event served during close, after the close already released the assignment)
+                // the request is dropped unanswered and the call never returns (librdkafka
+                // #4884): there is nothing left to unassign then.
+                if consumer.closed() {
+                    return;
+                }
                 if let Err(error) = consumer.unassign() {
                     tracing::warn!(%error, "unassign partitions");
                 }
+            }
+        }
+    }
+}
+
+impl<B: Backend> SinkContext<B> {
+    /// Claims an assignment in the database and sets each partition's offset to the position
+    /// found there.
+    fn claim_assigned(&self, tpl: &mut TopicPartitionList) {
+        let partitions: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let claimed = lock(&self.shared.backend).claim(&self.shared.group, &partitions);
+        match claimed {
+            Ok(claims) => {
+                for claim in &claims {
+                    let offset = claim.next_offset.map_or(Offset::Beginning, Offset::Offset);
+                    if let Err(error) =
+                        tpl.set_partition_offset(&claim.topic, claim.partition, offset)
+                    {
+                        tracing::warn!(%error, "set assigned offset");
+                    }
+                }
+                lock(&self.shared.claims).assign(&claims);
+            }
+            Err(error) => {
+                // Reported by the next step, which claims them again.
+                *lock(&self.shared.claim_error) = Some(error);
+                *lock(&self.shared.unclaimed) = partitions;
             }
         }
     }
@@ -146,6 +173,7 @@ impl<B: Backend> Sink<B> {
                 claims: Mutex::new(Claims::default()),
                 claim_error: Mutex::new(None),
                 unclaimed: Mutex::new(Vec::new()),
+                closing: AtomicBool::new(false),
             }),
         };
         let consumer = config.create_with_context(context).map_err(|source| {
@@ -307,6 +335,27 @@ impl<B: Backend> Sink<B> {
                 Err(error) => {
                     tracing::warn!(%error, topic, partition, "seek back; trying again next poll")
                 }
+            }
+        }
+    }
+}
+
+impl<B: Backend> Drop for Sink<B> {
+    /// Answers the rebalance events queued while the application was busy before librdkafka's
+    /// close (run when the consumer drops) begins. An event left queued can be served by the
+    /// close after the group has already terminated, and the unassign it asks for would then
+    /// never return (librdkafka #4884): a dropped sink would hang forever. Served here, while
+    /// the group is alive, every answer comes back. Records polled by the drain are dropped:
+    /// the positions are in the database.
+    fn drop(&mut self) {
+        self.consumer
+            .context()
+            .shared
+            .closing
+            .store(true, Ordering::Relaxed);
+        for _ in 0..DRAIN_EVENTS_MAX {
+            if self.consumer.poll(Duration::ZERO).is_none() {
+                break;
             }
         }
     }
