@@ -31,6 +31,9 @@ const LOST_ACK_PROBABILITY: f64 = 0.1;
 const PRODUCE_API_KEY: i16 = 0;
 
 /// A broker behind a lost-ack proxy that it advertises, so clients stay behind the proxy.
+/// How many reserved ports a lost-ack run tries before it gives up.
+const PORT_ATTEMPTS: usize = 5;
+
 struct LostAcks {
     _dir: tempfile::TempDir,
     ferry: Ferry,
@@ -40,35 +43,42 @@ struct LostAcks {
 
 impl LostAcks {
     async fn start(seed: u64) -> LostAcks {
-        let dir = tempfile::tempdir().unwrap();
-        let traces = dir.path().join("ferry-traces.log");
-        let port = reserve_port();
-        let advertised = format!("advertised.listeners=127.0.0.1:{port}");
-        let ferry = Ferry::start_traced(
-            &dir.path().join("data"),
-            &[
-                &format!("num.partitions={PARTITIONS}"),
-                &advertised,
-                // Small segments: rolls write producer snapshots during the run.
-                "log.segment.bytes=1048576",
-            ],
-            &traces,
-        );
-        let listen = SocketAddr::from(([127, 0, 0, 1], port));
-        let plan = Plan::lost_acks(seed, LOST_ACK_PROBABILITY);
-        let proxy = Proxy::start(listen, ferry.addr, plan)
-            .await
-            .expect("start the chaos proxy");
-        eprintln!(
-            "lost-ack proxy {listen} -> ferry {}: seed {seed}, p={LOST_ACK_PROBABILITY}",
-            ferry.addr
-        );
-        LostAcks {
-            _dir: dir,
-            ferry,
-            proxy,
-            traces,
+        // The proxy's port is advertised before the proxy binds it, so another test may take it
+        // meanwhile (seen once in CI): then both start again on a new port.
+        for _attempt in 0..PORT_ATTEMPTS {
+            let dir = tempfile::tempdir().unwrap();
+            let traces = dir.path().join("ferry-traces.log");
+            let port = reserve_port();
+            let advertised = format!("advertised.listeners=127.0.0.1:{port}");
+            let ferry = Ferry::start_traced(
+                &dir.path().join("data"),
+                &[
+                    &format!("num.partitions={PARTITIONS}"),
+                    &advertised,
+                    // Small segments: rolls write producer snapshots during the run.
+                    "log.segment.bytes=1048576",
+                ],
+                &traces,
+            );
+            let listen = SocketAddr::from(([127, 0, 0, 1], port));
+            let plan = Plan::lost_acks(seed, LOST_ACK_PROBABILITY);
+            let proxy = match Proxy::start(listen, ferry.addr, plan).await {
+                Ok(proxy) => proxy,
+                Err(chaos::ChaosError::Bind { .. }) => continue,
+                Err(error) => panic!("start the chaos proxy: {error}"),
+            };
+            eprintln!(
+                "lost-ack proxy {listen} -> ferry {}: seed {seed}, p={LOST_ACK_PROBABILITY}",
+                ferry.addr
+            );
+            return LostAcks {
+                _dir: dir,
+                ferry,
+                proxy,
+                traces,
+            };
         }
+        panic!("no free port for the chaos proxy in {PORT_ATTEMPTS} attempts");
     }
 
     fn bootstrap(&self) -> String {
