@@ -32,11 +32,13 @@ def broker_settings():
 
 
 # magic 0 producers (0.8.2, 0.9) and magic 1 producers (0.10.0), plain and compressed.
-# kafka-python's magic 0 LZ4 is the pre-KIP-57 framing Kafka itself never accepted: not listed.
+# kafka-python's magic 0 LZ4 is the pre-KIP-57 framing (a wrong frame header checksum), which
+# Kafka reads by ignoring that checksum; kafka-python needs the xxhash package to write it.
 OLD_PRODUCERS = [
     ((0, 8, 2), None),
     ((0, 9), "gzip"),
     ((0, 9), "snappy"),
+    ((0, 9), "lz4"),
     ((0, 10, 0), None),
     ((0, 10, 0), "gzip"),
     ((0, 10, 0), "lz4"),

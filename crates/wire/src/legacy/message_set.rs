@@ -137,7 +137,10 @@ fn read_messages(mut set: Bytes, inner: bool, out: &mut Vec<Message>) -> Result<
             3 => Compression::Lz4,
             other => return Err(format!("unknown message codec {other}")),
         };
-        let value = value.ok_or("compressed message without a value")?;
+        let mut value = value.ok_or("compressed message without a value")?;
+        if magic == 0 && compression == Compression::Lz4 {
+            value = repair_lz4_header_checksum(&value)?;
+        }
         let first = out.len();
         read_messages(inflate(compression, &value)?, true, out)?;
         // A wrapper stamped with the log-append time stamps what it wraps.
@@ -227,6 +230,33 @@ fn put_message(out: &mut BytesMut, magic: i8, record: &Record, log_append: bool)
     out[start + 12..start + 16].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// The LZ4 frame magic number, as it lies in the frame (little-endian).
+const LZ4_FRAME_MAGIC: [u8; 4] = 0x184D_2204u32.to_le_bytes();
+/// The frame descriptor's flag for an 8-byte content size after the BD byte.
+const LZ4_CONTENT_SIZE_FLAG: u8 = 0x08;
+
+/// A magic 0 LZ4 frame as Kafka 0.8–0.9 clients wrote it, before KIP-57: their frame header
+/// checksum covered the wrong bytes (the magic number too). Kafka reads magic 0 LZ4 ignoring
+/// that checksum; ferry puts the right one in (the second byte of the xxh32 of the descriptor)
+/// so the standard decoder takes the frame. Every block is still checked as usual.
+fn repair_lz4_header_checksum(frame: &[u8]) -> Result<Bytes, String> {
+    if frame.len() < 7 || frame[..4] != LZ4_FRAME_MAGIC {
+        return Err("LZ4 message without an LZ4 frame".into());
+    }
+    let content_size = if frame[4] & LZ4_CONTENT_SIZE_FLAG != 0 {
+        8
+    } else {
+        0
+    };
+    let checksum_at = 6 + content_size;
+    if frame.len() <= checksum_at {
+        return Err("LZ4 frame descriptor cut short".into());
+    }
+    let mut repaired = frame.to_vec();
+    repaired[checksum_at] = (xxhash_rust::xxh32::xxh32(&frame[4..checksum_at], 0) >> 8) as u8;
+    Ok(Bytes::from(repaired))
+}
+
 /// Inflates a message's or batch's records (see [`crate::compression::inflate`]).
 fn inflate(compression: Compression, compressed: &[u8]) -> Result<Bytes, String> {
     let codec = match compression {
@@ -243,8 +273,8 @@ fn inflate(compression: Compression, compressed: &[u8]) -> Result<Bytes, String>
 mod tests {
     use super::*;
 
-    fn message(magic: i8, offset: i64, key: &[u8], value: &[u8], timestamp: i64) -> BytesMut {
-        let record = Record {
+    fn record_template() -> Record {
+        Record {
             transactional: false,
             control: false,
             delete_horizon: false,
@@ -252,12 +282,22 @@ mod tests {
             producer_id: -1,
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
-            offset,
+            offset: 0,
             sequence: -1,
+            timestamp: -1,
+            key: None,
+            value: None,
+            headers: Default::default(),
+        }
+    }
+
+    fn message(magic: i8, offset: i64, key: &[u8], value: &[u8], timestamp: i64) -> BytesMut {
+        let record = Record {
+            offset,
             timestamp,
             key: Some(Bytes::copy_from_slice(key)),
             value: Some(Bytes::copy_from_slice(value)),
-            headers: Default::default(),
+            ..record_template()
         };
         let mut out = BytesMut::new();
         put_message(&mut out, magic, &record, false);
@@ -348,6 +388,49 @@ mod tests {
         }
         // Control: the undamaged message converts.
         assert!(up_convert(good.freeze()).is_ok());
+    }
+
+    /// An LZ4 frame with its header checksum computed as Kafka 0.8–0.9 clients did it.
+    fn old_kafka_lz4(payload: &[u8]) -> Vec<u8> {
+        let mut frame =
+            crate::compression::deflate(crate::batch::Compression::Lz4, payload).unwrap();
+        assert_eq!(frame[4] & LZ4_CONTENT_SIZE_FLAG, 0, "no content size here");
+        frame[6] = (xxhash_rust::xxh32::xxh32(&frame[0..6], 0) >> 8) as u8;
+        frame
+    }
+
+    #[test]
+    fn magic_0_lz4_with_the_old_header_checksum_converts() {
+        let inner = message(0, 0, b"k", b"lz4 by a 0.9 client", -1);
+        let broken = old_kafka_lz4(&inner);
+        assert!(
+            inflate(Compression::Lz4, &broken).is_err(),
+            "control: the standard decoder refuses the old checksum"
+        );
+        for (magic, expect_ok) in [(0, true), (1, false)] {
+            let wrapper = Record {
+                value: Some(Bytes::from(broken.clone())),
+                key: None,
+                ..record_template()
+            };
+            let mut set = BytesMut::new();
+            put_message(&mut set, magic, &wrapper, false);
+            // put_message wrote codec 0: mark the wrapper LZ4 and fix its CRC.
+            set[MESSAGE_PREFIX_BYTES + 1] = 3;
+            let crc = IEEE.checksum(&set[MESSAGE_PREFIX_BYTES..]);
+            set[12..16].copy_from_slice(&crc.to_be_bytes());
+            let converted = up_convert(set.freeze());
+            assert_eq!(converted.is_ok(), expect_ok, "magic {magic}: {converted:?}");
+            if let Ok(batch) = converted {
+                let records = RecordBatchDecoder::decode(&mut batch.clone())
+                    .unwrap()
+                    .records;
+                assert_eq!(
+                    records[0].value.as_deref(),
+                    Some(&b"lz4 by a 0.9 client"[..])
+                );
+            }
+        }
     }
 
     #[test]
