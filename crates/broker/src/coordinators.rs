@@ -342,7 +342,7 @@ impl Broker {
     }
 
     /// Routes `responses` to their requests, all of them answered later.
-    fn route(&mut self, sync_ticket: Option<u64>, responses: Vec<(u64, ResponseKind)>) {
+    pub(crate) fn route(&mut self, sync_ticket: Option<u64>, responses: Vec<(u64, ResponseKind)>) {
         self.routed
             .extend(responses.into_iter().map(|(token, response)| Routed {
                 token,

@@ -11,6 +11,7 @@
 //! run the whole broker on a simulated disk.
 
 pub mod acls;
+mod admin;
 mod authorize;
 pub mod cleaner;
 pub mod config;
@@ -41,6 +42,7 @@ use kafka_protocol::messages::RequestKind;
 use storage::Disk;
 use wire::Request;
 
+pub use admin::{AdminDone, AdminJob};
 pub use config::{Advertised, BrokerConfig};
 pub use error::BrokerError;
 use groups::Groups;
@@ -80,6 +82,8 @@ pub struct Broker {
     acls: acls::Acls,
     /// Compacted topics' log cleaner.
     cleaner: cleaner::Cleaner,
+    /// Topic changes' file work in flight, and the requests held behind it.
+    admin: admin::Admin,
 }
 
 impl Broker {
@@ -135,6 +139,7 @@ impl Broker {
             users,
             acls,
             cleaner: cleaner::Cleaner::default(),
+            admin: admin::Admin::default(),
         };
         broker.recover_transactions(now)?;
         Ok(broker)
@@ -161,7 +166,8 @@ impl Broker {
     /// Handles one request of any advertised API, at `now`. `token` names the request for an
     /// answer that comes later ([`Outcome::Later`], then [`Broker::take_routed`]); `client` is
     /// who sent it. A [`Prepared`] request had its state-free checks done before (outside the
-    /// lock); a plain `Request` has them done here.
+    /// lock); a plain `Request` has them done here. A request that changes topics is answered
+    /// [`Outcome::Later`], once its file work is done outside the lock (`admin.rs`).
     pub fn handle(
         &mut self,
         now: Now,
@@ -170,15 +176,24 @@ impl Broker {
         request: impl Into<Prepared>,
     ) -> Result<Outcome, BrokerError> {
         self.advance(now);
-        let Prepared { request, produce } = request.into();
+        self.handle_in_turn(now, token, client, request.into())
+    }
+
+    /// Hands a request to its API's handler.
+    fn dispatch(
+        &mut self,
+        now: Now,
+        token: u64,
+        client: &ClientInfo,
+        request: Prepared,
+    ) -> Result<Outcome, BrokerError> {
+        let Prepared { request, produce } = request;
         let Request { header, body, .. } = request;
         let version = header.request_api_version;
         let now_ms = now.wall_ms();
         let response = match body {
             RequestKind::ApiVersions(r) => handlers::api_versions::handle(&r, version),
-            RequestKind::Metadata(r) => {
-                handlers::metadata::handle(self, now_ms, client, &r, version)?
-            }
+            RequestKind::Metadata(r) => handlers::metadata::handle(self, client, &r, version)?,
             RequestKind::Produce(r) => {
                 let checks = produce.expect("a prepared Produce carries its checks");
                 return handlers::produce::handle(self, client, now_ms, r, checks, version);
@@ -188,13 +203,13 @@ impl Broker {
                 handlers::list_offsets::handle(self, client, &r, version)?
             }
             RequestKind::CreateTopics(r) => {
-                handlers::create_topics::handle(self, client, now_ms, &r, version)?
+                handlers::create_topics::handle(self, client, &r, version)?
             }
             RequestKind::DeleteTopics(r) => {
                 handlers::delete_topics::handle(self, client, now, &r, version)?
             }
             RequestKind::CreatePartitions(r) => {
-                handlers::create_partitions::handle(self, client, now_ms, &r)?
+                handlers::create_partitions::handle(self, client, &r)?
             }
             RequestKind::AlterConfigs(r) => {
                 handlers::alter_configs::handle_alter(self, client, &r)?

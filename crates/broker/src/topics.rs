@@ -76,6 +76,111 @@ pub struct Topics {
     /// The broker settings changed at run time (persisted in `meta.json`).
     broker_configs: BTreeMap<String, String>,
     topics: BTreeMap<String, Topic>,
+    /// Changes made by the request at hand whose file work is still to do (`take_job`).
+    staged: Staged,
+}
+
+/// Topic changes a request made under the broker lock whose file work (partition directories,
+/// `meta.json` and its fsyncs, removals) runs outside it, as a [`TopicsJob`]; what they change
+/// is installed in the registry when the job is done ([`Topics::install`]). A topic deleted
+/// leaves the registry at once; a created or grown one appears, and a changed config applies,
+/// only once `meta.json` records it durably.
+#[derive(Default)]
+struct Staged {
+    created: Vec<(String, TopicMeta)>,
+    /// A topic and the partition count it grows to.
+    grown: Vec<(String, i32)>,
+    deleted: Vec<(String, Topic)>,
+    configured: Vec<(String, BTreeMap<String, String>)>,
+    broker_configs: Option<BTreeMap<String, String>>,
+}
+
+impl Staged {
+    fn is_empty(&self) -> bool {
+        self.created.is_empty()
+            && self.grown.is_empty()
+            && self.deleted.is_empty()
+            && self.configured.is_empty()
+            && self.broker_configs.is_none()
+    }
+}
+
+/// One partition log a [`TopicsJob`] opens (creates) for a new topic or a grown one.
+struct PartitionToOpen {
+    topic: String,
+    index: i32,
+    dir: PathBuf,
+    config: LogConfig,
+}
+
+/// The file work of a request's topic changes, run outside the broker lock ([`TopicsJob::run`]):
+/// the new partition logs created, then, for deletions, `meta.json` with the deletions recorded
+/// as begun and the deleted topics' directories removed, then `meta.json` as the registry will
+/// be. Jobs run one at a time, in order (the broker holds the next request that changes topics
+/// until this one is installed), so each `meta.json` written is the registry's state after
+/// every change before it.
+pub struct TopicsJob {
+    disk: Arc<dyn Disk>,
+    data_dir: PathBuf,
+    now_ms: i64,
+    opens: Vec<PartitionToOpen>,
+    /// `meta.json` recording the deletions as begun, written before their directories go.
+    deleting: Option<MetaFile>,
+    removals: Vec<(String, Topic)>,
+    meta: MetaFile,
+    installs: Installs,
+}
+
+/// What a done [`TopicsJob`] puts in the registry (under the lock again).
+pub struct Installs {
+    created: Vec<(String, TopicMeta)>,
+    grown: Vec<(String, i32)>,
+    configured: Vec<(String, BTreeMap<String, String>)>,
+    broker_configs: Option<BTreeMap<String, String>>,
+}
+
+/// A run [`TopicsJob`]: the partitions it opened, in the order of its installs.
+pub struct TopicsDone {
+    opened: Result<Vec<Partition>, BrokerError>,
+    installs: Installs,
+}
+
+impl TopicsJob {
+    /// Does the file work; no broker state is touched. The result is installed with
+    /// [`Topics::install`]; an error there stops the broker (a failed fsync of `meta.json`
+    /// leaves nothing to trust but recovery).
+    pub fn run(self) -> TopicsDone {
+        let TopicsJob {
+            disk,
+            data_dir,
+            now_ms,
+            opens,
+            deleting,
+            removals,
+            meta,
+            installs,
+        } = self;
+        let opened = (|| {
+            let mut opened = Vec::with_capacity(opens.len());
+            for open in opens {
+                opened.push(open_partition(&disk, &open, now_ms)?);
+            }
+            if let Some(deleting) = &deleting {
+                write_meta(&*disk, &data_dir, deleting)?;
+            }
+            for (name, topic) in removals {
+                for (index, partition) in topic.partitions.into_iter().enumerate() {
+                    partition
+                        .delete()
+                        .map_err(|source| BrokerError::log(&name, index as i32, source))?;
+                }
+                tracing::info!(topic = name, "deleted topic");
+            }
+            write_meta(&*disk, &data_dir, &meta)?;
+            Ok(opened)
+        })();
+        TopicsDone { opened, installs }
+    }
 }
 
 /// Why a topic name is refused (Kafka's INVALID_TOPIC_EXCEPTION).
@@ -182,6 +287,7 @@ impl Topics {
             cluster_id: meta.cluster_id,
             log_base: log_base.clone(),
             topics: BTreeMap::new(),
+            staged: Staged::default(),
         };
         for (name, topic_meta) in meta.topics {
             let topic = topics.open_topic(&name, topic_meta, now_ms)?;
@@ -189,7 +295,7 @@ impl Topics {
         }
         let current = topics.meta_file(BTreeMap::new());
         if stored.as_ref() != Some(&current) {
-            topics.write_meta(&current)?;
+            write_meta(&*topics.disk, &topics.data_dir, &current)?;
         }
         Ok(topics)
     }
@@ -235,15 +341,13 @@ impl Topics {
         config: &LogConfig,
         now_ms: i64,
     ) -> Result<Partition, BrokerError> {
-        let log_error = |source| BrokerError::Log {
+        let open = PartitionToOpen {
             topic: name.to_string(),
-            partition: index,
-            source,
+            index,
+            dir: self.partition_dir(name, index),
+            config: config.clone(),
         };
-        let dir = self.partition_dir(name, index);
-        let log = PartitionLog::open(self.disk.clone(), &dir, config.clone(), now_ms)
-            .map_err(log_error)?;
-        Partition::open(self.disk.clone(), log, now_ms).map_err(log_error)
+        open_partition(&self.disk, &open, now_ms)
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -287,9 +391,19 @@ impl Topics {
         true
     }
 
-    /// How many partitions all topics hold.
+    /// How many partitions all topics hold, with those the request at hand is adding.
     pub fn partition_count(&self) -> usize {
-        self.topics.values().map(|t| t.partitions.len()).sum()
+        let live: usize = self.topics.values().map(|t| t.partitions.len()).sum();
+        let created: usize = self
+            .staged
+            .created
+            .iter()
+            .map(|(_, t)| t.partitions as usize)
+            .sum();
+        let grown: usize = (self.staged.grown.iter())
+            .map(|(name, to)| (to - self.topics[name].meta.partitions) as usize)
+            .sum();
+        live + created + grown
     }
 
     /// Whether `more` partitions fit under `max.partitions`; the refusal says why.
@@ -320,7 +434,9 @@ impl Topics {
             .map(|(n, _)| n.as_str())
     }
 
-    /// Creates a topic's partition logs and records it in `meta.json` (durably) before returning.
+    /// Creates a topic at once: its partition logs, then `meta.json`, all under the caller's
+    /// hands (the synchronous form of [`Topics::stage_create`] and its job, for tests and tools
+    /// that own the broker).
     pub fn create(
         &mut self,
         name: &str,
@@ -328,10 +444,22 @@ impl Topics {
         configs: BTreeMap<String, String>,
         now_ms: i64,
     ) -> Result<&Topic, BrokerError> {
-        assert!(
-            !self.topics.contains_key(name),
-            "create of existing topic {name}"
-        );
+        assert!(self.staged.is_empty(), "create with other changes staged");
+        self.stage_create(name, partitions, configs);
+        let job = self.take_job(now_ms).expect("a creation was staged");
+        self.install(job.run())?;
+        Ok(&self.topics[name])
+    }
+
+    /// Stages a topic's creation (see [`Staged`]): its id is chosen now, its partition logs
+    /// and its entry in `meta.json` are made by the request's job.
+    pub fn stage_create(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> &TopicMeta {
+        assert!(!self.exists(name), "create of existing topic {name}");
         assert!(
             (1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions),
             "partition count checked by caller"
@@ -341,47 +469,202 @@ impl Topics {
             partitions,
             configs,
         };
-        let topic = self.open_topic(name, meta, now_ms)?;
-        self.topics.insert(name.to_string(), topic);
-        self.persist()?;
-        tracing::info!(topic = name, partitions, "created topic");
-        Ok(&self.topics[name])
+        self.staged.created.push((name.to_string(), meta));
+        &self.staged.created.last().expect("just pushed").1
     }
 
-    /// Grows a topic to `partitions` (CreatePartitions): the new partition logs are created
-    /// first, then the count is recorded in `meta.json` durably; a crash in between leaves empty
-    /// directories that the next CreatePartitions or a recreation of the topic reuses.
-    pub fn add_partitions(
-        &mut self,
-        name: &str,
-        partitions: i32,
-        now_ms: i64,
-    ) -> Result<(), BrokerError> {
-        let topic = self
-            .topics
-            .get(name)
-            .expect("add partitions to a topic that exists");
-        let current = topic.meta.partitions;
+    /// Whether a topic of this name exists or is being created by the request at hand.
+    pub fn exists(&self, name: &str) -> bool {
+        self.topics.contains_key(name) || self.staged_creation(name).is_some()
+    }
+
+    /// A topic the request at hand is creating.
+    pub fn staged_creation(&self, name: &str) -> Option<&TopicMeta> {
+        self.staged
+            .created
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, meta)| meta)
+    }
+
+    /// Stages growing a topic to `partitions` (CreatePartitions): the job creates the new
+    /// partition logs first, then records the count in `meta.json`; a crash in between leaves
+    /// empty directories that the next start removes (`reconcile.rs`).
+    pub fn stage_add_partitions(&mut self, name: &str, partitions: i32) {
+        let current = self.topics[name].meta.partitions;
         assert!(
             current < partitions && partitions <= PARTITIONS_PER_TOPIC_MAX,
             "partition count checked by the caller"
         );
-        let log_config = topic.config.log_config(&self.log_base);
-        let mut added = Vec::with_capacity((partitions - current) as usize);
-        for index in current..partitions {
-            added.push(self.open_partition(name, index, &log_config, now_ms)?);
+        self.staged.grown.push((name.to_string(), partitions));
+    }
+
+    /// Stages a topic's deletion: it leaves the registry now (no request finds it from here on);
+    /// the job records the deletion as begun in `meta.json`, removes the partition directories,
+    /// then writes `meta.json` without it, so a crash in between leaves directories the next
+    /// start knows to remove, not unrecorded ones it would refuse.
+    pub fn stage_delete(&mut self, name: &str) {
+        let topic = self
+            .topics
+            .remove(name)
+            .expect("delete of a topic that exists");
+        self.staged.deleted.push((name.to_string(), topic));
+    }
+
+    /// Stages new config overrides for a topic (already validated); they apply once
+    /// `meta.json` holds them.
+    pub fn stage_configs(&mut self, name: &str, configs: BTreeMap<String, String>) {
+        assert!(self.topics.contains_key(name), "alter a topic that exists");
+        self.staged.configured.push((name.to_string(), configs));
+    }
+
+    /// Stages new broker settings changed at run time (already validated); they apply, as the
+    /// defaults of every topic that does not override them, once `meta.json` holds them.
+    pub fn stage_broker_configs(&mut self, broker_configs: BTreeMap<String, String>) {
+        self.staged.broker_configs = Some(broker_configs);
+    }
+
+    /// The file work of what the request at hand staged; None if it staged nothing.
+    pub fn take_job(&mut self, now_ms: i64) -> Option<TopicsJob> {
+        if self.staged.is_empty() {
+            return None;
         }
-        let topic = self.topics.get_mut(name).expect("checked above");
-        topic.partitions.extend(added);
-        topic.meta.partitions = partitions;
-        self.persist()?;
-        tracing::info!(
-            topic = name,
-            from = current,
-            to = partitions,
-            "added partitions"
-        );
+        let Staged {
+            created,
+            grown,
+            deleted,
+            configured,
+            broker_configs,
+        } = std::mem::take(&mut self.staged);
+        let mut meta = self.meta_file(BTreeMap::new());
+        let mut opens = Vec::new();
+        for (name, topic) in &created {
+            let config = self.defaults.with_overrides(&topic.configs);
+            let log_config = config.log_config(&self.log_base);
+            opens.extend((0..topic.partitions).map(|index| self.to_open(name, index, &log_config)));
+            meta.topics.insert(name.clone(), topic.clone());
+        }
+        for (name, partitions) in &grown {
+            let topic = &self.topics[name];
+            let log_config = topic.config.log_config(&self.log_base);
+            let from = topic.meta.partitions;
+            opens.extend((from..*partitions).map(|index| self.to_open(name, index, &log_config)));
+            meta.topics
+                .get_mut(name)
+                .expect("grown topic exists")
+                .partitions = *partitions;
+        }
+        for (name, configs) in &configured {
+            meta.topics
+                .get_mut(name)
+                .expect("altered topic exists")
+                .configs = configs.clone();
+        }
+        if let Some(configs) = &broker_configs {
+            meta.broker_configs = configs.clone();
+        }
+        let deleting = (!deleted.is_empty()).then(|| MetaFile {
+            deleting: deleted
+                .iter()
+                .map(|(name, topic)| (name.clone(), topic.meta.clone()))
+                .collect(),
+            ..meta.clone()
+        });
+        Some(TopicsJob {
+            disk: self.disk.clone(),
+            data_dir: self.data_dir.clone(),
+            now_ms,
+            opens,
+            deleting,
+            removals: deleted,
+            meta,
+            installs: Installs {
+                created,
+                grown,
+                configured,
+                broker_configs,
+            },
+        })
+    }
+
+    /// Puts a done job's changes in the registry: the created topics and grown partitions
+    /// with the logs it opened, the new configs applied.
+    pub fn install(&mut self, done: TopicsDone) -> Result<(), BrokerError> {
+        let TopicsDone { opened, installs } = done;
+        let mut opened = opened?.into_iter();
+        let Installs {
+            created,
+            grown,
+            configured,
+            broker_configs,
+        } = installs;
+        for (name, meta) in created {
+            let config = self.defaults.with_overrides(&meta.configs);
+            let partitions: Vec<Partition> =
+                opened.by_ref().take(meta.partitions as usize).collect();
+            assert_eq!(
+                partitions.len(),
+                meta.partitions as usize,
+                "a log per partition"
+            );
+            tracing::info!(topic = name, partitions = meta.partitions, "created topic");
+            let topic = Topic {
+                name: Arc::from(name.as_str()),
+                meta,
+                config,
+                partitions,
+            };
+            self.topics.insert(name, topic);
+        }
+        for (name, partitions) in grown {
+            let topic = self.topics.get_mut(&name).expect("grown topic exists");
+            let current = topic.meta.partitions;
+            let added = opened.by_ref().take((partitions - current) as usize);
+            topic.partitions.extend(added);
+            assert_eq!(
+                topic.partitions.len(),
+                partitions as usize,
+                "a log per partition"
+            );
+            topic.meta.partitions = partitions;
+            tracing::info!(
+                topic = name,
+                from = current,
+                to = partitions,
+                "added partitions"
+            );
+        }
+        assert!(opened.next().is_none(), "every opened log installed");
+        if let Some(broker_configs) = broker_configs {
+            self.defaults = self
+                .static_defaults
+                .with_overrides(&synonyms(&broker_configs));
+            self.broker_configs = broker_configs;
+            let names: Vec<String> = self.topics.keys().cloned().collect();
+            for name in names {
+                let overrides = self.topics[&name].meta.configs.clone();
+                self.apply_configs(&name, overrides)?;
+            }
+            tracing::info!(configs = ?self.broker_configs, "altered broker configs");
+        }
+        for (name, configs) in configured {
+            // A topic deleted since is gone with its configs (deletions come in later jobs,
+            // so this cannot happen today; the check keeps install total).
+            if self.topics.contains_key(&name) {
+                self.apply_configs(&name, configs)?;
+                tracing::info!(topic = name, configs = ?self.topics[&name].meta.configs, "altered topic configs");
+            }
+        }
         Ok(())
+    }
+
+    fn to_open(&self, name: &str, index: i32, config: &LogConfig) -> PartitionToOpen {
+        PartitionToOpen {
+            topic: name.to_string(),
+            index,
+            dir: self.partition_dir(name, index),
+            config: config.clone(),
+        }
     }
 
     /// The broker settings changed at run time, by Kafka name.
@@ -403,39 +686,6 @@ impl Topics {
             .validate()
             .map_err(|error| error.to_string())?;
         Ok(defaults)
-    }
-
-    /// Replaces the broker settings changed at run time (already validated), durably in
-    /// `meta.json`, and applies the new defaults to every topic that does not override them.
-    pub fn set_broker_configs(
-        &mut self,
-        broker_configs: BTreeMap<String, String>,
-    ) -> Result<(), BrokerError> {
-        self.defaults = self
-            .static_defaults
-            .with_overrides(&synonyms(&broker_configs));
-        self.broker_configs = broker_configs;
-        let names: Vec<String> = self.topics.keys().cloned().collect();
-        for name in names {
-            let overrides = self.topics[&name].meta.configs.clone();
-            self.apply_configs(&name, overrides)?;
-        }
-        self.persist()?;
-        tracing::info!(configs = ?self.broker_configs, "altered broker configs");
-        Ok(())
-    }
-
-    /// Replaces a topic's config overrides (already validated), durably in `meta.json`, and
-    /// applies them to its partition logs.
-    pub fn set_configs(
-        &mut self,
-        name: &str,
-        configs: BTreeMap<String, String>,
-    ) -> Result<(), BrokerError> {
-        self.apply_configs(name, configs)?;
-        self.persist()?;
-        tracing::info!(topic = name, configs = ?self.topics[name].meta.configs, "altered topic configs");
-        Ok(())
     }
 
     /// A topic's overrides on the broker's defaults, applied to its partition logs (not yet
@@ -483,40 +733,8 @@ impl Topics {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Forgets a topic durably, then removes its partition directories. `meta.json` records
-    /// the deletion as begun (`deleting`) until the directories are gone, so a crash in between
-    /// leaves directories the next start knows to remove, not unrecorded ones it would refuse.
-    pub fn delete(&mut self, name: &str) -> Result<(), BrokerError> {
-        let topic = self
-            .topics
-            .remove(name)
-            .expect("delete of a topic that exists");
-        let deleting = BTreeMap::from([(name.to_string(), topic.meta.clone())]);
-        self.persist_with(deleting)?;
-        for (index, partition) in topic.partitions.into_iter().enumerate() {
-            partition.delete().map_err(|source| BrokerError::Log {
-                topic: name.to_string(),
-                partition: index as i32,
-                source,
-            })?;
-        }
-        self.persist()?;
-        tracing::info!(topic = name, "deleted topic");
-        Ok(())
-    }
-
     fn partition_dir(&self, name: &str, index: i32) -> PathBuf {
         self.data_dir.join(format!("{name}-{index}"))
-    }
-
-    /// Writes `meta.json` atomically: temp file, fsync, rename, directory fsync.
-    fn persist(&self) -> Result<(), BrokerError> {
-        self.persist_with(BTreeMap::new())
-    }
-
-    /// `persist`, recording the deletion of the topics in `deleting` as begun.
-    fn persist_with(&self, deleting: BTreeMap<String, TopicMeta>) -> Result<(), BrokerError> {
-        self.write_meta(&self.meta_file(deleting))
     }
 
     /// What `meta.json` holds for the registry as it is.
@@ -533,12 +751,6 @@ impl Topics {
             broker_configs: self.broker_configs.clone(),
         }
     }
-
-    fn write_meta(&self, meta: &MetaFile) -> Result<(), BrokerError> {
-        let bytes = serde_json::to_vec_pretty(meta).expect("meta serializes");
-        crate::durable::write_file_atomic(&*self.disk, &self.data_dir, META_FILE, &bytes)
-            .map_err(|source| BrokerError::io("write meta.json", &self.data_dir, source))
-    }
 }
 
 /// Dynamic broker settings as the topic settings they are the defaults of.
@@ -547,6 +759,25 @@ fn synonyms(broker_configs: &BTreeMap<String, String>) -> BTreeMap<String, Strin
         .iter()
         .filter_map(|(name, value)| Some((topic_synonym(name)?.to_string(), value.clone())))
         .collect()
+}
+
+/// Writes `meta.json` atomically: temp file, fsync, rename, directory fsync.
+fn write_meta(disk: &dyn Disk, data_dir: &Path, meta: &MetaFile) -> Result<(), BrokerError> {
+    let bytes = serde_json::to_vec_pretty(meta).expect("meta serializes");
+    crate::durable::write_file_atomic(disk, data_dir, META_FILE, &bytes)
+        .map_err(|source| BrokerError::io("write meta.json", data_dir, source))
+}
+
+/// Opens (creating or recovering) one partition's log and producer state.
+fn open_partition(
+    disk: &Arc<dyn Disk>,
+    open: &PartitionToOpen,
+    now_ms: i64,
+) -> Result<Partition, BrokerError> {
+    let log_error = |source| BrokerError::log(&open.topic, open.index, source);
+    let log = PartitionLog::open(disk.clone(), &open.dir, open.config.clone(), now_ms)
+        .map_err(log_error)?;
+    Partition::open(disk.clone(), log, now_ms).map_err(log_error)
 }
 
 fn read_file(disk: &dyn Disk, path: &Path) -> Result<Option<Vec<u8>>, BrokerError> {

@@ -6,6 +6,7 @@
 //! goes through [`Shared::lock`], which reads the clock and, when the call is done, publishes
 //! what it appended and hands routed answers to their connections.
 
+mod admin;
 pub mod alloc;
 mod clock;
 mod commit;
@@ -28,7 +29,7 @@ use broker::{Broker, BrokerError, Now};
 use kafka_protocol::messages::ResponseKind;
 use observe::ServerMetrics;
 use thiserror::Error;
-use tokio::sync::{oneshot, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 
 pub use clock::Clock;
 pub use limits::Limits;
@@ -70,6 +71,9 @@ pub(crate) struct Shared {
     /// The listener's SASL settings: connections authenticate first (`sasl.rs`); None on a
     /// listener without SASL.
     sasl: Option<sasl::SaslState>,
+    /// Where the broker's topic-change jobs go to be run outside the lock (`admin.rs`); taken
+    /// (None) at shutdown once the connections are done, which ends the admin task.
+    admin_jobs: Mutex<Option<mpsc::UnboundedSender<broker::AdminJob>>>,
 }
 
 struct Core {
@@ -157,6 +161,23 @@ impl Drop for Locked<'_> {
         if !routed.is_empty() {
             routes::deliver(shared, routed);
         }
+        if let Some(job) = broker.take_admin_job() {
+            let jobs = match shared.admin_jobs.lock() {
+                Ok(jobs) => jobs,
+                Err(_) => fatal("admin job sender lock poisoned by an earlier panic"),
+            };
+            match jobs.as_ref() {
+                Some(jobs) => {
+                    if jobs.send(job).is_err() {
+                        fatal("the admin task ended while the server runs");
+                    }
+                }
+                // Shutting down, the connections done: the change was asked by a request held
+                // behind the last job, whose connection is gone; it is not made (nothing was
+                // answered, and the next start finds the topics as `meta.json` has them).
+                None => tracing::warn!(?job, "topic change dropped at shutdown"),
+            }
+        }
         if broker.next_deadline() < shared.timer_deadline_ms.load(Ordering::Relaxed) {
             shared.timer_wake.notify_one();
         }
@@ -208,6 +229,7 @@ impl Server {
             timer_wake: Notify::new(),
             metrics,
             sasl: None,
+            admin_jobs: Mutex::new(None),
         });
         assert!(!listeners.is_empty(), "a server needs a listener");
         Server { shared, listeners }
@@ -242,6 +264,12 @@ impl Server {
         let mut turn = 0;
         let commit = tokio::spawn(commit::run(shared.clone()));
         let timer = tokio::spawn(timer::run(shared.clone()));
+        let (admin_jobs, admin_receiver) = mpsc::unbounded_channel();
+        *shared
+            .admin_jobs
+            .lock()
+            .expect("not poisoned before the server runs") = Some(admin_jobs);
+        let admin = tokio::spawn(admin::run(shared.clone(), admin_receiver));
         let connections = Arc::new(Semaphore::new(shared.limits.connections_max));
         let mut tasks = tokio::task::JoinSet::new();
         tokio::pin!(stop);
@@ -287,6 +315,16 @@ impl Server {
             tasks.abort_all();
         }
         timer.abort();
+        // No connection is left to change topics: the admin task runs what it was sent and
+        // ends once the sender is gone.
+        let sender = match shared.admin_jobs.lock() {
+            Ok(mut jobs) => jobs.take(),
+            Err(_) => fatal("admin job sender lock poisoned by an earlier panic"),
+        };
+        drop(sender);
+        if let Err(error) = admin.await {
+            fatal(format!("admin task failed: {error}"));
+        }
         // The commit task syncs what is pending and exits once shutdown is set.
         match commit.await {
             Ok(()) => {}

@@ -205,7 +205,7 @@ fn apply_broker(
         return refused(ResponseError::InvalidConfig, message);
     }
     if !validate_only {
-        broker.topics.set_broker_configs(configs)?;
+        broker.topics.stage_broker_configs(configs);
     }
     Ok(Ok(()))
 }
@@ -314,7 +314,7 @@ fn apply(
         return refused(ResponseError::InvalidConfig, message);
     }
     if !validate_only {
-        broker.topics.set_configs(name, configs)?;
+        broker.topics.stage_configs(name, configs);
     }
     Ok(Ok(()))
 }

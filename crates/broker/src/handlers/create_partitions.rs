@@ -19,7 +19,6 @@ use crate::{Broker, BrokerError, ClientInfo};
 pub fn handle(
     broker: &mut Broker,
     client: &ClientInfo,
-    now_ms: i64,
     request: &CreatePartitionsRequest,
 ) -> Result<ResponseKind, BrokerError> {
     let mut named: BTreeMap<&str, usize> = BTreeMap::new();
@@ -46,7 +45,7 @@ pub fn handle(
                 .with_error_message(Some(str_bytes(message))),
             Ok(()) if request.validate_only => result,
             Ok(()) => {
-                broker.topics.add_partitions(name, topic.count, now_ms)?;
+                broker.topics.stage_add_partitions(name, topic.count);
                 result
             }
         };

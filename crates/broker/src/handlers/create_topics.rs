@@ -24,7 +24,6 @@ pub(crate) const SOURCE_DEFAULT: i8 = 5;
 pub fn handle(
     broker: &mut Broker,
     client: &ClientInfo,
-    now_ms: i64,
     request: &CreateTopicsRequest,
     version: i16,
 ) -> Result<ResponseKind, BrokerError> {
@@ -52,8 +51,7 @@ pub fn handle(
                 } else {
                     broker
                         .topics
-                        .create(&name, partitions, configs.clone(), now_ms)?
-                        .meta
+                        .stage_create(&name, partitions, configs.clone())
                         .id
                 };
                 let result =
@@ -91,7 +89,7 @@ fn check(
     topic: &CreatableTopic,
 ) -> Result<Checked, (ResponseError, String)> {
     validate_topic_name(name).map_err(|m| (ResponseError::InvalidTopicException, m))?;
-    if broker.topics.get(name).is_some() {
+    if broker.topics.exists(name) {
         return Err((
             ResponseError::TopicAlreadyExists,
             format!("topic {name} already exists"),

@@ -58,7 +58,7 @@ pub fn handle(
             }
             (None, None) => result.with_error_code(code(ResponseError::UnknownTopicId)),
             (None, Some((name, id))) => {
-                broker.topics.delete(&name)?;
+                broker.topics.stage_delete(&name);
                 if broker.groups.delete_topic_offsets(now, &name)? {
                     broker.tickets.note(crate::LogId::Groups);
                 }

@@ -15,7 +15,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, ResponseKind};
 
 use super::{code, str_bytes, topic_name};
-use crate::topics::{validate_topic_name, Topic};
+use crate::topics::{validate_topic_name, TopicMeta};
 use crate::{Broker, BrokerError, ClientInfo};
 
 /// An authorized-operations field the client did not ask for.
@@ -23,7 +23,6 @@ const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub fn handle(
     broker: &mut Broker,
-    now_ms: i64,
     client: &ClientInfo,
     request: &MetadataRequest,
     version: i16,
@@ -47,7 +46,7 @@ pub fn handle(
                     name: &name,
                     allow_create,
                 };
-                topics.push(by_name(broker, client, now_ms, node, asked, version)?);
+                topics.push(by_name(broker, client, node, asked, version));
             }
         }
     }
@@ -91,7 +90,7 @@ fn all_topics(
         .topics
         .iter()
         .filter(|(name, _)| broker.allows(client, Operation::Describe, Resource::topic(name)))
-        .map(|(name, topic)| describe(name, topic, node, version))
+        .map(|(name, topic)| describe(name, &topic.meta, node, version))
         .collect()
 }
 
@@ -110,7 +109,7 @@ fn by_id(
     match (name, refused) {
         (Some(name), None) => {
             let topic = broker.topics.get(name).expect("name from registry");
-            describe(name, topic, node, version)
+            describe(name, &topic.meta, node, version)
         }
         // Refused by its id, its name is not told.
         (_, refused) => MetadataResponseTopic::default()
@@ -129,11 +128,10 @@ struct Asked<'a> {
 fn by_name(
     broker: &mut Broker,
     client: &ClientInfo,
-    now_ms: i64,
     node: BrokerId,
     asked: Asked<'_>,
     version: i16,
-) -> Result<MetadataResponseTopic, BrokerError> {
+) -> MetadataResponseTopic {
     let name = asked.name;
     let failed = |error: ResponseError| {
         MetadataResponseTopic::default()
@@ -141,19 +139,23 @@ fn by_name(
             .with_error_code(code(error))
     };
     if let Some(error) = broker.topic_denied(client, Operation::Describe, name) {
-        return Ok(failed(error));
+        return failed(error);
     }
     if let Some(topic) = broker.topics.get(name) {
-        return Ok(describe(name, topic, node, version));
+        return describe(name, &topic.meta, node, version);
+    }
+    if let Some(meta) = broker.topics.staged_creation(name) {
+        // Named twice in this request, and created by it.
+        return describe(name, meta, node, version);
     }
     if validate_topic_name(name).is_err() {
-        return Ok(failed(ResponseError::InvalidTopicException));
+        return failed(ResponseError::InvalidTopicException);
     }
     if !(asked.allow_create && broker.config.auto_create_topics) {
-        return Ok(failed(ResponseError::UnknownTopicOrPartition));
+        return failed(ResponseError::UnknownTopicOrPartition);
     }
     if !broker.allows_create_topic(client, name) {
-        return Ok(failed(ResponseError::TopicAuthorizationFailed));
+        return failed(ResponseError::TopicAuthorizationFailed);
     }
     let partitions = broker.config.num_partitions;
     if let Err(reason) = broker.topics.check_room(partitions as usize) {
@@ -163,17 +165,23 @@ fn by_name(
         } else {
             tracing::debug!(topic = name, %reason, "topic not auto-created");
         }
-        return Ok(failed(ResponseError::PolicyViolation));
+        return failed(ResponseError::PolicyViolation);
     }
-    let topic = broker
+    if broker.admin_busy() {
+        // Another request's topic changes are being written; Kafka's answer while a topic is
+        // being created, which clients retry.
+        return failed(ResponseError::LeaderNotAvailable);
+    }
+    // Created by this request's job: the answer waits for it (`admin.rs`).
+    let meta = broker
         .topics
-        .create(name, partitions, BTreeMap::new(), now_ms)?;
-    Ok(describe(name, topic, node, version))
+        .stage_create(name, partitions, BTreeMap::new());
+    describe(name, meta, node, version)
 }
 
 /// Fields a version does not carry must keep their defaults, or the codec refuses to encode.
-fn describe(name: &str, topic: &Topic, node: BrokerId, version: i16) -> MetadataResponseTopic {
-    let partitions = (0..topic.meta.partitions)
+fn describe(name: &str, meta: &TopicMeta, node: BrokerId, version: i16) -> MetadataResponseTopic {
+    let partitions = (0..meta.partitions)
         .map(|index| {
             MetadataResponsePartition::default()
                 .with_partition_index(index)
@@ -186,7 +194,7 @@ fn describe(name: &str, topic: &Topic, node: BrokerId, version: i16) -> Metadata
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(name)))
         .with_topic_id(if version >= 10 {
-            topic.meta.id
+            meta.id
         } else {
             uuid::Uuid::nil()
         })

@@ -244,15 +244,22 @@ fn every_difference_is_named_at_once() {
     );
 }
 
-fn delete_topic(broker: &mut Broker, name: &str) -> Result<Outcome, BrokerError> {
+fn delete_topic(broker: &mut Broker, name: &str) -> Result<(), BrokerError> {
     let body = DeleteTopicsRequest::default().with_topics(vec![DeleteTopicState::default()
         .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))]);
-    broker.handle(
-        now(),
-        1,
-        &broker::ClientInfo::default(),
+    handle_through(
+        broker,
         request(ApiKey::DeleteTopics, 6, RequestKind::DeleteTopics(body)),
     )
+}
+
+/// Handles a request that changes topics, then runs its file work and reports it as the
+/// server would: a failed write or fsync in either is the error.
+fn handle_through(broker: &mut Broker, request: wire::Request) -> Result<(), BrokerError> {
+    let outcome = broker.handle(now(), 1, &broker::ClientInfo::default(), request)?;
+    assert!(matches!(outcome, Outcome::Later), "{outcome:?}");
+    let job = broker.take_admin_job().expect("a topic change makes a job");
+    broker.admin_done(now(), job.run())
 }
 
 #[test]
@@ -312,10 +319,8 @@ fn a_topic_creation_interrupted_by_a_crash_leaves_nothing_that_blocks_the_start(
         .with_name(TopicName(StrBytes::from_static_str("late")))
         .with_num_partitions(2)
         .with_replication_factor(1)]);
-    let created = broker.handle(
-        now(),
-        1,
-        &broker::ClientInfo::default(),
+    let created = handle_through(
+        &mut broker,
         request(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(body)),
     );
     assert!(

@@ -26,9 +26,27 @@ pub(crate) fn call(broker: &mut Broker, request: Request) -> Outcome {
 
 /// Handles `request` at `now`, as the request of token 1.
 pub(crate) fn call_at(broker: &mut Broker, now: Now, request: Request) -> Outcome {
-    broker
+    let outcome = broker
         .handle(now, 1, &ClientInfo::default(), request)
-        .unwrap()
+        .unwrap();
+    after_admin(broker, now, 1, outcome)
+}
+
+/// The outcome of the request of `token` once its topic changes' file work (if it made a job)
+/// is run and reported, as the server would run it outside the lock: its routed answer.
+pub(crate) fn after_admin(broker: &mut Broker, now: Now, token: u64, outcome: Outcome) -> Outcome {
+    let Some(job) = broker.take_admin_job() else {
+        return outcome;
+    };
+    assert!(matches!(outcome, Outcome::Later), "{outcome:?}");
+    broker.admin_done(now, job.run()).unwrap();
+    let routed = broker.take_routed().into_iter();
+    let answer = routed.filter(|r| r.token == token).map(|r| r.response);
+    Outcome::Respond(
+        answer
+            .last()
+            .expect("a job's answer is routed to its request"),
+    )
 }
 const PRODUCE_VERSION: i16 = 9;
 

@@ -2,6 +2,7 @@
 //! directory, and every response must encode at the version it was asked for.
 
 mod acls;
+mod admin;
 mod authorization;
 mod compaction;
 mod configs;
