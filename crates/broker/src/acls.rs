@@ -23,6 +23,7 @@ use kafka_protocol::protocol::StrBytes;
 use serde::{Deserialize, Serialize};
 use storage::Disk;
 
+use crate::durable::FileWrite;
 use crate::BrokerError;
 
 const ACLS_FILE: &str = "acls.json";
@@ -45,6 +46,9 @@ pub struct Acls {
     data_dir: PathBuf,
     /// None: the authorizer is off.
     authorizer: Option<Authorizer>,
+    /// The ACLs as the request at hand changed them, until its admin job has written them
+    /// (`take_staged`, then `install`).
+    staged: Option<Authorizer>,
 }
 
 /// Why ACLs were not created.
@@ -68,6 +72,7 @@ impl Acls {
             disk,
             data_dir: data_dir.to_path_buf(),
             authorizer: None,
+            staged: None,
         };
         if enabled {
             acls.authorizer = Some(acls.load(config)?);
@@ -112,13 +117,14 @@ impl Acls {
         self.authorizer.as_ref()
     }
 
-    /// Adds `bindings` (each already checked) and writes the file once, durably; answers per
-    /// binding in order. An ACL already there counts as created, as in Kafka.
+    /// Adds `bindings` (each already checked); answers per binding in order. An ACL already
+    /// there counts as created, as in Kafka. The change is staged: it applies once the
+    /// request's admin job has written `acls.json` durably.
     pub fn create(
         &mut self,
         bindings: Vec<Result<AclBinding, AclError>>,
-    ) -> Result<Vec<Result<(), CreateRefused>>, BrokerError> {
-        let authorizer = self.authorizer.as_mut().expect("the authorizer is on");
+    ) -> Vec<Result<(), CreateRefused>> {
+        let mut authorizer = self.changing();
         let mut changed = false;
         let answers = bindings
             .into_iter()
@@ -137,18 +143,15 @@ impl Acls {
             })
             .collect();
         if changed {
-            self.save()?;
+            self.staged = Some(authorizer);
         }
-        Ok(answers)
+        answers
     }
 
-    /// Removes what each filter matches and writes the file once, durably; returns, per
-    /// filter, the ACLs it removed (an ACL two filters match is reported by the first).
-    pub fn delete(
-        &mut self,
-        filters: &[AclBindingFilter],
-    ) -> Result<Vec<Vec<AclBinding>>, BrokerError> {
-        let authorizer = self.authorizer.as_mut().expect("the authorizer is on");
+    /// Removes what each filter matches; returns, per filter, the ACLs it removed (an ACL two
+    /// filters match is reported by the first). Staged as `create`'s changes are.
+    pub fn delete(&mut self, filters: &[AclBindingFilter]) -> Vec<Vec<AclBinding>> {
+        let mut authorizer = self.changing();
         let removed: Vec<Vec<AclBinding>> = filters
             .iter()
             .map(|filter| authorizer.remove_matching(filter))
@@ -157,13 +160,20 @@ impl Acls {
             tracing::info!(acl = %acl, "ACL deleted");
         }
         if removed.iter().any(|r| !r.is_empty()) {
-            self.save()?;
+            self.staged = Some(authorizer);
         }
-        Ok(removed)
+        removed
     }
 
-    fn save(&self) -> Result<(), BrokerError> {
-        let authorizer = self.authorizer.as_ref().expect("the authorizer is on");
+    /// A copy of the ACLs to change (one request changes them at a time, `admin.rs`).
+    fn changing(&self) -> Authorizer {
+        assert!(self.staged.is_none(), "one ACL change at a time");
+        self.authorizer.clone().expect("the authorizer is on")
+    }
+
+    /// The request at hand's changed ACLs and the write of `acls.json` that makes them durable.
+    pub(crate) fn take_staged(&mut self) -> Option<(Authorizer, FileWrite)> {
+        let authorizer = self.staged.take()?;
         let file = AclsFile {
             version: ACLS_VERSION,
             acls: authorizer
@@ -173,8 +183,14 @@ impl Acls {
                 .collect(),
         };
         let bytes = serde_json::to_vec_pretty(&file).expect("ACLs serialize");
-        crate::durable::write_file_atomic(&*self.disk, &self.data_dir, ACLS_FILE, &bytes)
-            .map_err(|source| BrokerError::io("write ACL file", &self.data_dir, source))
+        let write = FileWrite::new(self.disk.clone(), &self.data_dir, ACLS_FILE, bytes);
+        Some((authorizer, write))
+    }
+
+    /// Puts ACLs written durably in force.
+    pub(crate) fn install(&mut self, authorizer: Authorizer) {
+        assert!(self.authorizer.is_some(), "the authorizer is on");
+        self.authorizer = Some(authorizer);
     }
 }
 

@@ -1,8 +1,9 @@
-//! Topic changes without file I/O under the broker lock. CreateTopics, DeleteTopics,
-//! CreatePartitions, AlterConfigs, IncrementalAlterConfigs and a Metadata request that
-//! auto-creates are handled under the lock as any request, except that their changes are staged
-//! (`topics::Staged`): the partition directories, `meta.json` with its fsyncs and the removals are
-//! an [`AdminJob`] that the server runs outside the lock ([`Broker::take_admin_job`],
+//! Metadata changes without file I/O under the broker lock. CreateTopics, DeleteTopics,
+//! CreatePartitions, AlterConfigs, IncrementalAlterConfigs, a Metadata request that auto-creates,
+//! CreateAcls, DeleteAcls and AlterUserScramCredentials are handled under the lock as any
+//! request, except that their changes are staged (`topics::Staged`, `Acls::create`,
+//! `Users::stage`): the partition directories, `meta.json`, `acls.json` and `users.json` with
+//! their fsyncs, and the removals are an [`AdminJob`] that the server runs outside the lock ([`Broker::take_admin_job`],
 //! [`AdminJob::run`]) and reports with [`Broker::admin_done`], which installs the changes and
 //! routes the request's answer. One job is in flight at a time: a request that changes topics
 //! while one is arrives is held, in order, and handled when it is done, so every `meta.json`
@@ -15,7 +16,9 @@ use std::collections::VecDeque;
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use wire::Request;
 
+use crate::durable::FileWrite;
 use crate::topics::{TopicsDone, TopicsJob};
+use crate::users::UserMap;
 use crate::{Broker, BrokerError, ClientInfo, Now, Outcome, Prepared};
 
 /// The admin requests in flight and held.
@@ -34,28 +37,51 @@ struct Held {
     request: Request,
 }
 
-/// A request's topic changes' file work, and the answer that waits for it.
+/// A request's metadata changes' file work, and the answer that waits for it.
 pub struct AdminJob {
     token: u64,
     response: ResponseKind,
-    job: TopicsJob,
+    topics: Option<TopicsJob>,
+    /// The ACLs as changed, and the write of `acls.json`.
+    acls: Option<(acl::Authorizer, FileWrite)>,
+    /// The credential store as changed, and the write of `users.json`.
+    users: Option<(UserMap, FileWrite)>,
 }
 
 /// A run [`AdminJob`], to report with [`Broker::admin_done`].
 pub struct AdminDone {
     token: u64,
     response: ResponseKind,
-    done: TopicsDone,
+    topics: Option<TopicsDone>,
+    /// The ACLs and the credential store to put in force, or the write's error.
+    files: Result<(Option<acl::Authorizer>, Option<UserMap>), BrokerError>,
 }
 
 impl AdminJob {
-    /// Does the file work (partition logs created, `meta.json` written and fsynced, deleted
-    /// topics' directories removed); call without the broker lock.
+    /// Does the file work (partition logs created, `meta.json`, `acls.json` or `users.json`
+    /// written and fsynced, deleted topics' directories removed); call without the broker lock.
     pub fn run(self) -> AdminDone {
+        let AdminJob {
+            token,
+            response,
+            topics,
+            acls,
+            users,
+        } = self;
+        let files = (|| {
+            if let Some((_, write)) = &acls {
+                write.run()?;
+            }
+            if let Some((_, write)) = &users {
+                write.run()?;
+            }
+            Ok((acls.map(|(acls, _)| acls), users.map(|(users, _)| users)))
+        })();
         AdminDone {
-            token: self.token,
-            response: self.response,
-            done: self.job.run(),
+            token,
+            response,
+            topics: topics.map(TopicsJob::run),
+            files,
         }
     }
 }
@@ -68,8 +94,8 @@ impl std::fmt::Debug for AdminJob {
     }
 }
 
-/// Whether a request may change topics (and so waits for a job in flight).
-fn changes_topics(request: &Request) -> bool {
+/// Whether a request may change metadata (and so waits for a job in flight).
+fn changes_metadata(request: &Request) -> bool {
     matches!(
         request.body,
         RequestKind::CreateTopics(_)
@@ -77,6 +103,9 @@ fn changes_topics(request: &Request) -> bool {
             | RequestKind::CreatePartitions(_)
             | RequestKind::AlterConfigs(_)
             | RequestKind::IncrementalAlterConfigs(_)
+            | RequestKind::CreateAcls(_)
+            | RequestKind::DeleteAcls(_)
+            | RequestKind::AlterUserScramCredentials(_)
     )
 }
 
@@ -90,7 +119,7 @@ impl Broker {
         client: &ClientInfo,
         request: Prepared,
     ) -> Result<Outcome, BrokerError> {
-        if self.admin.in_flight && changes_topics(&request.request) {
+        if self.admin.in_flight && changes_metadata(&request.request) {
             self.admin.held.push_back(Held {
                 token,
                 client: client.clone(),
@@ -110,18 +139,23 @@ impl Broker {
     /// The job of what the request of `token` staged, its answer `outcome` kept for when the
     /// job is done; the outcome as it is if it staged nothing.
     fn job_for(&mut self, now: Now, token: u64, outcome: Outcome) -> Outcome {
-        let Some(job) = self.topics.take_job(now.wall_ms()) else {
+        let topics = self.topics.take_job(now.wall_ms());
+        let acls = self.acls.take_staged();
+        let users = self.users.take_staged();
+        if topics.is_none() && acls.is_none() && users.is_none() {
             return outcome;
-        };
+        }
         let Outcome::Respond(response) = outcome else {
-            panic!("a request that staged topic changes answered {outcome:?}");
+            panic!("a request that staged metadata changes answered {outcome:?}");
         };
-        assert!(!self.admin.in_flight, "one topics job at a time");
+        assert!(!self.admin.in_flight, "one admin job at a time");
         self.admin.in_flight = true;
         self.admin.ready = Some(AdminJob {
             token,
             response,
-            job,
+            topics,
+            acls,
+            users,
         });
         Outcome::Later
     }
@@ -139,9 +173,19 @@ impl Broker {
         let AdminDone {
             token,
             response,
-            done,
+            topics,
+            files,
         } = done;
-        self.topics.install(done)?;
+        if let Some(topics) = topics {
+            self.topics.install(topics)?;
+        }
+        let (acls, users) = files?;
+        if let Some(acls) = acls {
+            self.acls.install(acls);
+        }
+        if let Some(users) = users {
+            self.users.install(users);
+        }
         self.route(None, vec![(token, response)]);
         self.admin.in_flight = false;
         while !self.admin.in_flight {
@@ -152,7 +196,7 @@ impl Broker {
             match self.job_for(now, held.token, outcome) {
                 Outcome::Later => {}
                 Outcome::Respond(response) => self.route(None, vec![(held.token, response)]),
-                other => panic!("a request that changes topics answered {other:?}"),
+                other => panic!("a request that changes metadata answered {other:?}"),
             }
         }
         Ok(())

@@ -2,9 +2,38 @@
 //! and replace a file atomically and durably (temp file, fsync, rename, directory fsync).
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use storage::Disk;
+
+use crate::BrokerError;
+
+/// A metadata file (`acls.json`, `users.json`) to replace atomically and durably: made under the
+/// broker lock, written by an admin job without it (`admin.rs`).
+pub(crate) struct FileWrite {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    name: &'static str,
+    bytes: Vec<u8>,
+}
+
+impl FileWrite {
+    pub(crate) fn new(disk: Arc<dyn Disk>, dir: &Path, name: &'static str, bytes: Vec<u8>) -> Self {
+        FileWrite {
+            disk,
+            dir: dir.to_path_buf(),
+            name,
+            bytes,
+        }
+    }
+
+    pub(crate) fn run(&self) -> Result<(), BrokerError> {
+        write_file_atomic(&*self.disk, &self.dir, self.name, &self.bytes).map_err(|source| {
+            BrokerError::io("write metadata file", &self.dir.join(self.name), source)
+        })
+    }
+}
 
 pub(crate) fn read_file(disk: &dyn Disk, path: &Path) -> io::Result<Option<Vec<u8>>> {
     let file = match disk.open(path, false) {

@@ -13,7 +13,7 @@ use sasl::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use storage::Disk;
 
-use crate::durable::{read_file, write_file_atomic};
+use crate::durable::{read_file, write_file_atomic, FileWrite};
 
 /// The store's file name in the data directory.
 pub const USERS_FILE: &str = "users.json";
@@ -44,8 +44,14 @@ pub enum UsersError {
 pub struct Users {
     disk: Arc<dyn Disk>,
     dir: PathBuf,
-    users: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    users: UserMap,
+    /// The store as the request at hand changed it, until its admin job has written it
+    /// (`take_staged`, then `install`).
+    staged: Option<UserMap>,
 }
+
+/// Each user's credentials by mechanism.
+pub(crate) type UserMap = BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +89,7 @@ impl Users {
             disk,
             dir: dir.to_path_buf(),
             users,
+            staged: None,
         })
     }
 
@@ -102,12 +109,38 @@ impl Users {
     }
 
     /// Applies deletions then upserts, all at once, durably (the file is replaced before this
-    /// returns); nothing is written when nothing changes.
+    /// returns); nothing is written when nothing changes. For `ferry users`, which holds the
+    /// data directory's lock; the broker stages its changes instead (`stage`).
     pub fn apply(
         &mut self,
         deletions: &[(String, ScramMechanism)],
         upserts: Vec<(String, ScramMechanism, ScramCredential)>,
     ) -> Result<(), UsersError> {
+        self.stage(deletions, upserts);
+        let Some((users, _)) = self.take_staged() else {
+            return Ok(());
+        };
+        let path = self.dir.join(USERS_FILE);
+        write_file_atomic(&*self.disk, &self.dir, USERS_FILE, &serialize(&users)).map_err(
+            |source| UsersError::Io {
+                op: "write",
+                path,
+                source,
+            },
+        )?;
+        self.install(users);
+        Ok(())
+    }
+
+    /// Stages deletions then upserts, all at once: they apply once `users.json` holds them
+    /// (`take_staged` gives the write, `install` puts them in force). Nothing is staged when
+    /// nothing changes.
+    pub(crate) fn stage(
+        &mut self,
+        deletions: &[(String, ScramMechanism)],
+        upserts: Vec<(String, ScramMechanism, ScramCredential)>,
+    ) {
+        assert!(self.staged.is_none(), "one change of the store at a time");
         let mut users = self.users.clone();
         for (name, mechanism) in deletions {
             if let Some(credentials) = users.get_mut(name) {
@@ -120,19 +153,24 @@ impl Users {
         for (name, mechanism, credential) in upserts {
             users.entry(name).or_default().insert(mechanism, credential);
         }
-        if users == self.users {
-            return Ok(());
+        if users != self.users {
+            self.staged = Some(users);
         }
-        let path = self.dir.join(USERS_FILE);
-        write_file_atomic(&*self.disk, &self.dir, USERS_FILE, &serialize(&users)).map_err(
-            |source| UsersError::Io {
-                op: "write",
-                path,
-                source,
-            },
-        )?;
+    }
+
+    /// The staged store and the write of `users.json` that makes it durable.
+    pub(crate) fn take_staged(&mut self) -> Option<(UserMap, FileWrite)> {
+        let users = self.staged.take()?;
+        let bytes = serialize(&users);
+        Some((
+            users,
+            FileWrite::new(self.disk.clone(), &self.dir, USERS_FILE, bytes),
+        ))
+    }
+
+    /// Puts a store written durably in force.
+    pub(crate) fn install(&mut self, users: UserMap) {
         self.users = users;
-        Ok(())
     }
 }
 
@@ -149,7 +187,7 @@ pub fn check_user_name(name: &str) -> Option<&'static str> {
     }
 }
 
-fn serialize(users: &BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>) -> Vec<u8> {
+fn serialize(users: &UserMap) -> Vec<u8> {
     let file = UsersFile {
         version: USERS_VERSION,
         users: users

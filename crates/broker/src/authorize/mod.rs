@@ -23,7 +23,7 @@ const CONFIG_BROKER_LOGGER: i8 = 8;
 
 impl Broker {
     /// Whether `client` may do `operation` on `resource` (always, with the authorizer off).
-    pub(crate) fn allows(
+    pub fn allows(
         &self,
         client: &ClientInfo,
         operation: Operation,

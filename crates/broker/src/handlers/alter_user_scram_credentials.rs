@@ -100,7 +100,7 @@ pub fn handle(
                 .with_error_message(Some(str_bytes(message))),
         });
     }
-    broker.users.apply(&deletions, upserts)?;
+    broker.users.stage(&deletions, upserts);
     Ok(ResponseKind::AlterUserScramCredentials(
         AlterUserScramCredentialsResponse::default().with_results(results),
     ))

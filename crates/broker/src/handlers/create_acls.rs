@@ -28,7 +28,7 @@ pub fn handle(
             let bindings = request.creations.iter().map(acls::binding).collect();
             broker
                 .acls
-                .create(bindings)?
+                .create(bindings)
                 .into_iter()
                 .map(|answer| match answer {
                     Ok(()) => AclCreationResult::default().with_error_message(None),

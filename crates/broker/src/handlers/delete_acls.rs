@@ -30,7 +30,7 @@ pub fn handle(
                 .map(|f| acls::filter(f.into()))
                 .collect();
             let valid: Vec<_> = parsed.iter().flatten().cloned().collect();
-            let mut removed = broker.acls.delete(&valid)?.into_iter();
+            let mut removed = broker.acls.delete(&valid).into_iter();
             parsed
                 .into_iter()
                 .map(|filter| match filter {

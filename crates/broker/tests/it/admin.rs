@@ -248,3 +248,62 @@ fn requests_that_change_topics_wait_in_order_while_every_other_request_is_served
         Outcome::Later
     ));
 }
+
+#[test]
+fn acl_and_credential_changes_are_written_outside_the_lock_and_in_force_once_durable() {
+    let disk = SimDisk::new();
+    let mut config = BrokerConfig::new(Path::new(DATA).to_path_buf());
+    config.authorizer_enabled = true;
+    config.authorizer = acl::AuthorizerConfig {
+        super_users: Vec::new(),
+        allow_everyone_if_no_acl_found: true,
+    };
+    let mut broker = Broker::open(config.clone(), Arc::new(disk.clone()), now()).unwrap();
+    let bob = crate::acls::client("User:bob");
+    let bob_reads =
+        |b: &Broker| b.allows(&bob, acl::Operation::Read, acl::Resource::topic("orders"));
+    assert!(bob_reads(&broker), "no ACL on the topic: everyone may");
+    // An ACL for alice on the topic: bob may no longer read it, once acls.json holds it.
+    let creation = crate::acls::creation("ALLOW User:alice * READ TOPIC LITERAL orders");
+    let body = CreateAclsRequest::default().with_creations(vec![creation]);
+    let created = change(
+        &mut broker,
+        &disk,
+        1,
+        request(ApiKey::CreateAcls, 3, RequestKind::CreateAcls(body)),
+        |b| !bob_reads(b),
+    );
+    let ResponseKind::CreateAcls(created) = created else {
+        panic!("{created:?}");
+    };
+    assert_eq!(created.results[0].error_code, 0);
+    // A SCRAM credential for carol: usable once users.json holds it.
+    let body = AlterUserScramCredentialsRequest::default()
+        .with_upsertions(vec![crate::scram::upsert("carol", 1, 4096, "pw")]);
+    let altered = change(
+        &mut broker,
+        &disk,
+        2,
+        request(
+            ApiKey::AlterUserScramCredentials,
+            0,
+            RequestKind::AlterUserScramCredentials(body),
+        ),
+        |b| {
+            b.scram_credential("carol", sasl::ScramMechanism::Sha256)
+                .is_some()
+        },
+    );
+    let ResponseKind::AlterUserScramCredentials(altered) = altered else {
+        panic!("{altered:?}");
+    };
+    assert_eq!(altered.results[0].error_code, 0);
+    // Both survive a power cut right after their answers.
+    drop(broker);
+    disk.crash();
+    let broker = Broker::open(config, Arc::new(disk.clone()), now()).unwrap();
+    assert!(!bob_reads(&broker));
+    assert!(broker
+        .scram_credential("carol", sasl::ScramMechanism::Sha256)
+        .is_some());
+}

@@ -13,7 +13,12 @@ use sasl::{Authenticator, Mechanism, ScramMechanism, Step};
 
 use crate::idempotence::{call, open, request};
 
-fn upsert(user: &str, mechanism: i8, iterations: i32, password: &str) -> ScramCredentialUpsertion {
+pub(crate) fn upsert(
+    user: &str,
+    mechanism: i8,
+    iterations: i32,
+    password: &str,
+) -> ScramCredentialUpsertion {
     let salt = b"0123456789abcdef0123456789abcdef";
     let salted = match ScramMechanism::from_kafka_type(mechanism) {
         // What a client computes: PBKDF2 of the password (the test client's Hi).
