@@ -17,6 +17,8 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -314,7 +316,15 @@ impl<'a> Session<'a> {
         if plan.wants("e2e_latency") {
             let rate = plan.latency_rate_per_s;
             progress(&format!("{name}: end-to-end latency at {rate}/s"));
-            rows.push(row_or_failed(name, "e2e_latency", self.latency()));
+            rows.push(row_or_failed(name, "e2e_latency", self.latency(None)));
+        }
+        if plan.wants("e2e_latency_churn") {
+            progress(&format!(
+                "{name}: end-to-end latency while another client creates and deletes topics"
+            ));
+            let churn = Churn::new(&self.admin_bootstrap, plan.partitions);
+            let row = churn.and_then(|churn| self.latency(Some(churn)));
+            rows.push(row_or_failed(name, "e2e_latency_churn", row));
         }
         rows.push(self.memory());
         if plan.wants("recovery") {
@@ -505,8 +515,13 @@ impl<'a> Session<'a> {
         Ok(consumer)
     }
 
-    fn latency(&self) -> Result<Row> {
-        let topic = "bench-latency";
+    /// The e2e_latency workload; with `churn`, e2e_latency_churn: the same while another
+    /// client creates and deletes topics back to back.
+    fn latency(&self, churn: Option<Churn>) -> Result<Row> {
+        let (workload, topic) = match churn {
+            None => ("e2e_latency", "bench-latency"),
+            Some(_) => ("e2e_latency_churn", "bench-latency-churn"),
+        };
         self.create_topic(topic)?;
         let mut config = self.producer_config();
         config.set("acks", "all").set("linger.ms", "0");
@@ -534,6 +549,7 @@ impl<'a> Session<'a> {
             let sent_total = sent_total.clone();
             std::thread::spawn(move || receive_latencies(consumer, origin, warmup_ns, &sent_total))
         };
+        let churning = churn.map(Churn::start);
         let sent = paced_send(&producer, topic, self.plan, origin).and_then(|sent| {
             producer
                 .flush(Duration::from_secs(60))
@@ -545,6 +561,7 @@ impl<'a> Session<'a> {
         let received = reader
             .join()
             .map_err(|_| anyhow!("latency reader panicked"))?;
+        let topic_changes = churning.map(Churning::stop).transpose()?;
         let sent = sent?;
         let (received_count, e2e) = received?;
         producer.context().check()?;
@@ -565,23 +582,22 @@ impl<'a> Session<'a> {
         let e2e = e2e.percentiles();
         let ack = producer.context().ack_percentiles();
         let seconds = self.plan.latency_seconds;
-        Ok(Row::ok(
-            self.name(),
-            "e2e_latency",
-            &[
-                ("records", sent as f64),
-                ("rate_per_s", sent as f64 / seconds),
-                ("samples", e2e.samples as f64),
-                ("p50_us", e2e.p50_us),
-                ("p99_us", e2e.p99_us),
-                ("p999_us", e2e.p999_us),
-                ("max_us", e2e.max_us),
-                ("ack_p50_us", ack.p50_us),
-                ("ack_p99_us", ack.p99_us),
-                ("ack_p999_us", ack.p999_us),
-            ],
-        )
-        .with_metrics(stages))
+        let mut figures = vec![
+            ("records", sent as f64),
+            ("rate_per_s", sent as f64 / seconds),
+            ("samples", e2e.samples as f64),
+            ("p50_us", e2e.p50_us),
+            ("p99_us", e2e.p99_us),
+            ("p999_us", e2e.p999_us),
+            ("max_us", e2e.max_us),
+            ("ack_p50_us", ack.p50_us),
+            ("ack_p99_us", ack.p99_us),
+            ("ack_p999_us", ack.p999_us),
+        ];
+        if let Some(changes) = topic_changes {
+            figures.push(("topic_changes", changes as f64));
+        }
+        Ok(Row::ok(self.name(), workload, &figures).with_metrics(stages))
     }
 
     fn memory(&self) -> Row {
@@ -1017,6 +1033,71 @@ impl ProducerContext for Deliveries {
 /// The send time (nanoseconds since the run's origin) at the start of a latency record.
 fn timestamp(payload: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?))
+}
+
+/// A client that creates a topic of `partitions` partitions and deletes it again, back to back,
+/// while a latency workload runs: on a broker that writes its metadata (directories,
+/// `meta.json`, their fsyncs) under the lock every request waits for, the produce tail shows it.
+struct Churn {
+    admin: AdminClient<DefaultClientContext>,
+    partitions: i32,
+}
+
+/// A running [`Churn`]; `stop` returns how many topic changes it made.
+struct Churning {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Result<u64>>,
+}
+
+impl Churn {
+    fn new(bootstrap: &str, partitions: i32) -> Result<Churn> {
+        let admin = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .context("create the churn's admin client")?;
+        Ok(Churn { admin, partitions })
+    }
+
+    fn start(self) -> Churning {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+            let mut changes = 0u64;
+            while !stopped.load(Ordering::Relaxed) {
+                let name = format!("bench-churn-{}", unique());
+                let topic = NewTopic::new(&name, self.partitions, TopicReplication::Fixed(1));
+                let created = self.admin.create_topics([&topic], &options);
+                check_admin(futures::executor::block_on(created), "create")?;
+                let deleted = self.admin.delete_topics(&[&name], &options);
+                check_admin(futures::executor::block_on(deleted), "delete")?;
+                changes += 2;
+            }
+            Ok(changes)
+        });
+        Churning { stop, thread }
+    }
+}
+
+impl Churning {
+    fn stop(self) -> Result<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow!("the churn thread panicked"))?
+    }
+}
+
+fn check_admin(
+    results: rdkafka::error::KafkaResult<Vec<rdkafka::admin::TopicResult>>,
+    what: &str,
+) -> Result<()> {
+    for result in results.with_context(|| format!("churn: {what} topic"))? {
+        if let Err((topic, code)) = result {
+            bail!("churn: {what} topic {topic}: {code}");
+        }
+    }
+    Ok(())
 }
 
 /// Records of 1 KiB in 1 ms ticks (10 per tick at 10k/s), each stamped with its send time.

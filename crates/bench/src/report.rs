@@ -423,6 +423,7 @@ enum Unit {
     Bytes,
     Cores,
     CpuSecondsPerGb,
+    Count,
 }
 
 /// One line of the table: a metric of a workload.
@@ -655,6 +656,27 @@ const LINES: &[Line] = &[
         MachineRef::RoundP99,
     ),
     line(
+        "end-to-end latency p99 while topics are created and deleted",
+        "e2e_latency_churn",
+        "p99_us",
+        Unit::Micros,
+        MachineRef::FsyncP99,
+    ),
+    line(
+        "  produce ack latency p99, same",
+        "e2e_latency_churn",
+        "ack_p99_us",
+        Unit::Micros,
+        MachineRef::FsyncP99,
+    ),
+    line(
+        "  topics created and deleted meanwhile",
+        "e2e_latency_churn",
+        "topic_changes",
+        Unit::Count,
+        MachineRef::None,
+    ),
+    line(
         "  stage p99 (ferry metrics): queued",
         "e2e_latency",
         "produce_queued_p99_bound_us",
@@ -754,6 +776,7 @@ fn cell(row: Option<&Row>, line: &Line) -> String {
         Unit::Bytes => format!("{:.1} MiB", value / (1u64 << 20) as f64),
         Unit::Cores => format!("{value:.2}"),
         Unit::CpuSecondsPerGb => format!("{value:.2} s/GB"),
+        Unit::Count => format!("{value:.0}"),
     }
 }
 

@@ -17,6 +17,8 @@ const FERRY_WORKLOADS: &[(&str, &str)] = &[
     ("e2e_latency", "p99_us"),
     // ferry's own stage timings, scraped from its /metrics around the workload.
     ("e2e_latency", "produce_requests"),
+    ("e2e_latency_churn", "p99_us"),
+    ("e2e_latency_churn", "topic_changes"),
     ("metrics_cost", "records_per_s_metrics_on"),
     ("metrics_cost", "scrapes"),
     ("memory", "idle_rss_bytes"),
