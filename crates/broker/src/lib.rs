@@ -47,6 +47,7 @@ pub use config::{Advertised, BrokerConfig};
 pub use error::BrokerError;
 use groups::Groups;
 pub use handlers::api_versions::response as api_versions_response;
+pub use handlers::list_offsets::PendingOffsets;
 pub use now::Now;
 pub use outcome::{
     ClientInfo, FetchRead, ListenerName, Outcome, PendingFetch, Principal, Routed, WaitingFetch,
@@ -200,7 +201,7 @@ impl Broker {
             }
             RequestKind::Fetch(r) => return handlers::fetch::begin(self, client, now, r, version),
             RequestKind::ListOffsets(r) => {
-                handlers::list_offsets::handle(self, client, &r, version)?
+                return Ok(handlers::list_offsets::handle(self, client, &r, version))
             }
             RequestKind::CreateTopics(r) => {
                 handlers::create_topics::handle(self, client, &r, version)?

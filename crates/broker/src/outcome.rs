@@ -27,6 +27,9 @@ pub enum Outcome {
     /// come short of `min_bytes`, ask again with `Broker::fetch_again` when a group-commit round
     /// has made data visible, or at the fetch's deadline.
     Fetch(PendingFetch),
+    /// A ListOffsets whose timestamp lookups were planned: run them outside the broker lock
+    /// ([`crate::PendingOffsets::run`]), then send the answer it makes.
+    Offsets(crate::PendingOffsets),
     /// Send nothing (`acks=0`).
     NoResponse,
     /// Close the connection; used for `acks=0` produce errors, which have no other way to reach

@@ -47,6 +47,12 @@ pub(crate) enum Pending {
         fetch: PendingFetch,
         visible: u64,
     },
+    /// A ListOffsets whose timestamp lookups the broker planned, to be run here, outside the
+    /// broker lock.
+    Offsets {
+        reply: Reply,
+        offsets: broker::PendingOffsets,
+    },
     /// An answer the broker routes to this request later.
     Routed {
         reply: Reply,
@@ -377,6 +383,7 @@ pub(crate) fn request_pending(
             fetch,
             visible: broker.visible,
         }),
+        Outcome::Offsets(offsets) => Some(Pending::Offsets { reply, offsets }),
         Outcome::NoResponse => {
             tracing::debug!(%peer, api = ?api, correlation_id, "no response (acks=0)");
             None
@@ -404,7 +411,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         // flushes only if it comes to wait: most are answered at once).
         let may_wait = !matches!(
             item,
-            Pending::Ready { .. } | Pending::Fetch { .. } | Pending::SaslToken(_)
+            Pending::Ready { .. }
+                | Pending::Fetch { .. }
+                | Pending::Offsets { .. }
+                | Pending::SaslToken(_)
         );
         if may_wait && writer.flush().await.is_err() {
             return;
@@ -437,6 +447,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     Some(response) => (reply, response),
                     None => return,
                 }
+            }
+            Pending::Offsets { reply, offsets } => {
+                let reading = Instant::now();
+                let response = offsets.run();
+                stages.waited(Stage::Read, reading.elapsed());
+                (reply, response)
             }
             Pending::Routed { reply, delivery } => {
                 let delivery = tokio::select! {

@@ -23,7 +23,7 @@ pub use crate::clean::{
 pub use crate::disk::{open_descriptors, reopened_descriptors, Disk, DiskFile, FsDisk, Space};
 pub use crate::error::LogError;
 pub use crate::log::{
-    AppendInfo, FileJob, LogConfig, PartitionLog, SyncWork, APPEND_BYTES_MAX,
+    AppendInfo, FileJob, LogConfig, PartitionLog, SyncWork, TimestampLookup, APPEND_BYTES_MAX,
     RECOVERY_POINT_INTERVAL_MS, SEGMENT_BYTES_MAX,
 };
 pub use crate::segment::{SegmentRead, BATCH_BYTES_MAX};

@@ -719,17 +719,22 @@ impl PartitionLog {
     /// least the log start offset) and that max timestamp. Batch granularity, as the log never
     /// decodes records.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
-        for segment in &self.segments {
-            if segment.next_offset <= self.log_start_offset
-                || segment.max_timestamp_ms < timestamp_ms
-            {
-                continue;
-            }
-            if let Some(found) = segment.find_timestamp(timestamp_ms, self.log_start_offset)? {
-                return Ok(Some(found));
-            }
-        }
-        Ok(None)
+        self.plan_offset_for_timestamp(timestamp_ms).run()
+    }
+
+    /// [`PartitionLog::offset_for_timestamp`] planned without I/O, to run outside the broker
+    /// lock: the scans of the segments that may hold the timestamp, in offset order.
+    pub fn plan_offset_for_timestamp(&self, timestamp_ms: i64) -> TimestampLookup {
+        let scans = self
+            .segments
+            .iter()
+            .filter(|segment| {
+                segment.next_offset > self.log_start_offset
+                    && segment.max_timestamp_ms >= timestamp_ms
+            })
+            .map(|segment| segment.plan_timestamp(timestamp_ms, self.log_start_offset))
+            .collect();
+        TimestampLookup { scans }
     }
 
     /// Raises the log start offset to `offset` (DeleteRecords) and deletes the segments wholly
@@ -1169,4 +1174,27 @@ fn assert_ready_to_write(headers: &[u8], incoming: &[Incoming], first_offset: i6
         incoming.len() * HEADER_BYTES,
         "every batch is written"
     );
+}
+
+/// A timestamp lookup planned under the broker lock ([`PartitionLog::plan_offset_for_timestamp`])
+/// and run outside it.
+pub struct TimestampLookup {
+    scans: Vec<crate::segment::TimestampScan>,
+}
+
+impl TimestampLookup {
+    /// The first record at or after the timestamp: (offset, timestamp), None past the log. A
+    /// segment deleted since the plan (retention, DeleteRecords) holds nothing for it any more:
+    /// the search goes on in the next one.
+    pub fn run(&self) -> Result<Option<(i64, i64)>, LogError> {
+        for scan in &self.scans {
+            match scan.run() {
+                Ok(Some(found)) => return Ok(Some(found)),
+                Ok(None) => {}
+                Err(LogError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(None)
+    }
 }

@@ -289,13 +289,10 @@ impl Segment {
         }
     }
 
-    /// The first batch ending at or after `offset_min` whose max timestamp is at or after
-    /// `timestamp_ms`: (its base offset, raised to `offset_min`, and its max timestamp).
-    pub fn find_timestamp(
-        &self,
-        timestamp_ms: i64,
-        offset_min: i64,
-    ) -> Result<Option<(i64, i64)>, LogError> {
+    /// Plans the search for the first batch ending at or after `offset_min` whose max timestamp
+    /// is at or after `timestamp_ms`, from the indexes (in memory, no I/O); the scan of the
+    /// batch headers runs later, outside the broker lock ([`TimestampScan::run`]).
+    pub fn plan_timestamp(&self, timestamp_ms: i64, offset_min: i64) -> TimestampScan {
         let from_time = self
             .time_index
             .lookup(timestamp_ms)
@@ -310,16 +307,45 @@ impl Segment {
             .index
             .lookup(self.relative(from))
             .map_or(0, |e| e.position);
+        TimestampScan {
+            file: self.log.clone(),
+            path: self.log_path.clone(),
+            written_bytes: self.written_bytes,
+            start: u64::from(start),
+            timestamp_ms,
+            offset_min,
+        }
+    }
+}
+
+/// The scan of one segment's batch headers for a timestamp, planned under the broker lock
+/// ([`Segment::plan_timestamp`]) and run outside it: it reads only below the segment's written
+/// end when planned, which never changes while the file is open.
+pub struct TimestampScan {
+    file: Arc<dyn DiskFile>,
+    path: PathBuf,
+    written_bytes: u64,
+    start: u64,
+    timestamp_ms: i64,
+    offset_min: i64,
+}
+
+impl TimestampScan {
+    /// The first batch ending at or after the planned `offset_min` whose max timestamp is at or
+    /// after the planned timestamp: (the first record's offset at or after both, or the batch's
+    /// base offset raised to `offset_min`; its timestamp, or the batch's max timestamp).
+    pub fn run(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let (timestamp_ms, offset_min) = (self.timestamp_ms, self.offset_min);
         let mut cursor = Cursor::new(
-            self.log.as_ref(),
+            self.file.as_ref(),
             self.written_bytes,
-            start as u64,
+            self.start,
             SCAN_CHUNK_BYTES,
         );
         loop {
             match cursor
                 .next()
-                .map_err(LogError::io("read segment", &self.log_path))?
+                .map_err(LogError::io("read segment", &self.path))?
             {
                 Step::End => return Ok(None),
                 Step::Batch(_, view)
@@ -333,7 +359,7 @@ impl Segment {
                 }
                 Step::Batch(..) => {}
                 Step::Invalid { position, reason } => {
-                    return Err(LogError::corrupt(&self.log_path, position, reason))
+                    return Err(LogError::corrupt(&self.path, position, reason))
                 }
             }
         }

@@ -52,7 +52,7 @@ pub(crate) fn answer(
     let outcome = broker
         .handle(at, 1, &client(principal), request(api_key, version, body))
         .unwrap();
-    let outcome = crate::idempotence::after_admin(broker, at, 1, outcome);
+    let outcome = crate::idempotence::outside_the_lock(broker, at, 1, outcome);
     let response = match outcome {
         Outcome::Respond(response)
         | Outcome::AfterSync { response, .. }

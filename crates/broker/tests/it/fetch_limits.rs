@@ -350,3 +350,69 @@ fn a_damaged_batch_found_by_a_timestamp_lookup_fails_its_partition_only() {
         );
     }
 }
+
+/// Issue 19: a ListOffsets by timestamp is planned under the lock and its batch headers are
+/// read outside it. A segment deleted between the two (DeleteRecords here, retention alike) is
+/// passed over: the answer is the first record after the new log start, not a storage error.
+/// Control (run by hand): without `TimestampLookup::run` passing over a segment whose file is
+/// gone, this partition is answered KAFKA_STORAGE_ERROR (56).
+#[test]
+fn a_timestamp_lookup_planned_before_its_segment_was_deleted_answers_from_the_next() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::new(dir.path().to_path_buf());
+    config.num_partitions = 1;
+    config.log.segment_bytes = 4096;
+    let mut broker = open_with(config.clone());
+    for _ in 0..6 {
+        produce(&mut broker, 0, &[b'v'; 2_000]);
+    }
+    crate::data_dir::group_commit(&mut broker);
+    // Reopened, the sealed segments hold no descriptor: the scan opens them again by path.
+    broker.close().unwrap();
+    let mut broker = open_with(config);
+    let body = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic())
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(0)])]);
+    let lookup = request(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(body));
+    let outcome = broker
+        .handle(
+            crate::idempotence::now(),
+            1,
+            &broker::ClientInfo::default(),
+            lookup,
+        )
+        .unwrap();
+    let broker::Outcome::Offsets(planned) = outcome else {
+        panic!("a timestamp lookup is planned, not read under the lock: {outcome:?}");
+    };
+    let delete = DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
+        .with_name(topic())
+        .with_partitions(vec![DeleteRecordsPartition::default()
+            .with_partition_index(0)
+            .with_offset(4)])]);
+    call(
+        &mut broker,
+        request(ApiKey::DeleteRecords, 2, RequestKind::DeleteRecords(delete)),
+    );
+    group_commit(&mut broker);
+    assert!(
+        !dir.path()
+            .join("t-0")
+            .join(format!("{:020}.log", 0))
+            .exists(),
+        "the first segment's file is gone"
+    );
+    let ResponseKind::ListOffsets(response) = planned.run() else {
+        panic!("a ListOffsets answer");
+    };
+    let answer = &response.topics[0].partitions[0];
+    assert_eq!(answer.error_code, 0, "not a storage error");
+    // Two records per segment: the deletion up to 4 took the segments of 0-1 and 2-3; the
+    // lookup planned before it finds offset 4, the first record of the next.
+    assert_eq!(answer.offset, 4, "{answer:?}");
+}

@@ -29,12 +29,21 @@ pub(crate) fn call_at(broker: &mut Broker, now: Now, request: Request) -> Outcom
     let outcome = broker
         .handle(now, 1, &ClientInfo::default(), request)
         .unwrap();
-    after_admin(broker, now, 1, outcome)
+    outside_the_lock(broker, now, 1, outcome)
 }
 
-/// The outcome of the request of `token` once its topic changes' file work (if it made a job)
-/// is run and reported, as the server would run it outside the lock: its routed answer.
-pub(crate) fn after_admin(broker: &mut Broker, now: Now, token: u64, outcome: Outcome) -> Outcome {
+/// The outcome of the request of `token` once what the server runs outside the lock is run: a
+/// ListOffsets' planned lookups (its answer), or the file work of its metadata changes, reported
+/// (its routed answer).
+pub(crate) fn outside_the_lock(
+    broker: &mut Broker,
+    now: Now,
+    token: u64,
+    outcome: Outcome,
+) -> Outcome {
+    if let Outcome::Offsets(offsets) = outcome {
+        return Outcome::Respond(offsets.run());
+    }
     let Some(job) = broker.take_admin_job() else {
         return outcome;
     };

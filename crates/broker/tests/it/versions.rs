@@ -349,7 +349,7 @@ fn every_advertised_version_answers_with_an_encodable_response() {
             let outcome = broker
                 .handle(clock, token, &client, request(api_key, version, body))
                 .unwrap();
-            let outcome = crate::idempotence::after_admin(&mut broker, clock, token, outcome);
+            let outcome = crate::idempotence::outside_the_lock(&mut broker, clock, token, outcome);
             let response = match outcome {
                 Outcome::Respond(response) | Outcome::AfterSync { response, .. } => response,
                 Outcome::Later if group => {
