@@ -1,6 +1,8 @@
 //! Admin APIs through librdkafka's admin client: CreateTopics (with configs, errors), DescribeConfigs,
 //! DeleteTopics, DeleteRecords, and ListOffsets (earliest, latest, by timestamp).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
@@ -187,4 +189,167 @@ async fn topics_configs_offsets_and_record_deletion() {
         metadata.topics().iter().all(|t| t.name() != "admin-a"),
         "deleted topic still listed"
     );
+}
+
+/// What an admin worker's changes left, by topic: the partition counts the topic may have after
+/// the kill (None: deleted). One answered change leaves one; the change in flight when the
+/// broker died leaves two, before and after (either may be on disk).
+type Answered = std::collections::BTreeMap<String, Vec<Option<i32>>>;
+
+/// One admin client's round of changes on topics of its own (create with 2 partitions, grow to
+/// 3, alter a config, delete every other one), until `stop` or the first failed change.
+async fn churn_topics(bootstrap: String, worker: usize, stop: Arc<AtomicBool>) -> Answered {
+    use rdkafka::admin::{AlterConfig, NewPartitions};
+    let admin = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("socket.timeout.ms", "3000")
+        .create::<AdminClient<DefaultClientContext>>()
+        .expect("admin client");
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(3)))
+        .request_timeout(Some(Duration::from_secs(3)));
+    let ok = |results: rdkafka::error::KafkaResult<Vec<rdkafka::admin::TopicResult>>| {
+        matches!(results.as_deref(), Ok([Ok(_)]))
+    };
+    let mut answered = Answered::new();
+    for round in 0.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let name = format!("churn-{worker}-{round}");
+        let topic = NewTopic::new(&name, 2, TopicReplication::Fixed(1));
+        answered.insert(name.clone(), vec![None, Some(2)]);
+        if !ok(admin.create_topics([&topic], &options).await) {
+            break;
+        }
+        answered.insert(name.clone(), vec![Some(2), Some(3)]);
+        if !ok(admin
+            .create_partitions([&NewPartitions::new(&name, 3)], &options)
+            .await)
+        {
+            break;
+        }
+        answered.insert(name.clone(), vec![Some(3)]);
+        let config =
+            AlterConfig::new(ResourceSpecifier::Topic(&name)).set("retention.ms", "600000");
+        if !matches!(
+            admin.alter_configs([&config], &options).await.as_deref(),
+            Ok([Ok(_)])
+        ) {
+            break;
+        }
+        if round % 2 == 1 {
+            answered.insert(name.clone(), vec![Some(3), None]);
+            if !ok(admin.delete_topics(&[&name], &options).await) {
+                break;
+            }
+            answered.insert(name, vec![None]);
+        }
+    }
+    answered
+}
+
+/// Issue 19: topic changes do their file work (directories, meta.json, removals) outside the
+/// broker lock, one job at a time, the changes asked meanwhile held in order. Three admin
+/// clients change topics at once while an idempotent producer writes acks=all beside them, and
+/// the broker is killed (kill -9) in the middle: it starts again (meta.json and the directories
+/// agree), every topic change answered is there (created with its partitions, deleted gone),
+/// and every acknowledged record is there exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_changes_from_several_clients_beside_produce_survive_kill9() {
+    use rdkafka::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ferry = Ferry::start(dir.path(), &["auto.create.topics.enable=false"]);
+    let bootstrap = ferry.bootstrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let steady = NewTopic::new("steady", 2, TopicReplication::Fixed(1));
+    let created = admin(&bootstrap).create_topics([&steady], &options).await;
+    assert!(matches!(created.as_deref(), Ok([Ok(_)])), "{created:?}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..3)
+        .map(|worker| tokio::spawn(churn_topics(bootstrap.clone(), worker, stop.clone())))
+        .collect();
+    let producer = producer(
+        &bootstrap,
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("message.timeout.ms", "5000"),
+        ],
+    );
+    let sending = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut acknowledged = std::collections::BTreeSet::new();
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("k{seq}");
+                let record = FutureRecord::to("steady").key(&key).payload("v");
+                if producer.send(record, Duration::from_secs(5)).await.is_ok() {
+                    acknowledged.insert(key);
+                }
+                seq += 1;
+            }
+            acknowledged
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ferry.kill9();
+    stop.store(true, Ordering::Relaxed);
+    let mut answered = Answered::new();
+    for worker in workers {
+        answered.extend(worker.await.expect("admin worker"));
+    }
+    let acknowledged = sending.await.expect("producer task");
+    ferry.restart();
+    let deleted = answered.values().filter(|p| **p == [None]).count();
+    eprintln!(
+        "{} topics changed ({deleted} deleted), {} records acknowledged before the kill",
+        answered.len(),
+        acknowledged.len()
+    );
+    assert!(
+        answered.len() >= 6,
+        "too few topic changes before the kill: {answered:?}"
+    );
+    assert!(deleted > 0, "no deletion answered: {answered:?}");
+    assert!(acknowledged.len() >= 10, "too few records acknowledged");
+    // Every answered change is on disk after the kill.
+    let consumer = crate::harness::consumer_from_start(&bootstrap, "steady", 2);
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    let found: std::collections::BTreeMap<&str, usize> = metadata
+        .topics()
+        .iter()
+        .map(|t| (t.name(), t.partitions().len()))
+        .collect();
+    for (name, possible) in &answered {
+        let partitions = found.get(name.as_str()).map(|&p| p as i32);
+        assert!(
+            possible.contains(&partitions),
+            "topic {name} has {partitions:?} partitions after the kill, not one of {possible:?} \
+             (found {found:?})"
+        );
+    }
+    // Every acknowledged record, once.
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !acknowledged.iter().all(|key| seen.contains_key(key)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acknowledged records missing"
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("consume");
+            let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+            *seen.entry(key).or_default() += 1;
+        }
+    }
+    while let Some(message) = consumer.poll(Duration::from_millis(500)) {
+        let key = String::from_utf8(message.expect("consume").key().unwrap().to_vec()).unwrap();
+        *seen.entry(key).or_default() += 1;
+    }
+    let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicated.is_empty(), "duplicated records: {duplicated:?}");
 }
