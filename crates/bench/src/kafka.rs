@@ -582,18 +582,7 @@ impl<'a> Session<'a> {
         let e2e = e2e.percentiles();
         let ack = producer.context().ack_percentiles();
         let seconds = self.plan.latency_seconds;
-        let mut figures = vec![
-            ("records", sent as f64),
-            ("rate_per_s", sent as f64 / seconds),
-            ("samples", e2e.samples as f64),
-            ("p50_us", e2e.p50_us),
-            ("p99_us", e2e.p99_us),
-            ("p999_us", e2e.p999_us),
-            ("max_us", e2e.max_us),
-            ("ack_p50_us", ack.p50_us),
-            ("ack_p99_us", ack.p99_us),
-            ("ack_p999_us", ack.p999_us),
-        ];
+        let mut figures = crate::stats::latency_figures(sent, seconds, &e2e, &ack);
         if let Some(changes) = topic_changes {
             figures.push(("topic_changes", changes as f64));
         }

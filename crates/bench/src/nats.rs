@@ -474,28 +474,14 @@ impl<'a> Session<'a> {
             .context("latency reader")??
             .percentiles();
         let ack = acks.lock().map(|l| l.percentiles()).unwrap_or_default();
-        Ok(Row::ok(
-            NAME,
-            "e2e_latency",
-            &[
-                ("records", total as f64),
-                ("rate_per_s", total as f64 / self.plan.latency_seconds),
-                ("samples", e2e.samples as f64),
-                ("p50_us", e2e.p50_us),
-                ("p99_us", e2e.p99_us),
-                ("p999_us", e2e.p999_us),
-                ("max_us", e2e.max_us),
-                ("ack_p50_us", ack.p50_us),
-                ("ack_p99_us", ack.p99_us),
-                ("ack_p999_us", ack.p999_us),
-                ("refused_publishes", refused as f64),
-            ],
-        )
-        .with_note(
-            (refused > 0).then(|| {
+        let mut figures =
+            crate::stats::latency_figures(total, self.plan.latency_seconds, &e2e, &ack);
+        figures.push(("refused_publishes", refused as f64));
+        Ok(
+            Row::ok(NAME, "e2e_latency", &figures).with_note((refused > 0).then(|| {
                 format!("{refused} of {total} publishes refused: the stream did not keep up")
-            }),
-        ))
+            })),
+        )
     }
 
     fn memory(&self) -> Row {

@@ -13,6 +13,28 @@ pub struct Percentiles {
     pub samples: u64,
 }
 
+/// The e2e_latency row's figures, the same for every target: `records` sent over `seconds`,
+/// send-to-receive percentiles `e2e`, send-to-acknowledgement percentiles `ack`.
+pub fn latency_figures(
+    records: u64,
+    seconds: f64,
+    e2e: &Percentiles,
+    ack: &Percentiles,
+) -> Vec<(&'static str, f64)> {
+    vec![
+        ("records", records as f64),
+        ("rate_per_s", records as f64 / seconds),
+        ("samples", e2e.samples as f64),
+        ("p50_us", e2e.p50_us),
+        ("p99_us", e2e.p99_us),
+        ("p999_us", e2e.p999_us),
+        ("max_us", e2e.max_us),
+        ("ack_p50_us", ack.p50_us),
+        ("ack_p99_us", ack.p99_us),
+        ("ack_p999_us", ack.p999_us),
+    ]
+}
+
 /// A latency histogram from 1 µs to 100 s at 3 significant digits.
 pub struct Latency {
     histogram: Histogram<u64>,

@@ -229,17 +229,7 @@ fn zstd_batches_are_not_served_to_fetch_versions_before_10() {
 #[test]
 fn a_segment_deleted_after_its_read_was_planned_is_not_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = BrokerConfig::new(dir.path().to_path_buf());
-    config.num_partitions = 1;
-    config.log.segment_bytes = 4096;
-    let mut broker = open_with(config.clone());
-    for _ in 0..6 {
-        produce(&mut broker, 0, &[b'v'; 2_000]);
-    }
-    crate::data_dir::group_commit(&mut broker);
-    // Reopened, the sealed segments hold no descriptor: a read opens them again by path.
-    broker.close().unwrap();
-    let mut broker = open_with(config);
+    let mut broker = three_segments(dir.path());
     let fetch_from_0 = || {
         RequestKind::Fetch(
             FetchRequest::default()
@@ -257,23 +247,7 @@ fn a_segment_deleted_after_its_read_was_planned_is_not_an_error() {
         broker::Outcome::Fetch(planned) => planned,
         other => panic!("a fetch is planned: {other:?}"),
     };
-    let delete = DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
-        .with_name(topic())
-        .with_partitions(vec![DeleteRecordsPartition::default()
-            .with_partition_index(0)
-            .with_offset(4)])]);
-    call(
-        &mut broker,
-        request(ApiKey::DeleteRecords, 2, RequestKind::DeleteRecords(delete)),
-    );
-    group_commit(&mut broker);
-    assert!(
-        !dir.path()
-            .join("t-0")
-            .join(format!("{:020}.log", 0))
-            .exists(),
-        "the first segment's file is gone"
-    );
+    delete_the_first_two_segments(&mut broker, dir.path());
     let FetchRead::Ready(response) = planned.read() else {
         panic!("a fetch without wait is answered");
     };
@@ -360,17 +334,7 @@ fn a_damaged_batch_found_by_a_timestamp_lookup_fails_its_partition_only() {
 fn a_timestamp_lookup_planned_before_its_segment_was_deleted_answers_from_the_next() {
     use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
     let dir = tempfile::tempdir().unwrap();
-    let mut config = BrokerConfig::new(dir.path().to_path_buf());
-    config.num_partitions = 1;
-    config.log.segment_bytes = 4096;
-    let mut broker = open_with(config.clone());
-    for _ in 0..6 {
-        produce(&mut broker, 0, &[b'v'; 2_000]);
-    }
-    crate::data_dir::group_commit(&mut broker);
-    // Reopened, the sealed segments hold no descriptor: the scan opens them again by path.
-    broker.close().unwrap();
-    let mut broker = open_with(config);
+    let mut broker = three_segments(dir.path());
     let body = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_topics(vec![ListOffsetsTopic::default()
@@ -390,23 +354,7 @@ fn a_timestamp_lookup_planned_before_its_segment_was_deleted_answers_from_the_ne
     let broker::Outcome::Offsets(planned) = outcome else {
         panic!("a timestamp lookup is planned, not read under the lock: {outcome:?}");
     };
-    let delete = DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
-        .with_name(topic())
-        .with_partitions(vec![DeleteRecordsPartition::default()
-            .with_partition_index(0)
-            .with_offset(4)])]);
-    call(
-        &mut broker,
-        request(ApiKey::DeleteRecords, 2, RequestKind::DeleteRecords(delete)),
-    );
-    group_commit(&mut broker);
-    assert!(
-        !dir.path()
-            .join("t-0")
-            .join(format!("{:020}.log", 0))
-            .exists(),
-        "the first segment's file is gone"
-    );
+    delete_the_first_two_segments(&mut broker, dir.path());
     let ResponseKind::ListOffsets(response) = planned.run() else {
         panic!("a ListOffsets answer");
     };
@@ -415,4 +363,39 @@ fn a_timestamp_lookup_planned_before_its_segment_was_deleted_answers_from_the_ne
     // Two records per segment: the deletion up to 4 took the segments of 0-1 and 2-3; the
     // lookup planned before it finds offset 4, the first record of the next.
     assert_eq!(answer.offset, 4, "{answer:?}");
+}
+
+/// A broker on `dir` whose one partition holds six records of 2,000 bytes, two per segment,
+/// synced and reopened, so that the sealed segments hold no descriptor (a read opens them
+/// again by path).
+fn three_segments(dir: &std::path::Path) -> Broker {
+    let mut config = BrokerConfig::new(dir.to_path_buf());
+    config.num_partitions = 1;
+    config.log.segment_bytes = 4096;
+    let mut broker = open_with(config.clone());
+    for _ in 0..6 {
+        produce(&mut broker, 0, &[b'v'; 2_000]);
+    }
+    crate::data_dir::group_commit(&mut broker);
+    broker.close().unwrap();
+    open_with(config)
+}
+
+/// DeleteRecords up to offset 4 on `three_segments`, synced: the first two segments' files are
+/// gone.
+fn delete_the_first_two_segments(broker: &mut Broker, dir: &std::path::Path) {
+    let delete = DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
+        .with_name(topic())
+        .with_partitions(vec![DeleteRecordsPartition::default()
+            .with_partition_index(0)
+            .with_offset(4)])]);
+    call(
+        broker,
+        request(ApiKey::DeleteRecords, 2, RequestKind::DeleteRecords(delete)),
+    );
+    group_commit(broker);
+    assert!(
+        !dir.join("t-0").join(format!("{:020}.log", 0)).exists(),
+        "the first segment's file is gone"
+    );
 }
