@@ -1,7 +1,7 @@
 //! Admin APIs through librdkafka's admin client: CreateTopics (with configs, errors), DescribeConfigs,
 //! DeleteTopics, DeleteRecords, and ListOffsets (earliest, latest, by timestamp).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -198,7 +198,12 @@ type Answered = std::collections::BTreeMap<String, Vec<Option<i32>>>;
 
 /// One admin client's round of changes on topics of its own (create with 2 partitions, grow to
 /// 3, alter a config, delete every other one), until `stop` or the first failed change.
-async fn churn_topics(bootstrap: String, worker: usize, stop: Arc<AtomicBool>) -> Answered {
+async fn churn_topics(
+    bootstrap: String,
+    worker: usize,
+    stop: Arc<AtomicBool>,
+    deletions: Arc<AtomicUsize>,
+) -> Answered {
     use rdkafka::admin::{AlterConfig, NewPartitions};
     let admin = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -244,6 +249,7 @@ async fn churn_topics(bootstrap: String, worker: usize, stop: Arc<AtomicBool>) -
                 break;
             }
             answered.insert(name, vec![None]);
+            deletions.fetch_add(1, Ordering::Relaxed);
         }
     }
     answered
@@ -266,8 +272,13 @@ async fn topic_changes_from_several_clients_beside_produce_survive_kill9() {
     let created = admin(&bootstrap).create_topics([&steady], &options).await;
     assert!(matches!(created.as_deref(), Ok([Ok(_)])), "{created:?}");
     let stop = Arc::new(AtomicBool::new(false));
+    let deletions = Arc::new(AtomicUsize::new(0));
+    let acks = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..3)
-        .map(|worker| tokio::spawn(churn_topics(bootstrap.clone(), worker, stop.clone())))
+        .map(|worker| {
+            let churn = churn_topics(bootstrap.clone(), worker, stop.clone(), deletions.clone());
+            tokio::spawn(churn)
+        })
         .collect();
     let producer = producer(
         &bootstrap,
@@ -279,6 +290,7 @@ async fn topic_changes_from_several_clients_beside_produce_survive_kill9() {
     );
     let sending = {
         let stop = stop.clone();
+        let acks = acks.clone();
         tokio::spawn(async move {
             let mut acknowledged = std::collections::BTreeSet::new();
             let mut seq = 0u64;
@@ -287,13 +299,24 @@ async fn topic_changes_from_several_clients_beside_produce_survive_kill9() {
                 let record = FutureRecord::to("steady").key(&key).payload("v");
                 if producer.send(record, Duration::from_secs(5)).await.is_ok() {
                     acknowledged.insert(key);
+                    acks.fetch_add(1, Ordering::Relaxed);
                 }
                 seq += 1;
             }
             acknowledged
         })
     };
+    // Killed in the middle of the work: after 1.5 s, and not before a deletion was answered
+    // and a few records acknowledged (a slow machine takes longer to get there).
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let waited = std::time::Instant::now();
+    while deletions.load(Ordering::Relaxed) == 0 || acks.load(Ordering::Relaxed) < 10 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "no progress to kill in"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     ferry.kill9();
     stop.store(true, Ordering::Relaxed);
     let mut answered = Answered::new();
@@ -308,12 +331,7 @@ async fn topic_changes_from_several_clients_beside_produce_survive_kill9() {
         answered.len(),
         acknowledged.len()
     );
-    assert!(
-        answered.len() >= 6,
-        "too few topic changes before the kill: {answered:?}"
-    );
     assert!(deleted > 0, "no deletion answered: {answered:?}");
-    assert!(acknowledged.len() >= 10, "too few records acknowledged");
     // Every answered change is on disk after the kill.
     let consumer = crate::harness::consumer_from_start(&bootstrap, "steady", 2);
     let metadata = consumer
