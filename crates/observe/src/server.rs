@@ -23,7 +23,7 @@ pub enum Stage {
     Routed,
     /// A Fetch's long poll: waiting for data or the fetch's deadline.
     LongPoll,
-    /// A Fetch's reads of the log (outside the broker lock).
+    /// A Fetch's reads of the log, or a ListOffsets' timestamp lookups (outside the broker lock).
     Read,
     /// Encoding the response and writing it to the socket.
     Write,
