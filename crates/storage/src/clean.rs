@@ -477,7 +477,7 @@ fn clean_segment(
     }
     let path = source
         .path
-        .with_extension(&format!("{}{CLEANED_SUFFIX}", &LOG_SUFFIX[1..]));
+        .with_extension(format!("{}{CLEANED_SUFFIX}", &LOG_SUFFIX[1..]));
     let file = disk
         .open(&path, true)
         .map_err(LogError::io("create cleaned segment", &path))?;
