@@ -400,7 +400,10 @@ impl Topics {
             .iter()
             .map(|(_, t)| t.partitions as usize)
             .sum();
-        let grown: usize = (self.staged.grown.iter())
+        let grown: usize = self
+            .staged
+            .grown
+            .iter()
             .map(|(name, to)| (to - self.topics[name].meta.partitions) as usize)
             .sum();
         live + created + grown
