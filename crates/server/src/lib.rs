@@ -1,6 +1,7 @@
 //! ferry's network shell around the `broker` logic: accepts connections, frames and decodes
 //! requests, enforces the named limits, runs the group commit (one fdatasync round covers every
-//! `acks=all` write that arrived meanwhile, across connections and partitions), waits where the
+//! `acks=all` write that arrived meanwhile, across connections and partitions) and the metadata
+//! changes' file work (`admin.rs`) outside the broker lock, waits where the
 //! broker says a response waits (an fsync, a later answer, fetchable data), runs the broker's
 //! timer, and shuts down gracefully. The broker itself never sees a socket or a clock: every call
 //! goes through [`Shared::lock`], which reads the clock and, when the call is done, publishes
@@ -262,14 +263,15 @@ impl Server {
         let arrivals: Vec<listener::Arrival> = listeners.iter().map(Listener::arrival).collect();
         // Listeners are polled in turn from a rotating start, so a busy one cannot starve another.
         let mut turn = 0;
-        let commit = tokio::spawn(commit::run(shared.clone()));
-        let timer = tokio::spawn(timer::run(shared.clone()));
+        // The admin task's sender is in place before anything can lock the broker.
         let (admin_jobs, admin_receiver) = mpsc::unbounded_channel();
         *shared
             .admin_jobs
             .lock()
             .expect("not poisoned before the server runs") = Some(admin_jobs);
         let admin = tokio::spawn(admin::run(shared.clone(), admin_receiver));
+        let commit = tokio::spawn(commit::run(shared.clone()));
+        let timer = tokio::spawn(timer::run(shared.clone()));
         let connections = Arc::new(Semaphore::new(shared.limits.connections_max));
         let mut tasks = tokio::task::JoinSet::new();
         tokio::pin!(stop);
