@@ -110,25 +110,23 @@ fn changes_metadata(request: &Request) -> bool {
 }
 
 impl Broker {
-    /// Handles a request unless it changes topics while a job is in flight: then it is held
-    /// and answered later, after the jobs before it.
-    pub(crate) fn handle_in_turn(
+    /// Holds a request that changes metadata while a job is in flight (it is handled after the
+    /// jobs before it, its answer routed); any other request is given back to be handled now.
+    pub(crate) fn hold_while_busy(
         &mut self,
-        now: Now,
         token: u64,
         client: &ClientInfo,
         request: Prepared,
-    ) -> Result<Outcome, BrokerError> {
-        if self.admin.in_flight && changes_metadata(&request.request) {
-            self.admin.held.push_back(Held {
-                token,
-                client: client.clone(),
-                request: request.request,
-            });
-            return Ok(Outcome::Later);
+    ) -> Option<Prepared> {
+        if !(self.admin.in_flight && changes_metadata(&request.request)) {
+            return Some(request);
         }
-        let outcome = self.dispatch(now, token, client, request)?;
-        Ok(self.job_for(now, token, outcome))
+        self.admin.held.push_back(Held {
+            token,
+            client: client.clone(),
+            request: request.request,
+        });
+        None
     }
 
     /// Whether a job is in flight (a Metadata request does not auto-create meanwhile).
@@ -138,7 +136,7 @@ impl Broker {
 
     /// The job of what the request of `token` staged, its answer `outcome` kept for when the
     /// job is done; the outcome as it is if it staged nothing.
-    fn job_for(&mut self, now: Now, token: u64, outcome: Outcome) -> Outcome {
+    pub(crate) fn job_for(&mut self, now: Now, token: u64, outcome: Outcome) -> Outcome {
         let topics = self.topics.take_job(now.wall_ms());
         let acls = self.acls.take_staged();
         let users = self.users.take_staged();

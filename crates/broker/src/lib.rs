@@ -177,7 +177,11 @@ impl Broker {
         request: impl Into<Prepared>,
     ) -> Result<Outcome, BrokerError> {
         self.advance(now);
-        self.handle_in_turn(now, token, client, request.into())
+        let Some(request) = self.hold_while_busy(token, client, request.into()) else {
+            return Ok(Outcome::Later);
+        };
+        let outcome = self.dispatch(now, token, client, request)?;
+        Ok(self.job_for(now, token, outcome))
     }
 
     /// Hands a request to its API's handler.

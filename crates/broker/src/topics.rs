@@ -133,7 +133,8 @@ pub struct TopicsJob {
 
 /// What a done [`TopicsJob`] puts in the registry (under the lock again).
 pub struct Installs {
-    created: Vec<(String, TopicMeta)>,
+    /// Each created topic with its settings, parsed once when the job was made.
+    created: Vec<(String, TopicMeta, TopicConfig)>,
     grown: Vec<(String, i32)>,
     configured: Vec<(String, BTreeMap<String, String>)>,
     broker_configs: Option<BTreeMap<String, String>>,
@@ -305,7 +306,11 @@ impl Topics {
         let log_config = config.log_config(&self.log_base);
         let mut partitions = Vec::with_capacity(meta.partitions as usize);
         for index in 0..meta.partitions {
-            partitions.push(self.open_partition(name, index, &log_config, now_ms)?);
+            partitions.push(open_partition(
+                &self.disk,
+                &self.to_open(name, index, &log_config),
+                now_ms,
+            )?);
         }
         Ok(Topic {
             name: Arc::from(name),
@@ -331,23 +336,6 @@ impl Topics {
             .validate()
             .map_err(|error| error.to_string())?;
         Ok(config)
-    }
-
-    /// Opens (creating or recovering) one partition's log and producer state.
-    fn open_partition(
-        &self,
-        name: &str,
-        index: i32,
-        config: &LogConfig,
-        now_ms: i64,
-    ) -> Result<Partition, BrokerError> {
-        let open = PartitionToOpen {
-            topic: name.to_string(),
-            index,
-            dir: self.partition_dir(name, index),
-            config: config.clone(),
-        };
-        open_partition(&self.disk, &open, now_ms)
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -541,11 +529,14 @@ impl Topics {
         } = std::mem::take(&mut self.staged);
         let mut meta = self.meta_file(BTreeMap::new());
         let mut opens = Vec::new();
-        for (name, topic) in &created {
+        let mut creations = Vec::with_capacity(created.len());
+        for (name, topic) in created {
             let config = self.defaults.with_overrides(&topic.configs);
             let log_config = config.log_config(&self.log_base);
-            opens.extend((0..topic.partitions).map(|index| self.to_open(name, index, &log_config)));
+            opens
+                .extend((0..topic.partitions).map(|index| self.to_open(&name, index, &log_config)));
             meta.topics.insert(name.clone(), topic.clone());
+            creations.push((name, topic, config));
         }
         for (name, partitions) in &grown {
             let topic = &self.topics[name];
@@ -582,7 +573,7 @@ impl Topics {
             removals: deleted,
             meta,
             installs: Installs {
-                created,
+                created: creations,
                 grown,
                 configured,
                 broker_configs,
@@ -601,8 +592,7 @@ impl Topics {
             configured,
             broker_configs,
         } = installs;
-        for (name, meta) in created {
-            let config = self.defaults.with_overrides(&meta.configs);
+        for (name, meta, config) in created {
             let partitions: Vec<Partition> =
                 opened.by_ref().take(meta.partitions as usize).collect();
             assert_eq!(
