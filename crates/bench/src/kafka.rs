@@ -524,7 +524,10 @@ impl<'a> Session<'a> {
         };
         self.create_topic(topic)?;
         let mut config = self.producer_config();
-        config.set("acks", "all").set("linger.ms", "0");
+        config.set("acks", "all").set("linger.ms", "0").set(
+            "statistics.interval.ms",
+            CLIENT_WINDOW.as_millis().to_string(),
+        );
         Mode::durable(self.idempotence()).configure(&mut config);
         let origin = Instant::now();
         let warmup_ns = (self.plan.latency_warmup_seconds * 1e9) as u64;
@@ -583,6 +586,7 @@ impl<'a> Session<'a> {
         let ack = producer.context().ack_percentiles();
         let seconds = self.plan.latency_seconds;
         let mut figures = crate::stats::latency_figures(sent, seconds, &e2e, &ack);
+        figures.extend(producer.context().client_figures());
         if let Some(changes) = topic_changes {
             figures.push(("topic_changes", changes as f64));
         }
@@ -962,7 +966,23 @@ struct Deliveries {
     /// The run's origin, the warm-up (ns from it) whose records are not counted, and the
     /// send-to-acknowledgement latencies of the others.
     ack_latency: Option<(Instant, u64, Mutex<Latency>)>,
+    /// The producer's own view of its requests, one entry per statistics window wholly after
+    /// the warm-up (latency workloads only).
+    client_windows: Mutex<Vec<ClientWindow>>,
 }
+
+/// One librdkafka statistics window of the producer's connection to the broker: how long records
+/// waited in the client's queue before they went into a request (`int_latency`: with linger.ms=0
+/// that is waiting for one of the connection's in-flight slots), and the requests' round trips
+/// (`rtt`: sent to answered, which is the broker's answer time plus the network).
+#[derive(Debug, Clone, Copy)]
+struct ClientWindow {
+    queued_p99_us: f64,
+    rtt_p99_us: f64,
+}
+
+/// How often the latency workload's producer reports its statistics (`statistics.interval.ms`).
+const CLIENT_WINDOW: Duration = Duration::from_secs(1);
 
 impl Deliveries {
     fn check(&self) -> Result<()> {
@@ -977,6 +997,29 @@ impl Deliveries {
         Ok(())
     }
 
+    /// The client's side of the latency workload: the median and the highest of the windows'
+    /// p99s, for records queued before they were sent and for request round trips.
+    fn client_figures(&self) -> Vec<(&'static str, f64)> {
+        let windows = self
+            .client_windows
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default();
+        if windows.is_empty() {
+            return Vec::new();
+        }
+        let mut queued: Vec<f64> = windows.iter().map(|w| w.queued_p99_us).collect();
+        let mut rtt: Vec<f64> = windows.iter().map(|w| w.rtt_p99_us).collect();
+        let highest = |values: &[f64]| values.iter().copied().fold(0.0, f64::max);
+        vec![
+            ("client_windows", windows.len() as f64),
+            ("client_queued_p99_us", median(&mut queued)),
+            ("client_queued_p99_max_us", highest(&queued)),
+            ("client_rtt_p99_us", median(&mut rtt)),
+            ("client_rtt_p99_max_us", highest(&rtt)),
+        ]
+    }
+
     fn ack_percentiles(&self) -> crate::stats::Percentiles {
         match &self.ack_latency {
             Some((_, _, latency)) => latency.lock().map(|l| l.percentiles()).unwrap_or_default(),
@@ -985,7 +1028,33 @@ impl Deliveries {
     }
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some((origin, warmup_ns, _)) = &self.ack_latency else {
+            return;
+        };
+        // A window that began during the warm-up (connection, metadata, producer id) is skipped.
+        let window_start = origin.elapsed().saturating_sub(CLIENT_WINDOW);
+        if (window_start.as_nanos() as u64) < *warmup_ns {
+            return;
+        }
+        // The one broker connection that carried produce requests (bootstrap and controller
+        // connections have no round trips to report).
+        let busiest = statistics
+            .brokers
+            .values()
+            .filter_map(|broker| Some((broker.int_latency.as_ref()?, broker.rtt.as_ref()?)))
+            .max_by_key(|(_, rtt)| rtt.cnt);
+        if let (Some((queued, rtt)), Ok(mut windows)) = (busiest, self.client_windows.lock()) {
+            if rtt.cnt > 0 {
+                windows.push(ClientWindow {
+                    queued_p99_us: queued.p99 as f64,
+                    rtt_p99_us: rtt.p99 as f64,
+                });
+            }
+        }
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();

@@ -705,6 +705,20 @@ const LINES: &[Line] = &[
         MachineRef::None,
     ),
     line(
+        "  client: record queued until sent, p99 (median 1 s window)",
+        "e2e_latency",
+        "client_queued_p99_us",
+        Unit::Micros,
+        MachineRef::None,
+    ),
+    line(
+        "  client: request round trip p99 (median 1 s window)",
+        "e2e_latency",
+        "client_rtt_p99_us",
+        Unit::Micros,
+        MachineRef::FsyncP99,
+    ),
+    line(
         "  group commit fsync p99 (ferry metrics)",
         "e2e_latency",
         "fsync_p99_bound_us",
