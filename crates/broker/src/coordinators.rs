@@ -106,6 +106,7 @@ impl Broker {
             producers,
             transactions,
             groups,
+            tickets,
             ..
         } = self;
         // A partition of a topic the client may not use, or that does not exist, is refused
@@ -131,11 +132,9 @@ impl Broker {
                 m.generation_id,
             )
         };
-        let mut allocate = || {
-            producers
-                .allocate()
-                .unwrap_or_else(|error| panic!("allocate a producer id: {error}"))
-        };
+        // A new id's block, if not durable yet, is written by the round of a ticket taken here,
+        // before the transaction log's record naming the id: the answer waits for a later one.
+        let mut allocate = || producers.allocate(tickets).id;
         let output = transactions.coordinator_mut().handle(
             coordinator_ms,
             &context,

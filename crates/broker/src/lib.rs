@@ -54,7 +54,7 @@ pub use outcome::{
 };
 pub use prepared::Prepared;
 pub use stats::Stats;
-pub use sync::LogId;
+pub use sync::{LogId, SyncRound};
 pub use tick::HOUSEKEEPING_INTERVAL_MS;
 use topics::Topics;
 
@@ -249,7 +249,7 @@ impl Broker {
             // Without a transactional id it is the idempotent producer's; with one, the
             // transaction coordinator's (below).
             RequestKind::InitProducerId(r) if r.transactional_id.is_none() => {
-                handlers::init_producer_id::handle(self, client, &r)?
+                return Ok(handlers::init_producer_id::handle(self, client, &r))
             }
             body => {
                 let body = match groups::group_request(body) {
@@ -276,12 +276,12 @@ impl Broker {
     pub fn close(self) -> Result<(), BrokerError> {
         // Every log gets its clean close even when an earlier one fails (a full disk fails
         // them all alike): each syncs what it holds. The first error is the answer.
+        let mut producers = self.producers;
+        // A block of producer ids the transaction log may name is durable before that log.
+        let ids = producers.close();
         let topics = self.topics.close();
         let groups = self.groups.close();
-        let transactions = self.transactions.close();
-        self.producers
-            .counters
-            .trace("idempotent producers at shutdown");
+        let transactions = ids.and_then(|()| self.transactions.close());
         topics.and(groups).and(transactions)
     }
 

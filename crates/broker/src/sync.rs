@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use storage::{PartitionLog, SyncWork};
 
+use crate::producers::ids::IdReservation;
 use crate::{groups, transactions, Broker, BrokerError, Now};
 
 /// Which log: a topic's partition, or one of the coordinators' internal logs. Cheap to clone
@@ -41,6 +42,18 @@ impl fmt::Display for LogId {
             LogId::Transactions => write!(f, "{}-0", transactions::TXN_LOG_NAME),
         }
     }
+}
+
+/// One group-commit round's work, taken under the lock ([`Broker::take_sync_work`]) and run
+/// outside it.
+pub struct SyncRound {
+    /// The round covers everything appended up to this ticket.
+    pub ticket: u64,
+    /// A block of producer ids to make durable before any log's writes: an answer naming an
+    /// id of it waits for this round, and so may the transaction log's record of it.
+    pub ids: Option<IdReservation>,
+    /// Every log appended to since its last round: writes, then fsyncs.
+    pub logs: Vec<(LogId, SyncWork)>,
 }
 
 /// Append tickets and the logs that wait for an fsync.
@@ -83,9 +96,10 @@ impl Broker {
         self.tickets.appended()
     }
 
-    /// Takes the fsync work for everything appended so far: the server runs it outside the lock,
-    /// then calls [`Broker::synced`] with the returned ticket and offsets.
-    pub fn take_sync_work(&mut self) -> (u64, Vec<(LogId, SyncWork)>) {
+    /// Takes the fsync work for everything appended so far: the server runs it outside the lock
+    /// (the producer id block first, then every log's writes, then their fsyncs), then calls
+    /// [`Broker::synced`] with the round's ticket and the logs' offsets.
+    pub fn take_sync_work(&mut self) -> SyncRound {
         let mut work = Vec::new();
         for log in std::mem::take(&mut self.tickets.dirty) {
             let internal = matches!(log, LogId::Groups | LogId::Transactions);
@@ -99,7 +113,11 @@ impl Broker {
                 self.tickets.dirty.insert(log);
             }
         }
-        (self.tickets.appended(), work)
+        SyncRound {
+            ticket: self.tickets.appended(),
+            ids: self.producers.take_reservation(),
+            logs: work,
+        }
     }
 
     /// Learns that everything appended up to `ticket` is fsynced (the server may release
@@ -129,6 +147,7 @@ impl Broker {
 
     fn mark_synced(&mut self, ticket: u64, synced: Vec<(LogId, i64)>) {
         self.observe_synced(ticket);
+        self.producers.synced(ticket);
         for (log, offset) in synced {
             // A log deleted and created again meanwhile is not the one that was synced; its
             // high watermark must not move for fsyncs of another file.

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use broker::LogId;
+use broker::producers::ids::IdReservation;
+use broker::{LogId, SyncRound};
 use storage::SyncWork;
 use tokio::task::JoinHandle;
 
@@ -47,13 +48,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 /// checkpoints the work carries (each log about once a second) are left to a task of their own,
 /// so their two extra fsyncs delay neither these acknowledgements nor the next round.
 async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
-    let (ticket, work) = locked(shared).take_sync_work();
-    let work: Vec<_> = work.into_iter().map(Arc::new).collect();
+    let SyncRound { ticket, ids, logs } = locked(shared).take_sync_work();
+    let work: Vec<_> = logs.into_iter().map(Arc::new).collect();
     // The appends' writes first, one log after another on one blocking thread (each is one
     // `pwritev` into the page cache; a thread per log would add a wake-up per log to the
-    // round): `acks=1` answers need only them.
+    // round): `acks=1` answers need only them. A block of producer ids goes before them, so
+    // the transaction log's record of a new id never reaches the disk before its block.
     let writing = Instant::now();
-    run_writes(&work).await;
+    run_writes(ids, &work).await;
     shared.written.send_replace(ticket);
     let syncing = Instant::now();
     run_all(&work, |sync| sync.run_syncs(), "fsync").await;
@@ -104,10 +106,14 @@ async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
     }))
 }
 
-/// Runs every log's writes in order on one blocking thread; any failure is fatal.
-async fn run_writes(work: &[Arc<(LogId, SyncWork)>]) {
+/// Writes the block of producer ids, if any, then every log's writes in order, on one blocking
+/// thread; any failure is fatal.
+async fn run_writes(ids: Option<IdReservation>, work: &[Arc<(LogId, SyncWork)>]) {
     let work = work.to_vec();
     let task = tokio::task::spawn_blocking(move || {
+        if let Some(Err(error)) = ids.map(|ids| ids.run()) {
+            fatal(error);
+        }
         for item in &work {
             let (log, sync) = &**item;
             if let Err(error) = sync.run_writes() {

@@ -19,16 +19,17 @@ use kafka_protocol::messages::{
 };
 
 use super::code;
-use crate::{Broker, BrokerError, ClientInfo};
+use crate::{Broker, ClientInfo, Outcome};
 
 const NO_PRODUCER_ID: i64 = -1;
 const NO_PRODUCER_EPOCH: i16 = -1;
 
+/// Answered at once, or once the block of the new id is durable (`producers/ids.rs`).
 pub fn handle(
     broker: &mut Broker,
     client: &ClientInfo,
     request: &InitProducerIdRequest,
-) -> Result<ResponseKind, BrokerError> {
+) -> Outcome {
     // An idempotent producer needs IDEMPOTENT_WRITE on the cluster or, since Kafka 3.0
     // (KIP-679), WRITE on some topic.
     let allowed = broker.allows(client, Operation::IdempotentWrite, Resource::CLUSTER)
@@ -38,27 +39,34 @@ pub fn handle(
     } else {
         Some(ResponseError::ClusterAuthorizationFailed)
     };
-    let response = match refused {
+    match refused {
         Some(error) => {
             tracing::debug!(
                 transactional_id = ?request.transactional_id.as_ref().map(|t| t.0.as_str()),
                 %error,
                 "InitProducerId refused"
             );
-            InitProducerIdResponse::default()
-                .with_error_code(code(error))
-                .with_producer_id(ProducerId(NO_PRODUCER_ID))
-                .with_producer_epoch(NO_PRODUCER_EPOCH)
+            Outcome::Respond(ResponseKind::InitProducerId(
+                InitProducerIdResponse::default()
+                    .with_error_code(code(error))
+                    .with_producer_id(ProducerId(NO_PRODUCER_ID))
+                    .with_producer_epoch(NO_PRODUCER_EPOCH),
+            ))
         }
         None => {
-            let producer_id = broker.producers.allocate()?;
-            tracing::debug!(producer_id, "allocated a producer id");
-            InitProducerIdResponse::default()
-                .with_producer_id(ProducerId(producer_id))
-                .with_producer_epoch(0)
+            let allocated = broker.producers.allocate(&mut broker.tickets);
+            tracing::debug!(producer_id = allocated.id, "allocated a producer id");
+            let response = ResponseKind::InitProducerId(
+                InitProducerIdResponse::default()
+                    .with_producer_id(ProducerId(allocated.id))
+                    .with_producer_epoch(0),
+            );
+            match allocated.after_sync {
+                Some(ticket) => Outcome::AfterSync { ticket, response },
+                None => Outcome::Respond(response),
+            }
         }
-    };
-    Ok(ResponseKind::InitProducerId(response))
+    }
 }
 
 /// Why the request cannot get a producer id, if it cannot.

@@ -1,14 +1,21 @@
 //! Producer id allocation that never repeats, across restarts and `kill -9`: ids are handed out
-//! from a block whose end was made durable in `producer-ids.checkpoint` (data directory) before
-//! the first id of the block was given, as Kafka's `ProducerIdManager` reserves blocks. A crash
-//! loses the rest of the block, never reuses it. Format: `docs/producer-snapshot-format.md`.
+//! from a block whose end is made durable in `producer-ids.checkpoint` (data directory) before an
+//! id of the block is answered, as Kafka's `ProducerIdManager` reserves blocks. A crash loses the
+//! rest of the block, never reuses it. Format: `docs/producer-snapshot-format.md`.
+//!
+//! Allocation does no I/O (it runs under the broker lock): when a block is used up, the next one
+//! is staged with a ticket of the group commit, whose next round writes the file
+//! ([`IdReservation`], before any log's data, so nothing naming an id of the block reaches the
+//! disk before the block does), and an answer carrying an id of a block not yet durable waits
+//! for that ticket.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use storage::Disk;
 
-use crate::durable;
+use crate::durable::{self, FileWrite};
+use crate::sync::Tickets;
 use crate::BrokerError;
 
 pub const PRODUCER_IDS_FILE: &str = "producer-ids.checkpoint";
@@ -22,8 +29,39 @@ pub struct ProducerIdAllocator {
     dir: PathBuf,
     /// The next id to hand out.
     next: i64,
-    /// The end (exclusive) of the durably reserved block.
-    reserved_end: i64,
+    /// The end (exclusive) of the blocks known durable: an id below it is answered at once.
+    durable_end: i64,
+    /// The end the next reservation makes durable, and the ticket whose round writes it (the
+    /// newest staged; an id at or past `durable_end` waits for it).
+    staged: Option<Staged>,
+    /// The reservation a round took and has not reported yet.
+    in_flight: Option<Staged>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Staged {
+    end: i64,
+    ticket: u64,
+}
+
+/// A producer id, and the ticket its answer waits for when its block is not durable yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocated {
+    pub id: i64,
+    pub after_sync: Option<u64>,
+}
+
+/// A block of producer ids to make durable: the group commit runs it outside the lock, before
+/// the round's log writes, and the round's report puts it in force.
+pub struct IdReservation {
+    write: FileWrite,
+}
+
+impl IdReservation {
+    /// Writes `producer-ids.checkpoint` (temp file, fsync, rename, directory fsync).
+    pub fn run(&self) -> Result<(), BrokerError> {
+        self.write.run()
+    }
 }
 
 impl ProducerIdAllocator {
@@ -46,30 +84,94 @@ impl ProducerIdAllocator {
             disk,
             dir: dir.to_path_buf(),
             next,
-            reserved_end: next,
+            durable_end: next,
+            staged: None,
+            in_flight: None,
         })
     }
 
-    /// A producer id never handed out before. Reserves the next block durably (temp file,
-    /// fsync, rename, directory fsync) when the current one is used up.
-    pub fn allocate(&mut self) -> Result<i64, BrokerError> {
-        if self.next == self.reserved_end {
-            let end = self
-                .reserved_end
+    /// A producer id never handed out before. When the blocks reserved so far are used up, the
+    /// next block is staged with a new ticket from `tickets` (so that a round runs).
+    pub(crate) fn allocate(&mut self, tickets: &mut Tickets) -> Allocated {
+        let reserved_end = self.staged.map_or(self.durable_end, |staged| staged.end);
+        if self.next == reserved_end {
+            let end = reserved_end
                 .checked_add(PRODUCER_ID_BLOCK_SIZE)
                 .expect("producer ids exhausted");
-            durable::write_file_atomic(&*self.disk, &self.dir, PRODUCER_IDS_FILE, &encode(end))
-                .map_err(|source| BrokerError::io("reserve producer ids in", &self.dir, source))?;
-            tracing::debug!(
-                from = self.next,
-                to = end,
-                "reserved a block of producer ids"
-            );
-            self.reserved_end = end;
+            self.staged = Some(Staged {
+                end,
+                ticket: tickets.bump(),
+            });
         }
         let id = self.next;
         self.next += 1;
-        Ok(id)
+        let after_sync = match self.staged {
+            Some(staged) if id >= self.durable_end => Some(staged.ticket),
+            _ => None,
+        };
+        self.assert_invariants();
+        Allocated { id, after_sync }
+    }
+
+    /// The staged reservation, for the group commit's next round; `None` when every block
+    /// handed out is durable or a reservation is still in flight.
+    pub(crate) fn take_reservation(&mut self) -> Option<IdReservation> {
+        let staged = self.staged.filter(|_| self.in_flight.is_none())?;
+        self.in_flight = Some(staged);
+        Some(IdReservation {
+            write: FileWrite::new(
+                self.disk.clone(),
+                &self.dir,
+                PRODUCER_IDS_FILE,
+                encode(staged.end),
+            ),
+        })
+    }
+
+    /// The group commit reported a round covering `ticket`: the reservation it took is durable.
+    pub(crate) fn synced(&mut self, ticket: u64) {
+        let Some(written) = self.in_flight.filter(|written| written.ticket <= ticket) else {
+            return;
+        };
+        self.in_flight = None;
+        self.durable_end = self.durable_end.max(written.end);
+        if self
+            .staged
+            .is_some_and(|staged| staged.end <= self.durable_end)
+        {
+            self.staged = None;
+        }
+        tracing::debug!(to = written.end, "reserved a block of producer ids");
+        self.assert_invariants();
+    }
+
+    /// At a clean close: a staged block is written before the logs close, since the
+    /// transaction log may already name an id of it.
+    pub(crate) fn close(&mut self) -> Result<(), BrokerError> {
+        self.in_flight = None;
+        if let Some(staged) = self.staged.take() {
+            durable::write_file_atomic(
+                &*self.disk,
+                &self.dir,
+                PRODUCER_IDS_FILE,
+                &encode(staged.end),
+            )
+            .map_err(|source| BrokerError::io("reserve producer ids in", &self.dir, source))?;
+            self.durable_end = staged.end;
+        }
+        Ok(())
+    }
+
+    fn assert_invariants(&self) {
+        let reserved_end = self.staged.map_or(self.durable_end, |staged| staged.end);
+        assert!(self.durable_end <= reserved_end);
+        assert!(
+            self.next <= reserved_end,
+            "an id handed out beyond its block"
+        );
+        if let Some(in_flight) = self.in_flight {
+            assert!(self.durable_end < in_flight.end && in_flight.end <= reserved_end);
+        }
     }
 }
 
@@ -110,36 +212,132 @@ mod tests {
     use super::*;
     use storage::{FsDisk, SimDisk};
 
+    /// What the group commit does for the allocator: take the reservation, write it, report.
+    fn round(ids: &mut ProducerIdAllocator, tickets: &Tickets) {
+        if let Some(reservation) = ids.take_reservation() {
+            reservation.run().unwrap();
+        }
+        ids.synced(tickets.appended());
+    }
+
+    /// Allocates `n` ids, each answered once durable (a round runs when one has to wait).
+    fn answered(ids: &mut ProducerIdAllocator, tickets: &mut Tickets, n: i64) -> Vec<i64> {
+        (0..n)
+            .map(|_| {
+                let allocated = ids.allocate(tickets);
+                if allocated.after_sync.is_some() {
+                    round(ids, tickets);
+                }
+                allocated.id
+            })
+            .collect()
+    }
+
     #[test]
     fn ids_never_repeat_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let disk: Arc<dyn Disk> = Arc::new(FsDisk);
+        let mut tickets = Tickets::default();
         let mut ids = ProducerIdAllocator::open(disk.clone(), dir.path()).unwrap();
-        let first: Vec<i64> = (0..3).map(|_| ids.allocate().unwrap()).collect();
-        assert_eq!(first, [0, 1, 2]);
+        assert_eq!(answered(&mut ids, &mut tickets, 3), [0, 1, 2]);
         drop(ids);
         // A restart (clean or not) continues after the reserved block.
         let mut ids = ProducerIdAllocator::open(disk.clone(), dir.path()).unwrap();
-        assert_eq!(ids.allocate().unwrap(), PRODUCER_ID_BLOCK_SIZE);
-        for _ in 0..PRODUCER_ID_BLOCK_SIZE - 1 {
-            ids.allocate().unwrap();
-        }
-        assert_eq!(ids.allocate().unwrap(), 2 * PRODUCER_ID_BLOCK_SIZE);
+        assert_eq!(
+            answered(&mut ids, &mut tickets, 1),
+            [PRODUCER_ID_BLOCK_SIZE]
+        );
+        answered(&mut ids, &mut tickets, PRODUCER_ID_BLOCK_SIZE - 1);
+        assert_eq!(
+            answered(&mut ids, &mut tickets, 1),
+            [2 * PRODUCER_ID_BLOCK_SIZE]
+        );
         let mut ids = ProducerIdAllocator::open(disk, dir.path()).unwrap();
-        assert_eq!(ids.allocate().unwrap(), 3 * PRODUCER_ID_BLOCK_SIZE);
+        assert_eq!(
+            answered(&mut ids, &mut tickets, 1),
+            [3 * PRODUCER_ID_BLOCK_SIZE]
+        );
     }
 
     #[test]
-    fn the_reservation_is_durable_before_an_id_is_given() {
+    fn an_id_waits_for_its_block_and_the_block_is_written_by_the_round() {
         let disk = Arc::new(SimDisk::new());
         let dir = Path::new("/data");
         disk.create_dir_all(dir).unwrap();
         disk.sync_dir(Path::new("/")).unwrap();
+        let mut tickets = Tickets::default();
         let mut ids = ProducerIdAllocator::open(disk.clone(), dir).unwrap();
-        assert_eq!(ids.allocate().unwrap(), 0);
+        let before = disk.mutations();
+        let first = ids.allocate(&mut tickets);
+        let second = ids.allocate(&mut tickets);
+        assert_eq!(disk.mutations(), before, "allocation does no I/O");
+        // Both wait for the ticket the block was staged with, which asks for a round.
+        assert_eq!(first.id, 0);
+        assert_eq!(second.id, 1);
+        assert_eq!(first.after_sync, Some(1));
+        assert_eq!(second.after_sync, Some(1));
+        assert_eq!(tickets.appended(), 1);
+        // Crash before the round: the ids were never answered, and are handed out again.
         disk.crash();
         let mut ids = ProducerIdAllocator::open(disk.clone(), dir).unwrap();
-        assert_eq!(ids.allocate().unwrap(), PRODUCER_ID_BLOCK_SIZE);
+        assert_eq!(ids.allocate(&mut tickets).id, 0);
+        round(&mut ids, &tickets);
+        assert!(disk.mutations() > before, "the round wrote the block");
+        // Once reported, the rest of the block is answered at once.
+        assert_eq!(
+            ids.allocate(&mut tickets),
+            Allocated {
+                id: 1,
+                after_sync: None
+            }
+        );
+        // Crash after the round: the block is durable, ids continue past it.
+        disk.crash();
+        let mut ids = ProducerIdAllocator::open(disk.clone(), dir).unwrap();
+        assert_eq!(ids.allocate(&mut tickets).id, PRODUCER_ID_BLOCK_SIZE);
+    }
+
+    #[test]
+    fn a_block_staged_while_another_is_written_waits_for_the_next_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tickets = Tickets::default();
+        let mut ids = ProducerIdAllocator::open(Arc::new(FsDisk), dir.path()).unwrap();
+        let first = ids.allocate(&mut tickets);
+        let reservation = ids.take_reservation().expect("the first block");
+        assert!(
+            ids.take_reservation().is_none(),
+            "one reservation in flight"
+        );
+        // The rest of the first block and the start of the second, while the first is written.
+        let rest: Vec<Allocated> = (1..=PRODUCER_ID_BLOCK_SIZE)
+            .map(|_| ids.allocate(&mut tickets))
+            .collect();
+        let round_ticket = 1;
+        assert_eq!(first.after_sync, Some(round_ticket));
+        let second = rest.last().unwrap();
+        assert_eq!(second.id, PRODUCER_ID_BLOCK_SIZE);
+        assert_eq!(second.after_sync, Some(2), "waits for a later round");
+        reservation.run().unwrap();
+        ids.synced(round_ticket);
+        // The first block is in force; the second is taken by the next round.
+        assert_eq!(ids.durable_end, PRODUCER_ID_BLOCK_SIZE);
+        let next = ids.take_reservation().expect("the second block");
+        next.run().unwrap();
+        ids.synced(2);
+        assert_eq!(ids.durable_end, 2 * PRODUCER_ID_BLOCK_SIZE);
+        assert_eq!(ids.allocate(&mut tickets).after_sync, None);
+    }
+
+    #[test]
+    fn a_clean_close_writes_the_staged_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk: Arc<dyn Disk> = Arc::new(FsDisk);
+        let mut tickets = Tickets::default();
+        let mut ids = ProducerIdAllocator::open(disk.clone(), dir.path()).unwrap();
+        assert_eq!(ids.allocate(&mut tickets).id, 0);
+        ids.close().unwrap();
+        let mut ids = ProducerIdAllocator::open(disk, dir.path()).unwrap();
+        assert_eq!(ids.allocate(&mut tickets).id, PRODUCER_ID_BLOCK_SIZE);
     }
 
     #[test]

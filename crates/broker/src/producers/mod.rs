@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use storage::Disk;
 
+use crate::sync::Tickets;
 use crate::BrokerError;
-use ids::ProducerIdAllocator;
+use ids::{Allocated, IdReservation, ProducerIdAllocator};
 pub use state::{BatchHeader, ProducerStateTable, Verdict};
 
 /// Kafka's `producer.id.expiration.ms` default: a producer id idle this long is forgotten.
@@ -88,11 +89,28 @@ impl Producers {
         })
     }
 
-    /// A new producer id (InitProducerId without a transactional id).
-    pub fn allocate(&mut self) -> Result<i64, BrokerError> {
-        let id = self.ids.allocate()?;
+    /// A new producer id, and the ticket its answer waits for when its block is not durable
+    /// yet (see `ids.rs`).
+    pub(crate) fn allocate(&mut self, tickets: &mut Tickets) -> Allocated {
+        let allocated = self.ids.allocate(tickets);
         self.counters.allocated += 1;
-        Ok(id)
+        allocated
+    }
+
+    /// The block of ids the group commit's next round makes durable, if one is staged.
+    pub(crate) fn take_reservation(&mut self) -> Option<IdReservation> {
+        self.ids.take_reservation()
+    }
+
+    /// A round covering `ticket` was reported.
+    pub(crate) fn synced(&mut self, ticket: u64) {
+        self.ids.synced(ticket);
+    }
+
+    /// Writes a staged block of ids at a clean close, before the logs close.
+    pub(crate) fn close(&mut self) -> Result<(), BrokerError> {
+        self.counters.trace("idempotent producers at shutdown");
+        self.ids.close()
     }
 
     /// Whether expiration is due at `now_ms`; if so, the clock restarts.

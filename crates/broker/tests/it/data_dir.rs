@@ -68,10 +68,14 @@ fn produce_one(broker: &mut Broker, topic: &str, index: i32) -> i16 {
 
 /// What the server's group commit does, checkpoints included.
 pub(crate) fn group_commit(broker: &mut Broker) {
-    let (ticket, work) = broker.take_sync_work();
+    let round = broker.take_sync_work();
+    if let Some(ids) = &round.ids {
+        ids.run().unwrap();
+    }
+    let ticket = round.ticket;
     let mut synced = Vec::new();
     let mut checkpointed = Vec::new();
-    for (log, sync) in work {
+    for (log, sync) in round.logs {
         sync.run_data().unwrap();
         synced.push((log.clone(), sync.offset()));
         if let Some(recovery_point) = sync.checkpoint() {

@@ -92,6 +92,15 @@ pub(crate) fn request(api_key: ApiKey, version: i16, body: RequestKind) -> Reque
 }
 
 fn init_producer_id(broker: &mut Broker, transactional_id: Option<&str>) -> (i16, i64, i16) {
+    init_producer_id_waiting(broker, transactional_id).0
+}
+
+/// InitProducerId's answer, and the ticket it waits for (`None`: answered at once). A new id
+/// whose block of ids is not durable yet waits for the round that writes the block.
+pub(crate) fn init_producer_id_waiting(
+    broker: &mut Broker,
+    transactional_id: Option<&str>,
+) -> ((i16, i64, i16), Option<u64>) {
     let body = InitProducerIdRequest::default()
         .with_transactional_id(
             transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_string()))),
@@ -102,15 +111,15 @@ fn init_producer_id(broker: &mut Broker, transactional_id: Option<&str>) -> (i16
         request(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(body)),
     );
     // A transactional id's answer waits for the transaction log's fsync.
-    let (Outcome::Respond(ResponseKind::InitProducerId(r))
-    | Outcome::AfterSync {
-        response: ResponseKind::InitProducerId(r),
-        ..
-    }) = outcome
-    else {
-        panic!("unexpected outcome {outcome:?}");
+    let (r, ticket) = match outcome {
+        Outcome::Respond(ResponseKind::InitProducerId(r)) => (r, None),
+        Outcome::AfterSync {
+            response: ResponseKind::InitProducerId(r),
+            ticket,
+        } => (r, Some(ticket)),
+        other => panic!("unexpected outcome {other:?}"),
     };
-    (r.error_code, r.producer_id.0, r.producer_epoch)
+    ((r.error_code, r.producer_id.0, r.producer_epoch), ticket)
 }
 
 /// One partition's answer to a produce request, and whether it waits for the group commit.
@@ -201,14 +210,15 @@ fn refused(error_code: i16, message: &str) -> Answer {
 fn duplicates_fencing_and_gaps_as_kafka_answers_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = open(dir.path());
-    let (error, id, epoch) = init_producer_id(&mut broker, None);
-    assert_eq!((error, id, epoch), (0, 0, 0));
-    assert_eq!(produce(&mut broker, id, 0, 0, 3), ok(0, 1));
-    assert_eq!(produce(&mut broker, id, 0, 3, 2), ok(3, 2));
-    // The retry of a lost ack: its original offset, nothing written, and under acks=all it
-    // waits for the group commit like the original (which is not synced yet: ticket 2).
+    // The first id's block is staged with ticket 1, which its answer waits for.
+    let ((error, id, epoch), waits) = init_producer_id_waiting(&mut broker, None);
+    assert_eq!((error, id, epoch, waits), (0, 0, 0, Some(1)));
     assert_eq!(produce(&mut broker, id, 0, 0, 3), ok(0, 2));
-    assert_eq!(produce(&mut broker, id, 0, 3, 2), ok(3, 2));
+    assert_eq!(produce(&mut broker, id, 0, 3, 2), ok(3, 3));
+    // The retry of a lost ack: its original offset, nothing written, and under acks=all it
+    // waits for the group commit like the original (which is not synced yet: ticket 3).
+    assert_eq!(produce(&mut broker, id, 0, 0, 3), ok(0, 3));
+    assert_eq!(produce(&mut broker, id, 0, 3, 2), ok(3, 3));
     assert_eq!(
         broker.topics().partition("t", 0).unwrap().log_end_offset(),
         5
@@ -219,7 +229,7 @@ fn duplicates_fencing_and_gaps_as_kafka_answers_them() {
         refused(45, "producer 0 epoch 0: sequence 9, expected 5")
     );
     // librdkafka's own epoch bump: a newer epoch from sequence 0.
-    assert_eq!(produce(&mut broker, id, 1, 0, 1), ok(5, 3));
+    assert_eq!(produce(&mut broker, id, 1, 0, 1), ok(5, 4));
     // The old epoch is fenced, even for what was a duplicate.
     assert_eq!(
         produce(&mut broker, id, 0, 3, 2),
@@ -231,9 +241,10 @@ fn duplicates_fencing_and_gaps_as_kafka_answers_them() {
         refused(45, "producer 0 epoch 2: sequence 7, expected 0")
     );
     // Another producer, unknown to the partition, may start anywhere.
-    let (_, other, _) = init_producer_id(&mut broker, None);
-    assert_eq!(other, 1);
-    assert_eq!(produce(&mut broker, other, 0, 40, 1), ok(6, 4));
+    // Its id is of the same block, still not durable: its answer waits for the same round.
+    let ((_, other, _), waits) = init_producer_id_waiting(&mut broker, None);
+    assert_eq!((other, waits), (1, Some(1)));
+    assert_eq!(produce(&mut broker, other, 0, 40, 1), ok(6, 5));
 }
 
 /// Through the one front door (issue 19), an InitProducerId with a transactional id reaches the
@@ -252,21 +263,23 @@ fn producer_ids_and_state_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = open(dir.path());
     let (_, id, _) = init_producer_id(&mut broker, None);
-    assert_eq!(produce(&mut broker, id, 0, 0, 2), ok(0, 1));
-    assert_eq!(produce(&mut broker, id, 0, 2, 2), ok(2, 2));
+    assert_eq!(produce(&mut broker, id, 0, 0, 2), ok(0, 2));
+    assert_eq!(produce(&mut broker, id, 0, 2, 2), ok(2, 3));
     broker.close().unwrap();
     let mut broker = open(dir.path());
-    // The rest of the reserved block is never handed out again.
+    // The rest of the reserved block is never handed out again (the clean close wrote the
+    // block no round had written yet).
     let (_, next, _) = init_producer_id(&mut broker, None);
     assert_eq!(next, 1_000);
-    // The state came back from the snapshot written at close.
-    assert_eq!(produce(&mut broker, id, 0, 2, 2), ok(2, 0));
+    // The state came back from the snapshot written at close. The duplicate's answer waits
+    // for the newest ticket, as any duplicate's does: here the new block's.
+    assert_eq!(produce(&mut broker, id, 0, 2, 2), ok(2, 1));
     assert_eq!(
         produce(&mut broker, id, 0, 5, 1).error_code,
         45,
         "sequence 4 expected"
     );
-    assert_eq!(produce(&mut broker, id, 0, 4, 1), ok(4, 1));
+    assert_eq!(produce(&mut broker, id, 0, 4, 1), ok(4, 2));
 }
 
 /// The server clamps the wall clock at its boundary, so the broker has no clamps of its own: a

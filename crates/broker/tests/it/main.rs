@@ -9,6 +9,7 @@ mod configs;
 mod data_dir;
 mod fetch_limits;
 mod idempotence;
+mod producer_ids;
 mod scram;
 mod timers;
 mod versions;

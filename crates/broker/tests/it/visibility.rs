@@ -58,13 +58,16 @@ pub(crate) fn group_commit(broker: &mut Broker) {
 
 /// `group_commit`, reported at `now`.
 pub(crate) fn group_commit_at(broker: &mut Broker, now: Now) {
-    let (ticket, work) = broker.take_sync_work();
+    let round = broker.take_sync_work();
+    if let Some(ids) = &round.ids {
+        ids.run().unwrap();
+    }
     let mut synced = Vec::new();
-    for (partition, sync) in work {
+    for (partition, sync) in round.logs {
         sync.run_data().unwrap();
         synced.push((partition, sync.offset()));
     }
-    broker.synced(now, ticket, synced).unwrap();
+    broker.synced(now, round.ticket, synced).unwrap();
 }
 
 #[test]
@@ -231,7 +234,9 @@ fn a_quiet_logs_recovery_point_catches_up_with_its_synced_data() {
     produce(&mut broker, -1, -1, -1, 2);
     let recovery_point = |b: &Broker| b.topics().partition("t", 0).unwrap().log().recovery_point();
     // The round right after the log opened syncs the data but is too early for a checkpoint.
-    let (ticket, work) = broker.take_sync_work();
+    let broker::SyncRound {
+        ticket, logs: work, ..
+    } = broker.take_sync_work();
     assert!(work.iter().all(|(_, w)| w.checkpoint().is_none()));
     run_round(&mut broker, now(), ticket, work);
     assert_eq!(
@@ -242,11 +247,13 @@ fn a_quiet_logs_recovery_point_catches_up_with_its_synced_data() {
 
     broker.tick(now().plus_ms(500)).unwrap();
     assert!(
-        broker.take_sync_work().1.is_empty(),
+        broker.take_sync_work().logs.is_empty(),
         "not due within the interval"
     );
     broker.tick(now().plus_ms(1_500)).unwrap();
-    let (ticket, work) = broker.take_sync_work();
+    let broker::SyncRound {
+        ticket, logs: work, ..
+    } = broker.take_sync_work();
     let checkpoints: Vec<_> = work
         .iter()
         .map(|(tp, w)| (tp.clone(), w.checkpoint()))
@@ -260,7 +267,7 @@ fn a_quiet_logs_recovery_point_catches_up_with_its_synced_data() {
     assert_eq!(recovery_point(&broker), 2);
     broker.tick(now().plus_ms(5_000)).unwrap();
     assert!(
-        broker.take_sync_work().1.is_empty(),
+        broker.take_sync_work().logs.is_empty(),
         "nothing left to checkpoint"
     );
 }

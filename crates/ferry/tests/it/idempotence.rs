@@ -470,3 +470,83 @@ async fn bench_idempotent_against_plain_acks_all() {
 fn key_len(records: u64) -> usize {
     records.to_string().len()
 }
+
+/// Issue 19: a new block of producer ids is written by the group commit, outside the broker
+/// lock. Through the server, 2,500 InitProducerId requests (pipelined, 100 at a time on one
+/// raw connection) cross two block boundaries: every answer is a new id, in order. After
+/// `kill -9`, a real librdkafka idempotent producer still writes, and ids continue past every
+/// block an answered id came from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_ids_cross_blocks_and_never_repeat_across_kill9() {
+    use std::io::Write;
+
+    use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
+    use kafka_protocol::messages::{ProducerId, RequestKind};
+    use kafka_protocol::protocol::Decodable;
+
+    use crate::hostile::{read_response, request_frame};
+
+    const IDS: usize = 2_500;
+    const PIPELINED: usize = 100;
+    const BLOCK: i64 = 1_000;
+    let ask = |ferry: &Ferry, n: usize| -> Vec<i64> {
+        let mut stream = std::net::TcpStream::connect(ferry.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // v1: the last version without flexible headers, so the response header is 4 bytes.
+        let frame = request_frame(
+            ApiKey::InitProducerId,
+            1,
+            &RequestKind::InitProducerId(
+                InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            ),
+        );
+        let mut ids = Vec::with_capacity(n);
+        while ids.len() < n {
+            let batch = PIPELINED.min(n - ids.len());
+            stream.write_all(&frame.repeat(batch)).unwrap();
+            for _ in 0..batch {
+                let mut body = read_response(&mut stream, 4);
+                let response = InitProducerIdResponse::decode(&mut body, 1).expect("decode");
+                assert_eq!(response.error_code, 0, "{response:?}");
+                assert_eq!(response.producer_epoch, 0);
+                ids.push(response.producer_id.0);
+            }
+        }
+        ids
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut ferry = Ferry::start(dir.path(), &[]);
+    let ids = ask(&ferry, IDS);
+    let expected: Vec<i64> = (0..IDS as i64).collect();
+    assert_eq!(ids, expected, "every answer a new id, in order");
+
+    ferry.kill9();
+    ferry.restart();
+    let bootstrap = ferry.bootstrap();
+    let idempotent = producer(&bootstrap, &[("enable.idempotence", "true")]);
+    for (key, payload) in (0..10).map(|seq| record(0, seq)) {
+        idempotent
+            .send(
+                FutureRecord::to("producer-ids").key(&key).payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(error, _)| panic!("idempotent produce after the restart: {error}"));
+    }
+    let after = ask(&ferry, 3);
+    // The last answered id came from the block [2000, 3000): the restart resumes past it, and
+    // the librdkafka producer took the first id.
+    let resumed = (IDS as i64 - 1) / BLOCK * BLOCK + BLOCK;
+    assert!(
+        after.iter().all(|&id| id > resumed),
+        "ids {after:?} after the restart, expected past {resumed} (the producer's own)"
+    );
+    assert_eq!(after.windows(2).filter(|w| w[1] != w[0] + 1).count(), 0);
+}
