@@ -256,7 +256,9 @@ impl SyncWork {
         for job in jobs {
             job(self.disk.as_ref(), &self.dir);
         }
-        self.path_guard.lock().expect("no removal panics").take();
+        if self.recovery_point.is_none() {
+            self.path_guard.lock().expect("no removal panics").take();
+        }
         if self.sync_dir {
             self.disk
                 .sync_dir(&self.dir)
@@ -280,6 +282,8 @@ impl SyncWork {
             checkpoint::write(self.disk.as_ref(), &self.dir, RECOVERY_POINT_FILE, offset)
                 .map_err(log_error_as_io)?;
         }
+        // The last work by path: `PartitionLog::delete` may go on.
+        self.path_guard.lock().expect("no removal panics").take();
         Ok(())
     }
 }
@@ -872,7 +876,9 @@ impl PartitionLog {
             self.checkpoint_in_flight = recovery_point;
         }
         self.in_flight = Some(InFlight { offset, written });
-        let by_path = !removals.is_empty() || !jobs.is_empty();
+        // A checkpoint is written by path too, after the round, so it holds the guard until
+        // written: a partition deleted and created again meanwhile never gets the old one's.
+        let by_path = !removals.is_empty() || !jobs.is_empty() || recovery_point.is_some();
         let path_guard = by_path.then(|| self.path_guard.clone());
         Some(SyncWork {
             disk: self.disk.clone(),

@@ -61,3 +61,34 @@ fn reporting_an_unscheduled_checkpoint_is_a_bug() {
     append(&mut log, &batch(1, 1, 10, 0), 0);
     log.mark_checkpointed(1);
 }
+
+/// The checkpoint is written by path after the round's data (the server runs it in a task of
+/// its own): deleting the partition waits for it, so a partition created again under the same
+/// name can never receive the old one's recovery point.
+#[test]
+fn delete_waits_for_a_checkpoint_in_flight() {
+    let disk = SimDisk::new();
+    let mut log = open_sim(&disk, LogConfig::default());
+    let now_ms = RECOVERY_POINT_INTERVAL_MS;
+    append(&mut log, &batch(1, 2, 10, now_ms), now_ms);
+    let work = log.take_sync_work().expect("appended data needs a sync");
+    assert_eq!(work.checkpoint(), Some(2));
+    work.run_data().expect("data fsync");
+    log.mark_data_synced(work.offset());
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let written = written.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            work.run_checkpoint().expect("checkpoint");
+            written.store(true, std::sync::atomic::Ordering::SeqCst);
+            work
+        })
+    };
+    log.delete().unwrap();
+    assert!(
+        written.load(std::sync::atomic::Ordering::SeqCst),
+        "delete returned before the checkpoint was written"
+    );
+    writer.join().unwrap();
+}
