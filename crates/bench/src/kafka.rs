@@ -344,9 +344,81 @@ impl<'a> Session<'a> {
                 "not available yet: the broker does not advertise transactions".into(),
             );
         }
-        progress(&format!("{name}: produce 1 KiB in transactions"));
-        let result = self.produce("produce_1kib_txn", "bench-txn", 1024, Mode::Transactional);
-        row_or_failed(name, "produce_1kib_txn", result.map(|(row, _)| row))
+        progress(&format!(
+            "{name}: produce 1 KiB in transactions, in turns with idempotent produce"
+        ));
+        row_or_failed(name, "produce_1kib_txn", self.transactions_in_turns())
+    }
+
+    /// Transactions committing every 100 ms and plain idempotent produce, in turns
+    /// (`TXN_COST_ROUNDS` of each, a share of the produce time each, on fresh topics of the
+    /// same broker, which goes first alternating), so that both meet the same machine: the
+    /// figure is the median of the rounds' ratios, each of a transactional run to the idempotent
+    /// run beside it (the cost is one minus it).
+    /// The row's other figures are the transactional round of the median throughput.
+    fn transactions_in_turns(&self) -> Result<Row> {
+        let seconds = self.plan.produce_seconds / TXN_COST_ROUNDS as f64;
+        let mut rounds: Vec<(f64, Row)> = Vec::new();
+        for round in 0..TXN_COST_ROUNDS {
+            let plain = || {
+                self.produce_for(
+                    "produce_1kib_txn",
+                    &format!("bench-txn-plain-{round}"),
+                    1024,
+                    Mode::durable(self.idempotence()),
+                    seconds,
+                )
+            };
+            let txn = || {
+                self.produce_for(
+                    "produce_1kib_txn",
+                    &format!("bench-txn-{round}"),
+                    1024,
+                    Mode::Transactional,
+                    seconds,
+                )
+            };
+            // Which goes first alternates, so neither always meets the machine as the other
+            // left it (page cache grown, disk writing back).
+            let ((plain, _), (txn, _)) = if round % 2 == 0 {
+                let plain = plain()?;
+                (plain, txn()?)
+            } else {
+                let txn = txn()?;
+                (plain()?, txn)
+            };
+            rounds.push((plain.metrics["records_per_s"], txn));
+        }
+        let mut ratios: Vec<f64> = rounds
+            .iter()
+            .map(|(plain, txn)| txn.metrics["records_per_s"] / plain)
+            .collect();
+        let mut plain: Vec<f64> = rounds.iter().map(|(plain, _)| *plain).collect();
+        let each: Vec<(String, f64)> = rounds
+            .iter()
+            .enumerate()
+            .flat_map(|(round, (plain, txn))| {
+                [
+                    (format!("round_{round}_idempotent_records_per_s"), *plain),
+                    (
+                        format!("round_{round}_txn_records_per_s"),
+                        txn.metrics["records_per_s"],
+                    ),
+                ]
+            })
+            .collect();
+        let ratio = median(&mut ratios);
+        let plain = median(&mut plain);
+        rounds
+            .sort_by(|a, b| a.1.metrics["records_per_s"].total_cmp(&b.1.metrics["records_per_s"]));
+        let (_, mut row) = rounds.swap_remove(rounds.len() / 2);
+        row.metrics
+            .insert("idempotent_records_per_s_in_turns".into(), plain);
+        row.metrics
+            .insert("txn_vs_idempotent_in_turns".into(), ratio);
+        row.metrics.insert("rounds".into(), TXN_COST_ROUNDS as f64);
+        row.metrics.extend(each);
+        Ok(row)
     }
 
     fn producer_config(&self) -> ClientConfig {
@@ -380,6 +452,19 @@ impl<'a> Session<'a> {
         record_bytes: usize,
         mode: Mode,
     ) -> Result<(Row, u64)> {
+        let seconds = self.plan.produce_seconds;
+        self.produce_for(workload, topic, record_bytes, mode, seconds)
+    }
+
+    /// [`Session::produce`] for `seconds`.
+    fn produce_for(
+        &self,
+        workload: &str,
+        topic: &str,
+        record_bytes: usize,
+        mode: Mode,
+        seconds: f64,
+    ) -> Result<(Row, u64)> {
         self.create_topic(topic)?;
         let mut config = self.producer_config();
         config.set("acks", "all");
@@ -395,7 +480,7 @@ impl<'a> Session<'a> {
         }
         let payload = vec![b'f'; record_bytes];
         let partitions = self.plan.partitions;
-        let limit = secs(self.plan.produce_seconds);
+        let limit = secs(seconds);
         let cpu = process::CpuMeter::start(&self.broker);
         let start = Instant::now();
         let mut last_commit = start;
@@ -875,6 +960,9 @@ impl Scraper {
             .map_err(|_| anyhow!("the scraper thread panicked"))?
     }
 }
+
+/// Rounds of the transaction row: idempotent produce, then transactions, this many times.
+const TXN_COST_ROUNDS: usize = 3;
 
 /// Where a transaction commit's time goes: waiting for the records still in flight (the
 /// pipeline drains, as `commit_transaction` requires), then EndTxn (markers written and synced).
