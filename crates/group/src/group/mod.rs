@@ -642,12 +642,14 @@ impl Group {
     }
 
     /// Panics when a counter or index disagrees with the data it summarises, or the state
-    /// disagrees with the membership.
+    /// disagrees with the membership. Checked after every change in debug builds (tests).
+    #[cfg(debug_assertions)]
     pub(crate) fn assert_invariants(&self) {
         self.assert_counters();
         self.assert_state();
     }
 
+    #[cfg(debug_assertions)]
     fn assert_counters(&self) {
         let awaiting = self
             .members
@@ -697,6 +699,7 @@ impl Group {
         }
     }
 
+    #[cfg(debug_assertions)]
     fn assert_state(&self) {
         let awaiting = self.awaiting_join_count;
         let rebalancing = self.state == GroupState::PreparingRebalance;
