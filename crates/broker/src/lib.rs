@@ -63,6 +63,9 @@ pub struct Broker {
     topics: Topics,
     /// Append tickets and the logs waiting for the group commit.
     tickets: sync::Tickets,
+    /// Descriptors of idle sealed segments released by housekeeping, not closed yet: the
+    /// server closes them outside the lock (`take_released`).
+    released: Vec<storage::Released>,
     /// The time of the latest call.
     now: Now,
     /// When `tick` next runs the housekeeping over every log (wall-clock milliseconds).
@@ -129,6 +132,7 @@ impl Broker {
             config,
             topics,
             tickets: sync::Tickets::default(),
+            released: Vec::new(),
             now,
             housekeeping_due_ms: now_ms,
             retention_checked_ms: now_ms,

@@ -32,6 +32,11 @@ impl Broker {
             .map_or(housekeeping, |deadline| deadline.min(housekeeping))
     }
 
+    /// The descriptors housekeeping released, for the caller to close outside its lock.
+    pub fn take_released(&mut self) -> Vec<storage::Released> {
+        std::mem::take(&mut self.released)
+    }
+
     /// Producer maintenance, trailing checkpoints, internal-log compaction, the descriptors of
     /// sealed segments read since the last time closed again, and segments past retention
     /// deleted at most once per `log.retention.check.interval.ms`.
@@ -42,7 +47,8 @@ impl Broker {
         self.reopened_seen = reopened_seen;
         for (_, topic) in self.topics.iter_mut() {
             for partition in &mut topic.partitions {
-                partition.log_mut().release_idle_files(reopened);
+                let released = partition.log_mut().release_idle_files(reopened);
+                self.released.extend(released);
             }
         }
         self.schedule_trailing_checkpoints(now_ms);

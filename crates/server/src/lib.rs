@@ -182,6 +182,14 @@ impl Drop for Locked<'_> {
         if broker.next_deadline() < shared.timer_deadline_ms.load(Ordering::Relaxed) {
             shared.timer_wake.notify_one();
         }
+        let released = broker.take_released();
+        if !released.is_empty() {
+            // close(2) on a blocking thread, not under the lock.
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || drop(released))),
+                Err(_) => drop(released),
+            }
+        }
     }
 }
 

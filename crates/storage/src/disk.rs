@@ -79,7 +79,9 @@ pub trait DiskFile: Send + Sync {
     /// files nobody uses hold no descriptor. Only for a file whose writes are all synced: a
     /// writeback error is reported to the descriptors open when it happens, so a descriptor
     /// opened later could miss one. A no-op where there are no descriptors.
-    fn release(&self) {}
+    fn release(&self) -> Option<Released> {
+        None
+    }
     /// Opens the descriptor if it was released and keeps it open from now on: for a file whose
     /// name is about to be given to another file (compaction renames a cleaned segment over
     /// it), so that reads still under way see this file, never the one now under its name.
@@ -209,6 +211,17 @@ impl std::ops::Deref for Descriptor {
 
     fn deref(&self) -> &File {
         &self.0
+    }
+}
+
+/// A descriptor [`DiskFile::release`] took off its file: closed (`close(2)`) when dropped, or
+/// when the last read still using it is done. The caller drops it where a close may take its
+/// time: not under a lock others wait for.
+pub struct Released(#[allow(dead_code)] Box<dyn Send>);
+
+impl std::fmt::Debug for Released {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Released")
     }
 }
 
@@ -367,10 +380,12 @@ impl DiskFile for FsFile {
         self.file()?.metadata()?.modified()
     }
 
-    fn release(&self) {
-        if !self.kept_open.load(std::sync::atomic::Ordering::Acquire) {
-            self.file.lock().take();
+    fn release(&self) -> Option<Released> {
+        if self.kept_open.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
         }
+        let descriptor = self.file.lock().take()?;
+        Some(Released(Box::new(descriptor)))
     }
 
     fn keep_open(&self) -> io::Result<()> {
@@ -407,6 +422,37 @@ mod tests {
         disk.remove_file(&sub.join("g")).unwrap();
         disk.remove_dir_all(&sub).unwrap();
         assert!(disk.list_dir(&sub).is_err());
+    }
+
+    /// Whether this process holds a descriptor of `path` (from `/proc/self/fd`).
+    fn holds_descriptor_of(path: &Path) -> bool {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .any(|target| target == path)
+    }
+
+    #[test]
+    fn a_released_descriptor_is_closed_when_the_caller_drops_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        let file = FsDisk.open(&path, true).unwrap();
+        file.write_all_at(0, b"synced").unwrap();
+        file.sync_data().unwrap();
+        assert!(holds_descriptor_of(&path));
+        let released = file.release().expect("an open descriptor to release");
+        assert!(
+            holds_descriptor_of(&path),
+            "still open: the caller closes it where it chooses"
+        );
+        assert!(file.release().is_none(), "nothing left to release");
+        drop(released);
+        assert!(!holds_descriptor_of(&path), "closed once dropped");
+        // The next use opens it again by path.
+        let mut buf = [0u8; 6];
+        file.read_exact_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"synced");
+        assert!(holds_descriptor_of(&path));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use tracing::warn;
 
-use crate::disk::{Disk, DiskFile};
+use crate::disk::{Disk, DiskFile, Released};
 
 /// A new segment's `.log` file, not yet on disk. Creating it empties a stale file of the same
 /// name (only a file beyond the log end can have it, and nothing beyond the log end was ever
@@ -83,10 +83,8 @@ impl DiskFile for LazyFile {
         self.file()?.truncate(len)
     }
 
-    fn release(&self) {
-        if let Some(file) = self.file.get() {
-            file.release();
-        }
+    fn release(&self) -> Option<Released> {
+        self.file.get()?.release()
     }
 
     fn keep_open(&self) -> io::Result<()> {

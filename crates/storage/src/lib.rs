@@ -20,7 +20,9 @@ pub mod sim;
 pub use crate::clean::{
     CleanContext, CleanJob, CleanStats, Cleaned, CompactionConfig, KEY_MAP_BYTES_MAX,
 };
-pub use crate::disk::{open_descriptors, reopened_descriptors, Disk, DiskFile, FsDisk, Space};
+pub use crate::disk::{
+    open_descriptors, reopened_descriptors, Disk, DiskFile, FsDisk, Released, Space,
+};
 pub use crate::error::LogError;
 pub use crate::log::{
     AppendInfo, FileJob, LogConfig, PartitionLog, SyncWork, TimestampLookup, APPEND_BYTES_MAX,

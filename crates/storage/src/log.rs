@@ -20,7 +20,7 @@ use wire::batch::{assign_base_offset, BatchSpan, Batches, HEADER_BYTES};
 
 use crate::checkpoint::{self, LOG_START_FILE, RECOVERY_POINT_FILE};
 use crate::clean::CompactionConfig;
-use crate::disk::{Disk, DiskFile};
+use crate::disk::{Disk, DiskFile, Released};
 use crate::error::LogError;
 use crate::lazy::LazyFile;
 use crate::recovery;
@@ -441,8 +441,9 @@ impl PartitionLog {
             compacted_offset: recovered.compacted_offset,
             cleaning: false,
         };
-        // Recovery synced everything it read: the sealed segments hold no descriptor from now.
-        log.release_idle_files(false);
+        // Recovery synced everything it read: the sealed segments hold no descriptor from now
+        // (closed here: opening is not done under the broker's lock).
+        drop(log.release_idle_files(false));
         Ok(log)
     }
 
@@ -451,10 +452,13 @@ impl PartitionLog {
     /// active segment's, however many segments it has. The broker calls it at open and from its
     /// housekeeping. It looks at the segments only when one was sealed since it last released
     /// them all, or when `reopened` says a released descriptor was opened again meanwhile (a read
-    /// of an old segment, anywhere: see `storage::reopened_descriptors`).
-    pub fn release_idle_files(&mut self, reopened: bool) {
+    /// of an old segment, anywhere: see `storage::reopened_descriptors`). The descriptors taken
+    /// are returned, for the caller to close where a close may wait (not under its lock).
+    #[must_use = "dropping the descriptors closes them: do it outside the caller's lock"]
+    pub fn release_idle_files(&mut self, reopened: bool) -> Vec<Released> {
+        let mut released = Vec::new();
         if self.in_flight.is_some() || !(self.release_due || reopened) {
-            return;
+            return released;
         }
         let sealed = self.segments.len() - 1;
         let mut kept = false;
@@ -465,12 +469,13 @@ impl PartitionLog {
                 .iter()
                 .any(|(path, _)| *path == segment.log_path);
             if synced && !dirty {
-                segment.log.release();
+                released.extend(segment.log.release());
             } else {
                 kept = true;
             }
         }
         self.release_due = kept;
+        released
     }
 
     pub fn dir(&self) -> &Path {

@@ -419,7 +419,7 @@ fn a_compacted_log_on_the_file_system_reads_after_its_descriptors_are_released()
     clean(&mut log, 1_100, everything());
     // Sealed segments' descriptors are closed and opened again by name on the next read: the
     // name a cleaned segment has now.
-    log.release_idle_files(true);
+    drop(log.release_idle_files(true));
     check_compacted(&log, 60, 1_100);
     let compacted = values(&log);
     drop(log);
