@@ -45,7 +45,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
 /// One fsync round: every dirty log's data fsyncs run at once (the disk merges concurrent
 /// journal commits), then the covered `acks=all` responses are released. The recovery-point
-/// checkpoints the work carries (each log about once a second) are left to a task of their own,
+/// checkpoints the work carries (each log at most once a minute, and on rolls) are left to a
+/// task of their own,
 /// so their two extra fsyncs delay neither these acknowledgements nor the next round.
 async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
     let SyncRound { ticket, ids, logs } = locked(shared).take_sync_work();

@@ -245,12 +245,13 @@ fn a_quiet_logs_recovery_point_catches_up_with_its_synced_data() {
         "synced data past the recovery point"
     );
 
-    broker.tick(now().plus_ms(500)).unwrap();
+    let interval = storage::RECOVERY_POINT_INTERVAL_MS as u64;
+    broker.tick(now().plus_ms(interval / 2)).unwrap();
     assert!(
         broker.take_sync_work().logs.is_empty(),
         "not due within the interval"
     );
-    broker.tick(now().plus_ms(1_500)).unwrap();
+    broker.tick(now().plus_ms(interval * 3 / 2)).unwrap();
     let broker::SyncRound {
         ticket, logs: work, ..
     } = broker.take_sync_work();
@@ -263,9 +264,9 @@ fn a_quiet_logs_recovery_point_catches_up_with_its_synced_data() {
         [(broker::LogId::partition("t", 0), Some(2))],
         "a checkpoint-only round"
     );
-    run_round(&mut broker, now().plus_ms(1_500), ticket, work);
+    run_round(&mut broker, now().plus_ms(interval * 3 / 2), ticket, work);
     assert_eq!(recovery_point(&broker), 2);
-    broker.tick(now().plus_ms(5_000)).unwrap();
+    broker.tick(now().plus_ms(interval * 2)).unwrap();
     assert!(
         broker.take_sync_work().logs.is_empty(),
         "nothing left to checkpoint"

@@ -129,10 +129,10 @@ fn torn_last_write_is_truncated_to_its_whole_batches() {
     check_tear(268, expect!["0..1 2..2 3..5 6..6 -> end 7"]);
 }
 
-/// Appends five batches (offsets 0..9) in one segment, and a sixth one a second later when
-/// `recovery_point_covers` (the recovery point is checkpointed at most once a second of log
-/// time), syncs, crashes, then XORs `mask` into byte `at` of batch `victim` (from its end when
-/// `at` is negative) and opens the log again.
+/// Appends five batches (offsets 0..9) in one segment, and a sixth one an interval later when
+/// `recovery_point_covers` (the recovery point is checkpointed at most once per
+/// `RECOVERY_POINT_INTERVAL_MS` of log time), syncs, crashes, then XORs `mask` into byte `at`
+/// of batch `victim` (from its end when `at` is negative) and opens the log again.
 fn check_flip(victim: Option<(usize, i64, u8)>, recovery_point_covers: bool, expect: Expect) {
     let disk = SimDisk::new();
     let mut log = open_sim(&disk, LogConfig::default());
@@ -143,7 +143,12 @@ fn check_flip(victim: Option<(usize, i64, u8)>, recovery_point_covers: bool, exp
     }
     if recovery_point_covers {
         positions.push(log.size_bytes());
-        append(&mut log, &batch(5, 1, 10, 0), 2_000);
+        // Log time past the interval: this round's sync writes the recovery point.
+        append(
+            &mut log,
+            &batch(5, 1, 10, 0),
+            storage::RECOVERY_POINT_INTERVAL_MS + 1_000,
+        );
     }
     positions.push(log.size_bytes());
     sync(&mut log);
@@ -182,7 +187,8 @@ fn flipped_bit_in_synced_data_fails_the_open() {
     // The base offset is outside the CRC: a valid batch with the wrong offset is damage too.
     check_flip(Some((4, 0, 0x10)), false, expect!["corrupt log /p0/00000000000000000000.log at byte 380: batch has offset 1152921504606846984, expected 8: a valid batch in the wrong place is damage, not a torn write"]);
     // Limitation: damage to the very last batch after the recovery point looks exactly like a
-    // torn write, and is cut. The recovery point lags the synced offset by at most a second.
+    // torn write, and is cut. The recovery point lags the synced offset by at most its
+    // interval (a minute by default) of log time, or to the last roll.
     check_flip(
         Some((4, -1, 0x10)),
         false,
@@ -274,17 +280,18 @@ fn recovery_point(disk: &SimDisk) -> i64 {
 }
 
 #[test]
-fn recovery_point_lags_by_at_most_a_second_of_log_time() {
+fn recovery_point_lags_by_at_most_its_interval_of_log_time() {
     let disk = SimDisk::new();
     let mut log = open_sim(&disk, LogConfig::default());
+    let interval = storage::RECOVERY_POINT_INTERVAL_MS;
     assert_eq!(recovery_point(&disk), 0);
-    append(&mut log, &batch(0, 1, 1, 0), 500);
+    append(&mut log, &batch(0, 1, 1, 0), interval / 2);
     sync(&mut log);
     assert_eq!(recovery_point(&disk), 0, "not due yet");
-    append(&mut log, &batch(1, 1, 1, 0), 1_000);
+    append(&mut log, &batch(1, 1, 1, 0), interval);
     sync(&mut log);
-    assert_eq!(recovery_point(&disk), 2, "due after a second");
-    append(&mut log, &batch(2, 1, 1, 0), 1_500);
+    assert_eq!(recovery_point(&disk), 2, "due after the interval");
+    append(&mut log, &batch(2, 1, 1, 0), interval * 3 / 2);
     sync(&mut log);
     assert_eq!(recovery_point(&disk), 2);
     log.close().unwrap();

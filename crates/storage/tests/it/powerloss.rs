@@ -159,6 +159,10 @@ fn config(rng: &mut Rng) -> LogConfig {
         index_interval_bytes: [50, 100, 4_096][rng.below(3) as usize],
         retention_bytes: [-1, 2_000][rng.below(2) as usize],
         retention_ms: [-1, 3_000][rng.below(2) as usize],
+        // The default (a minute) and the interval these tests long ran with; steps are up to
+        // 400 ms, so at a minute most runs checkpoint only on rolls.
+        recovery_point_interval_ms: [1_000, storage::RECOVERY_POINT_INTERVAL_MS]
+            [rng.below(2) as usize],
         ..LogConfig::default()
     }
 }
