@@ -32,7 +32,8 @@ impl Broker {
             .map_or(housekeeping, |deadline| deadline.min(housekeeping))
     }
 
-    /// The descriptors housekeeping released, for the caller to close outside its lock.
+    /// The descriptors and mappings housekeeping released, for the caller to close and unmap
+    /// outside its lock.
     pub fn take_released(&mut self) -> Vec<storage::Released> {
         std::mem::take(&mut self.released)
     }

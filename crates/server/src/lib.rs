@@ -184,7 +184,7 @@ impl Drop for Locked<'_> {
         }
         let released = broker.take_released();
         if !released.is_empty() {
-            // close(2) on a blocking thread, not under the lock.
+            // close(2) and munmap(2) on a blocking thread, not under the lock.
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => drop(runtime.spawn_blocking(move || drop(released))),
                 Err(_) => drop(released),

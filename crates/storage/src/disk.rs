@@ -75,12 +75,18 @@ pub trait DiskFile: Send + Sync {
     /// fdatasync: makes every earlier write and truncation of this file durable.
     fn sync_data(&self) -> io::Result<()>;
     fn truncate(&self, len: u64) -> io::Result<()>;
-    /// Closes the file's descriptor until its next use, which opens it again by its path, so
-    /// files nobody uses hold no descriptor. Only for a file whose writes are all synced: a
+    /// Closes the file's descriptor and drops its `read_shared` mapping until their next use,
+    /// which opens (and maps) it again by its path, so files nobody uses hold no descriptor and
+    /// no mapping. Only for a file whose writes are all synced: a
     /// writeback error is reported to the descriptors open when it happens, so a descriptor
     /// opened later could miss one. A no-op where there are no descriptors.
     fn release(&self) -> Option<Released> {
         None
+    }
+    /// Whether a read still holds bytes of this file's mapping, so that `release` would leave
+    /// the file as it is.
+    fn in_use(&self) -> bool {
+        false
     }
     /// Opens the descriptor if it was released and keeps it open from now on: for a file whose
     /// name is about to be given to another file (compaction renames a cleaned segment over
@@ -214,9 +220,10 @@ impl std::ops::Deref for Descriptor {
     }
 }
 
-/// A descriptor [`DiskFile::release`] took off its file: closed (`close(2)`) when dropped, or
-/// when the last read still using it is done. The caller drops it where a close may take its
-/// time: not under a lock others wait for.
+/// A descriptor and mapping [`DiskFile::release`] took off its file: closed (`close(2)`) and
+/// unmapped (`munmap(2)`) when dropped, or when the last read still using them is done. The
+/// caller drops it where a close or an unmap may take its time: not under a lock others wait
+/// for.
 pub struct Released(#[allow(dead_code)] Box<dyn Send>);
 
 impl std::fmt::Debug for Released {
@@ -239,16 +246,30 @@ struct FsFile {
 }
 
 struct Mapped {
-    bytes: Bytes,
+    /// Each read's `Bytes` holds a reference: while any does, the mapping is in use.
+    mapping: Arc<Mapping>,
     file_len: u64,
 }
 
-/// A read-only mapping as the owner of a `Bytes`.
+/// A read-only mapping, unmapped when dropped.
 struct Mapping(memmap2::Mmap);
 
-impl AsRef<[u8]> for Mapping {
+/// A reference to a mapping as the owner of a `Bytes`.
+struct MappingRef(Arc<Mapping>);
+
+impl AsRef<[u8]> for MappingRef {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        &self.0 .0
+    }
+}
+
+impl Mapped {
+    fn bytes(&self) -> Bytes {
+        Bytes::from_owner(MappingRef(self.mapping.clone()))
+    }
+
+    fn in_use(&self) -> bool {
+        Arc::strong_count(&self.mapping) > 1
     }
 }
 
@@ -269,8 +290,8 @@ impl FsFile {
     fn mapped_to(&self, end: u64) -> io::Result<Bytes> {
         let mut map = self.map.lock();
         if let Some(mapped) = map.as_ref() {
-            if end <= mapped.file_len && end <= mapped.bytes.len() as u64 {
-                return Ok(mapped.bytes.clone());
+            if end <= mapped.file_len && end <= mapped.mapping.0.len() as u64 {
+                return Ok(mapped.bytes());
             }
         }
         let file = self.file()?;
@@ -281,8 +302,8 @@ impl FsFile {
                 format!("read to {end} past the end of a file of {file_len} bytes"),
             ));
         }
-        let bytes = match map.as_ref() {
-            Some(mapped) if end <= mapped.bytes.len() as u64 => mapped.bytes.clone(),
+        let mapping = match map.as_ref() {
+            Some(mapped) if end <= mapped.mapping.0.len() as u64 => mapped.mapping.clone(),
             _ => {
                 let map_len = end.div_ceil(MAP_GRANULE_BYTES) * MAP_GRANULE_BYTES;
                 let map_len = usize::try_from(map_len).map_err(io::Error::other)?;
@@ -292,13 +313,12 @@ impl FsFile {
                 // process would raise SIGBUS: the data directory is the broker's alone.
                 // The mapping outlives the descriptor (`release`): it holds the file itself.
                 let map = unsafe { memmap2::MmapOptions::new().len(map_len).map(&file.0)? };
-                Bytes::from_owner(Mapping(map))
+                Arc::new(Mapping(map))
             }
         };
-        *map = Some(Mapped {
-            bytes: bytes.clone(),
-            file_len,
-        });
+        let mapped = Mapped { mapping, file_len };
+        let bytes = mapped.bytes();
+        *map = Some(mapped);
         Ok(bytes)
     }
 }
@@ -384,14 +404,31 @@ impl DiskFile for FsFile {
         if self.kept_open.load(std::sync::atomic::Ordering::Acquire) {
             return None;
         }
-        let descriptor = self.file.lock().take()?;
-        Some(Released(Box::new(descriptor)))
+        // The mapping goes too: a segment nobody reads keeps no pages mapped (resident memory)
+        // and no mapping (of the process's `vm.max_map_count`, 65,530 by default, which a
+        // broker reading many segments would otherwise exhaust). Not while a read holds it:
+        // its last reference would unmap it, a munmap(2) of up to a whole segment's pages, on
+        // whatever thread drops it; the caller tries again (`in_use`).
+        let mut map = self.map.lock();
+        if map.as_ref().is_some_and(Mapped::in_use) {
+            return None;
+        }
+        let mapping = map.take().map(|mapped| mapped.mapping);
+        let descriptor = self.file.lock().take();
+        if descriptor.is_none() && mapping.is_none() {
+            return None;
+        }
+        Some(Released(Box::new((descriptor, mapping))))
     }
 
     fn keep_open(&self) -> io::Result<()> {
         self.kept_open
             .store(true, std::sync::atomic::Ordering::Release);
         self.file().map(drop)
+    }
+
+    fn in_use(&self) -> bool {
+        self.map.lock().as_ref().is_some_and(Mapped::in_use)
     }
 }
 
@@ -453,6 +490,44 @@ mod tests {
         file.read_exact_at(0, &mut buf).unwrap();
         assert_eq!(&buf, b"synced");
         assert!(holds_descriptor_of(&path));
+    }
+
+    /// Whether this process maps `path` (`/proc/self/maps`).
+    fn maps(path: &Path) -> bool {
+        let path = path.to_str().unwrap();
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .any(|line| line.ends_with(path))
+    }
+
+    #[test]
+    fn a_release_waits_for_the_reads_and_hands_the_mapping_to_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        let file = FsDisk.open(&path, true).unwrap();
+        file.write_all_at(0, b"synced").unwrap();
+        file.sync_data().unwrap();
+        let read = file.read_shared(0, 6).unwrap();
+        assert!(maps(&path));
+        // While a read holds it, nothing is released (its drop would unmap it, wherever).
+        assert!(file.in_use());
+        assert!(file.release().is_none(), "in use: left as it is");
+        assert!(maps(&path) && holds_descriptor_of(&path));
+        assert_eq!(&read[1..], b"ynced");
+        drop(read);
+        assert!(!file.in_use());
+        assert!(maps(&path), "still cached for the next read");
+        let released = file
+            .release()
+            .expect("a descriptor and a mapping to release");
+        assert!(maps(&path), "the caller unmaps it where it chooses");
+        drop(released);
+        assert!(!maps(&path));
+        assert!(!holds_descriptor_of(&path));
+        // The next read opens and maps it again.
+        assert_eq!(&file.read_shared(1, 5).unwrap()[..], b"ynced");
+        assert!(maps(&path));
     }
 
     #[test]

@@ -87,6 +87,10 @@ impl DiskFile for LazyFile {
         self.file.get()?.release()
     }
 
+    fn in_use(&self) -> bool {
+        self.file.get().is_some_and(|file| file.in_use())
+    }
+
     fn keep_open(&self) -> io::Result<()> {
         self.file()?.keep_open()
     }

@@ -452,13 +452,15 @@ impl PartitionLog {
         Ok(log)
     }
 
-    /// Closes the descriptors of the sealed segments whose data is synced and no sync work holds
-    /// (they are opened again on their next read), so a partition holds one descriptor, its
-    /// active segment's, however many segments it has. The broker calls it at open and from its
+    /// Closes the descriptors and drops the mappings of the sealed segments whose data is synced
+    /// and no sync work holds (they are opened and mapped again on their next read), so a
+    /// partition holds one descriptor and at most one mapping, its active segment's, however
+    /// many segments it has. The broker calls it at open and from its
     /// housekeeping. It looks at the segments only when one was sealed since it last released
     /// them all, or when `reopened` says a released descriptor was opened again meanwhile (a read
     /// of an old segment, anywhere: see `storage::reopened_descriptors`). The descriptors taken
-    /// are returned, for the caller to close where a close may wait (not under its lock).
+    /// are returned with the mappings, for the caller to close and unmap where that may wait
+    /// (not under its lock).
     #[must_use = "dropping the descriptors closes them: do it outside the caller's lock"]
     pub fn release_idle_files(&mut self, reopened: bool) -> Vec<Released> {
         let mut released = Vec::new();
@@ -473,7 +475,7 @@ impl PartitionLog {
                 .dirty_files
                 .iter()
                 .any(|(path, _)| *path == segment.log_path);
-            if synced && !dirty {
+            if synced && !dirty && !segment.log.in_use() {
                 released.extend(segment.log.release());
             } else {
                 kept = true;

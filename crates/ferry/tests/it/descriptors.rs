@@ -64,19 +64,30 @@ async fn a_partition_holds_one_descriptor_however_many_segments_it_has() {
         "{held} descriptors for {segments} segments"
     );
 
-    // Reading every segment opens them again; the broker's housekeeping (once a second) closes
-    // them once read.
+    // Reading every segment opens and maps them again; the broker's housekeeping (once a
+    // second) closes and unmaps them once read.
     let consumer = consumer_from_start(&ferry.bootstrap(), "many-segments", PARTITIONS);
     let total = PARTITIONS as usize * RECORDS_PER_PARTITION;
     consume(&consumer, PARTITIONS, total, Duration::from_secs(60));
     let right_after = ferry.open_descriptors();
+    let mapped_right_after = ferry.mapped_segments();
     drop(consumer);
     std::thread::sleep(Duration::from_millis(2_500));
     let later = ferry.open_descriptors();
-    eprintln!("after reading every segment: {right_after} descriptors, 2.5 s later {later}");
+    let mapped_later = ferry.mapped_segments();
+    eprintln!(
+        "after reading every segment: {right_after} descriptors and {mapped_right_after} \
+         segments mapped, 2.5 s later {later} and {mapped_later}"
+    );
     assert!(
         later < PARTITIONS as usize + 40,
         "{later} descriptors after the reads"
+    );
+    // At most each partition's active segment and the internal logs' stay mapped: a mapping
+    // per segment ever read would grow without bound, up to the process's vm.max_map_count.
+    assert!(
+        mapped_later <= PARTITIONS as usize + 2,
+        "{mapped_later} of {segments} segments still mapped after the reads"
     );
 }
 

@@ -66,6 +66,18 @@ impl Ferry {
             .count()
     }
 
+    /// The log segment files (`*.log`) the broker process maps (`/proc/<pid>/maps`).
+    pub fn mapped_segments(&self) -> usize {
+        let pid = self.child.as_ref().expect("ferry is running").id();
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("read maps");
+        let files: std::collections::HashSet<&str> = maps
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(5))
+            .filter(|path| path.ends_with(".log"))
+            .collect();
+        files.len()
+    }
+
     /// `start`, with ferry's traces (at `FERRY_LOG`, default `info`) appended to the file
     /// `traces` instead of going to the test's stderr. A `restart` traces to stderr again.
     pub fn start_traced(data_dir: &Path, settings: &[&str], traces: &Path) -> Ferry {
