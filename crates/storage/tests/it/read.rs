@@ -432,3 +432,44 @@ fn one_append_of_more_batches_than_one_vectored_write_takes() {
         "and after reopening"
     );
 }
+
+/// Whether this process maps `path` (`/proc/self/maps`).
+fn maps(path: &Path) -> bool {
+    let path = path.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .any(|line| line.ends_with(path))
+}
+
+/// Releasing idle files skips a sealed segment whose mapping a read still holds (its unmap would
+/// fall to whichever thread drops the read) and takes it at the next release once the read is
+/// done, even with nothing newly sealed or reopened.
+#[test]
+fn a_release_leaves_a_segment_a_read_holds_for_the_next_one() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("topic-0");
+    let mut log = open_fs(&dir, small_config());
+    fill(&mut log, 30);
+    assert!(log.segment_count() > 2, "{} segments", log.segment_count());
+    drop(log.release_idle_files(true));
+    let first = dir.join(format!("{:020}.log", 0));
+    let end = log.log_end_offset();
+    let read = log
+        .plan_read(0, end)
+        .unwrap()
+        .expect("data below the end")
+        .run(5_000, true)
+        .unwrap();
+    assert!(!read.is_empty());
+    assert!(maps(&first), "the read maps the first segment");
+    let released = log.release_idle_files(true);
+    assert!(released.is_empty(), "only the first segment was used");
+    assert!(maps(&first), "a read holds it");
+    drop(read);
+    assert!(maps(&first), "still cached for the next read");
+    let released = log.release_idle_files(false);
+    assert_eq!(released.len(), 1, "tried again: nothing else says so");
+    drop(released);
+    assert!(!maps(&first), "unmapped once released");
+}
