@@ -492,44 +492,6 @@ mod tests {
         assert!(holds_descriptor_of(&path));
     }
 
-    /// Whether this process maps `path` (`/proc/self/maps`).
-    fn maps(path: &Path) -> bool {
-        let path = path.to_str().unwrap();
-        std::fs::read_to_string("/proc/self/maps")
-            .unwrap()
-            .lines()
-            .any(|line| line.ends_with(path))
-    }
-
-    #[test]
-    fn a_release_waits_for_the_reads_and_hands_the_mapping_to_the_caller() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("segment");
-        let file = FsDisk.open(&path, true).unwrap();
-        file.write_all_at(0, b"synced").unwrap();
-        file.sync_data().unwrap();
-        let read = file.read_shared(0, 6).unwrap();
-        assert!(maps(&path));
-        // While a read holds it, nothing is released (its drop would unmap it, wherever).
-        assert!(file.in_use());
-        assert!(file.release().is_none(), "in use: left as it is");
-        assert!(maps(&path) && holds_descriptor_of(&path));
-        assert_eq!(&read[1..], b"ynced");
-        drop(read);
-        assert!(!file.in_use());
-        assert!(maps(&path), "still cached for the next read");
-        let released = file
-            .release()
-            .expect("a descriptor and a mapping to release");
-        assert!(maps(&path), "the caller unmaps it where it chooses");
-        drop(released);
-        assert!(!maps(&path));
-        assert!(!holds_descriptor_of(&path));
-        // The next read opens and maps it again.
-        assert_eq!(&file.read_shared(1, 5).unwrap()[..], b"ynced");
-        assert!(maps(&path));
-    }
-
     #[test]
     fn shared_reads_map_the_file_and_follow_its_growth() {
         let dir = tempfile::tempdir().unwrap();

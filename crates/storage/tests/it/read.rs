@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use expect_test::{expect, Expect};
-use storage::{FsDisk, LogConfig, LogError, PartitionLog};
+use storage::{Disk, FsDisk, LogConfig, LogError, PartitionLog};
 
 use crate::{append, batch, read_all, small_config, summary, sync};
 
@@ -472,4 +472,32 @@ fn a_release_leaves_a_segment_a_read_holds_for_the_next_one() {
     assert_eq!(released.len(), 1, "tried again: nothing else says so");
     drop(released);
     assert!(!maps(&first), "unmapped once released");
+}
+
+#[test]
+fn a_file_release_waits_for_the_reads_and_hands_the_mapping_to_the_caller() {
+    let temp = tempfile::tempdir().unwrap();
+    let path = temp.path().join("segment");
+    let file = FsDisk.open(&path, true).unwrap();
+    file.write_all_at(0, b"synced").unwrap();
+    file.sync_data().unwrap();
+    let read = file.read_shared(0, 6).unwrap();
+    assert!(maps(&path));
+    // While a read holds it, nothing is released (its drop would unmap it, wherever).
+    assert!(file.in_use());
+    assert!(file.release().is_none(), "in use: left as it is");
+    assert!(maps(&path));
+    assert_eq!(&read[1..], b"ynced");
+    drop(read);
+    assert!(!file.in_use());
+    assert!(maps(&path), "still cached for the next read");
+    let released = file
+        .release()
+        .expect("a descriptor and a mapping to release");
+    assert!(maps(&path), "the caller unmaps it where it chooses");
+    drop(released);
+    assert!(!maps(&path));
+    // The next read opens and maps it again.
+    assert_eq!(&file.read_shared(1, 5).unwrap()[..], b"ynced");
+    assert!(maps(&path));
 }
