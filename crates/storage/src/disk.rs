@@ -79,14 +79,10 @@ pub trait DiskFile: Send + Sync {
     /// which opens (and maps) it again by its path, so files nobody uses hold no descriptor and
     /// no mapping. Only for a file whose writes are all synced: a
     /// writeback error is reported to the descriptors open when it happens, so a descriptor
-    /// opened later could miss one. A no-op where there are no descriptors.
-    fn release(&self) -> Option<Released> {
-        None
-    }
-    /// Whether a read still holds bytes of this file's mapping, so that `release` would leave
-    /// the file as it is.
-    fn in_use(&self) -> bool {
-        false
+    /// opened later could miss one. A no-op where there are no descriptors. A file whose
+    /// mapping a read still holds is left as it is ([`Release::InUse`]).
+    fn release(&self) -> Release {
+        Release::Nothing
     }
     /// Opens the descriptor if it was released and keeps it open from now on: for a file whose
     /// name is about to be given to another file (compaction renames a cleaned segment over
@@ -225,6 +221,26 @@ impl std::ops::Deref for Descriptor {
 /// caller drops it where a close or an unmap may take its time: not under a lock others wait
 /// for.
 pub struct Released(#[allow(dead_code)] Box<dyn Send>);
+
+/// What [`DiskFile::release`] did.
+#[derive(Debug)]
+pub enum Release {
+    /// The descriptor and mapping, taken off the file for the caller to drop.
+    Taken(Released),
+    /// The file held neither (or is kept open).
+    Nothing,
+    /// A read still holds the file's mapping: nothing taken, for a later release to try again.
+    InUse,
+}
+
+impl Release {
+    pub fn taken(self) -> Option<Released> {
+        match self {
+            Release::Taken(released) => Some(released),
+            Release::Nothing | Release::InUse => None,
+        }
+    }
+}
 
 impl std::fmt::Debug for Released {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -400,35 +416,31 @@ impl DiskFile for FsFile {
         self.file()?.metadata()?.modified()
     }
 
-    fn release(&self) -> Option<Released> {
+    fn release(&self) -> Release {
         if self.kept_open.load(std::sync::atomic::Ordering::Acquire) {
-            return None;
+            return Release::Nothing;
         }
         // The mapping goes too: a segment nobody reads keeps no pages mapped (resident memory)
         // and no mapping (of the process's `vm.max_map_count`, 65,530 by default, which a
         // broker reading many segments would otherwise exhaust). Not while a read holds it:
         // its last reference would unmap it, a munmap(2) of up to a whole segment's pages, on
-        // whatever thread drops it; the caller tries again (`in_use`).
+        // whatever thread drops it; the caller tries again.
         let mut map = self.map.lock();
         if map.as_ref().is_some_and(Mapped::in_use) {
-            return None;
+            return Release::InUse;
         }
         let mapping = map.take().map(|mapped| mapped.mapping);
         let descriptor = self.file.lock().take();
         if descriptor.is_none() && mapping.is_none() {
-            return None;
+            return Release::Nothing;
         }
-        Some(Released(Box::new((descriptor, mapping))))
+        Release::Taken(Released(Box::new((descriptor, mapping))))
     }
 
     fn keep_open(&self) -> io::Result<()> {
         self.kept_open
             .store(true, std::sync::atomic::Ordering::Release);
         self.file().map(drop)
-    }
-
-    fn in_use(&self) -> bool {
-        self.map.lock().as_ref().is_some_and(Mapped::in_use)
     }
 }
 
@@ -477,12 +489,18 @@ mod tests {
         file.write_all_at(0, b"synced").unwrap();
         file.sync_data().unwrap();
         assert!(holds_descriptor_of(&path));
-        let released = file.release().expect("an open descriptor to release");
+        let released = file
+            .release()
+            .taken()
+            .expect("an open descriptor to release");
         assert!(
             holds_descriptor_of(&path),
             "still open: the caller closes it where it chooses"
         );
-        assert!(file.release().is_none(), "nothing left to release");
+        assert!(
+            matches!(file.release(), Release::Nothing),
+            "nothing left to release"
+        );
         drop(released);
         assert!(!holds_descriptor_of(&path), "closed once dropped");
         // The next use opens it again by path.

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use tracing::warn;
 
-use crate::disk::{Disk, DiskFile, Released};
+use crate::disk::{Disk, DiskFile, Release};
 
 /// A new segment's `.log` file, not yet on disk. Creating it empties a stale file of the same
 /// name (only a file beyond the log end can have it, and nothing beyond the log end was ever
@@ -83,12 +83,10 @@ impl DiskFile for LazyFile {
         self.file()?.truncate(len)
     }
 
-    fn release(&self) -> Option<Released> {
-        self.file.get()?.release()
-    }
-
-    fn in_use(&self) -> bool {
-        self.file.get().is_some_and(|file| file.in_use())
+    fn release(&self) -> Release {
+        self.file
+            .get()
+            .map_or(Release::Nothing, |file| file.release())
     }
 
     fn keep_open(&self) -> io::Result<()> {

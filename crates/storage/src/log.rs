@@ -20,7 +20,7 @@ use wire::batch::{assign_base_offset, BatchSpan, Batches, HEADER_BYTES};
 
 use crate::checkpoint::{self, LOG_START_FILE, RECOVERY_POINT_FILE};
 use crate::clean::CompactionConfig;
-use crate::disk::{Disk, DiskFile, Released};
+use crate::disk::{Disk, DiskFile, Release, Released};
 use crate::error::LogError;
 use crate::lazy::LazyFile;
 use crate::recovery;
@@ -475,10 +475,15 @@ impl PartitionLog {
                 .dirty_files
                 .iter()
                 .any(|(path, _)| *path == segment.log_path);
-            if synced && !dirty && !segment.log.in_use() {
-                released.extend(segment.log.release());
-            } else {
+            if !synced || dirty {
                 kept = true;
+                continue;
+            }
+            match segment.log.release() {
+                Release::Taken(taken) => released.push(taken),
+                Release::Nothing => {}
+                // A read holds its mapping: the next call tries again.
+                Release::InUse => kept = true,
             }
         }
         self.release_due = kept;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use expect_test::{expect, Expect};
-use storage::{Disk, FsDisk, LogConfig, LogError, PartitionLog};
+use storage::{Disk, FsDisk, LogConfig, LogError, PartitionLog, Release};
 
 use crate::{append, batch, read_all, small_config, summary, sync};
 
@@ -484,16 +484,18 @@ fn a_file_release_waits_for_the_reads_and_hands_the_mapping_to_the_caller() {
     let read = file.read_shared(0, 6).unwrap();
     assert!(maps(&path));
     // While a read holds it, nothing is released (its drop would unmap it, wherever).
-    assert!(file.in_use());
-    assert!(file.release().is_none(), "in use: left as it is");
+    assert!(
+        matches!(file.release(), Release::InUse),
+        "in use: left as it is"
+    );
     assert!(maps(&path));
     assert_eq!(&read[1..], b"ynced");
     drop(read);
-    assert!(!file.in_use());
     assert!(maps(&path), "still cached for the next read");
     let released = file
         .release()
-        .expect("a descriptor and a mapping to release");
+        .taken()
+        .expect("no read holds it: a descriptor and a mapping to release");
     assert!(maps(&path), "the caller unmaps it where it chooses");
     drop(released);
     assert!(!maps(&path));
