@@ -118,14 +118,14 @@ impl ProducerIdAllocator {
     pub(crate) fn take_reservation(&mut self) -> Option<IdReservation> {
         let staged = self.staged.filter(|_| self.in_flight.is_none())?;
         self.in_flight = Some(staged);
-        Some(IdReservation {
-            write: FileWrite::new(
-                self.disk.clone(),
-                &self.dir,
-                PRODUCER_IDS_FILE,
-                encode(staged.end),
-            ),
-        })
+        Some(self.reservation(staged.end))
+    }
+
+    /// The write that makes the blocks up to `end` durable.
+    fn reservation(&self, end: i64) -> IdReservation {
+        IdReservation {
+            write: FileWrite::new(self.disk.clone(), &self.dir, PRODUCER_IDS_FILE, encode(end)),
+        }
     }
 
     /// The group commit reported a round covering `ticket`: the reservation it took is durable.
@@ -150,13 +150,7 @@ impl ProducerIdAllocator {
     pub(crate) fn close(&mut self) -> Result<(), BrokerError> {
         self.in_flight = None;
         if let Some(staged) = self.staged.take() {
-            durable::write_file_atomic(
-                &*self.disk,
-                &self.dir,
-                PRODUCER_IDS_FILE,
-                &encode(staged.end),
-            )
-            .map_err(|source| BrokerError::io("reserve producer ids in", &self.dir, source))?;
+            self.reservation(staged.end).run()?;
             self.durable_end = staged.end;
         }
         Ok(())
