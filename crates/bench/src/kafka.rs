@@ -375,27 +375,20 @@ impl<'a> Session<'a> {
         let seconds = self.plan.produce_seconds / TXN_COST_ROUNDS as f64;
         let mut rounds: Vec<(f64, Row)> = Vec::new();
         for round in 0..TXN_COST_ROUNDS {
+            let run = |topic: String, mode| {
+                self.produce_for("produce_1kib_txn", &topic, 1024, mode, seconds)
+                    .map(|(row, _)| row)
+            };
             let plain = || {
-                self.produce_for(
-                    "produce_1kib_txn",
-                    &format!("bench-txn-plain-{round}"),
-                    1024,
+                run(
+                    format!("bench-txn-plain-{round}"),
                     Mode::durable(self.idempotence()),
-                    seconds,
                 )
             };
-            let txn = || {
-                self.produce_for(
-                    "produce_1kib_txn",
-                    &format!("bench-txn-{round}"),
-                    1024,
-                    Mode::Transactional,
-                    seconds,
-                )
-            };
+            let txn = || run(format!("bench-txn-{round}"), Mode::Transactional);
             // Which goes first alternates, so neither always meets the machine as the other
             // left it (page cache grown, disk writing back).
-            let ((plain, _), (txn, _)) = if round % 2 == 0 {
+            let (plain, txn) = if round % 2 == 0 {
                 let plain = plain()?;
                 (plain, txn()?)
             } else {

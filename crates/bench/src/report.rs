@@ -846,17 +846,13 @@ fn design_checks(report: &Report) -> Vec<DesignCheck> {
     // Measured in turns with idempotent produce on the same broker (reports before 2026-12-04
     // compared with the produce_1kib row, run earlier).
     let txn = report.metric("ferry", "produce_1kib_txn", "records_per_s");
-    let plain = report.metric("ferry", "produce_1kib", "records_per_s");
     let in_turns = report
         .metric("ferry", "produce_1kib_txn", "txn_vs_idempotent_in_turns")
         .map(|ratio| 1.0 - ratio);
     checks.push(check(
         "transaction_cost",
         "transactions every 100 ms cost <= 5%",
-        in_turns.or(txn
-            .zip(plain)
-            .filter(|(_, p)| *p > 0.0)
-            .map(|(t, p)| 1.0 - t / p)),
+        in_turns,
         |v| v <= 0.05,
         txn.is_none()
             .then(|| "transactions not available yet".into()),
