@@ -700,7 +700,7 @@ const LINES: &[Line] = &[
         MachineRef::None,
     ),
     line(
-        "  stage p99: handled under the lock",
+        "  stage p99: handled by the broker",
         "e2e_latency",
         "produce_handled_p99_bound_us",
         Unit::Micros,

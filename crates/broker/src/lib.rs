@@ -53,6 +53,14 @@ pub use outcome::{
     ClientInfo, FetchRead, ListenerName, Outcome, PendingFetch, Principal, Routed, WaitingFetch,
 };
 pub use prepared::Prepared;
+
+/// What [`Broker::handle_shared`] did with a request.
+pub enum SharedCall {
+    /// Handled holding the broker shared.
+    Handled(Outcome),
+    /// Its API needs the broker exclusively: given back for [`Broker::handle`].
+    Exclusive(Prepared),
+}
 pub use stats::Stats;
 pub use sync::{LogId, SyncRound};
 pub use tick::HOUSEKEEPING_INTERVAL_MS;
@@ -196,21 +204,15 @@ impl Broker {
         client: &ClientInfo,
         request: Prepared,
     ) -> Result<Outcome, BrokerError> {
-        let Prepared { request, produce } = request;
-        let Request { header, body, .. } = request;
+        let request = match self.dispatch_shared(now, client, request)? {
+            SharedCall::Handled(outcome) => return Ok(outcome),
+            SharedCall::Exclusive(request) => request,
+        };
+        let Request { header, body, .. } = request.request;
         let version = header.request_api_version;
-        let now_ms = now.wall_ms();
         let response = match body {
             RequestKind::ApiVersions(r) => handlers::api_versions::handle(&r, version),
             RequestKind::Metadata(r) => handlers::metadata::handle(self, client, &r, version)?,
-            RequestKind::Produce(r) => {
-                let checks = produce.expect("a prepared Produce carries its checks");
-                return handlers::produce::handle(self, client, now_ms, r, checks, version);
-            }
-            RequestKind::Fetch(r) => return handlers::fetch::begin(self, client, now, r, version),
-            RequestKind::ListOffsets(r) => {
-                return Ok(handlers::list_offsets::handle(self, client, &r, version))
-            }
             RequestKind::CreateTopics(r) => {
                 handlers::create_topics::handle(self, client, &r, version)?
             }
@@ -269,10 +271,63 @@ impl Broker {
         Ok(Outcome::Respond(response))
     }
 
-    /// Plans again a Fetch whose reads came short ([`FetchRead::Short`]).
-    pub fn fetch_again(&mut self, now: Now, fetch: WaitingFetch) -> Result<Outcome, BrokerError> {
-        self.advance(now);
+    /// Handles a request holding the broker shared, when its API allows: a Produce, a Fetch or
+    /// a ListOffsets, which change nothing but the partitions they name (each behind its own lock, see
+    /// [`partition::Partitions`]), the append tickets and counters (atomics). Any other request
+    /// is handed back, to be handled with [`Broker::handle`] holding the broker exclusively.
+    /// `now` is not recorded: shared calls run at once, so their times come in any order, but
+    /// none is before the latest exclusive call's.
+    pub fn handle_shared(
+        &self,
+        now: Now,
+        client: &ClientInfo,
+        request: impl Into<Prepared>,
+    ) -> Result<SharedCall, BrokerError> {
+        self.check_shared_time(now);
+        self.dispatch_shared(now, client, request.into())
+    }
+
+    /// The APIs handled holding the broker shared: Produce, Fetch and ListOffsets.
+    fn dispatch_shared(
+        &self,
+        now: Now,
+        client: &ClientInfo,
+        request: Prepared,
+    ) -> Result<SharedCall, BrokerError> {
+        let version = request.request.header.request_api_version;
+        match request.request.body {
+            RequestKind::Produce(r) => {
+                let checks = request
+                    .produce
+                    .expect("a prepared Produce carries its checks");
+                handlers::produce::handle(self, client, now.wall_ms(), r, checks, version)
+                    .map(SharedCall::Handled)
+            }
+            RequestKind::Fetch(r) => {
+                handlers::fetch::begin(self, client, now, r, version).map(SharedCall::Handled)
+            }
+            RequestKind::ListOffsets(r) => Ok(SharedCall::Handled(handlers::list_offsets::handle(
+                self, client, &r, version,
+            ))),
+            _ => Ok(SharedCall::Exclusive(request)),
+        }
+    }
+
+    /// Plans again a Fetch whose reads came short ([`FetchRead::Short`]), holding the broker
+    /// shared.
+    pub fn fetch_again(&self, now: Now, fetch: WaitingFetch) -> Result<Outcome, BrokerError> {
+        self.check_shared_time(now);
         handlers::fetch::again(self, now, fetch)
+    }
+
+    /// A shared call's time is not before the latest exclusive call's (the server reads the
+    /// clock once it holds the broker, and the clock never goes back).
+    fn check_shared_time(&self, now: Now) {
+        assert!(
+            now.not_before(self.now),
+            "time went back: {now:?} after {:?}",
+            self.now
+        );
     }
 
     /// Closes every partition log cleanly (indexes written, everything fsynced, recovery points
@@ -301,3 +356,10 @@ impl Broker {
         self.now = now;
     }
 }
+
+/// The server shares the broker between threads: produces and fetches run at once, each holding
+/// it shared (`Broker::handle_shared`).
+const _: fn() = || {
+    fn shared_between_threads<T: Send + Sync>() {}
+    shared_between_threads::<Broker>();
+};

@@ -7,7 +7,7 @@
 //! transaction markers are decoded), and snapshotted at every segment roll, every
 //! `SNAPSHOT_INTERVAL_MS` while they change, and at a clean close.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
@@ -558,4 +558,81 @@ fn corrupt(dir: &std::path::Path, reason: String) -> LogError {
         position: 0,
         reason,
     }
+}
+
+/// A topic's partitions, each behind its own lock: a produce or a fetch, which holds the broker
+/// shared, locks only the partition it works on, so requests on different partitions run at
+/// once. A caller holding the broker exclusively reaches them without locking (`get_mut`,
+/// `iter_mut`). A call holds at most one partition lock at a time.
+#[derive(Default)]
+pub struct Partitions(Vec<Mutex<Partition>>);
+
+/// A partition locked for one step of a call.
+pub type PartitionGuard<'a> = MutexGuard<'a, Partition>;
+
+impl Partitions {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Locks partition `index`, with the broker held shared.
+    pub fn get(&self, index: usize) -> Option<PartitionGuard<'_>> {
+        self.0.get(index).map(lock)
+    }
+
+    /// Partition `index`, with the broker held exclusively (no lock taken).
+    pub fn get_mut(&mut self, index: usize) -> Option<&mut Partition> {
+        self.0.get_mut(index).map(get_mut)
+    }
+
+    /// Every partition in index order, each locked in turn while the caller looks at it.
+    pub fn iter(&self) -> impl Iterator<Item = PartitionGuard<'_>> {
+        self.0.iter().map(lock)
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Partition> {
+        self.0.iter_mut().map(get_mut)
+    }
+}
+
+impl FromIterator<Partition> for Partitions {
+    fn from_iter<I: IntoIterator<Item = Partition>>(partitions: I) -> Partitions {
+        Partitions(partitions.into_iter().map(Mutex::new).collect())
+    }
+}
+
+impl Extend<Partition> for Partitions {
+    fn extend<I: IntoIterator<Item = Partition>>(&mut self, partitions: I) {
+        self.0.extend(partitions.into_iter().map(Mutex::new));
+    }
+}
+
+impl IntoIterator for Partitions {
+    type Item = Partition;
+    type IntoIter =
+        std::iter::Map<std::vec::IntoIter<Mutex<Partition>>, fn(Mutex<Partition>) -> Partition>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter().map(into_inner)
+    }
+}
+
+/// A poisoned partition lock means a call panicked on a broken invariant while it held the
+/// partition: its state cannot be trusted, so nothing goes on with it.
+const POISONED: &str = "partition lock poisoned by an earlier panic";
+
+fn lock(partition: &Mutex<Partition>) -> PartitionGuard<'_> {
+    partition.lock().expect(POISONED)
+}
+
+fn get_mut(partition: &mut Mutex<Partition>) -> &mut Partition {
+    partition.get_mut().expect(POISONED)
+}
+
+fn into_inner(partition: Mutex<Partition>) -> Partition {
+    partition.into_inner().expect(POISONED)
 }

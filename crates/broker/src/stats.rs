@@ -132,7 +132,7 @@ impl Broker {
             .collect();
         Stats {
             partitions,
-            producers: self.producers.counters,
+            producers: self.producers.counters(),
             transactions,
             groups,
             compaction: self.cleaner.counters,

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use storage::{PartitionLog, SyncWork};
 
@@ -56,39 +57,53 @@ pub struct SyncRound {
     pub logs: Vec<(LogId, SyncWork)>,
 }
 
-/// Append tickets and the logs that wait for an fsync.
+/// Append tickets and the logs that wait for an fsync. Produces note their appends holding the
+/// broker shared, so this is interior: the counters are atomics and the dirty set has a lock of
+/// its own, held for one insert. The group commit takes the dirty set holding the broker
+/// exclusively, so no append is in flight then and a round's ticket covers every append noted.
 #[derive(Debug, Default)]
 pub(crate) struct Tickets {
     /// Incremented on every append; the group commit fsyncs up to a ticket.
-    appended: u64,
+    appended: AtomicU64,
     /// The newest ticket the group commit reported fsynced.
-    synced: u64,
+    synced: AtomicU64,
     /// Logs appended to since their last fsync.
-    dirty: BTreeSet<LogId>,
+    dirty: Mutex<BTreeSet<LogId>>,
 }
 
 impl Tickets {
     pub(crate) fn appended(&self) -> u64 {
-        self.appended
+        self.appended.load(Ordering::SeqCst)
     }
 
     pub(crate) fn synced(&self) -> u64 {
-        self.synced
+        self.synced.load(Ordering::SeqCst)
+    }
+
+    /// Learns that everything up to `ticket` is fsynced.
+    pub(crate) fn observe_synced(&self, ticket: u64) {
+        self.synced.fetch_max(ticket, Ordering::SeqCst);
     }
 
     /// Notes an append to `log`; returns its ticket.
-    pub(crate) fn note(&mut self, log: LogId) -> u64 {
-        self.appended += 1;
-        self.dirty.insert(log);
-        self.appended
+    pub(crate) fn note(&self, log: LogId) -> u64 {
+        let mut dirty = self.dirty.lock().expect(TICKETS_POISONED);
+        dirty.insert(log);
+        self.appended.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     /// Takes a ticket without an append, so that the group commit runs a round anyway.
-    pub(crate) fn bump(&mut self) -> u64 {
-        self.appended += 1;
-        self.appended
+    pub(crate) fn bump(&self) -> u64 {
+        self.appended.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The dirty logs, with the broker held exclusively.
+    fn dirty_mut(&mut self) -> &mut BTreeSet<LogId> {
+        self.dirty.get_mut().expect(TICKETS_POISONED)
     }
 }
+
+const TICKETS_POISONED: &str = "ticket lock poisoned by an earlier panic";
 
 impl Broker {
     /// The ticket of the newest append; the group commit covers all appends up to it.
@@ -101,7 +116,7 @@ impl Broker {
     /// [`Broker::synced`] with the round's ticket and the logs' offsets.
     pub fn take_sync_work(&mut self) -> SyncRound {
         let mut work = Vec::new();
-        for log in std::mem::take(&mut self.tickets.dirty) {
+        for log in std::mem::take(self.tickets.dirty_mut()) {
             let internal = matches!(log, LogId::Groups | LogId::Transactions);
             let Some(partition_log) = self.log_of(&log) else {
                 continue;
@@ -110,7 +125,7 @@ impl Broker {
                 work.push((log, sync));
             } else if internal {
                 // The previous round's work is still running; sync again next round.
-                self.tickets.dirty.insert(log);
+                self.tickets.dirty_mut().insert(log);
             }
         }
         SyncRound {
@@ -122,11 +137,8 @@ impl Broker {
 
     /// Learns that everything appended up to `ticket` is fsynced (the server may release
     /// acknowledgements before it reports the round with `synced`).
-    pub fn observe_synced(&mut self, ticket: u64) {
-        if ticket > self.tickets.synced {
-            self.tickets.synced = ticket;
-            self.transactions.forget_synced(ticket);
-        }
+    pub fn observe_synced(&self, ticket: u64) {
+        self.tickets.observe_synced(ticket);
     }
 
     /// The group commit's report of a round: everything appended up to `ticket` is fsynced,
@@ -147,6 +159,8 @@ impl Broker {
 
     fn mark_synced(&mut self, ticket: u64, synced: Vec<(LogId, i64)>) {
         self.observe_synced(ticket);
+        // Shared calls may have observed it first: the additions are forgotten here.
+        self.transactions.forget_synced(self.tickets.synced());
         self.producers.synced(ticket);
         for (log, offset) in synced {
             // A log deleted and created again meanwhile is not the one that was synced; its
@@ -213,13 +227,13 @@ impl Broker {
             lagging.push(LogId::Transactions);
         }
         if !lagging.is_empty() {
-            self.tickets.dirty.extend(lagging);
+            self.tickets.dirty_mut().extend(lagging);
             self.tickets.bump();
         }
     }
 
     /// Notes an append to a topic's partition (the produce path); returns its ticket.
-    pub(crate) fn note_append(&mut self, topic: &str, partition: i32) -> u64 {
+    pub(crate) fn note_append(&self, topic: &str, partition: i32) -> u64 {
         // The registry's name is shared rather than copied: this runs on every produce.
         let topic = match self.topics.get(topic) {
             Some(known) => known.name.clone(),

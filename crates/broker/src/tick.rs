@@ -47,7 +47,7 @@ impl Broker {
         let reopened = reopened_seen != self.reopened_seen;
         self.reopened_seen = reopened_seen;
         for (_, topic) in self.topics.iter_mut() {
-            for partition in &mut topic.partitions {
+            for partition in topic.partitions.iter_mut() {
                 let released = partition.log_mut().release_idle_files(reopened);
                 self.released.extend(released);
             }
@@ -92,7 +92,7 @@ impl Broker {
         for (_, topic) in self.topics.iter_mut() {
             for (index, partition) in topic.partitions.iter_mut().enumerate() {
                 let expired = partition.maintain_producers(now_ms, expiration_ms);
-                self.producers.counters.expired += expired as u64;
+                self.producers.count_expired(expired);
                 if partition.log().has_deferred_files() {
                     // A snapshot to write: the group commit's next round does it.
                     self.tickets

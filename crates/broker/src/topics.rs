@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use storage::{Disk, LogConfig, PartitionLog};
 use uuid::Uuid;
 
-use crate::partition::Partition;
+use crate::partition::{Partition, PartitionGuard, Partitions};
 use crate::topic_config::{topic_synonym, TopicConfig};
 use crate::BrokerError;
 
@@ -52,7 +52,7 @@ pub struct Topic {
     /// The broker defaults with `meta.configs` applied, parsed when the topic was created,
     /// altered or loaded.
     pub config: TopicConfig,
-    pub partitions: Vec<Partition>,
+    pub partitions: Partitions,
 }
 
 /// How many refused auto-creation names `first_refusal` remembers; past that it warns no more.
@@ -304,14 +304,11 @@ impl Topics {
     fn open_topic(&self, name: &str, meta: TopicMeta, now_ms: i64) -> Result<Topic, BrokerError> {
         let config = self.defaults.with_overrides(&meta.configs);
         let log_config = config.log_config(&self.log_base);
-        let mut partitions = Vec::with_capacity(meta.partitions as usize);
-        for index in 0..meta.partitions {
-            partitions.push(open_partition(
-                &self.disk,
-                &self.to_open(name, index, &log_config),
-                now_ms,
-            )?);
-        }
+        let partitions = (0..meta.partitions)
+            .map(|index| {
+                open_partition(&self.disk, &self.to_open(name, index, &log_config), now_ms)
+            })
+            .collect::<Result<Partitions, BrokerError>>()?;
         Ok(Topic {
             name: Arc::from(name),
             meta,
@@ -357,7 +354,8 @@ impl Topics {
             .and_then(|i| topic.partitions.get_mut(i))
     }
 
-    pub fn partition(&self, name: &str, index: i32) -> Option<&Partition> {
+    /// Locks a partition, with the broker held shared (see [`Partitions`]).
+    pub fn partition(&self, name: &str, index: i32) -> Option<PartitionGuard<'_>> {
         let topic = self.topics.get(name)?;
         usize::try_from(index)
             .ok()
@@ -593,8 +591,7 @@ impl Topics {
             broker_configs,
         } = installs;
         for (name, meta, config) in created {
-            let partitions: Vec<Partition> =
-                opened.by_ref().take(meta.partitions as usize).collect();
+            let partitions: Partitions = opened.by_ref().take(meta.partitions as usize).collect();
             assert_eq!(
                 partitions.len(),
                 meta.partitions as usize,

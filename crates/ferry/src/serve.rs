@@ -87,7 +87,7 @@ async fn serve(mut settings: Settings) -> Result<()> {
     config.advertised = advertised;
     // The one clock of the process: recovery and every later call into the broker read it.
     let _lock = crate::data_dir_lock::DataDirLock::acquire(&settings.data_dir)?;
-    let mut clock = server::Clock::start();
+    let clock = server::Clock::start();
     let opening = std::time::Instant::now();
     let broker = broker::Broker::open(config, disk, clock.now())
         .with_context(|| format!("open data directory {}", settings.data_dir.display()))?;

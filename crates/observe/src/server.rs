@@ -11,10 +11,10 @@ use prometheus::{
 /// A step of a request's life in the broker, for `ferry_request_stage_seconds`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
-    /// From the whole frame read to the broker lock taken: decoding, the checks that need no
+    /// From the whole frame read to the broker held (shared or exclusively): decoding, the checks that need no
     /// broker state (a produce's CRCs), and other calls ahead.
     Queued,
-    /// The broker's handling under the lock: checks, producer state, the append to memory.
+    /// The broker's handling once held: checks, producer state, the append to memory.
     Handled,
     /// Waiting for the group commit: written (`acks=1`) or fsynced (`acks=all`, and every
     /// coordinator answer whose records must be durable first).
@@ -23,7 +23,7 @@ pub enum Stage {
     Routed,
     /// A Fetch's long poll: waiting for data or the fetch's deadline.
     LongPoll,
-    /// A Fetch's reads of the log, or a ListOffsets' timestamp lookups (outside the broker lock).
+    /// A Fetch's reads of the log, or a ListOffsets' timestamp lookups (outside every lock).
     Read,
     /// Encoding the response and writing it to the socket.
     Write,

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker::{ClientInfo, FetchRead, Outcome, PendingFetch, Principal};
+use broker::{ClientInfo, FetchRead, Outcome, PendingFetch, Principal, SharedCall};
 use bytes::{Buf, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
@@ -335,15 +335,31 @@ pub(crate) fn request_pending(
     // The checks that need no broker state (a produce's CRCs) run here, in parallel across
     // connections, not under the broker lock.
     let request = broker::Prepared::new(request);
-    let token = shared.next_token();
-    let Some(mut broker) = shared.lock() else {
-        return Err("the broker is closed".into());
-    };
-    let locked = Instant::now();
-    let now = broker.now;
-    let outcome = match broker.handle(now, token, client, request) {
-        Ok(outcome) => outcome,
-        Err(error) => fatal(error),
+    const CLOSED: &str = "the broker is closed";
+    // A Produce, a Fetch or a ListOffsets is handled holding the broker shared (alongside the others on other
+    // partitions); the broker hands any other request back, to be handled holding it exclusively.
+    let reading = shared.read().ok_or(CLOSED)?;
+    let mut locked = Instant::now();
+    let call = reading.handle_shared(reading.now, client, request);
+    let (outcome, visible, routed) = match call.unwrap_or_else(|error| fatal(error)) {
+        SharedCall::Handled(outcome) => {
+            let visible = reading.visible;
+            drop(reading);
+            (outcome, Some(visible), None)
+        }
+        SharedCall::Exclusive(request) => {
+            drop(reading);
+            let token = shared.next_token();
+            let mut broker = shared.lock().ok_or(CLOSED)?;
+            locked = Instant::now();
+            let now = broker.now;
+            let outcome = broker
+                .handle(now, token, client, request)
+                .unwrap_or_else(|error| fatal(error));
+            // Registered while the broker is still held: no answer can be routed before.
+            let routed = matches!(outcome, Outcome::Later).then(|| routes::register(shared, token));
+            (outcome, None, routed)
+        }
     };
     let handled = Instant::now();
     if let Some(metrics) = &shared.metrics {
@@ -373,15 +389,14 @@ pub(crate) fn request_pending(
             fsynced: false,
             response,
         }),
-        // Registered while the broker is still locked: no answer can be routed before.
         Outcome::Later => Some(Pending::Routed {
             reply,
-            delivery: routes::register(shared, token),
+            delivery: routed.expect("registered while the broker was held"),
         }),
         Outcome::Fetch(fetch) => Some(Pending::Fetch {
             reply,
             fetch,
-            visible: broker.visible,
+            visible: visible.expect("a Fetch is handled holding the broker shared"),
         }),
         Outcome::Offsets(offsets) => Some(Pending::Offsets { reply, offsets }),
         Outcome::NoResponse => {
@@ -574,7 +589,7 @@ async fn fetch_response<W: AsyncWrite + Unpin>(
             _ = shutdown.wait_for(|stop| *stop) => waiting.stop_waiting(),
         }
         stages.waited(Stage::LongPoll, polling.elapsed());
-        let mut broker = shared.lock()?;
+        let broker = shared.read()?;
         seen = broker.visible;
         let now = broker.now;
         fetch = match broker.fetch_again(now, waiting) {

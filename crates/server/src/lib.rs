@@ -4,8 +4,10 @@
 //! changes' file work (`admin.rs`) outside the broker lock, waits where the
 //! broker says a response waits (an fsync, a later answer, fetchable data), runs the broker's
 //! timer, and shuts down gracefully. The broker itself never sees a socket or a clock: every call
-//! goes through [`Shared::lock`], which reads the clock and, when the call is done, publishes
-//! what it appended and hands routed answers to their connections.
+//! goes through [`Shared::read`] (a Produce, a Fetch or a ListOffsets, holding the broker shared, so they run
+//! at once on different partitions) or [`Shared::lock`] (everything else, exclusively), which
+//! read the clock and, when the call is done, publish what it appended and hand routed answers
+//! to their connections.
 
 mod admin;
 pub mod alloc;
@@ -23,7 +25,7 @@ pub mod tls;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use broker::{Broker, BrokerError, Now};
@@ -44,9 +46,11 @@ pub enum ServerError {
 
 /// State shared by the accept loop, connections, the group commit and the timer.
 pub(crate) struct Shared {
-    /// The broker and the clock of its calls; taken out (None) at the end of `Server::run` to
-    /// be closed.
-    core: Mutex<Option<Core>>,
+    /// The broker, held shared by produces and fetches and exclusively by every other call;
+    /// taken out (None) at the end of `Server::run` to be closed.
+    core: RwLock<Option<Broker>>,
+    /// The clock of the broker's calls.
+    clock: Clock,
     /// Where the monotonic clock counts from (`Now::mono`), to sleep until a broker deadline.
     clock_origin: tokio::time::Instant,
     /// The newest append ticket; the group commit watches it.
@@ -77,44 +81,62 @@ pub(crate) struct Shared {
     admin_jobs: Mutex<Option<mpsc::UnboundedSender<broker::AdminJob>>>,
 }
 
-struct Core {
-    broker: Broker,
-    clock: Clock,
-}
-
 /// A routed response and the append ticket that must be fsynced before it is sent.
 pub(crate) struct Delivery {
     sync_ticket: Option<u64>,
     response: ResponseKind,
 }
 
-/// The broker, locked for one call at one time. Dropping it publishes the broker's newest append
+/// The broker, held exclusively for one call. Dropping it publishes the broker's newest append
 /// ticket to the group commit, hands the answers the call routed to their requests, and wakes the
 /// timer if the call moved the broker's next deadline earlier: no call can forget them.
 pub(crate) struct Locked<'a> {
     shared: &'a Shared,
-    core: MutexGuard<'a, Option<Core>>,
-    /// The time of this call, read under the lock: the broker sees it never go back.
+    core: RwLockWriteGuard<'a, Option<Broker>>,
+    /// The time of this call, read once the broker is held: the broker sees it never go back.
     pub(crate) now: Now,
-    /// The visible ticket when the lock was taken: a fetch told to wait waits for a newer one.
+}
+
+/// The broker, held shared for a Produce, a Fetch or a ListOffsets ([`broker::Broker::handle_shared`]).
+/// Dropping it publishes the newest append ticket to the group commit. A shared call cannot
+/// route answers, stage jobs or release files (they need the broker exclusively).
+pub(crate) struct Reading<'a> {
+    shared: &'a Shared,
+    core: RwLockReadGuard<'a, Option<Broker>>,
+    /// The time of this call, read once the broker is held: no earlier than any exclusive
+    /// call's before it.
+    pub(crate) now: Now,
+    /// The visible ticket when the broker was taken: a fetch told to wait waits for a newer one.
     pub(crate) visible: u64,
 }
 
+/// A poisoned broker lock means a call panicked on a broken invariant: stop.
+const BROKER_POISONED: &str = "broker state lock poisoned by an earlier panic";
+
 impl Shared {
-    /// Locks the broker for a call; None once it is closed (the end of a shutdown). A poisoned
-    /// lock means a call panicked on a broken invariant: stop.
+    /// Holds the broker exclusively for a call; None once it is closed (the end of a shutdown).
     pub(crate) fn lock(&self) -> Option<Locked<'_>> {
-        let mut core = match self.core.lock() {
-            Ok(guard) => guard,
-            Err(_) => fatal("broker state lock poisoned by an earlier panic"),
-        };
-        let Core { broker, clock } = core.as_mut()?;
-        let now = clock.now();
+        let core = self.core.write().unwrap_or_else(|_| fatal(BROKER_POISONED));
+        let broker = core.as_ref()?;
+        let now = self.clock.now();
         // Acknowledgements go out before the group commit reports to the broker; a request sent
         // after one of them must find the broker knowing that ticket synced.
         broker.observe_synced(*self.synced.borrow());
-        let visible = *self.visible.borrow();
         Some(Locked {
+            shared: self,
+            core,
+            now,
+        })
+    }
+
+    /// Holds the broker shared for a Produce, a Fetch or a ListOffsets; None once it is closed.
+    pub(crate) fn read(&self) -> Option<Reading<'_>> {
+        let core = self.core.read().unwrap_or_else(|_| fatal(BROKER_POISONED));
+        let broker = core.as_ref()?;
+        let now = self.clock.now();
+        broker.observe_synced(*self.synced.borrow());
+        let visible = *self.visible.borrow();
+        Some(Reading {
             shared: self,
             core,
             now,
@@ -140,23 +162,38 @@ impl std::ops::Deref for Locked<'_> {
     type Target = Broker;
 
     fn deref(&self) -> &Broker {
-        &self.core.as_ref().expect("locked while open").broker
+        self.core.as_ref().expect("locked while open")
     }
 }
 
 impl std::ops::DerefMut for Locked<'_> {
     fn deref_mut(&mut self) -> &mut Broker {
-        &mut self.core.as_mut().expect("locked while open").broker
+        self.core.as_mut().expect("locked while open")
+    }
+}
+
+impl std::ops::Deref for Reading<'_> {
+    type Target = Broker;
+
+    fn deref(&self) -> &Broker {
+        self.core.as_ref().expect("held while open")
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        if let Some(broker) = self.core.as_ref() {
+            self.shared.publish_appends(broker.append_ticket());
+        }
     }
 }
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         let shared = self.shared;
-        let Some(core) = self.core.as_mut() else {
+        let Some(broker) = self.core.as_mut() else {
             return;
         };
-        let broker = &mut core.broker;
         shared.publish_appends(broker.append_ticket());
         let routed = broker.take_routed();
         if !routed.is_empty() {
@@ -225,7 +262,8 @@ impl Server {
         let ticket = broker.append_ticket();
         let shared = Arc::new(Shared {
             clock_origin: clock.origin(),
-            core: Mutex::new(Some(Core { broker, clock })),
+            core: RwLock::new(Some(broker)),
+            clock,
             appended: watch::channel(ticket).0,
             written: watch::channel(ticket).0,
             synced: watch::channel(ticket).0,
@@ -256,7 +294,7 @@ impl Server {
     /// None once the broker is closed.
     pub fn stats_source(&self) -> impl Fn() -> Option<broker::Stats> + Send + Sync + 'static {
         let shared = Arc::downgrade(&self.shared);
-        move || Some(shared.upgrade()?.lock()?.stats())
+        move || Some(shared.upgrade()?.read()?.stats())
     }
 
     /// The first listener's bound address.
@@ -340,12 +378,12 @@ impl Server {
             Ok(()) => {}
             Err(error) => fatal(format!("group commit task failed: {error}")),
         }
-        let core = match shared.core.lock() {
+        let broker = match shared.core.write() {
             Ok(mut core) => core.take(),
-            Err(_) => fatal("broker state lock poisoned by an earlier panic"),
+            Err(_) => fatal(BROKER_POISONED),
         };
-        let core = core.expect("the broker is closed once");
-        core.broker.close().map_err(ServerError::Broker)?;
+        let broker = broker.expect("the broker is closed once");
+        broker.close().map_err(ServerError::Broker)?;
         tracing::info!("stopped cleanly");
         Ok(())
     }

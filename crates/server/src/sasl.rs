@@ -196,7 +196,7 @@ async fn exchange(
     peer: SocketAddr,
 ) -> Result<Step, SaslError> {
     let lookup =
-        |user: &str, mechanism: ScramMechanism| shared.lock()?.scram_credential(user, mechanism);
+        |user: &str, mechanism: ScramMechanism| shared.read()?.scram_credential(user, mechanism);
     let step = authenticator.step(message, &lookup);
     let mechanism = authenticator.mechanism();
     match &step {

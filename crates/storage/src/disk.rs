@@ -220,7 +220,7 @@ impl std::ops::Deref for Descriptor {
 /// unmapped (`munmap(2)`) when dropped, or when the last read still using them is done. The
 /// caller drops it where a close or an unmap may take its time: not under a lock others wait
 /// for.
-pub struct Released(#[allow(dead_code)] Box<dyn Send>);
+pub struct Released(#[allow(dead_code)] Box<dyn Send + Sync>);
 
 /// What [`DiskFile::release`] did.
 #[derive(Debug)]

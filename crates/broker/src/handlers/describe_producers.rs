@@ -31,7 +31,7 @@ pub fn handle(
                     let answer = PartitionResponse::default().with_partition_index(index);
                     match (denied, broker.topics.partition(topic.name.as_str(), index)) {
                         (None, Some(partition)) => {
-                            answer.with_active_producers(producers(partition))
+                            answer.with_active_producers(producers(&partition))
                         }
                         (denied, _) => answer.with_error_code(code(
                             denied.unwrap_or(ResponseError::UnknownTopicOrPartition),

@@ -212,7 +212,7 @@ fn read_failed(data: PartitionData, topic: &str, error: LogError) -> PartitionDa
 
 /// A Fetch as it arrives: planned now, its reads run by the server.
 pub(crate) fn begin(
-    broker: &mut Broker,
+    broker: &Broker,
     client: &ClientInfo,
     now: Now,
     request: FetchRequest,
@@ -232,7 +232,7 @@ pub(crate) fn begin(
 
 /// A waiting Fetch asked again: planned anew, from the partitions' state now.
 pub(crate) fn again(
-    broker: &mut Broker,
+    broker: &Broker,
     now: Now,
     waiting: WaitingFetch,
 ) -> Result<Outcome, BrokerError> {

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use wire::batch::{set_log_append_time, BatchError, BatchSpan, Batches, Compression};
 
 use super::{code, str_bytes};
+use crate::partition::Partition;
 use crate::prepared::ProduceChecks;
 use crate::producers::{BatchHeader, Verdict};
 use crate::topic_config::TimestampType;
@@ -52,7 +53,7 @@ impl Refused {
 }
 
 pub fn handle(
-    broker: &mut Broker,
+    broker: &Broker,
     client: &ClientInfo,
     now_ms: i64,
     request: ProduceRequest,
@@ -145,7 +146,7 @@ pub fn handle(
 /// Validates, judges and appends one partition's records (with their structure check, done
 /// outside the lock).
 fn append(
-    broker: &mut Broker,
+    broker: &Broker,
     now_ms: i64,
     topic: &str,
     index: i32,
@@ -153,7 +154,8 @@ fn append(
     transactional_id: Option<&str>,
 ) -> Result<Result<Placed, Refused>, BrokerError> {
     let max_bytes = max_message_bytes(broker, topic);
-    if broker.topics.partition(topic, index).is_none() {
+    let known = broker.topics.get(topic).map(|t| t.partitions.len());
+    if !known.is_some_and(|count| usize::try_from(index).is_ok_and(|index| index < count)) {
         return Ok(Err(Refused::new(ResponseError::UnknownTopicOrPartition)));
     }
     let Some(records) = records.filter(|r| !r.is_empty()) else {
@@ -196,13 +198,15 @@ fn append(
         tracing::debug!(topic, partition = index, %error, "refused transactional produce");
         return Ok(Err(Refused::new(error)));
     }
-    if let Some(answer) = judge(broker, topic, index, &headers) {
+    // The partition stays locked from the producer-state check to the append, so that a retry
+    // of the same batch on another connection is judged a duplicate of this one.
+    let mut partition = broker
+        .topics
+        .partition(topic, index)
+        .expect("partition looked up above");
+    if let Some(answer) = judge(broker, &partition, topic, index, &headers) {
         return Ok(answer);
     }
-    let partition = broker
-        .topics
-        .partition_mut(topic, index)
-        .expect("partition looked up above");
     let info = partition
         // The request's own bytes: the log keeps them for the group commit to write.
         .append(records, &headers, now_ms)
@@ -341,18 +345,15 @@ fn check_transaction(
 /// Judges a partition's batches against its producer state and counts the verdict; `Some` is
 /// the answer when they are not to be written (a duplicate, or refused).
 fn judge(
-    broker: &mut Broker,
+    broker: &Broker,
+    partition: &Partition,
     topic: &str,
     index: i32,
     headers: &[BatchHeader],
 ) -> Option<Result<Placed, Refused>> {
-    let partition = broker
-        .topics
-        .partition(topic, index)
-        .expect("partition looked up by the caller");
     let log_start_offset = partition.log_start_offset();
     let verdict = partition.check_producers(headers);
-    broker.producers.counters.count(&verdict);
+    let counters = broker.producers.count(&verdict);
     match verdict {
         Verdict::Append => None,
         Verdict::Duplicate(original) => {
@@ -365,7 +366,7 @@ fn judge(
                     .map(|h| h.producer_id),
                 base_sequence = original.first_sequence,
                 base_offset = original.base_offset,
-                duplicates_detected = broker.producers.counters.duplicates,
+                duplicates_detected = counters.duplicates,
                 "duplicate batch: answered with its original offsets, not written again"
             );
             Some(Ok(Placed {
@@ -378,7 +379,6 @@ fn judge(
         refused => {
             let error = refused.error().expect("a refusing verdict has an error");
             let message = refused.reason();
-            let counters = broker.producers.counters;
             tracing::debug!(
                 topic,
                 partition = index,

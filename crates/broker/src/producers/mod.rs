@@ -13,6 +13,7 @@ pub mod snapshot;
 pub mod state;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use storage::Disk;
@@ -45,17 +46,15 @@ pub struct Counters {
     pub allocated: u64,
 }
 
-impl Counters {
-    /// Counts a verdict that refused or short-circuited an append.
-    pub fn count(&mut self, verdict: &Verdict) {
-        match verdict {
-            Verdict::Duplicate(_) => self.duplicates += 1,
-            Verdict::Fenced { .. } => self.fenced += 1,
-            Verdict::OutOfOrder { .. } => self.out_of_order += 1,
-            Verdict::Append | Verdict::MissingSequence { .. } => {}
-        }
-    }
+/// The counters the produce path moves: it holds the broker shared, so they are atomics.
+#[derive(Debug, Default)]
+struct VerdictCounters {
+    duplicates: AtomicU64,
+    fenced: AtomicU64,
+    out_of_order: AtomicU64,
+}
 
+impl Counters {
     pub fn trace(&self, what: &str) {
         tracing::info!(
             duplicates_detected = self.duplicates,
@@ -72,7 +71,10 @@ impl Counters {
 /// clock (expiration, periodic snapshots, counter traces).
 pub struct Producers {
     ids: ProducerIdAllocator,
-    pub counters: Counters,
+    verdicts: VerdictCounters,
+    /// The counters of the exclusive paths (`expired`, `allocated`); the verdicts' are kept in
+    /// `verdicts`.
+    counted: Counters,
     /// The counters as last traced; a new trace line only when they moved.
     traced: Counters,
     pub(crate) expiration_checked_ms: i64,
@@ -82,7 +84,8 @@ impl Producers {
     pub fn open(disk: Arc<dyn Disk>, data_dir: &Path) -> Result<Producers, BrokerError> {
         Ok(Producers {
             ids: ProducerIdAllocator::open(disk, data_dir)?,
-            counters: Counters::default(),
+            verdicts: VerdictCounters::default(),
+            counted: Counters::default(),
             traced: Counters::default(),
             // The first maintenance pass expires what recovery brought back.
             expiration_checked_ms: i64::MIN,
@@ -93,8 +96,37 @@ impl Producers {
     /// yet (see `ids.rs`).
     pub(crate) fn allocate(&mut self, tickets: &mut Tickets) -> Allocated {
         let allocated = self.ids.allocate(tickets);
-        self.counters.allocated += 1;
+        self.counted.allocated += 1;
         allocated
+    }
+
+    /// Counts a verdict that refused or short-circuited an append; the counters as they are
+    /// after it.
+    pub(crate) fn count(&self, verdict: &Verdict) -> Counters {
+        let counter = match verdict {
+            Verdict::Duplicate(_) => Some(&self.verdicts.duplicates),
+            Verdict::Fenced { .. } => Some(&self.verdicts.fenced),
+            Verdict::OutOfOrder { .. } => Some(&self.verdicts.out_of_order),
+            Verdict::Append | Verdict::MissingSequence { .. } => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        self.counters()
+    }
+
+    /// Producer ids forgotten after `producer.id.expiration.ms` idle.
+    pub(crate) fn count_expired(&mut self, expired: usize) {
+        self.counted.expired += expired as u64;
+    }
+
+    pub fn counters(&self) -> Counters {
+        Counters {
+            duplicates: self.verdicts.duplicates.load(Ordering::Relaxed),
+            fenced: self.verdicts.fenced.load(Ordering::Relaxed),
+            out_of_order: self.verdicts.out_of_order.load(Ordering::Relaxed),
+            ..self.counted
+        }
     }
 
     /// The block of ids the group commit's next round makes durable, if one is staged.
@@ -109,7 +141,7 @@ impl Producers {
 
     /// Writes a staged block of ids at a clean close, before the logs close.
     pub(crate) fn close(&mut self) -> Result<(), BrokerError> {
-        self.counters.trace("idempotent producers at shutdown");
+        self.counters().trace("idempotent producers at shutdown");
         self.ids.close()
     }
 
@@ -124,9 +156,10 @@ impl Producers {
 
     /// Traces the counters if they changed since the last line.
     pub(crate) fn trace_if_changed(&mut self) {
-        if self.counters != self.traced {
-            self.counters.trace("idempotent producers");
-            self.traced = self.counters;
+        let counters = self.counters();
+        if counters != self.traced {
+            counters.trace("idempotent producers");
+            self.traced = counters;
         }
     }
 }

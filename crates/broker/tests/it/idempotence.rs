@@ -91,7 +91,10 @@ pub(crate) fn request(api_key: ApiKey, version: i16, body: RequestKind) -> Reque
     }
 }
 
-fn init_producer_id(broker: &mut Broker, transactional_id: Option<&str>) -> (i16, i64, i16) {
+pub(crate) fn init_producer_id(
+    broker: &mut Broker,
+    transactional_id: Option<&str>,
+) -> (i16, i64, i16) {
     init_producer_id_waiting(broker, transactional_id).0
 }
 

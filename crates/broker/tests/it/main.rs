@@ -5,6 +5,7 @@ mod acls;
 mod admin;
 mod authorization;
 mod compaction;
+mod concurrency;
 mod configs;
 mod data_dir;
 mod fetch_limits;

@@ -1,0 +1,130 @@
+//! Produces holding the broker shared (`Broker::handle_shared`), from many threads at once, on
+//! partitions they share: every idempotent producer's batch is sent by two threads racing (a
+//! retry on a second connection while the first is still in flight), so the partition's
+//! producer-state check and its append must be one step. Each batch must be written once, both
+//! senders must be answered with its one offset, and the offsets must be the partition's log,
+//! without a gap or a repeat.
+
+use std::collections::BTreeMap;
+use std::sync::Barrier;
+
+use broker::{BrokerConfig, ClientInfo, Outcome, SharedCall};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use wire::batch::{build_batch, ProducerFields};
+
+use crate::idempotence::{init_producer_id, now, open_with, request, NOW_MS};
+
+const PARTITIONS: i32 = 4;
+/// Two producers per partition, each sending its batches from two threads.
+const PRODUCERS: usize = 8;
+const BATCHES: i32 = 400;
+
+#[test]
+fn racing_retries_across_partitions_are_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::new(dir.path().to_path_buf());
+    config.num_partitions = PARTITIONS;
+    let mut broker = open_with(config);
+    let ids: Vec<i64> = (0..PRODUCERS)
+        .map(|_| {
+            let (error, id, _epoch) = init_producer_id(&mut broker, None);
+            assert_eq!(error, 0);
+            id
+        })
+        .collect();
+
+    let broker = &broker;
+    // A producer's two senders send each sequence at once, then wait for each other: Kafka keeps
+    // a producer's last 5 batches, so a retry may lag its original by no more.
+    let in_step: Vec<Barrier> = (0..PRODUCERS).map(|_| Barrier::new(2)).collect();
+    // (producer, sequence) -> the base offsets its two senders were answered.
+    let answers: Vec<BTreeMap<i32, i64>> = std::thread::scope(|scope| {
+        let senders: Vec<_> = (0..PRODUCERS * 2)
+            .map(|sender| {
+                let (producer, in_step) = (sender / 2, &in_step);
+                let (id, partition) = (ids[producer], producer as i32 % PARTITIONS);
+                scope.spawn(move || {
+                    let mut offsets = BTreeMap::new();
+                    for seq in 0..BATCHES {
+                        in_step[producer].wait();
+                        let outcome = broker
+                            .handle_shared(
+                                now(),
+                                &ClientInfo::default(),
+                                produce(id, partition, seq),
+                            )
+                            .unwrap();
+                        offsets.insert(seq, base_offset(outcome));
+                    }
+                    offsets
+                })
+            })
+            .collect();
+        senders.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+
+    let mut by_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for (producer, pair) in answers.chunks(2).enumerate() {
+        let split = pair[0]
+            .iter()
+            .find(|(seq, offset)| pair[1][seq] != **offset);
+        assert_eq!(
+            split, None,
+            "producer {producer}: both senders of a batch are answered its one offset"
+        );
+        let partition = producer as i32 % PARTITIONS;
+        by_partition
+            .entry(partition)
+            .or_default()
+            .extend(pair[0].values());
+    }
+    for (partition, mut offsets) in by_partition {
+        offsets.sort_unstable();
+        let written = broker
+            .topics()
+            .partition("t", partition)
+            .unwrap()
+            .log_end_offset();
+        let expected: Vec<i64> = (0..written).collect();
+        assert_eq!(
+            offsets, expected,
+            "partition {partition}: every batch written once, at the offset it was answered"
+        );
+    }
+}
+
+/// One record of producer `id` at sequence `seq` to `t-{partition}`, `acks=all`.
+fn produce(id: i64, partition: i32, seq: i32) -> wire::Request {
+    let producer = ProducerFields {
+        producer_id: id,
+        producer_epoch: 0,
+        base_sequence: seq,
+    };
+    let batch = build_batch(&[(None, Some(&b"v"[..]))], NOW_MS, producer, 0);
+    let body = ProduceRequest::default()
+        .with_acks(-1)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch.into()))])]);
+    request(ApiKey::Produce, 9, RequestKind::Produce(body))
+}
+
+fn base_offset(call: SharedCall) -> i64 {
+    let SharedCall::Handled(outcome) = call else {
+        panic!("a produce is handled holding the broker shared");
+    };
+    let Outcome::AfterSync {
+        response: ResponseKind::Produce(response),
+        ..
+    } = outcome
+    else {
+        panic!("an acks=all produce waits for the group commit: {outcome:?}");
+    };
+    let answer = &response.responses[0].partition_responses[0];
+    assert_eq!(answer.error_code, 0, "{answer:?}");
+    answer.base_offset
+}
