@@ -53,6 +53,10 @@ pub use outcome::{
     ClientInfo, FetchRead, ListenerName, Outcome, PendingFetch, Principal, Routed, WaitingFetch,
 };
 pub use prepared::Prepared;
+pub use stats::Stats;
+pub use sync::{LogId, SyncRound};
+pub use tick::HOUSEKEEPING_INTERVAL_MS;
+use topics::Topics;
 
 /// What [`Broker::handle_shared`] did with a request.
 pub enum SharedCall {
@@ -61,10 +65,6 @@ pub enum SharedCall {
     /// Its API needs the broker exclusively: given back for [`Broker::handle`].
     Exclusive(Prepared),
 }
-pub use stats::Stats;
-pub use sync::{LogId, SyncRound};
-pub use tick::HOUSEKEEPING_INTERVAL_MS;
-use topics::Topics;
 
 pub struct Broker {
     config: BrokerConfig,
@@ -272,8 +272,8 @@ impl Broker {
     }
 
     /// Handles a request holding the broker shared, when its API allows: a Produce, a Fetch or
-    /// a ListOffsets, which change nothing but the partitions they name (each behind its own lock, see
-    /// [`partition::Partitions`]), the append tickets and counters (atomics). Any other request
+    /// a ListOffsets, which change nothing but the partitions they name (each behind its own
+    /// lock, see [`partition::Partitions`]), the append tickets and counters (atomics). Any other request
     /// is handed back, to be handled with [`Broker::handle`] holding the broker exclusively.
     /// `now` is not recorded: shared calls run at once, so their times come in any order, but
     /// none is before the latest exclusive call's.

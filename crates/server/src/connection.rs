@@ -333,11 +333,12 @@ pub(crate) fn request_pending(
         "request"
     );
     // The checks that need no broker state (a produce's CRCs) run here, in parallel across
-    // connections, not under the broker lock.
+    // connections, before the broker is held.
     let request = broker::Prepared::new(request);
     const CLOSED: &str = "the broker is closed";
-    // A Produce, a Fetch or a ListOffsets is handled holding the broker shared (alongside the others on other
-    // partitions); the broker hands any other request back, to be handled holding it exclusively.
+    // A Produce, a Fetch or a ListOffsets is handled holding the broker shared (alongside the
+    // others on other partitions); the broker hands any other request back, to be handled
+    // holding it exclusively.
     let reading = shared.read().ok_or(CLOSED)?;
     let mut locked = Instant::now();
     let call = reading.handle_shared(reading.now, client, request);

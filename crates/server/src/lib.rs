@@ -4,10 +4,10 @@
 //! changes' file work (`admin.rs`) outside the broker lock, waits where the
 //! broker says a response waits (an fsync, a later answer, fetchable data), runs the broker's
 //! timer, and shuts down gracefully. The broker itself never sees a socket or a clock: every call
-//! goes through [`Shared::read`] (a Produce, a Fetch or a ListOffsets, holding the broker shared, so they run
-//! at once on different partitions) or [`Shared::lock`] (everything else, exclusively), which
-//! read the clock and, when the call is done, publish what it appended and hand routed answers
-//! to their connections.
+//! goes through [`Shared::read`] (a Produce, a Fetch or a ListOffsets, holding the broker
+//! shared, so they run at once on different partitions) or [`Shared::lock`] (everything else,
+//! exclusively), which read the clock and, when the call is done, publish what it appended and
+//! hand routed answers to their connections.
 
 mod admin;
 pub mod alloc;
@@ -97,7 +97,8 @@ pub(crate) struct Locked<'a> {
     pub(crate) now: Now,
 }
 
-/// The broker, held shared for a Produce, a Fetch or a ListOffsets ([`broker::Broker::handle_shared`]).
+/// The broker, held shared for a Produce, a Fetch or a ListOffsets
+/// ([`broker::Broker::handle_shared`]).
 /// Dropping it publishes the newest append ticket to the group commit. A shared call cannot
 /// route answers, stage jobs or release files (they need the broker exclusively).
 pub(crate) struct Reading<'a> {
