@@ -8,6 +8,8 @@
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{RequestHeader, ResponseKind};
 
+use std::sync::atomic::Ordering;
+
 use crate::authorize::{GroupCheck, TxnCheck};
 use crate::{groups, transactions, txn_index};
 use crate::{Broker, BrokerError, ClientInfo, LogId, Now, Outcome, Routed};
@@ -17,7 +19,7 @@ impl Broker {
     /// OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete). JoinGroup and
     /// SyncGroup may be answered later, and may answer other members' earlier requests.
     pub(crate) fn handle_group(
-        &mut self,
+        &self,
         now: Now,
         token: u64,
         client: &ClientInfo,
@@ -68,7 +70,10 @@ impl Broker {
             self.authorize_group_answer(client, check, &mut own.1);
         }
         let sync_ticket = appended.then(|| self.tickets.note(LogId::Groups));
-        Ok(self.answer(token, sync_ticket, responses))
+        let outcome = self.answer(token, sync_ticket, responses);
+        // Once the answers are routed: the server then delivers them and looks at the deadline.
+        self.coordinators_touched.store(true, Ordering::SeqCst);
+        Ok(outcome)
     }
 
     /// Handles a transaction request (InitProducerId with a transactional id, AddPartitionsToTxn,
@@ -121,7 +126,7 @@ impl Broker {
                 Err(ResponseError::UnknownTopicOrPartition)
             }
         };
-        let groups = groups.coordinator();
+        let groups = groups.coordinator_mut();
         // KIP-447: TxnOffsetCommit's member fields are checked as OffsetCommit's are.
         let members = |m: &txn::GroupMember| {
             groups.validate_txn_offset_commit(
@@ -179,7 +184,8 @@ impl Broker {
         deadline.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
     }
 
-    pub fn groups(&self) -> &group::GroupCoordinator {
+    /// The group coordinator, locked while the guard lives.
+    pub fn groups(&self) -> groups::CoordinatorGuard<'_> {
         self.groups.coordinator()
     }
 
@@ -198,9 +204,19 @@ impl Broker {
     }
 
     /// Takes the responses routed to requests answered later ([`Outcome::Later`]); the server
-    /// takes them after every call.
-    pub fn take_routed(&mut self) -> Vec<Routed> {
-        std::mem::take(&mut self.routed)
+    /// takes them after every exclusive call, and after a shared one that touched the group
+    /// coordinator ([`Broker::take_shared_effects`]).
+    pub fn take_routed(&self) -> Vec<Routed> {
+        std::mem::take(&mut *self.routed.lock().expect(ROUTED_POISONED))
+    }
+
+    /// After a shared call: the answers it routed to other requests if it touched the group
+    /// coordinator (the server then delivers them and looks at [`Broker::next_deadline`], which
+    /// a group request may have moved); None after a produce, a fetch or a list-offsets.
+    pub fn take_shared_effects(&self) -> Option<Vec<Routed>> {
+        self.coordinators_touched
+            .swap(false, Ordering::SeqCst)
+            .then(|| self.take_routed())
     }
 
     /// Checks a transactional produce against the coordinator (KIP-890 part 1).
@@ -341,8 +357,10 @@ impl Broker {
     }
 
     /// Routes `responses` to their requests, all of them answered later.
-    pub(crate) fn route(&mut self, sync_ticket: Option<u64>, responses: Vec<(u64, ResponseKind)>) {
+    pub(crate) fn route(&self, sync_ticket: Option<u64>, responses: Vec<(u64, ResponseKind)>) {
         self.routed
+            .lock()
+            .expect(ROUTED_POISONED)
             .extend(responses.into_iter().map(|(token, response)| Routed {
                 token,
                 sync_ticket,
@@ -353,7 +371,7 @@ impl Broker {
     /// This request's outcome: its own response if it is among `responses` (the others are
     /// routed), else [`Outcome::Later`].
     fn answer(
-        &mut self,
+        &self,
         token: u64,
         sync_ticket: Option<u64>,
         mut responses: Vec<(u64, ResponseKind)>,
@@ -370,3 +388,5 @@ impl Broker {
         }
     }
 }
+
+const ROUTED_POISONED: &str = "routed answers lock poisoned by an earlier panic";

@@ -11,7 +11,7 @@
 //! group commit (`maintain_log`).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use group::{
     GroupConfig, GroupCoordinator, Output, Record, RequestContext, Response, ResponseToken,
@@ -42,10 +42,29 @@ use crate::{BrokerError, Now};
 /// (`docs/storage-format.md`). Sync bookkeeping names it `LogId::Groups`.
 pub const GROUP_LOG_NAME: &str = "__consumer_offsets";
 
-pub struct Groups {
+/// The group coordinator and its log, behind a lock of their own: group requests are handled
+/// holding the broker shared (`Broker::handle_shared`), beside produces and fetches, and lock
+/// only this. A caller holding the broker exclusively (ticks, the group commit, transactions'
+/// offsets, topic deletion) reaches it without locking (`get_mut`).
+pub struct Groups(Mutex<GroupsState>);
+
+struct GroupsState {
     coordinator: GroupCoordinator,
     log: InternalLog,
 }
+
+/// The group coordinator, locked for a look at it.
+pub struct CoordinatorGuard<'a>(MutexGuard<'a, GroupsState>);
+
+impl std::ops::Deref for CoordinatorGuard<'_> {
+    type Target = GroupCoordinator;
+
+    fn deref(&self) -> &GroupCoordinator {
+        &self.0.coordinator
+    }
+}
+
+const POISONED: &str = "group coordinator lock poisoned by an earlier panic";
 
 impl Groups {
     pub fn open(
@@ -55,10 +74,119 @@ impl Groups {
         compact_bytes: u64,
         now: Now,
     ) -> Result<Groups, BrokerError> {
+        GroupsState::open(disk, data_dir, config, compact_bytes, now)
+            .map(|state| Groups(Mutex::new(state)))
+    }
+
+    fn locked(&self) -> MutexGuard<'_, GroupsState> {
+        self.0.lock().expect(POISONED)
+    }
+
+    fn state(&mut self) -> &mut GroupsState {
+        self.0.get_mut().expect(POISONED)
+    }
+
+    /// The coordinator, locked while the guard lives (a caller holds one guard at a time).
+    pub fn coordinator(&self) -> CoordinatorGuard<'_> {
+        CoordinatorGuard(self.locked())
+    }
+
+    /// The coordinator, with the broker held exclusively.
+    pub fn coordinator_mut(&mut self) -> &GroupCoordinator {
+        &self.state().coordinator
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.locked().log.log_start_offset()
+    }
+
+    pub fn log_mut(&mut self) -> &mut PartitionLog {
+        self.state().log.log_mut()
+    }
+
+    /// Bytes of the internal log's segments.
+    pub fn log_size_bytes(&self) -> u64 {
+        self.locked().log.size_bytes()
+    }
+
+    pub fn close(self) -> Result<(), BrokerError> {
+        self.0.into_inner().expect(POISONED).log.close()
+    }
+
+    /// Handles a group request, with the broker held shared; the response for `token` may come
+    /// now or in a later call. Returns the output and whether records were appended (the
+    /// caller then takes a ticket, still holding the broker shared).
+    pub fn handle(
+        &self,
+        now: Now,
+        token: u64,
+        version: i16,
+        client_id: &str,
+        client_host: &str,
+        request: group::Request,
+    ) -> Result<(Vec<(u64, ResponseKind)>, bool), BrokerError> {
+        self.locked()
+            .handle(now, token, version, client_id, client_host, request)
+    }
+
+    /// Fires due timeouts (session expiry, rebalance and join delays).
+    pub fn tick(&mut self, now: Now) -> Result<(Vec<(u64, ResponseKind)>, bool), BrokerError> {
+        let state = self.state();
+        let output = state.coordinator.tick(now.coordinator_ms());
+        state.apply(output, now.wall_ms())
+    }
+
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.locked().coordinator.next_deadline_ms()
+    }
+
+    /// Removes every group's offsets of a deleted topic; returns whether tombstones were
+    /// appended (the caller then takes a ticket).
+    pub fn delete_topic_offsets(&mut self, now: Now, topic: &str) -> Result<bool, BrokerError> {
+        self.state().delete_topic_offsets(now, topic)
+    }
+
+    /// Stages a transaction's offsets (TxnOffsetCommit): invisible until the transaction ends.
+    pub fn stage_txn_offsets(&mut self, now: Now, staged: &txn::GroupOffsets) {
+        self.state().stage_txn_offsets(now, staged)
+    }
+
+    /// Ends a transaction's offsets for one group (the group side of a transaction marker):
+    /// commit makes them the committed offsets, in the group log; abort drops them. The offsets
+    /// are staged again first, from the transaction log's copy, so this also works after a
+    /// restart. Returns whether records were appended.
+    pub fn complete_txn_offsets(
+        &mut self,
+        now: Now,
+        staged: &txn::GroupOffsets,
+        commit: bool,
+    ) -> Result<bool, BrokerError> {
+        self.state().complete_txn_offsets(now, staged, commit)
+    }
+
+    /// Run-time compaction of the group log (see `internal_log`); returns whether records were
+    /// appended or segments deleted (the caller then takes a sync ticket).
+    pub fn maintain_log(&mut self, now_ms: i64, threshold_bytes: u64) -> Result<bool, BrokerError> {
+        let state = self.state();
+        let coordinator = &state.coordinator;
+        state
+            .log
+            .maintain(now_ms, threshold_bytes, || coordinator.snapshot())
+    }
+}
+
+impl GroupsState {
+    fn open(
+        disk: Arc<dyn Disk>,
+        data_dir: &Path,
+        config: GroupConfig,
+        compact_bytes: u64,
+        now: Now,
+    ) -> Result<GroupsState, BrokerError> {
         let log = InternalLog::open(disk, data_dir, GROUP_LOG_NAME, now.wall_ms())?;
         let clock_ms = now.coordinator_ms();
         let seed = clock_ms ^ u64::from(std::process::id()).rotate_left(32);
-        let mut groups = Groups {
+        let mut groups = GroupsState {
             coordinator: GroupCoordinator::new(config, seed),
             log,
         };
@@ -80,30 +208,7 @@ impl Groups {
         Ok(groups)
     }
 
-    pub fn coordinator(&self) -> &GroupCoordinator {
-        &self.coordinator
-    }
-
-    pub fn log_start_offset(&self) -> i64 {
-        self.log.log_start_offset()
-    }
-
-    pub fn log_mut(&mut self) -> &mut PartitionLog {
-        self.log.log_mut()
-    }
-
-    /// Bytes of the internal log's segments.
-    pub fn log_size_bytes(&self) -> u64 {
-        self.log.size_bytes()
-    }
-
-    pub fn close(self) -> Result<(), BrokerError> {
-        self.log.close()
-    }
-
-    /// Handles a group request; the response for `token` may come now or in a later call.
-    /// Returns the output and whether records were appended (the caller then takes a ticket).
-    pub fn handle(
+    fn handle(
         &mut self,
         now: Now,
         token: u64,
@@ -122,16 +227,6 @@ impl Groups {
             .coordinator
             .handle(now.coordinator_ms(), &context, request);
         self.apply(output, now.wall_ms())
-    }
-
-    /// Fires due timeouts (session expiry, rebalance and join delays).
-    pub fn tick(&mut self, now: Now) -> Result<(Vec<(u64, ResponseKind)>, bool), BrokerError> {
-        let output = self.coordinator.tick(now.coordinator_ms());
-        self.apply(output, now.wall_ms())
-    }
-
-    pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.coordinator.next_deadline_ms()
     }
 
     fn apply(
@@ -155,9 +250,7 @@ impl Groups {
         self.log.append(records, now_ms)
     }
 
-    /// Removes every group's offsets of a deleted topic; returns whether tombstones were
-    /// appended (the caller then takes a ticket).
-    pub fn delete_topic_offsets(&mut self, now: Now, topic: &str) -> Result<bool, BrokerError> {
+    fn delete_topic_offsets(&mut self, now: Now, topic: &str) -> Result<bool, BrokerError> {
         let output = self
             .coordinator
             .delete_topic_offsets(now.coordinator_ms(), topic);
@@ -166,8 +259,7 @@ impl Groups {
         Ok(appended)
     }
 
-    /// Stages a transaction's offsets (TxnOffsetCommit): invisible until the transaction ends.
-    pub fn stage_txn_offsets(&mut self, now: Now, staged: &txn::GroupOffsets) {
+    fn stage_txn_offsets(&mut self, now: Now, staged: &txn::GroupOffsets) {
         let offsets = staged
             .offsets
             .iter()
@@ -189,11 +281,7 @@ impl Groups {
         );
     }
 
-    /// Ends a transaction's offsets for one group (the group side of a transaction marker):
-    /// commit makes them the committed offsets, in the group log; abort drops them. The offsets
-    /// are staged again first, from the transaction log's copy, so this also works after a
-    /// restart. Returns whether records were appended.
-    pub fn complete_txn_offsets(
+    fn complete_txn_offsets(
         &mut self,
         now: Now,
         staged: &txn::GroupOffsets,
@@ -211,14 +299,6 @@ impl Groups {
         }
         self.append(&records, now.wall_ms())?;
         Ok(true)
-    }
-
-    /// Run-time compaction of the group log (see `internal_log`); returns whether records were
-    /// appended or segments deleted (the caller then takes a sync ticket).
-    pub fn maintain_log(&mut self, now_ms: i64, threshold_bytes: u64) -> Result<bool, BrokerError> {
-        let coordinator = &self.coordinator;
-        self.log
-            .maintain(now_ms, threshold_bytes, || coordinator.snapshot())
     }
 }
 
@@ -363,6 +443,24 @@ pub fn take_refused_deletes(
 /// The answer to an OffsetCommit all of whose partitions were refused.
 pub fn refused_commits_response(unknown: Vec<OffsetCommitResponseTopic>) -> ResponseKind {
     ResponseKind::OffsetCommit(OffsetCommitResponse::default().with_topics(unknown))
+}
+
+/// Whether `api` is a consumer group API (those [`group_request`] takes).
+pub fn is_group_api(api: kafka_protocol::messages::ApiKey) -> bool {
+    use kafka_protocol::messages::ApiKey as A;
+    matches!(
+        api,
+        A::JoinGroup
+            | A::SyncGroup
+            | A::Heartbeat
+            | A::LeaveGroup
+            | A::OffsetCommit
+            | A::OffsetFetch
+            | A::ListGroups
+            | A::DescribeGroups
+            | A::DeleteGroups
+            | A::OffsetDelete
+    )
 }
 
 /// The group request in a decoded request body, if it is one.

@@ -36,7 +36,8 @@ pub mod transactions;
 pub mod txn_index;
 pub mod users;
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use kafka_protocol::messages::RequestKind;
 use storage::Disk;
@@ -86,8 +87,12 @@ pub struct Broker {
     transactions: transactions::Transactions,
     /// Producer ids and the idempotence counters (the per-partition state is in `Partition`).
     producers: producers::Producers,
-    /// Responses to requests answered later, until the server takes them (`take_routed`).
-    routed: Vec<Routed>,
+    /// Responses to requests answered later, until the server takes them (`take_routed`);
+    /// shared group calls route too, so it has a lock of its own.
+    routed: Mutex<Vec<Routed>>,
+    /// A shared call touched the group coordinator since the server last looked
+    /// (`take_shared_effects`): answers may be routed and the next deadline may have moved.
+    coordinators_touched: AtomicBool,
     /// The SCRAM credential store (`users.json`).
     users: users::Users,
     /// The ACLs, and the authorizer when `authorizer.enabled` is on.
@@ -148,7 +153,8 @@ impl Broker {
             groups,
             transactions,
             producers,
-            routed: Vec::new(),
+            routed: Mutex::new(Vec::new()),
+            coordinators_touched: AtomicBool::new(false),
             users,
             acls,
             cleaner: cleaner::Cleaner::default(),
@@ -204,7 +210,7 @@ impl Broker {
         client: &ClientInfo,
         request: Prepared,
     ) -> Result<Outcome, BrokerError> {
-        let request = match self.dispatch_shared(now, client, request)? {
+        let request = match self.dispatch_shared(now, token, client, request)? {
             SharedCall::Handled(outcome) => return Ok(outcome),
             SharedCall::Exclusive(request) => request,
         };
@@ -258,10 +264,6 @@ impl Broker {
                 return Ok(handlers::init_producer_id::handle(self, client, &r))
             }
             body => {
-                let body = match groups::group_request(body) {
-                    Ok(body) => return self.handle_group(now, token, client, &header, body),
-                    Err(body) => body,
-                };
                 return match transactions::txn_request(body) {
                     Ok(body) => self.handle_txn(now, token, client, version, body),
                     Err(other) => panic!("server passed an unadvertised API: {other:?}"),
@@ -273,44 +275,63 @@ impl Broker {
 
     /// Handles a request holding the broker shared, when its API allows: a Produce, a Fetch or
     /// a ListOffsets, which change nothing but the partitions they name (each behind its own
-    /// lock, see [`partition::Partitions`]), the append tickets and counters (atomics). Any other request
-    /// is handed back, to be handled with [`Broker::handle`] holding the broker exclusively.
-    /// `now` is not recorded: shared calls run at once, so their times come in any order, but
-    /// none is before the latest exclusive call's.
+    /// lock, see [`partition::Partitions`]), the append tickets and counters (atomics); a
+    /// consumer group request, which locks the group coordinator (`groups.rs`) and may route
+    /// answers to other group requests (the server takes them with
+    /// [`Broker::take_shared_effects`], and registers a group request's slot for a later answer
+    /// before the call: [`Prepared::may_be_answered_later`]). Any other request is handed
+    /// back, to be handled with [`Broker::handle`] holding the broker exclusively. `now` is not
+    /// recorded: shared calls run at once, so their times come in any order, but none is
+    /// before the latest exclusive call's.
     pub fn handle_shared(
         &self,
         now: Now,
+        token: u64,
         client: &ClientInfo,
         request: impl Into<Prepared>,
     ) -> Result<SharedCall, BrokerError> {
         self.check_shared_time(now);
-        self.dispatch_shared(now, client, request.into())
+        self.dispatch_shared(now, token, client, request.into())
     }
 
-    /// The APIs handled holding the broker shared: Produce, Fetch and ListOffsets.
+    /// The APIs handled holding the broker shared: Produce, Fetch, ListOffsets and the consumer
+    /// group APIs.
     fn dispatch_shared(
         &self,
         now: Now,
+        token: u64,
         client: &ClientInfo,
         request: Prepared,
     ) -> Result<SharedCall, BrokerError> {
-        let version = request.request.header.request_api_version;
-        match request.request.body {
+        let Prepared { request, produce } = request;
+        let Request {
+            api_key,
+            header,
+            body,
+        } = request;
+        let version = header.request_api_version;
+        let outcome = match body {
             RequestKind::Produce(r) => {
-                let checks = request
-                    .produce
-                    .expect("a prepared Produce carries its checks");
-                handlers::produce::handle(self, client, now.wall_ms(), r, checks, version)
-                    .map(SharedCall::Handled)
+                let checks = produce.expect("a prepared Produce carries its checks");
+                handlers::produce::handle(self, client, now.wall_ms(), r, checks, version)?
             }
-            RequestKind::Fetch(r) => {
-                handlers::fetch::begin(self, client, now, r, version).map(SharedCall::Handled)
+            RequestKind::Fetch(r) => handlers::fetch::begin(self, client, now, r, version)?,
+            RequestKind::ListOffsets(r) => {
+                handlers::list_offsets::handle(self, client, &r, version)
             }
-            RequestKind::ListOffsets(r) => Ok(SharedCall::Handled(handlers::list_offsets::handle(
-                self, client, &r, version,
-            ))),
-            _ => Ok(SharedCall::Exclusive(request)),
-        }
+            body => match groups::group_request(body) {
+                Ok(body) => self.handle_group(now, token, client, &header, body)?,
+                Err(body) => {
+                    let request = Request {
+                        api_key,
+                        header,
+                        body,
+                    };
+                    return Ok(SharedCall::Exclusive(Prepared { request, produce }));
+                }
+            },
+        };
+        Ok(SharedCall::Handled(outcome))
     }
 
     /// Plans again a Fetch whose reads came short ([`FetchRead::Short`]), holding the broker

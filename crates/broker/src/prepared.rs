@@ -20,6 +20,16 @@ pub struct Prepared {
 pub(crate) type ProduceChecks = Vec<Vec<Result<(), (usize, ResponseError)>>>;
 
 impl Prepared {
+    /// Whether the answer may come in a later call, routed there ([`crate::Outcome::Later`])
+    /// by a call that may run at the same time as this one: a consumer group request, handled
+    /// holding the broker shared (a JoinGroup is answered when the last member joins, on
+    /// another connection). Its slot must be registered before the call. Any other request
+    /// answered later is handled holding the broker exclusively, so its slot may be registered
+    /// after the call, before the broker is let go.
+    pub fn may_be_answered_later(&self) -> bool {
+        crate::groups::is_group_api(self.request.api_key)
+    }
+
     /// Checks `request` (CPU work: a produce's CRCs), without the broker.
     pub fn new(request: Request) -> Prepared {
         let version = request.header.request_api_version;

@@ -1,7 +1,8 @@
-//! The broker's state as metrics show it: a snapshot taken under the lock when `/metrics` is
-//! scraped, as plain data, so the broker knows nothing of any exposition format and the scrape
-//! costs the request path nothing between scrapes.
+//! The broker's state as metrics show it: a snapshot taken holding the broker shared when
+//! `/metrics` is scraped, as plain data, so the broker knows nothing of any exposition format and
+//! the scrape costs the request path nothing between scrapes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::producers::Counters as ProducerCounters;
@@ -104,6 +105,12 @@ impl Broker {
                 .map(|t| (now_ms - t.start_ms).max(0))
                 .max(),
         };
+        // The lags from the partitions' snapshot above: the group coordinator's lock is not
+        // held while a partition's is taken.
+        let high_watermarks: HashMap<(&str, i32), i64> = partitions
+            .iter()
+            .map(|p| ((&*p.topic, p.partition), p.high_watermark))
+            .collect();
         let groups = self.groups.coordinator();
         let groups = groups
             .groups()
@@ -122,10 +129,9 @@ impl Broker {
                         topic: o.topic.to_string(),
                         partition: o.partition,
                         committed: o.offset.offset,
-                        lag: self
-                            .topics
-                            .partition(o.topic.as_str(), o.partition)
-                            .map(|p| (p.high_watermark() - o.offset.offset).max(0)),
+                        lag: high_watermarks
+                            .get(&(o.topic.as_str(), o.partition))
+                            .map(|hw| (hw - o.offset.offset).max(0)),
                     })
                     .collect(),
             })

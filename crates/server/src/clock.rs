@@ -58,7 +58,7 @@ mod tests {
     #[test]
     fn the_wall_clock_never_goes_back() {
         let clock = Clock::start();
-        let mut check = |mono_ms: u64, reading_ms: i64, expect_ms: i64| {
+        let check = |mono_ms: u64, reading_ms: i64, expect_ms: i64| {
             let now = clock.observe(Duration::from_millis(mono_ms), reading_ms);
             assert_eq!(now.wall_ms(), expect_ms, "reading {reading_ms}");
             assert_eq!(now.mono(), Duration::from_millis(mono_ms));

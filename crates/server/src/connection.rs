@@ -336,21 +336,26 @@ pub(crate) fn request_pending(
     // connections, before the broker is held.
     let request = broker::Prepared::new(request);
     const CLOSED: &str = "the broker is closed";
-    // A Produce, a Fetch or a ListOffsets is handled holding the broker shared (alongside the
-    // others on other partitions); the broker hands any other request back, to be handled
-    // holding it exclusively.
+    let token = shared.next_token();
+    // A group request may be answered by another connection's call running at the same time:
+    // its slot exists before the call.
+    let early = request
+        .may_be_answered_later()
+        .then(|| routes::register(shared, token));
+    // Produces, fetches, list-offsets and group requests are handled holding the broker shared
+    // (at once on different partitions); the broker hands any other request back, to be
+    // handled holding it exclusively.
     let reading = shared.read().ok_or(CLOSED)?;
     let mut locked = Instant::now();
-    let call = reading.handle_shared(reading.now, client, request);
-    let (outcome, visible, routed) = match call.unwrap_or_else(|error| fatal(error)) {
+    let call = reading.handle_shared(reading.now, token, client, request);
+    let (outcome, visible, registered) = match call.unwrap_or_else(|error| fatal(error)) {
         SharedCall::Handled(outcome) => {
             let visible = reading.visible;
             drop(reading);
-            (outcome, Some(visible), None)
+            (outcome, Some(visible), early)
         }
         SharedCall::Exclusive(request) => {
             drop(reading);
-            let token = shared.next_token();
             let mut broker = shared.lock().ok_or(CLOSED)?;
             locked = Instant::now();
             let now = broker.now;
@@ -358,9 +363,19 @@ pub(crate) fn request_pending(
                 .handle(now, token, client, request)
                 .unwrap_or_else(|error| fatal(error));
             // Registered while the broker is still held: no answer can be routed before.
-            let routed = matches!(outcome, Outcome::Later).then(|| routes::register(shared, token));
-            (outcome, None, routed)
+            let registered = early.or_else(|| {
+                matches!(outcome, Outcome::Later).then(|| routes::register(shared, token))
+            });
+            (outcome, None, registered)
         }
+    };
+    let routed = match (&outcome, registered) {
+        (Outcome::Later, registered) => registered,
+        (_, Some(_)) => {
+            routes::cancel(shared, token);
+            None
+        }
+        (_, None) => None,
     };
     let handled = Instant::now();
     if let Some(metrics) = &shared.metrics {
@@ -392,7 +407,7 @@ pub(crate) fn request_pending(
         }),
         Outcome::Later => Some(Pending::Routed {
             reply,
-            delivery: routed.expect("registered while the broker was held"),
+            delivery: routed.expect("a slot is registered for an answer routed later"),
         }),
         Outcome::Fetch(fetch) => Some(Pending::Fetch {
             reply,

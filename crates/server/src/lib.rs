@@ -4,8 +4,8 @@
 //! changes' file work (`admin.rs`) outside the broker lock, waits where the
 //! broker says a response waits (an fsync, a later answer, fetchable data), runs the broker's
 //! timer, and shuts down gracefully. The broker itself never sees a socket or a clock: every call
-//! goes through [`Shared::read`] (a Produce, a Fetch or a ListOffsets, holding the broker
-//! shared, so they run at once on different partitions) or [`Shared::lock`] (everything else,
+//! goes through [`Shared::read`] (a Produce, a Fetch, a ListOffsets or a consumer group request,
+//! holding the broker shared, so they run at once on different partitions) or [`Shared::lock`] (everything else,
 //! exclusively), which read the clock and, when the call is done, publish what it appended and
 //! hand routed answers to their connections.
 
@@ -97,10 +97,11 @@ pub(crate) struct Locked<'a> {
     pub(crate) now: Now,
 }
 
-/// The broker, held shared for a Produce, a Fetch or a ListOffsets
-/// ([`broker::Broker::handle_shared`]).
-/// Dropping it publishes the newest append ticket to the group commit. A shared call cannot
-/// route answers, stage jobs or release files (they need the broker exclusively).
+/// The broker, held shared for a Produce, a Fetch, a ListOffsets or a consumer group request
+/// ([`broker::Broker::handle_shared`]). Dropping it publishes the newest append ticket to the
+/// group commit and, after a group request, hands the answers it routed to their requests and
+/// wakes the timer if the call moved the broker's next deadline earlier. A shared call cannot
+/// stage jobs or release files (they need the broker exclusively).
 pub(crate) struct Reading<'a> {
     shared: &'a Shared,
     core: RwLockReadGuard<'a, Option<Broker>>,
@@ -130,7 +131,7 @@ impl Shared {
         })
     }
 
-    /// Holds the broker shared for a Produce, a Fetch or a ListOffsets; None once it is closed.
+    /// Holds the broker shared for a shared call; None once it is closed.
     pub(crate) fn read(&self) -> Option<Reading<'_>> {
         let core = self.core.read().unwrap_or_else(|_| fatal(BROKER_POISONED));
         let broker = core.as_ref()?;
@@ -148,6 +149,17 @@ impl Shared {
     /// A fresh token to name a request by.
     pub(crate) fn next_token(&self) -> u64 {
         self.next_token.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Delivers the answers a call routed, and wakes the timer if the call moved the broker's
+    /// next deadline earlier.
+    fn hand_over(&self, broker: &Broker, routed: Vec<broker::Routed>) {
+        if !routed.is_empty() {
+            routes::deliver(self, routed);
+        }
+        if broker.next_deadline() < self.timer_deadline_ms.load(Ordering::Relaxed) {
+            self.timer_wake.notify_one();
+        }
     }
 
     fn publish_appends(&self, ticket: u64) {
@@ -183,8 +195,14 @@ impl std::ops::Deref for Reading<'_> {
 
 impl Drop for Reading<'_> {
     fn drop(&mut self) {
-        if let Some(broker) = self.core.as_ref() {
-            self.shared.publish_appends(broker.append_ticket());
+        let shared = self.shared;
+        let Some(broker) = self.core.as_ref() else {
+            return;
+        };
+        shared.publish_appends(broker.append_ticket());
+        // A group request may have answered others and moved the coordinator's deadline.
+        if let Some(routed) = broker.take_shared_effects() {
+            shared.hand_over(broker, routed);
         }
     }
 }
@@ -196,10 +214,7 @@ impl Drop for Locked<'_> {
             return;
         };
         shared.publish_appends(broker.append_ticket());
-        let routed = broker.take_routed();
-        if !routed.is_empty() {
-            routes::deliver(shared, routed);
-        }
+        shared.hand_over(broker, broker.take_routed());
         if let Some(job) = broker.take_admin_job() {
             let jobs = match shared.admin_jobs.lock() {
                 Ok(jobs) => jobs,
@@ -216,9 +231,6 @@ impl Drop for Locked<'_> {
                 // answered, and the next start finds the topics as `meta.json` has them).
                 None => tracing::warn!(?job, "topic change dropped at shutdown"),
             }
-        }
-        if broker.next_deadline() < shared.timer_deadline_ms.load(Ordering::Relaxed) {
-            shared.timer_wake.notify_one();
         }
         let released = broker.take_released();
         if !released.is_empty() {

@@ -1,6 +1,8 @@
 //! Routing of answers that come later. A request the broker answers with `Outcome::Later`
-//! registers a one-shot slot under its token (under the broker lock, before the call's routed
-//! answers are handed out); whatever the broker routes to that token, in this call or a later one
+//! registers a one-shot slot under its token: a consumer group request before its call (it is
+//! handled holding the broker shared, and a group request on another connection may route its
+//! answer at the same time), any other while the broker is still held exclusively, before the
+//! call's routed answers are handed out; whatever the broker routes to that token, in this call or a later one
 //! (a JoinGroup waits for the whole group, an EndTxn for its markers), is delivered to the slot,
 //! and the connection's writer sends it in request order once its records are fsynced.
 
@@ -9,12 +11,17 @@ use tokio::sync::oneshot;
 
 use crate::{fatal, Delivery, Shared};
 
-/// Registers a response slot for `token`. Called with the broker locked, so no answer to it can
-/// be routed before the slot exists.
+/// Registers a response slot for `token`, before any answer to it can be routed (see the module
+/// comment).
 pub(crate) fn register(shared: &Shared, token: u64) -> oneshot::Receiver<Delivery> {
     let (sender, receiver) = oneshot::channel();
     waiting(shared).insert(token, sender);
     receiver
+}
+
+/// Drops the slot of a request registered before its call and answered in it after all.
+pub(crate) fn cancel(shared: &Shared, token: u64) {
+    waiting(shared).remove(&token);
 }
 
 /// Hands each routed response to its request's slot. A slot whose connection is gone is dropped.

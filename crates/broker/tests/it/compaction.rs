@@ -42,12 +42,12 @@ fn next_housekeeping() -> broker::Now {
 }
 
 fn committed(broker: &Broker) -> Vec<(String, i64)> {
-    broker
-        .groups()
+    let coordinator = broker.groups();
+    coordinator
         .groups()
         .iter()
         .map(|g| {
-            let group = broker.groups().group(&g.group_id).unwrap();
+            let group = coordinator.group(&g.group_id).unwrap();
             (g.group_id.to_string(), group.offsets[0].offset.offset)
         })
         .collect()

@@ -52,6 +52,7 @@ fn racing_retries_across_partitions_are_written_once() {
                         let outcome = broker
                             .handle_shared(
                                 now(),
+                                sender as u64,
                                 &ClientInfo::default(),
                                 produce(id, partition, seq),
                             )
@@ -127,4 +128,120 @@ fn base_offset(call: SharedCall) -> i64 {
     let answer = &response.responses[0].partition_responses[0];
     assert_eq!(answer.error_code, 0, "{answer:?}");
     answer.base_offset
+}
+
+/// A group request handled holding the broker shared may answer other members' requests: the
+/// answers it routes are left for the server with the call's effects (`take_shared_effects`),
+/// which a produce never leaves. Here B's JoinGroup waits (the group rebalances), and A's
+/// rejoin, another shared call, completes the rebalance: B's answer comes out with A's call.
+#[test]
+fn a_shared_group_call_leaves_the_answers_it_routes_to_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = open_with(BrokerConfig::new(dir.path().to_path_buf()));
+    // The first tick sets the coordinators' periodic timers from the time.
+    broker.tick(now()).unwrap();
+    let client = ClientInfo::default();
+    let shared = |broker: &broker::Broker, at: broker::Now, token: u64, request| match broker
+        .handle_shared(at, token, &client, request)
+        .unwrap()
+    {
+        SharedCall::Handled(outcome) => outcome,
+        SharedCall::Exclusive(_) => panic!("a group request is handled shared"),
+    };
+
+    // A joins the new group, alone: answered by the tick at the initial rebalance delay.
+    let (a_join, b_join, a_rejoin) = (1, 2, 3);
+    let outcome = shared(&broker, now(), a_join, join(""));
+    assert!(matches!(outcome, Outcome::Later), "{outcome:?}");
+    assert!(
+        broker.take_shared_effects().is_some(),
+        "the join may have moved the coordinator's deadline"
+    );
+    let (a, later) = loop {
+        let at = broker::Now::at_wall_ms(broker.next_deadline());
+        broker.tick(at).unwrap();
+        let routed = broker.take_routed();
+        if let Some(answer) = routed.into_iter().find(|r| r.token == a_join) {
+            let ResponseKind::JoinGroup(answer) = answer.response else {
+                panic!("a JoinGroup answer");
+            };
+            break (answer, at);
+        }
+    };
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id(a.generation_id)
+        .with_member_id(a.member_id.clone())
+        .with_assignments(vec![
+            sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(a.member_id.clone())
+                .with_assignment(bytes::Bytes::from_static(b"a")),
+        ]);
+    let outcome = broker
+        .handle_shared(
+            later,
+            4,
+            &client,
+            request(ApiKey::SyncGroup, 3, RequestKind::SyncGroup(sync)),
+        )
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        SharedCall::Handled(Outcome::Respond(_) | Outcome::AfterSync { .. })
+    ));
+    broker.take_shared_effects();
+
+    // B joins: the group rebalances and B waits for A.
+    let outcome = shared(&broker, later, b_join, join(""));
+    assert!(matches!(outcome, Outcome::Later), "{outcome:?}");
+    let routed = broker
+        .take_shared_effects()
+        .expect("a group call's effects");
+    assert!(routed.is_empty(), "nobody answered yet: {}", routed.len());
+
+    // A produce leaves no effects for the server to look at.
+    let outcome = shared(&broker, later, 5, produce(-1, 0, 0));
+    assert!(matches!(outcome, Outcome::AfterSync { .. }), "{outcome:?}");
+    assert!(broker.take_shared_effects().is_none());
+
+    // A rejoins: the rebalance completes, and B's answer is routed by A's call.
+    let outcome = shared(&broker, later, a_rejoin, join(a.member_id.as_str()));
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Respond(ResponseKind::JoinGroup(_))
+                | Outcome::AfterSync {
+                    response: ResponseKind::JoinGroup(_),
+                    ..
+                }
+        ),
+        "{outcome:?}"
+    );
+    let routed = broker
+        .take_shared_effects()
+        .expect("a group call's effects");
+    let answered: Vec<u64> = routed.iter().map(|r| r.token).collect();
+    assert_eq!(
+        answered,
+        vec![b_join],
+        "B's JoinGroup is answered by A's rejoin"
+    );
+    let ResponseKind::JoinGroup(b) = &routed[0].response else {
+        panic!("a JoinGroup answer");
+    };
+    assert_eq!((b.error_code, b.generation_id), (0, a.generation_id + 1));
+}
+
+fn join(member_id: &str) -> wire::Request {
+    let body = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(StrBytes::from_static_str("range"))
+        .with_metadata(bytes::Bytes::from_static(b"m"))]);
+    request(ApiKey::JoinGroup, 3, RequestKind::JoinGroup(body))
 }
