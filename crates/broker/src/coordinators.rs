@@ -4,6 +4,11 @@
 //! once that ticket is fsynced. The transaction pipeline's steps after a sync live here too:
 //! markers are written only once the Prepare record is durable, and a transaction is completed
 //! only once its markers are.
+//!
+//! Group and transaction requests are handled holding the broker shared: each coordinator and
+//! its log sit behind a lock of their own (`Groups`, `Broker::txns_locked`), and the answers
+//! they route go into `routed`, which has its own lock too; the timeouts, the markers and the
+//! completions run from exclusive calls (`tick`, `synced`).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{RequestHeader, ResponseKind};
@@ -80,7 +85,7 @@ impl Broker {
     /// AddOffsetsToTxn, EndTxn, TxnOffsetCommit, ListTransactions, DescribeTransactions); it is
     /// answered once the transaction log is durable up to it (EndTxn: once its markers are).
     pub(crate) fn handle_txn(
-        &mut self,
+        &self,
         now: Now,
         token: u64,
         client: &ClientInfo,
@@ -106,30 +111,24 @@ impl Broker {
             api_version: version,
         };
         let coordinator_ms = now.coordinator_ms();
-        let Broker {
-            topics,
-            producers,
-            transactions,
-            groups,
-            tickets,
-            ..
-        } = self;
+        // The coordinator's state and its log move together: the lock is held from the
+        // request to its records appended, so two transaction calls never interleave.
+        let mut txns = self.txns_locked();
         // A partition of a topic the client may not use, or that does not exist, is refused
         // before the transaction is looked at, as in Kafka.
         let refused_topics = check.refused_topics();
         let check_partition = |topic: &str, partition: i32| {
             if refused_topics.iter().any(|t| t == topic) {
                 Err(ResponseError::TopicAuthorizationFailed)
-            } else if topics.partition(topic, partition).is_some() {
+            } else if self.topics.partition(topic, partition).is_some() {
                 Ok(())
             } else {
                 Err(ResponseError::UnknownTopicOrPartition)
             }
         };
-        let groups = groups.coordinator_mut();
         // KIP-447: TxnOffsetCommit's member fields are checked as OffsetCommit's are.
         let members = |m: &txn::GroupMember| {
-            groups.validate_txn_offset_commit(
+            self.groups.coordinator().validate_txn_offset_commit(
                 coordinator_ms,
                 m.group_id,
                 m.member_id,
@@ -139,8 +138,8 @@ impl Broker {
         };
         // A new id's block, if not durable yet, is written by the round of a ticket taken here,
         // before the transaction log's record naming the id: the answer waits for a later one.
-        let mut allocate = || producers.allocate(tickets).id;
-        let output = transactions.coordinator_mut().handle(
+        let mut allocate = || self.producers.allocate(&self.tickets).id;
+        let output = txns.coordinator_mut().handle(
             coordinator_ms,
             &context,
             body,
@@ -148,14 +147,18 @@ impl Broker {
             &check_partition,
             &members,
         );
-        let (sync_ticket, mut responses) = self.apply_txn_output(output, added, now)?;
+        let (sync_ticket, mut responses) = self.apply_txn_output(&mut txns, output, added, now)?;
+        drop(txns);
         if let Some(own) = responses
             .iter_mut()
             .find(|(answered, _)| *answered == token)
         {
             self.authorize_txn_answer(client, check, &mut own.1);
         }
-        Ok(self.answer(token, Some(sync_ticket), responses))
+        let outcome = self.answer(token, Some(sync_ticket), responses);
+        // Once the answers are routed: the server then delivers them and looks at the deadline.
+        self.coordinators_touched.store(true, Ordering::SeqCst);
+        Ok(outcome)
     }
 
     /// Fires the coordinators' due timeouts: session expiry, rebalance and join delays, the
@@ -164,11 +167,10 @@ impl Broker {
         let (responses, appended) = self.groups.tick(now)?;
         let sync_ticket = appended.then(|| self.tickets.note(LogId::Groups));
         self.route(sync_ticket, responses);
-        let output = self
-            .transactions
-            .coordinator_mut()
-            .tick(now.coordinator_ms());
-        let (sync_ticket, responses) = self.apply_txn_output(output, None, now)?;
+        let mut txns = self.txns_locked();
+        let output = txns.coordinator_mut().tick(now.coordinator_ms());
+        let (sync_ticket, responses) = self.apply_txn_output(&mut txns, output, None, now)?;
+        drop(txns);
         self.route(Some(sync_ticket), responses);
         Ok(())
     }
@@ -176,7 +178,7 @@ impl Broker {
     /// When the coordinators next have a timeout to fire, in wall-clock milliseconds.
     pub(crate) fn coordinators_deadline_ms(&self) -> Option<i64> {
         let group = self.groups.next_deadline_ms();
-        let txn = self.transactions.coordinator().next_deadline_ms();
+        let txn = self.txns_locked().coordinator().next_deadline_ms();
         let deadline = match (group, txn) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -189,8 +191,20 @@ impl Broker {
         self.groups.coordinator()
     }
 
-    pub fn txn_coordinator(&self) -> &txn::TxnCoordinator {
-        self.transactions.coordinator()
+    /// The transaction coordinator, locked while the guard lives.
+    pub fn txn_coordinator(&self) -> transactions::CoordinatorGuard<'_> {
+        transactions::CoordinatorGuard(self.txns_locked())
+    }
+
+    /// The transaction coordinator's state, locked: transaction requests are handled holding
+    /// the broker shared; the lock order is this, then the group coordinator's or a
+    /// partition's lock, then the producer ids' (ARCHITECTURE.md).
+    pub(crate) fn txns_locked(&self) -> std::sync::MutexGuard<'_, transactions::Transactions> {
+        self.transactions.lock().expect(TXN_POISONED)
+    }
+
+    pub(crate) fn txns(&mut self) -> &mut transactions::Transactions {
+        self.transactions.get_mut().expect(TXN_POISONED)
     }
 
     /// The group log's first offset: above 0 once compaction dropped records.
@@ -200,7 +214,7 @@ impl Broker {
 
     /// The transaction log's first offset: above 0 once compaction dropped records.
     pub fn transaction_log_start_offset(&self) -> i64 {
-        self.transactions.log_start_offset()
+        self.txns_locked().log_start_offset()
     }
 
     /// Takes the responses routed to requests answered later ([`Outcome::Later`]); the server
@@ -233,11 +247,11 @@ impl Broker {
         // marker of the transaction before it. Its answer is not out yet either, so only a client
         // that does not wait for it gets here: it retries (CONCURRENT_TRANSACTIONS, answered to
         // the producer as the retriable NOT_ENOUGH_REPLICAS).
-        let txns = &self.transactions;
+        let txns = self.txns_locked();
         if txns.added_unsynced(transactional_id, topic, partition, self.tickets.synced()) {
             return Err(ResponseError::ConcurrentTransactions);
         }
-        self.txn_coordinator().check_produce(
+        txns.coordinator().check_produce(
             transactional_id,
             producer_id,
             producer_epoch,
@@ -249,11 +263,9 @@ impl Broker {
     /// Finishes every transaction a crash left prepared (at open): its markers are re-issued and
     /// written once the recovered state is fsynced (the first group-commit report).
     pub(crate) fn recover_transactions(&mut self, now: Now) -> Result<(), BrokerError> {
-        let output = self
-            .transactions
-            .coordinator_mut()
-            .recover(now.coordinator_ms());
-        let (_, responses) = self.apply_txn_output(output, None, now)?;
+        let mut txns = self.txns_locked();
+        let output = txns.coordinator_mut().recover(now.coordinator_ms());
+        let (_, responses) = self.apply_txn_output(&mut txns, output, None, now)?;
         assert!(responses.is_empty(), "recovery answers no request");
         Ok(())
     }
@@ -266,21 +278,25 @@ impl Broker {
         now: Now,
         synced: u64,
     ) -> Result<(), BrokerError> {
-        for marker in self.transactions.take_completions_due(synced) {
+        let completions = self.txns().take_completions_due(synced);
+        for marker in completions {
             let id = marker.transactional_id.to_string();
-            let output = self.transactions.coordinator_mut().markers_written(
+            let mut txns = self.txns_locked();
+            let output = txns.coordinator_mut().markers_written(
                 now.coordinator_ms(),
                 &id,
                 marker.producer_id,
                 marker.producer_epoch,
             );
-            let (sync_ticket, responses) = self.apply_txn_output(output, None, now)?;
+            let (sync_ticket, responses) = self.apply_txn_output(&mut txns, output, None, now)?;
+            drop(txns);
             self.route(Some(sync_ticket), responses);
         }
-        for marker in self.transactions.take_markers_due(synced) {
+        let markers = self.txns().take_markers_due(synced);
+        for marker in markers {
             self.write_markers(&marker, now)?;
             let ticket = self.tickets.appended();
-            self.transactions.markers_appended(ticket, marker);
+            self.txns().markers_appended(ticket, marker);
         }
         Ok(())
     }
@@ -331,23 +347,23 @@ impl Broker {
     /// durable. `added`: the transactional id and partitions of an AddPartitionsToTxn, if that
     /// is what produced `output`.
     fn apply_txn_output(
-        &mut self,
+        &self,
+        txns: &mut transactions::Transactions,
         output: txn::Output,
         added: Option<(String, Vec<(String, i32)>)>,
         now: Now,
     ) -> Result<(u64, Vec<(u64, ResponseKind)>), BrokerError> {
-        if self.transactions.append(&output.records, now.wall_ms())? {
+        if txns.append(&output.records, now.wall_ms())? {
             let ticket = self.tickets.note(LogId::Transactions);
             if let Some((transactional_id, partitions)) = added {
-                self.transactions
-                    .note_added(&transactional_id, partitions, ticket);
+                txns.note_added(&transactional_id, partitions, ticket);
             }
         }
         for staged in &output.offsets_to_stage {
             self.groups.stage_txn_offsets(now, staged);
         }
         let ticket = self.tickets.appended();
-        self.transactions.schedule_markers(ticket, output.markers);
+        txns.schedule_markers(ticket, output.markers);
         let responses = output
             .responses
             .into_iter()
@@ -390,3 +406,4 @@ impl Broker {
 }
 
 const ROUTED_POISONED: &str = "routed answers lock poisoned by an earlier panic";
+const TXN_POISONED: &str = "transaction coordinator lock poisoned by an earlier panic";

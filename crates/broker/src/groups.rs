@@ -147,8 +147,8 @@ impl Groups {
     }
 
     /// Stages a transaction's offsets (TxnOffsetCommit): invisible until the transaction ends.
-    pub fn stage_txn_offsets(&mut self, now: Now, staged: &txn::GroupOffsets) {
-        self.state().stage_txn_offsets(now, staged)
+    pub fn stage_txn_offsets(&self, now: Now, staged: &txn::GroupOffsets) {
+        self.locked().stage_txn_offsets(now, staged)
     }
 
     /// Ends a transaction's offsets for one group (the group side of a transaction marker):

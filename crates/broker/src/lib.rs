@@ -84,7 +84,8 @@ pub struct Broker {
     /// sealed a segment have descriptors to release.
     reopened_seen: u64,
     groups: Groups,
-    transactions: transactions::Transactions,
+    /// The transaction coordinator and its log, behind a lock of their own (`txns_locked`).
+    transactions: Mutex<transactions::Transactions>,
     /// Producer ids and the idempotence counters (the per-partition state is in `Partition`).
     producers: producers::Producers,
     /// Responses to requests answered later, until the server takes them (`take_routed`);
@@ -151,7 +152,7 @@ impl Broker {
             retention_checked_ms: now_ms,
             reopened_seen: storage::reopened_descriptors(),
             groups,
-            transactions,
+            transactions: Mutex::new(transactions),
             producers,
             routed: Mutex::new(Vec::new()),
             coordinators_touched: AtomicBool::new(false),
@@ -260,29 +261,23 @@ impl Broker {
             }
             // Without a transactional id it is the idempotent producer's; with one, the
             // transaction coordinator's (below).
-            RequestKind::InitProducerId(r) if r.transactional_id.is_none() => {
-                return Ok(handlers::init_producer_id::handle(self, client, &r))
-            }
-            body => {
-                return match transactions::txn_request(body) {
-                    Ok(body) => self.handle_txn(now, token, client, version, body),
-                    Err(other) => panic!("server passed an unadvertised API: {other:?}"),
-                };
-            }
+            other => panic!("server passed an unadvertised API: {other:?}"),
         };
         Ok(Outcome::Respond(response))
     }
 
     /// Handles a request holding the broker shared, when its API allows: a Produce, a Fetch or
     /// a ListOffsets, which change nothing but the partitions they name (each behind its own
-    /// lock, see [`partition::Partitions`]), the append tickets and counters (atomics); a
-    /// consumer group request, which locks the group coordinator (`groups.rs`) and may route
-    /// answers to other group requests (the server takes them with
-    /// [`Broker::take_shared_effects`], and registers a group request's slot for a later answer
-    /// before the call: [`Prepared::may_be_answered_later`]). Any other request is handed
-    /// back, to be handled with [`Broker::handle`] holding the broker exclusively. `now` is not
-    /// recorded: shared calls run at once, so their times come in any order, but none is
-    /// before the latest exclusive call's.
+    /// lock, see [`partition::Partitions`]), the append tickets and counters (atomics); an
+    /// InitProducerId, a consumer group or a transaction request, which lock their coordinator
+    /// (`groups.rs`, `transactions.rs`; producer ids in `producers/`) and may route answers to
+    /// other requests (the server takes them with [`Broker::take_shared_effects`], and
+    /// registers such a request's slot for a later answer before the call:
+    /// [`Prepared::may_be_answered_later`]). Any other request (metadata and ACL changes,
+    /// Metadata, which may auto-create, configs, SASL and SCRAM) is handed back, to be handled
+    /// with [`Broker::handle`] holding the broker exclusively. `now` is not recorded: shared
+    /// calls run at once, so their times come in any order, but none is before the latest
+    /// exclusive call's.
     pub fn handle_shared(
         &self,
         now: Now,
@@ -294,8 +289,8 @@ impl Broker {
         self.dispatch_shared(now, token, client, request.into())
     }
 
-    /// The APIs handled holding the broker shared: Produce, Fetch, ListOffsets and the consumer
-    /// group APIs.
+    /// The APIs handled holding the broker shared: Produce, Fetch, ListOffsets, InitProducerId
+    /// and the consumer group and transaction APIs.
     fn dispatch_shared(
         &self,
         now: Now,
@@ -319,16 +314,24 @@ impl Broker {
             RequestKind::ListOffsets(r) => {
                 handlers::list_offsets::handle(self, client, &r, version)
             }
+            // Without a transactional id it is the idempotent producer's; with one, the
+            // transaction coordinator's (below).
+            RequestKind::InitProducerId(r) if r.transactional_id.is_none() => {
+                handlers::init_producer_id::handle(self, client, &r)
+            }
             body => match groups::group_request(body) {
                 Ok(body) => self.handle_group(now, token, client, &header, body)?,
-                Err(body) => {
-                    let request = Request {
-                        api_key,
-                        header,
-                        body,
-                    };
-                    return Ok(SharedCall::Exclusive(Prepared { request, produce }));
-                }
+                Err(body) => match transactions::txn_request(body) {
+                    Ok(body) => self.handle_txn(now, token, client, version, body)?,
+                    Err(body) => {
+                        let request = Request {
+                            api_key,
+                            header,
+                            body,
+                        };
+                        return Ok(SharedCall::Exclusive(Prepared { request, produce }));
+                    }
+                },
             },
         };
         Ok(SharedCall::Handled(outcome))
@@ -361,7 +364,11 @@ impl Broker {
         let ids = producers.close();
         let topics = self.topics.close();
         let groups = self.groups.close();
-        let transactions = ids.and_then(|()| self.transactions.close());
+        let transactions = self
+            .transactions
+            .into_inner()
+            .expect("transaction coordinator lock poisoned");
+        let transactions = ids.and_then(|()| transactions.close());
         topics.and(groups).and(transactions)
     }
 

@@ -21,13 +21,14 @@ pub(crate) type ProduceChecks = Vec<Vec<Result<(), (usize, ResponseError)>>>;
 
 impl Prepared {
     /// Whether the answer may come in a later call, routed there ([`crate::Outcome::Later`])
-    /// by a call that may run at the same time as this one: a consumer group request, handled
-    /// holding the broker shared (a JoinGroup is answered when the last member joins, on
-    /// another connection). Its slot must be registered before the call. Any other request
-    /// answered later is handled holding the broker exclusively, so its slot may be registered
-    /// after the call, before the broker is let go.
+    /// by a call that may run at the same time as this one: a consumer group or transaction
+    /// request, handled holding the broker shared (a JoinGroup is answered when the last member
+    /// joins, on another connection). Its slot must be registered before the call. Any other
+    /// request answered later is handled holding the broker exclusively, so its slot may be
+    /// registered after the call, before the broker is let go.
     pub fn may_be_answered_later(&self) -> bool {
-        crate::groups::is_group_api(self.request.api_key)
+        let api = self.request.api_key;
+        crate::groups::is_group_api(api) || crate::transactions::is_txn_api(api)
     }
 
     /// Checks `request` (CPU work: a produce's CRCs), without the broker.

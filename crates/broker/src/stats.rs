@@ -90,7 +90,7 @@ impl Broker {
                 });
             }
         }
-        let coordinator = self.transactions.coordinator();
+        let coordinator = self.txn_coordinator();
         let in_flight: Vec<_> = coordinator
             .transactions()
             .into_iter()

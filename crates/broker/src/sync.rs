@@ -160,7 +160,8 @@ impl Broker {
     fn mark_synced(&mut self, ticket: u64, synced: Vec<(LogId, i64)>) {
         self.observe_synced(ticket);
         // Shared calls may have observed it first: the additions are forgotten here.
-        self.transactions.forget_synced(self.tickets.synced());
+        let synced_ticket = self.tickets.synced();
+        self.txns().forget_synced(synced_ticket);
         self.producers.synced(ticket);
         for (log, offset) in synced {
             // A log deleted and created again meanwhile is not the one that was synced; its
@@ -196,7 +197,7 @@ impl Broker {
     fn log_of(&mut self, log: &LogId) -> Option<&mut PartitionLog> {
         match log {
             LogId::Groups => Some(self.groups.log_mut()),
-            LogId::Transactions => Some(self.transactions.log_mut()),
+            LogId::Transactions => Some(self.txns().log_mut()),
             LogId::Partition { topic, partition } => self
                 .topics
                 .partition_mut(topic, *partition)
@@ -219,11 +220,7 @@ impl Broker {
         if self.groups.log_mut().wants_trailing_checkpoint(now_ms) {
             lagging.push(LogId::Groups);
         }
-        if self
-            .transactions
-            .log_mut()
-            .wants_trailing_checkpoint(now_ms)
-        {
+        if self.txns().log_mut().wants_trailing_checkpoint(now_ms) {
             lagging.push(LogId::Transactions);
         }
         if !lagging.is_empty() {

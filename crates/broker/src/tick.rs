@@ -57,7 +57,7 @@ impl Broker {
         if self.groups.maintain_log(now_ms, compact_bytes)? {
             self.tickets.note(LogId::Groups);
         }
-        if self.transactions.maintain_log(now_ms, compact_bytes)? {
+        if self.txns().maintain_log(now_ms, compact_bytes)? {
             self.tickets.note(LogId::Transactions);
         }
         self.plan_compaction(now_ms);

@@ -31,6 +31,17 @@ use crate::BrokerError;
 /// (`docs/storage-format.md`). Sync bookkeeping names it `LogId::Transactions`.
 pub const TXN_LOG_NAME: &str = "__transaction_state";
 
+/// The transaction coordinator, locked for a look at it.
+pub struct CoordinatorGuard<'a>(pub(crate) std::sync::MutexGuard<'a, Transactions>);
+
+impl std::ops::Deref for CoordinatorGuard<'_> {
+    type Target = TxnCoordinator;
+
+    fn deref(&self) -> &TxnCoordinator {
+        self.0.coordinator()
+    }
+}
+
 pub struct Transactions {
     coordinator: TxnCoordinator,
     log: InternalLog,
@@ -208,6 +219,22 @@ pub fn response_kind(response: Response) -> ResponseKind {
 
 /// The transaction request in a decoded body, if it is one (InitProducerId only with a
 /// transactional id: without one it is the idempotent producer's).
+/// Whether `api` may be a transaction coordinator's (those [`txn_request`] takes; an
+/// InitProducerId is one when it names a transactional id).
+pub fn is_txn_api(api: kafka_protocol::messages::ApiKey) -> bool {
+    use kafka_protocol::messages::ApiKey as A;
+    matches!(
+        api,
+        A::InitProducerId
+            | A::AddPartitionsToTxn
+            | A::AddOffsetsToTxn
+            | A::EndTxn
+            | A::TxnOffsetCommit
+            | A::ListTransactions
+            | A::DescribeTransactions
+    )
+}
+
 pub fn txn_request(
     body: kafka_protocol::messages::RequestKind,
 ) -> Result<txn::Request, kafka_protocol::messages::RequestKind> {

@@ -337,14 +337,14 @@ pub(crate) fn request_pending(
     let request = broker::Prepared::new(request);
     const CLOSED: &str = "the broker is closed";
     let token = shared.next_token();
-    // A group request may be answered by another connection's call running at the same time:
-    // its slot exists before the call.
+    // A group or transaction request may be answered by another connection's call running at
+    // the same time: its slot exists before the call.
     let early = request
         .may_be_answered_later()
         .then(|| routes::register(shared, token));
-    // Produces, fetches, list-offsets and group requests are handled holding the broker shared
-    // (at once on different partitions); the broker hands any other request back, to be
-    // handled holding it exclusively.
+    // Produces, fetches, list-offsets, InitProducerId, group and transaction requests are
+    // handled holding the broker shared (at once); the broker hands any other request back,
+    // to be handled holding it exclusively.
     let reading = shared.read().ok_or(CLOSED)?;
     let mut locked = Instant::now();
     let call = reading.handle_shared(reading.now, token, client, request);

@@ -4,8 +4,8 @@
 //! changes' file work (`admin.rs`) outside the broker lock, waits where the
 //! broker says a response waits (an fsync, a later answer, fetchable data), runs the broker's
 //! timer, and shuts down gracefully. The broker itself never sees a socket or a clock: every call
-//! goes through [`Shared::read`] (a Produce, a Fetch, a ListOffsets or a consumer group request,
-//! holding the broker shared, so they run at once on different partitions) or [`Shared::lock`] (everything else,
+//! goes through [`Shared::read`] (produces, fetches, list-offsets, InitProducerId, group and
+//! transaction requests, holding the broker shared, so they run at once) or [`Shared::lock`] (everything else,
 //! exclusively), which read the clock and, when the call is done, publish what it appended and
 //! hand routed answers to their connections.
 
@@ -97,9 +97,9 @@ pub(crate) struct Locked<'a> {
     pub(crate) now: Now,
 }
 
-/// The broker, held shared for a Produce, a Fetch, a ListOffsets or a consumer group request
+/// The broker, held shared for a call that may run beside others
 /// ([`broker::Broker::handle_shared`]). Dropping it publishes the newest append ticket to the
-/// group commit and, after a group request, hands the answers it routed to their requests and
+/// group commit and, after a coordinator's request, hands the answers it routed to their requests and
 /// wakes the timer if the call moved the broker's next deadline earlier. A shared call cannot
 /// stage jobs or release files (they need the broker exclusively).
 pub(crate) struct Reading<'a> {
@@ -200,7 +200,7 @@ impl Drop for Reading<'_> {
             return;
         };
         shared.publish_appends(broker.append_ticket());
-        // A group request may have answered others and moved the coordinator's deadline.
+        // A coordinator request may have answered others and moved the coordinator's deadline.
         if let Some(routed) = broker.take_shared_effects() {
             shared.hand_over(broker, routed);
         }

@@ -1,6 +1,6 @@
 //! Routing of answers that come later. A request the broker answers with `Outcome::Later`
-//! registers a one-shot slot under its token: a consumer group request before its call (it is
-//! handled holding the broker shared, and a group request on another connection may route its
+//! registers a one-shot slot under its token: a consumer group or transaction request before its
+//! call (it is handled holding the broker shared, and a call on another connection may route its
 //! answer at the same time), any other while the broker is still held exclusively, before the
 //! call's routed answers are handed out; whatever the broker routes to that token, in this call or a later one
 //! (a JoinGroup waits for the whole group, an EndTxn for its markers), is delivered to the slot,

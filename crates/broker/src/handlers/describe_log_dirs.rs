@@ -42,7 +42,7 @@ pub fn handle(
     }
     let internal = [
         (GROUP_LOG_NAME, broker.groups.log_size_bytes()),
-        (TXN_LOG_NAME, broker.transactions.log_size_bytes()),
+        (TXN_LOG_NAME, broker.txns_locked().log_size_bytes()),
     ];
     let internal_wanted = |name: &str| match &request.topics {
         None => true,

@@ -25,11 +25,7 @@ const NO_PRODUCER_ID: i64 = -1;
 const NO_PRODUCER_EPOCH: i16 = -1;
 
 /// Answered at once, or once the block of the new id is durable (`producers/ids.rs`).
-pub fn handle(
-    broker: &mut Broker,
-    client: &ClientInfo,
-    request: &InitProducerIdRequest,
-) -> Outcome {
+pub fn handle(broker: &Broker, client: &ClientInfo, request: &InitProducerIdRequest) -> Outcome {
     // An idempotent producer needs IDEMPOTENT_WRITE on the cluster or, since Kafka 3.0
     // (KIP-679), WRITE on some topic.
     let allowed = broker.allows(client, Operation::IdempotentWrite, Resource::CLUSTER)
@@ -54,7 +50,7 @@ pub fn handle(
             ))
         }
         None => {
-            let allocated = broker.producers.allocate(&mut broker.tickets);
+            let allocated = broker.producers.allocate(&broker.tickets);
             tracing::debug!(producer_id = allocated.id, "allocated a producer id");
             let response = ResponseKind::InitProducerId(
                 InitProducerIdResponse::default()

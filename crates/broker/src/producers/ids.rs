@@ -92,7 +92,7 @@ impl ProducerIdAllocator {
 
     /// A producer id never handed out before. When the blocks reserved so far are used up, the
     /// next block is staged with a new ticket from `tickets` (so that a round runs).
-    pub(crate) fn allocate(&mut self, tickets: &mut Tickets) -> Allocated {
+    pub(crate) fn allocate(&mut self, tickets: &Tickets) -> Allocated {
         let reserved_end = self.staged.map_or(self.durable_end, |staged| staged.end);
         if self.next == reserved_end {
             let end = reserved_end

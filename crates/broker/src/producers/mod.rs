@@ -14,7 +14,7 @@ pub mod state;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use storage::Disk;
 
@@ -46,12 +46,13 @@ pub struct Counters {
     pub allocated: u64,
 }
 
-/// The counters the produce path moves: it holds the broker shared, so they are atomics.
+/// The counters the shared paths move (produce; InitProducerId): atomics.
 #[derive(Debug, Default)]
 struct VerdictCounters {
     duplicates: AtomicU64,
     fenced: AtomicU64,
     out_of_order: AtomicU64,
+    allocated: AtomicU64,
 }
 
 impl Counters {
@@ -70,10 +71,11 @@ impl Counters {
 /// The broker-wide part of idempotence: the id allocator, the counters and the maintenance
 /// clock (expiration, periodic snapshots, counter traces).
 pub struct Producers {
-    ids: ProducerIdAllocator,
+    /// Behind a lock of its own: transactional InitProducerId requests allocate holding the
+    /// broker shared.
+    ids: Mutex<ProducerIdAllocator>,
     verdicts: VerdictCounters,
-    /// The counters of the exclusive paths (`expired`, `allocated`); the verdicts' are kept in
-    /// `verdicts`.
+    /// The counter of the exclusive paths (`expired`); the others are kept in `verdicts`.
     counted: Counters,
     /// The counters as last traced; a new trace line only when they moved.
     traced: Counters,
@@ -83,7 +85,7 @@ pub struct Producers {
 impl Producers {
     pub fn open(disk: Arc<dyn Disk>, data_dir: &Path) -> Result<Producers, BrokerError> {
         Ok(Producers {
-            ids: ProducerIdAllocator::open(disk, data_dir)?,
+            ids: Mutex::new(ProducerIdAllocator::open(disk, data_dir)?),
             verdicts: VerdictCounters::default(),
             counted: Counters::default(),
             traced: Counters::default(),
@@ -94,9 +96,9 @@ impl Producers {
 
     /// A new producer id, and the ticket its answer waits for when its block is not durable
     /// yet (see `ids.rs`).
-    pub(crate) fn allocate(&mut self, tickets: &mut Tickets) -> Allocated {
-        let allocated = self.ids.allocate(tickets);
-        self.counted.allocated += 1;
+    pub(crate) fn allocate(&self, tickets: &Tickets) -> Allocated {
+        let allocated = self.ids.lock().expect(IDS_POISONED).allocate(tickets);
+        self.verdicts.allocated.fetch_add(1, Ordering::Relaxed);
         allocated
     }
 
@@ -115,6 +117,10 @@ impl Producers {
         self.counters()
     }
 
+    fn ids_mut(&mut self) -> &mut ProducerIdAllocator {
+        self.ids.get_mut().expect(IDS_POISONED)
+    }
+
     /// Producer ids forgotten after `producer.id.expiration.ms` idle.
     pub(crate) fn count_expired(&mut self, expired: usize) {
         self.counted.expired += expired as u64;
@@ -125,24 +131,25 @@ impl Producers {
             duplicates: self.verdicts.duplicates.load(Ordering::Relaxed),
             fenced: self.verdicts.fenced.load(Ordering::Relaxed),
             out_of_order: self.verdicts.out_of_order.load(Ordering::Relaxed),
+            allocated: self.verdicts.allocated.load(Ordering::Relaxed),
             ..self.counted
         }
     }
 
     /// The block of ids the group commit's next round makes durable, if one is staged.
     pub(crate) fn take_reservation(&mut self) -> Option<IdReservation> {
-        self.ids.take_reservation()
+        self.ids_mut().take_reservation()
     }
 
     /// A round covering `ticket` was reported.
     pub(crate) fn synced(&mut self, ticket: u64) {
-        self.ids.synced(ticket);
+        self.ids_mut().synced(ticket);
     }
 
     /// Writes a staged block of ids at a clean close, before the logs close.
     pub(crate) fn close(&mut self) -> Result<(), BrokerError> {
         self.counters().trace("idempotent producers at shutdown");
-        self.ids.close()
+        self.ids_mut().close()
     }
 
     /// Whether expiration is due at `now_ms`; if so, the clock restarts.
@@ -163,3 +170,5 @@ impl Producers {
         }
     }
 }
+
+const IDS_POISONED: &str = "producer id allocator lock poisoned by an earlier panic";

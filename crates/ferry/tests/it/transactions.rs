@@ -1,7 +1,8 @@
 //! Transactions through librdkafka: read_committed consumers never see aborted records while
 //! read_uncommitted ones do (the control), a fenced zombie cannot commit, an oversize transaction
 //! timeout is refused, a consumer fenced by a rebalance cannot commit offsets (KIP-447), and the
-//! control of the exactly-once loop (`exactly_once.rs`): without transactions it duplicates.
+//! control of the exactly-once loop (`exactly_once.rs`): without transactions it duplicates; six
+//! producers' transactions interleaved in one partition are each whole or absent.
 
 use std::time::{Duration, Instant};
 
@@ -109,6 +110,72 @@ fn read_committed_never_sees_aborted_records() {
         Duration::from_secs(3),
     );
     assert_eq!(everything.len(), 40, "read_uncommitted sees all 40 records");
+}
+
+/// Transaction requests run at once, holding the broker shared: six transactional producers
+/// interleave their transactions in one partition, each committing every other one and aborting
+/// the rest. read_committed must see exactly the committed transactions, each whole; the
+/// control, read_uncommitted, sees every record.
+#[test]
+fn interleaved_transactions_of_six_producers_are_each_whole_or_absent() {
+    const PRODUCERS: usize = 6;
+    const TRANSACTIONS: usize = 12;
+    const RECORDS: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(dir.path(), &["num.partitions=1"]);
+    let bootstrap = ferry.bootstrap();
+    let topic = "txn-interleaved";
+    std::thread::scope(|scope| {
+        for p in 0..PRODUCERS {
+            let bootstrap = &bootstrap;
+            scope.spawn(move || {
+                let producer = transactional_producer(bootstrap, &format!("txn-interleaved-{p}"));
+                for t in 0..TRANSACTIONS {
+                    producer.begin_transaction().unwrap();
+                    for i in 0..RECORDS {
+                        send(&producer, topic, &format!("p{p}-t{t}-{i}"));
+                    }
+                    producer.flush(TIMEOUT).expect("flush");
+                    if t % 2 == 1 {
+                        producer.commit_transaction(TIMEOUT).expect("commit");
+                    } else {
+                        producer.abort_transaction(TIMEOUT).expect("abort");
+                    }
+                }
+            });
+        }
+    });
+    let committed = read_all(
+        &consumer(&bootstrap, "rc", "read_committed"),
+        topic,
+        Duration::from_secs(3),
+    );
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    for (_, value) in &committed {
+        let txn = value.rsplit_once('-').expect("p-t-i").0.to_string();
+        *seen.entry(txn).or_default() += 1;
+    }
+    let expected: std::collections::BTreeMap<String, usize> = (0..PRODUCERS)
+        .flat_map(|p| {
+            (1..TRANSACTIONS)
+                .step_by(2)
+                .map(move |t| (format!("p{p}-t{t}"), RECORDS))
+        })
+        .collect();
+    assert_eq!(
+        seen, expected,
+        "read_committed: the committed transactions, each whole"
+    );
+    let everything = read_all(
+        &consumer(&bootstrap, "ru", "read_uncommitted"),
+        topic,
+        Duration::from_secs(3),
+    );
+    assert_eq!(
+        everything.len(),
+        PRODUCERS * TRANSACTIONS * RECORDS,
+        "read_uncommitted sees every record"
+    );
 }
 
 #[test]
