@@ -15,6 +15,7 @@ use kafka_protocol::protocol::StrBytes;
 use wire::batch::{build_batch, ProducerFields};
 
 use crate::idempotence::{init_producer_id, now, open_with, request, NOW_MS};
+use crate::timers::join;
 
 const PARTITIONS: i32 = 4;
 /// Two producers per partition, each sending its batches from two threads.
@@ -230,18 +231,4 @@ fn a_shared_group_call_leaves_the_answers_it_routes_to_the_server() {
         panic!("a JoinGroup answer");
     };
     assert_eq!((b.error_code, b.generation_id), (0, a.generation_id + 1));
-}
-
-fn join(member_id: &str) -> wire::Request {
-    let body = JoinGroupRequest::default()
-        .with_group_id(GroupId(StrBytes::from_static_str("g")))
-        .with_member_id(StrBytes::from_string(member_id.to_string()))
-        .with_session_timeout_ms(10_000)
-        .with_rebalance_timeout_ms(10_000)
-        .with_protocol_type(StrBytes::from_static_str("consumer"))
-        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
-        )
-        .with_name(StrBytes::from_static_str("range"))
-        .with_metadata(bytes::Bytes::from_static(b"m"))]);
-    request(ApiKey::JoinGroup, 3, RequestKind::JoinGroup(body))
 }

@@ -18,28 +18,12 @@ fn a_join_group_is_answered_by_the_tick_at_its_deadline() {
         NOW_MS + HOUSEKEEPING_INTERVAL_MS,
         "the housekeeping is the only timer"
     );
-    let join = JoinGroupRequest::default()
-        .with_group_id(GroupId(StrBytes::from_static_str("g")))
-        .with_session_timeout_ms(10_000)
-        .with_rebalance_timeout_ms(10_000)
-        .with_protocol_type(StrBytes::from_static_str("consumer"))
-        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
-        )
-        .with_name(StrBytes::from_static_str("range"))
-        .with_metadata(bytes::Bytes::from_static(b"m"))]);
     let client = ClientInfo {
         host: "127.0.0.1".to_string(),
         ..ClientInfo::default()
     };
     let token = 42;
-    let outcome = broker
-        .handle(
-            now(),
-            token,
-            &client,
-            request(ApiKey::JoinGroup, 3, RequestKind::JoinGroup(join)),
-        )
-        .unwrap();
+    let outcome = broker.handle(now(), token, &client, join("")).unwrap();
     assert!(matches!(outcome, Outcome::Later), "{outcome:?}");
 
     // Tick at every deadline the broker names until the join is answered.
@@ -56,4 +40,19 @@ fn a_join_group_is_answered_by_the_tick_at_its_deadline() {
         }
     }
     assert_eq!(answered_at, Some(NOW_MS + join_delay_ms));
+}
+
+/// A JoinGroup v3 of member `member_id` ("" for a new member) to group `g`.
+pub(crate) fn join(member_id: &str) -> wire::Request {
+    let body = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(StrBytes::from_static_str("range"))
+        .with_metadata(bytes::Bytes::from_static(b"m"))]);
+    request(ApiKey::JoinGroup, 3, RequestKind::JoinGroup(body))
 }
