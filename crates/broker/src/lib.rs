@@ -267,17 +267,12 @@ impl Broker {
     }
 
     /// Handles a request holding the broker shared, when its API allows: a Produce, a Fetch or
-    /// a ListOffsets, which change nothing but the partitions they name (each behind its own
-    /// lock, see [`partition::Partitions`]), the append tickets and counters (atomics); an
-    /// InitProducerId, a consumer group or a transaction request, which lock their coordinator
-    /// (`groups.rs`, `transactions.rs`; producer ids in `producers/`) and may route answers to
-    /// other requests (the server takes them with [`Broker::take_shared_effects`], and
-    /// registers such a request's slot for a later answer before the call:
-    /// [`Prepared::may_be_answered_later`]). Any other request (metadata and ACL changes,
-    /// Metadata, which may auto-create, configs, SASL and SCRAM) is handed back, to be handled
-    /// with [`Broker::handle`] holding the broker exclusively. `now` is not recorded: shared
-    /// calls run at once, so their times come in any order, but none is before the latest
-    /// exclusive call's.
+    /// a ListOffsets (each partition behind its own lock, see [`partition::Partitions`]); an
+    /// InitProducerId, a group or a transaction request (each coordinator behind its own lock;
+    /// they may route answers to other requests: [`Broker::take_shared_effects`],
+    /// [`Prepared::may_be_answered_later`]); a Metadata that creates no topic. Any other is
+    /// handed back for [`Broker::handle`], holding the broker exclusively. `now` is not
+    /// recorded: shared calls come in any order of time, none before the last exclusive call.
     pub fn handle_shared(
         &self,
         now: Now,
@@ -289,8 +284,8 @@ impl Broker {
         self.dispatch_shared(now, token, client, request.into())
     }
 
-    /// The APIs handled holding the broker shared: Produce, Fetch, ListOffsets, InitProducerId
-    /// and the consumer group and transaction APIs.
+    /// The APIs handled holding the broker shared: Produce, Fetch, ListOffsets, InitProducerId,
+    /// the consumer group and transaction APIs, and a Metadata that creates no topic.
     fn dispatch_shared(
         &self,
         now: Now,
@@ -298,6 +293,9 @@ impl Broker {
         client: &ClientInfo,
         request: Prepared,
     ) -> Result<SharedCall, BrokerError> {
+        if let RequestKind::Metadata(_) = &request.request.body {
+            return Ok(handlers::metadata::shared(self, client, request));
+        }
         let Prepared { request, produce } = request;
         let Request {
             api_key,

@@ -342,9 +342,9 @@ pub(crate) fn request_pending(
     let early = request
         .may_be_answered_later()
         .then(|| routes::register(shared, token));
-    // Produces, fetches, list-offsets, InitProducerId, group and transaction requests are
-    // handled holding the broker shared (at once); the broker hands any other request back,
-    // to be handled holding it exclusively.
+    // Produces, fetches, list-offsets, InitProducerId, group and transaction requests and a
+    // Metadata that creates no topic are handled holding the broker shared (at once); the
+    // broker hands any other request back, to be handled holding it exclusively.
     let reading = shared.read().ok_or(CLOSED)?;
     let mut locked = Instant::now();
     let call = reading.handle_shared(reading.now, token, client, request);

@@ -5,9 +5,9 @@
 //! broker says a response waits (an fsync, a later answer, fetchable data), runs the broker's
 //! timer, and shuts down gracefully. The broker itself never sees a socket or a clock: every call
 //! goes through [`Shared::read`] (produces, fetches, list-offsets, InitProducerId, group and
-//! transaction requests, holding the broker shared, so they run at once) or [`Shared::lock`] (everything else,
-//! exclusively), which read the clock and, when the call is done, publish what it appended and
-//! hand routed answers to their connections.
+//! transaction requests, most Metadata, holding the broker shared, so they run at once) or
+//! [`Shared::lock`] (everything else, exclusively), which read the clock and, when the call is
+//! done, publish what it appended and hand routed answers to their connections.
 
 mod admin;
 pub mod alloc;

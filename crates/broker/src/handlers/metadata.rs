@@ -12,11 +12,13 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, ResponseKind};
+use kafka_protocol::messages::{
+    BrokerId, MetadataRequest, MetadataResponse, RequestKind, ResponseKind,
+};
 
 use super::{code, str_bytes, topic_name};
 use crate::topics::{validate_topic_name, TopicMeta};
-use crate::{Broker, BrokerError, ClientInfo};
+use crate::{Broker, BrokerError, ClientInfo, Outcome, Prepared, SharedCall};
 
 /// An authorized-operations field the client did not ask for.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -28,28 +30,90 @@ pub fn handle(
     version: i16,
 ) -> Result<ResponseKind, BrokerError> {
     let node = BrokerId(broker.config.node_id);
-    let mut topics = Vec::new();
-    match &request.topics {
-        // A null list asks for every topic; v0 used an empty list for the same.
-        None => topics.extend(all_topics(broker, client, node, version)),
-        Some(requested) if requested.is_empty() && version == 0 => {
-            topics.extend(all_topics(broker, client, node, version))
-        }
-        Some(requested) => {
-            let allow_create = version < 4 || request.allow_auto_topic_creation;
-            for entry in requested {
-                let Some(name) = entry.name.as_ref().map(|n| n.0.to_string()) else {
-                    topics.push(by_id(broker, client, node, entry.topic_id, version));
-                    continue;
-                };
-                let asked = Asked {
-                    name: &name,
-                    allow_create,
-                };
-                topics.push(by_name(broker, client, node, asked, version));
-            }
-        }
+    let topics = match asked_names(request, version) {
+        None => all_topics(broker, client, node, version),
+        Some(allow_create) => request
+            .topics
+            .iter()
+            .flatten()
+            .map(|entry| match entry.name.as_ref().map(|n| n.0.to_string()) {
+                None => by_id(broker, client, node, entry.topic_id, version),
+                Some(name) => {
+                    let asked = Asked {
+                        name: &name,
+                        allow_create,
+                    };
+                    by_name(broker, client, node, asked, version)
+                }
+            })
+            .collect(),
+    };
+    Ok(respond(broker, client, request, version, topics))
+}
+
+/// The answer with the broker held shared, when it creates nothing: every topic asked for by
+/// name exists, or would not be auto-created anyway. None when one may be: the request is then
+/// handled holding the broker exclusively ([`handle`]).
+fn handle_shared(
+    broker: &Broker,
+    client: &ClientInfo,
+    request: &MetadataRequest,
+    version: i16,
+) -> Option<ResponseKind> {
+    let node = BrokerId(broker.config.node_id);
+    let topics = match asked_names(request, version) {
+        None => all_topics(broker, client, node, version),
+        Some(allow_create) => request
+            .topics
+            .iter()
+            .flatten()
+            .map(|entry| match entry.name.as_ref().map(|n| n.0.to_string()) {
+                None => Some(by_id(broker, client, node, entry.topic_id, version)),
+                Some(name) => {
+                    let asked = Asked {
+                        name: &name,
+                        allow_create,
+                    };
+                    known(broker, client, node, asked, version)
+                }
+            })
+            .collect::<Option<_>>()?,
+    };
+    Some(respond(broker, client, request, version, topics))
+}
+
+/// A Metadata request handled holding the broker shared, or handed back when it may
+/// auto-create a topic.
+pub(crate) fn shared(broker: &Broker, client: &ClientInfo, prepared: Prepared) -> SharedCall {
+    let RequestKind::Metadata(request) = &prepared.request.body else {
+        panic!("a Metadata request");
+    };
+    let version = prepared.request.header.request_api_version;
+    match handle_shared(broker, client, request, version) {
+        Some(response) => SharedCall::Handled(Outcome::Respond(response)),
+        None => SharedCall::Exclusive(prepared),
     }
+}
+
+/// None when the request asks for every topic (a null list; v0's empty list meant the same);
+/// otherwise whether it lets a topic it names be auto-created (its flag from v4).
+fn asked_names(request: &MetadataRequest, version: i16) -> Option<bool> {
+    match &request.topics {
+        None => None,
+        Some(requested) if requested.is_empty() && version == 0 => None,
+        Some(_) => Some(version < 4 || request.allow_auto_topic_creation),
+    }
+}
+
+/// The response around `topics`: the broker, the cluster and the authorized operations.
+fn respond(
+    broker: &Broker,
+    client: &ClientInfo,
+    request: &MetadataRequest,
+    version: i16,
+    mut topics: Vec<MetadataResponseTopic>,
+) -> ResponseKind {
+    let node = BrokerId(broker.config.node_id);
     // KIP-430 (v8+, when asked): what the client may do; every operation without an
     // authorizer, as Kafka reports. Otherwise the field keeps its "not asked" value.
     if version >= 8 && request.include_topic_authorized_operations {
@@ -76,7 +140,7 @@ pub fn handle(
         .with_cluster_id(Some(str_bytes(broker.topics.cluster_id())))
         .with_controller_id(node)
         .with_topics(topics);
-    Ok(ResponseKind::Metadata(response))
+    ResponseKind::Metadata(response)
 }
 
 /// Every topic `client` may DESCRIBE.
@@ -120,33 +184,37 @@ fn by_id(
 }
 
 /// A topic asked for by name, and whether the request lets it be auto-created.
+#[derive(Clone, Copy)]
 struct Asked<'a> {
     name: &'a str,
     allow_create: bool,
 }
 
-fn by_name(
-    broker: &mut Broker,
+/// A topic asked for by name, answered without creating it; None when it may be auto-created.
+fn known(
+    broker: &Broker,
     client: &ClientInfo,
     node: BrokerId,
     asked: Asked<'_>,
     version: i16,
-) -> MetadataResponseTopic {
+) -> Option<MetadataResponseTopic> {
     let name = asked.name;
     let failed = |error: ResponseError| {
-        MetadataResponseTopic::default()
-            .with_name(Some(topic_name(name)))
-            .with_error_code(code(error))
+        Some(
+            MetadataResponseTopic::default()
+                .with_name(Some(topic_name(name)))
+                .with_error_code(code(error)),
+        )
     };
     if let Some(error) = broker.topic_denied(client, Operation::Describe, name) {
         return failed(error);
     }
     if let Some(topic) = broker.topics.get(name) {
-        return describe(name, &topic.meta, node, version);
+        return Some(describe(name, &topic.meta, node, version));
     }
     if let Some(meta) = broker.topics.staged_creation(name) {
         // Named twice in this request, and created by it.
-        return describe(name, meta, node, version);
+        return Some(describe(name, meta, node, version));
     }
     if validate_topic_name(name).is_err() {
         return failed(ResponseError::InvalidTopicException);
@@ -157,6 +225,25 @@ fn by_name(
     if !broker.allows_create_topic(client, name) {
         return failed(ResponseError::TopicAuthorizationFailed);
     }
+    None
+}
+
+fn by_name(
+    broker: &mut Broker,
+    client: &ClientInfo,
+    node: BrokerId,
+    asked: Asked<'_>,
+    version: i16,
+) -> MetadataResponseTopic {
+    let name = asked.name;
+    if let Some(answer) = known(broker, client, node, asked, version) {
+        return answer;
+    }
+    let failed = |error: ResponseError| {
+        MetadataResponseTopic::default()
+            .with_name(Some(topic_name(name)))
+            .with_error_code(code(error))
+    };
     let partitions = broker.config.num_partitions;
     if let Err(reason) = broker.topics.check_room(partitions as usize) {
         // Clients ask again every few hundred milliseconds: warn once per topic name.

@@ -232,3 +232,38 @@ fn a_shared_group_call_leaves_the_answers_it_routes_to_the_server() {
     };
     assert_eq!((b.error_code, b.generation_id), (0, a.generation_id + 1));
 }
+
+/// A Metadata request is answered holding the broker shared unless it may auto-create a topic:
+/// that one is handed back, to be handled holding the broker exclusively.
+#[test]
+fn a_metadata_request_is_shared_unless_it_may_create_a_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open_with(BrokerConfig::new(dir.path().to_path_buf()));
+    let metadata = |name: &'static str, create: bool| {
+        let body = MetadataRequest::default()
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+            )
+            .with_name(Some(TopicName(StrBytes::from_static_str(name))))]))
+            .with_allow_auto_topic_creation(create);
+        request(ApiKey::Metadata, 9, RequestKind::Metadata(body))
+    };
+    let shared = |request| match broker
+        .handle_shared(now(), 1, &ClientInfo::default(), request)
+        .unwrap()
+    {
+        SharedCall::Handled(Outcome::Respond(ResponseKind::Metadata(r))) => Some(r),
+        SharedCall::Handled(other) => panic!("{other:?}"),
+        SharedCall::Exclusive(_) => None,
+    };
+    let existing = shared(metadata("t", true)).expect("an existing topic: shared");
+    assert_eq!(existing.topics[0].error_code, 0);
+    let refused = shared(metadata("new", false)).expect("no auto-creation asked: shared");
+    assert_eq!(
+        refused.topics[0].error_code, 3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    assert!(
+        shared(metadata("new", true)).is_none(),
+        "an auto-creating Metadata needs the broker exclusively"
+    );
+}
