@@ -91,11 +91,6 @@ impl Groups {
         CoordinatorGuard(self.locked())
     }
 
-    /// The coordinator, with the broker held exclusively.
-    pub fn coordinator_mut(&mut self) -> &GroupCoordinator {
-        &self.state().coordinator
-    }
-
     pub fn log_start_offset(&self) -> i64 {
         self.locked().log.log_start_offset()
     }
@@ -125,8 +120,17 @@ impl Groups {
         client_host: &str,
         request: group::Request,
     ) -> Result<(Vec<(u64, ResponseKind)>, bool), BrokerError> {
-        self.locked()
-            .handle(now, token, version, client_id, client_host, request)
+        let context = RequestContext {
+            token: ResponseToken(token),
+            api_version: version,
+            client_id: StrBytes::from_string(client_id.to_string()),
+            client_host: StrBytes::from_string(client_host.to_string()),
+        };
+        let mut state = self.locked();
+        let output = state
+            .coordinator
+            .handle(now.coordinator_ms(), &context, request);
+        state.apply(output, now.wall_ms())
     }
 
     /// Fires due timeouts (session expiry, rebalance and join delays).
@@ -143,7 +147,13 @@ impl Groups {
     /// Removes every group's offsets of a deleted topic; returns whether tombstones were
     /// appended (the caller then takes a ticket).
     pub fn delete_topic_offsets(&mut self, now: Now, topic: &str) -> Result<bool, BrokerError> {
-        self.state().delete_topic_offsets(now, topic)
+        let state = self.state();
+        let output = state
+            .coordinator
+            .delete_topic_offsets(now.coordinator_ms(), topic);
+        debug_assert!(output.responses.is_empty());
+        let (_, appended) = state.apply(output, now.wall_ms())?;
+        Ok(appended)
     }
 
     /// Stages a transaction's offsets (TxnOffsetCommit): invisible until the transaction ends.
@@ -208,27 +218,6 @@ impl GroupsState {
         Ok(groups)
     }
 
-    fn handle(
-        &mut self,
-        now: Now,
-        token: u64,
-        version: i16,
-        client_id: &str,
-        client_host: &str,
-        request: group::Request,
-    ) -> Result<(Vec<(u64, ResponseKind)>, bool), BrokerError> {
-        let context = RequestContext {
-            token: ResponseToken(token),
-            api_version: version,
-            client_id: StrBytes::from_string(client_id.to_string()),
-            client_host: StrBytes::from_string(client_host.to_string()),
-        };
-        let output = self
-            .coordinator
-            .handle(now.coordinator_ms(), &context, request);
-        self.apply(output, now.wall_ms())
-    }
-
     fn apply(
         &mut self,
         output: Output,
@@ -248,15 +237,6 @@ impl GroupsState {
 
     fn append(&mut self, records: &[Record], now_ms: i64) -> Result<(), BrokerError> {
         self.log.append(records, now_ms)
-    }
-
-    fn delete_topic_offsets(&mut self, now: Now, topic: &str) -> Result<bool, BrokerError> {
-        let output = self
-            .coordinator
-            .delete_topic_offsets(now.coordinator_ms(), topic);
-        debug_assert!(output.responses.is_empty());
-        let (_, appended) = self.apply(output, now.wall_ms())?;
-        Ok(appended)
     }
 
     fn stage_txn_offsets(&mut self, now: Now, staged: &txn::GroupOffsets) {
