@@ -17,7 +17,7 @@ use super::{code, str_bytes};
 use crate::partition::Partition;
 use crate::prepared::ProduceChecks;
 use crate::producers::{BatchHeader, Verdict};
-use crate::topic_config::TimestampType;
+use crate::topic_config::{TimestampType, TopicConfig};
 use crate::ClientInfo;
 use crate::{Broker, BrokerError, Outcome};
 
@@ -153,11 +153,16 @@ fn append(
     (records, checked): (Option<Bytes>, StructureCheck),
     transactional_id: Option<&str>,
 ) -> Result<Result<Placed, Refused>, BrokerError> {
-    let max_bytes = max_message_bytes(broker, topic);
-    let known = broker.topics.get(topic).map(|t| t.partitions.len());
-    if !known.is_some_and(|count| usize::try_from(index).is_ok_and(|index| index < count)) {
+    // The topic is looked up once: its config and its partition serve every check below.
+    let known = broker.topics.get(topic).and_then(|known| {
+        let partition = usize::try_from(index).ok()?;
+        (partition < known.partitions.len()).then_some((known, partition))
+    });
+    let Some((known, partition)) = known else {
         return Ok(Err(Refused::new(ResponseError::UnknownTopicOrPartition)));
-    }
+    };
+    let config = &known.config;
+    let max_bytes = config.max_message_bytes;
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Ok(Err(Refused::new(ResponseError::CorruptMessage)));
     };
@@ -170,19 +175,18 @@ fn append(
     };
     // A LogAppendTime topic stamps the broker's time on each batch, once the producer's CRC has
     // been checked (the stamp recomputes it); only then are the bytes copied.
-    let log_append_time = log_append_time(broker, topic);
-    let (records, headers) = match log_append_time {
-        Some(()) => {
-            let stamped = stamp_log_append_time(&records, now_ms);
-            // The producer's version passed the codec check already.
-            let checked = check_structure(&stamped, ZSTD_PRODUCE_VERSION_MIN);
-            let headers = validate(&stamped, max_bytes, checked)
-                .expect("a batch stamped with the broker's time stays valid");
-            (stamped, headers)
-        }
-        None => (records, headers),
+    let log_append_time = config.timestamp_type == TimestampType::LogAppendTime;
+    let (records, headers) = if log_append_time {
+        let stamped = stamp_log_append_time(&records, now_ms);
+        // The producer's version passed the codec check already.
+        let checked = check_structure(&stamped, ZSTD_PRODUCE_VERSION_MIN);
+        let headers = validate(&stamped, max_bytes, checked)
+            .expect("a batch stamped with the broker's time stays valid");
+        (stamped, headers)
+    } else {
+        (records, headers)
     };
-    if let Err(reason) = check_timestamps(broker, topic, &records, now_ms) {
+    if let Err(reason) = check_timestamps(config, &records, now_ms) {
         tracing::debug!(topic, partition = index, %reason, "refused produce batch: timestamp out of range");
         return Ok(Err(Refused {
             error: ResponseError::InvalidTimestamp,
@@ -190,7 +194,7 @@ fn append(
             log_start_offset: -1,
         }));
     }
-    if let Err(refused) = check_keys(broker, topic, index, &records) {
+    if let Err(refused) = check_keys(config, topic, index, &records) {
         tracing::debug!(topic, partition = index, reason = ?refused.message, "refused produce batch on a compacted topic");
         return Ok(Err(refused));
     }
@@ -200,9 +204,9 @@ fn append(
     }
     // The partition stays locked from the producer-state check to the append, so that a retry
     // of the same batch on another connection is judged a duplicate of this one.
-    let mut partition = broker
-        .topics
-        .partition(topic, index)
+    let mut partition = known
+        .partitions
+        .get(partition)
         .expect("partition looked up above");
     if let Some(answer) = judge(broker, &partition, topic, index, &headers) {
         return Ok(answer);
@@ -220,19 +224,19 @@ fn append(
     Ok(Ok(Placed {
         base_offset: info.first_offset,
         log_start_offset,
-        log_append_time_ms: log_append_time.map_or(-1, |()| now_ms),
+        log_append_time_ms: if log_append_time { now_ms } else { -1 },
     }))
 }
 
 /// Kafka's check on a compacted topic: every record has a key (compaction keeps a record by its
 /// key, so a keyless one could never be kept). The records are inflated for it, within
 /// `wire::compression::INFLATED_BYTES_MAX`; other topics never inflate a produced batch.
-fn check_keys(broker: &Broker, topic: &str, index: i32, records: &[u8]) -> Result<(), Refused> {
-    let config = &broker
-        .topics
-        .get(topic)
-        .expect("partition looked up by the caller")
-        .config;
+fn check_keys(
+    config: &TopicConfig,
+    topic: &str,
+    index: i32,
+    records: &[u8],
+) -> Result<(), Refused> {
     if !config.cleanup_policy.compacts() {
         return Ok(());
     }
@@ -258,12 +262,6 @@ fn check_keys(broker: &Broker, topic: &str, index: i32, records: &[u8]) -> Resul
     Ok(())
 }
 
-/// `Some` when the topic's `message.timestamp.type` is LogAppendTime.
-fn log_append_time(broker: &Broker, topic: &str) -> Option<()> {
-    let config = &broker.topics.get(topic)?.config;
-    (config.timestamp_type == TimestampType::LogAppendTime).then_some(())
-}
-
 /// A copy of `records` whose batches carry `now_ms` as their max timestamp and the
 /// LogAppendTime flag, as Kafka stores them on such a topic.
 fn stamp_log_append_time(records: &[u8], now_ms: i64) -> Bytes {
@@ -283,17 +281,7 @@ fn stamp_log_append_time(records: &[u8], now_ms: i64) -> Bytes {
 /// timestamp (`max_timestamp`) against the after bound, exactly; the first record's
 /// (`base_timestamp`) against the before bound, where Kafka checks every record (a batch whose
 /// later records are older than its first passes here when Kafka would refuse it).
-fn check_timestamps(
-    broker: &Broker,
-    topic: &str,
-    records: &[u8],
-    now_ms: i64,
-) -> Result<(), String> {
-    let config = &broker
-        .topics
-        .get(topic)
-        .expect("partition looked up by the caller")
-        .config;
+fn check_timestamps(config: &TopicConfig, records: &[u8], now_ms: i64) -> Result<(), String> {
     for (_, batch) in Batches::new(records).flatten() {
         if batch.attributes() & TIMESTAMP_TYPE_LOG_APPEND_TIME != 0 {
             continue;
@@ -395,15 +383,6 @@ fn judge(
             }))
         }
     }
-}
-
-fn max_message_bytes(broker: &Broker, topic: &str) -> usize {
-    broker
-        .topics
-        .get(topic)
-        .map_or(broker.config.message_max_bytes, |t| {
-            t.config.max_message_bytes
-        })
 }
 
 /// The outcome of [`check_structure`]: `Err((batch index, error))` for the first batch that
