@@ -29,36 +29,40 @@ pub fn handle(
     request: &MetadataRequest,
     version: i16,
 ) -> Result<ResponseKind, BrokerError> {
-    let node = BrokerId(broker.config.node_id);
-    let topics = match asked_names(request, version) {
-        None => all_topics(broker, client, node, version),
-        Some(allow_create) => request
+    // The topics this request auto-creates are staged first, in request order (a topic named
+    // twice is created once); then the answer is read as a shared call reads it.
+    let mut refused = BTreeMap::new();
+    if let Some(allow_create) = asked_names(request, version) {
+        let node = BrokerId(broker.config.node_id);
+        for name in request
             .topics
             .iter()
             .flatten()
-            .map(|entry| match entry.name.as_ref().map(|n| n.0.to_string()) {
-                None => by_id(broker, client, node, entry.topic_id, version),
-                Some(name) => {
-                    let asked = Asked {
-                        name: &name,
-                        allow_create,
-                    };
-                    by_name(broker, client, node, asked, version)
+            .filter_map(|t| t.name.as_ref())
+        {
+            let asked = Asked {
+                name: name.0.as_str(),
+                allow_create,
+            };
+            if known(broker, client, node, asked, version).is_none() {
+                if let Err(error) = create(broker, name.0.as_str()) {
+                    refused.insert(name.0.to_string(), error);
                 }
-            })
-            .collect(),
-    };
-    Ok(respond(broker, client, request, version, topics))
+            }
+        }
+    }
+    Ok(answer(broker, client, request, version, &refused)
+        .expect("every topic named is known, created or refused"))
 }
 
-/// The answer with the broker held shared, when it creates nothing: every topic asked for by
-/// name exists, or would not be auto-created anyway. None when one may be: the request is then
-/// handled holding the broker exclusively ([`handle`]).
-fn handle_shared(
+/// The answer, the topics it creates staged already (or `refused` their creation): None when
+/// a topic named may still be auto-created, which needs the broker exclusively ([`handle`]).
+fn answer(
     broker: &Broker,
     client: &ClientInfo,
     request: &MetadataRequest,
     version: i16,
+    refused: &BTreeMap<String, ResponseError>,
 ) -> Option<ResponseKind> {
     let node = BrokerId(broker.config.node_id);
     let topics = match asked_names(request, version) {
@@ -67,14 +71,13 @@ fn handle_shared(
             .topics
             .iter()
             .flatten()
-            .map(|entry| match entry.name.as_ref().map(|n| n.0.to_string()) {
+            .map(|entry| match entry.name.as_ref() {
                 None => Some(by_id(broker, client, node, entry.topic_id, version)),
                 Some(name) => {
-                    let asked = Asked {
-                        name: &name,
-                        allow_create,
-                    };
+                    let name = name.0.as_str();
+                    let asked = Asked { name, allow_create };
                     known(broker, client, node, asked, version)
+                        .or_else(|| Some(failed(name, *refused.get(name)?)))
                 }
             })
             .collect::<Option<_>>()?,
@@ -89,7 +92,7 @@ pub(crate) fn shared(broker: &Broker, client: &ClientInfo, prepared: Prepared) -
         panic!("a Metadata request");
     };
     let version = prepared.request.header.request_api_version;
-    match handle_shared(broker, client, request, version) {
+    match answer(broker, client, request, version, &BTreeMap::new()) {
         Some(response) => SharedCall::Handled(Outcome::Respond(response)),
         None => SharedCall::Exclusive(prepared),
     }
@@ -184,7 +187,6 @@ fn by_id(
 }
 
 /// A topic asked for by name, and whether the request lets it be auto-created.
-#[derive(Clone, Copy)]
 struct Asked<'a> {
     name: &'a str,
     allow_create: bool,
@@ -199,13 +201,7 @@ fn known(
     version: i16,
 ) -> Option<MetadataResponseTopic> {
     let name = asked.name;
-    let failed = |error: ResponseError| {
-        Some(
-            MetadataResponseTopic::default()
-                .with_name(Some(topic_name(name)))
-                .with_error_code(code(error)),
-        )
-    };
+    let failed = |error: ResponseError| Some(failed(name, error));
     if let Some(error) = broker.topic_denied(client, Operation::Describe, name) {
         return failed(error);
     }
@@ -228,22 +224,16 @@ fn known(
     None
 }
 
-fn by_name(
-    broker: &mut Broker,
-    client: &ClientInfo,
-    node: BrokerId,
-    asked: Asked<'_>,
-    version: i16,
-) -> MetadataResponseTopic {
-    let name = asked.name;
-    if let Some(answer) = known(broker, client, node, asked, version) {
-        return answer;
-    }
-    let failed = |error: ResponseError| {
-        MetadataResponseTopic::default()
-            .with_name(Some(topic_name(name)))
-            .with_error_code(code(error))
-    };
+/// A topic name's answer when it is not known: the error alone.
+fn failed(name: &str, error: ResponseError) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(name)))
+        .with_error_code(code(error))
+}
+
+/// Stages the auto-creation of topic `name` (its `known` answer was None), or says why not. It
+/// is created by this request's job, which its answer waits for (`admin.rs`).
+fn create(broker: &mut Broker, name: &str) -> Result<(), ResponseError> {
     let partitions = broker.config.num_partitions;
     if let Err(reason) = broker.topics.check_room(partitions as usize) {
         // Clients ask again every few hundred milliseconds: warn once per topic name.
@@ -252,18 +242,17 @@ fn by_name(
         } else {
             tracing::debug!(topic = name, %reason, "topic not auto-created");
         }
-        return failed(ResponseError::PolicyViolation);
+        return Err(ResponseError::PolicyViolation);
     }
     if broker.admin_busy() {
         // Another request's topic changes are being written; Kafka's answer while a topic is
         // being created, which clients retry.
-        return failed(ResponseError::LeaderNotAvailable);
+        return Err(ResponseError::LeaderNotAvailable);
     }
-    // Created by this request's job: the answer waits for it (`admin.rs`).
-    let meta = broker
+    broker
         .topics
         .stage_create(name, partitions, BTreeMap::new());
-    describe(name, meta, node, version)
+    Ok(())
 }
 
 /// Fields a version does not carry must keep their defaults, or the codec refuses to encode.
