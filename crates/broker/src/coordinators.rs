@@ -75,10 +75,7 @@ impl Broker {
             self.authorize_group_answer(client, check, &mut own.1);
         }
         let sync_ticket = appended.then(|| self.tickets.note(LogId::Groups));
-        let outcome = self.answer(token, sync_ticket, responses);
-        // Once the answers are routed: the server then delivers them and looks at the deadline.
-        self.coordinators_touched.store(true, Ordering::SeqCst);
-        Ok(outcome)
+        Ok(self.answer(token, sync_ticket, responses))
     }
 
     /// Handles a transaction request (InitProducerId with a transactional id, AddPartitionsToTxn,
@@ -155,10 +152,7 @@ impl Broker {
         {
             self.authorize_txn_answer(client, check, &mut own.1);
         }
-        let outcome = self.answer(token, Some(sync_ticket), responses);
-        // Once the answers are routed: the server then delivers them and looks at the deadline.
-        self.coordinators_touched.store(true, Ordering::SeqCst);
-        Ok(outcome)
+        Ok(self.answer(token, Some(sync_ticket), responses))
     }
 
     /// Fires the coordinators' due timeouts: session expiry, rebalance and join delays, the
@@ -384,8 +378,10 @@ impl Broker {
             }));
     }
 
-    /// This request's outcome: its own response if it is among `responses` (the others are
-    /// routed), else [`Outcome::Later`].
+    /// A coordinator request's outcome: its own response if it is among `responses` (the
+    /// others are routed), else [`Outcome::Later`]. The call is marked as one that touched a
+    /// coordinator, once the answers are routed: the server then delivers them and looks at
+    /// the deadline, which the request may have moved ([`Broker::take_shared_effects`]).
     fn answer(
         &self,
         token: u64,
@@ -397,6 +393,7 @@ impl Broker {
             .position(|(answered, _)| *answered == token)
             .map(|at| responses.remove(at).1);
         self.route(sync_ticket, responses);
+        self.coordinators_touched.store(true, Ordering::SeqCst);
         match (own, sync_ticket) {
             (Some(response), Some(ticket)) => Outcome::AfterSync { ticket, response },
             (Some(response), None) => Outcome::Respond(response),

@@ -280,7 +280,7 @@ impl Broker {
         client: &ClientInfo,
         request: impl Into<Prepared>,
     ) -> Result<SharedCall, BrokerError> {
-        self.check_shared_time(now);
+        self.check_time(now);
         self.dispatch_shared(now, token, client, request.into())
     }
 
@@ -338,13 +338,13 @@ impl Broker {
     /// Plans again a Fetch whose reads came short ([`FetchRead::Short`]), holding the broker
     /// shared.
     pub fn fetch_again(&self, now: Now, fetch: WaitingFetch) -> Result<Outcome, BrokerError> {
-        self.check_shared_time(now);
+        self.check_time(now);
         handlers::fetch::again(self, now, fetch)
     }
 
-    /// A shared call's time is not before the latest exclusive call's (the server reads the
-    /// clock once it holds the broker, and the clock never goes back).
-    fn check_shared_time(&self, now: Now) {
+    /// A call's time is not before the latest exclusive call's (the server reads the clock once
+    /// it holds the broker, and the clock never goes back); only an exclusive call records it.
+    fn check_time(&self, now: Now) {
         assert!(
             now.not_before(self.now),
             "time went back: {now:?} after {:?}",
@@ -374,11 +374,7 @@ impl Broker {
     /// previous call's on either clock (the server clamps the wall clock once, at its boundary,
     /// so nothing in here has to).
     fn advance(&mut self, now: Now) {
-        assert!(
-            now.not_before(self.now),
-            "time went back: {now:?} after {:?}",
-            self.now
-        );
+        self.check_time(now);
         self.now = now;
     }
 }
