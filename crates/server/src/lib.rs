@@ -46,8 +46,8 @@ pub enum ServerError {
 
 /// State shared by the accept loop, connections, the group commit and the timer.
 pub(crate) struct Shared {
-    /// The broker, held shared by produces and fetches and exclusively by every other call;
-    /// taken out (None) at the end of `Server::run` to be closed.
+    /// The broker, held shared by the calls that may run beside others (`Broker::handle_shared`)
+    /// and exclusively by every other; taken out (None) at the end of `Server::run` to be closed.
     core: RwLock<Option<Broker>>,
     /// The clock of the broker's calls.
     clock: Clock,
@@ -99,9 +99,9 @@ pub(crate) struct Locked<'a> {
 
 /// The broker, held shared for a call that may run beside others
 /// ([`broker::Broker::handle_shared`]). Dropping it publishes the newest append ticket to the
-/// group commit and, after a coordinator's request, hands the answers it routed to their requests and
-/// wakes the timer if the call moved the broker's next deadline earlier. A shared call cannot
-/// stage jobs or release files (they need the broker exclusively).
+/// group commit and, after a coordinator's request, hands the answers it routed to their
+/// requests and wakes the timer if the call moved the broker's next deadline earlier. A shared
+/// call cannot stage jobs or release files (they need the broker exclusively).
 pub(crate) struct Reading<'a> {
     shared: &'a Shared,
     core: RwLockReadGuard<'a, Option<Broker>>,
@@ -119,11 +119,7 @@ impl Shared {
     /// Holds the broker exclusively for a call; None once it is closed (the end of a shutdown).
     pub(crate) fn lock(&self) -> Option<Locked<'_>> {
         let core = self.core.write().unwrap_or_else(|_| fatal(BROKER_POISONED));
-        let broker = core.as_ref()?;
-        let now = self.clock.now();
-        // Acknowledgements go out before the group commit reports to the broker; a request sent
-        // after one of them must find the broker knowing that ticket synced.
-        broker.observe_synced(*self.synced.borrow());
+        let now = self.enter(core.as_ref()?);
         Some(Locked {
             shared: self,
             core,
@@ -134,9 +130,7 @@ impl Shared {
     /// Holds the broker shared for a shared call; None once it is closed.
     pub(crate) fn read(&self) -> Option<Reading<'_>> {
         let core = self.core.read().unwrap_or_else(|_| fatal(BROKER_POISONED));
-        let broker = core.as_ref()?;
-        let now = self.clock.now();
-        broker.observe_synced(*self.synced.borrow());
+        let now = self.enter(core.as_ref()?);
         let visible = *self.visible.borrow();
         Some(Reading {
             shared: self,
@@ -149,6 +143,14 @@ impl Shared {
     /// A fresh token to name a request by.
     pub(crate) fn next_token(&self) -> u64 {
         self.next_token.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The time of a call, read once the broker is held. Acknowledgements go out before the
+    /// group commit reports to the broker: a request sent after one of them must find the broker
+    /// knowing that ticket synced.
+    fn enter(&self, broker: &Broker) -> Now {
+        broker.observe_synced(*self.synced.borrow());
+        self.clock.now()
     }
 
     /// Delivers the answers a call routed, and wakes the timer if the call moved the broker's
