@@ -16,6 +16,7 @@ mod log;
 mod recovery;
 mod segment;
 pub mod sim;
+mod wal;
 
 pub use crate::clean::{
     CleanContext, CleanJob, CleanStats, Cleaned, CompactionConfig, KEY_MAP_BYTES_MAX,
@@ -30,3 +31,4 @@ pub use crate::log::{
 };
 pub use crate::segment::{SegmentRead, BATCH_BYTES_MAX};
 pub use crate::sim::SimDisk;
+pub use crate::wal::{Replayed, Wal, WAL_BYTES_MAX, WAL_FILE, WAL_ROUND_BYTES_MAX};

@@ -187,8 +187,9 @@ pub struct SyncWork {
     removals: Vec<PathBuf>,
     /// The caller's file work for this log (`PartitionLog::defer`), run after the removals.
     jobs: std::sync::Mutex<Vec<FileJob>>,
-    /// Held while `removals` or `jobs` are pending: `PartitionLog::delete` waits for it, so
-    /// work by path never meets the files of a partition created again under the same name.
+    /// Held while work by path is pending (removals, jobs, a checkpoint, appends a write-ahead
+    /// log frame names): `PartitionLog::delete` waits for it, so work by path never meets the
+    /// files of a partition created again under the same name.
     path_guard: std::sync::Mutex<Option<Arc<()>>>,
     sync_dir: bool,
     /// The recovery point to checkpoint once the fsyncs succeeded.
@@ -200,6 +201,62 @@ impl SyncWork {
     /// The log end offset this work makes durable; pass it to `mark_synced` once `run` succeeds.
     pub fn offset(&self) -> i64 {
         self.offset
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether this work is appends only, to files that exist durably: no roll, no new file, no
+    /// deletion, no deferred file work, no checkpoint. Only such work may be made durable by the
+    /// group commit's write-ahead log ([`crate::Wal`]) instead of its own fsyncs.
+    pub fn only_appends(&self) -> bool {
+        !self.sync_dir
+            && self.recovery_point.is_none()
+            && self.log_start.is_none()
+            && self.removals.is_empty()
+            && self.jobs.lock().expect("no job panics").is_empty()
+            && self
+                .index_writes
+                .lock()
+                .expect("no write panics")
+                .is_empty()
+            && self.files.iter().all(|(path, _)| {
+                self.writes
+                    .iter()
+                    .any(|write| write.path(&self.dir) == *path)
+            })
+    }
+
+    /// Whether this work changes the shape of the log (a roll, a deletion, deferred file work):
+    /// the group commit resets its write-ahead log after it, so no frame names a sealed segment.
+    pub fn reshapes(&self) -> bool {
+        self.sync_dir
+    }
+
+    /// The bytes appended.
+    pub fn appended_bytes(&self) -> u64 {
+        self.writes.iter().map(|write| write.len).sum()
+    }
+
+    /// The write-ahead log has written this work's appends: `PartitionLog::delete` may go on.
+    pub(crate) fn release_paths(&self) {
+        self.path_guard.lock().expect("no removal panics").take();
+    }
+
+    /// The appends, in order: the segment file's name, the file, the position and the bytes.
+    pub(crate) fn appends(
+        &self,
+    ) -> impl Iterator<Item = (String, &Arc<dyn DiskFile>, u64, &[Bytes])> + '_ {
+        self.writes.iter().map(|write| {
+            (
+                file_name(write.segment, LOG_SUFFIX),
+                &write.file,
+                write.position,
+                write.chunks.as_slice(),
+            )
+        })
     }
 
     /// Runs the fsyncs: data first, then the directory entries of new segments, then the
@@ -893,10 +950,11 @@ impl PartitionLog {
             self.checkpoint_in_flight = recovery_point;
         }
         self.in_flight = Some(InFlight { offset, written });
-        // A checkpoint is written by path too, after the round, so it holds the guard until
-        // written: a partition deleted and created again meanwhile never gets the old one's.
-        let by_path = !removals.is_empty() || !jobs.is_empty() || recovery_point.is_some();
-        let path_guard = by_path.then(|| self.path_guard.clone());
+        // Every work holds the guard until its files are done with: removals and jobs work by
+        // path, a checkpoint is written by path after the round (so a partition deleted and
+        // created again meanwhile never gets the old one's), and appends the write-ahead log
+        // takes are named by path in its frame (the work drops the guard once it is written).
+        let path_guard = Some(self.path_guard.clone());
         Some(SyncWork {
             disk: self.disk.clone(),
             dir: self.dir.clone(),

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use storage::{Disk, LogConfig, LogError, PartitionLog, SimDisk, SyncWork};
+use storage::{Disk, LogConfig, LogError, PartitionLog, SimDisk, SyncWork, Wal};
 use wire::batch::Batches;
 
 use crate::{batch, DIR};
@@ -55,6 +55,19 @@ impl Rng {
 pub enum AckPolicy {
     AfterSync,
     BeforeSync,
+    /// As the server's group commit does with its write-ahead log: a small round of appends is
+    /// acknowledged once its frame is fsynced, any other once its own fsyncs ran, and a round
+    /// that reshapes the log resets the write-ahead log. Recovery replays it first.
+    AfterWal,
+    /// The control of `AfterWal`: the same, but recovery opens the log without replaying the
+    /// write-ahead log.
+    AfterWalNoReplay,
+}
+
+impl AckPolicy {
+    fn wal(self) -> bool {
+        matches!(self, AckPolicy::AfterWal | AckPolicy::AfterWalNoReplay)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -78,6 +91,11 @@ pub struct Tally {
     pub acked_records_checked: u64,
     pub appends: u64,
     pub syncs: u64,
+    /// Rounds made durable by a write-ahead log frame, and write-ahead log resets.
+    pub wal_frames: u64,
+    pub wal_resets: u64,
+    /// Appends recovery wrote again from the write-ahead log.
+    pub wal_replayed: u64,
     pub checkpoints: u64,
     pub retention_runs: u64,
     pub delete_records: u64,
@@ -113,6 +131,9 @@ impl Tally {
         self.acked_records_checked += other.acked_records_checked;
         self.appends += other.appends;
         self.syncs += other.syncs;
+        self.wal_frames += other.wal_frames;
+        self.wal_resets += other.wal_resets;
+        self.wal_replayed += other.wal_replayed;
         self.checkpoints += other.checkpoints;
         self.retention_runs += other.retention_runs;
         self.delete_records += other.delete_records;
@@ -167,6 +188,16 @@ fn config(rng: &mut Rng) -> LogConfig {
     }
 }
 
+/// The write-ahead log's directory: the parent of the log's.
+const WAL_ROOT: &str = "/";
+
+fn open_wal(disk: &SimDisk, tally: &mut Tally) -> Wal {
+    let (wal, replayed) = Wal::open(Arc::new(disk.clone()), Path::new(WAL_ROOT))
+        .expect("the write-ahead log opens after a crash");
+    tally.wal_replayed += replayed.appends;
+    wal
+}
+
 fn open(disk: &SimDisk, config: &LogConfig, now_ms: i64) -> Result<PartitionLog, LogError> {
     PartitionLog::open(
         Arc::new(disk.clone()),
@@ -204,6 +235,7 @@ fn run_seed(seed: u64, policy: AckPolicy, tally: &mut Tally) {
     };
     tally.seeds += 1;
     let crashes = 1 + rng.below(CRASHES_PER_SEED_MAX);
+    let mut wal = policy.wal().then(|| open_wal(&disk, tally));
     for _ in 0..crashes {
         let mut log = open(&disk, &config, model.now_ms)
             .unwrap_or_else(|e| panic!("seed {seed}: open before a crash: {e}"));
@@ -215,6 +247,7 @@ fn run_seed(seed: u64, policy: AckPolicy, tally: &mut Tally) {
             step(
                 &mut rng,
                 &mut log,
+                wal.as_ref(),
                 &mut model,
                 &mut checkpoint,
                 policy,
@@ -227,6 +260,7 @@ fn run_seed(seed: u64, policy: AckPolicy, tally: &mut Tally) {
                 &mut rng,
                 &disk,
                 &mut log,
+                wal.as_ref(),
                 &mut model,
                 checkpoint.take(),
                 tally,
@@ -237,12 +271,16 @@ fn run_seed(seed: u64, policy: AckPolicy, tally: &mut Tally) {
         }
         drop(checkpoint);
         drop(log);
+        drop(wal.take());
         disk.crash();
         tally.crash_points += 1;
         tally.faults[FAULTS.iter().position(|f| *f == fault).unwrap()] += 1;
         let flip = (fault == Fault::BitFlip)
             .then(|| flip_a_bit(&mut rng, &disk))
             .flatten();
+        if policy == AckPolicy::AfterWal {
+            wal = Some(open_wal(&disk, tally));
+        }
         if !recover_and_check(seed, &disk, &config, &mut model, flip, tally) {
             return;
         }
@@ -250,9 +288,11 @@ fn run_seed(seed: u64, policy: AckPolicy, tally: &mut Tally) {
 }
 
 /// One random operation, acknowledging as `policy` says.
+#[allow(clippy::too_many_arguments)]
 fn step(
     rng: &mut Rng,
     log: &mut PartitionLog,
+    wal: Option<&Wal>,
     model: &mut Model,
     checkpoint: &mut Option<SyncWork>,
     policy: AckPolicy,
@@ -287,7 +327,7 @@ fn step(
         50..=79 => {
             // The server's round: data fsyncs, acknowledge, the checkpoint later in its own task.
             if let Some(work) = log.take_sync_work() {
-                work.run_data().expect("fsync on a healthy disk");
+                sync(&work, wal, tally).expect("fsync on a healthy disk");
                 log.mark_data_synced(work.offset());
                 tally.syncs += 1;
                 model.acked_end = model.acked_end.max(work.offset());
@@ -316,6 +356,27 @@ fn step(
     }
 }
 
+/// Makes a work's appends durable as the server's group commit does: with the write-ahead log
+/// when there is one and it takes the round, else by the work's own fsyncs (then a reset of the
+/// write-ahead log if the work reshaped the log).
+fn sync(work: &SyncWork, wal: Option<&Wal>, tally: &mut Tally) -> std::io::Result<()> {
+    match wal {
+        Some(wal) if wal.takes([work]) => {
+            work.run_writes()?;
+            wal.log([work])?;
+            tally.wal_frames += 1;
+        }
+        _ => {
+            work.run_data()?;
+            if let Some(wal) = wal.filter(|_| work.reshapes()) {
+                wal.reset()?;
+                tally.wal_resets += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn run_checkpoint(log: &mut PartitionLog, checkpoint: &mut Option<SyncWork>, tally: &mut Tally) {
     if let Some(work) = checkpoint.take() {
         work.run_checkpoint().expect("checkpoint on a healthy disk");
@@ -330,6 +391,7 @@ fn fail_a_sync(
     rng: &mut Rng,
     disk: &SimDisk,
     log: &mut PartitionLog,
+    wal: Option<&Wal>,
     model: &mut Model,
     checkpoint: Option<SyncWork>,
     tally: &mut Tally,
@@ -357,7 +419,7 @@ fn fail_a_sync(
     );
     let work = log.take_sync_work().expect("an append needs a sync");
     disk.fail_next_sync();
-    let failed = work.run_data().is_err();
+    let failed = sync(&work, wal, tally).is_err();
     // The unsafe control build runs no fsync to fail.
     assert!(
         failed || cfg!(feature = "unsafe-ack-before-fsync"),
@@ -637,5 +699,55 @@ fn control_build_acknowledging_before_fsync_is_caught() {
     assert!(
         tally.lost > 0,
         "the unsafe build must lose acknowledged records"
+    );
+}
+
+/// The same seeds with the group commit's write-ahead log: small rounds are acknowledged once
+/// their frame is fsynced, while their segment writes stay unsynced until a later round or reset.
+#[cfg(not(feature = "unsafe-ack-before-fsync"))]
+#[test]
+fn no_acknowledged_record_is_lost_with_the_write_ahead_log() {
+    let tally = run_seeds(seeds(), AckPolicy::AfterWal);
+    report("power loss with the write-ahead log", &tally);
+    if tally.seeds >= SEEDS_DEFAULT {
+        assert!(
+            tally.faults.iter().all(|&n| n > 0),
+            "every fault is injected"
+        );
+        assert!(tally.wal_frames > 0 && tally.wal_resets > 0);
+        assert!(
+            tally.wal_replayed > 0,
+            "some crashes lose segment writes only the write-ahead log held"
+        );
+        assert!(tally.acked_records_checked > 0);
+    }
+    assert_eq!(
+        tally.lost, 0,
+        "lost acknowledged records; seeds {:?}",
+        tally.failing_seeds
+    );
+    assert_eq!(
+        tally.served_corrupt, 0,
+        "served altered batches; seeds {:?}",
+        tally.failing_seeds
+    );
+    assert_eq!(
+        tally.refused_undamaged, 0,
+        "refused an undamaged log; seeds {:?}",
+        tally.failing_seeds
+    );
+}
+
+/// The control of the test above: the same rounds, but recovery skips the replay, finds
+/// acknowledged records missing. So the write-ahead log is what keeps them.
+#[cfg(not(feature = "unsafe-ack-before-fsync"))]
+#[test]
+fn control_skipping_the_write_ahead_log_replay_loses_records() {
+    let tally = run_seeds(0..200, AckPolicy::AfterWalNoReplay);
+    report("power loss control (no write-ahead log replay)", &tally);
+    assert!(tally.wal_frames > 0);
+    assert!(
+        tally.lost > 0,
+        "without the replay, acknowledged records must be lost"
     );
 }
