@@ -25,6 +25,9 @@ pub enum BrokerError {
     },
     #[error("metadata: {0}")]
     Meta(String),
+    /// The group commit's write-ahead log could not be read, replayed or reset.
+    #[error("write-ahead log: {0}")]
+    Wal(LogError),
     /// The credential store could not be read (damaged, named) or written.
     #[error("credential store: {0}")]
     Users(#[from] crate::users::UsersError),

@@ -135,6 +135,12 @@ impl Broker {
         }
     }
 
+    /// The group commit's write-ahead log: a round of small appends is made durable by one
+    /// frame of it instead of one fsync per log (`storage::Wal`).
+    pub fn wal(&self) -> std::sync::Arc<storage::Wal> {
+        self.topics.wal().clone()
+    }
+
     /// Learns that everything appended up to `ticket` is fsynced (the server may release
     /// acknowledgements before it reports the round with `synced`).
     pub fn observe_synced(&self, ticket: u64) {

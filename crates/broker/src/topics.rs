@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use storage::{Disk, LogConfig, PartitionLog};
+use storage::{Disk, LogConfig, PartitionLog, Wal, WAL_FILE};
 use uuid::Uuid;
 
 use crate::partition::{Partition, PartitionGuard, Partitions};
@@ -65,6 +65,9 @@ pub struct Topics {
     max_partitions: usize,
     disk: Arc<dyn Disk>,
     data_dir: PathBuf,
+    /// The group commit's write-ahead log, replayed before any partition opened; reset before a
+    /// deleted topic's name can be given to a new one.
+    wal: Arc<Wal>,
     cluster_id: String,
     /// The broker's log settings, for what a topic cannot override.
     log_base: LogConfig,
@@ -122,6 +125,7 @@ struct PartitionToOpen {
 pub struct TopicsJob {
     disk: Arc<dyn Disk>,
     data_dir: PathBuf,
+    wal: Arc<Wal>,
     now_ms: i64,
     opens: Vec<PartitionToOpen>,
     /// `meta.json` recording the deletions as begun, written before their directories go.
@@ -154,6 +158,7 @@ impl TopicsJob {
         let TopicsJob {
             disk,
             data_dir,
+            wal,
             now_ms,
             opens,
             deleting,
@@ -161,6 +166,7 @@ impl TopicsJob {
             meta,
             installs,
         } = self;
+        let removals_empty = removals.is_empty();
         let opened = (|| {
             let mut opened = Vec::with_capacity(opens.len());
             for open in opens {
@@ -176,6 +182,13 @@ impl TopicsJob {
                         .map_err(|source| BrokerError::log(&name, index as i32, source))?;
                 }
                 tracing::info!(topic = name, "deleted topic");
+            }
+            if !removals_empty {
+                // No frame may name a deleted partition's files once its name can be taken
+                // again (`PartitionLog::delete` waited for every round that held its appends).
+                wal.reset().map_err(|source| {
+                    BrokerError::io("reset write-ahead log", &data_dir.join(WAL_FILE), source)
+                })?;
             }
             write_meta(&*disk, &data_dir, &meta)?;
             Ok(opened)
@@ -232,6 +245,9 @@ impl Topics {
     ) -> Result<Topics, BrokerError> {
         disk.create_dir_all(data_dir)
             .map_err(|source| BrokerError::io("create data dir", data_dir, source))?;
+        // Before any log opens: the appends only the write-ahead log held go back into their
+        // segments, where recovery looks for them.
+        let (wal, _) = Wal::open(disk.clone(), data_dir).map_err(BrokerError::Wal)?;
         let meta_path = data_dir.join(META_FILE);
         let stored = match read_file(&*disk, &meta_path)? {
             Some(bytes) => Some(serde_json::from_slice::<MetaFile>(&bytes).map_err(|error| {
@@ -285,6 +301,7 @@ impl Topics {
             broker_configs: meta.broker_configs.clone(),
             disk,
             data_dir: data_dir.to_path_buf(),
+            wal: Arc::new(wal),
             cluster_id: meta.cluster_id,
             log_base: log_base.clone(),
             topics: BTreeMap::new(),
@@ -565,6 +582,7 @@ impl Topics {
         Some(TopicsJob {
             disk: self.disk.clone(),
             data_dir: self.data_dir.clone(),
+            wal: self.wal.clone(),
             now_ms,
             opens,
             deleting,
@@ -720,7 +738,19 @@ impl Topics {
                 }
             }
         }
+        if first_error.is_none() {
+            // Every partition synced its files: the next start has nothing to replay.
+            if let Err(source) = self.wal.reset() {
+                let path = self.data_dir.join(WAL_FILE);
+                first_error = Some(BrokerError::io("reset write-ahead log", &path, source));
+            }
+        }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// The group commit's write-ahead log.
+    pub fn wal(&self) -> &Arc<Wal> {
+        &self.wal
     }
 
     fn partition_dir(&self, name: &str, index: i32) -> PathBuf {

@@ -1,14 +1,16 @@
 //! The group commit: whenever appends are newer than the last fsync, take every dirty
-//! partition's sync work under the lock, fdatasync it all outside the lock (on the blocking pool),
-//! then publish the covered ticket so every `acks=all` response up to it is released. Appends that
-//! arrive during an fsync are covered by the next round, so one fsync serves many producers.
+//! partition's sync work under the lock, write and fdatasync it all outside the lock (on the
+//! blocking pool), then publish the covered ticket so every `acks=all` response up to it is
+//! released. Appends that arrive during an fsync are covered by the next round, so one fsync
+//! serves many producers. A round of small appends only is made durable by one frame of the
+//! write-ahead log (`storage::Wal`): one fdatasync of one file, however many logs it wrote to.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use broker::producers::ids::IdReservation;
 use broker::{LogId, SyncRound};
-use storage::SyncWork;
+use storage::{SyncWork, Wal};
 use tokio::task::JoinHandle;
 
 use crate::{fatal, Locked, Shared};
@@ -18,6 +20,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     // Checkpoint writers still running; the logs close only after they finished.
     let mut checkpoints: Vec<JoinHandle<()>> = Vec::new();
+    let wal = locked(&shared).wal();
     // Transactions recovered at start wait for this first report to write their markers.
     report(&shared, *shared.synced.borrow(), Vec::new());
     loop {
@@ -34,7 +37,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             continue;
         }
         checkpoints.retain(|task| !task.is_finished());
-        checkpoints.extend(round(&shared).await);
+        checkpoints.extend(round(&shared, &wal).await);
     }
     for task in checkpoints {
         if let Err(error) = task.await {
@@ -43,23 +46,35 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// One fsync round: every dirty log's data fsyncs run at once (the disk merges concurrent
-/// journal commits), then the covered `acks=all` responses are released. The recovery-point
-/// checkpoints the work carries (each log at most once a minute, and on rolls) are left to a
-/// task of their own,
-/// so their two extra fsyncs delay neither these acknowledgements nor the next round.
-async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
+/// One fsync round: a round of small appends is made durable by one write-ahead log frame,
+/// any other by every dirty log's data fsyncs at once; then the covered `acks=all` responses
+/// are released. The recovery-point checkpoints the work carries (each log at most once a
+/// minute, and on rolls) are left to a task of their own, so their two extra fsyncs delay
+/// neither these acknowledgements nor the next round.
+async fn round(shared: &Arc<Shared>, wal: &Arc<Wal>) -> Option<JoinHandle<()>> {
     let SyncRound { ticket, ids, logs } = locked(shared).take_sync_work();
     let work: Vec<_> = logs.into_iter().map(Arc::new).collect();
+    let logged = !work.is_empty() && wal.takes(work.iter().map(|item| &item.1));
     // The appends' writes first, one log after another on one blocking thread (each is one
     // `pwritev` into the page cache; a thread per log would add a wake-up per log to the
     // round): `acks=1` answers need only them. A block of producer ids goes before them, so
-    // the transaction log's record of a new id never reaches the disk before its block.
+    // the transaction log's record of a new id never reaches the disk before its block. A
+    // write-ahead log frame follows on the same thread.
     let writing = Instant::now();
-    run_writes(ids, &work).await;
-    shared.written.send_replace(ticket);
-    let syncing = Instant::now();
-    run_all(&work, |sync| sync.run_syncs(), "fsync").await;
+    let syncing = run_writes(shared, ticket, ids, &work, logged.then(|| wal.clone())).await;
+    if !logged {
+        run_all(&work, |sync| sync.run_syncs(), "fsync").await;
+        // A log that rolled (or deleted segments) must not be named by a frame any more.
+        if work.iter().any(|item| item.1.reshapes()) && wal.owes() {
+            let wal = wal.clone();
+            let reset = tokio::task::spawn_blocking(move || wal.reset());
+            match reset.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => fatal(format!("reset write-ahead log: {error}")),
+                Err(error) => fatal(format!("write-ahead log reset task failed: {error}")),
+            }
+        }
+    }
     if let Some(metrics) = &shared.metrics {
         metrics.group_commit(work.len(), syncing - writing, syncing.elapsed());
     }
@@ -70,6 +85,18 @@ async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
     // Acknowledgements first (they need no lock), then the high watermarks and the transaction
     // pipeline, then the fetches waiting for them.
     shared.synced.send_replace(ticket);
+    if logged {
+        // Off the acknowledgement path: the segments' pages go to the disk now, so the fsync
+        // that syncs them in place later (a reset, a checkpoint) is short.
+        let work = work.clone();
+        tokio::task::spawn_blocking(move || {
+            for item in &work {
+                if let Err(error) = item.1.start_writeback() {
+                    fatal(format!("{}: {error}", item.0));
+                }
+            }
+        });
+    }
     report(shared, ticket, synced);
     shared.visible.send_replace(ticket);
     let checkpoints: Vec<_> = work
@@ -108,9 +135,18 @@ async fn round(shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
 }
 
 /// Writes the block of producer ids, if any, then every log's writes in order, on one blocking
-/// thread; any failure is fatal.
-async fn run_writes(ids: Option<IdReservation>, work: &[Arc<(LogId, SyncWork)>]) {
+/// thread, and publishes `ticket` as written; then, given the write-ahead log, writes and
+/// fsyncs the round's frame. Returns when the syncs began (after the writes); any failure is
+/// fatal.
+async fn run_writes(
+    shared: &Arc<Shared>,
+    ticket: u64,
+    ids: Option<IdReservation>,
+    work: &[Arc<(LogId, SyncWork)>],
+    wal: Option<Arc<Wal>>,
+) -> Instant {
     let work = work.to_vec();
+    let shared = shared.clone();
     let task = tokio::task::spawn_blocking(move || {
         if let Some(Err(error)) = ids.map(|ids| ids.run()) {
             fatal(error);
@@ -121,9 +157,18 @@ async fn run_writes(ids: Option<IdReservation>, work: &[Arc<(LogId, SyncWork)>])
                 fatal(format!("write {log}: {error}"));
             }
         }
+        shared.written.send_replace(ticket);
+        let syncing = Instant::now();
+        if let Some(wal) = wal {
+            if let Err(error) = wal.log(work.iter().map(|item| &item.1)) {
+                fatal(format!("write-ahead log: {error}"));
+            }
+        }
+        syncing
     });
-    if let Err(error) = task.await {
-        fatal(format!("group commit write task failed: {error}"));
+    match task.await {
+        Ok(syncing) => syncing,
+        Err(error) => fatal(format!("group commit write task failed: {error}")),
     }
 }
 

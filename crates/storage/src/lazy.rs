@@ -79,6 +79,10 @@ impl DiskFile for LazyFile {
         self.file()?.sync_data()
     }
 
+    fn start_writeback(&self, position: u64, len: u64) -> io::Result<()> {
+        self.file()?.start_writeback(position, len)
+    }
+
     fn truncate(&self, len: u64) -> io::Result<()> {
         self.file()?.truncate(len)
     }

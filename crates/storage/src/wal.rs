@@ -64,7 +64,9 @@ pub struct Wal {
 
 struct State {
     file: Arc<dyn DiskFile>,
-    /// Frames of another epoch are void; a reset starts the next one.
+    /// Frames of another epoch are void; a reset starts the next one. Drawn at random, so no
+    /// stale frame beyond the current epoch's end (which may hold any client's bytes) can be
+    /// made to pass for the next frame of it.
     epoch: u64,
     /// The next frame's number in its epoch: replay stops at a gap.
     sequence: u64,
@@ -137,8 +139,12 @@ impl Wal {
                 owed: Vec::new(),
             }),
         };
-        wal.reset()
-            .map_err(LogError::io("reset write-ahead log", &path))?;
+        // A start that found no frame writes nothing (so it starts on a full disk too): new
+        // frames go on in the epoch found, from the first.
+        if header.is_none() || replayed.frames > 0 {
+            wal.reset()
+                .map_err(LogError::io("reset write-ahead log", &path))?;
+        }
         if created || header.is_none() {
             wal.disk
                 .sync_dir(root)
@@ -264,7 +270,7 @@ fn reset(path: &Path, state: &mut State) -> io::Result<()> {
     for (_, file) in std::mem::take(&mut state.owed) {
         file.sync_data()?;
     }
-    let epoch = state.epoch + 1;
+    let epoch = next_epoch(state.epoch);
     state
         .file
         .write_all_at(0, &encode_header(epoch))
@@ -274,6 +280,19 @@ fn reset(path: &Path, state: &mut State) -> io::Result<()> {
     state.sequence = 0;
     state.position = FRAMES_START;
     Ok(())
+}
+
+/// A random epoch other than `current`.
+fn next_epoch(current: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(current);
+        let epoch = hasher.finish();
+        if epoch != current {
+            return epoch;
+        }
+    }
 }
 
 fn encode_header(epoch: u64) -> [u8; HEADER_BYTES] {
