@@ -107,6 +107,7 @@ pub struct ServerMetrics {
     write_seconds: Histogram,
     fsync_seconds: Histogram,
     group_commit_logs: Histogram,
+    group_commit_rounds: IntCounterVec,
     connections_open: IntGauge,
     connections_accepted: IntCounter,
     connections_refused: IntCounterVec,
@@ -176,6 +177,14 @@ impl ServerMetrics {
             .buckets(exponential_buckets(1.0, 2.0, 11).expect("valid buckets")),
         )
         .expect("valid metric");
+        let group_commit_rounds = IntCounterVec::new(
+            Opts::new(
+                "ferry_group_commit_rounds_total",
+                "Group commit rounds, by how they made their appends durable (wal: one write-ahead log frame and its fdatasync; fsync: an fdatasync per file).",
+            ),
+            &["durable"],
+        )
+        .expect("valid metric");
         let connections_open =
             IntGauge::new("ferry_connections_open", "Client connections open.").expect("valid");
         let connections_accepted = IntCounter::new(
@@ -222,6 +231,7 @@ impl ServerMetrics {
             Box::new(write_seconds.clone()),
             Box::new(fsync_seconds.clone()),
             Box::new(group_commit_logs.clone()),
+            Box::new(group_commit_rounds.clone()),
             Box::new(connections_open.clone()),
             Box::new(connections_accepted.clone()),
             Box::new(connections_refused.clone()),
@@ -245,6 +255,7 @@ impl ServerMetrics {
             write_seconds,
             fsync_seconds,
             group_commit_logs,
+            group_commit_rounds,
             connections_open,
             connections_accepted,
             connections_refused,
@@ -284,10 +295,14 @@ impl ServerMetrics {
     }
 
     /// One group commit round: its writes, its fsyncs, and how many logs it covered.
-    pub fn group_commit(&self, logs: usize, writes: Duration, fsyncs: Duration) {
+    /// One group commit round over `logs` logs: its writes, then its fsyncs (one write-ahead log
+    /// frame's when `through_wal`).
+    pub fn group_commit(&self, logs: usize, writes: Duration, fsyncs: Duration, through_wal: bool) {
         self.write_seconds.observe(writes.as_secs_f64());
         self.fsync_seconds.observe(fsyncs.as_secs_f64());
         self.group_commit_logs.observe(logs as f64);
+        let durable = if through_wal { "wal" } else { "fsync" };
+        self.group_commit_rounds.with_label_values(&[durable]).inc();
     }
 
     pub fn connection_opened(&self) {

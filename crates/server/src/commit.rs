@@ -76,7 +76,7 @@ async fn round(shared: &Arc<Shared>, wal: &Arc<Wal>) -> Option<JoinHandle<()>> {
         }
     }
     if let Some(metrics) = &shared.metrics {
-        metrics.group_commit(work.len(), syncing - writing, syncing.elapsed());
+        metrics.group_commit(work.len(), syncing - writing, syncing.elapsed(), logged);
     }
     let synced = work
         .iter()

@@ -642,6 +642,25 @@ fn report(name: &str, tally: &Tally) {
     );
 }
 
+/// No acknowledged record lost, no altered batch served, no undamaged log refused.
+fn assert_nothing_lost(tally: &Tally) {
+    assert_eq!(
+        tally.lost, 0,
+        "lost acknowledged records; seeds {:?}",
+        tally.failing_seeds
+    );
+    assert_eq!(
+        tally.served_corrupt, 0,
+        "served altered batches; seeds {:?}",
+        tally.failing_seeds
+    );
+    assert_eq!(
+        tally.refused_undamaged, 0,
+        "refused an undamaged log; seeds {:?}",
+        tally.failing_seeds
+    );
+}
+
 #[cfg(not(feature = "unsafe-ack-before-fsync"))]
 #[test]
 fn no_acknowledged_record_is_lost_at_any_crash_point() {
@@ -659,21 +678,7 @@ fn no_acknowledged_record_is_lost_at_any_crash_point() {
         );
         assert!(tally.flips_refused_at_open > 0, "some flips are refused");
     }
-    assert_eq!(
-        tally.lost, 0,
-        "lost acknowledged records; seeds {:?}",
-        tally.failing_seeds
-    );
-    assert_eq!(
-        tally.served_corrupt, 0,
-        "served altered batches; seeds {:?}",
-        tally.failing_seeds
-    );
-    assert_eq!(
-        tally.refused_undamaged, 0,
-        "refused an undamaged log; seeds {:?}",
-        tally.failing_seeds
-    );
+    assert_nothing_lost(&tally);
 }
 
 /// The control, in the default run: the same harness acknowledging at append, before the fsync,
@@ -721,21 +726,7 @@ fn no_acknowledged_record_is_lost_with_the_write_ahead_log() {
         );
         assert!(tally.acked_records_checked > 0);
     }
-    assert_eq!(
-        tally.lost, 0,
-        "lost acknowledged records; seeds {:?}",
-        tally.failing_seeds
-    );
-    assert_eq!(
-        tally.served_corrupt, 0,
-        "served altered batches; seeds {:?}",
-        tally.failing_seeds
-    );
-    assert_eq!(
-        tally.refused_undamaged, 0,
-        "refused an undamaged log; seeds {:?}",
-        tally.failing_seeds
-    );
+    assert_nothing_lost(&tally);
 }
 
 /// The control of the test above: the same rounds, but recovery skips the replay, finds
