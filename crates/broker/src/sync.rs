@@ -135,6 +135,40 @@ impl Broker {
         }
     }
 
+    /// A round of appends only, taken while earlier rounds' write-ahead log frames are still
+    /// being fsynced (`PartitionLog::take_append_work`), so that their fsyncs overlap; None when
+    /// some dirty log has more than appends to sync (a roll, a deletion, a checkpoint due), which
+    /// waits for a round of [`Broker::take_sync_work`] once the earlier rounds are reported, or
+    /// when no log has anything to sync. Reported with [`Broker::synced`] in the order taken.
+    pub fn take_append_round(&mut self) -> Option<SyncRound> {
+        let mut ready = true;
+        let mut any = false;
+        for log in self.tickets.dirty_mut().clone() {
+            let Some(partition_log) = self.log_of(&log) else {
+                continue;
+            };
+            if partition_log.can_take_appends() {
+                any = true;
+            } else if partition_log.sync_due() {
+                ready = false;
+            }
+        }
+        if !ready || !any {
+            return None;
+        }
+        let mut work = Vec::new();
+        for log in std::mem::take(self.tickets.dirty_mut()) {
+            if let Some(sync) = self.log_of(&log).and_then(|l| l.take_append_work()) {
+                work.push((log, sync));
+            }
+        }
+        Some(SyncRound {
+            ticket: self.tickets.appended(),
+            ids: self.producers.take_reservation(),
+            logs: work,
+        })
+    }
+
     /// The group commit's write-ahead log: a round of small appends is made durable by one
     /// frame of it instead of one fsync per log (`storage::Wal`).
     pub fn wal(&self) -> std::sync::Arc<storage::Wal> {
@@ -172,10 +206,7 @@ impl Broker {
         for (log, offset) in synced {
             // A log deleted and created again meanwhile is not the one that was synced; its
             // high watermark must not move for fsyncs of another file.
-            if let Some(log) = self
-                .log_of(&log)
-                .filter(|log| log.sync_in_flight() == Some(offset))
-            {
+            if let Some(log) = self.log_of(&log).filter(|log| log.syncs_in_flight(offset)) {
                 log.mark_data_synced(offset);
             }
         }

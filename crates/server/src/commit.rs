@@ -4,16 +4,27 @@
 //! released. Appends that arrive during an fsync are covered by the next round, so one fsync
 //! serves many producers. A round of small appends only is made durable by one frame of the
 //! write-ahead log (`storage::Wal`): one fdatasync of one file, however many logs it wrote to.
+//! While a frame's fsync runs, the next round of appends is taken and written as the next frame
+//! (`Broker::take_append_round`), so fsyncs overlap; frames are reported in order. A round with
+//! more than appends (a roll, a deletion, a checkpoint) waits until every frame is reported.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use broker::producers::ids::IdReservation;
 use broker::{LogId, SyncRound};
 use storage::{SyncWork, Wal};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::{fatal, Locked, Shared};
+
+/// Rounds whose write-ahead log frame is written and whose fsync may still run, at most: the
+/// next round of appends is taken as soon as the previous frame is written, so their fsyncs
+/// overlap and an append that just missed a round waits for one fsync, not for the rest of
+/// that round's and then its own.
+const FRAMES_IN_FLIGHT_MAX: usize = 4;
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut appended = shared.appended.subscribe();
@@ -23,21 +34,66 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let wal = locked(&shared).wal();
     // Transactions recovered at start wait for this first report to write their markers.
     report(&shared, *shared.synced.borrow(), Vec::new());
+    // Rounds made durable by a frame, oldest first, until their fsync is done and reported.
+    let mut frames: VecDeque<Frame> = VecDeque::new();
+    // The newest ticket a round took.
+    let mut taken = *shared.synced.borrow();
     loop {
-        let synced = *shared.synced.borrow();
-        let pending = *appended.borrow_and_update() > synced;
-        if !pending {
-            if *shutdown.borrow() {
-                break;
+        let pending = *appended.borrow_and_update() > taken;
+        let mut blocked = false;
+        if pending && frames.len() < FRAMES_IN_FLIGHT_MAX {
+            if frames.is_empty() {
+                checkpoints.retain(|task| !task.is_finished());
+                match round(&shared, &wal).await {
+                    Round::Logged(frame) => {
+                        taken = frame.ticket;
+                        frames.push_back(frame);
+                    }
+                    Round::Synced { ticket, checkpoint } => {
+                        taken = ticket;
+                        checkpoints.extend(checkpoint);
+                    }
+                }
+                continue;
             }
+            let next = locked(&shared).take_append_round();
+            match next {
+                Some(next) => {
+                    let frame = write_frame(&shared, wal.clone(), next).await;
+                    taken = frame.ticket;
+                    frames.push_back(frame);
+                    continue;
+                }
+                // More than appends to sync: a whole round, once the frames are reported.
+                None => blocked = true,
+            }
+        }
+        if let Some(front) = frames.front_mut() {
+            // The oldest frame's fsync, or (while a round could start) new appends.
+            let more = !pending && !blocked;
             tokio::select! {
-                changed = appended.changed() => if changed.is_err() { break },
-                _ = shutdown.changed() => {}
+                biased;
+                done = &mut front.synced => {
+                    if let Err(error) = done {
+                        fatal(format!("write-ahead log fsync task failed: {error}"));
+                    }
+                    let frame = frames.pop_front().expect("the front frame");
+                    finish(&shared, frame);
+                }
+                changed = appended.changed(), if more => if changed.is_err() { break },
             }
             continue;
         }
-        checkpoints.retain(|task| !task.is_finished());
-        checkpoints.extend(round(&shared, &wal).await);
+        if pending {
+            continue;
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        tokio::select! {
+            changed = appended.changed() => if changed.is_err() { break },
+            _ = shutdown.changed() => {}
+        }
     }
     for task in checkpoints {
         if let Err(error) = task.await {
@@ -46,37 +102,57 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// One fsync round: a round of small appends is made durable by one write-ahead log frame,
-/// any other by every dirty log's data fsyncs at once; then the covered `acks=all` responses
-/// are released. The recovery-point checkpoints the work carries (each log at most once a
-/// minute, and on rolls) are left to a task of their own, so their two extra fsyncs delay
-/// neither these acknowledgements nor the next round.
-async fn round(shared: &Arc<Shared>, wal: &Arc<Wal>) -> Option<JoinHandle<()>> {
-    let SyncRound { ticket, ids, logs } = locked(shared).take_sync_work();
+/// What a round taken with nothing in flight became.
+enum Round {
+    /// Written as a frame, its fsync running.
+    Logged(Frame),
+    /// Synced and reported, with the task writing its checkpoints, if any.
+    Synced {
+        ticket: u64,
+        checkpoint: Option<JoinHandle<()>>,
+    },
+}
+
+/// A round made durable by a write-ahead log frame: written, its fsync running.
+struct Frame {
+    ticket: u64,
+    work: Vec<Arc<(LogId, SyncWork)>>,
+    /// The blocking task running the frame's fsync.
+    synced: JoinHandle<()>,
+    /// How long the round's writes (segments and frame) took, and when its fsync began.
+    writes: Duration,
+    syncing: Instant,
+}
+
+/// One round taken with nothing in flight: a round of small appends is written as one
+/// write-ahead log frame, whose fsync the caller waits for (and may overlap with the next
+/// rounds'); any other is made durable by every dirty log's data fsyncs at once, then the
+/// covered `acks=all` responses are released. The recovery-point checkpoints the work carries
+/// (each log at most once a minute, and on rolls) are left to a task of their own, so their two
+/// extra fsyncs delay neither these acknowledgements nor the next round.
+async fn round(shared: &Arc<Shared>, wal: &Arc<Wal>) -> Round {
+    let taken = locked(shared).take_sync_work();
+    let logged = !taken.logs.is_empty() && wal.takes(taken.logs.iter().map(|(_, work)| work));
+    if logged {
+        return Round::Logged(write_frame(shared, wal.clone(), taken).await);
+    }
+    let SyncRound { ticket, ids, logs } = taken;
     let work: Vec<_> = logs.into_iter().map(Arc::new).collect();
-    let logged = !work.is_empty() && wal.takes(work.iter().map(|item| &item.1));
-    // The appends' writes first, one log after another on one blocking thread (each is one
-    // `pwritev` into the page cache; a thread per log would add a wake-up per log to the
-    // round): `acks=1` answers need only them. A block of producer ids goes before them, so
-    // the transaction log's record of a new id never reaches the disk before its block. A
-    // write-ahead log frame follows on the same thread.
     let writing = Instant::now();
-    let syncing = run_writes(shared, ticket, ids, &work, logged.then(|| wal.clone())).await;
-    if !logged {
-        run_all(&work, |sync| sync.run_syncs(), "fsync").await;
-        // A log that rolled (or deleted segments) must not be named by a frame any more.
-        if work.iter().any(|item| item.1.reshapes()) && wal.owes() {
-            let wal = wal.clone();
-            let reset = tokio::task::spawn_blocking(move || wal.reset());
-            match reset.await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => fatal(format!("reset write-ahead log: {error}")),
-                Err(error) => fatal(format!("write-ahead log reset task failed: {error}")),
-            }
+    let syncing = run_writes(shared, ticket, ids, &work).await;
+    run_all(&work, |sync| sync.run_syncs(), "fsync").await;
+    // A log that rolled (or deleted segments) must not be named by a frame any more.
+    if work.iter().any(|item| item.1.reshapes()) && wal.owes() {
+        let wal = wal.clone();
+        let reset = tokio::task::spawn_blocking(move || wal.reset());
+        match reset.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => fatal(format!("reset write-ahead log: {error}")),
+            Err(error) => fatal(format!("write-ahead log reset task failed: {error}")),
         }
     }
     if let Some(metrics) = &shared.metrics {
-        metrics.group_commit(work.len(), syncing - writing, syncing.elapsed(), logged);
+        metrics.group_commit(work.len(), syncing - writing, syncing.elapsed(), false);
     }
     let synced = work
         .iter()
@@ -85,29 +161,91 @@ async fn round(shared: &Arc<Shared>, wal: &Arc<Wal>) -> Option<JoinHandle<()>> {
     // Acknowledgements first (they need no lock), then the high watermarks and the transaction
     // pipeline, then the fetches waiting for them.
     shared.synced.send_replace(ticket);
-    if logged {
-        // Off the acknowledgement path: the segments' pages go to the disk now, so the fsync
-        // that syncs them in place later (a reset, a checkpoint) is short.
-        let work = work.clone();
-        tokio::task::spawn_blocking(move || {
-            for item in &work {
-                if let Err(error) = item.1.start_writeback() {
-                    fatal(format!("{}: {error}", item.0));
-                }
-            }
-        });
-    }
     report(shared, ticket, synced);
     shared.visible.send_replace(ticket);
     let checkpoints: Vec<_> = work
         .into_iter()
         .filter(|item| item.1.checkpoint().is_some())
         .collect();
-    if checkpoints.is_empty() {
-        return None;
+    Round::Synced {
+        ticket,
+        checkpoint: (!checkpoints.is_empty()).then(|| write_checkpoints(shared, checkpoints)),
     }
+}
+
+/// Writes a round of appends and its write-ahead log frame on one blocking thread (producer ids
+/// first, as `run_writes`), and returns once the frame is written, with its fsync running on
+/// that thread.
+async fn write_frame(shared: &Arc<Shared>, wal: Arc<Wal>, round: SyncRound) -> Frame {
+    let SyncRound { ticket, ids, logs } = round;
+    let work: Vec<_> = logs.into_iter().map(Arc::new).collect();
+    let writing = Instant::now();
+    let (written, frame_written) = oneshot::channel();
+    let synced = {
+        let (shared, work) = (shared.clone(), work.clone());
+        tokio::task::spawn_blocking(move || {
+            write_all(&shared, ticket, ids, &work);
+            if let Err(error) = wal.write(work.iter().map(|item| &item.1)) {
+                fatal(format!("write-ahead log: {error}"));
+            }
+            // The receiver waits unless the task is being torn down with the runtime.
+            let _ = written.send(Instant::now());
+            if let Err(error) = wal.sync() {
+                fatal(format!("write-ahead log fsync: {error}"));
+            }
+        })
+    };
+    let syncing = match frame_written.await {
+        Ok(at) => at,
+        Err(_) => fatal("group commit write task failed before its frame was written"),
+    };
+    Frame {
+        ticket,
+        work,
+        synced,
+        writes: syncing - writing,
+        syncing,
+    }
+}
+
+/// Reports a frame whose fsync is done (frames are finished in the order written; a later
+/// frame's fsync covers every earlier one's, so the order of the fsyncs does not matter).
+fn finish(shared: &Arc<Shared>, frame: Frame) {
+    let Frame {
+        ticket,
+        work,
+        writes,
+        syncing,
+        ..
+    } = frame;
+    if let Some(metrics) = &shared.metrics {
+        metrics.group_commit(work.len(), writes, syncing.elapsed(), true);
+    }
+    shared.synced.send_replace(ticket);
+    let synced = work
+        .iter()
+        .map(|item| (item.0.clone(), item.1.offset()))
+        .collect();
+    // Off the acknowledgement path: the segments' pages go to the disk now, so the fsync that
+    // syncs them in place later (a reset, a checkpoint) is short.
+    tokio::task::spawn_blocking(move || {
+        for item in &work {
+            if let Err(error) = item.1.start_writeback() {
+                fatal(format!("{}: {error}", item.0));
+            }
+        }
+    });
+    report(shared, ticket, synced);
+    shared.visible.send_replace(ticket);
+}
+
+/// Writes the recovery-point checkpoints of a round's works, in a task of its own.
+fn write_checkpoints(
+    shared: &Arc<Shared>,
+    checkpoints: Vec<Arc<(LogId, SyncWork)>>,
+) -> JoinHandle<()> {
     let shared = shared.clone();
-    Some(tokio::spawn(async move {
+    tokio::spawn(async move {
         let tasks: Vec<_> = checkpoints
             .into_iter()
             .map(|item| tokio::task::spawn_blocking(move || (item.1.run_checkpoint(), item)))
@@ -131,40 +269,44 @@ async fn round(shared: &Arc<Shared>, wal: &Arc<Wal>) -> Option<JoinHandle<()>> {
             }
         }
         broker.mark_checkpointed(written);
-    }))
+    })
 }
 
-/// Writes the block of producer ids, if any, then every log's writes in order, on one blocking
-/// thread, and publishes `ticket` as written; then, given the write-ahead log, writes and
-/// fsyncs the round's frame. Returns when the syncs began (after the writes); any failure is
-/// fatal.
+/// Writes the block of producer ids, if any, then every log's writes in order (one `pwritev`
+/// each into the page cache; a thread per log would add a wake-up per log to the round), and
+/// publishes `ticket` as written (`acks=1` answers need only that). The block of producer ids
+/// goes first, so the transaction log's record of a new id never reaches the disk before its
+/// block. Any failure is fatal. On a blocking thread.
+fn write_all(
+    shared: &Shared,
+    ticket: u64,
+    ids: Option<IdReservation>,
+    work: &[Arc<(LogId, SyncWork)>],
+) {
+    if let Some(Err(error)) = ids.map(|ids| ids.run()) {
+        fatal(error);
+    }
+    for item in work {
+        let (log, sync) = &**item;
+        if let Err(error) = sync.run_writes() {
+            fatal(format!("write {log}: {error}"));
+        }
+    }
+    shared.written.send_replace(ticket);
+}
+
+/// `write_all` on a blocking thread; returns when the writes were done (when the syncs began).
 async fn run_writes(
     shared: &Arc<Shared>,
     ticket: u64,
     ids: Option<IdReservation>,
     work: &[Arc<(LogId, SyncWork)>],
-    wal: Option<Arc<Wal>>,
 ) -> Instant {
     let work = work.to_vec();
     let shared = shared.clone();
     let task = tokio::task::spawn_blocking(move || {
-        if let Some(Err(error)) = ids.map(|ids| ids.run()) {
-            fatal(error);
-        }
-        for item in &work {
-            let (log, sync) = &**item;
-            if let Err(error) = sync.run_writes() {
-                fatal(format!("write {log}: {error}"));
-            }
-        }
-        shared.written.send_replace(ticket);
-        let syncing = Instant::now();
-        if let Some(wal) = wal {
-            if let Err(error) = wal.log(work.iter().map(|item| &item.1)) {
-                fatal(format!("write-ahead log: {error}"));
-            }
-        }
-        syncing
+        write_all(&shared, ticket, ids, &work);
+        Instant::now()
     });
     match task.await {
         Ok(syncing) => syncing,

@@ -389,7 +389,19 @@ fn with_context(error: io::Error, op: &str, path: &Path) -> io::Error {
     io::Error::new(error.kind(), format!("{op} {}: {error}", path.display()))
 }
 
-/// The outstanding `SyncWork`, until `mark_synced` (or `mark_data_synced`) reports it done.
+/// Where a work's writes end, by segment base offset.
+fn written_ends(writes: &[PendingWrite]) -> Vec<(i64, u64)> {
+    let mut written: Vec<(i64, u64)> = Vec::new();
+    for write in writes {
+        match written.last_mut() {
+            Some((segment, end)) if *segment == write.segment => *end = write.end(),
+            _ => written.push((write.segment, write.end())),
+        }
+    }
+    written
+}
+
+/// An outstanding `SyncWork`, until `mark_synced` (or `mark_data_synced`) reports it done.
 struct InFlight {
     offset: i64,
     /// Where its writes end, by segment base offset: readable once it is reported.
@@ -415,7 +427,10 @@ pub struct PartitionLog {
     dirty_files: Vec<Unsynced>,
     active_dirty: bool,
     dir_dirty: bool,
-    in_flight: Option<InFlight>,
+    /// The outstanding works, oldest first: one taken by `take_sync_work` (alone), or any
+    /// number taken by `take_append_work` (appends only, made durable by write-ahead log frames
+    /// whose fsyncs overlap).
+    in_flight: std::collections::VecDeque<InFlight>,
     /// The recovery point a `SyncWork` carries whose checkpoint is not reported written yet;
     /// no other is scheduled meanwhile, so two writers never share the temporary file.
     checkpoint_in_flight: Option<i64>,
@@ -500,7 +515,7 @@ impl PartitionLog {
             dirty_files: Vec::new(),
             active_dirty: false,
             dir_dirty: false,
-            in_flight: None,
+            in_flight: std::collections::VecDeque::new(),
             checkpoint_in_flight: None,
             synced_offset: log_end_offset,
             recovery_point: log_end_offset,
@@ -534,7 +549,7 @@ impl PartitionLog {
     #[must_use = "dropping the descriptors closes them: do it outside the caller's lock"]
     pub fn release_idle_files(&mut self, reopened: bool) -> Vec<Released> {
         let mut released = Vec::new();
-        if self.in_flight.is_some() || !(self.release_due || reopened) {
+        if !self.in_flight.is_empty() || !(self.release_due || reopened) {
             return released;
         }
         let sealed = self.segments.len() - 1;
@@ -919,7 +934,7 @@ impl PartitionLog {
     /// nothing to do or a previous `SyncWork` has not been reported by `mark_synced` yet: one
     /// outstanding sync per log, the appends made meanwhile form the next group.
     pub fn take_sync_work(&mut self) -> Option<SyncWork> {
-        if self.in_flight.is_some() {
+        if !self.in_flight.is_empty() {
             return None;
         }
         let mut files = std::mem::take(&mut self.dirty_files);
@@ -934,21 +949,10 @@ impl PartitionLog {
         let log_start = self.log_start_due.take();
         let offset = self.log_end_offset();
         let writes = std::mem::take(&mut self.pending);
-        let mut written: Vec<(i64, u64)> = Vec::new();
-        for write in &writes {
-            match written.last_mut() {
-                Some((segment, end)) if *segment == write.segment => *end = write.end(),
-                _ => written.push((write.segment, write.end())),
-            }
-        }
+        let written = written_ends(&writes);
         // With no other sync outstanding, everything below `offset` is synced already or by this
         // work, so the checkpoint it writes after its fsyncs is true.
-        let due = self.recovery_point_due
-            || self.clock_ms - self.recovery_point_written_ms
-                >= self.config.recovery_point_interval_ms;
-        let recovery_point =
-            (due && offset > self.recovery_point && self.checkpoint_in_flight.is_none())
-                .then_some(offset);
+        let recovery_point = self.checkpoint_due(offset);
         if files.is_empty() && !sync_dir && recovery_point.is_none() {
             assert!(writes.is_empty(), "appended bytes mark their file dirty");
             assert!(removals.is_empty(), "a deletion marks the directory dirty");
@@ -962,7 +966,7 @@ impl PartitionLog {
             self.recovery_point_written_ms = self.clock_ms;
             self.checkpoint_in_flight = recovery_point;
         }
-        self.in_flight = Some(InFlight { offset, written });
+        self.in_flight.push_back(InFlight { offset, written });
         // Every work holds the guard until its files are done with: removals and jobs work by
         // path, a checkpoint is written by path after the round (so a partition deleted and
         // created again meanwhile never gets the old one's), and appends the write-ahead log
@@ -981,6 +985,74 @@ impl PartitionLog {
             path_guard: std::sync::Mutex::new(path_guard),
             sync_dir,
             recovery_point,
+            offset,
+        })
+    }
+
+    /// The recovery point a work taken now would checkpoint, if one is due.
+    fn checkpoint_due(&self, offset: i64) -> Option<i64> {
+        let due = self.recovery_point_due
+            || self.clock_ms - self.recovery_point_written_ms
+                >= self.config.recovery_point_interval_ms;
+        (due && offset > self.recovery_point && self.checkpoint_in_flight.is_none())
+            .then_some(offset)
+    }
+
+    /// Whether `take_sync_work` would find something to do once no work is outstanding.
+    pub fn sync_due(&self) -> bool {
+        self.active_dirty
+            || !self.dirty_files.is_empty()
+            || self.dir_dirty
+            || self.checkpoint_due(self.log_end_offset()).is_some()
+    }
+
+    /// Whether everything to sync is appends to the active segment (no roll, no new file, no
+    /// deletion, no deferred job, no checkpoint due): what `take_append_work` takes.
+    pub fn can_take_appends(&self) -> bool {
+        !self.pending.is_empty()
+            && self.dirty_files.is_empty()
+            && !self.dir_dirty
+            && self.removals.is_empty()
+            && self.jobs.is_empty()
+            && self.index_writes.is_empty()
+            && self.log_start_due.is_none()
+            && self.checkpoint_due(self.log_end_offset()).is_none()
+    }
+
+    /// The appends since the last work, as a work of appends only, even while earlier works are
+    /// outstanding (their writes were taken, so these follow them in the file): for the group
+    /// commit's write-ahead log, whose frames' fsyncs may overlap. None unless
+    /// `can_take_appends`. Report it with `mark_data_synced`, in the order taken.
+    pub fn take_append_work(&mut self) -> Option<SyncWork> {
+        if !self.can_take_appends() {
+            return None;
+        }
+        assert!(
+            self.active_dirty,
+            "appended bytes mark the active segment dirty"
+        );
+        self.active_dirty = false;
+        let active = self.active();
+        let files = vec![(active.log_path.clone(), active.log.clone())];
+        let writes = std::mem::take(&mut self.pending);
+        let offset = self.log_end_offset();
+        self.in_flight.push_back(InFlight {
+            offset,
+            written: written_ends(&writes),
+        });
+        Some(SyncWork {
+            disk: self.disk.clone(),
+            dir: self.dir.clone(),
+            writes,
+            files,
+            index_writes: std::sync::Mutex::new(Vec::new()),
+            index_files: std::sync::Mutex::new(Vec::new()),
+            log_start: None,
+            removals: Vec::new(),
+            jobs: std::sync::Mutex::new(Vec::new()),
+            path_guard: std::sync::Mutex::new(Some(self.path_guard.clone())),
+            sync_dir: false,
+            recovery_point: None,
             offset,
         })
     }
@@ -1021,7 +1093,7 @@ impl PartitionLog {
     /// catches up with its data within about a second (recovery validates everything past it).
     pub fn wants_trailing_checkpoint(&mut self, now_ms: i64) -> bool {
         self.clock_ms = self.clock_ms.max(now_ms);
-        self.in_flight.is_none()
+        self.in_flight.is_empty()
             && self.checkpoint_in_flight.is_none()
             && self.synced_offset == self.log_end_offset()
             && self.synced_offset > self.recovery_point
@@ -1052,7 +1124,7 @@ impl PartitionLog {
             "synced offset {offset} beyond the log end"
         );
         self.synced_offset = self.synced_offset.max(offset);
-        if let Some(done) = self.in_flight.take_if(|w| offset >= w.offset) {
+        while let Some(done) = self.in_flight.pop_front_if(|w| offset >= w.offset) {
             for (base_offset, end) in done.written {
                 // A segment deleted meanwhile (DeleteRecords) is simply gone.
                 if let Some(segment) = self
@@ -1067,9 +1139,15 @@ impl PartitionLog {
         }
     }
 
-    /// The offset the outstanding `SyncWork` makes durable, if one was taken and not reported.
+    /// The offset the oldest outstanding `SyncWork` makes durable, if one was taken and not
+    /// reported.
     pub fn sync_in_flight(&self) -> Option<i64> {
-        self.in_flight.as_ref().map(|w| w.offset)
+        self.in_flight.front().map(|w| w.offset)
+    }
+
+    /// Whether an outstanding `SyncWork` makes the log durable up to `offset`.
+    pub fn syncs_in_flight(&self, offset: i64) -> bool {
+        self.in_flight.iter().any(|w| w.offset == offset)
     }
 
     /// The recovery point of the outstanding checkpoint, if one is scheduled.
@@ -1100,7 +1178,7 @@ impl PartitionLog {
             "a log closes after its outstanding checkpoint was reported"
         );
         assert!(
-            self.in_flight.is_none(),
+            self.in_flight.is_empty(),
             "a log closes after its outstanding sync was reported (its writes are in it)"
         );
         for write in std::mem::take(&mut self.pending) {

@@ -63,6 +63,8 @@ pub struct Wal {
     disk: Arc<dyn Disk>,
     root: PathBuf,
     path: PathBuf,
+    /// The file, for the fsyncs that run outside the lock (the state holds it too).
+    file: Arc<dyn DiskFile>,
     state: Mutex<State>,
 }
 
@@ -76,8 +78,9 @@ struct State {
     sequence: u64,
     /// Where the next frame goes.
     position: u64,
-    /// The files whose appends are durable only through this epoch's frames: a reset fsyncs
-    /// them before it voids the frames.
+    /// The files whose appends are durable only through this epoch's frames (noted when a frame
+    /// is written, so a reset meanwhile syncs them even if that frame's own fsync is still to
+    /// come): a reset fsyncs them before it voids the frames.
     owed: Vec<(PathBuf, Arc<dyn DiskFile>)>,
 }
 
@@ -135,6 +138,7 @@ impl Wal {
             disk,
             root: root.to_path_buf(),
             path: path.clone(),
+            file: file.clone(),
             state: Mutex::new(State {
                 file,
                 epoch,
@@ -180,10 +184,27 @@ impl Wal {
         bytes <= WAL_ROUND_BYTES_MAX
     }
 
-    /// Makes a round durable, after its works' `run_writes`: writes one frame with all their
-    /// appends and fsyncs this file only. Resets the log first when the frame would not fit.
-    /// Only for a round [`Wal::takes`]. An error means the process must stop, as for any fsync.
+    /// Makes a round durable, after its works' `run_writes`: [`Wal::write`], then [`Wal::sync`].
     pub fn log<'a>(&self, round: impl IntoIterator<Item = &'a SyncWork>) -> io::Result<()> {
+        self.write(round)?;
+        self.sync()
+    }
+
+    /// Makes durable every frame written before the call (fdatasync of this file only), which
+    /// makes their rounds durable. Calls may overlap: the group commit writes the next round's
+    /// frame while the previous one's fsync runs. An error means the process must stop.
+    pub fn sync(&self) -> io::Result<()> {
+        if cfg!(feature = "unsafe-ack-before-fsync") {
+            // The deliberately broken control build: report durable without any fsync.
+            return Ok(());
+        }
+        self.file.sync_data()
+    }
+
+    /// Writes one frame with all the appends of a round, after its works' `run_writes` (to
+    /// the OS; [`Wal::sync`] makes it durable). Resets the log first when the frame would not
+    /// fit. Only for a round [`Wal::takes`]. An error means the process must stop.
+    pub fn write<'a>(&self, round: impl IntoIterator<Item = &'a SyncWork>) -> io::Result<()> {
         let round: Vec<&SyncWork> = round.into_iter().collect();
         let mut heads = Vec::new();
         let mut pieces: Vec<Bytes> = Vec::new();
@@ -239,9 +260,6 @@ impl Wal {
             pieces.extend(chunks.iter().cloned());
         }
         state.file.write_all_vectored_at(state.position, &pieces)?;
-        if !cfg!(feature = "unsafe-ack-before-fsync") {
-            state.file.sync_data()?;
-        }
         state.position += frame_len;
         state.sequence += 1;
         for (path, file) in files {

@@ -498,3 +498,75 @@ fn a_topic_deleted_and_created_again_gets_none_of_the_old_frames_after_a_power_l
     let broker = open_on(Arc::new(disk.clone()), dir).unwrap();
     assert_eq!(log_ends(&broker), vec![1; PARTITIONS as usize]);
 }
+
+/// One append to every partition of `orders`, then a round taken while the frames before it are
+/// still to be fsynced (`take_append_round`), written as a frame; returns the round.
+fn pipelined_round(broker: &mut Broker, wal: &storage::Wal) -> Option<broker::SyncRound> {
+    for index in 0..PARTITIONS {
+        assert_eq!(produce_one(broker, TOPIC, index), 0);
+    }
+    let round = broker.take_append_round()?;
+    for (_, work) in &round.logs {
+        work.run_writes().unwrap();
+    }
+    wal.write(round.logs.iter().map(|(_, work)| work)).unwrap();
+    Some(round)
+}
+
+/// While a frame's fsync runs, the next round of appends is taken and written as the next
+/// frame; one fsync then covers both, the rounds are reported in order, and a power loss after
+/// it keeps both. The control: a log that rolled has more than appends to sync, so no such round
+/// is taken (it waits for a whole round).
+#[test]
+fn rounds_of_appends_overlap_their_frames_and_are_reported_in_order() {
+    let dir = Path::new("/data");
+    let disk = SimDisk::new();
+    let mut broker = open_on(Arc::new(disk.clone()), dir).unwrap();
+    let wal = broker.wal();
+    assert_eq!(create(&mut broker, TOPIC, PARTITIONS), 0);
+    wal_group_commit(&mut broker);
+    let first = pipelined_round(&mut broker, &wal).expect("appends only");
+    let second = pipelined_round(&mut broker, &wal).expect("appends only, first in flight");
+    assert_eq!(first.logs.len(), PARTITIONS as usize);
+    assert_eq!(second.logs.len(), PARTITIONS as usize);
+    assert!(
+        broker.take_sync_work().logs.is_empty(),
+        "a whole round waits for the frames in flight"
+    );
+    wal.sync().unwrap();
+    for round in [first, second] {
+        let synced = round
+            .logs
+            .iter()
+            .map(|(log, work)| (log.clone(), work.offset()))
+            .collect();
+        broker.synced(now(), round.ticket, synced).unwrap();
+    }
+    let topic = broker.topics().get(TOPIC).unwrap();
+    let watermarks: Vec<i64> = topic
+        .partitions
+        .iter()
+        .map(|p| p.high_watermark())
+        .collect();
+    assert_eq!(watermarks, vec![2; PARTITIONS as usize]);
+    drop(broker);
+    disk.crash();
+    let broker = open_on(Arc::new(disk.clone()), dir).unwrap();
+    assert_eq!(log_ends(&broker), vec![2; PARTITIONS as usize]);
+    drop(broker);
+
+    let control = SimDisk::new();
+    let mut config = BrokerConfig::new(dir.to_path_buf());
+    // One record's batch fits a segment, the second rolls it.
+    config.log.segment_bytes = 100;
+    let mut broker = Broker::open(config, Arc::new(control.clone()), now()).unwrap();
+    let wal = broker.wal();
+    assert_eq!(create(&mut broker, TOPIC, PARTITIONS), 0);
+    wal_group_commit(&mut broker);
+    assert!(pipelined_round(&mut broker, &wal).is_some());
+    assert!(pipelined_round(&mut broker, &wal).is_none());
+    assert!(
+        broker.take_sync_work().logs.is_empty(),
+        "the rolled logs wait for the frame in flight"
+    );
+}

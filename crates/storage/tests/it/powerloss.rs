@@ -94,6 +94,8 @@ pub struct Tally {
     /// Rounds made durable by a write-ahead log frame, and write-ahead log resets.
     pub wal_frames: u64,
     pub wal_resets: u64,
+    /// Frames written while an earlier frame's fsync was still to come (pipelined rounds).
+    pub wal_pipelined: u64,
     /// Appends recovery wrote again from the write-ahead log.
     pub wal_replayed: u64,
     pub checkpoints: u64,
@@ -133,6 +135,7 @@ impl Tally {
         self.syncs += other.syncs;
         self.wal_frames += other.wal_frames;
         self.wal_resets += other.wal_resets;
+        self.wal_pipelined += other.wal_pipelined;
         self.wal_replayed += other.wal_replayed;
         self.checkpoints += other.checkpoints;
         self.retention_runs += other.retention_runs;
@@ -243,11 +246,14 @@ fn run_seed(seed: u64, policy: AckPolicy, tally: &mut Tally) {
         model.fault = fault;
         let steps = 1 + rng.below(STEPS_PER_CRASH_MAX);
         let mut checkpoint: Option<SyncWork> = None;
+        // Works whose write-ahead log frame is written and not yet fsynced, oldest first.
+        let mut frames: Vec<SyncWork> = Vec::new();
         for _ in 0..steps {
             step(
                 &mut rng,
                 &mut log,
                 wal.as_ref(),
+                &mut frames,
                 &mut model,
                 &mut checkpoint,
                 policy,
@@ -261,6 +267,7 @@ fn run_seed(seed: u64, policy: AckPolicy, tally: &mut Tally) {
                 &disk,
                 &mut log,
                 wal.as_ref(),
+                &mut frames,
                 &mut model,
                 checkpoint.take(),
                 tally,
@@ -270,6 +277,7 @@ fn run_seed(seed: u64, policy: AckPolicy, tally: &mut Tally) {
             disk.tear_on_crash(rng.below(300) as usize);
         }
         drop(checkpoint);
+        drop(frames);
         drop(log);
         drop(wal.take());
         disk.crash();
@@ -293,6 +301,7 @@ fn step(
     rng: &mut Rng,
     log: &mut PartitionLog,
     wal: Option<&Wal>,
+    frames: &mut Vec<SyncWork>,
     model: &mut Model,
     checkpoint: &mut Option<SyncWork>,
     policy: AckPolicy,
@@ -324,16 +333,54 @@ fn step(
                 model.acked_end = log.log_end_offset();
             }
         }
+        50..=79 if !frames.is_empty() => {
+            let wal = wal.expect("frames are the write-ahead log's");
+            if rng.percent(10) {
+                // A reset meanwhile (another partition's deletion, a full log): it syncs the
+                // frames' segments before it voids them, so their fsync still acknowledges.
+                wal.reset().expect("fsync on a healthy disk");
+                tally.wal_resets += 1;
+            }
+            if rng.percent(50) {
+                // The server's next round while the earlier frames' fsync runs: appends only.
+                if let Some(work) = log.take_append_work() {
+                    work.run_writes().expect("write on a healthy disk");
+                    wal.write([&work]).expect("write on a healthy disk");
+                    tally.wal_frames += 1;
+                    tally.wal_pipelined += 1;
+                    frames.push(work);
+                }
+            } else {
+                // The fsync of the frames written so far: every one of them is acknowledged.
+                wal.sync().expect("fsync on a healthy disk");
+                for work in frames.drain(..) {
+                    log.mark_data_synced(work.offset());
+                    tally.syncs += 1;
+                    model.acked_end = model.acked_end.max(work.offset());
+                }
+            }
+        }
         50..=79 => {
             // The server's round: data fsyncs, acknowledge, the checkpoint later in its own task.
-            if let Some(work) = log.take_sync_work() {
-                sync(&work, wal, tally).expect("fsync on a healthy disk");
-                log.mark_data_synced(work.offset());
-                tally.syncs += 1;
-                model.acked_end = model.acked_end.max(work.offset());
-                if work.checkpoint().is_some() {
-                    *checkpoint = Some(work);
+            match log.take_sync_work() {
+                Some(work) if wal.is_some_and(|wal| wal.takes([&work])) && rng.percent(40) => {
+                    // A frame written, its fsync left to a later step.
+                    let wal = wal.expect("checked");
+                    work.run_writes().expect("write on a healthy disk");
+                    wal.write([&work]).expect("write on a healthy disk");
+                    tally.wal_frames += 1;
+                    frames.push(work);
                 }
+                Some(work) => {
+                    sync(&work, wal, tally).expect("fsync on a healthy disk");
+                    log.mark_data_synced(work.offset());
+                    tally.syncs += 1;
+                    model.acked_end = model.acked_end.max(work.offset());
+                    if work.checkpoint().is_some() {
+                        *checkpoint = Some(work);
+                    }
+                }
+                None => {}
             }
             if rng.percent(50) {
                 run_checkpoint(log, checkpoint, tally);
@@ -392,10 +439,21 @@ fn fail_a_sync(
     disk: &SimDisk,
     log: &mut PartitionLog,
     wal: Option<&Wal>,
+    frames: &mut Vec<SyncWork>,
     model: &mut Model,
     checkpoint: Option<SyncWork>,
     tally: &mut Tally,
 ) {
+    if let (Some(wal), false) = (wal, frames.is_empty()) {
+        // The fsync of the frames written and not yet synced fails: none is acknowledged.
+        disk.fail_next_sync();
+        let failed = wal.sync().is_err();
+        assert!(
+            failed || cfg!(feature = "unsafe-ack-before-fsync"),
+            "the injected failure fires"
+        );
+        return;
+    }
     if let (Some(work), true) = (&checkpoint, rng.percent(30)) {
         disk.fail_next_sync();
         assert!(work.run_checkpoint().is_err(), "the injected failure fires");
@@ -719,7 +777,7 @@ fn no_acknowledged_record_is_lost_with_the_write_ahead_log() {
             tally.faults.iter().all(|&n| n > 0),
             "every fault is injected"
         );
-        assert!(tally.wal_frames > 0 && tally.wal_resets > 0);
+        assert!(tally.wal_frames > 0 && tally.wal_resets > 0 && tally.wal_pipelined > 0);
         assert!(
             tally.wal_replayed > 0,
             "some crashes lose segment writes only the write-ahead log held"
