@@ -413,13 +413,18 @@ fn wal_group_commit(broker: &mut Broker) -> bool {
             wal.reset().unwrap();
         }
     }
+    report(broker, &round);
+    logged
+}
+
+/// Reports a round's works synced, as the server does once its fsyncs are done.
+fn report(broker: &mut Broker, round: &broker::SyncRound) {
     let synced = round
         .logs
         .iter()
         .map(|(log, work)| (log.clone(), work.offset()))
         .collect();
     broker.synced(now(), round.ticket, synced).unwrap();
-    logged
 }
 
 /// `orders` with `records` records per partition, each acknowledged through a write-ahead log
@@ -535,12 +540,7 @@ fn rounds_of_appends_overlap_their_frames_and_are_reported_in_order() {
     );
     wal.sync().unwrap();
     for round in [first, second] {
-        let synced = round
-            .logs
-            .iter()
-            .map(|(log, work)| (log.clone(), work.offset()))
-            .collect();
-        broker.synced(now(), round.ticket, synced).unwrap();
+        report(&mut broker, &round);
     }
     let topic = broker.topics().get(TOPIC).unwrap();
     let watermarks: Vec<i64> = topic
