@@ -1124,7 +1124,8 @@ impl PartitionLog {
             "synced offset {offset} beyond the log end"
         );
         self.synced_offset = self.synced_offset.max(offset);
-        while let Some(done) = self.in_flight.pop_front_if(|w| offset >= w.offset) {
+        while self.in_flight.front().is_some_and(|w| offset >= w.offset) {
+            let done = self.in_flight.pop_front().expect("a front work");
             for (base_offset, end) in done.written {
                 // A segment deleted meanwhile (DeleteRecords) is simply gone.
                 if let Some(segment) = self

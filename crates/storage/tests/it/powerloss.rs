@@ -267,7 +267,7 @@ fn run_seed(seed: u64, policy: AckPolicy, tally: &mut Tally) {
                 &disk,
                 &mut log,
                 wal.as_ref(),
-                &mut frames,
+                &frames,
                 &mut model,
                 checkpoint.take(),
                 tally,
@@ -434,12 +434,13 @@ fn run_checkpoint(log: &mut PartitionLog, checkpoint: &mut Option<SyncWork>, tal
 
 /// Makes one fsync fail, a data fsync or a pending checkpoint's. The server stops on it, so
 /// nothing it covered is acknowledged; the crash follows.
+#[allow(clippy::too_many_arguments)]
 fn fail_a_sync(
     rng: &mut Rng,
     disk: &SimDisk,
     log: &mut PartitionLog,
     wal: Option<&Wal>,
-    frames: &mut Vec<SyncWork>,
+    frames: &[SyncWork],
     model: &mut Model,
     checkpoint: Option<SyncWork>,
     tally: &mut Tally,
