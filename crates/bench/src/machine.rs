@@ -46,6 +46,11 @@ pub struct DiskChunk {
 
 pub fn probe(plan: &Plan, dir: &Path) -> Result<Machine> {
     let mut machine = Machine::default();
+    // The fdatasync latency is probed twice, first and after the other disk probes, and the
+    // quieter of the two is the disk's: a stall of a shared machine during one probe would
+    // otherwise inflate the p99 that acknowledgement latency is judged against.
+    progress("disk: fdatasync latency");
+    let first_fsync_latency = fsync_latency(dir, plan.fsync_samples)?;
     for chunk in DISK_CHUNKS {
         progress(&format!("disk: append {} KiB + fdatasync", chunk >> 10));
         let bytes_per_s = disk_bandwidth(dir, chunk, plan.disk_seconds)?;
@@ -55,11 +60,16 @@ pub fn probe(plan: &Plan, dir: &Path) -> Result<Machine> {
         });
         machine.disk_fdatasync_bytes_per_s = machine.disk_fdatasync_bytes_per_s.max(bytes_per_s);
     }
-    progress("disk: fdatasync latency");
-    machine.fsync_latency = fsync_latency(dir, plan.fsync_samples)?;
     let files = plan.partitions.max(1) as usize;
     progress(&format!("disk: fdatasync latency, {files} files at once"));
     machine.fsync_round_latency = fsync_round_latency(dir, files, plan.fsync_samples)?;
+    progress("disk: fdatasync latency, again");
+    let second_fsync_latency = fsync_latency(dir, plan.fsync_samples)?;
+    machine.fsync_latency = if second_fsync_latency.p99_us < first_fsync_latency.p99_us {
+        second_fsync_latency
+    } else {
+        first_fsync_latency
+    };
     machine.round_files = files as u32;
     progress("loopback TCP bandwidth");
     machine.loopback_tcp_bytes_per_s = loopback_bandwidth(plan.loopback_seconds)?;
