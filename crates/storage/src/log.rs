@@ -192,6 +192,8 @@ pub struct SyncWork {
     /// files of a partition created again under the same name.
     path_guard: std::sync::Mutex<Option<Arc<()>>>,
     sync_dir: bool,
+    /// Taken by `take_append_work`: appends to the active segment and nothing else.
+    appends_only: bool,
     /// The recovery point to checkpoint once the fsyncs succeeded.
     recovery_point: Option<i64>,
     offset: i64,
@@ -208,25 +210,12 @@ impl SyncWork {
         &self.dir
     }
 
-    /// Whether this work is appends only, to files that exist durably: no roll, no new file, no
-    /// deletion, no deferred file work, no checkpoint. Only such work may be made durable by the
-    /// group commit's write-ahead log ([`crate::Wal`]) instead of its own fsyncs.
+    /// Whether this work is appends only, to the active segment, a file that exists durably: no
+    /// roll, no new file, no deletion, no deferred file work, no checkpoint (it was taken as
+    /// `PartitionLog::take_append_work`). Only such work may be made durable by the group
+    /// commit's write-ahead log ([`crate::Wal`]) instead of its own fsyncs.
     pub fn only_appends(&self) -> bool {
-        !self.sync_dir
-            && self.recovery_point.is_none()
-            && self.log_start.is_none()
-            && self.removals.is_empty()
-            && self.jobs.lock().expect("no job panics").is_empty()
-            && self
-                .index_writes
-                .lock()
-                .expect("no write panics")
-                .is_empty()
-            && self.files.iter().all(|(path, _)| {
-                self.writes
-                    .iter()
-                    .any(|write| write.path(&self.dir) == *path)
-            })
+        self.appends_only
     }
 
     /// Whether this work changes the shape of the log (a roll, a deletion, deferred file work):
@@ -932,10 +921,14 @@ impl PartitionLog {
 
     /// The fsyncs needed to make everything appended so far durable, or None when there is
     /// nothing to do or a previous `SyncWork` has not been reported by `mark_synced` yet: one
-    /// outstanding sync per log, the appends made meanwhile form the next group.
+    /// outstanding sync per log, the appends made meanwhile form the next group. Appends only
+    /// are taken as by `take_append_work`.
     pub fn take_sync_work(&mut self) -> Option<SyncWork> {
         if !self.in_flight.is_empty() {
             return None;
+        }
+        if self.can_take_appends() {
+            return self.take_append_work();
         }
         let mut files = std::mem::take(&mut self.dirty_files);
         if std::mem::take(&mut self.active_dirty) {
@@ -984,6 +977,7 @@ impl PartitionLog {
             jobs: std::sync::Mutex::new(jobs),
             path_guard: std::sync::Mutex::new(path_guard),
             sync_dir,
+            appends_only: false,
             recovery_point,
             offset,
         })
@@ -1052,6 +1046,7 @@ impl PartitionLog {
             jobs: std::sync::Mutex::new(Vec::new()),
             path_guard: std::sync::Mutex::new(Some(self.path_guard.clone())),
             sync_dir: false,
+            appends_only: true,
             recovery_point: None,
             offset,
         })

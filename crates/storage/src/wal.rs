@@ -128,9 +128,11 @@ impl Wal {
             None => {
                 // New, or torn by a crash while it was created or reset: either way no frame is
                 // needed (a reset voids frames only once their files are synced), and stale frames
-                // go so that none can pass for the new epoch's.
-                file.truncate(0)
-                    .map_err(LogError::io("truncate write-ahead log", &path))?;
+                // of a torn one go so that none can pass for the new epoch's.
+                if !created {
+                    file.truncate(0)
+                        .map_err(LogError::io("truncate write-ahead log", &path))?;
+                }
                 (0, Replayed::default())
             }
         };
