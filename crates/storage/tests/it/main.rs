@@ -9,6 +9,7 @@ mod powerloss;
 mod props;
 mod read;
 mod retention;
+mod wal;
 
 use std::path::Path;
 use std::sync::Arc;
