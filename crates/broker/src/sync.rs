@@ -138,10 +138,13 @@ impl Broker {
     /// A round of appends only, taken while earlier rounds' write-ahead log frames are still
     /// being fsynced (`PartitionLog::take_append_work`), so that their fsyncs overlap; None when
     /// some dirty log has more than appends to sync (a roll, a deletion, a checkpoint due), which
-    /// waits for a round of [`Broker::take_sync_work`] once the earlier rounds are reported, or
-    /// when no log has anything to sync. Reported with [`Broker::synced`] in the order taken.
-    pub fn take_append_round(&mut self) -> Option<SyncRound> {
+    /// waits for a round of [`Broker::take_sync_work`] once the earlier rounds are reported,
+    /// when the appends come to more than `bytes_max` (a round the write-ahead log would not
+    /// take: it syncs its files directly, after the earlier rounds), or when no log has anything
+    /// to sync. Reported with [`Broker::synced`] in the order taken.
+    pub fn take_append_round(&mut self, bytes_max: u64) -> Option<SyncRound> {
         let mut ready = true;
+        let mut bytes = 0;
         let mut any = false;
         for log in self.tickets.dirty_mut().clone() {
             let Some(partition_log) = self.log_of(&log) else {
@@ -149,11 +152,12 @@ impl Broker {
             };
             if partition_log.can_take_appends() {
                 any = true;
+                bytes += partition_log.pending_bytes();
             } else if partition_log.sync_due() {
                 ready = false;
             }
         }
-        if !ready || !any {
+        if !ready || !any || bytes > bytes_max {
             return None;
         }
         let mut work = Vec::new();

@@ -56,7 +56,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 }
                 continue;
             }
-            let next = locked(&shared).take_append_round();
+            let next = locked(&shared).take_append_round(storage::WAL_ROUND_BYTES_MAX);
             match next {
                 Some(next) => {
                     let frame = write_frame(&shared, wal.clone(), next).await;
@@ -64,7 +64,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     frames.push_back(frame);
                     continue;
                 }
-                // More than appends to sync: a whole round, once the frames are reported.
+                // More than appends, or more than a frame takes: a whole round, once the frames
+                // are reported.
                 None => blocked = true,
             }
         }

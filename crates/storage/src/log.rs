@@ -1000,6 +1000,11 @@ impl PartitionLog {
             || self.checkpoint_due(self.log_end_offset()).is_some()
     }
 
+    /// The bytes appended since the last work was taken.
+    pub fn pending_bytes(&self) -> u64 {
+        self.pending.iter().map(|write| write.len).sum()
+    }
+
     /// Whether everything to sync is appends to the active segment (no roll, no new file, no
     /// deletion, no deferred job, no checkpoint due): what `take_append_work` takes.
     pub fn can_take_appends(&self) -> bool {

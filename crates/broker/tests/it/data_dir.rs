@@ -506,11 +506,15 @@ fn a_topic_deleted_and_created_again_gets_none_of_the_old_frames_after_a_power_l
 
 /// One append to every partition of `orders`, then a round taken while the frames before it are
 /// still to be fsynced (`take_append_round`), written as a frame; returns the round.
-fn pipelined_round(broker: &mut Broker, wal: &storage::Wal) -> Option<broker::SyncRound> {
+fn pipelined_round(
+    broker: &mut Broker,
+    wal: &storage::Wal,
+    bytes_max: u64,
+) -> Option<broker::SyncRound> {
     for index in 0..PARTITIONS {
         assert_eq!(produce_one(broker, TOPIC, index), 0);
     }
-    let round = broker.take_append_round()?;
+    let round = broker.take_append_round(bytes_max)?;
     for (_, work) in &round.logs {
         work.run_writes().unwrap();
     }
@@ -518,9 +522,13 @@ fn pipelined_round(broker: &mut Broker, wal: &storage::Wal) -> Option<broker::Sy
     Some(round)
 }
 
+/// The appends a round taken behind frames in flight may hold, as the server passes it.
+const MAX: u64 = storage::WAL_ROUND_BYTES_MAX;
+
 /// While a frame's fsync runs, the next round of appends is taken and written as the next
 /// frame; one fsync then covers both, the rounds are reported in order, and a power loss after
-/// it keeps both. The control: a log that rolled has more than appends to sync, so no such round
+/// it keeps both. Appends over the byte limit are not taken so (they wait, and the next round
+/// takes them). The control: a log that rolled has more than appends to sync, so no such round
 /// is taken (it waits for a whole round).
 #[test]
 fn rounds_of_appends_overlap_their_frames_and_are_reported_in_order() {
@@ -530,8 +538,12 @@ fn rounds_of_appends_overlap_their_frames_and_are_reported_in_order() {
     let wal = broker.wal();
     assert_eq!(create(&mut broker, TOPIC, PARTITIONS), 0);
     wal_group_commit(&mut broker);
-    let first = pipelined_round(&mut broker, &wal).expect("appends only");
-    let second = pipelined_round(&mut broker, &wal).expect("appends only, first in flight");
+    let first = pipelined_round(&mut broker, &wal, MAX).expect("appends only");
+    assert!(
+        pipelined_round(&mut broker, &wal, 0).is_none(),
+        "appends over the limit wait for a whole round"
+    );
+    let second = pipelined_round(&mut broker, &wal, MAX).expect("appends only, first in flight");
     assert_eq!(first.logs.len(), PARTITIONS as usize);
     assert_eq!(second.logs.len(), PARTITIONS as usize);
     assert!(
@@ -548,11 +560,11 @@ fn rounds_of_appends_overlap_their_frames_and_are_reported_in_order() {
         .iter()
         .map(|p| p.high_watermark())
         .collect();
-    assert_eq!(watermarks, vec![2; PARTITIONS as usize]);
+    assert_eq!(watermarks, vec![3; PARTITIONS as usize]);
     drop(broker);
     disk.crash();
     let broker = open_on(Arc::new(disk.clone()), dir).unwrap();
-    assert_eq!(log_ends(&broker), vec![2; PARTITIONS as usize]);
+    assert_eq!(log_ends(&broker), vec![3; PARTITIONS as usize]);
     drop(broker);
 
     let control = SimDisk::new();
@@ -563,8 +575,8 @@ fn rounds_of_appends_overlap_their_frames_and_are_reported_in_order() {
     let wal = broker.wal();
     assert_eq!(create(&mut broker, TOPIC, PARTITIONS), 0);
     wal_group_commit(&mut broker);
-    assert!(pipelined_round(&mut broker, &wal).is_some());
-    assert!(pipelined_round(&mut broker, &wal).is_none());
+    assert!(pipelined_round(&mut broker, &wal, MAX).is_some());
+    assert!(pipelined_round(&mut broker, &wal, MAX).is_none());
     assert!(
         broker.take_sync_work().logs.is_empty(),
         "the rolled logs wait for the frame in flight"
