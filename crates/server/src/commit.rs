@@ -40,7 +40,6 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut taken = *shared.synced.borrow();
     loop {
         let pending = *appended.borrow_and_update() > taken;
-        let mut blocked = false;
         if pending && frames.len() < FRAMES_IN_FLIGHT_MAX {
             if frames.is_empty() {
                 checkpoints.retain(|task| !task.is_finished());
@@ -56,22 +55,20 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 }
                 continue;
             }
+            // None: more than appends, or more than a frame takes: a whole round, once the
+            // frames are reported.
             let next = locked(&shared).take_append_round(storage::WAL_ROUND_BYTES_MAX);
-            match next {
-                Some(next) => {
-                    let frame = write_frame(&shared, wal.clone(), next).await;
-                    taken = frame.ticket;
-                    frames.push_back(frame);
-                    continue;
-                }
-                // More than appends, or more than a frame takes: a whole round, once the frames
-                // are reported.
-                None => blocked = true,
+            if let Some(next) = next {
+                let frame = write_frame(&shared, wal.clone(), next).await;
+                taken = frame.ticket;
+                frames.push_back(frame);
+                continue;
             }
         }
+        // Here frames are in flight, or nothing is pending.
         if let Some(front) = frames.front_mut() {
-            // The oldest frame's fsync, or (while a round could start) new appends.
-            let more = !pending && !blocked;
+            // The oldest frame's fsync, or (while nothing waits to be taken) new appends.
+            let more = !pending;
             tokio::select! {
                 biased;
                 done = &mut front.synced => {
@@ -83,9 +80,6 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 }
                 changed = appended.changed(), if more => if changed.is_err() { break },
             }
-            continue;
-        }
-        if pending {
             continue;
         }
         if *shutdown.borrow() {
