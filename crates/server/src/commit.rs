@@ -221,15 +221,18 @@ fn finish(shared: &Arc<Shared>, frame: Frame) {
         .iter()
         .map(|item| (item.0.clone(), item.1.offset()))
         .collect();
-    // Off the acknowledgement path: the segments' pages go to the disk now, so the fsync that
-    // syncs them in place later (a reset, a checkpoint) is short.
-    tokio::task::spawn_blocking(move || {
-        for item in &work {
-            if let Err(error) = item.1.start_writeback() {
-                fatal(format!("{}: {error}", item.0));
+    // Off the acknowledgement path: once a segment holds `storage::WRITEBACK_BYTES_MIN` not yet
+    // written back, its pages go to the disk now, so the fsync that syncs it in place later (a
+    // reset, a checkpoint) is short.
+    if work.iter().any(|item| item.1.writeback().is_some()) {
+        tokio::task::spawn_blocking(move || {
+            for item in &work {
+                if let Err(error) = item.1.start_writeback() {
+                    fatal(format!("{}: {error}", item.0));
+                }
             }
-        }
-    });
+        });
+    }
     report(shared, ticket, synced);
     shared.visible.send_replace(ticket);
 }

@@ -27,7 +27,7 @@ pub use crate::disk::{
 pub use crate::error::LogError;
 pub use crate::log::{
     AppendInfo, FileJob, LogConfig, PartitionLog, SyncWork, TimestampLookup, APPEND_BYTES_MAX,
-    RECOVERY_POINT_INTERVAL_MS, SEGMENT_BYTES_MAX,
+    RECOVERY_POINT_INTERVAL_MS, SEGMENT_BYTES_MAX, WRITEBACK_BYTES_MIN,
 };
 pub use crate::segment::{SegmentRead, BATCH_BYTES_MAX};
 pub use crate::sim::SimDisk;

@@ -1,6 +1,7 @@
 //! The write-ahead log against a partition deleted and created again under the same name: the
 //! reset the broker's deletion runs is what keeps the old partition's frames out of the new one.
 //! The control skips that reset and finds the old records replayed into the new partition.
+//! Also which ranges of a segment the works made durable by frames start the writeback of.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -67,4 +68,63 @@ fn a_reset_on_deletion_keeps_the_old_partitions_frames_out_of_the_new_one() {
 #[test]
 fn control_without_the_reset_the_old_frames_land_in_the_new_partition() {
     assert_eq!(recreated_log_end(false), 4);
+}
+
+/// Appends through frames, each one 1 KiB batch alone in its work: the ranges whose writeback
+/// the works start, with the log's end after each work that starts one.
+fn writeback_ranges(config: LogConfig, appends: u64) -> Vec<(u64, u64)> {
+    let disk = SimDisk::new();
+    let (wal, _) = Wal::open(Arc::new(disk.clone()), Path::new(ROOT)).unwrap();
+    let mut log = PartitionLog::open(Arc::new(disk.clone()), Path::new(DIR), config, 0).unwrap();
+    let mut ranges = Vec::new();
+    for i in 0..appends {
+        append(&mut log, &batch(i, 1, 1024, 0), 0);
+        let work = log.take_sync_work().expect("an append needs a sync");
+        if wal.takes([&work]) {
+            work.run_writes().unwrap();
+            wal.log([&work]).unwrap();
+            ranges.extend(work.writeback());
+            log.mark_data_synced(work.offset());
+        } else {
+            // A roll: the whole round syncs the files in place.
+            assert_eq!(
+                work.writeback(),
+                None,
+                "only appends-only works start writeback"
+            );
+            work.run().unwrap();
+            log.mark_synced(work.offset());
+        }
+    }
+    ranges
+}
+
+#[test]
+fn frames_start_writeback_once_per_writeback_bytes_min() {
+    let ranges = writeback_ranges(LogConfig::default(), 600);
+    // 600 batches of a little over 1 KiB: two ranges of at least WRITEBACK_BYTES_MIN, back to
+    // back from the segment's start, each ending where the work that started it ended.
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert_eq!(ranges[0].0, 0);
+    assert_eq!(ranges[1].0, ranges[0].0 + ranges[0].1);
+    for (_, len) in &ranges {
+        assert!(*len >= storage::WRITEBACK_BYTES_MIN, "{ranges:?}");
+        assert!(*len < storage::WRITEBACK_BYTES_MIN + 2048, "{ranges:?}");
+    }
+}
+
+#[test]
+fn a_roll_starts_the_writeback_count_again_in_the_new_segment() {
+    // Segments of 300 KiB: the first range is in the first segment; the second segment's
+    // starts after the batch that rolled it (synced in place by the roll's round), not where the
+    // first segment's range ended.
+    let config = LogConfig {
+        segment_bytes: 300 * 1024,
+        ..LogConfig::default()
+    };
+    let batch_bytes = batch(0, 1, 1024, 0).len() as u64;
+    let ranges = writeback_ranges(config, 600);
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert_eq!(ranges[0].0, 0);
+    assert_eq!(ranges[1].0, batch_bytes, "{ranges:?}");
 }
