@@ -128,6 +128,7 @@ impl Disk for FsDisk {
             path: path.to_path_buf(),
             file: Mutex::new(Some(Arc::new(file))),
             map: Mutex::new(None),
+            written_end: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -265,6 +266,10 @@ struct FsFile {
     /// The file mapped for `read_shared`, and the file length last seen: the mapping is only read
     /// below that length (a page wholly past the end of a file raises SIGBUS when touched).
     map: Mutex<Option<Mapped>>,
+    /// The end of the furthest write through this handle since it was opened or truncated: the
+    /// file holds at least this many bytes, so a read below it needs no stat (a fetch of an
+    /// active segment's new data stat'ed the file on every read).
+    written_end: std::sync::atomic::AtomicU64,
 }
 
 struct Mapped {
@@ -308,6 +313,54 @@ impl FsFile {
         Ok(open)
     }
 
+    /// `write_all_vectored_at`'s writes: as many `pwritev` calls as it takes.
+    fn write_all_vectored_at_inner(&self, position: u64, bufs: &[Bytes]) -> io::Result<()> {
+        let file = self.file()?;
+        let mut at = position;
+        // Slices already written are skipped; `done` counts the bytes of the first one left.
+        let (mut next, mut done) = (0usize, 0usize);
+        loop {
+            while next < bufs.len() && bufs[next].len() == done {
+                next += 1;
+                done = 0;
+            }
+            if next == bufs.len() {
+                return Ok(());
+            }
+            let slices: Vec<IoSlice<'_>> = std::iter::once(&bufs[next][done..])
+                .chain(bufs[next + 1..].iter().map(|b| &b[..]))
+                .take(IOVECS_PER_WRITE_MAX)
+                .map(IoSlice::new)
+                .collect();
+            let written = pwritev(&file, &slices, at)?;
+            if written == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "pwritev wrote nothing",
+                ));
+            }
+            at += written as u64;
+            let mut left = written;
+            while left > 0 {
+                let remaining = bufs[next].len() - done;
+                if left < remaining {
+                    done += left;
+                    left = 0;
+                } else {
+                    left -= remaining;
+                    next += 1;
+                    done = 0;
+                }
+            }
+        }
+    }
+
+    /// Notes a successful write up to `end` (see `written_end`).
+    fn wrote_to(&self, end: u64) {
+        self.written_end
+            .fetch_max(end, std::sync::atomic::Ordering::Release);
+    }
+
     /// The mapping, covering at least `end` bytes, all of which the file holds.
     fn mapped_to(&self, end: u64) -> io::Result<Bytes> {
         let mut map = self.map.lock();
@@ -317,7 +370,12 @@ impl FsFile {
             }
         }
         let file = self.file()?;
-        let file_len = file.metadata()?.len();
+        let written_end = self.written_end.load(std::sync::atomic::Ordering::Acquire);
+        let file_len = if end <= written_end {
+            written_end
+        } else {
+            file.metadata()?.len()
+        };
         if end > file_len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -365,48 +423,16 @@ impl DiskFile for FsFile {
     }
 
     fn write_all_at(&self, position: u64, buf: &[u8]) -> io::Result<()> {
-        self.file()?.write_all_at(buf, position)
+        self.file()?.write_all_at(buf, position)?;
+        self.wrote_to(position + buf.len() as u64);
+        Ok(())
     }
 
     fn write_all_vectored_at(&self, position: u64, bufs: &[Bytes]) -> io::Result<()> {
-        let file = self.file()?;
-        let mut at = position;
-        // Slices already written are skipped; `done` counts the bytes of the first one left.
-        let (mut next, mut done) = (0usize, 0usize);
-        loop {
-            while next < bufs.len() && bufs[next].len() == done {
-                next += 1;
-                done = 0;
-            }
-            if next == bufs.len() {
-                return Ok(());
-            }
-            let slices: Vec<IoSlice<'_>> = std::iter::once(&bufs[next][done..])
-                .chain(bufs[next + 1..].iter().map(|b| &b[..]))
-                .take(IOVECS_PER_WRITE_MAX)
-                .map(IoSlice::new)
-                .collect();
-            let written = pwritev(&file, &slices, at)?;
-            if written == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "pwritev wrote nothing",
-                ));
-            }
-            at += written as u64;
-            let mut left = written;
-            while left > 0 {
-                let remaining = bufs[next].len() - done;
-                if left < remaining {
-                    done += left;
-                    left = 0;
-                } else {
-                    left -= remaining;
-                    next += 1;
-                    done = 0;
-                }
-            }
-        }
+        let end = position + bufs.iter().map(|buf| buf.len() as u64).sum::<u64>();
+        self.write_all_vectored_at_inner(position, bufs)?;
+        self.wrote_to(end);
+        Ok(())
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -435,6 +461,8 @@ impl DiskFile for FsFile {
 
     fn truncate(&self, len: u64) -> io::Result<()> {
         *self.map.lock() = None;
+        self.written_end
+            .fetch_min(len, std::sync::atomic::Ordering::AcqRel);
         self.file()?.set_len(len)
     }
 
@@ -553,6 +581,28 @@ mod tests {
         assert_eq!(&file.read_shared(1, 4).unwrap()[..], b"ello");
         assert_eq!(&hello[..], b"hello");
         assert!(file.read_shared(0, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn shared_reads_below_this_handles_writes_need_no_stat_and_stop_at_a_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = FsDisk.open(&path, true).unwrap();
+        file.write_all_vectored_at(0, &[Bytes::from_static(b"hel"), Bytes::from_static(b"lo")])
+            .unwrap();
+        assert_eq!(&file.read_shared(0, 5).unwrap()[..], b"hello");
+        // Grown through another handle: this one finds it by a stat.
+        FsDisk
+            .open(&path, false)
+            .unwrap()
+            .write_all_at(5, b" world")
+            .unwrap();
+        assert_eq!(&file.read_shared(5, 6).unwrap()[..], b" world");
+        // Cut short: what this handle wrote past the cut is no longer read without a stat.
+        file.truncate(2).unwrap();
+        let error = file.read_shared(0, 5).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(&file.read_shared(0, 2).unwrap()[..], b"he");
     }
 }
 
