@@ -54,7 +54,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if let Some(advertised) = args.advertised_listener {
         settings.network.advertised = Some(advertised);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = settings.network_threads {
+        runtime.worker_threads(workers);
+    }
+    let runtime = runtime
         .enable_all()
         .thread_name("ferry")
         .build()
