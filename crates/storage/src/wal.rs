@@ -291,9 +291,7 @@ impl Wal {
 }
 
 fn reset(path: &Path, state: &mut State) -> io::Result<()> {
-    for (_, file) in std::mem::take(&mut state.owed) {
-        file.sync_data()?;
-    }
+    sync_all(&std::mem::take(&mut state.owed))?;
     let epoch = next_epoch(state.epoch);
     state
         .file
@@ -304,6 +302,31 @@ fn reset(path: &Path, state: &mut State) -> io::Result<()> {
     state.sequence = 0;
     state.position = FRAMES_START;
     Ok(())
+}
+
+/// fdatasyncs the files at once, a thread each: a reset holds the log's lock, so no frame is
+/// written meanwhile, and four segments synced one after another held it for 1.1 to 2.4 ms
+/// (median 1.3) every 0.8 s at 10k records/s; run together, their flushes overlap (0.8 to 1.6,
+/// median 1.2; 0.7 to 1.5, median 0.9, with `WRITEBACK_BYTES_MIN` at 64 KiB instead of 256).
+fn sync_all(files: &[(PathBuf, Arc<dyn DiskFile>)]) -> io::Result<()> {
+    if let [(_, file)] = files {
+        return file.sync_data();
+    }
+    std::thread::scope(|scope| {
+        let syncs: Vec<_> = files
+            .iter()
+            .map(|(_, file)| scope.spawn(move || file.sync_data()))
+            .collect();
+        // Every thread is joined before the first error is returned.
+        let results: Vec<io::Result<()>> = syncs
+            .into_iter()
+            .map(|sync| {
+                sync.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("fsync thread panicked")))
+            })
+            .collect();
+        results.into_iter().collect()
+    })
 }
 
 /// A random epoch other than `current`.

@@ -101,30 +101,39 @@ fn writeback_ranges(config: LogConfig, appends: u64) -> Vec<(u64, u64)> {
 
 #[test]
 fn frames_start_writeback_once_per_writeback_bytes_min() {
-    let ranges = writeback_ranges(LogConfig::default(), 600);
-    // 600 batches of a little over 1 KiB: two ranges of at least WRITEBACK_BYTES_MIN, back to
-    // back from the segment's start, each ending where the work that started it ended.
-    assert_eq!(ranges.len(), 2, "{ranges:?}");
-    assert_eq!(ranges[0].0, 0);
-    assert_eq!(ranges[1].0, ranges[0].0 + ranges[0].1);
-    for (_, len) in &ranges {
-        assert!(*len >= storage::WRITEBACK_BYTES_MIN, "{ranges:?}");
-        assert!(*len < storage::WRITEBACK_BYTES_MIN + 2048, "{ranges:?}");
+    let batch_bytes = batch(0, 1, 1024, 0).len() as u64;
+    let appends = 600;
+    let ranges = writeback_ranges(LogConfig::default(), appends);
+    // Ranges back to back from the segment's start, each at least WRITEBACK_BYTES_MIN and less
+    // than one batch more (each ends where the work that started it ended), as many as fit.
+    let min = storage::WRITEBACK_BYTES_MIN;
+    let per_range = min.div_ceil(batch_bytes);
+    assert_eq!(ranges.len() as u64, appends / per_range, "{ranges:?}");
+    let mut end = 0;
+    for (position, len) in &ranges {
+        assert_eq!(*position, end, "{ranges:?}");
+        assert_eq!(*len, per_range * batch_bytes, "{ranges:?}");
+        end = position + len;
     }
 }
 
 #[test]
 fn a_roll_starts_the_writeback_count_again_in_the_new_segment() {
-    // Segments of 300 KiB: the first range is in the first segment; the second segment's
+    // The first segment rolls after its first writeback range: the second segment's first range
     // starts after the batch that rolled it (synced in place by the roll's round), not where the
     // first segment's range ended.
+    let batch_bytes = batch(0, 1, 1024, 0).len() as u64;
+    let per_range = storage::WRITEBACK_BYTES_MIN.div_ceil(batch_bytes);
     let config = LogConfig {
-        segment_bytes: 300 * 1024,
+        segment_bytes: (per_range + per_range / 2) * batch_bytes,
         ..LogConfig::default()
     };
-    let batch_bytes = batch(0, 1, 1024, 0).len() as u64;
-    let ranges = writeback_ranges(config, 600);
+    let ranges = writeback_ranges(config, 3 * per_range);
     assert_eq!(ranges.len(), 2, "{ranges:?}");
-    assert_eq!(ranges[0].0, 0);
-    assert_eq!(ranges[1].0, batch_bytes, "{ranges:?}");
+    assert_eq!(ranges[0], (0, per_range * batch_bytes));
+    assert_eq!(
+        ranges[1],
+        (batch_bytes, per_range * batch_bytes),
+        "{ranges:?}"
+    );
 }
