@@ -317,16 +317,24 @@ fn sync_all(files: &[(PathBuf, Arc<dyn DiskFile>)]) -> io::Result<()> {
         return file.sync_data();
     }
     std::thread::scope(|scope| {
+        // A file whose thread cannot be started (a thread limit) is synced here instead.
         let syncs: Vec<_> = files
             .iter()
-            .map(|(_, file)| scope.spawn(move || file.sync_data()))
+            .map(|(_, file)| {
+                std::thread::Builder::new()
+                    .name("ferry-wal-reset".into())
+                    .spawn_scoped(scope, move || file.sync_data())
+                    .map_err(|_| file)
+            })
             .collect();
         // Every thread is joined before the first error is returned.
         let results: Vec<io::Result<()>> = syncs
             .into_iter()
-            .map(|sync| {
-                sync.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("fsync thread panicked")))
+            .map(|sync| match sync {
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("fsync thread panicked"))),
+                Err(file) => file.sync_data(),
             })
             .collect();
         results.into_iter().collect()

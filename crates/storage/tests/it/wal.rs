@@ -14,14 +14,18 @@ const ROOT: &str = "/";
 
 /// A new partition at `DIR`, its directory durable, as the broker creates one.
 fn create(disk: &SimDisk) -> PartitionLog {
+    create_at(disk, DIR)
+}
+
+fn create_at(disk: &SimDisk, dir: &str) -> PartitionLog {
     let log = PartitionLog::open(
         Arc::new(disk.clone()),
-        Path::new(DIR),
+        Path::new(dir),
         LogConfig::default(),
         0,
     )
     .expect("open log");
-    disk.sync_dir(Path::new(DIR)).unwrap();
+    disk.sync_dir(Path::new(dir)).unwrap();
     disk.sync_dir(Path::new(ROOT)).unwrap();
     log
 }
@@ -68,6 +72,45 @@ fn a_reset_on_deletion_keeps_the_old_partitions_frames_out_of_the_new_one() {
 #[test]
 fn control_without_the_reset_the_old_frames_land_in_the_new_partition() {
     assert_eq!(recreated_log_end(false), 4);
+}
+
+/// Three records through frames in each of two partitions, a reset (with a failing fsync or
+/// not), a power loss: the frames the next start replays, and the two logs' ends.
+fn reset_of_two_partitions(fail_a_sync: bool) -> (u64, i64, i64) {
+    let disk = SimDisk::new();
+    let (wal, _) = Wal::open(Arc::new(disk.clone()), Path::new(ROOT)).unwrap();
+    let (mut first, mut second) = (create_at(&disk, DIR), create_at(&disk, "/p1"));
+    append_through_frames(&mut first, &wal, 3, 0);
+    append_through_frames(&mut second, &wal, 3, 10);
+    if fail_a_sync {
+        disk.fail_next_sync();
+    }
+    assert_eq!(
+        wal.reset().is_err(),
+        fail_a_sync,
+        "a failed fsync fails the reset"
+    );
+    drop((first, second, wal));
+    disk.crash();
+    let (_wal, replayed) = Wal::open(Arc::new(disk.clone()), Path::new(ROOT)).unwrap();
+    let ends = (
+        create_at(&disk, DIR).log_end_offset(),
+        create_at(&disk, "/p1").log_end_offset(),
+    );
+    (replayed.frames, ends.0, ends.1)
+}
+
+#[test]
+fn a_reset_makes_every_segment_it_owes_durable_before_it_voids_the_frames() {
+    // Synced at once (a thread each), then voided: nothing to replay, nothing lost.
+    assert_eq!(reset_of_two_partitions(false), (0, 3, 3));
+}
+
+#[test]
+fn a_reset_whose_fsync_fails_voids_no_frame() {
+    // One of the two fsyncs fails: the reset reports it and keeps the epoch, so the frames are
+    // replayed and nothing is lost.
+    assert_eq!(reset_of_two_partitions(true), (6, 3, 3));
 }
 
 /// Appends through frames, each one 1 KiB batch alone in its work: the ranges whose writeback
