@@ -313,48 +313,6 @@ impl FsFile {
         Ok(open)
     }
 
-    /// `write_all_vectored_at`'s writes: as many `pwritev` calls as it takes.
-    fn write_all_vectored_at_inner(&self, position: u64, bufs: &[Bytes]) -> io::Result<()> {
-        let file = self.file()?;
-        let mut at = position;
-        // Slices already written are skipped; `done` counts the bytes of the first one left.
-        let (mut next, mut done) = (0usize, 0usize);
-        loop {
-            while next < bufs.len() && bufs[next].len() == done {
-                next += 1;
-                done = 0;
-            }
-            if next == bufs.len() {
-                return Ok(());
-            }
-            let slices: Vec<IoSlice<'_>> = std::iter::once(&bufs[next][done..])
-                .chain(bufs[next + 1..].iter().map(|b| &b[..]))
-                .take(IOVECS_PER_WRITE_MAX)
-                .map(IoSlice::new)
-                .collect();
-            let written = pwritev(&file, &slices, at)?;
-            if written == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "pwritev wrote nothing",
-                ));
-            }
-            at += written as u64;
-            let mut left = written;
-            while left > 0 {
-                let remaining = bufs[next].len() - done;
-                if left < remaining {
-                    done += left;
-                    left = 0;
-                } else {
-                    left -= remaining;
-                    next += 1;
-                    done = 0;
-                }
-            }
-        }
-    }
-
     /// Notes a successful write up to `end` (see `written_end`).
     fn wrote_to(&self, end: u64) {
         self.written_end
@@ -429,10 +387,45 @@ impl DiskFile for FsFile {
     }
 
     fn write_all_vectored_at(&self, position: u64, bufs: &[Bytes]) -> io::Result<()> {
-        let end = position + bufs.iter().map(|buf| buf.len() as u64).sum::<u64>();
-        self.write_all_vectored_at_inner(position, bufs)?;
-        self.wrote_to(end);
-        Ok(())
+        let file = self.file()?;
+        let mut at = position;
+        // Slices already written are skipped; `done` counts the bytes of the first one left.
+        let (mut next, mut done) = (0usize, 0usize);
+        loop {
+            while next < bufs.len() && bufs[next].len() == done {
+                next += 1;
+                done = 0;
+            }
+            if next == bufs.len() {
+                self.wrote_to(at);
+                return Ok(());
+            }
+            let slices: Vec<IoSlice<'_>> = std::iter::once(&bufs[next][done..])
+                .chain(bufs[next + 1..].iter().map(|b| &b[..]))
+                .take(IOVECS_PER_WRITE_MAX)
+                .map(IoSlice::new)
+                .collect();
+            let written = pwritev(&file, &slices, at)?;
+            if written == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "pwritev wrote nothing",
+                ));
+            }
+            at += written as u64;
+            let mut left = written;
+            while left > 0 {
+                let remaining = bufs[next].len() - done;
+                if left < remaining {
+                    done += left;
+                    left = 0;
+                } else {
+                    left -= remaining;
+                    next += 1;
+                    done = 0;
+                }
+            }
+        }
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -584,7 +577,7 @@ mod tests {
     }
 
     #[test]
-    fn shared_reads_below_this_handles_writes_need_no_stat_and_stop_at_a_truncation() {
+    fn shared_reads_follow_another_handles_growth_and_stop_at_a_truncation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = FsDisk.open(&path, true).unwrap();
