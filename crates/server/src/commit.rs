@@ -5,8 +5,11 @@
 //! serves many producers. A round of small appends only is made durable by one frame of the
 //! write-ahead log (`storage::Wal`): one fdatasync of one file, however many logs it wrote to.
 //! While a frame's fsync runs, the next round of appends is taken and written as the next frame
-//! (`Broker::take_append_round`), so fsyncs overlap; frames are reported in order. A round with
-//! more than appends (a roll, a deletion, a checkpoint) waits until every frame is reported.
+//! (`Broker::take_append_round`), so fsyncs overlap. A frame's fdatasync covers every frame written
+//! before it, so the thread that sees one return reports every frame up to its own, in order
+//! (`Unfinished`): the acknowledgements go out from there, without a hop through this task. A
+//! round with more than appends (a roll, a deletion, a checkpoint) waits until every frame is
+//! reported.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -34,8 +37,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let wal = locked(&shared).wal();
     // Transactions recovered at start wait for this first report to write their markers.
     report(&shared, *shared.synced.borrow(), Vec::new());
-    // Rounds made durable by a frame, oldest first, until their fsync is done and reported.
-    let mut frames: VecDeque<Frame> = VecDeque::new();
+    // Frames not yet reported, shared with their fsync threads.
+    let unfinished = Arc::new(Unfinished::default());
+    // The fsync threads of the frames in flight, oldest first; a frame is reported by the time
+    // its thread ends.
+    let mut frames: VecDeque<JoinHandle<()>> = VecDeque::new();
     // The newest ticket a round took.
     let mut taken = *shared.synced.borrow();
     loop {
@@ -43,10 +49,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if pending && frames.len() < FRAMES_IN_FLIGHT_MAX {
             if frames.is_empty() {
                 checkpoints.retain(|task| !task.is_finished());
-                match round(&shared, &wal).await {
-                    Round::Logged(frame) => {
-                        taken = frame.ticket;
-                        frames.push_back(frame);
+                match round(&shared, &wal, &unfinished).await {
+                    Round::Logged { ticket, synced } => {
+                        taken = ticket;
+                        frames.push_back(synced);
                     }
                     Round::Synced { ticket, checkpoint } => {
                         taken = ticket;
@@ -59,9 +65,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             // frames are reported.
             let next = locked(&shared).take_append_round(storage::WAL_ROUND_BYTES_MAX);
             if let Some(next) = next {
-                let frame = write_frame(&shared, wal.clone(), next).await;
-                taken = frame.ticket;
-                frames.push_back(frame);
+                taken = next.ticket;
+                frames.push_back(write_frame(&shared, wal.clone(), &unfinished, next).await);
                 continue;
             }
         }
@@ -71,12 +76,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let more = !pending;
             tokio::select! {
                 biased;
-                done = &mut front.synced => {
+                done = front => {
                     if let Err(error) = done {
                         fatal(format!("write-ahead log fsync task failed: {error}"));
                     }
-                    let frame = frames.pop_front().expect("the front frame");
-                    finish(&shared, frame);
+                    frames.pop_front();
                 }
                 changed = appended.changed(), if more => if changed.is_err() { break },
             }
@@ -99,8 +103,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
 /// What a round taken with nothing in flight became.
 enum Round {
-    /// Written as a frame, its fsync running.
-    Logged(Frame),
+    /// Written as a frame, its fsync running on `synced`'s thread.
+    Logged { ticket: u64, synced: JoinHandle<()> },
     /// Synced and reported, with the task writing its checkpoints, if any.
     Synced {
         ticket: u64,
@@ -112,11 +116,53 @@ enum Round {
 struct Frame {
     ticket: u64,
     work: Vec<Arc<(LogId, SyncWork)>>,
-    /// The blocking task running the frame's fsync.
-    synced: JoinHandle<()>,
     /// How long the round's writes (segments and frame) took, and when its fsync began.
     writes: Duration,
     syncing: Instant,
+}
+
+/// The frames written and not yet reported, oldest first. Each frame's thread adds it once the
+/// frame is written (frames are written one after the other, so in order), and when its fsync
+/// returns, reports every frame up to its own. `reporting` keeps the reports in order when two
+/// fsyncs return at once; `written` is held only to add or take frames, so that writing the
+/// next frame never waits for a report.
+#[derive(Default)]
+struct Unfinished {
+    written: parking_lot::Mutex<VecDeque<Frame>>,
+    reporting: parking_lot::Mutex<()>,
+}
+
+impl Unfinished {
+    fn add(&self, frame: Frame) {
+        let mut written = self.written.lock();
+        debug_assert!(written.back().is_none_or(|last| last.ticket < frame.ticket));
+        written.push_back(frame);
+    }
+
+    /// Reports every frame up to `ticket`, whose fsync just returned, unless another thread
+    /// did; then starts the writeback the reported frames owe.
+    fn report_through(&self, shared: &Arc<Shared>, ticket: u64) {
+        let reported: Vec<Frame> = {
+            let _reporting = self.reporting.lock();
+            let durable: Vec<Frame> = {
+                let mut written = self.written.lock();
+                let count = written.iter().take_while(|f| f.ticket <= ticket).count();
+                written.drain(..count).collect()
+            };
+            for frame in &durable {
+                finish(shared, frame);
+            }
+            durable
+        };
+        // Off the acknowledgement path: once a segment holds `storage::WRITEBACK_BYTES_MIN` not
+        // yet written back, its pages go to the disk now, so the fsync that syncs it in place
+        // later (a reset, a checkpoint) is short.
+        for item in reported.iter().flat_map(|frame| &frame.work) {
+            if let Err(error) = item.1.start_writeback() {
+                fatal(format!("{}: {error}", item.0));
+            }
+        }
+    }
 }
 
 /// One round taken with nothing in flight: a round of small appends is written as one
@@ -125,11 +171,13 @@ struct Frame {
 /// covered `acks=all` responses are released. The recovery-point checkpoints the work carries
 /// (each log at most once a minute, and on rolls) are left to a task of their own, so their two
 /// extra fsyncs delay neither these acknowledgements nor the next round.
-async fn round(shared: &Arc<Shared>, wal: &Arc<Wal>) -> Round {
+async fn round(shared: &Arc<Shared>, wal: &Arc<Wal>, unfinished: &Arc<Unfinished>) -> Round {
     let taken = locked(shared).take_sync_work();
     let logged = !taken.logs.is_empty() && wal.takes(taken.logs.iter().map(|(_, work)| work));
     if logged {
-        return Round::Logged(write_frame(shared, wal.clone(), taken).await);
+        let ticket = taken.ticket;
+        let synced = write_frame(shared, wal.clone(), unfinished, taken).await;
+        return Round::Logged { ticket, synced };
     }
     let SyncRound { ticket, ids, logs } = taken;
     let work: Vec<_> = logs.into_iter().map(Arc::new).collect();
@@ -170,71 +218,64 @@ async fn round(shared: &Arc<Shared>, wal: &Arc<Wal>) -> Round {
 
 /// Writes a round of appends and its write-ahead log frame on one blocking thread (producer ids
 /// first, as `run_writes`), and returns once the frame is written, with its fsync running on
-/// that thread.
-async fn write_frame(shared: &Arc<Shared>, wal: Arc<Wal>, round: SyncRound) -> Frame {
+/// that thread, which then reports it (and any earlier frame not yet reported).
+async fn write_frame(
+    shared: &Arc<Shared>,
+    wal: Arc<Wal>,
+    unfinished: &Arc<Unfinished>,
+    round: SyncRound,
+) -> JoinHandle<()> {
     let SyncRound { ticket, ids, logs } = round;
     let work: Vec<_> = logs.into_iter().map(Arc::new).collect();
     let writing = Instant::now();
     let (written, frame_written) = oneshot::channel();
     let synced = {
-        let (shared, work) = (shared.clone(), work.clone());
+        let (shared, unfinished) = (shared.clone(), unfinished.clone());
         tokio::task::spawn_blocking(move || {
             write_all(&shared, ticket, ids, &work);
             if let Err(error) = wal.write(work.iter().map(|item| &item.1)) {
                 fatal(format!("write-ahead log: {error}"));
             }
+            let syncing = Instant::now();
+            unfinished.add(Frame {
+                ticket,
+                work,
+                writes: syncing - writing,
+                syncing,
+            });
             // The receiver waits unless the task is being torn down with the runtime.
-            let _ = written.send(Instant::now());
+            let _ = written.send(());
             if let Err(error) = wal.sync() {
                 fatal(format!("write-ahead log fsync: {error}"));
             }
+            unfinished.report_through(&shared, ticket);
         })
     };
-    let syncing = match frame_written.await {
-        Ok(at) => at,
-        Err(_) => fatal("group commit write task failed before its frame was written"),
-    };
-    Frame {
-        ticket,
-        work,
-        synced,
-        writes: syncing - writing,
-        syncing,
+    if frame_written.await.is_err() {
+        fatal("group commit write task failed before its frame was written");
     }
+    synced
 }
 
-/// Reports a frame whose fsync is done (frames are finished in the order written; a later
-/// frame's fsync covers every earlier one's, so the order of the fsyncs does not matter).
-fn finish(shared: &Arc<Shared>, frame: Frame) {
+/// Reports a frame whose fsync (or a later frame's) is done; frames are reported in the order
+/// written (`Unfinished::report_through`).
+fn finish(shared: &Arc<Shared>, frame: &Frame) {
     let Frame {
         ticket,
         work,
         writes,
         syncing,
-        ..
     } = frame;
     if let Some(metrics) = &shared.metrics {
-        metrics.group_commit(work.len(), writes, syncing.elapsed(), true);
+        metrics.group_commit(work.len(), *writes, syncing.elapsed(), true);
     }
-    shared.synced.send_replace(ticket);
+    shared.synced.send_replace(*ticket);
     let synced = work
         .iter()
         .map(|item| (item.0.clone(), item.1.offset()))
         .collect();
-    // Off the acknowledgement path: once a segment holds `storage::WRITEBACK_BYTES_MIN` not yet
-    // written back, its pages go to the disk now, so the fsync that syncs it in place later (a
-    // reset, a checkpoint) is short.
-    if work.iter().any(|item| item.1.writeback().is_some()) {
-        tokio::task::spawn_blocking(move || {
-            for item in &work {
-                if let Err(error) = item.1.start_writeback() {
-                    fatal(format!("{}: {error}", item.0));
-                }
-            }
-        });
-    }
-    report(shared, ticket, synced);
-    shared.visible.send_replace(ticket);
+    report(shared, *ticket, synced);
+    shared.visible.send_replace(*ticket);
 }
 
 /// Writes the recovery-point checkpoints of a round's works, in a task of its own.
