@@ -1,99 +1,205 @@
 //! The group commit: whenever appends are newer than the last fsync, take every dirty
-//! partition's sync work under the lock, write and fdatasync it all outside the lock (on the
-//! blocking pool), then publish the covered ticket so every `acks=all` response up to it is
-//! released. Appends that arrive during an fsync are covered by the next round, so one fsync
-//! serves many producers. A round of small appends only is made durable by one frame of the
-//! write-ahead log (`storage::Wal`): one fdatasync of one file, however many logs it wrote to.
-//! While a frame's fsync runs, the next round of appends is taken and written as the next frame
-//! (`Broker::take_append_round`), so fsyncs overlap. A frame's fdatasync covers every frame written
-//! before it, so the thread that sees one return reports every frame up to its own, in order
-//! (`Unfinished`): the acknowledgements go out from there, without a hop through this task. A
-//! round with more than appends (a roll, a deletion, a checkpoint) waits until every frame is
-//! reported.
+//! partition's sync work under the lock, write and fdatasync it all outside the lock, then
+//! publish the covered ticket so every `acks=all` response up to it is released. Appends that
+//! arrive during an fsync are covered by the next round, so one fsync serves many producers. A
+//! round of small appends only is made durable by one frame of the write-ahead log
+//! (`storage::Wal`): one fdatasync of one file, however many logs it wrote to.
+//!
+//! The work runs on `FRAMES_IN_FLIGHT_MAX` threads of its own, which take turns ([`Pipeline`]):
+//! a connection that appended wakes an idle one, which takes the round under the lock, writes
+//! it as a frame, lets the next thread take the appends that arrived meanwhile (so fsyncs
+//! overlap), then runs the frame's fsync and reports it itself. A frame's fdatasync covers every
+//! frame written before it, so the thread that sees one return reports every frame up to its
+//! own, in order (`Unfinished`). From append to acknowledgement that is one thread wake-up
+//! each way, with no task or blocking-pool hand-off between. A round with more than appends (a
+//! roll, a deletion, a checkpoint) waits until every frame is reported, then is synced file by
+//! file on the thread that took it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use broker::producers::ids::IdReservation;
 use broker::{LogId, SyncRound};
+use parking_lot::{Condvar, Mutex};
 use storage::{SyncWork, Wal};
-use tokio::sync::oneshot;
+use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use crate::{fatal, Locked, Shared};
 
-/// Rounds whose write-ahead log frame is written and whose fsync may still run, at most: the
-/// next round of appends is taken as soon as the previous frame is written, so their fsyncs
-/// overlap and an append that just missed a round waits for one fsync, not for the rest of
-/// that round's and then its own.
+/// Rounds whose write-ahead log frame is written and whose fsync may still run, at most, and so
+/// the group commit's threads: the next round of appends is taken as soon as the previous frame
+/// is written, so their fsyncs overlap and an append that just missed a round waits for one
+/// fsync, not for the rest of that round's and then its own.
 const FRAMES_IN_FLIGHT_MAX: usize = 4;
 
+/// The group commit's threads' turns. Connections publish their appends here
+/// ([`Pipeline::appended`]); one thread at a time takes and writes a round (so frames are
+/// written in the order taken), at most `FRAMES_IN_FLIGHT_MAX` frames are in flight, and a round
+/// with more than appends waits until none is. Lock order: the broker, then this.
+pub(crate) struct Pipeline {
+    /// The newest ticket published, read without the lock so that the many calls that appended
+    /// nothing new take no lock.
+    published: AtomicU64,
+    turns: Mutex<Turns>,
+    /// Idle threads wait here for a round to take.
+    work: Condvar,
+    /// The thread taking a round that needs every frame reported waits here.
+    drained: Condvar,
+}
+
+#[derive(Debug)]
+struct Turns {
+    /// The newest append ticket published.
+    appended: u64,
+    /// The newest ticket a round took.
+    taken: u64,
+    /// A thread is taking and writing a round.
+    taking: bool,
+    /// Frames taken and not yet reported.
+    in_flight: usize,
+    /// The server has no connection left: the threads end once nothing is pending.
+    shutdown: bool,
+}
+
+impl Turns {
+    fn pending(&self) -> bool {
+        self.appended > self.taken
+    }
+
+    fn can_take(&self) -> bool {
+        self.pending() && !self.taking && self.in_flight < FRAMES_IN_FLIGHT_MAX
+    }
+
+    fn done(&self) -> bool {
+        self.shutdown && !self.pending() && !self.taking && self.in_flight == 0
+    }
+}
+
+impl Pipeline {
+    pub(crate) fn new(ticket: u64) -> Pipeline {
+        Pipeline {
+            published: AtomicU64::new(ticket),
+            turns: Mutex::new(Turns {
+                appended: ticket,
+                taken: ticket,
+                taking: false,
+                in_flight: 0,
+                shutdown: false,
+            }),
+            work: Condvar::new(),
+            drained: Condvar::new(),
+        }
+    }
+
+    /// Everything up to `ticket` is appended: an idle thread takes it when it may.
+    pub(crate) fn appended(&self, ticket: u64) {
+        if self.published.fetch_max(ticket, Ordering::SeqCst) >= ticket {
+            return;
+        }
+        let mut turns = self.turns.lock();
+        turns.appended = turns.appended.max(ticket);
+        if turns.can_take() {
+            self.work.notify_one();
+        }
+    }
+
+    /// No connection is left: the threads sync what is pending, then end.
+    pub(crate) fn shut_down(&self) {
+        self.turns.lock().shutdown = true;
+        self.work.notify_all();
+    }
+
+    /// Waits for a turn to take a round; false once the threads are to end. True with
+    /// `taking` set.
+    fn wait_to_take(&self) -> bool {
+        let mut turns = self.turns.lock();
+        loop {
+            if turns.can_take() {
+                turns.taking = true;
+                return true;
+            }
+            if turns.done() {
+                // The others may wait for this state too.
+                self.work.notify_all();
+                return false;
+            }
+            self.work.wait(&mut turns);
+        }
+    }
+
+    /// Waits until every frame taken is reported (the taker, before a round of more than
+    /// appends).
+    fn wait_drained(&self) {
+        let mut turns = self.turns.lock();
+        while turns.in_flight > 0 {
+            self.drained.wait(&mut turns);
+        }
+    }
+
+    /// The taker took a round up to `ticket`, a frame when `frame`.
+    fn took(&self, ticket: u64, frame: bool) {
+        let mut turns = self.turns.lock();
+        debug_assert!(turns.taking);
+        turns.taken = turns.taken.max(ticket);
+        if frame {
+            turns.in_flight += 1;
+        }
+    }
+
+    /// The taker is done writing: the next thread may take the appends that came meanwhile.
+    fn written(&self) {
+        let mut turns = self.turns.lock();
+        turns.taking = false;
+        if turns.can_take() {
+            self.work.notify_one();
+        }
+    }
+
+    /// A frame is reported.
+    fn reported(&self) {
+        let mut turns = self.turns.lock();
+        turns.in_flight -= 1;
+        if turns.in_flight == 0 {
+            self.drained.notify_all();
+        }
+    }
+}
+
+/// Runs the group commit until the server shuts it down ([`Pipeline::shut_down`]) and nothing
+/// is pending.
 pub(crate) async fn run(shared: Arc<Shared>) {
-    let mut appended = shared.appended.subscribe();
-    let mut shutdown = shared.shutdown.subscribe();
-    // Checkpoint writers still running; the logs close only after they finished.
-    let mut checkpoints: Vec<JoinHandle<()>> = Vec::new();
     let wal = locked(&shared).wal();
     // Transactions recovered at start wait for this first report to write their markers.
     report(&shared, *shared.synced.borrow(), Vec::new());
-    // Frames not yet reported, shared with their fsync threads.
-    let unfinished = Arc::new(Unfinished::default());
-    // The fsync threads of the frames in flight, oldest first; a frame is reported by the time
-    // its thread ends.
-    let mut frames: VecDeque<JoinHandle<()>> = VecDeque::new();
-    // The newest ticket a round took.
-    let mut taken = *shared.synced.borrow();
-    loop {
-        let pending = *appended.borrow_and_update() > taken;
-        if pending && frames.len() < FRAMES_IN_FLIGHT_MAX {
-            if frames.is_empty() {
-                checkpoints.retain(|task| !task.is_finished());
-                match round(&shared, &wal, &unfinished).await {
-                    Round::Logged { ticket, synced } => {
-                        taken = ticket;
-                        frames.push_back(synced);
-                    }
-                    Round::Synced { ticket, checkpoint } => {
-                        taken = ticket;
-                        checkpoints.extend(checkpoint);
-                    }
-                }
-                continue;
-            }
-            // None: more than appends, or more than a frame takes: a whole round, once the
-            // frames are reported.
-            let next = locked(&shared).take_append_round(storage::WAL_ROUND_BYTES_MAX);
-            if let Some(next) = next {
-                taken = next.ticket;
-                frames.push_back(write_frame(&shared, wal.clone(), &unfinished, next).await);
-                continue;
-            }
-        }
-        // Here frames are in flight, or nothing is pending.
-        if let Some(front) = frames.front_mut() {
-            // The oldest frame's fsync, or (while nothing waits to be taken) new appends.
-            let more = !pending;
-            tokio::select! {
-                biased;
-                done = front => {
-                    if let Err(error) = done {
-                        fatal(format!("write-ahead log fsync task failed: {error}"));
-                    }
-                    frames.pop_front();
-                }
-                changed = appended.changed(), if more => if changed.is_err() { break },
-            }
-            continue;
-        }
-        if *shutdown.borrow() {
-            break;
-        }
-        tokio::select! {
-            changed = appended.changed() => if changed.is_err() { break },
-            _ = shutdown.changed() => {}
-        }
+    let commit = Arc::new(Commit {
+        shared,
+        wal,
+        unfinished: Unfinished::default(),
+        runtime: Handle::current(),
+        checkpoints: Mutex::new(Vec::new()),
+    });
+    let threads: Vec<_> = (0..FRAMES_IN_FLIGHT_MAX)
+        .map(|_| {
+            let commit = commit.clone();
+            std::thread::Builder::new()
+                .name("ferry-commit".into())
+                .spawn(move || commit.work())
+                .unwrap_or_else(|error| fatal(format!("start a group commit thread: {error}")))
+        })
+        .collect();
+    let joined = tokio::task::spawn_blocking(move || {
+        threads.into_iter().all(|thread| thread.join().is_ok())
+    });
+    match joined.await {
+        Ok(true) => {}
+        Ok(false) => fatal("a group commit thread panicked"),
+        Err(error) => fatal(format!("group commit join task failed: {error}")),
     }
+    // The logs close only after the checkpoint writers finished.
+    let checkpoints = std::mem::take(&mut *commit.checkpoints.lock());
     for task in checkpoints {
         if let Err(error) = task.await {
             fatal(format!("recovery point task failed: {error}"));
@@ -101,15 +207,122 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// What a round taken with nothing in flight became.
-enum Round {
-    /// Written as a frame, its fsync running on `synced`'s thread.
-    Logged { ticket: u64, synced: JoinHandle<()> },
-    /// Synced and reported, with the task writing its checkpoints, if any.
-    Synced {
-        ticket: u64,
-        checkpoint: Option<JoinHandle<()>>,
-    },
+/// What the group commit's threads share.
+struct Commit {
+    shared: Arc<Shared>,
+    wal: Arc<Wal>,
+    unfinished: Unfinished,
+    /// The server's runtime, for the checkpoint writers.
+    runtime: Handle,
+    /// Checkpoint writers started, some maybe still running.
+    checkpoints: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Commit {
+    /// One group commit thread: takes its turns until the pipeline ends.
+    fn work(&self) {
+        let pipeline = &self.shared.commit;
+        while pipeline.wait_to_take() {
+            let drained = {
+                let turns = pipeline.turns.lock();
+                turns.in_flight == 0
+            };
+            // With frames in flight, a round of appends only; else (more than appends, or more
+            // than a frame takes) a whole round, once every frame is reported.
+            let next = if drained {
+                None
+            } else {
+                locked(&self.shared).take_append_round(storage::WAL_ROUND_BYTES_MAX)
+            };
+            let round = match next {
+                Some(round) => round,
+                None => {
+                    pipeline.wait_drained();
+                    let round = locked(&self.shared).take_sync_work();
+                    let logged = !round.logs.is_empty()
+                        && self.wal.takes(round.logs.iter().map(|(_, work)| work));
+                    if !logged {
+                        pipeline.took(round.ticket, false);
+                        self.sync_round(round);
+                        pipeline.written();
+                        continue;
+                    }
+                    round
+                }
+            };
+            pipeline.took(round.ticket, true);
+            self.frame(round);
+            pipeline.reported();
+        }
+    }
+
+    /// Writes a round of appends (producer ids first, as `write_all`) and its write-ahead log
+    /// frame, lets the next thread take its turn, then fsyncs the frame and reports it (and any
+    /// earlier frame not yet reported).
+    fn frame(&self, round: SyncRound) {
+        let SyncRound { ticket, ids, logs } = round;
+        let work: Vec<_> = logs.into_iter().map(Arc::new).collect();
+        let writing = Instant::now();
+        write_all(&self.shared, ticket, ids, &work);
+        if let Err(error) = self.wal.write(work.iter().map(|item| &item.1)) {
+            fatal(format!("write-ahead log: {error}"));
+        }
+        let syncing = Instant::now();
+        self.unfinished.add(Frame {
+            ticket,
+            work,
+            writes: syncing - writing,
+            syncing,
+        });
+        self.shared.commit.written();
+        if let Err(error) = self.wal.sync() {
+            fatal(format!("write-ahead log fsync: {error}"));
+        }
+        self.unfinished.report_through(&self.shared, ticket);
+    }
+
+    /// A round of more than appends, with no frame in flight: every dirty log's writes, then
+    /// their data fsyncs at once, then the covered `acks=all` responses are released. The
+    /// recovery-point checkpoints the work carries (each log at most once a minute, and on
+    /// rolls) are left to a task of their own, so their two extra fsyncs delay neither these
+    /// acknowledgements nor the next round.
+    fn sync_round(&self, round: SyncRound) {
+        let shared = &self.shared;
+        let SyncRound { ticket, ids, logs } = round;
+        let work: Vec<_> = logs.into_iter().map(Arc::new).collect();
+        let writing = Instant::now();
+        write_all(shared, ticket, ids, &work);
+        let syncing = Instant::now();
+        sync_all(&work);
+        // A log that rolled (or deleted segments) must not be named by a frame any more.
+        if work.iter().any(|item| item.1.reshapes()) && self.wal.owes() {
+            if let Err(error) = self.wal.reset() {
+                fatal(format!("reset write-ahead log: {error}"));
+            }
+        }
+        if let Some(metrics) = &shared.metrics {
+            metrics.group_commit(work.len(), syncing - writing, syncing.elapsed(), false);
+        }
+        let synced = work
+            .iter()
+            .map(|item| (item.0.clone(), item.1.offset()))
+            .collect();
+        // Acknowledgements first (they need no lock), then the high watermarks and the
+        // transaction pipeline, then the fetches waiting for them.
+        shared.synced.send_replace(ticket);
+        report(shared, ticket, synced);
+        shared.visible.send_replace(ticket);
+        let checkpoints: Vec<_> = work
+            .into_iter()
+            .filter(|item| item.1.checkpoint().is_some())
+            .collect();
+        if !checkpoints.is_empty() {
+            let task = write_checkpoints(&self.runtime, shared, checkpoints);
+            let mut running = self.checkpoints.lock();
+            running.retain(|task| !task.is_finished());
+            running.push(task);
+        }
+    }
 }
 
 /// A round made durable by a write-ahead log frame: written, its fsync running.
@@ -128,8 +341,8 @@ struct Frame {
 /// next frame never waits for a report.
 #[derive(Default)]
 struct Unfinished {
-    written: parking_lot::Mutex<VecDeque<Frame>>,
-    reporting: parking_lot::Mutex<()>,
+    written: Mutex<VecDeque<Frame>>,
+    reporting: Mutex<()>,
 }
 
 impl Unfinished {
@@ -165,98 +378,6 @@ impl Unfinished {
     }
 }
 
-/// One round taken with nothing in flight: a round of small appends is written as one
-/// write-ahead log frame, whose fsync the caller waits for (and may overlap with the next
-/// rounds'); any other is made durable by every dirty log's data fsyncs at once, then the
-/// covered `acks=all` responses are released. The recovery-point checkpoints the work carries
-/// (each log at most once a minute, and on rolls) are left to a task of their own, so their two
-/// extra fsyncs delay neither these acknowledgements nor the next round.
-async fn round(shared: &Arc<Shared>, wal: &Arc<Wal>, unfinished: &Arc<Unfinished>) -> Round {
-    let taken = locked(shared).take_sync_work();
-    let logged = !taken.logs.is_empty() && wal.takes(taken.logs.iter().map(|(_, work)| work));
-    if logged {
-        let ticket = taken.ticket;
-        let synced = write_frame(shared, wal.clone(), unfinished, taken).await;
-        return Round::Logged { ticket, synced };
-    }
-    let SyncRound { ticket, ids, logs } = taken;
-    let work: Vec<_> = logs.into_iter().map(Arc::new).collect();
-    let writing = Instant::now();
-    let syncing = run_writes(shared, ticket, ids, &work).await;
-    run_all(&work, |sync| sync.run_syncs(), "fsync").await;
-    // A log that rolled (or deleted segments) must not be named by a frame any more.
-    if work.iter().any(|item| item.1.reshapes()) && wal.owes() {
-        let wal = wal.clone();
-        let reset = tokio::task::spawn_blocking(move || wal.reset());
-        match reset.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => fatal(format!("reset write-ahead log: {error}")),
-            Err(error) => fatal(format!("write-ahead log reset task failed: {error}")),
-        }
-    }
-    if let Some(metrics) = &shared.metrics {
-        metrics.group_commit(work.len(), syncing - writing, syncing.elapsed(), false);
-    }
-    let synced = work
-        .iter()
-        .map(|item| (item.0.clone(), item.1.offset()))
-        .collect();
-    // Acknowledgements first (they need no lock), then the high watermarks and the transaction
-    // pipeline, then the fetches waiting for them.
-    shared.synced.send_replace(ticket);
-    report(shared, ticket, synced);
-    shared.visible.send_replace(ticket);
-    let checkpoints: Vec<_> = work
-        .into_iter()
-        .filter(|item| item.1.checkpoint().is_some())
-        .collect();
-    Round::Synced {
-        ticket,
-        checkpoint: (!checkpoints.is_empty()).then(|| write_checkpoints(shared, checkpoints)),
-    }
-}
-
-/// Writes a round of appends and its write-ahead log frame on one blocking thread (producer ids
-/// first, as `run_writes`), and returns once the frame is written, with its fsync running on
-/// that thread, which then reports it (and any earlier frame not yet reported).
-async fn write_frame(
-    shared: &Arc<Shared>,
-    wal: Arc<Wal>,
-    unfinished: &Arc<Unfinished>,
-    round: SyncRound,
-) -> JoinHandle<()> {
-    let SyncRound { ticket, ids, logs } = round;
-    let work: Vec<_> = logs.into_iter().map(Arc::new).collect();
-    let writing = Instant::now();
-    let (written, frame_written) = oneshot::channel();
-    let synced = {
-        let (shared, unfinished) = (shared.clone(), unfinished.clone());
-        tokio::task::spawn_blocking(move || {
-            write_all(&shared, ticket, ids, &work);
-            if let Err(error) = wal.write(work.iter().map(|item| &item.1)) {
-                fatal(format!("write-ahead log: {error}"));
-            }
-            let syncing = Instant::now();
-            unfinished.add(Frame {
-                ticket,
-                work,
-                writes: syncing - writing,
-                syncing,
-            });
-            // The receiver waits unless the task is being torn down with the runtime.
-            let _ = written.send(());
-            if let Err(error) = wal.sync() {
-                fatal(format!("write-ahead log fsync: {error}"));
-            }
-            unfinished.report_through(&shared, ticket);
-        })
-    };
-    if frame_written.await.is_err() {
-        fatal("group commit write task failed before its frame was written");
-    }
-    synced
-}
-
 /// Reports a frame whose fsync (or a later frame's) is done; frames are reported in the order
 /// written (`Unfinished::report_through`).
 fn finish(shared: &Arc<Shared>, frame: &Frame) {
@@ -280,11 +401,12 @@ fn finish(shared: &Arc<Shared>, frame: &Frame) {
 
 /// Writes the recovery-point checkpoints of a round's works, in a task of its own.
 fn write_checkpoints(
+    runtime: &Handle,
     shared: &Arc<Shared>,
     checkpoints: Vec<Arc<(LogId, SyncWork)>>,
 ) -> JoinHandle<()> {
     let shared = shared.clone();
-    tokio::spawn(async move {
+    runtime.spawn(async move {
         let tasks: Vec<_> = checkpoints
             .into_iter()
             .map(|item| tokio::task::spawn_blocking(move || (item.1.run_checkpoint(), item)))
@@ -315,7 +437,7 @@ fn write_checkpoints(
 /// each into the page cache; a thread per log would add a wake-up per log to the round), and
 /// publishes `ticket` as written (`acks=1` answers need only that). The block of producer ids
 /// goes first, so the transaction log's record of a new id never reaches the disk before its
-/// block. Any failure is fatal. On a blocking thread.
+/// block. Any failure is fatal.
 fn write_all(
     shared: &Shared,
     ticket: u64,
@@ -334,48 +456,16 @@ fn write_all(
     shared.written.send_replace(ticket);
 }
 
-/// `write_all` on a blocking thread; returns when the writes were done (when the syncs began).
-async fn run_writes(
-    shared: &Arc<Shared>,
-    ticket: u64,
-    ids: Option<IdReservation>,
-    work: &[Arc<(LogId, SyncWork)>],
-) -> Instant {
-    let work = work.to_vec();
-    let shared = shared.clone();
-    let task = tokio::task::spawn_blocking(move || {
-        write_all(&shared, ticket, ids, &work);
-        Instant::now()
-    });
-    match task.await {
-        Ok(syncing) => syncing,
-        Err(error) => fatal(format!("group commit write task failed: {error}")),
-    }
-}
-
-/// Runs `step` for every log's work on the blocking pool, all at once; any failure is fatal
+/// fdatasyncs every log's work at once, a thread each (`storage::at_once`); any failure is fatal
 /// (after a failed fsync the kernel may have dropped the dirty pages).
-async fn run_all(
-    work: &[Arc<(LogId, SyncWork)>],
-    step: fn(&SyncWork) -> std::io::Result<()>,
-    what: &'static str,
-) {
-    let tasks: Vec<_> = work
-        .iter()
-        .map(|item| {
-            let item = item.clone();
-            tokio::task::spawn_blocking(move || {
-                let (log, sync) = &*item;
-                if let Err(error) = step(sync) {
-                    fatal(format!("{what} {log}: {error}"));
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        if let Err(error) = task.await {
-            fatal(format!("group commit {what} task failed: {error}"));
-        }
+fn sync_all(work: &[Arc<(LogId, SyncWork)>]) {
+    let synced = storage::at_once(work, "ferry-fsync", |item| {
+        let (log, sync) = &**item;
+        sync.run_syncs()
+            .map_err(|error| std::io::Error::new(error.kind(), format!("{log}: {error}")))
+    });
+    if let Err(error) = synced {
+        fatal(format!("fsync {error}"));
     }
 }
 
@@ -394,4 +484,100 @@ fn locked(shared: &Shared) -> Locked<'_> {
     shared
         .lock()
         .expect("the group commit ends before the broker closes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state and whether a thread may take a round, or may end, in it.
+    #[test]
+    fn turns_say_when_a_thread_may_take_a_round_and_when_the_threads_end() {
+        let turns = |appended, taken, taking, in_flight, shutdown| Turns {
+            appended,
+            taken,
+            taking,
+            in_flight,
+            shutdown,
+        };
+        // (state, can take, done)
+        let cases = [
+            (turns(0, 0, false, 0, false), false, false),
+            (turns(1, 0, false, 0, false), true, false),
+            (turns(1, 0, true, 0, false), false, false),
+            (
+                turns(2, 1, false, FRAMES_IN_FLIGHT_MAX - 1, false),
+                true,
+                false,
+            ),
+            (
+                turns(2, 1, false, FRAMES_IN_FLIGHT_MAX, false),
+                false,
+                false,
+            ),
+            (turns(1, 1, false, 0, true), false, true),
+            (turns(2, 1, false, 0, true), true, false),
+            (turns(1, 1, false, 1, true), false, false),
+            (turns(1, 1, true, 0, true), false, false),
+        ];
+        for (state, can_take, done) in cases {
+            assert_eq!(state.can_take(), can_take, "{state:?}");
+            assert_eq!(state.done(), done, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn one_thread_takes_at_a_time_and_the_frames_in_flight_are_capped() {
+        let pipeline = Pipeline::new(0);
+        for frame in 1..=FRAMES_IN_FLIGHT_MAX as u64 {
+            pipeline.appended(frame);
+            assert!(pipeline.wait_to_take());
+            pipeline.took(frame, true);
+            pipeline.appended(frame + 1);
+            assert!(
+                !pipeline.turns.lock().can_take(),
+                "a frame is being written"
+            );
+            pipeline.written();
+        }
+        assert!(
+            !pipeline.turns.lock().can_take(),
+            "every frame slot is taken"
+        );
+        pipeline.reported();
+        assert!(pipeline.turns.lock().can_take());
+    }
+
+    #[test]
+    fn an_append_wakes_a_waiting_thread_and_shutdown_ends_the_idle_ones() {
+        let pipeline = Arc::new(Pipeline::new(7));
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let pipeline = pipeline.clone();
+                std::thread::spawn(move || pipeline.wait_to_take())
+            })
+            .collect();
+        // An older ticket is no news.
+        pipeline.appended(7);
+        pipeline.appended(8);
+        let (taken, idle) = loop {
+            match waiters.iter().position(|waiter| waiter.is_finished()) {
+                Some(index) => break (index, 1 - index),
+                None => std::thread::yield_now(),
+            }
+        };
+        let mut waiters: Vec<_> = waiters.into_iter().map(Some).collect();
+        let taker = waiters[taken].take().unwrap();
+        assert!(taker.join().unwrap(), "the append is taken");
+        pipeline.took(8, false);
+        pipeline.shut_down();
+        assert!(
+            !waiters[idle].as_ref().unwrap().is_finished(),
+            "no thread ends while a round is being taken"
+        );
+        pipeline.written();
+        // The taker, looping back, finds the pipeline done and wakes the other.
+        assert!(!pipeline.wait_to_take());
+        assert!(!waiters[idle].take().unwrap().join().unwrap());
+    }
 }

@@ -53,8 +53,8 @@ pub(crate) struct Shared {
     clock: Clock,
     /// Where the monotonic clock counts from (`Now::mono`), to sleep until a broker deadline.
     clock_origin: tokio::time::Instant,
-    /// The newest append ticket; the group commit watches it.
-    appended: watch::Sender<u64>,
+    /// The group commit's turns; calls publish the newest append ticket to it.
+    commit: commit::Pipeline,
     /// The newest ticket whose appends are written to the OS; `acks=1` responses wait on it.
     written: watch::Sender<u64>,
     /// The newest ticket whose appends are fsynced; `acks=all` responses wait on it.
@@ -165,11 +165,7 @@ impl Shared {
     }
 
     fn publish_appends(&self, ticket: u64) {
-        self.appended.send_if_modified(|current| {
-            let changed = *current != ticket;
-            *current = ticket;
-            changed
-        });
+        self.commit.appended(ticket);
     }
 }
 
@@ -279,7 +275,7 @@ impl Server {
             clock_origin: clock.origin(),
             core: RwLock::new(Some(broker)),
             clock,
-            appended: watch::channel(ticket).0,
+            commit: commit::Pipeline::new(ticket),
             written: watch::channel(ticket).0,
             synced: watch::channel(ticket).0,
             visible: watch::channel(ticket).0,
@@ -388,7 +384,8 @@ impl Server {
         if let Err(error) = admin.await {
             fatal(format!("admin task failed: {error}"));
         }
-        // The commit task syncs what is pending and exits once shutdown is set.
+        // The group commit syncs what is pending and ends: no connection is left to append.
+        shared.commit.shut_down();
         match commit.await {
             Ok(()) => {}
             Err(error) => fatal(format!("group commit task failed: {error}")),

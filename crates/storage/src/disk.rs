@@ -194,6 +194,41 @@ pub fn open_descriptors() -> usize {
     OPEN_DESCRIPTORS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Runs `step` on every item at once, a thread each (named `name`), and returns the first
+/// error once every thread is joined: fsyncs of different files overlap their flushes. One
+/// item runs here; an item whose thread cannot be started (a thread limit) runs here too.
+pub fn at_once<T: Sync>(
+    items: &[T],
+    name: &str,
+    step: impl Fn(&T) -> io::Result<()> + Sync,
+) -> io::Result<()> {
+    if let [item] = items {
+        return step(item);
+    }
+    let step = &step;
+    std::thread::scope(|scope| {
+        let started: Vec<_> = items
+            .iter()
+            .map(|item| {
+                std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn_scoped(scope, move || step(item))
+                    .map_err(|_| item)
+            })
+            .collect();
+        let results: Vec<io::Result<()>> = started
+            .into_iter()
+            .map(|started| match started {
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other(format!("{name} thread panicked")))),
+                Err(item) => step(item),
+            })
+            .collect();
+        results.into_iter().collect()
+    })
+}
+
 /// An open file, counted in [`open_descriptors`] while it lives.
 struct Descriptor(File);
 
@@ -494,6 +529,39 @@ impl DiskFile for FsFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_once_runs_every_item_on_a_thread_of_its_own_and_returns_the_first_error() {
+        let ran = Mutex::new(Vec::new());
+        let result = at_once(&[1, 2, 3], "at-once-test", |item| {
+            let thread = std::thread::current();
+            ran.lock()
+                .push((*item, thread.name().map(String::from), thread.id()));
+            match item {
+                2 => Err(io::Error::other("two")),
+                _ => Ok(()),
+            }
+        });
+        assert_eq!(result.unwrap_err().to_string(), "two");
+        let mut ran = ran.into_inner();
+        ran.sort_by_key(|(item, _, _)| *item);
+        assert_eq!(
+            ran.iter().map(|(item, ..)| *item).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(ran
+            .iter()
+            .all(|(_, name, _)| name.as_deref() == Some("at-once-test")));
+        let threads: std::collections::HashSet<_> = ran.iter().map(|(.., id)| *id).collect();
+        assert_eq!(threads.len(), 3, "a thread each");
+        // One item runs on the caller's thread.
+        let here = std::thread::current().id();
+        at_once(&[1], "at-once-test", |_| {
+            assert_eq!(std::thread::current().id(), here);
+            Ok(())
+        })
+        .unwrap();
+    }
 
     #[test]
     fn fs_disk_round_trip() {

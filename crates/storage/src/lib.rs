@@ -22,7 +22,8 @@ pub use crate::clean::{
     CleanContext, CleanJob, CleanStats, Cleaned, CompactionConfig, KEY_MAP_BYTES_MAX,
 };
 pub use crate::disk::{
-    open_descriptors, reopened_descriptors, Disk, DiskFile, FsDisk, Release, Released, Space,
+    at_once, open_descriptors, reopened_descriptors, Disk, DiskFile, FsDisk, Release, Released,
+    Space,
 };
 pub use crate::error::LogError;
 pub use crate::log::{

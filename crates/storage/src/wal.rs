@@ -313,32 +313,7 @@ fn reset(path: &Path, state: &mut State) -> io::Result<()> {
 /// (median 1.3) every 0.8 s at 10k records/s; run together, their flushes overlap (0.8 to 1.6,
 /// median 1.2; 0.7 to 1.5, median 0.9, with `WRITEBACK_BYTES_MIN` at 64 KiB instead of 256).
 fn sync_all(files: &[(PathBuf, Arc<dyn DiskFile>)]) -> io::Result<()> {
-    if let [(_, file)] = files {
-        return file.sync_data();
-    }
-    std::thread::scope(|scope| {
-        // A file whose thread cannot be started (a thread limit) is synced here instead.
-        let syncs: Vec<_> = files
-            .iter()
-            .map(|(_, file)| {
-                std::thread::Builder::new()
-                    .name("ferry-wal-reset".into())
-                    .spawn_scoped(scope, move || file.sync_data())
-                    .map_err(|_| file)
-            })
-            .collect();
-        // Every thread is joined before the first error is returned.
-        let results: Vec<io::Result<()>> = syncs
-            .into_iter()
-            .map(|sync| match sync {
-                Ok(thread) => thread
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("fsync thread panicked"))),
-                Err(file) => file.sync_data(),
-            })
-            .collect();
-        results.into_iter().collect()
-    })
+    crate::disk::at_once(files, "ferry-wal-reset", |(_, file)| file.sync_data())
 }
 
 /// A random epoch other than `current`.
