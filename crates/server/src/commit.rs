@@ -186,7 +186,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let commit = commit.clone();
             std::thread::Builder::new()
                 .name("ferry-commit".into())
-                .spawn(move || commit.work())
+                .spawn(move || {
+                    let _stop = StopOnPanic;
+                    commit.work()
+                })
                 .unwrap_or_else(|error| fatal(format!("start a group commit thread: {error}")))
         })
         .collect();
@@ -203,6 +206,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     for task in checkpoints {
         if let Err(error) = task.await {
             fatal(format!("recovery point task failed: {error}"));
+        }
+    }
+}
+
+/// Stops the process when a group commit thread panics: the others would wait for its turn
+/// forever, and every `acks=all` answer with them.
+struct StopOnPanic;
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            fatal("a group commit thread panicked");
         }
     }
 }
