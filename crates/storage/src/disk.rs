@@ -526,6 +526,35 @@ impl DiskFile for FsFile {
     }
 }
 
+/// The most slices one `pwritev` takes (Linux's `IOV_MAX` is 1024).
+const IOVECS_PER_WRITE_MAX: usize = 1024;
+
+/// One `pwritev(2)`, retried on EINTR; returns how many bytes it wrote (maybe fewer than asked).
+fn pwritev(file: &fs::File, slices: &[IoSlice<'_>], position: u64) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let offset = libc::off_t::try_from(position)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "write position too large"))?;
+    loop {
+        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix, the slices outlive the call,
+        // and their count is below IOV_MAX.
+        let written = unsafe {
+            libc::pwritev(
+                file.as_raw_fd(),
+                slices.as_ptr().cast::<libc::iovec>(),
+                slices.len() as libc::c_int,
+                offset,
+            )
+        };
+        if written >= 0 {
+            return Ok(written as usize);
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,34 +693,5 @@ mod tests {
         let error = file.read_shared(0, 5).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
         assert_eq!(&file.read_shared(0, 2).unwrap()[..], b"he");
-    }
-}
-
-/// The most slices one `pwritev` takes (Linux's `IOV_MAX` is 1024).
-const IOVECS_PER_WRITE_MAX: usize = 1024;
-
-/// One `pwritev(2)`, retried on EINTR; returns how many bytes it wrote (maybe fewer than asked).
-fn pwritev(file: &fs::File, slices: &[IoSlice<'_>], position: u64) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    let offset = libc::off_t::try_from(position)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "write position too large"))?;
-    loop {
-        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix, the slices outlive the call,
-        // and their count is below IOV_MAX.
-        let written = unsafe {
-            libc::pwritev(
-                file.as_raw_fd(),
-                slices.as_ptr().cast::<libc::iovec>(),
-                slices.len() as libc::c_int,
-                offset,
-            )
-        };
-        if written >= 0 {
-            return Ok(written as usize);
-        }
-        let error = io::Error::last_os_error();
-        if error.kind() != io::ErrorKind::Interrupted {
-            return Err(error);
-        }
     }
 }
