@@ -12,8 +12,8 @@
 //! frame written before it, so the thread that sees one return reports every frame up to its
 //! own, in order (`Unfinished`). From append to acknowledgement that is one thread wake-up
 //! each way, with no task or blocking-pool hand-off between. A round with more than appends (a
-//! roll, a deletion, a checkpoint) waits until every frame is reported, then is synced file by
-//! file on the thread that took it.
+//! roll, a deletion, a checkpoint) waits until every frame is reported, then the thread that
+//! took it fdatasyncs every dirty log at once, a thread each.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,19 +112,22 @@ impl Pipeline {
         self.work.notify_all();
     }
 
-    /// Waits for a turn to take a round; false once the threads are to end. True with
-    /// `taking` set.
-    fn wait_to_take(&self) -> bool {
+    /// Waits for a turn to take a round, then sets `taking` and says whether any frame is in
+    /// flight; None once the threads are to end.
+    fn wait_to_take(&self) -> Option<Turn> {
         let mut turns = self.turns.lock();
         loop {
             if turns.can_take() {
                 turns.taking = true;
-                return true;
+                return Some(match turns.in_flight {
+                    0 => Turn::Drained,
+                    _ => Turn::FramesInFlight,
+                });
             }
             if turns.done() {
                 // The others may wait for this state too.
                 self.work.notify_all();
-                return false;
+                return None;
             }
             self.work.wait(&mut turns);
         }
@@ -168,12 +171,21 @@ impl Pipeline {
     }
 }
 
+/// What a thread's turn starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// No frame is in flight: any round may be taken.
+    Drained,
+    /// Frames are in flight: a round of appends only, or wait until they are reported.
+    FramesInFlight,
+}
+
 /// Runs the group commit until the server shuts it down ([`Pipeline::shut_down`]) and nothing
 /// is pending.
 pub(crate) async fn run(shared: Arc<Shared>) {
     let wal = locked(&shared).wal();
     // Transactions recovered at start wait for this first report to write their markers.
-    report(&shared, *shared.synced.borrow(), Vec::new());
+    report(&shared, [(*shared.synced.borrow(), Vec::new())]);
     let commit = Arc::new(Commit {
         shared,
         wal,
@@ -193,13 +205,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 .unwrap_or_else(|error| fatal(format!("start a group commit thread: {error}")))
         })
         .collect();
+    // A thread that panicked stopped the process (`StopOnPanic`): a join returns once the
+    // threads ended their turns.
     let joined = tokio::task::spawn_blocking(move || {
-        threads.into_iter().all(|thread| thread.join().is_ok())
+        for thread in threads {
+            let _ = thread.join();
+        }
     });
-    match joined.await {
-        Ok(true) => {}
-        Ok(false) => fatal("a group commit thread panicked"),
-        Err(error) => fatal(format!("group commit join task failed: {error}")),
+    if let Err(error) = joined.await {
+        fatal(format!("group commit join task failed: {error}"));
     }
     // The logs close only after the checkpoint writers finished.
     let checkpoints = std::mem::take(&mut *commit.checkpoints.lock());
@@ -237,17 +251,14 @@ impl Commit {
     /// One group commit thread: takes its turns until the pipeline ends.
     fn work(&self) {
         let pipeline = &self.shared.commit;
-        while pipeline.wait_to_take() {
-            let drained = {
-                let turns = pipeline.turns.lock();
-                turns.in_flight == 0
-            };
+        while let Some(turn) = pipeline.wait_to_take() {
             // With frames in flight, a round of appends only; else (more than appends, or more
             // than a frame takes) a whole round, once every frame is reported.
-            let next = if drained {
-                None
-            } else {
-                locked(&self.shared).take_append_round(storage::WAL_ROUND_BYTES_MAX)
+            let next = match turn {
+                Turn::Drained => None,
+                Turn::FramesInFlight => {
+                    locked(&self.shared).take_append_round(storage::WAL_ROUND_BYTES_MAX)
+                }
             };
             let round = match next {
                 Some(round) => round,
@@ -318,14 +329,10 @@ impl Commit {
         if let Some(metrics) = &shared.metrics {
             metrics.group_commit(work.len(), syncing - writing, syncing.elapsed(), false);
         }
-        let synced = work
-            .iter()
-            .map(|item| (item.0.clone(), item.1.offset()))
-            .collect();
         // Acknowledgements first (they need no lock), then the high watermarks and the
         // transaction pipeline, then the fetches waiting for them.
         shared.synced.send_replace(ticket);
-        report(shared, ticket, synced);
+        report(shared, [(ticket, offsets(&work))]);
         shared.visible.send_replace(ticket);
         let checkpoints: Vec<_> = work
             .into_iter()
@@ -377,9 +384,7 @@ impl Unfinished {
                 let count = written.iter().take_while(|f| f.ticket <= ticket).count();
                 written.drain(..count).collect()
             };
-            for frame in &durable {
-                finish(shared, frame);
-            }
+            finish(shared, &durable);
             durable
         };
         // Off the acknowledgement path: once a segment holds `storage::WRITEBACK_BYTES_MIN` not
@@ -393,25 +398,34 @@ impl Unfinished {
     }
 }
 
-/// Reports a frame whose fsync (or a later frame's) is done; frames are reported in the order
-/// written (`Unfinished::report_through`).
-fn finish(shared: &Arc<Shared>, frame: &Frame) {
-    let Frame {
-        ticket,
-        work,
-        writes,
-        syncing,
-    } = frame;
+/// Reports frames whose fsync (or a later frame's) is done, oldest first: their
+/// acknowledgements, then one report each to the broker under one lock, then the fetches
+/// waiting for them.
+fn finish(shared: &Arc<Shared>, frames: &[Frame]) {
+    let Some(newest) = frames.last().map(|frame| frame.ticket) else {
+        return;
+    };
     if let Some(metrics) = &shared.metrics {
-        metrics.group_commit(work.len(), *writes, syncing.elapsed(), true);
+        for frame in frames {
+            let since = frame.syncing.elapsed();
+            metrics.group_commit(frame.work.len(), frame.writes, since, true);
+        }
     }
-    shared.synced.send_replace(*ticket);
-    let synced = work
-        .iter()
+    shared.synced.send_replace(newest);
+    report(
+        shared,
+        frames
+            .iter()
+            .map(|frame| (frame.ticket, offsets(&frame.work))),
+    );
+    shared.visible.send_replace(newest);
+}
+
+/// Each log's offset up to which a round's work made its data durable.
+fn offsets(work: &[Arc<(LogId, SyncWork)>]) -> Vec<(LogId, i64)> {
+    work.iter()
         .map(|item| (item.0.clone(), item.1.offset()))
-        .collect();
-    report(shared, *ticket, synced);
-    shared.visible.send_replace(*ticket);
+        .collect()
 }
 
 /// Writes the recovery-point checkpoints of a round's works, in a task of its own.
@@ -484,13 +498,16 @@ fn sync_all(work: &[Arc<(LogId, SyncWork)>]) {
     }
 }
 
-/// Reports a round to the broker: the high watermarks move, and the transaction pipeline takes
-/// its next steps now that `ticket` is durable (what it appends is covered by a later round).
-fn report(shared: &Shared, ticket: u64, synced: Vec<(LogId, i64)>) {
+/// Reports rounds to the broker, oldest first, holding it once: for each, the high watermarks
+/// move and the transaction pipeline takes its next steps now that the round's ticket is
+/// durable (what it appends is covered by a later round).
+fn report(shared: &Shared, rounds: impl IntoIterator<Item = (u64, Vec<(LogId, i64)>)>) {
     let mut broker = locked(shared);
     let now = broker.now;
-    if let Err(error) = broker.synced(now, ticket, synced) {
-        fatal(error);
+    for (ticket, synced) in rounds {
+        if let Err(error) = broker.synced(now, ticket, synced) {
+            fatal(error);
+        }
     }
 }
 
@@ -546,7 +563,11 @@ mod tests {
         let pipeline = Pipeline::new(0);
         for frame in 1..=FRAMES_IN_FLIGHT_MAX as u64 {
             pipeline.appended(frame);
-            assert!(pipeline.wait_to_take());
+            let expected = match frame {
+                1 => Turn::Drained,
+                _ => Turn::FramesInFlight,
+            };
+            assert_eq!(pipeline.wait_to_take(), Some(expected));
             pipeline.took(frame, true);
             pipeline.appended(frame + 1);
             assert!(
@@ -583,7 +604,11 @@ mod tests {
         };
         let mut waiters: Vec<_> = waiters.into_iter().map(Some).collect();
         let taker = waiters[taken].take().unwrap();
-        assert!(taker.join().unwrap(), "the append is taken");
+        assert_eq!(
+            taker.join().unwrap(),
+            Some(Turn::Drained),
+            "the append is taken"
+        );
         pipeline.took(8, false);
         pipeline.shut_down();
         assert!(
@@ -592,7 +617,7 @@ mod tests {
         );
         pipeline.written();
         // The taker, looping back, finds the pipeline done and wakes the other.
-        assert!(!pipeline.wait_to_take());
-        assert!(!waiters[idle].take().unwrap().join().unwrap());
+        assert_eq!(pipeline.wait_to_take(), None);
+        assert_eq!(waiters[idle].take().unwrap().join().unwrap(), None);
     }
 }
