@@ -92,7 +92,8 @@ pub(crate) struct Delivery {
 /// timer if the call moved the broker's next deadline earlier: no call can forget them.
 pub(crate) struct Locked<'a> {
     shared: &'a Shared,
-    core: RwLockWriteGuard<'a, Option<Broker>>,
+    /// Taken (None) only by the drop, which releases the lock before it wakes anyone.
+    core: Option<RwLockWriteGuard<'a, Option<Broker>>>,
     /// The time of this call, read once the broker is held: the broker sees it never go back.
     pub(crate) now: Now,
 }
@@ -104,7 +105,8 @@ pub(crate) struct Locked<'a> {
 /// call cannot stage jobs or release files (they need the broker exclusively).
 pub(crate) struct Reading<'a> {
     shared: &'a Shared,
-    core: RwLockReadGuard<'a, Option<Broker>>,
+    /// Taken (None) only by the drop, which releases the lock before it wakes anyone.
+    core: Option<RwLockReadGuard<'a, Option<Broker>>>,
     /// The time of this call, read once the broker is held: no earlier than any exclusive
     /// call's before it.
     pub(crate) now: Now,
@@ -122,7 +124,7 @@ impl Shared {
         let now = self.enter(core.as_ref()?);
         Some(Locked {
             shared: self,
-            core,
+            core: Some(core),
             now,
         })
     }
@@ -134,7 +136,7 @@ impl Shared {
         let visible = *self.visible.borrow();
         Some(Reading {
             shared: self,
-            core,
+            core: Some(core),
             now,
             visible,
         })
@@ -173,13 +175,17 @@ impl std::ops::Deref for Locked<'_> {
     type Target = Broker;
 
     fn deref(&self) -> &Broker {
-        self.core.as_ref().expect("locked while open")
+        held(&self.core).as_ref().expect("locked while open")
     }
 }
 
 impl std::ops::DerefMut for Locked<'_> {
     fn deref_mut(&mut self) -> &mut Broker {
-        self.core.as_mut().expect("locked while open")
+        self.core
+            .as_mut()
+            .expect("held until dropped")
+            .as_mut()
+            .expect("locked while open")
     }
 }
 
@@ -187,31 +193,33 @@ impl std::ops::Deref for Reading<'_> {
     type Target = Broker;
 
     fn deref(&self) -> &Broker {
-        self.core.as_ref().expect("held while open")
+        held(&self.core).as_ref().expect("held while open")
     }
 }
 
 impl Drop for Reading<'_> {
     fn drop(&mut self) {
         let shared = self.shared;
-        let Some(broker) = self.core.as_ref() else {
+        let Some(broker) = held(&self.core).as_ref() else {
             return;
         };
-        shared.publish_appends(broker.append_ticket());
+        let ticket = broker.append_ticket();
         // A coordinator request may have answered others and moved the coordinator's deadline.
         if let Some(routed) = broker.take_shared_effects() {
             shared.hand_over(broker, routed);
         }
+        drop(self.core.take());
+        shared.publish_appends(ticket);
     }
 }
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         let shared = self.shared;
-        let Some(broker) = self.core.as_mut() else {
+        let Some(broker) = self.core.as_mut().and_then(|core| core.as_mut()) else {
             return;
         };
-        shared.publish_appends(broker.append_ticket());
+        let ticket = broker.append_ticket();
         shared.hand_over(broker, broker.take_routed());
         if let Some(job) = broker.take_admin_job() {
             let jobs = match shared.admin_jobs.lock() {
@@ -238,7 +246,17 @@ impl Drop for Locked<'_> {
                 Err(_) => drop(released),
             }
         }
+        drop(self.core.take());
+        shared.publish_appends(ticket);
     }
+}
+
+/// The broker a `Locked` or `Reading` holds. Their drop releases the lock before it publishes
+/// the call's appends: the group commit thread it may wake takes the round holding the broker
+/// exclusively, so woken under the lock it would block on it at once (and on a busy core
+/// preempt the holder first), a sleep and a wake-up more before the round is taken.
+fn held<G: std::ops::Deref<Target = Option<Broker>>>(core: &Option<G>) -> &Option<Broker> {
+    core.as_ref().expect("held until dropped")
 }
 
 /// The exit code of a process stopped by [`fatal`] (sysexits' EX_SOFTWARE), and of `ferry serve`
