@@ -47,6 +47,11 @@ pub struct BenchArgs {
     /// profiling one path.
     #[arg(long, value_delimiter = ',', value_name = "WORKLOAD")]
     only: Vec<String>,
+    /// Run every broker on these CPUs (comma-separated numbers) and the bench's clients on the
+    /// others, as if on separate machines; the machine probes run before, on every CPU. Without
+    /// it, brokers and clients share all CPUs.
+    #[arg(long, value_delimiter = ',', value_name = "CPU")]
+    broker_cpus: Vec<usize>,
 }
 
 /// How long and how much each measurement runs; `quick` or `full`.
@@ -158,6 +163,15 @@ fn measure(args: &BenchArgs, ferry_exe: &Path, dir: &Path) -> Result<Report> {
         work.path().display()
     ));
     report.machine = machine::probe(&plan, work.path())?;
+    if !args.broker_cpus.is_empty() {
+        let clients = process::split_cpus(&args.broker_cpus)?;
+        progress(&format!(
+            "brokers on CPUs {:?}, clients on CPUs {clients:?}",
+            args.broker_cpus
+        ));
+        report.settings.broker_cpus = args.broker_cpus.clone();
+        report.settings.client_cpus = clients;
+    }
     // Measured as deployed, with the metrics endpoint on; its cost alone is the metrics_cost
     // row, and the latency workload reads its stage timings from it.
     let ferry = kafka::Server::Ferry {

@@ -3,8 +3,10 @@
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -36,6 +38,14 @@ impl Broker {
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
+        if let Some(cpus) = BROKER_CPUS.get() {
+            let cpus = cpus.clone();
+            // SAFETY: between fork and exec the closure only makes one system call
+            // (sched_setaffinity, async-signal-safe) on a set built before the fork.
+            unsafe {
+                command.pre_exec(move || set_affinity(&cpus));
+            }
+        }
         let started = Instant::now();
         let child = command
             .spawn()
@@ -236,4 +246,72 @@ fn own_cpu_seconds() -> f64 {
     }
     let time = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// The CPUs every broker process runs on, when the bench was told to keep its clients apart
+/// (`--broker-cpus`); set once, before the first broker starts.
+static BROKER_CPUS: OnceLock<CpuSet> = OnceLock::new();
+
+/// A set of CPUs as sched_setaffinity takes it.
+#[derive(Clone)]
+pub(crate) struct CpuSet(libc::cpu_set_t);
+
+impl CpuSet {
+    fn of(cpus: &[usize]) -> CpuSet {
+        // SAFETY: an all-zero cpu_set_t is the empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        for &cpu in cpus {
+            // SAFETY: CPU_SET bounds-checks nothing; callers pass CPUs below CPU_SETSIZE.
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+        }
+        CpuSet(set)
+    }
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Result<Vec<usize>> {
+    // SAFETY: as above, then filled in by the kernel.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the pointer and size describe `set`.
+    let read = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    anyhow::ensure!(
+        read == 0,
+        "sched_getaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: CPU_ISSET reads the set within CPU_SETSIZE.
+    Ok((0..libc::CPU_SETSIZE as usize)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+fn set_affinity(cpus: &CpuSet) -> std::io::Result<()> {
+    // SAFETY: the pointer and size describe the set; pid 0 is the calling thread.
+    let set = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&cpus.0), &cpus.0) };
+    if set == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Puts every broker started from now on `broker_cpus`, and this thread (so every thread it
+/// starts from now on: the clients, their librdkafka threads) on the other CPUs it may use.
+/// Returns the clients' CPUs.
+pub(crate) fn split_cpus(broker_cpus: &[usize]) -> Result<Vec<usize>> {
+    let allowed = allowed_cpus()?;
+    if let Some(cpu) = broker_cpus.iter().find(|cpu| !allowed.contains(cpu)) {
+        anyhow::bail!("--broker-cpus: CPU {cpu} is not one this process may use ({allowed:?})");
+    }
+    let clients: Vec<usize> = allowed
+        .into_iter()
+        .filter(|cpu| !broker_cpus.contains(cpu))
+        .collect();
+    anyhow::ensure!(
+        !clients.is_empty(),
+        "--broker-cpus {broker_cpus:?} leaves no CPU for the clients"
+    );
+    set_affinity(&CpuSet::of(&clients)).context("move the bench's clients off the broker CPUs")?;
+    let _ = BROKER_CPUS.set(CpuSet::of(broker_cpus));
+    Ok(clients)
 }

@@ -53,6 +53,12 @@ pub struct Settings {
     pub latency_rate_per_s: u64,
     pub recovery_log_bytes: u64,
     pub startup_runs: u64,
+    /// The CPUs the brokers ran on and those the clients ran on (`--broker-cpus`); empty when
+    /// they shared every CPU.
+    #[serde(default)]
+    pub broker_cpus: Vec<usize>,
+    #[serde(default)]
+    pub client_cpus: Vec<usize>,
 }
 
 /// A broker measured (or not) in this run.
@@ -185,6 +191,8 @@ impl Report {
                 latency_rate_per_s: plan.latency_rate_per_s,
                 recovery_log_bytes: plan.recovery_log_bytes,
                 startup_runs: plan.startup_runs as u64,
+                broker_cpus: Vec::new(),
+                client_cpus: Vec::new(),
             },
             machine: Machine::default(),
             targets: Vec::new(),
@@ -246,6 +254,13 @@ impl Report {
             self.host.load_average_start,
             self.host.work_dir
         );
+        if !self.settings.broker_cpus.is_empty() {
+            let _ = writeln!(
+                out,
+                "CPUs: brokers on {:?}, clients on {:?} (--broker-cpus)",
+                self.settings.broker_cpus, self.settings.client_cpus
+            );
+        }
         let chunks: Vec<String> = m
             .disk_chunks
             .iter()

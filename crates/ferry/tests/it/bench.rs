@@ -50,6 +50,54 @@ fn quick_bench_writes_sane_json() {
     check_report(&report);
 }
 
+/// `--broker-cpus` runs the brokers on those CPUs and the clients on the rest, and says so in
+/// the JSON; a split that leaves the clients no CPU is refused with a reason.
+#[test]
+fn broker_cpus_split_brokers_from_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let bench = |broker_cpus: &str, json: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["bench", "--quick", "--no-peers", "--only", "e2e_latency"])
+            .args(["--broker-cpus", broker_cpus, "--json"])
+            .arg(json)
+            .arg("--dir")
+            .arg(dir.path())
+            .env("FERRY_LOG", "warn")
+            .output()
+            .expect("run ferry bench")
+    };
+    let json_path = dir.path().join("split.json");
+    let output = bench("0", &json_path);
+    assert!(
+        output.status.success(),
+        "ferry bench --broker-cpus 0 failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap())
+        .expect("bench JSON parses");
+    let settings = &report["settings"];
+    assert_eq!(settings["broker_cpus"], serde_json::json!([0]));
+    let clients: Vec<u64> = settings["client_cpus"]
+        .as_array()
+        .expect("client CPUs listed")
+        .iter()
+        .map(|cpu| cpu.as_u64().expect("a CPU number"))
+        .collect();
+    assert!(!clients.is_empty() && !clients.contains(&0), "{clients:?}");
+    let row = row(&report, "ferry", "e2e_latency");
+    assert_eq!(row["status"], "ok", "{row}");
+    positive(&row["metrics"]["ack_p99_us"], "ack p99 with the CPUs split");
+    // Every CPU for the brokers leaves none for the clients.
+    let all: Vec<String> = std::iter::once(0)
+        .chain(clients)
+        .map(|cpu| cpu.to_string())
+        .collect();
+    let output = bench(&all.join(","), &dir.path().join("none.json"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a split with no client CPU ran");
+    assert!(stderr.contains("leaves no CPU for the clients"), "{stderr}");
+}
+
 fn check_report(report: &Value) {
     assert_eq!(report["schema_version"], 1);
     assert_eq!(report["mode"], "quick");
@@ -76,10 +124,7 @@ fn check_report(report: &Value) {
         }
     }
     for (workload, metric) in FERRY_WORKLOADS {
-        let row = results
-            .iter()
-            .find(|r| r["target"] == "ferry" && r["workload"] == *workload)
-            .unwrap_or_else(|| panic!("no ferry row for {workload}"));
+        let row = row(report, "ferry", workload);
         assert_eq!(row["status"], "ok", "{row}");
         positive(&row["metrics"][*metric], &format!("{workload}.{metric}"));
     }
@@ -108,6 +153,16 @@ fn check_report(report: &Value) {
             "{check}"
         );
     }
+}
+
+/// A target's row for a workload.
+fn row<'a>(report: &'a Value, target: &str, workload: &str) -> &'a Value {
+    report["results"]
+        .as_array()
+        .expect("results array")
+        .iter()
+        .find(|r| r["target"] == target && r["workload"] == workload)
+        .unwrap_or_else(|| panic!("no {target} row for {workload}"))
 }
 
 fn positive(value: &Value, what: &str) {
