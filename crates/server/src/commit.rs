@@ -329,11 +329,7 @@ impl Commit {
         if let Some(metrics) = &shared.metrics {
             metrics.group_commit(work.len(), syncing - writing, syncing.elapsed(), false);
         }
-        // Acknowledgements first (they need no lock), then the high watermarks and the
-        // transaction pipeline, then the fetches waiting for them.
-        shared.synced.send_replace(ticket);
-        report(shared, [(ticket, offsets(&work))]);
-        shared.visible.send_replace(ticket);
+        release(shared, ticket, [(ticket, offsets(&work))]);
         let checkpoints: Vec<_> = work
             .into_iter()
             .filter(|item| item.1.checkpoint().is_some())
@@ -398,9 +394,7 @@ impl Unfinished {
     }
 }
 
-/// Reports frames whose fsync (or a later frame's) is done, oldest first: their
-/// acknowledgements, then one report each to the broker under one lock, then the fetches
-/// waiting for them.
+/// Reports frames whose fsync (or a later frame's) is done, oldest first (`release`).
 fn finish(shared: &Arc<Shared>, frames: &[Frame]) {
     let Some(newest) = frames.last().map(|frame| frame.ticket) else {
         return;
@@ -411,13 +405,23 @@ fn finish(shared: &Arc<Shared>, frames: &[Frame]) {
             metrics.group_commit(frame.work.len(), frame.writes, since, true);
         }
     }
+    let rounds = frames
+        .iter()
+        .map(|frame| (frame.ticket, offsets(&frame.work)));
+    release(shared, newest, rounds);
+}
+
+/// Releases what rounds up to `newest` made durable, oldest first: the acknowledgements first
+/// (they need no lock; a request sent after one finds the broker knowing, `Shared::enter`),
+/// then the high watermarks and the transaction pipeline (`report`), then the fetches waiting
+/// for them.
+fn release(
+    shared: &Shared,
+    newest: u64,
+    rounds: impl IntoIterator<Item = (u64, Vec<(LogId, i64)>)>,
+) {
     shared.synced.send_replace(newest);
-    report(
-        shared,
-        frames
-            .iter()
-            .map(|frame| (frame.ticket, offsets(&frame.work))),
-    );
+    report(shared, rounds);
     shared.visible.send_replace(newest);
 }
 
@@ -611,6 +615,8 @@ mod tests {
         );
         pipeline.took(8, false);
         pipeline.shut_down();
+        // Time for the idle thread to see the shutdown, were it to end on it alone.
+        std::thread::sleep(Duration::from_millis(50));
         assert!(
             !waiters[idle].as_ref().unwrap().is_finished(),
             "no thread ends while a round is being taken"

@@ -181,9 +181,7 @@ impl std::ops::Deref for Locked<'_> {
 
 impl std::ops::DerefMut for Locked<'_> {
     fn deref_mut(&mut self) -> &mut Broker {
-        self.core
-            .as_mut()
-            .expect("held until dropped")
+        held_mut(&mut self.core)
             .as_mut()
             .expect("locked while open")
     }
@@ -216,7 +214,7 @@ impl Drop for Reading<'_> {
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         let shared = self.shared;
-        let Some(broker) = self.core.as_mut().and_then(|core| core.as_mut()) else {
+        let Some(broker) = held_mut(&mut self.core).as_mut() else {
             return;
         };
         let ticket = broker.append_ticket();
@@ -257,6 +255,13 @@ impl Drop for Locked<'_> {
 /// preempt the holder first), a sleep and a wake-up more before the round is taken.
 fn held<G: std::ops::Deref<Target = Option<Broker>>>(core: &Option<G>) -> &Option<Broker> {
     core.as_ref().expect("held until dropped")
+}
+
+/// The broker an exclusive guard holds, to change.
+fn held_mut<G: std::ops::DerefMut<Target = Option<Broker>>>(
+    core: &mut Option<G>,
+) -> &mut Option<Broker> {
+    core.as_mut().expect("held until dropped")
 }
 
 /// The exit code of a process stopped by [`fatal`] (sysexits' EX_SOFTWARE), and of `ferry serve`
