@@ -39,11 +39,11 @@ impl Broker {
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
         if let Some(cpus) = BROKER_CPUS.get() {
-            let cpus = cpus.clone();
+            let set = cpus.set;
             // SAFETY: between fork and exec the closure only makes one system call
-            // (sched_setaffinity, async-signal-safe) on a set built before the fork.
+            // (sched_setaffinity, async-signal-safe) on a set copied before the fork.
             unsafe {
-                command.pre_exec(move || set_affinity(&cpus));
+                command.pre_exec(move || set_affinity(&set));
             }
         }
         let started = Instant::now();
@@ -51,6 +51,15 @@ impl Broker {
             .spawn()
             .with_context(|| format!("spawn {:?}", command.get_program()))?;
         let mut broker = Broker { child: Some(child) };
+        if let (Some(cpus), Some(pid)) = (BROKER_CPUS.get(), broker.pid()) {
+            // The other side of `pre_exec`: the broker runs where it was put, or not at all.
+            let running_on = affinity(pid as libc::pid_t)?;
+            anyhow::ensure!(
+                running_on == cpus.cpus,
+                "broker {pid} runs on CPUs {running_on:?}, not {:?}",
+                cpus.cpus
+            );
+        }
         let answer = match ready(addr, started + READY_TIMEOUT) {
             Ok(answer) => answer,
             Err(error) => {
@@ -252,31 +261,37 @@ fn own_cpu_seconds() -> f64 {
 /// (`--broker-cpus`); set once, before the first broker starts.
 static BROKER_CPUS: OnceLock<CpuSet> = OnceLock::new();
 
-/// A set of CPUs as sched_setaffinity takes it.
-#[derive(Clone)]
-pub(crate) struct CpuSet(libc::cpu_set_t);
+/// A set of CPUs, as listed and as sched_setaffinity takes it.
+struct CpuSet {
+    cpus: Vec<usize>,
+    set: libc::cpu_set_t,
+}
 
 impl CpuSet {
+    /// CPUs from the allowed set (`affinity`), so below CPU_SETSIZE.
     fn of(cpus: &[usize]) -> CpuSet {
         // SAFETY: an all-zero cpu_set_t is the empty set.
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         for &cpu in cpus {
-            // SAFETY: CPU_SET bounds-checks nothing; callers pass CPUs below CPU_SETSIZE.
+            // SAFETY: a plain bit set on a set we own; the CPU is below CPU_SETSIZE.
             unsafe { libc::CPU_SET(cpu, &mut set) };
         }
-        CpuSet(set)
+        let mut cpus = cpus.to_vec();
+        cpus.sort_unstable();
+        cpus.dedup();
+        CpuSet { cpus, set }
     }
 }
 
-/// The CPUs this process may run on.
-fn allowed_cpus() -> Result<Vec<usize>> {
-    // SAFETY: as above, then filled in by the kernel.
+/// The CPUs a process (its main thread; 0: the calling thread) may run on, in order.
+fn affinity(pid: libc::pid_t) -> Result<Vec<usize>> {
+    // SAFETY: an all-zero cpu_set_t is the empty set, then filled in by the kernel.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: the pointer and size describe `set`.
-    let read = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    let read = unsafe { libc::sched_getaffinity(pid, std::mem::size_of_val(&set), &mut set) };
     anyhow::ensure!(
         read == 0,
-        "sched_getaffinity: {}",
+        "sched_getaffinity({pid}): {}",
         std::io::Error::last_os_error()
     );
     // SAFETY: CPU_ISSET reads the set within CPU_SETSIZE.
@@ -285,10 +300,11 @@ fn allowed_cpus() -> Result<Vec<usize>> {
         .collect())
 }
 
-fn set_affinity(cpus: &CpuSet) -> std::io::Result<()> {
+/// Puts the calling thread (and the threads it starts later) on `set`.
+fn set_affinity(set: &libc::cpu_set_t) -> std::io::Result<()> {
     // SAFETY: the pointer and size describe the set; pid 0 is the calling thread.
-    let set = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&cpus.0), &cpus.0) };
-    if set == 0 {
+    let done = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(set), set) };
+    if done == 0 {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
@@ -297,9 +313,9 @@ fn set_affinity(cpus: &CpuSet) -> std::io::Result<()> {
 
 /// Puts every broker started from now on `broker_cpus`, and this thread (so every thread it
 /// starts from now on: the clients, their librdkafka threads) on the other CPUs it may use.
-/// Returns the clients' CPUs.
+/// Returns the clients' CPUs, as the kernel now has them.
 pub(crate) fn split_cpus(broker_cpus: &[usize]) -> Result<Vec<usize>> {
-    let allowed = allowed_cpus()?;
+    let allowed = affinity(0)?;
     if let Some(cpu) = broker_cpus.iter().find(|cpu| !allowed.contains(cpu)) {
         anyhow::bail!("--broker-cpus: CPU {cpu} is not one this process may use ({allowed:?})");
     }
@@ -311,7 +327,8 @@ pub(crate) fn split_cpus(broker_cpus: &[usize]) -> Result<Vec<usize>> {
         !clients.is_empty(),
         "--broker-cpus {broker_cpus:?} leaves no CPU for the clients"
     );
-    set_affinity(&CpuSet::of(&clients)).context("move the bench's clients off the broker CPUs")?;
+    set_affinity(&CpuSet::of(&clients).set)
+        .context("move the bench's clients off the broker CPUs")?;
     let _ = BROKER_CPUS.set(CpuSet::of(broker_cpus));
-    Ok(clients)
+    affinity(0)
 }
